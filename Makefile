@@ -1,0 +1,156 @@
+# backmx - backup-MX store-and-forward SMTP relay
+#
+#   make            build build/backmxd and build/backmxctl
+#   make run        install missing deps, build, run the demo in the foreground
+#   make check      install missing deps, build, unit + integration + fuzz smoke
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make fuzz       run every fuzz target for FUZZ_SECONDS each
+#   make bench      side-by-side benchmark with Postfix (tests/bench/)
+#   make clean
+
+VERSION   := 0.1.0
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BUILD     ?= build
+CC        ?= cc
+FUZZ_SECONDS ?= 60
+SMOKE_SECONDS ?= 5
+
+PKGS      := libunbound libssl libcrypto
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN      := -Wall -Wextra -Werror -Wno-unused-parameter
+BASEFLAGS := -std=gnu11 -D_GNU_SOURCE -DBACKMX_VERSION=\"$(VERSION)\" \
+	     -Ipolicy -Ispool -Irelay
+CFLAGS    ?= -O2 -g
+ALL_CFLAGS = $(BASEFLAGS) $(WARN) $(CFLAGS) $(PKG_CFLAGS)
+LIBS       = -lev -ldb-5.3 $(PKG_LIBS) -lm
+
+POLICY_SRC := $(wildcard policy/*.c)
+SPOOL_SRC  := $(wildcard spool/*.c)
+RELAY_SRC  := $(wildcard relay/*.c)
+# sources only the CLI uses, and what the CLI shares with the daemon
+CTL_MAIN   := relay/backmxctl.c
+CTL_SHARED := $(filter $(wildcard relay/config.c relay/log.c relay/util.c relay/json.c),$(RELAY_SRC))
+DAEMON_MAIN := relay/main.c
+RELAY_LIB_SRC := $(filter-out $(CTL_MAIN) $(DAEMON_MAIN),$(RELAY_SRC))
+LIB_SRC    := $(POLICY_SRC) $(SPOOL_SRC) $(RELAY_LIB_SRC)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+asanobj = $(patsubst %.c,$(BUILD)/asan/%.o,$(1))
+fuzzobj = $(patsubst %.c,$(BUILD)/fuzzobj/%.o,$(1))
+
+.PHONY: all run check install clean fuzz fuzz-smoke bench deps unit integration \
+	check-asan man summary
+
+all: $(BUILD)/backmxd $(BUILD)/backmxctl
+
+$(BUILD)/obj/%.o: %.c $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libbackmx.a: $(call obj,$(LIB_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/backmxd: $(call obj,$(DAEMON_MAIN)) $(BUILD)/libbackmx.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/backmxctl: $(call obj,$(CTL_MAIN)) $(BUILD)/libbackmx.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+
+# ---------------------------------------------------------------- deps
+DEPS_STAMP := $(BUILD)/.deps-ok
+deps:
+	@sh contrib/install-deps
+
+# ---------------------------------------------------------------- run
+run: deps all
+	@mkdir -p run/spool
+	@echo "backmx demo: SMTP on 127.0.0.1:2525, domain demo.example, spool in ./run/"
+	@echo "try:  swaks --server 127.0.0.1:2525 --to alice@demo.example"
+	$(BUILD)/backmxd -f -c contrib/demo.conf
+
+# ---------------------------------------------------------------- tests
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+	      -fno-sanitize-recover=undefined
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
+
+$(BUILD)/asan/%.o: %.c $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(WARN) $(ASAN_FLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libbackmx-asan.a: $(call asanobj,$(LIB_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libbackmx-asan.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(WARN) $(ASAN_FLAGS) $(PKG_CFLAGS) \
+		$$(pkg-config --cflags cmocka) -o $@ $< $(BUILD)/libbackmx-asan.a \
+		$$(pkg-config --libs cmocka) $(LIBS)
+
+# the daemon built with ASan+UBSan for `make check-asan`
+$(BUILD)/asan/backmxd: $(call asanobj,$(DAEMON_MAIN)) $(BUILD)/libbackmx-asan.a
+	$(CC) $(ASAN_FLAGS) -o $@ $^ $(LIBS)
+
+unit: $(UNIT_BIN)
+	@sh tests/unit/run.sh $(BUILD) $(UNIT_BIN)
+
+integration: all
+	@sh tests/integration/run.sh $(BUILD)
+
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+FUZZ_FLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
+	      -fno-sanitize-recover=undefined
+
+$(BUILD)/fuzzobj/%.o: %.c $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	clang $(BASEFLAGS) -Wall -Wno-unused-parameter $(FUZZ_FLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libbackmx-fuzz.a: $(call fuzzobj,$(LIB_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libbackmx-fuzz.a
+	@mkdir -p $(dir $@)
+	clang $(BASEFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
+		-o $@ $< $(BUILD)/libbackmx-fuzz.a $(LIBS)
+
+fuzz-smoke: $(FUZZ_BIN)
+	@sh tests/fuzz/run.sh $(BUILD) $(SMOKE_SECONDS) $(FUZZ_BIN)
+
+fuzz: $(FUZZ_BIN)
+	@sh tests/fuzz/run.sh $(BUILD) $(FUZZ_SECONDS) $(FUZZ_BIN)
+
+# make check: everything, then one summary line.  Each runner appends
+# "PASS name" / "FAIL name: reason" lines to $(BUILD)/results.
+check: deps
+	@rm -f $(BUILD)/results
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit || true
+	@$(MAKE) --no-print-directory integration || true
+	@$(MAKE) --no-print-directory fuzz-smoke || true
+	@sh tests/summary.sh $(BUILD)/results
+
+check-asan: deps $(BUILD)/asan/backmxd all
+	@rm -f $(BUILD)/results
+	@BACKMXD=$(BUILD)/asan/backmxd sh tests/integration/run.sh $(BUILD) || true
+	@sh tests/summary.sh $(BUILD)/results
+
+bench: deps all
+	@sh tests/bench/run.sh $(BUILD) $(BENCH_ARGS)
+
+# ---------------------------------------------------------------- install
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 0755 $(BUILD)/backmxd $(BUILD)/backmxctl $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0644 man/backmxd.8 man/backmxctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 0644 man/backmx.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+
+clean:
+	rm -rf $(BUILD) run

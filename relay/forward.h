@@ -1,0 +1,36 @@
+/*
+ * forward.h - the forwarder: takes due messages from the schedule,
+ * resolves their route (static, or MX with the backup-MX cut), delivers
+ * them with smtp_client, records per-recipient results in the spool,
+ * retries on the `retry` schedule and bounces (bounce.c) when it must.
+ *
+ * Callers: main.c (init/shutdown), smtp_server.c (a message was queued,
+ * ETRN), control.c (flush, hold, release, delete, bounce).
+ */
+#ifndef BACKMX_FORWARD_H
+#define BACKMX_FORWARD_H
+
+#include "spool.h"
+
+/* forward_init - rebuild the schedule from the spool, start the timers */
+int forward_init(void);
+/* forward_shutdown - abort deliveries in flight (they stay pending) */
+void forward_shutdown(void);
+/* forward_queued - a message was committed and synced: deliver it soon */
+void forward_queued(const struct spool_envelope *e);
+/*
+ * forward_flush - make every pending, not-held recipient (of domain, or
+ * all when NULL) due now.  Returns the number of messages affected.
+ */
+int forward_flush(const char *domain);
+/* forward_hold - hold (hold=1) or release (0) a message id or a domain;
+ * returns the number of messages changed, -1 when nothing matched */
+int forward_hold(const char *id_or_domain, int hold);
+/* forward_delete - remove a message (aborting its delivery); 0 / -1 */
+int forward_delete(const char *id);
+/* forward_bounce - give up now, bounce to the sender, remove; 0 / -1 */
+int forward_bounce(const char *id);
+/* forward_pending_for - queued messages with a pending rcpt at domain */
+int forward_pending_for(const char *domain);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * stats.h - the daemon's counters, shown by `backmxctl stats` and the
+ * Prometheus endpoint.  One global instance, owned by main.c.
+ */
+#ifndef BACKMX_STATS_H
+#define BACKMX_STATS_H
+
+#include <stdint.h>
+
+struct stats {
+	uint64_t sessions;		/* inbound SMTP sessions accepted */
+	uint64_t sessions_refused;	/* max_clients / per-IP limit */
+	uint64_t accepted;		/* messages queued (250 after DATA) */
+	uint64_t accepted_bytes;
+	uint64_t refused_relay;		/* 550 5.7.1 */
+	uint64_t refused_user;		/* 550 5.1.1 */
+	uint64_t refused_syntax;	/* 501 / 553 address syntax */
+	uint64_t refused_loop;		/* 554 5.4.6 */
+	uint64_t refused_size;		/* 552 5.3.4 */
+	uint64_t refused_smuggling;	/* bare CR/LF in DATA */
+	uint64_t refused_spool;		/* 4xx spool trouble */
+	uint64_t refused_other;
+	uint64_t percent_hack;		/* recipients rewritten */
+	uint64_t etrn;			/* ETRN requests served */
+	uint64_t delivered;		/* recipients delivered */
+	uint64_t deferred;		/* recipient attempts deferred */
+	uint64_t bounced;		/* recipients bounced */
+	uint64_t dsn_sent;		/* DSN messages generated */
+	uint64_t tls_inbound;		/* STARTTLS handshakes completed */
+	uint64_t tls_outbound;		/* deliveries over TLS */
+	uint64_t sessions_active;	/* gauge */
+	uint64_t deliveries_active;	/* gauge */
+};
+
+extern struct stats stats;
+
+#endif

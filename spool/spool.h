@@ -1,0 +1,184 @@
+/*
+ * spool.h - the Berkeley DB spool of backmx and the retry schedule.
+ *
+ * A transactional BDB environment (TXN, LOCK, LOG, MPOOL, DB_RECOVER,
+ * DB_REGISTER) in one directory holds:
+ *   envelopes.db  id -> serialized envelope (sender, DSN, per-rcpt state)
+ *   body.db       id + chunk number -> body chunk (64 KiB pages)
+ * Everything runs in the daemon's one thread; every transaction begins
+ * and ends inside one call, so no lock is ever held across the loop.
+ *
+ * Durability: writes commit with DB_TXN_NOSYNC; spool_sync() (called once
+ * per loop iteration from ev_prepare) flushes the log with one fsync.
+ * Only after spool_sync() returned 0 may a 250 be sent for messages
+ * committed before it (group commit).
+ *
+ * The schedule (schedule.c) is an in-memory min-heap of (time, id) that
+ * is rebuilt from envelopes.db at open; it is pure (time is a parameter).
+ *
+ * spool/ never logs: functions return -1 and spool_error() says why.
+ * Ownership: spool_envelope_get() returns an envelope the caller frees
+ * with spool_envelope_free(); strings inside it belong to the envelope.
+ */
+#ifndef BACKMX_SPOOL_H
+#define BACKMX_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define SPOOL_ID_LEN 12		/* hex digits; ids sort by creation */
+#define SPOOL_CHUNK (60 * 1024)	/* body chunk size */
+
+struct spool;
+
+enum spool_err {
+	SPOOL_OK = 0,
+	SPOOL_ENOSPC,		/* disk or DB full: 452 4.3.1 */
+	SPOOL_EIO,		/* any other failure: 451 4.3.0 */
+	SPOOL_ENOTFOUND,	/* no such message */
+	SPOOL_EBUSY,		/* another process holds the spool */
+};
+
+/* spool_open - open/create/recover the environment in dir */
+struct spool *spool_open(const char *dir, char *err, size_t errlen);
+void spool_close(struct spool *s);
+/* spool_error - class and text of the last failure */
+enum spool_err spool_errno(const struct spool *s);
+const char *spool_error(const struct spool *s);
+/* spool_sync - make every committed transaction durable (log fsync) */
+int spool_sync(struct spool *s);
+/* spool_checkpoint - checkpoint and remove unneeded logs (timer) */
+int spool_checkpoint(struct spool *s);
+/* spool_count - messages and body bytes in the spool (kept in memory) */
+void spool_count(const struct spool *s, uint64_t *msgs, uint64_t *bytes);
+
+/* ------------------------------------------------------------------ */
+/* Envelopes (message.c) */
+
+enum spool_rcpt_state {
+	SPOOL_RCPT_PENDING = 0,
+	SPOOL_RCPT_DELIVERED,
+	SPOOL_RCPT_FAILED,	/* bounced (or to be bounced) */
+};
+
+#define SPOOL_NOTIFY_NEVER 0x01
+#define SPOOL_NOTIFY_SUCCESS 0x02
+#define SPOOL_NOTIFY_FAILURE 0x04
+#define SPOOL_NOTIFY_DELAY 0x08
+
+#define SPOOL_RET_NONE 0
+#define SPOOL_RET_FULL 1
+#define SPOOL_RET_HDRS 2
+
+#define SPOOL_BODY_7BIT 0
+#define SPOOL_BODY_8BITMIME 1
+#define SPOOL_BODY_BINARYMIME 2
+
+struct spool_rcpt {
+	char *address;		/* user@domain we deliver to */
+	char *orcpt;		/* "rfc822;..." or NULL */
+	int notify;		/* SPOOL_NOTIFY_* or 0 when not given */
+	int state;		/* enum spool_rcpt_state */
+	int attempts;
+	int64_t next_attempt;	/* unix time */
+	char *last_error;	/* "4.4.1 connection refused" or NULL */
+	char *route;		/* "host:port" static route chosen at accept
+				   (percent hack) or NULL = by domain */
+};
+
+struct spool_envelope {
+	char id[SPOOL_ID_LEN + 1];
+	int64_t arrival;
+	uint64_t size;		/* body octets as stored */
+	char *sender;		/* "" for <> */
+	int body;		/* SPOOL_BODY_* */
+	int smtputf8;
+	int ret;		/* SPOOL_RET_* */
+	char *envid;		/* xtext as received, or NULL */
+	char *client_addr;	/* "192.0.2.1" */
+	char *client_helo;
+	int held;
+	int is_bounce;		/* generated DSN: never bounce it */
+	int nrcpt;
+	struct spool_rcpt *rcpt;
+};
+
+/* spool_envelope_free - free e and everything in it; NULL ok */
+void spool_envelope_free(struct spool_envelope *e);
+/* spool_envelope_get - read one envelope; NULL + SPOOL_ENOTFOUND */
+struct spool_envelope *spool_envelope_get(struct spool *s, const char *id);
+/* spool_envelope_put - rewrite an envelope's state (NOSYNC commit) */
+int spool_envelope_put(struct spool *s, const struct spool_envelope *e);
+/* spool_message_delete - envelope and body in one transaction */
+int spool_message_delete(struct spool *s, const char *id);
+
+/*
+ * spool_scan - call fn for each envelope with id > after ("" = from the
+ * start), in id order, at most max of them (0 = all).  fn returns
+ * non-zero to stop.  Returns the number visited or -1.  The envelope
+ * passed to fn is freed after fn returns.
+ */
+int spool_scan(struct spool *s, const char *after, int max,
+	       int (*fn)(void *arg, const struct spool_envelope *e),
+	       void *arg);
+
+/* ------------------------------------------------------------------ */
+/* Writing a new message (message.c) */
+
+struct spool_writer;
+
+/*
+ * spool_writer_new - start a message; assigns a fresh id (e->id is
+ * filled by spool_writer_commit).  The body is appended in pieces of any
+ * size; full chunks are written at once in their own transaction, so
+ * memory stays bounded.  commit writes the rest and the envelope in one
+ * transaction; abort (or a failed commit) removes what was written.
+ * Both free w.
+ */
+struct spool_writer *spool_writer_new(struct spool *s);
+const char *spool_writer_id(const struct spool_writer *w);
+int spool_writer_append(struct spool_writer *w, const void *data, size_t len);
+int spool_writer_commit(struct spool_writer *w, struct spool_envelope *e);
+void spool_writer_abort(struct spool_writer *w);
+
+/* ------------------------------------------------------------------ */
+/* Reading a body (message.c) */
+
+/*
+ * spool_body_read - chunk number n of message id into *data/*len (the
+ * data stays valid until the next spool call).  Returns 1 when a chunk
+ * was read, 0 past the last chunk, -1 on error.
+ */
+int spool_body_read(struct spool *s, const char *id, uint32_t n,
+		    const void **data, size_t *len);
+
+/* ------------------------------------------------------------------ */
+/* Retry schedule (schedule.c): pure, time is a parameter */
+
+struct schedule;
+
+struct schedule *schedule_new(void);
+void schedule_free(struct schedule *q);
+/* schedule_set - (re)place id at time t; one entry per id */
+int schedule_set(struct schedule *q, const char *id, int64_t t);
+void schedule_remove(struct schedule *q, const char *id);
+/* schedule_peek - earliest entry: 1 and *t, id copied; 0 when empty */
+int schedule_peek(const struct schedule *q, int64_t *t,
+		  char id[SPOOL_ID_LEN + 1]);
+/* schedule_pop_due - remove and return the earliest id due at now */
+int schedule_pop_due(struct schedule *q, int64_t now,
+		     char id[SPOOL_ID_LEN + 1]);
+size_t schedule_size(const struct schedule *q);
+/* schedule_when - the time of id, or -1 when not scheduled */
+int64_t schedule_when(const struct schedule *q, const char *id);
+
+/*
+ * schedule_backoff - next attempt time after `attempts` failed attempts
+ * (1 = first failure): steps[attempts-1], the last step repeating, plus
+ * a jitter of up to 10% drawn from jitter_seed (0 = none).
+ */
+int64_t schedule_backoff(const long *steps, int nsteps, int attempts,
+			 int64_t now, unsigned jitter_seed);
+
+#endif
