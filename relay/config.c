@@ -1,0 +1,1001 @@
+/*
+ * config.c - read backmx.conf into a struct config.
+ *
+ * Called by main.c (start-up, -t, SIGHUP) and backmxctl (-c, to find the
+ * control socket).  Every problem is reported as "FILE:LINE: message";
+ * the whole file is always read so -t lists all problems at once.  The
+ * domain table and recipient lists are built in policy/ (policy_*).
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+#define CONFIG_MAX_TOKENS 64
+#define CONFIG_LINE_MAX 4096
+
+struct config_ctx {
+	const char *file;
+	int line;
+	char *diag;
+	size_t diaglen;
+	int nerr;
+	struct config *cfg;
+	struct policy_domain *dom;	/* inside a domain block */
+	char base[PATH_MAX];		/* for relative paths */
+};
+
+static void config_msg(struct config_ctx *, int, const char *, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* config_msg - append "FILE:LINE: [warning: ]message\n" to the diagnostics */
+static void
+config_msg(struct config_ctx *x, int is_error, const char *fmt, ...)
+{
+	size_t used = strlen(x->diag);
+	va_list ap;
+	int n;
+
+	if (is_error)
+		x->nerr++;
+	if (x->diaglen == 0 || used + 1 >= x->diaglen)
+		return;
+	n = snprintf(x->diag + used, x->diaglen - used, "%s:%d: %s", x->file,
+		     x->line, is_error ? "" : "warning: ");
+	if (n < 0 || (size_t)n >= x->diaglen - used)
+		return;
+	used += n;
+	va_start(ap, fmt);
+	n = vsnprintf(x->diag + used, x->diaglen - used, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	used = strlen(x->diag);
+	if (used + 1 < x->diaglen) {
+		x->diag[used] = '\n';
+		x->diag[used + 1] = '\0';
+	}
+}
+
+int64_t
+config_parse_size(const char *s)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mul = 1;
+
+	if (s == NULL || !isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -1;
+	switch (toupper((unsigned char)*end)) {
+	case '\0':
+		break;
+	case 'K':
+		mul = 1024;
+		end++;
+		break;
+	case 'M':
+		mul = 1024 * 1024;
+		end++;
+		break;
+	case 'G':
+		mul = 1024ULL * 1024 * 1024;
+		end++;
+		break;
+	default:
+		return -1;
+	}
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (*end != '\0' || v > (uint64_t)INT64_MAX / mul)
+		return -1;
+	return (int64_t)(v * mul);
+}
+
+long
+config_parse_duration(const char *s)
+{
+	char *end;
+	long v, mul = 1;
+
+	if (s == NULL || !isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || v < 0)
+		return -1;
+	switch (*end) {
+	case '\0':
+	case 's':
+		break;
+	case 'm':
+		mul = 60;
+		break;
+	case 'h':
+		mul = 3600;
+		break;
+	case 'd':
+		mul = 86400;
+		break;
+	case 'w':
+		mul = 7 * 86400;
+		break;
+	default:
+		return -1;
+	}
+	if (*end != '\0' && end[1] != '\0')
+		return -1;
+	if (v > LONG_MAX / mul)
+		return -1;
+	return v * mul;
+}
+
+/*
+ * config_parse_hostport - "addr:port", "[v6]:port", "host:port",
+ * "[addr]:port" into a host (brackets removed) and port; *literal is set
+ * when the host was bracketed.  Returns 0 or -1.
+ */
+static int
+config_parse_hostport(const char *s, char *host, size_t hostlen, int *port,
+		      int *literal, int default_port)
+{
+	const char *colon, *hs, *he;
+	long p = default_port;
+	char *end;
+
+	*literal = 0;
+	if (*s == '[') {
+		hs = s + 1;
+		he = strchr(hs, ']');
+		if (he == NULL)
+			return -1;
+		*literal = 1;
+		colon = he[1] == ':' ? he + 1 : NULL;
+		if (he[1] != '\0' && colon == NULL)
+			return -1;
+	} else {
+		hs = s;
+		colon = strrchr(s, ':');
+		if (colon != NULL && strchr(s, ':') != colon)
+			return -1;	/* bare IPv6 needs brackets */
+		he = colon != NULL ? colon : s + strlen(s);
+	}
+	if (colon != NULL) {
+		errno = 0;
+		p = strtol(colon + 1, &end, 10);
+		if (errno || *end != '\0' || p < 1 || p > 65535 ||
+		    colon[1] == '\0')
+			return -1;
+	} else if (default_port < 0)
+		return -1;
+	if (he <= hs || (size_t)(he - hs) >= hostlen)
+		return -1;
+	memcpy(host, hs, he - hs);
+	host[he - hs] = '\0';
+	*port = (int)p;
+	return 0;
+}
+
+/* config_sockaddr - numeric host + port into a sockaddr */
+static int
+config_sockaddr(const char *host, int port, struct sockaddr_storage *ss,
+		socklen_t *len)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		*len = sizeof(*sin);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		*len = sizeof(*sin6);
+		return 0;
+	}
+	return -1;
+}
+
+static int
+config_parse_cidr(const char *s, struct config_cidr *c)
+{
+	char buf[INET6_ADDRSTRLEN + 8], *slash, *end;
+	long bits;
+
+	if (strlen(s) >= sizeof(buf))
+		return -1;
+	strcpy(buf, s);
+	slash = strchr(buf, '/');
+	if (slash != NULL)
+		*slash++ = '\0';
+	memset(c, 0, sizeof(*c));
+	if (inet_pton(AF_INET, buf, c->addr) == 1) {
+		c->family = AF_INET;
+		c->bits = 32;
+	} else if (inet_pton(AF_INET6, buf, c->addr) == 1) {
+		c->family = AF_INET6;
+		c->bits = 128;
+	} else
+		return -1;
+	if (slash != NULL) {
+		errno = 0;
+		bits = strtol(slash, &end, 10);
+		if (errno || *end != '\0' || *slash == '\0' || bits < 0 ||
+		    bits > c->bits)
+			return -1;
+		c->bits = (int)bits;
+	}
+	return 0;
+}
+
+int
+config_etrn_allowed(const struct config *c, const struct sockaddr *sa)
+{
+	const unsigned char *a;
+	int family, i;
+	unsigned char v4[4];
+
+	if (sa->sa_family == AF_INET) {
+		family = AF_INET;
+		a = (const unsigned char *)&((const struct sockaddr_in *)sa)
+			    ->sin_addr;
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+
+		a = (const unsigned char *)&s6->sin6_addr;
+		family = AF_INET6;
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+			memcpy(v4, a + 12, 4);
+			a = v4;
+			family = AF_INET;
+		}
+	} else
+		return 0;
+	for (i = 0; i < c->netrn_allow; i++) {
+		const struct config_cidr *r = &c->etrn_allow[i];
+		int full = r->bits / 8, rest = r->bits % 8;
+
+		if (r->family != family)
+			continue;
+		if (memcmp(a, r->addr, full) != 0)
+			continue;
+		if (rest != 0) {
+			unsigned char mask = (unsigned char)(0xff << (8 - rest));
+
+			if ((a[full] & mask) != (r->addr[full] & mask))
+				continue;
+		}
+		return 1;
+	}
+	return 0;
+}
+
+/* config_tokenize - split a line into tokens; '#' comments, '"' quotes */
+static int
+config_tokenize(struct config_ctx *x, char *line, char **tok, int max)
+{
+	char *p = line, *out;
+	int n = 0;
+
+	for (;;) {
+		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+			p++;
+		if (*p == '\0' || *p == '#')
+			break;
+		if (n == max) {
+			config_msg(x, 1, "too many words on one line");
+			return -1;
+		}
+		if (*p == '{' || *p == '}') {
+			tok[n++] = *p == '{' ? "{" : "}";
+			p++;
+			continue;
+		}
+		if (*p == '"') {
+			out = ++p;
+			tok[n++] = out;
+			while (*p != '"') {
+				if (*p == '\0') {
+					config_msg(x, 1, "unterminated quote");
+					return -1;
+				}
+				if (*p == '\\' && p[1] != '\0')
+					p++;
+				*out++ = *p++;
+			}
+			p++;
+			*out = '\0';
+			if (*p != '\0' && !isspace((unsigned char)*p)) {
+				config_msg(x, 1, "garbage after quoted value");
+				return -1;
+			}
+			if (*p != '\0')
+				p++;
+			continue;
+		}
+		tok[n++] = p;
+		while (*p != '\0' && !isspace((unsigned char)*p) && *p != '#' &&
+		       *p != '{' && *p != '}')
+			p++;
+		if (*p == '{' || *p == '}' || *p == '#') {
+			/* keep the brace/comment for the next round */
+			char c = *p;
+
+			*p = '\0';
+			if (c == '#')
+				break;
+			/* re-insert: tokens are pointers, so handle inline */
+			if (n == max) {
+				config_msg(x, 1, "too many words on one line");
+				return -1;
+			}
+			tok[n++] = c == '{' ? "{" : "}";
+			p++;
+			continue;
+		}
+		if (*p != '\0')
+			*p++ = '\0';
+	}
+	return n;
+}
+
+/* config_path - resolve a relative path against the config's base dir */
+static char *
+config_path(struct config_ctx *x, const char *v)
+{
+	char buf[PATH_MAX];
+
+	if (v[0] == '/' || x->base[0] == '\0')
+		return strdup(v);
+	if (snprintf(buf, sizeof(buf), "%s/%s", x->base, v) >= (int)sizeof(buf))
+		return strdup(v);
+	return strdup(buf);
+}
+
+static int
+config_need_args(struct config_ctx *x, const char *kw, int have, int min,
+		 int max)
+{
+	if (have < min) {
+		config_msg(x, 1, "%s: missing value", kw);
+		return -1;
+	}
+	if (max >= 0 && have > max) {
+		config_msg(x, 1, "%s: too many values", kw);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+config_set_str(struct config_ctx *x, char **dst, const char *v, int path)
+{
+	free(*dst);
+	*dst = path ? config_path(x, v) : strdup(v);
+}
+
+static int
+config_int(struct config_ctx *x, const char *kw, const char *v, long min,
+	   long max, int *out)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno || *end != '\0' || *v == '\0' || n < min || n > max) {
+		config_msg(x, 1, "%s: bad number \"%s\" (%ld..%ld)", kw, v, min,
+			   max);
+		return -1;
+	}
+	*out = (int)n;
+	return 0;
+}
+
+static int
+config_duration(struct config_ctx *x, const char *kw, const char *v, long min,
+		long *out)
+{
+	long d = config_parse_duration(v);
+
+	if (d < min) {
+		config_msg(x, 1, "%s: bad duration \"%s\" (e.g. 30s, 5m, 4h, 5d)",
+			   kw, v);
+		return -1;
+	}
+	*out = d;
+	return 0;
+}
+
+static int
+config_bool(struct config_ctx *x, const char *kw, const char *v, int *out)
+{
+	if (!strcasecmp(v, "on") || !strcasecmp(v, "yes") ||
+	    !strcmp(v, "1") || !strcasecmp(v, "true"))
+		*out = 1;
+	else if (!strcasecmp(v, "off") || !strcasecmp(v, "no") ||
+		 !strcmp(v, "0") || !strcasecmp(v, "false"))
+		*out = 0;
+	else {
+		config_msg(x, 1, "%s: expected on or off, not \"%s\"", kw, v);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+config_valid_hostname(const char *s)
+{
+	size_t len = strlen(s), lab = 0;
+
+	if (len == 0 || len > POLICY_DOMAIN_MAX)
+		return 0;
+	for (const char *p = s; *p; p++) {
+		if (*p == '.') {
+			if (lab == 0)
+				return 0;
+			lab = 0;
+			continue;
+		}
+		if (!isalnum((unsigned char)*p) && *p != '-')
+			return 0;
+		if (++lab > 63)
+			return 0;
+	}
+	return lab > 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* domain block directives: each takes exactly one value */
+
+static const char *const config_domain_keywords[] = {
+	"recipients", "route", "tls", "percent_hack", "queue_lifetime", NULL,
+};
+
+static int
+config_is_domain_keyword(const char *s)
+{
+	for (int i = 0; config_domain_keywords[i]; i++)
+		if (!strcmp(s, config_domain_keywords[i]))
+			return 1;
+	return 0;
+}
+
+static void
+config_domain_directive(struct config_ctx *x, const char *kw, const char *v)
+{
+	struct policy_domain *d = x->dom;
+	int lit, port;
+
+	if (!strcmp(kw, "recipients")) {
+		if (d->recipients_file != NULL || d->recipients_any) {
+			config_msg(x, 1, "recipients: given twice for %s",
+				   d->name);
+			return;
+		}
+		if (!strcmp(v, "*")) {
+			d->recipients_any = 1;
+			config_msg(x, 0,
+				   "domain %s accepts any local part "
+				   "(recipients *): backscatter and spam "
+				   "magnet; list the valid recipients instead",
+				   d->name);
+		} else
+			d->recipients_file = config_path(x, v);
+	} else if (!strcmp(kw, "route")) {
+		if (!strcasecmp(v, "mx")) {
+			d->route_static = 0;
+			return;
+		}
+		if (config_parse_hostport(v, d->route_host,
+					  sizeof(d->route_host), &port, &lit,
+					  25) < 0) {
+			config_msg(x, 1,
+				   "route: expected mx, host:port or "
+				   "[addr]:port, not \"%s\"",
+				   v);
+			return;
+		}
+		if (lit) {
+			struct sockaddr_storage ss;
+			socklen_t len;
+
+			if (config_sockaddr(d->route_host, port, &ss, &len) <
+			    0) {
+				config_msg(x, 1, "route: bad address [%s]",
+					   d->route_host);
+				return;
+			}
+		} else if (!config_valid_hostname(d->route_host)) {
+			config_msg(x, 1, "route: bad host name \"%s\"",
+				   d->route_host);
+			return;
+		}
+		for (char *p = d->route_host; *p; p++)
+			*p = tolower((unsigned char)*p);
+		d->route_static = 1;
+		d->route_literal = lit;
+		d->route_port = port;
+	} else if (!strcmp(kw, "tls")) {
+		if (!strcasecmp(v, "may"))
+			d->tls = POLICY_TLS_MAY;
+		else if (!strcasecmp(v, "encrypt"))
+			d->tls = POLICY_TLS_ENCRYPT;
+		else if (!strcasecmp(v, "verify"))
+			d->tls = POLICY_TLS_VERIFY;
+		else if (!strcasecmp(v, "dane"))
+			d->tls = POLICY_TLS_DANE;
+		else
+			config_msg(x, 1,
+				   "tls: expected may, encrypt, verify or "
+				   "dane, not \"%s\"",
+				   v);
+	} else if (!strcmp(kw, "percent_hack")) {
+		config_bool(x, kw, v, &d->percent_hack);
+	} else if (!strcmp(kw, "queue_lifetime")) {
+		config_duration(x, kw, v, 1, &d->queue_lifetime);
+	}
+}
+
+/* config_domain_end - checks when a block closes */
+static void
+config_domain_end(struct config_ctx *x)
+{
+	struct policy_domain *d = x->dom;
+	char err[512];
+	int saved = x->line;
+
+	x->line = d->line;
+	if (d->recipients_file == NULL && !d->recipients_any)
+		config_msg(x, 1,
+			   "domain %s has no recipients line: a backup MX that "
+			   "accepts every address is a spam magnet",
+			   d->name);
+	if (d->percent_hack && !d->route_static)
+		config_msg(x, 1,
+			   "domain %s: percent_hack on needs a static route "
+			   "(host:port), never the public MX",
+			   d->name);
+	if (d->percent_hack && d->recipients_any)
+		config_msg(x, 0,
+			   "domain %s: percent_hack on with recipients *: any "
+			   "local part at %s is reachable through us",
+			   d->name, d->name);
+	x->line = saved;
+	if (d->recipients_file != NULL) {
+		err[0] = '\0';
+		if (policy_domain_load_recipients(d, err, sizeof(err)) < 0) {
+			/* the message already carries FILE:LINE */
+			size_t used = strlen(x->diag);
+
+			x->nerr++;
+			if (used + strlen(err) + 2 < x->diaglen) {
+				strcat(x->diag, err);
+				strcat(x->diag, "\n");
+			}
+		}
+	}
+	x->dom = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* global directives */
+
+static void
+config_global_directive(struct config_ctx *x, char **tok, int n)
+{
+	struct config *c = x->cfg;
+	const char *kw = tok[0];
+	int nv = n - 1;
+	char **v = tok + 1;
+	int64_t sz;
+
+	if (!strcmp(kw, "hostname")) {
+		if (config_need_args(x, kw, nv, 1, 1) < 0)
+			return;
+		if (!config_valid_hostname(v[0])) {
+			config_msg(x, 1, "hostname: \"%s\" is not a host name",
+				   v[0]);
+			return;
+		}
+		snprintf(c->policy->hostname, sizeof(c->policy->hostname), "%s",
+			 v[0]);
+		for (char *p = c->policy->hostname; *p; p++)
+			*p = tolower((unsigned char)*p);
+	} else if (!strcmp(kw, "hostname_alias")) {
+		if (config_need_args(x, kw, nv, 1, -1) < 0)
+			return;
+		for (int i = 0; i < nv; i++) {
+			if (!config_valid_hostname(v[i]))
+				config_msg(x, 1,
+					   "hostname_alias: \"%s\" is not a "
+					   "host name",
+					   v[i]);
+			else
+				policy_add_alias(c->policy, v[i]);
+		}
+	} else if (!strcmp(kw, "listen")) {
+		if (config_need_args(x, kw, nv, 1, -1) < 0)
+			return;
+		for (int i = 0; i < nv; i++) {
+			struct config_listen l;
+			char host[128];
+			int port, lit;
+
+			memset(&l, 0, sizeof(l));
+			if (config_parse_hostport(v[i], host, sizeof(host),
+						  &port, &lit, -1) < 0 ||
+			    config_sockaddr(host, port, &l.ss, &l.sslen) < 0) {
+				config_msg(x, 1,
+					   "listen: expected ADDR:PORT or "
+					   "[ADDR6]:PORT, not \"%s\"",
+					   v[i]);
+				continue;
+			}
+			snprintf(l.text, sizeof(l.text), "%s", v[i]);
+			c->listen = realloc(c->listen,
+					    (c->nlisten + 1) * sizeof(l));
+			c->listen[c->nlisten++] = l;
+		}
+	} else if (!strcmp(kw, "spool") || !strcmp(kw, "control") ||
+		   !strcmp(kw, "dns_trust_anchor") || !strcmp(kw, "tls_cert") ||
+		   !strcmp(kw, "tls_key") || !strcmp(kw, "tls_ca") ||
+		   !strcmp(kw, "pidfile")) {
+		char **dst = !strcmp(kw, "spool")	     ? &c->spool
+			     : !strcmp(kw, "control")	     ? &c->control
+			     : !strcmp(kw, "dns_trust_anchor") ? &c->dns_trust_anchor
+			     : !strcmp(kw, "tls_cert")	     ? &c->tls_cert
+			     : !strcmp(kw, "tls_key")	     ? &c->tls_key
+			     : !strcmp(kw, "tls_ca")	     ? &c->tls_ca
+							     : &c->pidfile;
+
+		if (config_need_args(x, kw, nv, 1, 1) < 0)
+			return;
+		config_set_str(x, dst, v[0], 1);
+		if (!strncmp(kw, "tls_", 4) || !strcmp(kw, "dns_trust_anchor")) {
+			if (access(*dst, R_OK) < 0)
+				config_msg(x, 1, "%s: cannot read %s: %s", kw,
+					   *dst, strerror(errno));
+		}
+	} else if (!strcmp(kw, "user")) {
+		if (config_need_args(x, kw, nv, 1, 1) < 0)
+			return;
+		if (getpwnam(v[0]) == NULL)
+			config_msg(x, 1, "user: no such user \"%s\"", v[0]);
+		config_set_str(x, &c->user, v[0], 0);
+	} else if (!strcmp(kw, "dns") || !strcmp(kw, "metrics")) {
+		char host[128];
+		int port, lit;
+		struct sockaddr_storage ss;
+		socklen_t len;
+
+		if (config_need_args(x, kw, nv, 1, 1) < 0)
+			return;
+		if (config_parse_hostport(v[0], host, sizeof(host), &port,
+					  &lit, !strcmp(kw, "dns") ? 53 : -1) <
+			    0 ||
+		    config_sockaddr(host, port, &ss, &len) < 0) {
+			config_msg(x, 1, "%s: expected ADDR[:PORT], not \"%s\"",
+				   kw, v[0]);
+			return;
+		}
+		config_set_str(x, !strcmp(kw, "dns") ? &c->dns : &c->metrics,
+			       v[0], 0);
+	} else if (!strcmp(kw, "max_size")) {
+		if (config_need_args(x, kw, nv, 1, 1) < 0)
+			return;
+		sz = config_parse_size(v[0]);
+		if (sz < 65536)
+			config_msg(x, 1,
+				   "max_size: bad size \"%s\" (at least 64K; "
+				   "e.g. 50M)",
+				   v[0]);
+		else
+			c->max_size = (uint64_t)sz;
+	} else if (!strcmp(kw, "max_recipients")) {
+		if (config_need_args(x, kw, nv, 1, 1) < 0 ||
+		    config_int(x, kw, v[0], 1, 100000, &c->max_recipients) < 0)
+			return;
+		if (c->max_recipients < 100)
+			config_msg(x, 0,
+				   "max_recipients %d: RFC 5321 4.5.3.1.8 "
+				   "requires accepting at least 100",
+				   c->max_recipients);
+	} else if (!strcmp(kw, "max_hops")) {
+		if (config_need_args(x, kw, nv, 1, 1) == 0)
+			config_int(x, kw, v[0], 1, 10000, &c->max_hops);
+	} else if (!strcmp(kw, "max_clients")) {
+		if (config_need_args(x, kw, nv, 1, 1) == 0)
+			config_int(x, kw, v[0], 1, 1000000, &c->max_clients);
+	} else if (!strcmp(kw, "max_clients_per_ip")) {
+		if (config_need_args(x, kw, nv, 1, 1) == 0)
+			config_int(x, kw, v[0], 1, 1000000,
+				   &c->max_clients_per_ip);
+	} else if (!strcmp(kw, "max_deliveries")) {
+		if (config_need_args(x, kw, nv, 1, 1) == 0)
+			config_int(x, kw, v[0], 1, 100000, &c->max_deliveries);
+	} else if (!strcmp(kw, "max_per_destination")) {
+		if (config_need_args(x, kw, nv, 1, 1) == 0)
+			config_int(x, kw, v[0], 1, 100000,
+				   &c->max_per_destination);
+	} else if (!strcmp(kw, "drain_rate")) {
+		if (config_need_args(x, kw, nv, 1, 1) == 0)
+			config_int(x, kw, v[0], 0, 1000000, &c->drain_rate);
+	} else if (!strcmp(kw, "etrn_rate")) {
+		if (config_need_args(x, kw, nv, 1, 1) == 0)
+			config_int(x, kw, v[0], 1, 100000, &c->etrn_rate);
+	} else if (!strcmp(kw, "timeout") || !strcmp(kw, "queue_lifetime") ||
+		   !strcmp(kw, "delay_warning") ||
+		   !strcmp(kw, "connect_timeout") ||
+		   !strcmp(kw, "command_timeout") ||
+		   !strcmp(kw, "data_timeout")) {
+		long *dst = !strcmp(kw, "timeout")	    ? &c->timeout
+			    : !strcmp(kw, "queue_lifetime") ? &c->queue_lifetime
+			    : !strcmp(kw, "delay_warning")  ? &c->delay_warning
+			    : !strcmp(kw, "connect_timeout") ? &c->connect_timeout
+			    : !strcmp(kw, "command_timeout") ? &c->command_timeout
+							     : &c->data_timeout;
+
+		if (config_need_args(x, kw, nv, 1, 1) == 0)
+			config_duration(x, kw, v[0],
+					!strcmp(kw, "delay_warning") ? 0 : 1,
+					dst);
+	} else if (!strcmp(kw, "retry")) {
+		long *steps;
+
+		if (config_need_args(x, kw, nv, 1, 32) < 0)
+			return;
+		steps = calloc(nv, sizeof(*steps));
+		for (int i = 0; i < nv; i++)
+			if (config_duration(x, kw, v[i], 1, &steps[i]) < 0) {
+				free(steps);
+				return;
+			}
+		free(c->retry);
+		c->retry = steps;
+		c->nretry = nv;
+	} else if (!strcmp(kw, "etrn_allow")) {
+		if (config_need_args(x, kw, nv, 1, -1) < 0)
+			return;
+		for (int i = 0; i < nv; i++) {
+			struct config_cidr r;
+
+			if (config_parse_cidr(v[i], &r) < 0) {
+				config_msg(x, 1,
+					   "etrn_allow: bad address or "
+					   "network \"%s\"",
+					   v[i]);
+				continue;
+			}
+			c->etrn_allow = realloc(c->etrn_allow,
+						(c->netrn_allow + 1) *
+							sizeof(r));
+			c->etrn_allow[c->netrn_allow++] = r;
+		}
+	} else if (config_is_domain_keyword(kw)) {
+		config_msg(x, 1, "%s: only allowed inside a domain block", kw);
+	} else {
+		config_msg(x, 1, "unknown directive \"%s\"", kw);
+	}
+}
+
+static void
+config_defaults(struct config *c)
+{
+	static const long retry[] = {60, 300, 900, 1800, 3600};
+	char host[256];
+
+	c->spool = strdup("/var/spool/backmx");
+	c->control = strdup("/run/backmx/control.sock");
+	c->max_size = 50ULL * 1024 * 1024;
+	c->max_recipients = 100;
+	c->max_hops = 100;
+	c->max_clients = 1000;
+	c->max_clients_per_ip = 50;
+	c->timeout = 300;
+	c->queue_lifetime = 5 * 86400;
+	c->nretry = sizeof(retry) / sizeof(retry[0]);
+	c->retry = malloc(sizeof(retry));
+	memcpy(c->retry, retry, sizeof(retry));
+	c->max_deliveries = 100;
+	c->max_per_destination = 20;
+	c->drain_rate = 0;
+	c->connect_timeout = 30;
+	c->command_timeout = 300;
+	c->data_timeout = 600;
+	c->etrn_rate = 10;
+	if (gethostname(host, sizeof(host)) < 0)
+		strcpy(host, "localhost");
+	host[sizeof(host) - 1] = '\0';
+	c->policy = policy_new(host);
+}
+
+struct config *
+config_load(const char *path, char *diag, size_t diaglen, int *nerr)
+{
+	struct config_ctx x;
+	struct config *c;
+	char line[CONFIG_LINE_MAX], *tok[CONFIG_MAX_TOKENS];
+	FILE *fp;
+	int n, i;
+
+	memset(&x, 0, sizeof(x));
+	if (diaglen > 0)
+		diag[0] = '\0';
+	x.file = path;
+	x.diag = diag;
+	x.diaglen = diaglen;
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	x.cfg = c;
+	config_defaults(c);
+	if (c->policy == NULL) {
+		config_free(c);
+		*nerr = 1;
+		return NULL;
+	}
+	c->path = strdup(path);
+	/* relative file names are taken from the current directory, as a
+	 * shell user would expect (make run uses contrib/demo.conf) */
+	if (getcwd(x.base, sizeof(x.base)) == NULL)
+		x.base[0] = '\0';
+
+	if ((fp = fopen(path, "r")) == NULL) {
+		config_msg(&x, 1, "cannot open: %s", strerror(errno));
+		*nerr = x.nerr;
+		config_free(c);
+		return NULL;
+	}
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		x.line++;
+		if (strchr(line, '\n') == NULL && !feof(fp)) {
+			int ch;
+
+			config_msg(&x, 1, "line too long");
+			while ((ch = fgetc(fp)) != EOF && ch != '\n')
+				;
+			continue;
+		}
+		n = config_tokenize(&x, line, tok, CONFIG_MAX_TOKENS);
+		if (n <= 0)
+			continue;
+		i = 0;
+		while (i < n) {
+			if (x.dom != NULL) {
+				if (!strcmp(tok[i], "}")) {
+					config_domain_end(&x);
+					i++;
+					continue;
+				}
+				if (!config_is_domain_keyword(tok[i])) {
+					config_msg(&x, 1,
+						   "unknown domain directive "
+						   "\"%s\"",
+						   tok[i]);
+					i = n;
+					break;
+				}
+				if (i + 1 >= n || !strcmp(tok[i + 1], "}") ||
+				    !strcmp(tok[i + 1], "{")) {
+					config_msg(&x, 1, "%s: missing value",
+						   tok[i]);
+					i++;
+					continue;
+				}
+				config_domain_directive(&x, tok[i], tok[i + 1]);
+				i += 2;
+				continue;
+			}
+			if (!strcmp(tok[i], "domain")) {
+				const char *name = i + 1 < n ? tok[i + 1] : "";
+
+				if (i + 2 >= n || strcmp(tok[i + 2], "{") != 0) {
+					config_msg(&x, 1,
+						   "domain: expected "
+						   "\"domain NAME {\"");
+					i = n;
+					break;
+				}
+				if (!config_valid_hostname(name)) {
+					config_msg(&x, 1,
+						   "domain: \"%s\" is not a "
+						   "domain name",
+						   name);
+					/* parse the block anyway, into a
+					 * throwaway name, to find more errors */
+					name = "invalid.invalid";
+				}
+				x.dom = policy_add_domain(c->policy, name);
+				if (x.dom == NULL) {
+					config_msg(&x, 1,
+						   "domain %s: defined twice",
+						   name);
+					x.dom = policy_add_domain(
+						c->policy, "dup.invalid");
+					if (x.dom == NULL) {
+						i = n;
+						break;
+					}
+				}
+				x.dom->line = x.line;
+				i += 3;
+				continue;
+			}
+			if (!strcmp(tok[i], "{") || !strcmp(tok[i], "}")) {
+				config_msg(&x, 1, "unexpected \"%s\"", tok[i]);
+				i++;
+				continue;
+			}
+			config_global_directive(&x, tok + i, n - i);
+			i = n;
+		}
+	}
+	fclose(fp);
+	if (x.dom != NULL) {
+		config_msg(&x, 1, "domain %s: missing closing }", x.dom->name);
+		config_domain_end(&x);
+	}
+	if (c->nlisten == 0) {
+		struct config_listen l;
+
+		memset(&l, 0, sizeof(l));
+		config_sockaddr("0.0.0.0", 25, &l.ss, &l.sslen);
+		strcpy(l.text, "0.0.0.0:25");
+		c->listen = malloc(sizeof(l));
+		c->listen[0] = l;
+		c->nlisten = 1;
+	}
+	x.line = 0;
+	if (c->policy->ndomains == 0)
+		config_msg(&x, 0, "no domain blocks: every recipient will be "
+				  "refused");
+	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
+		config_msg(&x, 1, "tls_cert and tls_key must be given together");
+	c->hostname = c->policy->hostname;
+	*nerr = x.nerr;
+	if (x.nerr > 0) {
+		config_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void
+config_free(struct config *c)
+{
+	if (c == NULL)
+		return;
+	policy_free(c->policy);
+	free(c->path);
+	free(c->listen);
+	free(c->spool);
+	free(c->control);
+	free(c->user);
+	free(c->dns);
+	free(c->dns_trust_anchor);
+	free(c->tls_cert);
+	free(c->tls_key);
+	free(c->tls_ca);
+	free(c->metrics);
+	free(c->pidfile);
+	free(c->retry);
+	free(c->etrn_allow);
+	free(c);
+}
