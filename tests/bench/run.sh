@@ -1,0 +1,307 @@
+#!/usr/bin/env bash
+# tests/bench/run.sh - backmx side by side with Postfix as a backup MX.
+#
+# usage: tests/bench/run.sh BUILD [--quick|--full] [--rounds N]
+#
+# Sets up, on loopback, a private Postfix 3.7 instance configured as a
+# backup MX (relay_domains, relay_recipient_maps of 100 000 users,
+# transport_maps to a local smtp-sink primary, no chroot, stock fsync
+# behaviour) and backmx with the same domain, recipients and primary, both
+# spooling on the same filesystem.  Each row runs alternately A B A B for
+# N rounds and prints medians, min-max and the backmx/Postfix ratio.
+# This is a benchmark: nothing here passes or fails on timing.
+set -euo pipefail
+
+BUILD=${1:-build}
+shift || true
+MODE=quick
+ROUNDS=3
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--quick) MODE=quick ;;
+	--full) MODE=full ;;
+	--rounds) ROUNDS=$2; shift ;;
+	*) echo "usage: $0 BUILD [--quick|--full] [--rounds N]" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=$(cd "$ROOT" && cd "$BUILD" && pwd)
+PY=/usr/bin/python3
+B=${BENCH_DIR:-/var/tmp/backmx-bench}
+if [ "$MODE" = full ]; then
+	NMSG=5000; SESSIONS="1 10 50"; NFLUSH=5000; NIDLE=200
+else
+	NMSG=1000; SESSIONS="10"; NFLUSH=1000; NIDLE=200
+fi
+PF_PORT=2625 BX_PORT=2635 SINK_PORT=2626
+DOMAIN=bench.example
+
+command -v smtp-source >/dev/null || PATH=$PATH:/usr/sbin
+[ -x /usr/sbin/postfix ] || { echo "postfix not installed (run contrib/install-deps)" >&2; exit 1; }
+
+rm -rf "$B"; mkdir -p "$B"
+cleanup() {
+	set +e
+	/usr/sbin/postfix -c "$B/pf/etc" stop >/dev/null 2>&1
+	[ -f "$B/bx.pid" ] && kill "$(cat "$B/bx.pid")" 2>/dev/null
+	pkill -f "smtp-sink.*:$SINK_PORT" 2>/dev/null
+	pkill -f "hold_sessions.py" 2>/dev/null
+	sleep 0.5
+}
+trap cleanup EXIT
+
+# ------------------------------------------------------------ recipients
+$PY - "$B" "$DOMAIN" <<'EOF'
+import sys
+d, dom = sys.argv[1], sys.argv[2]
+with open(d + '/rcpts', 'w') as r, open(d + '/relay_recipients', 'w') as p:
+    r.write('user\n'); p.write('user@%s OK\n' % dom)
+    for i in range(100000):
+        r.write('%duser\n' % i); p.write('%duser@%s OK\n' % (i, dom))
+EOF
+
+# ------------------------------------------------------------ Postfix
+PF=$B/pf
+mkdir -p "$PF/etc" "$PF/queue" "$PF/data"
+cp /etc/postfix/master.cf "$PF/etc/master.cf" 2>/dev/null || cp /usr/share/postfix/master.cf.dist "$PF/etc/master.cf"
+# no chroot, our own port
+$PY - "$PF/etc/master.cf" "$PF_PORT" <<'EOF'
+import sys, re
+path, port = sys.argv[1], sys.argv[2]
+out = []
+for line in open(path):
+    f = line.split()
+    if line[0:1] not in ('#', ' ', '\t', '\n') and len(f) >= 8:
+        if f[0] == 'smtp' and f[1] == 'inet':
+            f[0] = '127.0.0.1:' + port
+        f[4] = 'n'
+        line = '%-10s %-5s %-7s %-7s %-7s %-7s %-7s %s\n' % (f[0], f[1], f[2], f[3], f[4], f[5], f[6], ' '.join(f[7:]))
+    out.append(line)
+open(path, 'w').write(''.join(out))
+EOF
+cat > "$PF/etc/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $PF/queue
+data_directory = $PF/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mx2.$DOMAIN
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relay_domains = $DOMAIN
+relay_recipient_maps = hash:$PF/etc/relay_recipients
+transport_maps = hash:$PF/etc/transport
+smtpd_relay_restrictions = reject_unauth_destination
+smtpd_recipient_restrictions =
+maillog_file = $PF/maillog
+default_process_limit = 100
+smtp_destination_concurrency_limit = 20
+smtp_skip_5xx_greeting = no
+local_recipient_maps =
+alias_maps =
+alias_database =
+biff = no
+EOF
+echo "$DOMAIN smtp:[127.0.0.1]:$SINK_PORT" > "$PF/etc/transport"
+mv "$B/relay_recipients" "$PF/etc/relay_recipients"
+chown -R postfix "$PF/data"
+postmap "$PF/etc/transport" "$PF/etc/relay_recipients"
+postfix -c "$PF/etc" set-permissions >/dev/null 2>&1 || true
+postfix -c "$PF/etc" check >/dev/null 2>&1 || true
+
+# ------------------------------------------------------------ backmx
+BX=$B/bx
+mkdir -p "$BX"
+cat > "$BX/backmx.conf" <<EOF
+hostname mx2.$DOMAIN
+listen 127.0.0.1:$BX_PORT
+spool $BX/spool
+control $BX/control.sock
+pidfile $B/bx.pid
+max_clients 2000
+max_clients_per_ip 2000
+retry 1h
+domain $DOMAIN {
+    recipients $B/rcpts
+    route [127.0.0.1]:$SINK_PORT
+}
+EOF
+
+pf_start() { /usr/sbin/postfix -c "$PF/etc" start >/dev/null 2>&1; wait_port $PF_PORT; }
+pf_stop() { /usr/sbin/postfix -c "$PF/etc" stop >/dev/null 2>&1 || true; sleep 1; }
+pf_clean() { pf_stop; /usr/sbin/postsuper -c "$PF/etc" -d ALL >/dev/null 2>&1 || true; }
+pf_queue_empty() { [ -z "$(find "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred" "$PF/queue/maildrop" -type f 2>/dev/null | head -1)" ]; }
+pf_queue_count() { find "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred" "$PF/queue/maildrop" -type f 2>/dev/null | wc -l; }
+bx_start() { "$BUILD/backmxd" -f -c "$BX/backmx.conf" 2>>"$BX/log" & wait_port $BX_PORT; }
+bx_stop() { [ -f "$B/bx.pid" ] && kill "$(cat "$B/bx.pid")" 2>/dev/null; sleep 0.3; while [ -f "$B/bx.pid" ] && kill -0 "$(cat "$B/bx.pid")" 2>/dev/null; do sleep 0.1; done; rm -f "$B/bx.pid"; }
+bx_clean() { bx_stop; rm -rf "$BX/spool"; }
+bx_queue_count() { "$BUILD/backmxctl" -s "$BX/control.sock" queue --json 2>/dev/null | wc -l; }
+sink_start() { smtp-sink -u postfix -c 127.0.0.1:$SINK_PORT 1000 >"$B/sink.out" 2>&1 & wait_port $SINK_PORT; }
+sink_stop() { pkill -f "smtp-sink.*:$SINK_PORT" 2>/dev/null || true; sleep 0.3; }
+wait_port() {
+	for _ in $(seq 1 100); do
+		(exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "port $1 did not open" >&2; return 1
+}
+now() { date +%s.%N; }
+# cpu_of PID... - user+sys seconds of processes and their reaped children
+cpu_of() { $PY - "$@" <<'EOF'
+import os, sys
+hz = os.sysconf('SC_CLK_TCK'); t = 0
+for pid in sys.argv[1:]:
+    try:
+        f = open('/proc/%s/stat' % pid).read().rsplit(')', 1)[1].split()
+        t += sum(int(x) for x in f[11:15])
+    except OSError:
+        pass
+print('%.3f' % (t / hz))
+EOF
+}
+pf_pids() { pgrep -f "$PF/etc" | tr '\n' ' '; local m; m=$(head -1 "$PF/queue/pid/master.pid" 2>/dev/null | tr -d ' '); [ -n "$m" ] && pgrep -P "$m" | tr '\n' ' '; echo "$m"; }
+
+declare -A RES
+record() { RES["$1|$2"]="${RES["$1|$2"]:-} $3"; }
+
+# accept ROW SYS SESSIONS RCPTS N: smtp-source, primary down
+run_accept() {
+	local row=$1 sys=$2 s=$3 r=$4 n=$5 port t0 t1 c0 c1 pids
+	if [ "$sys" = postfix ]; then pf_clean; pf_start; port=$PF_PORT; pids=$(pf_pids)
+	else bx_clean; bx_start; port=$BX_PORT; pids=$(cat "$B/bx.pid"); fi
+	[ "$sys" = postfix ] && c0=$(cpu_of $(pf_pids)) || c0=$(cpu_of $pids)
+	t0=$(now)
+	smtp-source -s "$s" -m "$n" -l 4096 -r "$r" -f bench@sender.example \
+		-t user@$DOMAIN -M client.example 127.0.0.1:$port
+	t1=$(now)
+	[ "$sys" = postfix ] && c1=$(cpu_of $(pf_pids)) || c1=$(cpu_of $pids)
+	record "$row" "$sys" "$(echo "$n / ($t1 - $t0)" | bc -l)"
+	record "cpu_ms_per_msg" "$sys" "$(echo "($c1 - $c0) * 1000 / $n" | bc -l)"
+	local q; if [ "$sys" = postfix ]; then q=$(pf_queue_count); else q=$(bx_queue_count); fi
+	[ "$q" -ge "$n" ] || echo "warning: $sys queued $q of $n" >&2
+}
+
+# flush: queue N with primary down, then flush with primary up until empty
+run_flush() {
+	local sys=$1 n=$2 t0 t1
+	sink_stop
+	if [ "$sys" = postfix ]; then pf_clean; pf_start
+		smtp-source -s 10 -m "$n" -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$PF_PORT
+		sleep 2; sink_start; t0=$(now); postqueue -c "$PF/etc" -f
+		until pf_queue_empty; do sleep 0.05; done
+	else bx_clean; bx_start
+		smtp-source -s 10 -m "$n" -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$BX_PORT
+		sleep 2; sink_start; t0=$(now); "$BUILD/backmxctl" -s "$BX/control.sock" flush >/dev/null
+		until [ "$(bx_queue_count)" -eq 0 ]; do sleep 0.05; done
+	fi
+	t1=$(now)
+	record "flush" "$sys" "$(echo "$n / ($t1 - $t0)" | bc -l)"
+	sink_stop
+}
+
+# end to end: primary up, 10 sessions, until the queue is empty
+run_e2e() {
+	local sys=$1 n=$2 t0 t1
+	sink_start
+	if [ "$sys" = postfix ]; then pf_clean; pf_start; t0=$(now)
+		smtp-source -s 10 -m "$n" -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$PF_PORT
+		sleep 0.2; until pf_queue_empty; do sleep 0.05; done
+	else bx_clean; bx_start; t0=$(now)
+		smtp-source -s 10 -m "$n" -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$BX_PORT
+		until [ "$(bx_queue_count)" -eq 0 ]; do sleep 0.05; done
+	fi
+	t1=$(now)
+	record "end_to_end" "$sys" "$(echo "$n / ($t1 - $t0)" | bc -l)"
+	sink_stop
+}
+
+pss_kib() { $PY - "$@" <<'EOF'
+import sys
+t = 0
+for pid in sys.argv[1:]:
+    try:
+        for l in open('/proc/%s/smaps_rollup' % pid):
+            if l.startswith('Pss:'):
+                t += int(l.split()[1])
+    except OSError:
+        pass
+print(t)
+EOF
+}
+
+# idle: N sessions held after banner + EHLO; PSS growth per session
+run_idle() {
+	local sys=$1 n=$2 port before after holder
+	if [ "$sys" = postfix ]; then pf_clean; pf_start; port=$PF_PORT; sleep 0.5; before=$(pss_kib $(pf_pids))
+	else bx_clean; bx_start; port=$BX_PORT; sleep 0.5; before=$(pss_kib $(cat "$B/bx.pid")); fi
+	$PY "$ROOT/tests/bench/hold_sessions.py" 127.0.0.1 "$port" "$n" "$B/held" &
+	holder=$!
+	for _ in $(seq 1 300); do [ -f "$B/held" ] && break; sleep 0.1; done
+	sleep 1
+	if [ "$sys" = postfix ]; then after=$(pss_kib $(pf_pids)); else after=$(pss_kib $(cat "$B/bx.pid")); fi
+	kill $holder 2>/dev/null || true; wait $holder 2>/dev/null || true; rm -f "$B/held"
+	record "idle_kib_per_session" "$sys" "$(echo "($after - $before) / $n" | bc -l)"
+}
+
+# fsyncs per message on a small run (strace counts)
+run_fsync() {
+	local sys=$1 n=200 out=$B/strace.$sys
+	if [ "$sys" = postfix ]; then pf_clean; pf_start
+		strace -f -qq -c -e trace=fsync,fdatasync,sync_file_range -o "$out" -p "$(head -1 "$PF/queue/pid/master.pid" | tr -d ' ')" &
+		sleep 1
+		smtp-source -s 10 -m $n -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$PF_PORT
+	else bx_clean; bx_start
+		strace -f -qq -c -e trace=fsync,fdatasync,sync_file_range -o "$out" -p "$(cat "$B/bx.pid")" &
+		sleep 1
+		smtp-source -s 10 -m $n -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$BX_PORT
+	fi
+	sleep 1; kill %strace 2>/dev/null || pkill -INT strace || true; sleep 1
+	local calls; calls=$(awk '/total/ {print $3}' "$out" 2>/dev/null); [ -n "$calls" ] || calls=0
+	record "fsyncs_per_msg" "$sys" "$(echo "$calls / $n" | bc -l)"
+}
+
+echo "backmx bench ($MODE, $ROUNDS rounds, $(nproc) cores, spool fs: $(df -h "$B" | awk 'NR==2 {print $1" "$2}'))"
+echo "raw durable writes on $B:"
+$PY "$ROOT/tests/bench/fsync_rate.py" "$B" | sed 's/^/  /'
+
+for round in $(seq 1 "$ROUNDS"); do
+	echo "round $round/$ROUNDS ..." >&2
+	sink_stop
+	for s in $SESSIONS; do
+		for sys in backmx postfix; do run_accept "accept_s$s" $sys "$s" 1 $NMSG; done
+	done
+	for sys in backmx postfix; do run_accept "accept_10rcpt" $sys 10 10 $((NMSG / 2)); done
+	for sys in backmx postfix; do run_flush $sys $NFLUSH; done
+	for sys in backmx postfix; do run_e2e $sys $NMSG; done
+	for sys in backmx postfix; do run_idle $sys $NIDLE; done
+done
+for sys in backmx postfix; do run_fsync $sys; done
+bx_stop; pf_stop
+
+rows=""
+for s in $SESSIONS; do rows="$rows accept_s$s"; done
+rows="$rows accept_10rcpt flush end_to_end idle_kib_per_session cpu_ms_per_msg fsyncs_per_msg"
+printf '\n%-22s %22s %22s %8s\n' "row (msg/s unless noted)" "backmx median [min-max]" "postfix median [min-max]" "ratio"
+for row in $rows; do
+	$PY - "$row" "${RES["$row|backmx"]:-}" "${RES["$row|postfix"]:-}" <<'EOF'
+import sys, statistics
+row, a, b = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+def fmt(v):
+    if not v: return 'n/a'
+    v = [float(x) for x in v]
+    return '%.1f [%.1f-%.1f]' % (statistics.median(v), min(v), max(v))
+ratio = 'n/a'
+if a and b:
+    ma, mb = statistics.median(float(x) for x in a), statistics.median(float(x) for x in b)
+    if mb > 0 and ma > 0:
+        # lower is better for memory, cpu and fsyncs: report postfix/backmx
+        lower = row.startswith(('idle', 'cpu', 'fsync'))
+        ratio = '%.2fx' % ((mb / ma) if lower else (ma / mb))
+print('%-22s %22s %22s %8s' % (row, fmt(a), fmt(b), ratio))
+EOF
+done
+echo "(ratio: how many times better backmx is; for idle/cpu/fsync rows lower is better)"
