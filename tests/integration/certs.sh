@@ -1,0 +1,24 @@
+#!/bin/sh
+# certs.sh DIR - a throwaway test CA and certificates for the TLS tests:
+#   ca.pem/ca.key            the test CA
+#   mx1.pem/mx1.key          mx1.test.example (the primary), signed by the CA
+#   mx2.pem/mx2.key          mx2.test.example (backmx itself), signed by the CA
+#   wrong.pem/wrong.key      wrong.test.example, signed by the CA
+#   mx1.tlsa311              hex SHA-256 of mx1's SubjectPublicKeyInfo (TLSA 3 1 1)
+set -eu
+d=$1
+mkdir -p "$d"
+cd "$d"
+[ -f mx1.tlsa311 ] && exit 0
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 30 \
+	-subj "/CN=backmx test CA" -addext "basicConstraints=critical,CA:TRUE" \
+	-addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+for n in mx1 mx2 wrong; do
+	openssl req -newkey rsa:2048 -nodes -keyout $n.key -out $n.csr \
+		-subj "/CN=$n.test.example" 2>/dev/null
+	printf 'subjectAltName=DNS:%s.test.example\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' $n > $n.ext
+	openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+		-out $n.pem -days 30 -extfile $n.ext 2>/dev/null
+done
+openssl x509 -in mx1.pem -noout -pubkey | openssl pkey -pubin -outform DER |
+	openssl dgst -sha256 -hex | sed 's/^.*= //' > mx1.tlsa311
