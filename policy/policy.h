@@ -128,8 +128,21 @@ int policy_is_own_name(const struct policy *p, const char *name);
  */
 int policy_domain_load_recipients(struct policy_domain *d, char *err,
 				  size_t errlen);
-/* policy_domain_has_rcpt - is local@d a valid recipient? (postmaster always) */
+/*
+ * policy_domain_has_rcpt - is local@d a valid recipient?  local is the
+ * local part as sent (quoted forms allowed: "alice" matches alice).
+ * Postmaster always matches; ASCII local parts match case-insensitively.
+ */
 int policy_domain_has_rcpt(const struct policy_domain *d, const char *local);
+
+/*
+ * policy_local_canon - the comparison key of a local part: quoted forms
+ * that need no quotes are unquoted ("a.b" -> a.b), the rest get minimal
+ * quoting, and an all-ASCII key is lowercased.  For comparison only, never
+ * for routing.  Returns -1 if local is not a valid local part or the key
+ * does not fit in outlen.
+ */
+int policy_local_canon(const char *local, char *out, size_t outlen);
 
 /* ------------------------------------------------------------------ */
 /* Recipient decision (address.c + domains.c) */
