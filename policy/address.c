@@ -144,8 +144,8 @@ addr_literal_syntax(const char *s, size_t n)
 		return inet_pton(AF_INET6, buf + 5, a) == 1;
 	if (strspn(buf, "0123456789.") == n)
 		return inet_pton(AF_INET, buf, a) == 1;
-	for (tag = 0; tag < n && (isalnum((unsigned char)buf[tag]) ||
-				  buf[tag] == '-');
+	for (tag = 0;
+	     tag < n && (isalnum((unsigned char)buf[tag]) || buf[tag] == '-');
 	     tag++)
 		;
 	if (tag == 0 || tag == n || buf[tag] != ':' || buf[tag - 1] == '-' ||
@@ -242,8 +242,7 @@ policy_local_canon(const char *local, char *out, size_t outlen)
 
 /* addr_join - dst = a b c; -1 (dst empty) if it does not fit */
 static int
-addr_join(char *dst, size_t dstlen, const char *a, const char *b,
-	  const char *c)
+addr_join(char *dst, size_t dstlen, const char *a, const char *b, const char *c)
 {
 	size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
 
@@ -262,31 +261,32 @@ addr_join(char *dst, size_t dstlen, const char *a, const char *b,
  * domain fields of out when out != NULL; returns 0 or -1 with res set */
 static int
 addr_parse_domain(const char *s, size_t n, int utf8, struct policy_path *out,
-		  struct result *res)
+                  struct result *res)
 {
 	size_t i;
 
 	if (n == 0) {
-		result_set(res, 501, "5.1.3", "Bad address syntax: domain "
-					      "missing");
+		result_set(res, 501, "5.1.3",
+		           "Bad address syntax: domain "
+		           "missing");
 		return -1;
 	}
 	if (n > POLICY_DOMAIN_MAX) {
 		result_set(res, 501, "5.1.3",
-			   "Bad address syntax: domain longer than %d octets",
-			   POLICY_DOMAIN_MAX);
+		           "Bad address syntax: domain longer than %d octets",
+		           POLICY_DOMAIN_MAX);
 		return -1;
 	}
 	if (s[0] == '[') {
 		if (n < 3 || s[n - 1] != ']' ||
 		    !addr_literal_syntax(s + 1, n - 2)) {
 			result_set(res, 501, "5.1.3",
-				   "Bad address syntax: bad address literal");
+			           "Bad address syntax: bad address literal");
 			return -1;
 		}
 	} else if (!addr_domain_syntax(s, n, utf8)) {
 		result_set(res, 501, "5.1.3",
-			   "Bad address syntax: bad domain name");
+		           "Bad address syntax: bad domain name");
 		return -1;
 	}
 	if (out != NULL) {
@@ -303,8 +303,8 @@ addr_parse_domain(const char *s, size_t n, int utf8, struct policy_path *out,
 /* addr_find_close - index of the ">" that ends the path (outside quotes),
  * checking octets on the way; returns 0 or -1 with res set */
 static int
-addr_find_close(const char *s, size_t len, int flags, size_t *close,
-		int *utf8, struct result *res)
+addr_find_close(const char *s, size_t len, int flags, size_t *close, int *utf8,
+                struct result *res)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	size_t i, k;
@@ -314,20 +314,20 @@ addr_find_close(const char *s, size_t len, int flags, size_t *close,
 	for (i = 1; i < len; i++) {
 		if (u[i] < 0x20 || u[i] == 0x7f) {
 			result_set(res, 501, "5.1.3",
-				   "Bad address syntax: control character "
-				   "in address");
+			           "Bad address syntax: control character "
+			           "in address");
 			return -1;
 		}
 		if (u[i] >= 0x80) {
 			if (!(flags & POLICY_PARSE_SMTPUTF8)) {
 				result_set(res, 553, "5.6.7",
-					   "Non-ASCII address needs SMTPUTF8");
+				           "Non-ASCII address needs SMTPUTF8");
 				return -1;
 			}
 			if ((k = addr_utf8_len(u + i, len - i)) == 0) {
 				result_set(res, 501, "5.6.7",
-					   "Bad address syntax: malformed "
-					   "UTF-8");
+				           "Bad address syntax: malformed "
+				           "UTF-8");
 				return -1;
 			}
 			*utf8 = 1;
@@ -335,8 +335,9 @@ addr_find_close(const char *s, size_t len, int flags, size_t *close,
 			continue;
 		}
 		if (q && u[i] == '\\') {
-			if (i + 1 < len && (u[i + 1] < 0x20 || u[i + 1] == 0x7f))
-				continue;	/* reported next round */
+			if (i + 1 < len &&
+			    (u[i + 1] < 0x20 || u[i + 1] == 0x7f))
+				continue; /* reported next round */
 			if (i + 1 < len && u[i + 1] < 0x80)
 				i++;
 			continue;
@@ -356,7 +357,7 @@ addr_find_close(const char *s, size_t len, int flags, size_t *close,
  * (RFC 5321 4.1.2, C) */
 static int
 addr_parse_route(const char *s, size_t close, size_t *i, int utf8,
-		 struct result *res)
+                 struct result *res)
 {
 	size_t start;
 
@@ -380,8 +381,8 @@ bad:
 }
 
 int
-policy_parse_path(const char *s, size_t len, int flags,
-		  struct policy_path *out, size_t *endp, struct result *res)
+policy_parse_path(const char *s, size_t len, int flags, struct policy_path *out,
+                  size_t *endp, struct result *res)
 {
 	size_t close, i = 1, start, local_len, dec = 0, mbox;
 	int utf8;
@@ -389,7 +390,7 @@ policy_parse_path(const char *s, size_t len, int flags,
 	memset(out, 0, sizeof(*out));
 	if (s == NULL || len == 0 || s[0] != '<') {
 		result_set(res, 501, "5.5.2",
-			   "Syntax: address must be enclosed in <>");
+		           "Syntax: address must be enclosed in <>");
 		return -1;
 	}
 	if (addr_find_close(s, len, flags, &close, &utf8, res) < 0)
@@ -398,7 +399,7 @@ policy_parse_path(const char *s, size_t len, int flags,
 	if (close == 1) {
 		if (flags & POLICY_PARSE_RCPT) {
 			result_set(res, 501, "5.1.3",
-				   "Bad address syntax: null recipient <>");
+			           "Bad address syntax: null recipient <>");
 			return -1;
 		}
 		out->kind = POLICY_PATH_NULL;
@@ -422,22 +423,22 @@ policy_parse_path(const char *s, size_t len, int flags,
 				if (i + 1 >= close ||
 				    (unsigned char)s[i + 1] < 32) {
 					result_set(res, 501, "5.1.3",
-						   "Bad address syntax: bad "
-						   "quoted-pair");
+					           "Bad address syntax: bad "
+					           "quoted-pair");
 					return -1;
 				}
 				i++;
 			} else if (!addr_qtext(c) && c < 0x80) {
 				result_set(res, 501, "5.1.3",
-					   "Bad address syntax: bad character "
-					   "in quoted local part");
+				           "Bad address syntax: bad character "
+				           "in quoted local part");
 				return -1;
 			}
 		}
 		if (i >= close) {
 			result_set(res, 501, "5.1.3",
-				   "Bad address syntax: unterminated quoted "
-				   "local part");
+			           "Bad address syntax: unterminated quoted "
+			           "local part");
 			return -1;
 		}
 		i++;
@@ -447,10 +448,10 @@ policy_parse_path(const char *s, size_t len, int flags,
 			i++;
 		if (!addr_dot_string(s + start, i - start, utf8)) {
 			result_set(res, 501, "5.1.3",
-				   i == start ? "Bad address syntax: empty "
-						"local part"
-					      : "Bad address syntax: bad "
-						"local part");
+			           i == start ? "Bad address syntax: empty "
+			                        "local part"
+			                      : "Bad address syntax: bad "
+			                        "local part");
 			return -1;
 		}
 		dec = i - start;
@@ -458,9 +459,9 @@ policy_parse_path(const char *s, size_t len, int flags,
 	local_len = i - start;
 	if (dec > POLICY_LOCAL_MAX || local_len >= sizeof(out->local)) {
 		result_set(res, 501, "5.1.3",
-			   "Bad address syntax: local part longer than %d "
-			   "octets",
-			   POLICY_LOCAL_MAX);
+		           "Bad address syntax: local part longer than %d "
+		           "octets",
+		           POLICY_LOCAL_MAX);
 		return -1;
 	}
 	memcpy(out->local, s + start, local_len);
@@ -473,25 +474,25 @@ policy_parse_path(const char *s, size_t len, int flags,
 		    !out->source_route) {
 			out->kind = POLICY_PATH_POSTMASTER;
 			snprintf(out->address, sizeof(out->address), "%s",
-				 out->local);
+			         out->local);
 			*endp = close + 1;
 			result_set(res, 250, "2.1.5", "Ok");
 			return 0;
 		}
 		result_set(res, 501, "5.1.3",
-			   "Bad address syntax: domain missing");
+		           "Bad address syntax: domain missing");
 		return -1;
 	}
 	if (s[i] != '@') {
 		result_set(res, 501, "5.1.3",
-			   "Bad address syntax: bad character after local "
-			   "part");
+		           "Bad address syntax: bad character after local "
+		           "part");
 		return -1;
 	}
 	i++;
 	if (memchr(s + i, '@', close - i) != NULL) {
 		result_set(res, 501, "5.1.3",
-			   "Bad address syntax: more than one @");
+		           "Bad address syntax: more than one @");
 		return -1;
 	}
 	if (addr_parse_domain(s + i, close - i, utf8, out, res) < 0)
@@ -499,14 +500,14 @@ policy_parse_path(const char *s, size_t len, int flags,
 	mbox = local_len + 1 + (close - i);
 	if (mbox > POLICY_PATH_MAX) {
 		result_set(res, 501, "5.1.3",
-			   "Bad address syntax: path longer than %d octets",
-			   POLICY_PATH_MAX);
+		           "Bad address syntax: path longer than %d octets",
+		           POLICY_PATH_MAX);
 		return -1;
 	}
 	out->kind = POLICY_PATH_MAILBOX;
 	/* mbox <= POLICY_PATH_MAX: it fits */
 	addr_join(out->address, sizeof(out->address), out->local, "@",
-		  out->domain_lc);
+	          out->domain_lc);
 	*endp = close + 1;
 	result_set(res, 250, "2.1.0", "Ok");
 	return 0;
@@ -526,7 +527,7 @@ addr_deny(struct result *res, const char *addr, const char *why)
  * target's percent_hack on and static route (digest section 5) */
 static int
 addr_percent_hack(const struct policy *p, struct policy_rcpt *out,
-		  struct result *res)
+                  struct result *res)
 {
 	const struct policy_path *path = &out->path;
 	const struct policy_domain *d;
@@ -550,22 +551,22 @@ addr_percent_hack(const struct policy *p, struct policy_rcpt *out,
 	d = policy_find_domain(p, target);
 	if (d == NULL)
 		return addr_deny(res, path->address,
-				 "percent-hack domain is not ours");
+		                 "percent-hack domain is not ours");
 	if (!d->percent_hack || !d->route_static)
 		return addr_deny(res, path->address,
-				 "percent hack not enabled for that domain");
+		                 "percent hack not enabled for that domain");
 	if (!policy_domain_has_rcpt(d, user)) {
 		result_set(res, 550, "5.1.1", "<%s@%s>: recipient unknown",
-			   user, d->name);
+		           user, d->name);
 		return -1;
 	}
-	if (addr_join(out->address, sizeof(out->address), user, "@",
-		      d->name) < 0 ||
+	if (addr_join(out->address, sizeof(out->address), user, "@", d->name) <
+	        0 ||
 	    addr_join(out->orcpt, sizeof(out->orcpt), "rfc822;", path->local,
-		      "@") < 0 ||
+	              "@") < 0 ||
 	    addr_join(out->orcpt + strlen(out->orcpt),
-		      sizeof(out->orcpt) - strlen(out->orcpt), path->domain, "",
-		      "") < 0) {
+	              sizeof(out->orcpt) - strlen(out->orcpt), path->domain, "",
+	              "") < 0) {
 		result_set(res, 501, "5.1.3", "Bad address syntax: too long");
 		return -1;
 	}
@@ -576,9 +577,8 @@ addr_percent_hack(const struct policy *p, struct policy_rcpt *out,
 }
 
 int
-policy_check_rcpt(const struct policy *p, const char *s, size_t len,
-		  int flags, struct policy_rcpt *out, size_t *endp,
-		  struct result *res)
+policy_check_rcpt(const struct policy *p, const char *s, size_t len, int flags,
+                  struct policy_rcpt *out, size_t *endp, struct result *res)
 {
 	struct policy_path *path = &out->path;
 	const struct policy_domain *d;
@@ -590,7 +590,7 @@ policy_check_rcpt(const struct policy *p, const char *s, size_t len,
 		return -1;
 	}
 	if (policy_parse_path(s, len, flags | POLICY_PARSE_RCPT, path, endp,
-			      res) < 0)
+	                      res) < 0)
 		return -1;
 	if (path->kind == POLICY_PATH_POSTMASTER) {
 		/* <Postmaster> (4.5.1): we have no mailbox of our own, so it
@@ -601,18 +601,18 @@ policy_check_rcpt(const struct policy *p, const char *s, size_t len,
 			d = p->domains[0];
 		if (d == NULL) {
 			result_set(res, 550, "5.1.1",
-				   "<Postmaster>: no domain to deliver to");
+			           "<Postmaster>: no domain to deliver to");
 			return -1;
 		}
 		out->domain = d;
-		if (addr_join(out->address, sizeof(out->address),
-			      "postmaster@", d->name, "") < 0) {
+		if (addr_join(out->address, sizeof(out->address), "postmaster@",
+		              d->name, "") < 0) {
 			result_set(res, 550, "5.1.1",
-				   "<Postmaster>: domain name too long");
+			           "<Postmaster>: domain name too long");
 			return -1;
 		}
 		result_set(res, 250, "2.1.5", "<%s> recipient ok",
-			   out->address);
+		           out->address);
 		return 0;
 	}
 	if (path->kind != POLICY_PATH_MAILBOX) {
@@ -629,16 +629,16 @@ policy_check_rcpt(const struct policy *p, const char *s, size_t len,
 	d = policy_find_domain(p, path->domain_lc);
 	if (d == NULL)
 		return addr_deny(res, path->address,
-				 own ? "our host name is not a mail domain"
-				     : "domain is not ours");
+		                 own ? "our host name is not a mail domain"
+		                     : "domain is not ours");
 	/* @ % ! in a local part (quoted or not) are routing operators the
 	 * primary might act on: refuse them (Postfix "routed address") */
 	if (strpbrk(path->local, "@%!") != NULL)
 		return addr_deny(res, path->address,
-				 "routing characters in local part");
+		                 "routing characters in local part");
 	if (!policy_domain_has_rcpt(d, path->local)) {
 		result_set(res, 550, "5.1.1", "<%s>: recipient unknown",
-			   path->address);
+		           path->address);
 		return -1;
 	}
 	out->domain = d;

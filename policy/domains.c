@@ -60,9 +60,9 @@ struct rcpt_chunk {
 struct policy_rcptset {
 	char **slots;
 	uint32_t *hashes;
-	size_t cap;		/* power of two */
+	size_t cap; /* power of two */
 	size_t count;
-	int whole;		/* "@domain": every local part */
+	int whole; /* "@domain": every local part */
 	struct rcpt_chunk *chunks;
 };
 
@@ -111,8 +111,8 @@ rcptset_copy(struct policy_rcptset *s, const char *key, size_t len)
 	char *p;
 
 	if (c == NULL || c->size - c->used < len + 1) {
-		size_t size = len + 1 > RCPT_CHUNK_SIZE ? len + 1
-							: RCPT_CHUNK_SIZE;
+		size_t size =
+		    len + 1 > RCPT_CHUNK_SIZE ? len + 1 : RCPT_CHUNK_SIZE;
 
 		c = malloc(sizeof(*c) + size);
 		if (c == NULL)
@@ -350,8 +350,7 @@ policy_add_domain(struct policy *p, const char *name)
 		return NULL;
 	if (policy_find_domain(p, name) != NULL)
 		return NULL;
-	if ((size_t)(p->ndomains + 1) * 2 > ix->cap &&
-	    policy_index_grow(p) < 0)
+	if ((size_t)(p->ndomains + 1) * 2 > ix->cap && policy_index_grow(p) < 0)
 		return NULL;
 	if ((d = calloc(1, sizeof(*d))) == NULL)
 		return NULL;
@@ -392,7 +391,7 @@ rcpt_trim(char *line)
 		}
 	e = s + strlen(s);
 	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' ||
-			 e[-1] == '\n'))
+	                 e[-1] == '\n'))
 		*--e = '\0';
 	return s;
 }
@@ -483,8 +482,7 @@ rcpt_entry(const struct policy_domain *d, struct policy_rcptset *s, char *e)
 }
 
 int
-policy_domain_load_recipients(struct policy_domain *d, char *err,
-			      size_t errlen)
+policy_domain_load_recipients(struct policy_domain *d, char *err, size_t errlen)
 {
 	struct policy_rcptset *s;
 	const char *msg;
@@ -502,12 +500,13 @@ policy_domain_load_recipients(struct policy_domain *d, char *err,
 	}
 	if ((fp = fopen(d->recipients_file, "r")) == NULL) {
 		snprintf(err, errlen, "%s:0: cannot open: %s",
-			 d->recipients_file, strerror(errno));
+		         d->recipients_file, strerror(errno));
 		return -1;
 	}
 	if ((s = rcptset_new()) == NULL) {
 		fclose(fp);
-		snprintf(err, errlen, "%s:0: out of memory", d->recipients_file);
+		snprintf(err, errlen, "%s:0: out of memory",
+		         d->recipients_file);
 		return -1;
 	}
 	while ((n = getline(&line, &cap, fp)) != -1) {
@@ -524,7 +523,7 @@ policy_domain_load_recipients(struct policy_domain *d, char *err,
 	}
 	if (ferror(fp)) {
 		snprintf(err, errlen, "%s:%d: read error: %s",
-			 d->recipients_file, lineno, strerror(errno));
+		         d->recipients_file, lineno, strerror(errno));
 		goto fail_quiet;
 	}
 	free(line);

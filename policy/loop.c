@@ -18,10 +18,10 @@
 /* header scanner */
 
 enum {
-	HS_BOL,		/* at the start of a header line */
-	HS_LINE,	/* inside a header line */
-	HS_BOL_CR,	/* CR at the start of a line: maybe the empty line */
-	HS_BODY,	/* past the header: nothing more to see */
+	HS_BOL,    /* at the start of a header line */
+	HS_LINE,   /* inside a header line */
+	HS_BOL_CR, /* CR at the start of a line: maybe the empty line */
+	HS_BODY,   /* past the header: nothing more to see */
 };
 
 void
@@ -121,9 +121,8 @@ hdr_field_done(struct policy_hdrscan *h)
 	    strncasecmp(h->field, name, sizeof(name) - 1) != 0)
 		return;
 	/* "Received" [WSP] ":" (RFC 5322 obsolete syntax allows the WSP) */
-	for (i = sizeof(name) - 1; i < n && (h->field[i] == ' ' ||
-					     h->field[i] == '\t');
-	     i++)
+	for (i = sizeof(name) - 1;
+	     i < n && (h->field[i] == ' ' || h->field[i] == '\t'); i++)
 		;
 	if (i >= n || h->field[i] != ':')
 		return;
@@ -189,24 +188,23 @@ policy_hdrscan_feed(struct policy_hdrscan *h, const char *data, size_t len)
 }
 
 int
-policy_hdrscan_check(struct policy_hdrscan *h, int max_hops,
-		     struct result *res)
+policy_hdrscan_check(struct policy_hdrscan *h, int max_hops, struct result *res)
 {
 	/* a header that ran to the end of the message has a field pending */
 	if (h->in_header)
 		hdr_field_done(h);
 	if (max_hops > 0 && h->received > max_hops) {
 		result_set(res, 554, "5.4.6",
-			   "Too many hops: %d Received: fields (limit %d), "
-			   "mail loop?",
-			   h->received, max_hops);
+		           "Too many hops: %d Received: fields (limit %d), "
+		           "mail loop?",
+		           h->received, max_hops);
 		return -1;
 	}
 	if (h->received_by_us > 1) {
 		result_set(res, 554, "5.4.6",
-			   "Mail loop: message already passed through %s %d "
-			   "times",
-			   h->hostname, h->received_by_us);
+		           "Mail loop: message already passed through %s %d "
+		           "times",
+		           h->hostname, h->received_by_us);
 		return -1;
 	}
 	result_set(res, 250, "2.0.0", "Ok");
@@ -230,7 +228,7 @@ mx_rnd_default(unsigned n)
 
 enum policy_mx_verdict
 policy_mx_cut(const struct policy *p, struct policy_mx *mx, int *n,
-	      unsigned (*rnd)(unsigned n))
+              unsigned (*rnd)(unsigned n))
 {
 	struct policy_mx t;
 	int i, j, k, cnt, selfpref = -1;

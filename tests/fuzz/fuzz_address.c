@@ -81,7 +81,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc = policy_parse_path(s, len, flags, &path, &end, &res);
 	fuzz_check_result(&res, rc);
 	if (rc == 0 && (end < 2 || end > len || s[end - 1] != '>' ||
-			strlen(path.address) >= sizeof(path.address)))
+	                strlen(path.address) >= sizeof(path.address)))
 		abort();
 
 	end = 0;

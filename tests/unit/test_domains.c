@@ -3,15 +3,17 @@
  * recipient files (entry forms, case rules, FILE:LINE errors, reloads,
  * and a one-million-entry load that must stay a hash-set lookup).
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+/* cmocka needs the headers above first */
 #include <cmocka.h>
 
 #include "policy.h"
@@ -125,22 +127,21 @@ test_domains_recipients(void **state)
 	struct policy_domain *w = policy_add_domain(p, "whole.example");
 	char err[512];
 
-	d->recipients_file = write_file(
-		"org.rcpts",
-		"# valid users of example.org\n"
-		"alice\n"
-		"  Bob  \n"
-		"carol@EXAMPLE.org\n"
-		"dave@other.example\n"
-		"@whole.example\n"
-		"\n"
-		"erin # the new one\n"
-		"a#b\n"
-		"frank\r\n"
-		"\"john doe\"\n"
-		"\"Grace\"\n"
-		"j\xc3\xb6rg\n"
-		"\t\n");
+	d->recipients_file =
+	    write_file("org.rcpts", "# valid users of example.org\n"
+	                            "alice\n"
+	                            "  Bob  \n"
+	                            "carol@EXAMPLE.org\n"
+	                            "dave@other.example\n"
+	                            "@whole.example\n"
+	                            "\n"
+	                            "erin # the new one\n"
+	                            "a#b\n"
+	                            "frank\r\n"
+	                            "\"john doe\"\n"
+	                            "\"Grace\"\n"
+	                            "j\xc3\xb6rg\n"
+	                            "\t\n");
 	assert_int_equal(policy_domain_load_recipients(d, err, sizeof(err)), 0);
 	assert_true(policy_domain_has_rcpt(d, "alice"));
 	assert_true(policy_domain_has_rcpt(d, "ALICE"));
@@ -198,7 +199,7 @@ test_domains_reload(void **state)
 	/* a broken new file is refused and the old list kept */
 	free(write_file("reload.rcpts", "alice\ncarol\nbad entry\n"));
 	assert_int_equal(policy_domain_load_recipients(d, err, sizeof(err)),
-			 -1);
+	                 -1);
 	assert_non_null(strstr(err, "reload.rcpts:3: "));
 	assert_true(policy_domain_has_rcpt(d, "bob"));
 	assert_false(policy_domain_has_rcpt(d, "carol"));
@@ -215,21 +216,21 @@ test_domains_errors(void **state)
 {
 	static const struct {
 		const char *text;
-		const char *want;	/* after "FILE" */
+		const char *want; /* after "FILE" */
 	} t[] = {
-		{"alice\nbad entry with spaces\n", ":2: blank inside entry"},
-		{"alice\n\nbob@\n", ":3: bad domain"},
-		{"a..b\n", ":1: bad local part"},
-		{".alice\n", ":1: bad local part"},
-		{"alice@under_score.example\n", ":1: bad domain"},
-		{"# c\n# c\n\"unterminated\n", ":3: bad local part"},
-		{"ok\nx\x01y\n", ":2: control character"},
-		{"ok\nl(comment)\n", ":2: bad local part"},
-		{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-		 "aa\n",
-		 ":1: bad local part"},
-		{"@\n", ":1: bad domain"},
-		{"x@y@\n", ":1: bad domain"},
+	    {"alice\nbad entry with spaces\n", ":2: blank inside entry"},
+	    {"alice\n\nbob@\n", ":3: bad domain"},
+	    {"a..b\n", ":1: bad local part"},
+	    {".alice\n", ":1: bad local part"},
+	    {"alice@under_score.example\n", ":1: bad domain"},
+	    {"# c\n# c\n\"unterminated\n", ":3: bad local part"},
+	    {"ok\nx\x01y\n", ":2: control character"},
+	    {"ok\nl(comment)\n", ":2: bad local part"},
+	    {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	     "aa\n",
+	     ":1: bad local part"},
+	    {"@\n", ":1: bad domain"},
+	    {"x@y@\n", ":1: bad domain"},
 	};
 	struct policy *p = policy_new("mx2.example.net");
 	struct policy_domain *d = policy_add_domain(p, "example.org");
@@ -239,25 +240,27 @@ test_domains_errors(void **state)
 		free(d->recipients_file);
 		d->recipients_file = write_file("err.rcpts", t[i].text);
 		assert_int_equal(
-			policy_domain_load_recipients(d, err, sizeof(err)), -1);
+		    policy_domain_load_recipients(d, err, sizeof(err)), -1);
 		snprintf(want, sizeof(want), "%s%s", d->recipients_file,
-			 t[i].want);
+		         t[i].want);
 		if (strncmp(err, want, strlen(want)) != 0)
 			fail_msg("case %zu: got \"%s\", want \"%s...\"", i, err,
-				 want);
+			         want);
 	}
 	/* a 64-octet local part is fine, a 65-octet one is not */
 	free(d->recipients_file);
 	d->recipients_file = write_file(
-		"ok.rcpts", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-			    "aaaaaaaa\n");
+	    "ok.rcpts",
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaa\n");
 	assert_int_equal(policy_domain_load_recipients(d, err, sizeof(err)), 0);
 	/* a missing file names the file */
 	free(d->recipients_file);
 	d->recipients_file = strdup("/nonexistent/backmx.rcpts");
 	assert_int_equal(policy_domain_load_recipients(d, err, sizeof(err)),
-			 -1);
-	assert_non_null(strstr(err, "/nonexistent/backmx.rcpts:0: cannot open"));
+	                 -1);
+	assert_non_null(
+	    strstr(err, "/nonexistent/backmx.rcpts:0: cannot open"));
 	/* a tiny error buffer is not overrun */
 	assert_int_equal(policy_domain_load_recipients(d, err, 8), -1);
 	assert_int_equal(strlen(err), 7);
@@ -280,7 +283,7 @@ test_domains_million(void **state)
 	assert_non_null(fp);
 	for (i = 0; i < 1000000; i++)
 		fprintf(fp, i % 3 == 0 ? "User%d\n" : "user%d@big.example\n",
-			i);
+		        i);
 	fclose(fp);
 	d->recipients_file = strdup(path);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -303,12 +306,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_domains_table),
-		cmocka_unit_test(test_domains_own_name),
-		cmocka_unit_test(test_domains_recipients),
-		cmocka_unit_test(test_domains_reload),
-		cmocka_unit_test(test_domains_errors),
-		cmocka_unit_test(test_domains_million),
+	    cmocka_unit_test(test_domains_table),
+	    cmocka_unit_test(test_domains_own_name),
+	    cmocka_unit_test(test_domains_recipients),
+	    cmocka_unit_test(test_domains_reload),
+	    cmocka_unit_test(test_domains_errors),
+	    cmocka_unit_test(test_domains_million),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
