@@ -169,6 +169,8 @@ class Backmx:
         if self.running():
             raise AssertionError('backmxd already running (pid %d)' % self.pid)
         self._reap()
+        if not os.access(self.backmxd, os.X_OK):
+            raise AssertionError('backmxd not built: %s' % self.backmxd)
         with open(self.log_path, 'ab') as log:
             log.write(b'--- harness: starting %s\n' % self.backmxd.encode())
             log.flush()

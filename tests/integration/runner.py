@@ -100,7 +100,10 @@ def main():
     os.makedirs(os.path.dirname(results), exist_ok=True)
     workdir = a.workdir or tempfile.mkdtemp(prefix='backmx-it-')
     os.makedirs(workdir, exist_ok=True)
-    files = a.files or sorted(glob.glob(os.path.join(HERE, 'test_*.py')))
+    # test_world.py first: when the world itself is broken, that is the
+    # first failure to read
+    files = a.files or sorted(glob.glob(os.path.join(HERE, 'test_*.py')),
+                              key=lambda f: (os.path.basename(f) != 'test_world.py', f))
 
     tests, errors = _collect(files, a.pattern)
     failed = 0
