@@ -17,7 +17,6 @@ DSN parameters (RET, ENVID on MAIL; NOTIFY, ORCPT on RCPT); aiosmtpd alone
 refuses unknown parameters and upper-cases the ones it keeps, so MAIL and
 RCPT are handled here.  Optionally (set_tls) it offers STARTTLS.
 """
-import asyncio
 import json
 import os
 import re
@@ -26,7 +25,7 @@ import threading
 import time
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, MISSING, syntax
+from aiosmtpd.smtp import SMTP, syntax
 
 MODES = ('up', 'down', 'tempfail', 'permfail')
 SIZE_LIMIT = 200 * 1024 * 1024
