@@ -146,7 +146,7 @@ void spool_writer_abort(struct spool_writer *w);
 /* Reading a body (message.c) */
 
 /*
- * spool_body_read - chunk number n of message id into *data/*len (the
+ * spool_body_read - chunk number n of message id into *data and *len (the
  * data stays valid until the next spool call).  Returns 1 when a chunk
  * was read, 0 past the last chunk, -1 on error.
  */
