@@ -1,0 +1,258 @@
+/*
+ * test_schedule.c - spool/schedule.c: the retry heap against a brute
+ * force model (many random set/remove/pop operations), rescheduling,
+ * removal, pop_due with a fake clock, and the backoff table (steps,
+ * the last step repeating, jitter bounds and determinism).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* cmocka needs the headers above first */
+#include <cmocka.h>
+
+#include "spool.h"
+
+static void
+mkid(char id[SPOOL_ID_LEN + 1], unsigned n)
+{
+	snprintf(id, SPOOL_ID_LEN + 1, "%012x", n);
+}
+
+static void
+test_empty(void **state)
+{
+	struct schedule *q = schedule_new();
+	char id[SPOOL_ID_LEN + 1];
+	int64_t t;
+
+	assert_non_null(q);
+	assert_int_equal(schedule_size(q), 0);
+	assert_int_equal(schedule_peek(q, &t, id), 0);
+	assert_int_equal(schedule_pop_due(q, INT64_MAX, id), 0);
+	assert_int_equal(schedule_when(q, "000000000001"), -1);
+	schedule_remove(q, "000000000001");
+	/* ids must be 12 characters */
+	assert_int_equal(schedule_set(q, "short", 5), -1);
+	assert_int_equal(schedule_set(q, NULL, 5), -1);
+	schedule_free(q);
+	schedule_free(NULL);
+}
+
+static void
+test_order_random(void **state)
+{
+	enum { N = 20000 };
+	struct schedule *q = schedule_new();
+	static int64_t when[N];
+	char id[SPOOL_ID_LEN + 1];
+	int64_t t, prev = INT64_MIN;
+	unsigned i, live = 0;
+	char previd[SPOOL_ID_LEN + 1] = "";
+
+	srandom(42);
+	for (i = 0; i < N; i++) {
+		mkid(id, i);
+		when[i] = random() % 1000;	/* many ties */
+		assert_int_equal(schedule_set(q, id, when[i]), 0);
+	}
+	assert_int_equal(schedule_size(q), N);
+	/* reschedule a third, remove a third */
+	for (i = 0; i < N; i += 3) {
+		mkid(id, i);
+		when[i] = random() % 1000;
+		assert_int_equal(schedule_set(q, id, when[i]), 0);
+	}
+	for (i = 1; i < N; i += 3) {
+		mkid(id, i);
+		schedule_remove(q, id);
+		when[i] = -1;
+	}
+	for (i = 0; i < N; i++) {
+		mkid(id, i);
+		assert_int_equal(schedule_when(q, id), when[i]);
+		live += when[i] >= 0;
+	}
+	assert_int_equal(schedule_size(q), live);
+	/* everything comes out in (time, id) order, exactly once */
+	for (i = 0; i < live; i++) {
+		assert_int_equal(schedule_peek(q, &t, id), 1);
+		assert_int_equal(schedule_pop_due(q, INT64_MAX, id), 1);
+		assert_true(t >= prev);
+		if (t == prev)
+			assert_true(strcmp(id, previd) > 0);
+		assert_int_equal(when[strtoul(id, NULL, 16)], t);
+		when[strtoul(id, NULL, 16)] = -2;
+		prev = t;
+		strcpy(previd, id);
+	}
+	assert_int_equal(schedule_size(q), 0);
+	schedule_free(q);
+}
+
+/* random operations checked against a plain array after every step */
+static void
+test_model(void **state)
+{
+	enum { IDS = 300, OPS = 30000 };
+	struct schedule *q = schedule_new();
+	int64_t model[IDS], t, best;
+	char id[SPOOL_ID_LEN + 1], got[SPOOL_ID_LEN + 1];
+	int i, op, k, besti;
+	size_t n;
+
+	for (i = 0; i < IDS; i++)
+		model[i] = -1;
+	srandom(7);
+	for (op = 0; op < OPS; op++) {
+		k = random() % IDS;
+		mkid(id, k);
+		switch (random() % 4) {
+		case 0:
+		case 1:
+			model[k] = random() % 5000;
+			assert_int_equal(schedule_set(q, id, model[k]), 0);
+			break;
+		case 2:
+			schedule_remove(q, id);
+			model[k] = -1;
+			break;
+		case 3: {
+			int64_t now = random() % 5000;
+
+			best = INT64_MAX;
+			besti = -1;
+			for (i = 0; i < IDS; i++)
+				if (model[i] >= 0 && model[i] < best) {
+					best = model[i];
+					besti = i;
+				}
+			if (besti >= 0 && best <= now) {
+				assert_int_equal(
+				    schedule_pop_due(q, now, got), 1);
+				mkid(id, besti);
+				assert_string_equal(got, id);
+				model[besti] = -1;
+			} else
+				assert_int_equal(
+				    schedule_pop_due(q, now, got), 0);
+			break;
+		}
+		}
+		n = 0;
+		for (i = 0; i < IDS; i++)
+			n += model[i] >= 0;
+		assert_int_equal(schedule_size(q), n);
+		assert_int_equal(schedule_when(q, id),
+				 model[strtoul(id, NULL, 16)]);
+	}
+	if (schedule_peek(q, &t, got))
+		assert_int_equal(model[strtoul(got, NULL, 16)], t);
+	schedule_free(q);
+}
+
+static void
+test_pop_due_clock(void **state)
+{
+	struct schedule *q = schedule_new();
+	char id[SPOOL_ID_LEN + 1];
+	int64_t now = 1000;
+
+	assert_int_equal(schedule_set(q, "00000000000a", 1060), 0);
+	assert_int_equal(schedule_set(q, "00000000000b", 1000), 0);
+	assert_int_equal(schedule_set(q, "00000000000c", 1300), 0);
+	assert_int_equal(schedule_pop_due(q, now, id), 1);
+	assert_string_equal(id, "00000000000b");
+	assert_int_equal(schedule_pop_due(q, now, id), 0);
+	now += 59;
+	assert_int_equal(schedule_pop_due(q, now, id), 0);
+	now += 1;
+	assert_int_equal(schedule_pop_due(q, now, id), 1);
+	assert_string_equal(id, "00000000000a");
+	/* reschedule c earlier: it becomes due */
+	assert_int_equal(schedule_set(q, "00000000000c", 1010), 0);
+	assert_int_equal(schedule_size(q), 1);
+	assert_int_equal(schedule_when(q, "00000000000c"), 1010);
+	assert_int_equal(schedule_pop_due(q, now, id), 1);
+	assert_string_equal(id, "00000000000c");
+	assert_int_equal(schedule_size(q), 0);
+	assert_int_equal(schedule_when(q, "00000000000c"), -1);
+	schedule_free(q);
+}
+
+struct backoff_case {
+	int attempts;
+	int64_t want;
+};
+
+static void
+test_backoff_steps(void **state)
+{
+	static const long steps[] = {60, 300, 900, 1800, 3600};
+	static const struct backoff_case cases[] = {
+	    {0, 60},	{1, 60},     {2, 300},	  {3, 900},
+	    {4, 1800},	{5, 3600},   {6, 3600},	  {100, 3600},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(
+		    schedule_backoff(steps, 5, cases[i].attempts, 1000, 0),
+		    1000 + cases[i].want);
+	/* no steps: now */
+	assert_int_equal(schedule_backoff(NULL, 0, 3, 1000, 0), 1000);
+	/* no overflow */
+	assert_int_equal(schedule_backoff(steps, 5, 1, INT64_MAX - 5, 0),
+			 INT64_MAX);
+}
+
+static void
+test_backoff_jitter(void **state)
+{
+	static const long steps[] = {60, 300, 3600};
+	int attempts, differ = 0;
+	unsigned seed;
+	int64_t t, base;
+
+	for (seed = 1; seed < 2000; seed++)
+		for (attempts = 1; attempts <= 4; attempts++) {
+			base = steps[attempts > 3 ? 2 : attempts - 1];
+			t = schedule_backoff(steps, 3, attempts, 0, seed);
+			assert_true(t >= base);
+			assert_true(t <= base + base / 10);
+			/* deterministic */
+			assert_int_equal(
+			    t, schedule_backoff(steps, 3, attempts, 0, seed));
+			differ += t != base;
+		}
+	/* jitter actually happens, and spreads over the range */
+	assert_true(differ > 7000);
+	{
+		int seen[361] = {0}, distinct = 0;
+
+		for (seed = 1; seed < 20000; seed++)
+			seen[schedule_backoff(steps, 3, 3, 0, seed) - 3600]++;
+		for (int i = 0; i <= 360; i++)
+			distinct += seen[i] > 0;
+		assert_true(distinct > 300);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_empty),
+	    cmocka_unit_test(test_order_random),
+	    cmocka_unit_test(test_model),
+	    cmocka_unit_test(test_pop_due_clock),
+	    cmocka_unit_test(test_backoff_steps),
+	    cmocka_unit_test(test_backoff_jitter),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
