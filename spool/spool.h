@@ -42,6 +42,21 @@ enum spool_err {
 
 /* spool_open - open/create/recover the environment in dir */
 struct spool *spool_open(const char *dir, char *err, size_t errlen);
+
+/* sizes for spool_open_opts(); 0 = the default */
+struct spool_options {
+	size_t cache_bytes;	/* BDB cache, default 64 MB */
+	uint32_t log_buffer;	/* in-memory log buffer, default 4 MB */
+	uint32_t log_file;	/* log file size, default 16 MB */
+};
+
+/*
+ * spool_open_opts - spool_open with sizes; when it returns NULL, *cls
+ * (if not NULL) says why: SPOOL_EBUSY when another live process holds
+ * the spool (err names its pid), SPOOL_ENOSPC, or SPOOL_EIO.
+ */
+struct spool *spool_open_opts(const char *dir, const struct spool_options *o,
+			      enum spool_err *cls, char *err, size_t errlen);
 void spool_close(struct spool *s);
 /* spool_error - class and text of the last failure */
 enum spool_err spool_errno(const struct spool *s);
@@ -103,6 +118,20 @@ struct spool_envelope {
 	int nrcpt;
 	struct spool_rcpt *rcpt;
 };
+
+/*
+ * spool_envelope_encode - the envelopes.db record of e: a malloc'd
+ * buffer the caller frees, *len set; NULL when e cannot be stored
+ * (a string longer than SPOOL_STR_MAX or holding a NUL, bad fields).
+ * spool_envelope_decode - parse a record; NULL for anything malformed
+ * (bad magic/version, truncated, trailing bytes, out-of-range field);
+ * the caller frees the result with spool_envelope_free().  Exported for
+ * the fuzz target and the tests.
+ */
+#define SPOOL_STR_MAX 65536
+#define SPOOL_RCPT_MAX 100000
+void *spool_envelope_encode(const struct spool_envelope *e, size_t *len);
+struct spool_envelope *spool_envelope_decode(const void *buf, size_t len);
 
 /* spool_envelope_free - free e and everything in it; NULL ok */
 void spool_envelope_free(struct spool_envelope *e);

@@ -1,0 +1,479 @@
+/*
+ * env.c - the Berkeley DB environment of the spool: the lock file that
+ * keeps a second backmxd out, open with recovery (DB_RECOVER|DB_REGISTER,
+ * so a process killed with -9 is recovered at the next open), the two
+ * databases, group commit (spool_sync), checkpoints and log removal,
+ * error classes and the queue-id generator.  Called by relay/main.c;
+ * message.c holds the records.  Never logs: errors go to spool_error().
+ */
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "spool_private.h"
+
+#define SPOOL_LOCKFILE "backmxd.lock"
+#define SPOOL_CACHE_DEFAULT (64u * 1024 * 1024)
+#define SPOOL_LOGBUF_DEFAULT (4u * 1024 * 1024)
+#define SPOOL_LOGFILE_DEFAULT (16u * 1024 * 1024)
+/*
+ * Page locks: deleting or writing a 50 MB message touches ~900 body
+ * pages in one transaction; BDB's default of 1000 locks is too tight.
+ */
+#define SPOOL_MAX_LOCKS 40000
+
+/* spool_errcall - keep BDB's last message for the error text */
+static void
+spool_errcall(const DB_ENV *env, const char *pfx, const char *msg)
+{
+	struct spool *s = env->app_private;
+
+	if (s != NULL)
+		snprintf(s->dberr, sizeof(s->dberr), "%s", msg);
+}
+
+/* spool_classify - which class a BDB/errno return code falls in */
+static enum spool_err
+spool_classify(struct spool *s, int ret)
+{
+	if (ret == ENOSPC || ret == EDQUOT || ret == EFBIG)
+		return SPOOL_ENOSPC;
+	/*
+	 * A failed write deep inside BDB may come back as EIO or as a
+	 * panic; its message to errcall still says why.
+	 */
+	if (strstr(s->dberr, strerror(ENOSPC)) != NULL ||
+	    strstr(s->dberr, strerror(EDQUOT)) != NULL)
+		return SPOOL_ENOSPC;
+	return SPOOL_EIO;
+}
+
+static int
+spool_vfail(struct spool *s, enum spool_err cls, int ret, const char *fmt,
+	    va_list ap)
+{
+	char what[256];
+
+	vsnprintf(what, sizeof(what), fmt, ap);
+	s->err = cls;
+	if (ret == 0)
+		snprintf(s->errbuf, sizeof(s->errbuf), "%s", what);
+	else if (s->dberr[0] != '\0')
+		snprintf(s->errbuf, sizeof(s->errbuf), "%s: %s (%s)", what,
+			 db_strerror(ret), s->dberr);
+	else
+		snprintf(s->errbuf, sizeof(s->errbuf), "%s: %s", what,
+			 db_strerror(ret));
+	s->dberr[0] = '\0';
+	return -1;
+}
+
+/* spool_fail - classify BDB/errno code ret, set the error text; -1 */
+int
+spool_fail(struct spool *s, int ret, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = spool_vfail(s, spool_classify(s, ret), ret, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+/* spool_fail_class - as spool_fail with an explicit class */
+int
+spool_fail_class(struct spool *s, enum spool_err cls, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = spool_vfail(s, cls, 0, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+enum spool_err
+spool_errno(const struct spool *s)
+{
+	return s->err;
+}
+
+const char *
+spool_error(const struct spool *s)
+{
+	return s->err == SPOOL_OK ? "no error" : s->errbuf;
+}
+
+/* spool_id_valid - 12 lowercase hex digits */
+int
+spool_id_valid(const char *id)
+{
+	int i;
+
+	for (i = 0; i < SPOOL_ID_LEN; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') ||
+		      (id[i] >= 'a' && id[i] <= 'f')))
+			return 0;
+	return id[SPOOL_ID_LEN] == '\0';
+}
+
+/*
+ * spool_id_next - 32-bit seconds + 16-bit counter.  When the clock
+ * stands still (or goes back) the counter runs on; when it overflows
+ * we borrow the next second, so ids only ever grow.
+ */
+void
+spool_id_next(struct spool *s, char id[SPOOL_ID_LEN + 1])
+{
+	uint32_t now = (uint32_t)time(NULL);
+
+	if (now > s->id_secs) {
+		s->id_secs = now;
+		s->id_count = 0;
+	} else if (++s->id_count > 0xffff) {
+		s->id_secs++;
+		s->id_count = 0;
+	}
+	snprintf(id, SPOOL_ID_LEN + 1, "%08x%04x", (unsigned)s->id_secs,
+		 (unsigned)s->id_count);
+}
+
+/* spool_body_key - body.db key of chunk n of id into key */
+void
+spool_body_key(unsigned char key[SPOOL_BODY_KEYLEN], const char *id,
+	       uint32_t n)
+{
+	memcpy(key, id, SPOOL_ID_LEN);
+	key[SPOOL_ID_LEN] = n >> 24;
+	key[SPOOL_ID_LEN + 1] = n >> 16;
+	key[SPOOL_ID_LEN + 2] = n >> 8;
+	key[SPOOL_ID_LEN + 3] = n;
+}
+
+/*
+ * spool_lock - take the lock file.  DB_REGISTER tells live from dead
+ * processes but lets a second live one join the environment; two
+ * daemons on one spool would hand out the same ids, so refuse it here.
+ */
+static int
+spool_lock(struct spool *s, const char *dir, enum spool_err *cls, char *err,
+	   size_t errlen)
+{
+	char path[4096], buf[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, SPOOL_LOCKFILE);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		*cls = errno == ENOSPC ? SPOOL_ENOSPC : SPOOL_EIO;
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+
+		n = pread(fd, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		close(fd);
+		if (e == EWOULDBLOCK) {
+			snprintf(err, errlen,
+				 "another backmxd is running (pid %s) on "
+				 "spool %s",
+				 buf[0] ? buf : "unknown", dir);
+			*cls = SPOOL_EBUSY;
+		} else {
+			snprintf(err, errlen, "lock %s: %s", path,
+				 strerror(e));
+			*cls = SPOOL_EIO;
+		}
+		return -1;
+	}
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, n, 0) != n) {
+		/* only the "pid N" hint is lost; the lock holds */
+	}
+	s->lockfd = fd;
+	return 0;
+}
+
+/* spool_db_open - one btree database, created in its own transaction */
+static int
+spool_db_open(struct spool *s, DB **dbp, const char *file, uint32_t pagesize,
+	      char *err, size_t errlen)
+{
+	DB *db;
+	int ret;
+
+	if ((ret = db_create(&db, s->env, 0)) != 0)
+		goto fail;
+	if (pagesize != 0 && (ret = db->set_pagesize(db, pagesize)) != 0) {
+		db->close(db, 0);
+		goto fail;
+	}
+	ret = db->open(db, NULL, file, NULL, DB_BTREE,
+		       DB_CREATE | DB_AUTO_COMMIT, 0600);
+	if (ret != 0) {
+		db->close(db, 0);
+		goto fail;
+	}
+	*dbp = db;
+	return 0;
+fail:
+	snprintf(err, errlen, "%s: %s%s%s", file, db_strerror(ret),
+		 s->dberr[0] ? ": " : "", s->dberr);
+	return -1;
+}
+
+/*
+ * spool_region_prealloc - make the mmap()ed region files fully backed
+ * by disk blocks.  BDB creates them sparse and grows the cache region
+ * lazily; touching a hole when the disk is full is SIGBUS, not ENOSPC.
+ * DB_REGION_INIT writes the initial regions out; here we fill the cache
+ * with a throw-away in-memory database so the cache region reaches its
+ * maximum now, then fallocate every region file.  Afterwards a full
+ * disk can only make write(2)s fail, which BDB reports as ENOSPC.
+ */
+static int
+spool_region_prealloc(struct spool *s, size_t cache, char *err,
+		      size_t errlen)
+{
+	static char page[4096];
+	char path[4096];
+	DB *tmp;
+	DBT key, data;
+	uint64_t i, n;
+	struct stat st;
+	int ret, fd, r;
+
+	if ((ret = db_create(&tmp, s->env, 0)) != 0)
+		goto fail;
+	if ((ret = tmp->set_flags(tmp, DB_TXN_NOT_DURABLE)) != 0 ||
+	    (ret = tmp->open(tmp, NULL, NULL, NULL, DB_BTREE, DB_CREATE,
+			     0)) != 0) {
+		tmp->close(tmp, 0);
+		goto fail;
+	}
+	/* until the cache refuses: at most twice its size */
+	n = 2 * (uint64_t)cache / sizeof(page) + 64;
+	for (i = 0; i < n; i++) {
+		memset(&key, 0, sizeof(key));
+		memset(&data, 0, sizeof(data));
+		key.data = &i;
+		key.size = sizeof(i);
+		data.data = page;
+		data.size = sizeof(page);
+		if (tmp->put(tmp, NULL, &key, &data, 0) != 0)
+			break;
+	}
+	tmp->close(tmp, DB_NOSYNC);
+	s->dberr[0] = '\0';
+	for (i = 1; i < 1000; i++) {
+		snprintf(path, sizeof(path), "%s/__db.%03u", s->dir,
+			 (unsigned)i);
+		if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
+			break;
+		r = fstat(fd, &st) == 0 ? posix_fallocate(fd, 0, st.st_size)
+					: errno;
+		close(fd);
+		if (r != 0) {
+			snprintf(err, errlen, "allocating %s: %s", path,
+				 strerror(r));
+			return -1;
+		}
+	}
+	return 0;
+fail:
+	snprintf(err, errlen, "allocating the cache: %s", db_strerror(ret));
+	return -1;
+}
+
+struct spool *
+spool_open(const char *dir, char *err, size_t errlen)
+{
+	return spool_open_opts(dir, NULL, NULL, err, errlen);
+}
+
+/* spool_open_opts - spool_open with sizes and the failure class */
+struct spool *
+spool_open_opts(const char *dir, const struct spool_options *o,
+		enum spool_err *clsp, char *err, size_t errlen)
+{
+	struct spool *s;
+	struct stat st;
+	enum spool_err cls = SPOOL_EIO, dummy;
+	size_t cache = SPOOL_CACHE_DEFAULT;
+	uint32_t logbuf = SPOOL_LOGBUF_DEFAULT, logfile = SPOOL_LOGFILE_DEFAULT;
+	int ret;
+
+	if (clsp == NULL)
+		clsp = &dummy;
+	if (o != NULL) {
+		if (o->cache_bytes)
+			cache = o->cache_bytes;
+		if (o->log_buffer)
+			logbuf = o->log_buffer;
+		if (o->log_file)
+			logfile = o->log_file;
+	}
+	/* BDB wants a log file of at least 4 log buffers */
+	if (logfile < 4 * logbuf)
+		logfile = 4 * logbuf;
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "mkdir %s: %s", dir, strerror(errno));
+		*clsp = errno == ENOSPC ? SPOOL_ENOSPC : SPOOL_EIO;
+		return NULL;
+	}
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a directory", dir);
+		*clsp = SPOOL_EIO;
+		return NULL;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL ||
+	    (s->dir = strdup(dir)) == NULL) {
+		free(s);
+		snprintf(err, errlen, "out of memory");
+		*clsp = SPOOL_EIO;
+		return NULL;
+	}
+	s->lockfd = -1;
+	if (spool_lock(s, dir, clsp, err, errlen) < 0) {
+		free(s->dir);
+		free(s);
+		return NULL;
+	}
+
+	if ((ret = db_env_create(&s->env, 0)) != 0) {
+		snprintf(err, errlen, "db_env_create: %s", db_strerror(ret));
+		s->env = NULL;
+		goto fail;
+	}
+	s->env->app_private = s;
+	s->env->set_errcall(s->env, spool_errcall);
+	if ((ret = s->env->set_cachesize(s->env, (uint32_t)(cache >> 30),
+					 (uint32_t)(cache & ((1u << 30) - 1)),
+					 1)) != 0 ||
+	    (ret = s->env->set_lk_detect(s->env, DB_LOCK_DEFAULT)) != 0 ||
+	    (ret = s->env->set_lk_max_locks(s->env, SPOOL_MAX_LOCKS)) != 0 ||
+	    (ret = s->env->set_lk_max_objects(s->env, SPOOL_MAX_LOCKS)) != 0 ||
+	    (ret = s->env->set_lg_bsize(s->env, logbuf)) != 0 ||
+	    (ret = s->env->set_lg_max(s->env, logfile)) != 0 ||
+	    (ret = s->env->set_flags(s->env, DB_TXN_NOSYNC, 1)) != 0 ||
+	    (ret = s->env->set_flags(s->env, DB_REGION_INIT, 1)) != 0) {
+		snprintf(err, errlen, "configuring the environment: %s",
+			 db_strerror(ret));
+		goto fail;
+	}
+	/*
+	 * DB_REGISTER + DB_RECOVER: recovery runs when a process that had
+	 * the environment open died without closing it (kill -9, crash),
+	 * so no manual db_recover is ever needed.
+	 */
+	ret = s->env->open(s->env, dir,
+			   DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK |
+			       DB_INIT_LOG | DB_INIT_MPOOL | DB_RECOVER |
+			       DB_REGISTER,
+			   0600);
+	if (ret != 0) {
+		snprintf(err, errlen, "opening the environment: %s%s%s",
+			 db_strerror(ret), s->dberr[0] ? ": " : "", s->dberr);
+		if (ret == ENOSPC || strstr(s->dberr, strerror(ENOSPC)))
+			cls = SPOOL_ENOSPC;
+		goto fail;
+	}
+	if (spool_region_prealloc(s, cache, err, errlen) < 0) {
+		cls = strstr(err, strerror(ENOSPC)) ? SPOOL_ENOSPC : SPOOL_EIO;
+		goto fail;
+	}
+	if (spool_db_open(s, &s->envelopes, "envelopes.db", 0, err, errlen) <
+		0 ||
+	    spool_db_open(s, &s->body, "body.db", 65536, err, errlen) < 0)
+		goto fail;
+	if (spool_open_scan(s, err, errlen) < 0) {
+		cls = s->err;
+		goto fail;
+	}
+	/* start from a fresh checkpoint after recovery; failure is harmless */
+	spool_checkpoint(s);
+	s->err = SPOOL_OK;
+	return s;
+
+fail:
+	*clsp = cls;
+	spool_close(s);
+	return NULL;
+}
+
+void
+spool_close(struct spool *s)
+{
+	if (s == NULL)
+		return;
+	if (s->body != NULL)
+		s->body->close(s->body, 0);
+	if (s->envelopes != NULL)
+		s->envelopes->close(s->envelopes, 0);
+	if (s->env != NULL)
+		s->env->close(s->env, 0);
+	if (s->lockfd >= 0)
+		close(s->lockfd);
+	free(s->rbuf);
+	free(s->dir);
+	free(s);
+}
+
+/*
+ * spool_sync - group commit: one log flush (one fsync) makes every
+ * transaction committed with DB_TXN_NOSYNC before it durable.
+ */
+int
+spool_sync(struct spool *s)
+{
+	int ret;
+
+	if ((ret = s->env->log_flush(s->env, NULL)) != 0)
+		return spool_fail(s, ret, "flushing the log");
+	return 0;
+}
+
+/*
+ * spool_checkpoint - checkpoint, then remove the log files recovery no
+ * longer needs.  We remove them here with log_archive(DB_ARCH_REMOVE)
+ * rather than DB_LOG_AUTO_REMOVE: removal then happens on the
+ * checkpoint timer, never inside a commit on the SMTP path, and only
+ * right after the checkpoint that makes it safe.  Either way
+ * catastrophic recovery from logs is given up; the spool is a queue,
+ * not an archive.
+ */
+int
+spool_checkpoint(struct spool *s)
+{
+	int ret;
+
+	if ((ret = s->env->txn_checkpoint(s->env, 0, 0, 0)) != 0)
+		return spool_fail(s, ret, "checkpoint");
+	if ((ret = s->env->log_archive(s->env, NULL, DB_ARCH_REMOVE)) != 0)
+		return spool_fail(s, ret, "removing old logs");
+	return 0;
+}
+
+/* spool_count - messages and body bytes in the spool (kept in memory) */
+void
+spool_count(const struct spool *s, uint64_t *msgs, uint64_t *bytes)
+{
+	if (msgs != NULL)
+		*msgs = s->msgs;
+	if (bytes != NULL)
+		*bytes = s->bytes;
+}
