@@ -333,6 +333,13 @@ main(int argc, char **argv)
 		fatal("%s", err);
 	main_own_addrs(cfg);
 	main_drop_privileges(cfg, pw);
+	if (!backmxd.foreground) {
+		/* detach before the spool is opened: DB_REGISTER and the spool
+		 * lock must belong to the process that stays */
+		if (daemon(0, 0) < 0)
+			fatal("cannot detach: %s", strerror(errno));
+		ev_loop_fork(backmxd.loop);
+	}
 
 	backmxd.spool = spool_open(cfg->spool, err, sizeof(err));
 	if (backmxd.spool == NULL)
