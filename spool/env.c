@@ -57,7 +57,7 @@ spool_classify(struct spool *s, int ret)
 
 static int
 spool_vfail(struct spool *s, enum spool_err cls, int ret, const char *fmt,
-	    va_list ap)
+            va_list ap)
 {
 	char what[256];
 
@@ -67,10 +67,10 @@ spool_vfail(struct spool *s, enum spool_err cls, int ret, const char *fmt,
 		snprintf(s->errbuf, sizeof(s->errbuf), "%s", what);
 	else if (s->dberr[0] != '\0')
 		snprintf(s->errbuf, sizeof(s->errbuf), "%s: %s (%s)", what,
-			 db_strerror(ret), s->dberr);
+		         db_strerror(ret), s->dberr);
 	else
 		snprintf(s->errbuf, sizeof(s->errbuf), "%s: %s", what,
-			 db_strerror(ret));
+		         db_strerror(ret));
 	s->dberr[0] = '\0';
 	return -1;
 }
@@ -144,13 +144,12 @@ spool_id_next(struct spool *s, char id[SPOOL_ID_LEN + 1])
 		s->id_count = 0;
 	}
 	snprintf(id, SPOOL_ID_LEN + 1, "%08x%04x", (unsigned)s->id_secs,
-		 (unsigned)s->id_count);
+	         (unsigned)s->id_count);
 }
 
 /* spool_body_key - body.db key of chunk n of id into key */
 void
-spool_body_key(unsigned char key[SPOOL_BODY_KEYLEN], const char *id,
-	       uint32_t n)
+spool_body_key(unsigned char key[SPOOL_BODY_KEYLEN], const char *id, uint32_t n)
 {
 	memcpy(key, id, SPOOL_ID_LEN);
 	key[SPOOL_ID_LEN] = n >> 24;
@@ -166,7 +165,7 @@ spool_body_key(unsigned char key[SPOOL_BODY_KEYLEN], const char *id,
  */
 static int
 spool_lock(struct spool *s, const char *dir, enum spool_err *cls, char *err,
-	   size_t errlen)
+           size_t errlen)
 {
 	char path[4096], buf[32];
 	ssize_t n;
@@ -188,13 +187,12 @@ spool_lock(struct spool *s, const char *dir, enum spool_err *cls, char *err,
 		close(fd);
 		if (e == EWOULDBLOCK) {
 			snprintf(err, errlen,
-				 "another backmxd is running (pid %s) on "
-				 "spool %s",
-				 buf[0] ? buf : "unknown", dir);
+			         "another backmxd is running (pid %s) on "
+			         "spool %s",
+			         buf[0] ? buf : "unknown", dir);
 			*cls = SPOOL_EBUSY;
 		} else {
-			snprintf(err, errlen, "lock %s: %s", path,
-				 strerror(e));
+			snprintf(err, errlen, "lock %s: %s", path, strerror(e));
 			*cls = SPOOL_EIO;
 		}
 		return -1;
@@ -210,7 +208,7 @@ spool_lock(struct spool *s, const char *dir, enum spool_err *cls, char *err,
 /* spool_db_open - one btree database, created in its own transaction */
 static int
 spool_db_open(struct spool *s, DB **dbp, const char *file, uint32_t pagesize,
-	      char *err, size_t errlen)
+              char *err, size_t errlen)
 {
 	DB *db;
 	int ret;
@@ -222,7 +220,7 @@ spool_db_open(struct spool *s, DB **dbp, const char *file, uint32_t pagesize,
 		goto fail;
 	}
 	ret = db->open(db, NULL, file, NULL, DB_BTREE,
-		       DB_CREATE | DB_AUTO_COMMIT, 0600);
+	               DB_CREATE | DB_AUTO_COMMIT, 0600);
 	if (ret != 0) {
 		db->close(db, 0);
 		goto fail;
@@ -231,7 +229,7 @@ spool_db_open(struct spool *s, DB **dbp, const char *file, uint32_t pagesize,
 	return 0;
 fail:
 	snprintf(err, errlen, "%s: %s%s%s", file, db_strerror(ret),
-		 s->dberr[0] ? ": " : "", s->dberr);
+	         s->dberr[0] ? ": " : "", s->dberr);
 	return -1;
 }
 
@@ -245,8 +243,7 @@ fail:
  * disk can only make write(2)s fail, which BDB reports as ENOSPC.
  */
 static int
-spool_region_prealloc(struct spool *s, size_t cache, char *err,
-		      size_t errlen)
+spool_region_prealloc(struct spool *s, size_t cache, char *err, size_t errlen)
 {
 	static char page[4096];
 	char path[4096];
@@ -259,8 +256,8 @@ spool_region_prealloc(struct spool *s, size_t cache, char *err,
 	if ((ret = db_create(&tmp, s->env, 0)) != 0)
 		goto fail;
 	if ((ret = tmp->set_flags(tmp, DB_TXN_NOT_DURABLE)) != 0 ||
-	    (ret = tmp->open(tmp, NULL, NULL, NULL, DB_BTREE, DB_CREATE,
-			     0)) != 0) {
+	    (ret = tmp->open(tmp, NULL, NULL, NULL, DB_BTREE, DB_CREATE, 0)) !=
+	        0) {
 		tmp->close(tmp, 0);
 		goto fail;
 	}
@@ -280,15 +277,15 @@ spool_region_prealloc(struct spool *s, size_t cache, char *err,
 	s->dberr[0] = '\0';
 	for (i = 1; i < 1000; i++) {
 		snprintf(path, sizeof(path), "%s/__db.%03u", s->dir,
-			 (unsigned)i);
+		         (unsigned)i);
 		if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
 			break;
 		r = fstat(fd, &st) == 0 ? posix_fallocate(fd, 0, st.st_size)
-					: errno;
+		                        : errno;
 		close(fd);
 		if (r != 0) {
 			snprintf(err, errlen, "allocating %s: %s", path,
-				 strerror(r));
+			         strerror(r));
 			return -1;
 		}
 	}
@@ -307,7 +304,7 @@ spool_open(const char *dir, char *err, size_t errlen)
 /* spool_open_opts - spool_open with sizes and the failure class */
 struct spool *
 spool_open_opts(const char *dir, const struct spool_options *o,
-		enum spool_err *clsp, char *err, size_t errlen)
+                enum spool_err *clsp, char *err, size_t errlen)
 {
 	struct spool *s;
 	struct stat st;
@@ -362,8 +359,8 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 	s->env->app_private = s;
 	s->env->set_errcall(s->env, spool_errcall);
 	if ((ret = s->env->set_cachesize(s->env, (uint32_t)(cache >> 30),
-					 (uint32_t)(cache & ((1u << 30) - 1)),
-					 1)) != 0 ||
+	                                 (uint32_t)(cache & ((1u << 30) - 1)),
+	                                 1)) != 0 ||
 	    (ret = s->env->set_lk_detect(s->env, DB_LOCK_DEFAULT)) != 0 ||
 	    (ret = s->env->set_lk_max_locks(s->env, SPOOL_MAX_LOCKS)) != 0 ||
 	    (ret = s->env->set_lk_max_objects(s->env, SPOOL_MAX_LOCKS)) != 0 ||
@@ -372,7 +369,7 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 	    (ret = s->env->set_flags(s->env, DB_TXN_NOSYNC, 1)) != 0 ||
 	    (ret = s->env->set_flags(s->env, DB_REGION_INIT, 1)) != 0) {
 		snprintf(err, errlen, "configuring the environment: %s",
-			 db_strerror(ret));
+		         db_strerror(ret));
 		goto fail;
 	}
 	/*
@@ -380,14 +377,14 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 	 * the environment open died without closing it (kill -9, crash),
 	 * so no manual db_recover is ever needed.
 	 */
-	ret = s->env->open(s->env, dir,
-			   DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK |
-			       DB_INIT_LOG | DB_INIT_MPOOL | DB_RECOVER |
-			       DB_REGISTER,
-			   0600);
+	ret =
+	    s->env->open(s->env, dir,
+	                 DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
+	                     DB_INIT_MPOOL | DB_RECOVER | DB_REGISTER,
+	                 0600);
 	if (ret != 0) {
 		snprintf(err, errlen, "opening the environment: %s%s%s",
-			 db_strerror(ret), s->dberr[0] ? ": " : "", s->dberr);
+		         db_strerror(ret), s->dberr[0] ? ": " : "", s->dberr);
 		if (ret == ENOSPC || strstr(s->dberr, strerror(ENOSPC)))
 			cls = SPOOL_ENOSPC;
 		goto fail;
@@ -397,7 +394,7 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 		goto fail;
 	}
 	if (spool_db_open(s, &s->envelopes, "envelopes.db", 0, err, errlen) <
-		0 ||
+	        0 ||
 	    spool_db_open(s, &s->body, "body.db", 65536, err, errlen) < 0)
 		goto fail;
 	if (spool_open_scan(s, err, errlen) < 0) {

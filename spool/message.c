@@ -321,7 +321,7 @@ spool_body_remove(struct spool *s, DB_TXN *txn, const char *id)
 	key.ulen = sizeof(kbuf);
 	key.flags = DB_DBT_USERMEM;
 	dbt_init(&data, NULL, 0);
-	data.flags = DB_DBT_PARTIAL;	/* dlen 0: don't copy the chunk */
+	data.flags = DB_DBT_PARTIAL; /* dlen 0: don't copy the chunk */
 	ret = c->get(c, &key, &data, DB_SET_RANGE | DB_RMW);
 	while (ret == 0 && key.size == SPOOL_BODY_KEYLEN &&
 	       memcmp(kbuf, id, SPOOL_ID_LEN) == 0) {
@@ -358,9 +358,9 @@ spool_txn_body_remove(struct spool *s, const char *id)
 struct spool_writer {
 	struct spool *s;
 	char id[SPOOL_ID_LEN + 1];
-	unsigned char *buf;	/* SPOOL_CHUNK octets */
+	unsigned char *buf; /* SPOOL_CHUNK octets */
 	size_t fill;
-	uint32_t nchunks;	/* full chunks already in body.db */
+	uint32_t nchunks; /* full chunks already in body.db */
 	uint64_t size;
 	int failed;
 };
@@ -487,9 +487,9 @@ spool_writer_commit(struct spool_writer *w, struct spool_envelope *e)
 	e->size = w->size;
 	if ((rec = spool_envelope_encode(e, &reclen)) == NULL) {
 		spool_fail_class(s, SPOOL_EIO,
-				 "envelope of %s cannot be stored "
-				 "(field too long or invalid)",
-				 w->id);
+		                 "envelope of %s cannot be stored "
+		                 "(field too long or invalid)",
+		                 w->id);
 		goto fail_kept;
 	}
 	if ((ret = s->env->txn_begin(s->env, NULL, &txn, 0)) != 0)
@@ -499,7 +499,7 @@ spool_writer_commit(struct spool_writer *w, struct spool_envelope *e)
 	dbt_init(&key, w->id, SPOOL_ID_LEN);
 	dbt_init(&data, rec, reclen);
 	if ((ret = s->envelopes->put(s->envelopes, txn, &key, &data,
-				     DB_NOOVERWRITE)) != 0)
+	                             DB_NOOVERWRITE)) != 0)
 		goto fail;
 	ret = txn->commit(txn, DB_TXN_NOSYNC);
 	txn = NULL;
@@ -543,7 +543,7 @@ spool_envelope_get(struct spool *s, const char *id)
 
 	if (id == NULL || !spool_id_valid(id)) {
 		spool_fail_class(s, SPOOL_ENOTFOUND, "no message %s",
-				 id ? id : "(null)");
+		                 id ? id : "(null)");
 		return NULL;
 	}
 	dbt_init(&key, (void *)id, SPOOL_ID_LEN);
@@ -571,7 +571,7 @@ spool_envelope_get(struct spool *s, const char *id)
 /* envelope_size_locked - size of the stored envelope id, read in txn */
 static int
 envelope_size_locked(struct spool *s, DB_TXN *txn, const char *id,
-		     uint64_t *size)
+                     uint64_t *size)
 {
 	struct spool_envelope *old;
 	DBT key, data;
@@ -580,8 +580,8 @@ envelope_size_locked(struct spool *s, DB_TXN *txn, const char *id,
 	dbt_init(&key, (void *)id, SPOOL_ID_LEN);
 	dbt_init(&data, NULL, 0);
 	data.flags = DB_DBT_MALLOC;
-	if ((ret = s->envelopes->get(s->envelopes, txn, &key, &data,
-				     DB_RMW)) != 0)
+	if ((ret = s->envelopes->get(s->envelopes, txn, &key, &data, DB_RMW)) !=
+	    0)
 		return ret;
 	old = spool_envelope_decode(data.data, data.size);
 	*size = old != NULL ? old->size : 0;
@@ -603,9 +603,9 @@ spool_envelope_put(struct spool *s, const struct spool_envelope *e)
 
 	if ((rec = spool_envelope_encode(e, &reclen)) == NULL)
 		return spool_fail_class(s, SPOOL_EIO,
-					"envelope %s cannot be stored "
-					"(field too long or invalid)",
-					e->id);
+		                        "envelope %s cannot be stored "
+		                        "(field too long or invalid)",
+		                        e->id);
 	if ((ret = s->env->txn_begin(s->env, NULL, &txn, 0)) != 0) {
 		free(rec);
 		return spool_fail(s, ret, "updating %s", e->id);
@@ -615,7 +615,7 @@ spool_envelope_put(struct spool *s, const struct spool_envelope *e)
 		txn->abort(txn);
 		free(rec);
 		return spool_fail_class(s, SPOOL_ENOTFOUND, "no message %s",
-					e->id);
+		                        e->id);
 	}
 	if (ret == 0) {
 		dbt_init(&key, (void *)e->id, SPOOL_ID_LEN);
@@ -644,14 +644,14 @@ spool_message_delete(struct spool *s, const char *id)
 
 	if (id == NULL || !spool_id_valid(id))
 		return spool_fail_class(s, SPOOL_ENOTFOUND, "no message %s",
-					id ? id : "(null)");
+		                        id ? id : "(null)");
 	if ((ret = s->env->txn_begin(s->env, NULL, &txn, 0)) != 0)
 		return spool_fail(s, ret, "deleting %s", id);
 	ret = envelope_size_locked(s, txn, id, &size);
 	if (ret == DB_NOTFOUND) {
 		txn->abort(txn);
 		return spool_fail_class(s, SPOOL_ENOTFOUND, "no message %s",
-					id);
+		                        id);
 	}
 	if (ret == 0) {
 		dbt_init(&key, (void *)id, SPOOL_ID_LEN);
@@ -679,7 +679,7 @@ spool_message_delete(struct spool *s, const char *id)
  */
 int
 spool_scan(struct spool *s, const char *after, int max,
-	   int (*fn)(void *arg, const struct spool_envelope *e), void *arg)
+           int (*fn)(void *arg, const struct spool_envelope *e), void *arg)
 {
 	struct spool_envelope *batch[SCAN_BATCH];
 	char last[SPOOL_ID_LEN + 1];
@@ -706,7 +706,7 @@ spool_scan(struct spool *s, const char *after, int max,
 		key.ulen = sizeof(kbuf);
 		key.flags = DB_DBT_USERMEM;
 		ret = n == 0 ? c->get(c, &key, &data, DB_FIRST)
-			     : c->get(c, &key, &data, DB_SET_RANGE);
+		             : c->get(c, &key, &data, DB_SET_RANGE);
 		if (ret == 0 && n > 0 && key.size == n &&
 		    memcmp(kbuf, last, n) == 0)
 			ret = c->get(c, &key, &data, DB_NEXT);
@@ -754,8 +754,8 @@ fail:
 
 /* spool_body_read - chunk n of id; 1 read, 0 past the end, -1 error */
 int
-spool_body_read(struct spool *s, const char *id, uint32_t n,
-		const void **data, size_t *len)
+spool_body_read(struct spool *s, const char *id, uint32_t n, const void **data,
+                size_t *len)
 {
 	unsigned char kbuf[SPOOL_BODY_KEYLEN];
 	DBT key, d;
@@ -763,7 +763,7 @@ spool_body_read(struct spool *s, const char *id, uint32_t n,
 
 	if (id == NULL || !spool_id_valid(id))
 		return spool_fail_class(s, SPOOL_ENOTFOUND, "no message %s",
-					id ? id : "(null)");
+		                        id ? id : "(null)");
 	if (s->rbuf == NULL) {
 		if ((s->rbuf = malloc(SPOOL_CHUNK)) == NULL)
 			return spool_fail_class(s, SPOOL_EIO, "out of memory");
@@ -779,9 +779,9 @@ spool_body_read(struct spool *s, const char *id, uint32_t n,
 		return 0;
 	if (ret == DB_BUFFER_SMALL)
 		return spool_fail_class(s, SPOOL_EIO,
-					"body chunk %u of %s is corrupt "
-					"(%u octets)",
-					(unsigned)n, id, (unsigned)d.size);
+		                        "body chunk %u of %s is corrupt "
+		                        "(%u octets)",
+		                        (unsigned)n, id, (unsigned)d.size);
 	if (ret != 0)
 		return spool_fail(s, ret, "reading body of %s", id);
 	*data = s->rbuf;
@@ -794,8 +794,7 @@ spool_body_read(struct spool *s, const char *id, uint32_t n,
 
 /* id_from_key - the (secs, counter) of a 12-hex-digit key; 0 if not */
 static int
-id_from_key(const unsigned char *k, size_t n, uint32_t *secs,
-	    uint32_t *count)
+id_from_key(const unsigned char *k, size_t n, uint32_t *secs, uint32_t *count)
 {
 	char id[SPOOL_ID_LEN + 1];
 
@@ -834,7 +833,7 @@ int
 spool_open_scan(struct spool *s, char *err, size_t errlen)
 {
 	unsigned char kbuf[64];
-	char (*orphans)[SPOOL_ID_LEN + 1] = NULL, id[SPOOL_ID_LEN + 1];
+	char(*orphans)[SPOOL_ID_LEN + 1] = NULL, id[SPOOL_ID_LEN + 1];
 	size_t norphans = 0, cap = 0, i;
 	DBC *c;
 	DBT key, data;
@@ -889,7 +888,7 @@ spool_open_scan(struct spool *s, char *err, size_t errlen)
 
 				cap = cap ? cap * 2 : 16;
 				if ((n = realloc(orphans,
-						 cap * sizeof(*orphans))) ==
+				                 cap * sizeof(*orphans))) ==
 				    NULL) {
 					c->close(c);
 					free(orphans);

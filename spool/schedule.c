@@ -15,17 +15,17 @@
 
 struct sched_node {
 	int64_t t;
-	uint32_t pos;		/* index in heap[], or the next free node */
+	uint32_t pos; /* index in heap[], or the next free node */
 	char id[SPOOL_ID_LEN + 1];
 };
 
 struct schedule {
 	struct sched_node *nodes;
 	uint32_t nnodes, capnodes, freelist;
-	uint32_t *heap;		/* node indexes, heap-ordered */
+	uint32_t *heap; /* node indexes, heap-ordered */
 	uint32_t nheap;
-	uint32_t *hash;		/* node indexes, linear probing */
-	uint32_t hashcap;	/* power of two */
+	uint32_t *hash;   /* node indexes, linear probing */
+	uint32_t hashcap; /* power of two */
 };
 
 struct schedule *
@@ -323,7 +323,7 @@ sched_mix(uint32_t seed, uint32_t n)
  */
 int64_t
 schedule_backoff(const long *steps, int nsteps, int attempts, int64_t now,
-		 unsigned jitter_seed)
+                 unsigned jitter_seed)
 {
 	int64_t step, jitter = 0;
 
@@ -336,7 +336,7 @@ schedule_backoff(const long *steps, int nsteps, int attempts, int64_t now,
 		step = 0;
 	if (jitter_seed != 0 && step >= 10)
 		jitter = sched_mix(jitter_seed, (uint32_t)attempts) %
-			 (uint64_t)(step / 10 + 1);
+		         (uint64_t)(step / 10 + 1);
 	if (now > INT64_MAX - step - jitter)
 		return INT64_MAX;
 	return now + step + jitter;

@@ -10,26 +10,26 @@
 
 #include "spool.h"
 
-#define SPOOL_BODY_KEYLEN (SPOOL_ID_LEN + 4)	/* id + big-endian chunk */
+#define SPOOL_BODY_KEYLEN (SPOOL_ID_LEN + 4) /* id + big-endian chunk */
 
 struct spool {
 	DB_ENV *env;
-	DB *envelopes;		/* envelopes.db: id -> record */
-	DB *body;		/* body.db: id + chunk -> octets */
-	int lockfd;		/* flock()ed backmxd.lock */
+	DB *envelopes; /* envelopes.db: id -> record */
+	DB *body;      /* body.db: id + chunk -> octets */
+	int lockfd;    /* flock()ed backmxd.lock */
 	char *dir;
 
 	enum spool_err err;
 	char errbuf[1024];
-	char dberr[256];	/* last message from BDB's errcall */
+	char dberr[256]; /* last message from BDB's errcall */
 
-	uint32_t id_secs;	/* last id handed out */
+	uint32_t id_secs; /* last id handed out */
 	uint32_t id_count;
 
-	uint64_t msgs;		/* spool_count() */
+	uint64_t msgs; /* spool_count() */
 	uint64_t bytes;
 
-	void *rbuf;		/* spool_body_read() data */
+	void *rbuf; /* spool_body_read() data */
 	size_t rbufcap;
 };
 
@@ -37,15 +37,15 @@ struct spool {
 int spool_fail(struct spool *s, int ret, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* spool_fail_class - as spool_fail with an explicit class */
-int spool_fail_class(struct spool *s, enum spool_err cls, const char *fmt,
-		     ...) __attribute__((format(printf, 3, 4)));
+int spool_fail_class(struct spool *s, enum spool_err cls, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* spool_id_next - a fresh id, later than every id handed out before */
 void spool_id_next(struct spool *s, char id[SPOOL_ID_LEN + 1]);
 /* spool_id_valid - 12 lowercase hex digits */
 int spool_id_valid(const char *id);
 /* spool_body_key - body.db key of chunk n of id into key */
 void spool_body_key(unsigned char key[SPOOL_BODY_KEYLEN], const char *id,
-		    uint32_t n);
+                    uint32_t n);
 /* spool_open_scan - count messages, drop orphan chunks (message.c) */
 int spool_open_scan(struct spool *s, char *err, size_t errlen);
 

@@ -23,9 +23,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if ((e = spool_envelope_decode(data, size)) == NULL)
 		return 0;
 	if ((rec = spool_envelope_encode(e, &len)) == NULL)
-		abort();	/* decode accepted what encode refuses */
+		abort(); /* decode accepted what encode refuses */
 	if (len != size || memcmp(rec, data, size) != 0)
-		abort();	/* not a canonical round trip */
+		abort(); /* not a canonical round trip */
 	if ((e2 = spool_envelope_decode(rec, len)) == NULL)
 		abort();
 	if (strcmp(e->id, e2->id) != 0 || strcmp(e->sender, e2->sender) ||

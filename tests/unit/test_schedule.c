@@ -57,7 +57,7 @@ test_order_random(void **state)
 	srandom(42);
 	for (i = 0; i < N; i++) {
 		mkid(id, i);
-		when[i] = random() % 1000;	/* many ties */
+		when[i] = random() % 1000; /* many ties */
 		assert_int_equal(schedule_set(q, id, when[i]), 0);
 	}
 	assert_int_equal(schedule_size(q), N);
@@ -132,14 +132,14 @@ test_model(void **state)
 					besti = i;
 				}
 			if (besti >= 0 && best <= now) {
-				assert_int_equal(
-				    schedule_pop_due(q, now, got), 1);
+				assert_int_equal(schedule_pop_due(q, now, got),
+				                 1);
 				mkid(id, besti);
 				assert_string_equal(got, id);
 				model[besti] = -1;
 			} else
-				assert_int_equal(
-				    schedule_pop_due(q, now, got), 0);
+				assert_int_equal(schedule_pop_due(q, now, got),
+				                 0);
 			break;
 		}
 		}
@@ -148,7 +148,7 @@ test_model(void **state)
 			n += model[i] >= 0;
 		assert_int_equal(schedule_size(q), n);
 		assert_int_equal(schedule_when(q, id),
-				 model[strtoul(id, NULL, 16)]);
+		                 model[strtoul(id, NULL, 16)]);
 	}
 	if (schedule_peek(q, &t, got))
 		assert_int_equal(model[strtoul(got, NULL, 16)], t);
@@ -194,8 +194,8 @@ test_backoff_steps(void **state)
 {
 	static const long steps[] = {60, 300, 900, 1800, 3600};
 	static const struct backoff_case cases[] = {
-	    {0, 60},	{1, 60},     {2, 300},	  {3, 900},
-	    {4, 1800},	{5, 3600},   {6, 3600},	  {100, 3600},
+	    {0, 60},   {1, 60},   {2, 300},  {3, 900},
+	    {4, 1800}, {5, 3600}, {6, 3600}, {100, 3600},
 	};
 	size_t i;
 
@@ -207,7 +207,7 @@ test_backoff_steps(void **state)
 	assert_int_equal(schedule_backoff(NULL, 0, 3, 1000, 0), 1000);
 	/* no overflow */
 	assert_int_equal(schedule_backoff(steps, 5, 1, INT64_MAX - 5, 0),
-			 INT64_MAX);
+	                 INT64_MAX);
 }
 
 static void

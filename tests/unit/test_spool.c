@@ -38,7 +38,7 @@ setup_dir(void **state)
 {
 	snprintf(dir, sizeof(dir), "/tmp/backmx-test-spool-XXXXXX");
 	assert_non_null(mkdtemp(dir));
-	strcat(dir, "/spool");	/* spool_open creates it */
+	strcat(dir, "/spool"); /* spool_open creates it */
 	return 0;
 }
 
@@ -85,9 +85,10 @@ static void
 fill_env(struct spool_envelope *e, struct spool_rcpt *r, int nrcpt)
 {
 	static char sender[] = "alice@example.net", a1[] = "bob@example.org",
-		    a2[] = "carol@example.org", orcpt[] = "rfc822;bob@x.example",
-		    route[] = "primary.internal:25", addr[] = "192.0.2.1",
-		    helo[] = "client.example.net", envid[] = "QQ314159";
+	            a2[] = "carol@example.org",
+	            orcpt[] = "rfc822;bob@x.example",
+	            route[] = "primary.internal:25", addr[] = "192.0.2.1",
+	            helo[] = "client.example.net", envid[] = "QQ314159";
 	int i;
 
 	memset(e, 0, sizeof(*e));
@@ -193,9 +194,8 @@ test_envelope_roundtrip(void **state)
 	w = spool_writer_new(s);
 	assert_non_null(w);
 	assert_int_equal(strlen(spool_writer_id(w)), SPOOL_ID_LEN);
-	assert_int_equal(spool_writer_append(w, "Subject: hi\r\n\r\nbody\r\n",
-					     21),
-			 0);
+	assert_int_equal(
+	    spool_writer_append(w, "Subject: hi\r\n\r\nbody\r\n", 21), 0);
 	fill_env(&e, r, 3);
 	e.smtputf8 = 1;
 	e.held = 1;
@@ -229,10 +229,9 @@ test_envelope_roundtrip(void **state)
 	assert_int_equal(g->rcpt[1].state, SPOOL_RCPT_DELIVERED);
 	assert_int_equal(g->rcpt[2].attempts, 3);
 	assert_int_equal(g->rcpt[2].next_attempt, 1700000300);
-	assert_string_equal(g->rcpt[2].last_error,
-			    "4.4.1 connection refused");
+	assert_string_equal(g->rcpt[2].last_error, "4.4.1 connection refused");
 	assert_int_equal(g->rcpt[0].notify,
-			 SPOOL_NOTIFY_FAILURE | SPOOL_NOTIFY_DELAY);
+	                 SPOOL_NOTIFY_FAILURE | SPOOL_NOTIFY_DELAY);
 
 	assert_int_equal(spool_body_read(s, e.id, 0, &data, &len), 1);
 	assert_int_equal(len, 21);
@@ -316,13 +315,13 @@ test_decode_rejects(void **state)
 	bad[0] = 'X';
 	assert_null(spool_envelope_decode(bad, len));
 	memcpy(bad, rec, len);
-	bad[4] = 2;		/* version */
+	bad[4] = 2; /* version */
 	assert_null(spool_envelope_decode(bad, len));
 	memcpy(bad, rec, len);
-	bad[9] = 'G';		/* id not hex */
+	bad[9] = 'G'; /* id not hex */
 	assert_null(spool_envelope_decode(bad, len));
 	memcpy(bad, rec, len);
-	bad[5] = 0xff;		/* id length huge */
+	bad[5] = 0xff; /* id length huge */
 	assert_null(spool_envelope_decode(bad, len));
 	free(bad);
 	free(rec);
@@ -389,8 +388,7 @@ test_writer_abort(void **state)
 
 	w = spool_writer_new(s);
 	strcpy(id, spool_writer_id(w));
-	assert_int_equal(spool_writer_append(w, buf, 3 * SPOOL_CHUNK + 100),
-			 0);
+	assert_int_equal(spool_writer_append(w, buf, 3 * SPOOL_CHUNK + 100), 0);
 	/* full chunks are already in body.db */
 	assert_int_equal(spool_body_read(s, id, 2, &data, &len), 1);
 	spool_writer_abort(w);
@@ -550,7 +548,7 @@ test_second_process(void **state)
 	assert_null(s);
 	assert_int_equal(cls, SPOOL_EBUSY);
 	snprintf(want, sizeof(want), "another backmxd is running (pid %d)",
-		 (int)pid);
+	         (int)pid);
 	if (strstr(err, want) == NULL)
 		fail_msg("message \"%s\" lacks \"%s\"", err, want);
 	assert_int_equal(write(p2[1], "x", 1), 1);
@@ -589,7 +587,7 @@ test_orphans(void **state)
 			_exit(1);
 		if (write(p[1], keep, SPOOL_ID_LEN) != SPOOL_ID_LEN ||
 		    write(p[1], spool_writer_id(w), SPOOL_ID_LEN) !=
-			SPOOL_ID_LEN)
+		        SPOOL_ID_LEN)
 			_exit(1);
 		pause();
 		_exit(0);
@@ -649,19 +647,19 @@ durability_round(unsigned seed)
 			batch = 1 + random() % 8;
 			for (np = 0; np < batch; np++) {
 				size = random() % 4 == 0
-					   ? random() % (3 * SPOOL_CHUNK)
-					   : random() % 3000;
+				           ? random() % (3 * SPOOL_CHUNK)
+				           : random() % 3000;
 				if (write_msg(s, size, id) < 0)
 					_exit(2);
 				snprintf(pending[np], sizeof(pending[np]),
-					 "%s %zu\n", id, size);
+				         "%s %zu\n", id, size);
 			}
 			if (spool_sync(s) < 0)
 				_exit(3);
 			/* only now may these be acknowledged */
 			for (i = 0; i < np; i++)
 				if (write(p[1], pending[i],
-					  strlen(pending[i])) < 0)
+				          strlen(pending[i])) < 0)
 					_exit(4);
 		}
 	}
@@ -674,7 +672,7 @@ durability_round(unsigned seed)
 
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		long el = (t1.tv_sec - t0.tv_sec) * 1000 +
-			  (t1.tv_nsec - t0.tv_nsec) / 1000000;
+		          (t1.tv_nsec - t0.tv_nsec) / 1000000;
 		if (el >= delay_ms)
 			break;
 		if (poll(&pfd, 1, (int)(delay_ms - el)) <= 0)
@@ -713,15 +711,15 @@ durability_round(unsigned seed)
 			fail_msg("bad report line \"%s\"", line);
 		if (check_msg(s, id, size) < 0)
 			fail_msg("acknowledged message %s (%zu octets) lost "
-				 "or damaged after kill -9: %s",
-				 id, size, spool_error(s));
+			         "or damaged after kill -9: %s",
+			         id, size, spool_error(s));
 		acked++;
 	}
 	spool_count(s, &msgs, NULL);
 	print_message("    round %u: killed after %ld ms, %zu acknowledged, "
-		      "all present; %llu unacknowledged extras\n",
-		      seed, delay_ms, acked,
-		      (unsigned long long)(msgs - before - acked));
+	              "all present; %llu unacknowledged extras\n",
+	              seed, delay_ms, acked,
+	              (unsigned long long)(msgs - before - acked));
 	assert_true(acked > 0);
 	assert_true(msgs >= before + acked);
 	spool_close(s);
@@ -758,8 +756,8 @@ test_disk_full(void **state)
 	assert_int_equal(mkdir(mnt, 0700), 0);
 	if (mount("tmpfs", mnt, "tmpfs", 0, "size=16m") < 0) {
 		print_message("    SKIPPED: cannot mount a tmpfs (%s); "
-			      "disk-full behaviour not tested\n",
-			      strerror(errno));
+		              "disk-full behaviour not tested\n",
+		              strerror(errno));
 		rmdir(mnt);
 		skip();
 	}
@@ -794,10 +792,10 @@ test_disk_full(void **state)
 		fail_msg("200 commits on a full disk all succeeded");
 	if (spool_errno(s) != SPOOL_ENOSPC)
 		fail_msg("commit on a full disk: class %d, \"%s\"",
-			 spool_errno(s), spool_error(s));
+		         spool_errno(s), spool_error(s));
 	print_message("    full after %d message(s) (%d sync failure(s)): "
-		      "%s\n",
-		      i, syncfail, spool_error(s));
+	              "%s\n",
+	              i, syncfail, spool_error(s));
 	/* still readable */
 	for (i = 0; i < 4; i++)
 		assert_int_equal(check_msg(s, ids[i], 20000), 0);
