@@ -47,6 +47,9 @@ teardown_dir(void **state)
 {
 	char cmd[600];
 
+	/* a failed test_disk_full leaves its tmpfs mounted */
+	snprintf(cmd, sizeof(cmd), "%s.tmpfs", dir);
+	umount2(cmd, MNT_DETACH);
 	*strrchr(dir, '/') = '\0';
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	return system(cmd) == 0 ? 0 : -1;
