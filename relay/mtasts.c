@@ -80,15 +80,14 @@ mtasts_valid_name(const char *s, size_t n)
 /* ------------------------------------------------------------------ */
 /* the TXT record */
 
-int
-mtasts_parse_txt(const char *txt, char *id, size_t idlen)
+/* mtasts_txt_fields - the fields after "v=STSv1"; 0 ok, -1 invalid */
+static int
+mtasts_txt_fields(const char *txt, char *id, size_t idlen)
 {
 	const char *p = txt;
 	int haveid = 0;
 
-	if (idlen > 0)
-		id[0] = '\0';
-	if (txt == NULL || strncmp(p, "v=STSv1", 7) != 0)
+	if (strncmp(p, "v=STSv1", 7) != 0)
 		return -1;
 	p += 7;
 	for (;;) {
@@ -133,9 +132,17 @@ mtasts_parse_txt(const char *txt, char *id, size_t idlen)
 		if (*p != '\0' && *p != ';' && !MTASTS_WSP(*p))
 			return -1;
 	}
-	if (!haveid) {
-		if (idlen > 0)
-			id[0] = '\0';
+	return haveid ? 0 : -1;
+}
+
+int
+mtasts_parse_txt(const char *txt, char *id, size_t idlen)
+{
+	if (idlen == 0)
+		return -1;
+	id[0] = '\0';
+	if (txt == NULL || mtasts_txt_fields(txt, id, idlen) != 0) {
+		id[0] = '\0';
 		return -1;
 	}
 	return 0;
