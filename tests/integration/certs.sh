@@ -5,6 +5,10 @@
 #   mx2.pem/mx2.key          mx2.test.example (backmx itself), signed by the CA
 #   wrong.pem/wrong.key      wrong.test.example, signed by the CA
 #   mx1.tlsa311              hex SHA-256 of mx1's SubjectPublicKeyInfo (TLSA 3 1 1)
+#   mta-sts.pem/mta-sts.key  the MTA-STS policy host (https_server.py), signed by
+#                            the CA: mta-sts.sts.example, mta-sts.backup.example,
+#                            mta-sts.dane.example
+#   wrong.tlsa311            hex SHA-256 of wrong's SPKI (a TLSA that does not match mx1)
 set -eu
 d=$1
 mkdir -p "$d"
@@ -20,5 +24,13 @@ for n in mx1 mx2 wrong; do
 	openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
 		-out $n.pem -days 30 -extfile $n.ext 2>/dev/null
 done
+openssl req -newkey rsa:2048 -nodes -keyout mta-sts.key -out mta-sts.csr \
+	-subj "/CN=mta-sts.sts.example" 2>/dev/null
+printf 'subjectAltName=DNS:mta-sts.sts.example,DNS:mta-sts.backup.example,DNS:mta-sts.dane.example\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > mta-sts.ext
+openssl x509 -req -in mta-sts.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+	-out mta-sts.pem -days 30 -extfile mta-sts.ext 2>/dev/null
+openssl x509 -in wrong.pem -noout -pubkey | openssl pkey -pubin -outform DER |
+	openssl dgst -sha256 -hex | sed 's/^.*= //' > wrong.tlsa311
+# last: its presence means the directory is complete
 openssl x509 -in mx1.pem -noout -pubkey | openssl pkey -pubin -outform DER |
 	openssl dgst -sha256 -hex | sed 's/^.*= //' > mx1.tlsa311
