@@ -103,7 +103,7 @@ mtasts_txt_fields(const char *txt, char *id, size_t idlen)
 		while (MTASTS_WSP(*p))
 			p++;
 		if (*p == '\0')
-			break;		/* a trailing delimiter is allowed */
+			break; /* a trailing delimiter is allowed */
 		for (k = p; *p != '\0' && *p != '='; p++)
 			;
 		kn = p - k;
@@ -159,7 +159,7 @@ mtasts_txt_select(char *const *txt, int n, char *id, size_t idlen)
 		if (txt[i] == NULL || strncmp(txt[i], "v=STSv1", 7) != 0)
 			continue;
 		if (found >= 0)
-			return -1;	/* more than one: no policy */
+			return -1; /* more than one: no policy */
 		found = i;
 	}
 	if (found < 0)
@@ -187,8 +187,8 @@ mtasts_mode_str(enum mtasts_mode m)
 /* mtasts_policy_field - one "key: value" line; 0 or -1 with err */
 static int
 mtasts_policy_field(const char *k, size_t kn, const char *v, size_t vn,
-		    struct mtasts_policy *out, unsigned *seen, char *err,
-		    size_t errlen)
+                    struct mtasts_policy *out, unsigned *seen, char *err,
+                    size_t errlen)
 {
 	enum { SEEN_VERSION = 1, SEEN_MODE = 2, SEEN_MAXAGE = 4 };
 
@@ -200,7 +200,7 @@ mtasts_policy_field(const char *k, size_t kn, const char *v, size_t vn,
 
 		if (out->nmx >= MTASTS_MAX_MX) {
 			snprintf(err, errlen, "more than %d mx patterns",
-				 MTASTS_MAX_MX);
+			         MTASTS_MAX_MX);
 			return -1;
 		}
 		if (nn >= 2 && name[0] == '*' && name[1] == '.') {
@@ -209,7 +209,7 @@ mtasts_policy_field(const char *k, size_t kn, const char *v, size_t vn,
 		}
 		if (!mtasts_valid_name(name, nn)) {
 			snprintf(err, errlen, "bad mx pattern \"%.*s\"",
-				 (int)(vn > 64 ? 64 : vn), v);
+			         (int)(vn > 64 ? 64 : vn), v);
 			return -1;
 		}
 		for (size_t i = 0; i < vn; i++)
@@ -218,7 +218,7 @@ mtasts_policy_field(const char *k, size_t kn, const char *v, size_t vn,
 		out->nmx++;
 	} else if (KEY("version")) {
 		if (*seen & SEEN_VERSION)
-			return 0;	/* the first occurrence wins */
+			return 0; /* the first occurrence wins */
 		*seen |= SEEN_VERSION;
 		if (!VAL("STSv1")) {
 			snprintf(err, errlen, "unsupported version");
@@ -266,7 +266,7 @@ badage:
 
 int
 mtasts_parse_policy(const char *body, size_t len, struct mtasts_policy *out,
-		    char *err, size_t errlen)
+                    char *err, size_t errlen)
 {
 	size_t at = 0, lineno = 0;
 	unsigned seen = 0;
@@ -274,7 +274,7 @@ mtasts_parse_policy(const char *body, size_t len, struct mtasts_policy *out,
 	memset(out, 0, sizeof(*out));
 	if (len > MTASTS_BODY_MAX) {
 		snprintf(err, errlen, "policy larger than %d octets",
-			 MTASTS_BODY_MAX);
+		         MTASTS_BODY_MAX);
 		return -1;
 	}
 	while (at < len) {
@@ -293,8 +293,7 @@ mtasts_parse_policy(const char *body, size_t len, struct mtasts_policy *out,
 
 			if ((c < 0x20 && c != '\t') || c == 0x7f) {
 				snprintf(err, errlen,
-					 "line %zu: control character",
-					 lineno);
+				         "line %zu: control character", lineno);
 				return -1;
 			}
 		}
@@ -305,12 +304,12 @@ mtasts_parse_policy(const char *body, size_t len, struct mtasts_policy *out,
 			n--;
 		}
 		if (n == 0)
-			continue;	/* tolerated: blank lines */
+			continue; /* tolerated: blank lines */
 		k = l;
 		v = memchr(l, ':', n);
 		if (v == NULL || !mtasts_valid_key(k, v - k)) {
 			snprintf(err, errlen, "line %zu: not \"key: value\"",
-				 lineno);
+			         lineno);
 			return -1;
 		}
 		kn = v - k;
@@ -325,7 +324,7 @@ mtasts_parse_policy(const char *body, size_t len, struct mtasts_policy *out,
 			return -1;
 		}
 		if (mtasts_policy_field(k, kn, v, vn, out, &seen, why,
-					sizeof(why)) != 0) {
+		                        sizeof(why)) != 0) {
 			snprintf(err, errlen, "line %zu: %s", lineno, why);
 			return -1;
 		}
@@ -400,9 +399,8 @@ mtasts_http_line(const char *buf, size_t len, size_t *at, size_t *n)
 
 /* mtasts_http_chunked - decode; 0 more, 1 done, -1 error */
 static int
-mtasts_http_chunked(const char *buf, size_t len, size_t at, int eof,
-		    char *body, size_t bodymax, size_t *bodylen, char *err,
-		    size_t errlen)
+mtasts_http_chunked(const char *buf, size_t len, size_t at, int eof, char *body,
+                    size_t bodymax, size_t *bodylen, char *err, size_t errlen)
 {
 	size_t out = 0;
 
@@ -464,7 +462,7 @@ toobig:
 
 int
 mtasts_http_response(const char *buf, size_t len, int eof, char *body,
-		     size_t bodymax, size_t *bodylen, char *err, size_t errlen)
+                     size_t bodymax, size_t *bodylen, char *err, size_t errlen)
 {
 	const char *l, *end;
 	size_t at = 0, n, clen = 0;
@@ -488,8 +486,9 @@ mtasts_http_response(const char *buf, size_t len, int eof, char *body,
 			return -1;
 		}
 		if (eof) {
-			snprintf(err, errlen, len == 0 ? "empty response"
-						       : "truncated response");
+			snprintf(err, errlen,
+			         len == 0 ? "empty response"
+			                  : "truncated response");
 			return -1;
 		}
 		return 0;
@@ -499,8 +498,9 @@ mtasts_http_response(const char *buf, size_t len, int eof, char *body,
 		return -1;
 	}
 	l = mtasts_http_line(buf, len, &at, &n);
-	if (n < 12 || (memcmp(l, "HTTP/1.1 ", 9) != 0 &&
-		       memcmp(l, "HTTP/1.0 ", 9) != 0) ||
+	if (n < 12 ||
+	    (memcmp(l, "HTTP/1.1 ", 9) != 0 &&
+	     memcmp(l, "HTTP/1.0 ", 9) != 0) ||
 	    !isdigit((unsigned char)l[9]) || !isdigit((unsigned char)l[10]) ||
 	    !isdigit((unsigned char)l[11]) || (n > 12 && l[12] != ' ')) {
 		snprintf(err, errlen, "not an HTTP/1.x response");
@@ -542,16 +542,16 @@ mtasts_http_response(const char *buf, size_t len, int eof, char *body,
 			haveclen = 1;
 			clen = c;
 		} else if (kn == 17 &&
-			   strncasecmp(l, "Transfer-Encoding", kn) == 0) {
+		           strncasecmp(l, "Transfer-Encoding", kn) == 0) {
 			if (vn != 7 || strncasecmp(v, "chunked", 7) != 0) {
 				snprintf(err, errlen,
-					 "unsupported Transfer-Encoding");
+				         "unsupported Transfer-Encoding");
 				return -1;
 			}
 			chunked = 1;
 		} else if (kn == 8 && strncasecmp(l, "Location", kn) == 0) {
 			snprintf(location, sizeof(location), " to %.*s",
-				 (int)(vn > 100 ? 100 : vn), v);
+			         (int)(vn > 100 ? 100 : vn), v);
 			for (char *c = location; *c != '\0'; c++)
 				if (!isprint((unsigned char)*c))
 					*c = '?';
@@ -559,25 +559,24 @@ mtasts_http_response(const char *buf, size_t len, int eof, char *body,
 	}
 	if (status != 200) {
 		if (status >= 300 && status < 400)
-			snprintf(err, errlen,
-				 "HTTP %d redirect%s not followed", status,
-				 location);
+			snprintf(err, errlen, "HTTP %d redirect%s not followed",
+			         status, location);
 		else
 			snprintf(err, errlen, "HTTP status %d", status);
 		return -1;
 	}
 	if (chunked && haveclen) {
 		snprintf(err, errlen,
-			 "both Content-Length and Transfer-Encoding");
+		         "both Content-Length and Transfer-Encoding");
 		return -1;
 	}
 	if (chunked)
 		return mtasts_http_chunked(buf, len, at, eof, body, bodymax,
-					   bodylen, err, errlen);
+		                           bodylen, err, errlen);
 	if (haveclen) {
 		if (clen > MTASTS_BODY_MAX || clen > bodymax) {
 			snprintf(err, errlen, "policy larger than %d octets",
-				 MTASTS_BODY_MAX);
+			         MTASTS_BODY_MAX);
 			return -1;
 		}
 		if (len - at < clen) {
@@ -594,7 +593,7 @@ mtasts_http_response(const char *buf, size_t len, int eof, char *body,
 	/* delimited by the close */
 	if (len - at > MTASTS_BODY_MAX || len - at > bodymax) {
 		snprintf(err, errlen, "policy larger than %d octets",
-			 MTASTS_BODY_MAX);
+		         MTASTS_BODY_MAX);
 		return -1;
 	}
 	if (!eof)
@@ -629,13 +628,13 @@ struct mtasts_fetch {
 	SSL *ssl;
 	enum mtasts_state state;
 	double timeout;
-	char host[MTASTS_NAME_MAX + 1];	/* mta-sts.<domain> */
+	char host[MTASTS_NAME_MAX + 1]; /* mta-sts.<domain> */
 	char req[MTASTS_NAME_MAX + 160];
 	size_t reqlen, reqoff;
 	char *buf;
 	size_t len;
 	char *body;
-	char err[256];		/* set before start returns: fail soon */
+	char err[256]; /* set before start returns: fail soon */
 	mtasts_fetch_cb cb;
 	void *arg;
 };
@@ -668,7 +667,7 @@ mtasts_fetch_cancel(struct mtasts_fetch *f)
 /* mtasts_fetch_done - call back once, then free */
 static void
 mtasts_fetch_done(struct mtasts_fetch *f, const struct mtasts_policy *p,
-		  const char *err)
+                  const char *err)
 {
 	ev_io_stop(f->loop, &f->io);
 	ev_timer_stop(f->loop, &f->timer);
@@ -717,7 +716,8 @@ mtasts_fetch_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static int
 mtasts_fetch_tls(struct mtasts_fetch *f)
 {
-	if ((f->ssl = SSL_new(f->ctx)) == NULL || SSL_set_fd(f->ssl, f->fd) != 1)
+	if ((f->ssl = SSL_new(f->ctx)) == NULL ||
+	    SSL_set_fd(f->ssl, f->fd) != 1)
 		return -1;
 	SSL_set_connect_state(f->ssl);
 	if (SSL_set_tlsext_host_name(f->ssl, f->host) != 1)
@@ -755,7 +755,7 @@ mtasts_fetch_read(struct mtasts_fetch *f)
 			mtasts_fetch_want(f, TLS_WANT_WRITE);
 			break;
 		case SSL_ERROR_ZERO_RETURN:
-			eof = 1;	/* close_notify: a clean end */
+			eof = 1; /* close_notify: a clean end */
 			break;
 		default:
 			/*
@@ -768,7 +768,7 @@ mtasts_fetch_read(struct mtasts_fetch *f)
 		break;
 	}
 	rc = mtasts_http_response(f->buf, f->len, eof == 1, f->body,
-				  MTASTS_BODY_MAX, &bodylen, err, sizeof(err));
+	                          MTASTS_BODY_MAX, &bodylen, err, sizeof(err));
 	if (rc == 0 && eof == -1) {
 		mtasts_fetch_fail(f, "%s", "connection closed early");
 		return 1;
@@ -782,7 +782,7 @@ mtasts_fetch_read(struct mtasts_fetch *f)
 		char perr[256];
 
 		if (mtasts_parse_policy(f->body, bodylen, &p, perr,
-					sizeof(perr)) != 0)
+		                        sizeof(perr)) != 0)
 			mtasts_fetch_fail(f, "bad policy: %s", perr);
 		else
 			mtasts_fetch_done(f, &p, NULL);
@@ -823,8 +823,8 @@ mtasts_fetch_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 			if (v != X509_V_OK)
 				mtasts_fetch_fail(
-					f, "certificate verification failed: %s",
-					X509_verify_cert_error_string(v));
+				    f, "certificate verification failed: %s",
+				    X509_verify_cert_error_string(v));
 			else
 				mtasts_fetch_fail(f, "%s", err);
 			return;
@@ -844,7 +844,7 @@ mtasts_fetch_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 	case MTASTS_WRITE:
 		while (f->reqoff < f->reqlen) {
 			r = SSL_write(f->ssl, f->req + f->reqoff,
-				      f->reqlen - f->reqoff);
+			              f->reqlen - f->reqoff);
 			if (r > 0) {
 				f->reqoff += r;
 				continue;
@@ -858,9 +858,9 @@ mtasts_fetch_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 				return;
 			default:
 				mtasts_fetch_fail(f, "send: %s",
-						  ERR_peek_error() != 0
-							  ? tls_errstr()
-							  : strerror(errno));
+				                  ERR_peek_error() != 0
+				                      ? tls_errstr()
+				                      : strerror(errno));
 				return;
 			}
 		}
@@ -885,9 +885,9 @@ mtasts_fetch_soon(struct mtasts_fetch *f, const char *fmt, const char *what)
 
 struct mtasts_fetch *
 mtasts_fetch_start(struct ev_loop *loop, const char *domain,
-		   const struct sockaddr *sa, socklen_t salen,
-		   const char *cafile, double timeout, mtasts_fetch_cb cb,
-		   void *arg, char *err, size_t errlen)
+                   const struct sockaddr *sa, socklen_t salen,
+                   const char *cafile, double timeout, mtasts_fetch_cb cb,
+                   void *arg, char *err, size_t errlen)
 {
 	struct mtasts_fetch *f;
 	struct sockaddr_storage ss;
@@ -895,13 +895,12 @@ mtasts_fetch_start(struct ev_loop *loop, const char *domain,
 
 	if (dn > 0 && domain[dn - 1] == '.')
 		dn--;
-	if (!mtasts_valid_name(domain, dn) ||
-	    dn + 8 > MTASTS_NAME_MAX) {
+	if (!mtasts_valid_name(domain, dn) || dn + 8 > MTASTS_NAME_MAX) {
 		snprintf(err, errlen, "MTA-STS: bad domain name");
 		return NULL;
 	}
-	if (salen > sizeof(ss) || (sa->sa_family != AF_INET &&
-				   sa->sa_family != AF_INET6)) {
+	if (salen > sizeof(ss) ||
+	    (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)) {
 		snprintf(err, errlen, "MTA-STS: bad address");
 		return NULL;
 	}
@@ -923,12 +922,12 @@ mtasts_fetch_start(struct ev_loop *loop, const char *domain,
 	for (char *c = f->host; *c != '\0'; c++)
 		*c = tolower((unsigned char)*c);
 	f->reqlen = snprintf(f->req, sizeof(f->req),
-			     "GET /.well-known/mta-sts.txt HTTP/1.1\r\n"
-			     "Host: %s\r\n"
-			     "User-Agent: backmx\r\n"
-			     "Accept: text/plain\r\n"
-			     "Connection: close\r\n\r\n",
-			     f->host);
+	                     "GET /.well-known/mta-sts.txt HTTP/1.1\r\n"
+	                     "Host: %s\r\n"
+	                     "User-Agent: backmx\r\n"
+	                     "Accept: text/plain\r\n"
+	                     "Connection: close\r\n\r\n",
+	                     f->host);
 	ev_init(&f->io, mtasts_fetch_io_cb);
 	f->io.data = f;
 	ev_timer_init(&f->timer, mtasts_fetch_timer_cb, timeout, 0.);
@@ -942,12 +941,12 @@ mtasts_fetch_start(struct ev_loop *loop, const char *domain,
 	}
 	SSL_CTX_set_min_proto_version(f->ctx, TLS1_2_VERSION);
 	SSL_CTX_set_mode(f->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-					 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (cafile != NULL
-		    ? SSL_CTX_load_verify_locations(f->ctx, cafile, NULL) != 1
-		    : SSL_CTX_set_default_verify_paths(f->ctx) != 1) {
+	        ? SSL_CTX_load_verify_locations(f->ctx, cafile, NULL) != 1
+	        : SSL_CTX_set_default_verify_paths(f->ctx) != 1) {
 		mtasts_fetch_soon(f, "CA file %s unusable",
-				  cafile ? cafile : "(system)");
+		                  cafile ? cafile : "(system)");
 		return f;
 	}
 
@@ -956,10 +955,10 @@ mtasts_fetch_start(struct ev_loop *loop, const char *domain,
 	    ((struct sockaddr_in *)&ss)->sin_port == 0)
 		((struct sockaddr_in *)&ss)->sin_port = htons(443);
 	else if (ss.ss_family == AF_INET6 &&
-		 ((struct sockaddr_in6 *)&ss)->sin6_port == 0)
+	         ((struct sockaddr_in6 *)&ss)->sin6_port == 0)
 		((struct sockaddr_in6 *)&ss)->sin6_port = htons(443);
-	f->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		       0);
+	f->fd =
+	    socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (f->fd < 0) {
 		mtasts_fetch_soon(f, "socket: %s", strerror(errno));
 		return f;
@@ -1034,8 +1033,8 @@ mtasts_cache_find(struct mtasts_cache *c, const char *key)
 }
 
 const struct mtasts_policy *
-mtasts_cache_get(struct mtasts_cache *c, const char *domain,
-		 const char *txt_id, time_t now, int *refetch)
+mtasts_cache_get(struct mtasts_cache *c, const char *domain, const char *txt_id,
+                 time_t now, int *refetch)
 {
 	char key[MTASTS_NAME_MAX + 1];
 	struct mtasts_cache_entry *e;
@@ -1048,15 +1047,15 @@ mtasts_cache_get(struct mtasts_cache *c, const char *domain,
 	    (e = mtasts_cache_find(c, key)) == NULL)
 		return NULL;
 	if (now >= e->fetched + e->policy.max_age || now < e->fetched - 300)
-		return NULL;	/* expired (or the clock went back far) */
+		return NULL; /* expired (or the clock went back far) */
 	*refetch = (txt_id != NULL && strcmp(txt_id, e->id) != 0) ||
-		   now >= e->fetched + MTASTS_REFRESH;
+	           now >= e->fetched + MTASTS_REFRESH;
 	return &e->policy;
 }
 
 int
 mtasts_cache_put(struct mtasts_cache *c, const char *domain, const char *id,
-		 const struct mtasts_policy *p, time_t now)
+                 const struct mtasts_policy *p, time_t now)
 {
 	char key[MTASTS_NAME_MAX + 1];
 	struct mtasts_cache_entry *e;
@@ -1075,8 +1074,8 @@ mtasts_cache_put(struct mtasts_cache *c, const char *domain, const char *id,
 		} else {
 			if (c->n == c->cap) {
 				int cap = c->cap ? c->cap * 2 : 8;
-				void *ne = reallocarray(c->e, cap,
-							sizeof(*c->e));
+				void *ne =
+				    reallocarray(c->e, cap, sizeof(*c->e));
 
 				if (ne == NULL)
 					return -1;

@@ -21,13 +21,13 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#define MTASTS_ID_MAX 32		/* id=: 1-32 alnum */
-#define MTASTS_MAX_AGE 31557600L	/* RFC 8461 3.2: at most one year */
-#define MTASTS_MAX_MX 32		/* mx: patterns in one policy */
-#define MTASTS_NAME_MAX 253		/* a domain name, no trailing dot */
-#define MTASTS_BODY_MAX 65536		/* policy file, octets */
-#define MTASTS_HEAD_MAX 16384		/* HTTP status line + headers */
-#define MTASTS_REFRESH 86400L		/* refetch a cached policy daily */
+#define MTASTS_ID_MAX 32         /* id=: 1-32 alnum */
+#define MTASTS_MAX_AGE 31557600L /* RFC 8461 3.2: at most one year */
+#define MTASTS_MAX_MX 32         /* mx: patterns in one policy */
+#define MTASTS_NAME_MAX 253      /* a domain name, no trailing dot */
+#define MTASTS_BODY_MAX 65536    /* policy file, octets */
+#define MTASTS_HEAD_MAX 16384    /* HTTP status line + headers */
+#define MTASTS_REFRESH 86400L    /* refetch a cached policy daily */
 
 enum mtasts_mode {
 	MTASTS_MODE_NONE,
@@ -37,7 +37,7 @@ enum mtasts_mode {
 
 struct mtasts_policy {
 	enum mtasts_mode mode;
-	long max_age;				/* seconds */
+	long max_age; /* seconds */
 	int nmx;
 	char mx[MTASTS_MAX_MX][MTASTS_NAME_MAX + 3]; /* lower case, "*." kept */
 };
@@ -59,7 +59,7 @@ int mtasts_txt_select(char *const *txt, int n, char *id, size_t idlen);
  * NUL-terminated): 0 and *out filled, or -1 with a reason in err.
  */
 int mtasts_parse_policy(const char *body, size_t len, struct mtasts_policy *out,
-			char *err, size_t errlen);
+                        char *err, size_t errlen);
 /* mtasts_mx_match - 1 when mxhost (trailing dot allowed) matches a pattern */
 int mtasts_mx_match(const struct mtasts_policy *p, const char *mxhost);
 const char *mtasts_mode_str(enum mtasts_mode m);
@@ -72,8 +72,8 @@ const char *mtasts_mode_str(enum mtasts_mode m);
  * Only status 200 is accepted; redirects are reported, never followed.
  */
 int mtasts_http_response(const char *buf, size_t len, int eof, char *body,
-			 size_t bodymax, size_t *bodylen, char *err,
-			 size_t errlen);
+                         size_t bodymax, size_t *bodylen, char *err,
+                         size_t errlen);
 
 /* ------------------------------------------------------------------ */
 /* the fetch */
@@ -81,7 +81,7 @@ int mtasts_http_response(const char *buf, size_t len, int eof, char *body,
 struct mtasts_fetch;
 /* policy is NULL on error, then err says why; both valid during the call */
 typedef void (*mtasts_fetch_cb)(void *arg, const struct mtasts_policy *policy,
-				const char *err);
+                                const char *err);
 
 /*
  * mtasts_fetch_start - GET https://mta-sts.<domain>/.well-known/mta-sts.txt
@@ -92,11 +92,11 @@ typedef void (*mtasts_fetch_cb)(void *arg, const struct mtasts_policy *policy,
  * of memory or domain is not a valid name (err set).
  */
 struct mtasts_fetch *mtasts_fetch_start(struct ev_loop *loop,
-					const char *domain,
-					const struct sockaddr *sa,
-					socklen_t salen, const char *cafile,
-					double timeout, mtasts_fetch_cb cb,
-					void *arg, char *err, size_t errlen);
+                                        const char *domain,
+                                        const struct sockaddr *sa,
+                                        socklen_t salen, const char *cafile,
+                                        double timeout, mtasts_fetch_cb cb,
+                                        void *arg, char *err, size_t errlen);
 /* mtasts_fetch_cancel - stop and free, no callback; not from inside it */
 void mtasts_fetch_cancel(struct mtasts_fetch *f);
 
@@ -116,12 +116,12 @@ void mtasts_cache_free(struct mtasts_cache *c);
  * returned policy stays usable while the refetch is in progress or fails.
  */
 const struct mtasts_policy *mtasts_cache_get(struct mtasts_cache *c,
-					     const char *domain,
-					     const char *txt_id, time_t now,
-					     int *refetch);
+                                             const char *domain,
+                                             const char *txt_id, time_t now,
+                                             int *refetch);
 /* mtasts_cache_put - store (replace) the policy of domain with its id */
-int mtasts_cache_put(struct mtasts_cache *c, const char *domain,
-		     const char *id, const struct mtasts_policy *p, time_t now);
+int mtasts_cache_put(struct mtasts_cache *c, const char *domain, const char *id,
+                     const struct mtasts_policy *p, time_t now);
 /* mtasts_cache_remove - forget domain (e.g. TXT record gone) */
 void mtasts_cache_remove(struct mtasts_cache *c, const char *domain);
 

@@ -26,8 +26,10 @@ fuzz_policy_check(const struct mtasts_policy *p)
 	if (p->nmx < 0 || p->nmx > MTASTS_MAX_MX || p->max_age < 0 ||
 	    p->max_age > MTASTS_MAX_AGE)
 		abort();
-	n = snprintf(out, sizeof(out), "version: STSv1\nmode: %s\n"
-		     "max_age: %ld\n", mtasts_mode_str(p->mode), p->max_age);
+	n = snprintf(out, sizeof(out),
+	             "version: STSv1\nmode: %s\n"
+	             "max_age: %ld\n",
+	             mtasts_mode_str(p->mode), p->max_age);
 	for (int i = 0; i < p->nmx; i++) {
 		const char *pat = p->mx[i];
 
@@ -90,21 +92,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 2:
 		rc = mtasts_http_response(in, size, 0, body, sizeof(body),
-					  &blen, err, sizeof(err));
+		                          &blen, err, sizeof(err));
 		rc2 = mtasts_http_response(in, size, 1, body, sizeof(body),
-					   &blen2, err, sizeof(err));
+		                           &blen2, err, sizeof(err));
 		/* complete without eof stays complete, with the same body */
 		if (rc == 1 && (rc2 != 1 || blen2 != blen))
 			abort();
 		if (rc == -1 && rc2 != -1)
 			abort();
 		if (rc2 == 0)
-			abort();	/* eof always decides */
+			abort(); /* eof always decides */
 		if (rc2 == 1) {
 			if (blen2 > MTASTS_BODY_MAX)
 				abort();
 			if (mtasts_parse_policy(body, blen2, &p, err,
-						sizeof(err)) == 0)
+			                        sizeof(err)) == 0)
 				fuzz_policy_check(&p);
 		}
 		break;

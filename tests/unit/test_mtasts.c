@@ -34,7 +34,7 @@
 
 static const struct txt_case {
 	const char *txt;
-	const char *id;		/* NULL: invalid */
+	const char *id; /* NULL: invalid */
 } txt_cases[] = {
     {"v=STSv1; id=20160831085700Z;", "20160831085700Z"},
     {"v=STSv1; id=20160831085700Z", "20160831085700Z"},
@@ -44,14 +44,14 @@ static const struct txt_case {
     {"v=STSv1; id=12345678901234567890123456789012;",
      "12345678901234567890123456789012"},
     {"v=STSv1; id=123456789012345678901234567890123;", NULL}, /* 33 */
-    {"v=STSv1;", NULL},			/* no id */
+    {"v=STSv1;", NULL},                                       /* no id */
     {"v=STSv1", NULL},
     {"v=STSv1; id=;", NULL},
-    {"v=STSv1; id=ab-c;", NULL},		/* not alnum */
-    {"v=STSv1; id=a; id=b", NULL},		/* twice */
+    {"v=STSv1; id=ab-c;", NULL},   /* not alnum */
+    {"v=STSv1; id=a; id=b", NULL}, /* twice */
     {"v=STSv2; id=abc", NULL},
-    {"v=stsv1; id=abc", NULL},		/* case matters */
-    {" v=STSv1; id=abc", NULL},		/* must start with v= */
+    {"v=stsv1; id=abc", NULL},  /* case matters */
+    {" v=STSv1; id=abc", NULL}, /* must start with v= */
     {"id=abc; v=STSv1", NULL},
     {"v=STSv1x; id=abc", NULL},
     {"v=STSv1; id=abc junk", NULL},
@@ -107,7 +107,7 @@ static const struct policy_case {
 	enum mtasts_mode mode;
 	long max_age;
 	int nmx;
-	const char *mx0, *err;	/* err: substring of the error */
+	const char *mx0, *err; /* err: substring of the error */
 } policy_cases[] = {
     {"version: STSv1\nmode: enforce\nmx: mail.example.com\n"
      "mx: *.example.net\nmx: backupmx.example.com\nmax_age: 604800\n",
@@ -116,8 +116,8 @@ static const struct policy_case {
      "max_age: 86400\r\n",
      1, MTASTS_MODE_TESTING, 86400, 1, "mx1.example.com", NULL},
     /* no final newline, blank lines, WSP around values */
-    {"version:STSv1\n\nmode:\t none \nmax_age: 0\n", 1, MTASTS_MODE_NONE, 0,
-     0, NULL, NULL},
+    {"version:STSv1\n\nmode:\t none \nmax_age: 0\n", 1, MTASTS_MODE_NONE, 0, 0,
+     NULL, NULL},
     {"version: STSv1\nmode: enforce\nmx: a.example\nmax_age: 31557600", 1,
      MTASTS_MODE_ENFORCE, 31557600, 1, "a.example", NULL},
     /* first occurrence wins; unknown keys ignored */
@@ -125,47 +125,45 @@ static const struct policy_case {
      "max_age: 99999999999\nfoo_bar: anything goes\nmx: a.example\n"
      "version: STSv9\n",
      1, MTASTS_MODE_TESTING, 10, 1, "a.example", NULL},
-    {"version: STSv1\nmode: enforce\nmax_age: 31557601\nmx: a.example\n", 0,
+    {"version: STSv1\nmode: enforce\nmax_age: 31557601\nmx: a.example\n", 0, 0,
+     0, 0, NULL, "max_age"},
+    {"version: STSv1\nmode: enforce\nmax_age: 12345678901\nmx: a.example\n", 0,
      0, 0, 0, NULL, "max_age"},
-    {"version: STSv1\nmode: enforce\nmax_age: 12345678901\nmx: a.example\n",
-     0, 0, 0, 0, NULL, "max_age"},
-    {"version: STSv1\nmode: enforce\nmax_age: -1\nmx: a.example\n", 0, 0, 0,
-     0, NULL, "max_age"},
+    {"version: STSv1\nmode: enforce\nmax_age: -1\nmx: a.example\n", 0, 0, 0, 0,
+     NULL, "max_age"},
     {"version: STSv1\nmode: enforce\nmax_age: \nmx: a.example\n", 0, 0, 0, 0,
      NULL, "empty"},
-    {"version: STSv1\nmode: enforce\nmax_age: 1\n", 0, 0, 0, 0, NULL,
-     "no mx"},
-    {"version: STSv1\nmode: Enforce\nmax_age: 1\nmx: a.example\n", 0, 0, 0,
-     0, NULL, "mode"},
-    {"version: STSv2\nmode: enforce\nmax_age: 1\nmx: a.example\n", 0, 0, 0,
-     0, NULL, "version"},
-    {"mode: enforce\nmax_age: 1\nmx: a.example\n", 0, 0, 0, 0, NULL,
-     "version"},
+    {"version: STSv1\nmode: enforce\nmax_age: 1\n", 0, 0, 0, 0, NULL, "no mx"},
+    {"version: STSv1\nmode: Enforce\nmax_age: 1\nmx: a.example\n", 0, 0, 0, 0,
+     NULL, "mode"},
+    {"version: STSv2\nmode: enforce\nmax_age: 1\nmx: a.example\n", 0, 0, 0, 0,
+     NULL, "version"},
+    {"mode: enforce\nmax_age: 1\nmx: a.example\n", 0, 0, 0, 0, NULL, "version"},
     {"version: STSv1\nmax_age: 1\nmx: a.example\n", 0, 0, 0, 0, NULL,
      "no mode"},
     {"version: STSv1\nmode: none\n", 0, 0, 0, 0, NULL, "max_age"},
-    {"version: STSv1\nmode: enforce\nmax_age: 1\nmx: b\xc3\xa9.example\n", 0,
-     0, 0, 0, NULL, "mx pattern"},
-    {"version: STSv1\nmode: enforce\nmax_age: 1\nmx: a..example\n", 0, 0, 0,
-     0, NULL, "mx pattern"},
-    {"version: STSv1\nmode: enforce\nmax_age: 1\nmx: -a.example\n", 0, 0, 0,
-     0, NULL, "mx pattern"},
-    {"version: STSv1\nmode: enforce\nmax_age: 1\nmx: a.example.\n", 0, 0, 0,
-     0, NULL, "mx pattern"},
-    {"version: STSv1\nmode: enforce\nmax_age: 1\nmx: *.*.example\n", 0, 0, 0,
-     0, NULL, "mx pattern"},
-    {"version: STSv1\nmode: enforce\nmax_age: 1\nmx: a*.example\n", 0, 0, 0,
-     0, NULL, "mx pattern"},
+    {"version: STSv1\nmode: enforce\nmax_age: 1\nmx: b\xc3\xa9.example\n", 0, 0,
+     0, 0, NULL, "mx pattern"},
+    {"version: STSv1\nmode: enforce\nmax_age: 1\nmx: a..example\n", 0, 0, 0, 0,
+     NULL, "mx pattern"},
+    {"version: STSv1\nmode: enforce\nmax_age: 1\nmx: -a.example\n", 0, 0, 0, 0,
+     NULL, "mx pattern"},
+    {"version: STSv1\nmode: enforce\nmax_age: 1\nmx: a.example.\n", 0, 0, 0, 0,
+     NULL, "mx pattern"},
+    {"version: STSv1\nmode: enforce\nmax_age: 1\nmx: *.*.example\n", 0, 0, 0, 0,
+     NULL, "mx pattern"},
+    {"version: STSv1\nmode: enforce\nmax_age: 1\nmx: a*.example\n", 0, 0, 0, 0,
+     NULL, "mx pattern"},
     {"version: STSv1\nmode: enforce\nmax_age: 1\nmx: *.\n", 0, 0, 0, 0, NULL,
      "mx pattern"},
-    {"version: STSv1\nmode: enforce\nmax_age: 1\nmx: a b.example\n", 0, 0, 0,
-     0, NULL, "mx pattern"},
+    {"version: STSv1\nmode: enforce\nmax_age: 1\nmx: a b.example\n", 0, 0, 0, 0,
+     NULL, "mx pattern"},
     {"version: STSv1\nmode: enforce\nmax_age: 1\nmx a.example\n", 0, 0, 0, 0,
      NULL, "line 4"},
-    {"version: STSv1\nmode : enforce\nmax_age: 1\nmx: a.example\n", 0, 0, 0,
-     0, NULL, "line 2"},
-    {"version: STSv1\rmode: enforce\nmax_age: 1\nmx: a.example\n", 0, 0, 0,
-     0, NULL, "control"},
+    {"version: STSv1\nmode : enforce\nmax_age: 1\nmx: a.example\n", 0, 0, 0, 0,
+     NULL, "line 2"},
+    {"version: STSv1\rmode: enforce\nmax_age: 1\nmx: a.example\n", 0, 0, 0, 0,
+     NULL, "control"},
     {"<html>hello</html>\n", 0, 0, 0, 0, NULL, "line 1"},
     {"", 0, 0, 0, 0, NULL, "version"},
 };
@@ -179,14 +177,14 @@ test_policy(void **state)
 		struct mtasts_policy p;
 		char err[256] = "";
 		int rc = mtasts_parse_policy(c->body, strlen(c->body), &p, err,
-					     sizeof(err));
+		                             sizeof(err));
 
 		if (!c->ok) {
 			if (rc != -1)
 				fail_msg("case %zu accepted", i);
 			if (strstr(err, c->err) == NULL)
 				fail_msg("case %zu: error \"%s\", want \"%s\"",
-					 i, err, c->err);
+				         i, err, c->err);
 			continue;
 		}
 		if (rc != 0)
@@ -219,14 +217,14 @@ test_policy_limits(void **state)
 
 	/* NUL inside: refused, not cut short */
 	assert_int_equal(mtasts_parse_policy("version: STSv1\0mode: none\n", 26,
-					     &p, err, sizeof(err)),
-			 -1);
+	                                     &p, err, sizeof(err)),
+	                 -1);
 
 	/* over 64 KiB */
 	memset(big, '\n', MTASTS_BODY_MAX + 1);
-	assert_int_equal(mtasts_parse_policy(big, MTASTS_BODY_MAX + 1, &p, err,
-					     sizeof(err)),
-			 -1);
+	assert_int_equal(
+	    mtasts_parse_policy(big, MTASTS_BODY_MAX + 1, &p, err, sizeof(err)),
+	    -1);
 
 	/* a 63-octet label and a 253-octet name are fine; 64 / 254 are not */
 	n = sprintf(big, "version: STSv1\nmode: enforce\nmax_age: 5\nmx: *.");
@@ -241,15 +239,16 @@ test_policy_limits(void **state)
 	assert_int_equal(mtasts_parse_policy(big, n, &p, err, sizeof(err)), -1);
 	n = sprintf(big, "version: STSv1\nmode: enforce\nmax_age: 5\nmx: *.");
 	for (int i = 0; i < 4; i++)
-		n += sprintf(big + n, "%.62s.", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-					    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
-	n += sprintf(big + n, "e\n");	/* 4 * 63 + 1 = 253 */
+		n += sprintf(big + n, "%.62s.",
+		             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	n += sprintf(big + n, "e\n"); /* 4 * 63 + 1 = 253 */
 	assert_int_equal(mtasts_parse_policy(big, n, &p, err, sizeof(err)), 0);
 	big[n - 2] = 'e';
 	big[n - 1] = 'e';
 	big[n] = '\n';
-	assert_int_equal(
-		mtasts_parse_policy(big, n + 1, &p, err, sizeof(err)), -1);
+	assert_int_equal(mtasts_parse_policy(big, n + 1, &p, err, sizeof(err)),
+	                 -1);
 	free(big);
 }
 
@@ -286,16 +285,15 @@ test_mx_match(void **state)
 		struct mtasts_policy p;
 		char body[512], err[256];
 		int n = snprintf(body, sizeof(body),
-				 "version: STSv1\nmode: enforce\nmax_age: 5\n"
-				 "mx: other.example\nmx: %s\n",
-				 c->pattern);
+		                 "version: STSv1\nmode: enforce\nmax_age: 5\n"
+		                 "mx: other.example\nmx: %s\n",
+		                 c->pattern);
 
-		assert_int_equal(mtasts_parse_policy(body, n, &p, err,
-						     sizeof(err)),
-				 0);
+		assert_int_equal(
+		    mtasts_parse_policy(body, n, &p, err, sizeof(err)), 0);
 		if (mtasts_mx_match(&p, c->host) != c->match)
 			fail_msg("pattern %s host %s: want %d", c->pattern,
-				 c->host, c->match);
+			         c->host, c->match);
 	}
 }
 
@@ -306,7 +304,7 @@ static const struct http_case {
 	const char *resp;
 	int eof;
 	int rc;
-	const char *out;	/* body when rc 1, error substring when -1 */
+	const char *out; /* body when rc 1, error substring when -1 */
 } http_cases[] = {
     {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 0, 1, "hello"},
     {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", 0, 0, NULL},
@@ -328,8 +326,8 @@ static const struct http_case {
      "chunk"},
     {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 0, -1,
      "chunk size"},
-    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX", 0,
-     -1, "CRLF"},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX", 0, -1,
+     "CRLF"},
     {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
      "fffffffffffffffffffff\r\n",
      0, -1, "larger"},
@@ -338,10 +336,9 @@ static const struct http_case {
     {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n"
      "\r\n",
      0, -1, "both"},
-    {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 0,
-     -1, "Content-Length"},
-    {"HTTP/1.1 200 OK\r\nContent-Length: 3x\r\n\r\n", 0, -1,
+    {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 0, -1,
      "Content-Length"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 3x\r\n\r\n", 0, -1, "Content-Length"},
     {"HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n", 0, -1, "larger"},
     {"HTTP/1.1 301 Moved\r\nLocation: https://evil.example/p\r\n\r\n", 0, -1,
      "HTTP 301 redirect to https://evil.example/p not followed"},
@@ -370,19 +367,19 @@ test_http(void **state)
 		const struct http_case *c = &http_cases[i];
 		char err[256] = "";
 		size_t blen = 99;
-		int rc = mtasts_http_response(c->resp, strlen(c->resp), c->eof,
-					      body, sizeof(body), &blen, err,
-					      sizeof(err));
+		int rc =
+		    mtasts_http_response(c->resp, strlen(c->resp), c->eof, body,
+		                         sizeof(body), &blen, err, sizeof(err));
 
 		if (rc != c->rc)
 			fail_msg("case %zu: rc %d want %d (%s)", i, rc, c->rc,
-				 err);
-		if (rc == 1 && (blen != strlen(c->out) ||
-				memcmp(body, c->out, blen) != 0))
+			         err);
+		if (rc == 1 &&
+		    (blen != strlen(c->out) || memcmp(body, c->out, blen) != 0))
 			fail_msg("case %zu: body \"%.*s\"", i, (int)blen, body);
 		if (rc == -1 && strstr(err, c->out) == NULL)
 			fail_msg("case %zu: error \"%s\" want \"%s\"", i, err,
-				 c->out);
+			         c->out);
 	}
 }
 
@@ -397,13 +394,13 @@ test_http_header_limit(void **state)
 	memcpy(buf, "HTTP/1.1 200 OK\r\nX: ", 20);
 	memset(buf + 20, 'a', sizeof(buf) - 20);
 	assert_int_equal(mtasts_http_response(buf, MTASTS_HEAD_MAX, 0, body,
-					      sizeof(body), &blen, err,
-					      sizeof(err)),
-			 0);
+	                                      sizeof(body), &blen, err,
+	                                      sizeof(err)),
+	                 0);
 	assert_int_equal(mtasts_http_response(buf, sizeof(buf), 0, body,
-					      sizeof(body), &blen, err,
-					      sizeof(err)),
-			 -1);
+	                                      sizeof(body), &blen, err,
+	                                      sizeof(err)),
+	                 -1);
 	assert_non_null(strstr(err, "too long"));
 }
 
@@ -415,9 +412,9 @@ test_cache(void **state)
 {
 	struct mtasts_cache *c = mtasts_cache_new();
 	struct mtasts_policy p = {.mode = MTASTS_MODE_ENFORCE,
-				  .max_age = 7 * 86400,
-				  .nmx = 1,
-				  .mx = {"mx1.example.org"}};
+	                          .max_age = 7 * 86400,
+	                          .nmx = 1,
+	                          .mx = {"mx1.example.org"}};
 	const struct mtasts_policy *got;
 	time_t t0 = 1700000000;
 	int refetch = -1;
@@ -431,25 +428,25 @@ test_cache(void **state)
 	assert_int_equal(refetch, 0);
 	assert_string_equal(got->mx[0], "mx1.example.org");
 	/* unknown TXT id (lookup failed): use the cache, no refetch */
-	assert_non_null(mtasts_cache_get(c, "EXAMPLE.org.", NULL, t0 + 10,
-					 &refetch));
+	assert_non_null(
+	    mtasts_cache_get(c, "EXAMPLE.org.", NULL, t0 + 10, &refetch));
 	assert_int_equal(refetch, 0);
 	/* id changed: still usable, refetch */
-	assert_non_null(mtasts_cache_get(c, "example.org", "B2", t0 + 10,
-					 &refetch));
+	assert_non_null(
+	    mtasts_cache_get(c, "example.org", "B2", t0 + 10, &refetch));
 	assert_int_equal(refetch, 1);
 	/* a day old: refetch */
 	assert_non_null(
-		mtasts_cache_get(c, "example.org", "A1", t0 + 86400, &refetch));
+	    mtasts_cache_get(c, "example.org", "A1", t0 + 86400, &refetch));
 	assert_int_equal(refetch, 1);
 	/* max_age ran out: gone */
-	assert_null(mtasts_cache_get(c, "example.org", "A1", t0 + 7 * 86400,
-				     &refetch));
+	assert_null(
+	    mtasts_cache_get(c, "example.org", "A1", t0 + 7 * 86400, &refetch));
 	assert_int_equal(refetch, 1);
 	/* replaced */
 	p.mode = MTASTS_MODE_TESTING;
 	assert_int_equal(mtasts_cache_put(c, "example.org", "B2", &p, t0 + 20),
-			 0);
+	                 0);
 	got = mtasts_cache_get(c, "example.org", "B2", t0 + 30, &refetch);
 	assert_non_null(got);
 	assert_int_equal(got->mode, MTASTS_MODE_TESTING);
@@ -466,13 +463,14 @@ test_cache(void **state)
 	mtasts_cache_remove(c, "d57.example");
 	assert_null(mtasts_cache_get(c, "d57.example", "X", t0, NULL));
 	assert_non_null(mtasts_cache_get(c, "d99.example", "X", t0, NULL));
-	assert_non_null(mtasts_cache_get(c, "example.org", "B2", t0 + 30, NULL));
+	assert_non_null(
+	    mtasts_cache_get(c, "example.org", "B2", t0 + 30, NULL));
 	/* bad input */
 	assert_int_equal(mtasts_cache_put(c, "", "X", &p, t0), -1);
 	assert_int_equal(mtasts_cache_put(c, "a.example",
-					  "123456789012345678901234567890123",
-					  &p, t0),
-			 -1);
+	                                  "123456789012345678901234567890123",
+	                                  &p, t0),
+	                 -1);
 	mtasts_cache_free(c);
 	mtasts_cache_free(NULL);
 }
@@ -483,8 +481,8 @@ test_cache(void **state)
 static char certdir[] = "/tmp/test_mtasts.XXXXXX";
 static char cafile[512];
 
-#define POLICY                                                                \
-	"version: STSv1\nmode: enforce\nmx: mx1.example.net\n"                \
+#define POLICY                                                                 \
+	"version: STSv1\nmode: enforce\nmx: mx1.example.net\n"                 \
 	"mx: *.backup.example.net\nmax_age: 86400\n"
 
 static int
@@ -495,24 +493,24 @@ certs_setup(void **state)
 	if (mkdtemp(certdir) == NULL)
 		return -1;
 	snprintf(cmd, sizeof(cmd),
-		 "set -e; cd %s;"
-		 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256"
-		 " -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=t CA'"
-		 " -addext basicConstraints=critical,CA:TRUE"
-		 " -addext keyUsage=critical,keyCertSign 2>/dev/null;"
-		 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256"
-		 " -nodes -keyout ca2.key -out ca2.pem -days 2 -subj '/CN=t2'"
-		 " 2>/dev/null;"
-		 "for n in example.net other.net; do "
-		 " openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256"
-		 "  -nodes -keyout $n.key -out $n.csr -subj /CN=mta-sts.$n"
-		 "  2>/dev/null;"
-		 " printf 'subjectAltName=DNS:mta-sts.%%s\\n' $n > $n.ext;"
-		 " openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key"
-		 "  -CAcreateserial -out $n.pem -days 2 -extfile $n.ext"
-		 "  2>/dev/null;"
-		 "done",
-		 certdir);
+	         "set -e; cd %s;"
+	         "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256"
+	         " -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=t CA'"
+	         " -addext basicConstraints=critical,CA:TRUE"
+	         " -addext keyUsage=critical,keyCertSign 2>/dev/null;"
+	         "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256"
+	         " -nodes -keyout ca2.key -out ca2.pem -days 2 -subj '/CN=t2'"
+	         " 2>/dev/null;"
+	         "for n in example.net other.net; do "
+	         " openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256"
+	         "  -nodes -keyout $n.key -out $n.csr -subj /CN=mta-sts.$n"
+	         "  2>/dev/null;"
+	         " printf 'subjectAltName=DNS:mta-sts.%%s\\n' $n > $n.ext;"
+	         " openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key"
+	         "  -CAcreateserial -out $n.pem -days 2 -extfile $n.ext"
+	         "  2>/dev/null;"
+	         "done",
+	         certdir);
 	if (system(cmd) != 0)
 		return -1;
 	snprintf(cafile, sizeof(cafile), "%s/ca.pem", certdir);
@@ -549,7 +547,7 @@ server_start(struct server *s, const char *name, const char *resp)
 	s->sin.sin_family = AF_INET;
 	s->sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	assert_int_equal(bind(lfd, (struct sockaddr *)&s->sin, sizeof(s->sin)),
-			 0);
+	                 0);
 	assert_int_equal(listen(lfd, 4), 0);
 	assert_int_equal(getsockname(lfd, (struct sockaddr *)&s->sin, &sl), 0);
 	if ((s->pid = fork()) == 0) {
@@ -581,8 +579,8 @@ server_start(struct server *s, const char *name, const char *resp)
 			_exit(0);
 		}
 		snprintf(want, sizeof(want),
-			 "GET /.well-known/mta-sts.txt HTTP/1.1\r\n"
-			 "Host: mta-sts.example.net\r\n");
+		         "GET /.well-known/mta-sts.txt HTTP/1.1\r\n"
+		         "Host: mta-sts.example.net\r\n");
 		if (strncmp(req, want, strlen(want)) != 0 ||
 		    strstr(req, "\r\nConnection: close\r\n") == NULL)
 			resp = "HTTP/1.1 400 Bad request\r\n"
@@ -632,21 +630,21 @@ fetch(struct server *s, const char *ca, double timeout, struct outcome *o)
 	char err[256];
 
 	memset(o, 0, sizeof(*o));
-	f = mtasts_fetch_start(loop, "Example.NET.",
-			       (struct sockaddr *)&s->sin, sizeof(s->sin), ca,
-			       timeout, fetch_cb, o, err, sizeof(err));
+	f = mtasts_fetch_start(loop, "Example.NET.", (struct sockaddr *)&s->sin,
+	                       sizeof(s->sin), ca, timeout, fetch_cb, o, err,
+	                       sizeof(err));
 	assert_non_null(f);
-	assert_int_equal(o->called, 0);	/* never inside start */
+	assert_int_equal(o->called, 0); /* never inside start */
 	ev_run(loop, 0);
 	assert_int_equal(o->called, 1);
 	ev_loop_destroy(loop);
 }
 
 static const struct fetch_case {
-	const char *cert;	/* the server's: "example.net", "other.net" */
+	const char *cert; /* the server's: "example.net", "other.net" */
 	const char *resp;
-	int ca;			/* 1 test CA, 2 another CA */
-	const char *err;	/* NULL: a policy is expected */
+	int ca;          /* 1 test CA, 2 another CA */
+	const char *err; /* NULL: a policy is expected */
 } fetch_cases[] = {
     {"example.net",
      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
@@ -665,9 +663,8 @@ static const struct fetch_case {
      1, "redirect"},
     {"example.net", "HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nno\n",
      1, "HTTP status 404"},
-    {"example.net",
-     "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nversion: 1", 1,
-     "bad policy"},
+    {"example.net", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nversion: 1",
+     1, "bad policy"},
     {"example.net", "HTTP/1.1 200 OK\r\nContent-Length: 200\r\n\r\nshort", 1,
      "truncated"},
     {"other.net", "HTTP/1.1 200 OK\r\nContent-Length: 89\r\n\r\n" POLICY, 1,
@@ -699,13 +696,13 @@ test_fetch(void **state)
 			assert_int_equal(o.p.nmx, 2);
 			assert_true(mtasts_mx_match(&o.p, "mx1.example.net"));
 			assert_true(
-				mtasts_mx_match(&o.p, "mx2.backup.example.net"));
+			    mtasts_mx_match(&o.p, "mx2.backup.example.net"));
 		} else {
 			if (o.ok)
 				fail_msg("case %zu: policy accepted", i);
 			if (strstr(o.err, c->err) == NULL)
 				fail_msg("case %zu: error \"%s\" want \"%s\"",
-					 i, o.err, c->err);
+				         i, o.err, c->err);
 		}
 	}
 }
@@ -758,23 +755,22 @@ test_fetch_cancel(void **state)
 
 	server_start(&s, "example.net", NULL);
 	f = mtasts_fetch_start(loop, "example.net", (struct sockaddr *)&s.sin,
-			       sizeof(s.sin), cafile, 5, fetch_cb, &o, err,
-			       sizeof(err));
+	                       sizeof(s.sin), cafile, 5, fetch_cb, &o, err,
+	                       sizeof(err));
 	assert_non_null(f);
 	ev_run(loop, EVRUN_NOWAIT);
 	mtasts_fetch_cancel(f);
-	ev_run(loop, 0);	/* nothing left: returns at once */
+	ev_run(loop, 0); /* nothing left: returns at once */
 	assert_int_equal(o.called, 0);
 	server_stop(&s);
 
 	/* bad names are refused by start itself */
-	assert_null(mtasts_fetch_start(loop, "bad..name",
-				       (struct sockaddr *)&s.sin, sizeof(s.sin),
-				       cafile, 5, fetch_cb, &o, err,
-				       sizeof(err)));
+	assert_null(mtasts_fetch_start(
+	    loop, "bad..name", (struct sockaddr *)&s.sin, sizeof(s.sin), cafile,
+	    5, fetch_cb, &o, err, sizeof(err)));
 	assert_null(mtasts_fetch_start(loop, "", (struct sockaddr *)&s.sin,
-				       sizeof(s.sin), cafile, 5, fetch_cb, &o,
-				       err, sizeof(err)));
+	                               sizeof(s.sin), cafile, 5, fetch_cb, &o,
+	                               err, sizeof(err)));
 	ev_loop_destroy(loop);
 }
 
