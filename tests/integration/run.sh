@@ -62,7 +62,16 @@ mkdir -p "/etc/netns/$ns" || fail "cannot write /etc/netns/$ns"
 echo "nameserver 127.0.0.1" > "/etc/netns/$ns/resolv.conf"
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' > "/etc/netns/$ns/hosts"
 
-# nsd: authoritative for every zone file in zones/
+# certificates (world.certs reuses this directory) and the DNSSEC-signed
+# zones whose TLSA records carry this run's key digests (see TLS.md)
+mkdir -p "$tmp/work"
+sh "$here/certs.sh" "$tmp/work/certs" > "$tmp/certs.out" 2>&1 ||
+	fail "certs.sh: $(tail -n 3 "$tmp/certs.out")"
+sh "$here/dnssec.sh" "$tmp/dnssec" "$tmp/work/certs" > "$tmp/dnssec.out" 2>&1 ||
+	fail "dnssec.sh: $(tail -n 3 "$tmp/dnssec.out")"
+cp "$tmp/dnssec/trust-anchors" "$tmp/work/trust-anchors"
+
+# nsd: authoritative for every zone file in zones/ and the signed zones
 conf=$tmp/nsd.conf
 cat > "$conf" <<EOF
 server:
@@ -84,7 +93,7 @@ server:
 remote-control:
 	control-enable: no
 EOF
-for z in "$here"/zones/*.zone; do
+for z in "$here"/zones/*.zone "$tmp"/dnssec/*.zone; do
 	name=$(basename "$z" .zone)
 	printf 'zone:\n\tname: "%s"\n\tzonefile: "%s"\n' "$name" "$z" >> "$conf"
 done
