@@ -180,7 +180,7 @@ json_put_text(struct json_buf *b, const char *s)
 	size_t len = strlen(s), i = 0, n;
 
 	while (i < len) {
-		if (p[i] < 0x20 || p[i] == 0x7f) {
+		if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f) {
 			json_buf_append(b, "?", 1);
 			i++;
 		} else if ((n = json_utf8_len(p + i, len - i)) == 0) {

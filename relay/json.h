@@ -38,8 +38,8 @@ void json_put_string(struct json_buf *b, const char *s, size_t len);
 void json_put_cstring(struct json_buf *b, const char *s);
 
 /*
- * json_put_text - s with control characters and invalid UTF-8 replaced
- * ('?' and U+FFFD), for human-readable one-line output of peer text.
+ * json_put_text - s with control characters but TAB and invalid UTF-8
+ * replaced ('?' and U+FFFD), for human-readable one-line output of peer text.
  */
 void json_put_text(struct json_buf *b, const char *s);
 

@@ -1,0 +1,86 @@
+/*
+ * control.h - the control socket of backmxd, spoken by backmxctl.
+ *
+ * Protocol (one request per connection, line based, all ASCII framing):
+ *
+ *   client: COMMAND [ARG ...] [--json] LF
+ *	At most CONTROL_LINE_MAX octets including the LF (a CR before it
+ *	is ignored); tokens are separated by spaces or tabs, at most
+ *	CONTROL_ARGS_MAX arguments of at most CONTROL_TOKEN_MAX printable
+ *	ASCII octets each.  Commands: queue [DOMAIN], show ID,
+ *	flush [DOMAIN], hold ID|DOMAIN, release ID|DOMAIN, delete ID,
+ *	bounce ID, stats, check-dns DOMAIN; `--json` anywhere selects JSON.
+ *
+ *   server: any number of output lines, then exactly one end line:
+ *	"+TEXT"		one line of output (TEXT holds no CR or LF; with
+ *			--json each such line is one JSON value)
+ *	"."		end: the command succeeded
+ *	"-ERR TEXT"	end: it failed, TEXT says why (one line)
+ *	and then the server closes the connection.
+ *
+ * Long listings stream: the server reads the spool in small batches
+ * only while the client keeps reading, so a slow client holds no more
+ * than one batch in memory and never blocks the daemon.  Access control
+ * is the socket's file mode (0660, owned by `user`).
+ *
+ * control_request_parse() is shared with backmxctl (control_proto.c),
+ * so both sides refuse the same requests with the same words.
+ */
+#ifndef BACKMX_CONTROL_H
+#define BACKMX_CONTROL_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+#define CONTROL_LINE_MAX 1024
+#define CONTROL_ARGS_MAX 2
+#define CONTROL_TOKEN_MAX 255
+
+enum control_cmd {
+	CONTROL_QUEUE,
+	CONTROL_SHOW,
+	CONTROL_FLUSH,
+	CONTROL_HOLD,
+	CONTROL_RELEASE,
+	CONTROL_DELETE,
+	CONTROL_BOUNCE,
+	CONTROL_STATS,
+	CONTROL_CHECK_DNS,
+};
+
+struct control_request {
+	enum control_cmd cmd;
+	const char *name;	/* "queue", ... (static) */
+	int json;
+	int nargs;
+	/* ids are lowercased hex, domains lowercased without a leading '@' */
+	char args[CONTROL_ARGS_MAX][CONTROL_TOKEN_MAX + 1];
+	int arg_is_id;		/* args[0] is a queue id (else a domain) */
+};
+
+/*
+ * control_request_parse - parse one request line (len octets, with or
+ * without the final LF).  Returns 0 and fills req, or -1 with a one-line
+ * reason in err ("unknown command", "show: bad queue id", ...).
+ */
+int control_request_parse(const char *line, size_t len,
+			  struct control_request *req, char *err,
+			  size_t errlen);
+/* control_usage - the command summary backmxctl prints */
+const char *control_usage(void);
+/* control_is_id - 1 when s is a well-formed queue id (any case) */
+int control_is_id(const char *s);
+
+/*
+ * control_open - as root, before the privilege drop: create the socket
+ * at cfg->control (mode 0660, owned by cfg->user), replacing a stale one
+ * but refusing when a live daemon answers on it.  -1 with err set.
+ * control_start - start accepting on the loop (after the drop).
+ * control_close - stop accepting, drop every client, unlink the socket.
+ */
+int control_open(const struct config *cfg, char *err, size_t errlen);
+void control_start(void);
+void control_close(void);
+
+#endif
