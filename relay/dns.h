@@ -69,4 +69,20 @@ struct dns_query *dns_query(struct dns *d, const char *name, int rrtype,
 void dns_cancel(struct dns_query *q);
 const char *dns_status_str(enum dns_status s);
 
+/*
+ * Pure RDATA parsers (names in uncompressed wire format, as libunbound
+ * gives them); each returns -1 on anything malformed, never reads past len.
+ * dns_parse_name: lowercase text, no trailing dot, "" for the root;
+ *   returns the bytes consumed.
+ * dns_parse_mx_rdata: 0 or -1; host "" is a null MX.
+ * dns_parse_txt_rdata: strings of one RR joined, NUL-terminated; returns
+ *   the text length.
+ * dns_parse_tlsa_rdata: 0 or -1; out->data points into p.
+ */
+int dns_parse_name(const uint8_t *p, size_t len, char *out, size_t outlen);
+int dns_parse_mx_rdata(const uint8_t *p, size_t len, struct policy_mx *out);
+int dns_parse_txt_rdata(const uint8_t *p, size_t len, char *out,
+			size_t outlen);
+int dns_parse_tlsa_rdata(const uint8_t *p, size_t len, struct dns_tlsa *out);
+
 #endif
