@@ -28,10 +28,10 @@
 #include "control.h"
 #include "dns.h"
 #include "forward.h"
-#include "listener.h"
+#include "listen.h"
 #include "log.h"
 #include "metrics.h"
-#include "smtp_server.h"
+#include "smtpd.h"
 #include "tls.h"
 
 #define DIAG_MAX (64 * 1024)
@@ -178,7 +178,7 @@ main_stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	listener_stop();
 	control_close();
 	metrics_close();
-	smtp_server_shutdown();
+	smtpd_shutdown();
 	forward_shutdown();
 	ev_break(loop, EVBREAK_ALL);
 }
@@ -365,7 +365,7 @@ main(int argc, char **argv)
 	if (forward_init() < 0)
 		fatal("forwarder: cannot load the queue: %s",
 		      spool_error(backmxd.spool));
-	smtp_server_init();
+	smtpd_init();
 	listener_start();
 	control_start();
 	if (cfg->metrics != NULL)

@@ -1,0 +1,149 @@
+/*
+ * listen.c - bind the `listen` addresses (as root, before the privilege
+ * drop) and accept connections on the loop, handing each to smtpd.
+ *
+ * The accept loop drains the backlog until EAGAIN.  When the process is
+ * out of descriptors (EMFILE/ENFILE) the connection stays queued in the
+ * kernel, so the watchers are paused for a second instead of spinning.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "backmxd.h"
+#include "listen.h"
+#include "log.h"
+#include "smtpd.h"
+
+#define LISTEN_BACKLOG 4096
+
+struct listener {
+	int fd;
+	ev_io io;
+	char text[80];
+};
+
+static struct listener *listeners;
+static int nlisteners;
+static ev_timer listen_pause;
+static ev_tstamp listen_last_warn;
+
+int
+listener_open(const struct config *cfg, char *err, size_t errlen)
+{
+	listeners = calloc(cfg->nlisten, sizeof(*listeners));
+	if (listeners == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (int i = 0; i < cfg->nlisten; i++) {
+		const struct config_listen *l = &cfg->listen[i];
+		int fd, on = 1;
+
+		fd = socket(l->ss.ss_family,
+			    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			snprintf(err, errlen, "listen %s: socket: %s", l->text,
+				 strerror(errno));
+			return -1;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+		if (l->ss.ss_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on,
+				   sizeof(on));
+		if (bind(fd, (const struct sockaddr *)&l->ss, l->sslen) < 0 ||
+		    listen(fd, LISTEN_BACKLOG) < 0) {
+			snprintf(err, errlen, "listen %s: %s", l->text,
+				 strerror(errno));
+			close(fd);
+			return -1;
+		}
+		listeners[nlisteners].fd = fd;
+		snprintf(listeners[nlisteners].text,
+			 sizeof(listeners[nlisteners].text), "%s", l->text);
+		nlisteners++;
+	}
+	return 0;
+}
+
+static void
+listener_resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	if (backmxd.stopping)
+		return;
+	for (int i = 0; i < nlisteners; i++)
+		ev_io_start(loop, &listeners[i].io);
+}
+
+static void
+listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct listener *l = w->data;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd;
+
+	for (;;) {
+		len = sizeof(ss);
+		fd = accept4(l->fd, (struct sockaddr *)&ss, &len,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			smtpd_session_new(fd, (struct sockaddr *)&ss, len);
+			continue;
+		}
+		switch (errno) {
+		case EINTR:
+		case ECONNABORTED:
+		case EPROTO:
+			continue;
+		case EAGAIN:
+			return;
+		case EMFILE:
+		case ENFILE:
+		case ENOBUFS:
+		case ENOMEM:
+			if (ev_now(loop) - listen_last_warn > 10) {
+				log_warn("accept on %s: %s; pausing accepts for "
+					 "1s",
+					 l->text, strerror(errno));
+				listen_last_warn = ev_now(loop);
+			}
+			for (int i = 0; i < nlisteners; i++)
+				ev_io_stop(loop, &listeners[i].io);
+			ev_timer_set(&listen_pause, 1., 0.);
+			ev_timer_start(loop, &listen_pause);
+			return;
+		default:
+			log_warn("accept on %s: %s", l->text, strerror(errno));
+			return;
+		}
+	}
+}
+
+void
+listener_start(void)
+{
+	ev_timer_init(&listen_pause, listener_resume_cb, 1., 0.);
+	for (int i = 0; i < nlisteners; i++) {
+		ev_io_init(&listeners[i].io, listener_accept_cb,
+			   listeners[i].fd, EV_READ);
+		listeners[i].io.data = &listeners[i];
+		ev_io_start(backmxd.loop, &listeners[i].io);
+		log_info("listening on %s", listeners[i].text);
+	}
+}
+
+void
+listener_stop(void)
+{
+	ev_timer_stop(backmxd.loop, &listen_pause);
+	for (int i = 0; i < nlisteners; i++) {
+		ev_io_stop(backmxd.loop, &listeners[i].io);
+		close(listeners[i].fd);
+	}
+	nlisteners = 0;
+}

@@ -1,0 +1,1879 @@
+/*
+ * smtpd.c - the inbound ESMTP session: greeting, command table, MAIL/RCPT
+ * decisions (policy/), the DATA and BDAT readers, the Received header,
+ * streaming the body into the spool, group commit, STARTTLS and ETRN.
+ *
+ * Called by listen.c (new sessions) and main.c (init/shutdown); calls
+ * policy_*, spool_writer_*, spool_sync, forward_queued/flush, tls_*.
+ *
+ * Memory per session is bounded: a small command buffer and an output
+ * buffer whose size is capped (a client that does not read our replies
+ * is not read either).  DATA is read through one process-wide scratch
+ * buffer and streamed to the spool; a body is never held whole.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backmxd.h"
+#include "forward.h"
+#include "log.h"
+#include "smtpd.h"
+#include "tls.h"
+
+#define SMTPD_LINE_MAX 512		/* command line incl. CRLF */
+#define SMTPD_TEXT_MAX 1000		/* text line incl. CRLF */
+#define SMTPD_IN_MIN 1024
+#define SMTPD_IN_MAX (64 * 1024)	/* leftover after DATA, bounded */
+#define SMTPD_OUT_MAX (64 * 1024)
+#define SMTPD_MAX_ERRORS 20
+#define SMTPD_SCRATCH (64 * 1024)
+#define SMTPD_EMIT_BUF (16 * 1024)
+#define SMTPD_IP_BUCKETS 1024
+#define SMTPD_ETRN_TRACK 64
+
+enum smtpd_state {
+	S_CMD,		/* reading commands */
+	S_DATA,		/* after 354 */
+	S_BDAT,		/* reading a BDAT chunk */
+	S_COMMIT,	/* waiting for the group commit */
+	S_TLS,		/* STARTTLS handshake */
+	S_CLOSING,	/* flush output, then close */
+};
+
+struct smtpd_rcpt {
+	char *address;
+	char *orcpt;
+	int notify;
+	char *route;
+};
+
+struct smtpd_tx {
+	char *sender;
+	int body;
+	int smtputf8;
+	int ret;
+	char *envid;
+	uint64_t declared_size;
+	struct smtpd_rcpt *rcpt;
+	int nrcpt, rcpt_cap;
+	int nrcpt_tried;
+
+	struct spool_writer *w;
+	char id[SPOOL_ID_LEN + 1];
+	int spool_failed;		/* writer error: reply 4xx at the end */
+	enum spool_err spool_err;
+	uint64_t size;			/* octets the client sent */
+	size_t hdrlen;			/* our Received field */
+	int too_big;
+	struct smtpd_data data;		/* DATA reader */
+	int bdat;			/* BDAT used in this transaction */
+	uint64_t bdat_left;		/* octets of the current chunk */
+	int bdat_last;
+	int bdat_discard;		/* consume, then refuse */
+	int bdat_cr;			/* CR pending across chunks */
+	size_t bdat_linelen;
+	int bdat_flags;
+	struct policy_hdrscan hs;
+	char emit[SMTPD_EMIT_BUF];	/* staging for spool appends */
+	size_t emitlen;
+	struct spool_envelope env;	/* filled at commit, for the log */
+};
+
+struct session {
+	int fd;
+	ev_io rio, wio;
+	ev_timer timer;
+	enum smtpd_state state;
+	struct sockaddr_storage ss;
+	char addr[INET6_ADDRSTRLEN];
+	int port;
+	unsigned ipkey;
+	char helo[256];
+	int esmtp;			/* EHLO (not HELO) */
+	int greeted;
+	SSL *ssl;
+	int tls;
+	char tls_desc[96];
+	char *in;			/* command input */
+	size_t inlen, incap;
+	int discard_line;		/* overlong command: skip to LF */
+	char *out;
+	size_t outlen, outcap;
+	int nerrors;
+	struct smtpd_tx *tx;
+	struct session *next, *prev;	/* all sessions */
+	struct session *wait_next;	/* group commit list */
+	int close_after_flush;
+	int processing;			/* inside smtpd_process */
+	int dead;			/* freed at the end of the callback */
+	/* counters for the disconnect line */
+	int n_ehlo, n_mail, n_rcpt, n_data, n_cmds;
+};
+
+static struct session *sessions;
+static int nsessions;
+static struct session *wait_head, **wait_tail = &wait_head;
+static ev_prepare smtpd_prepare;
+static char smtpd_scratch[SMTPD_SCRATCH];
+
+/* per-address session counts, for max_clients_per_ip */
+struct ipcount {
+	unsigned key;
+	unsigned char addr[16];
+	int count;
+	struct ipcount *next;
+};
+static struct ipcount *ipcounts[SMTPD_IP_BUCKETS];
+
+/* ETRN rate limit: a small table of recent requesters */
+struct etrn_track {
+	unsigned char addr[16];
+	ev_tstamp window;
+	int count;
+};
+static struct etrn_track etrn_track[SMTPD_ETRN_TRACK];
+
+static void smtpd_process(struct session *);
+static void smtpd_close(struct session *);
+static void smtpd_flush(struct session *);
+static void smtpd_tx_free(struct smtpd_tx *);
+static void smtpd_reply(struct session *, const char *, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* ------------------------------------------------------------------ */
+/* the DATA reader (pure) */
+
+enum {
+	D_BOL,		/* at the start of a line */
+	D_DOT,		/* "." at the start of a line */
+	D_DOTCR,	/* ".\r" at the start of a line */
+	D_TEXT,		/* inside a line */
+	D_CR,		/* "\r" inside a line */
+};
+
+size_t
+smtpd_data_feed(struct smtpd_data *d, const char *buf, size_t len,
+		void (*emit)(void *arg, const char *p, size_t n), void *arg)
+{
+	size_t i, start = 0;
+
+	/* spans of plain text are emitted in one piece; the state machine
+	 * only breaks a span where octets are dropped or held back */
+#define FLUSH_TO(end)                                                        \
+	do {                                                                 \
+		if ((end) > start)                                           \
+			emit(arg, buf + start, (end) - start);               \
+	} while (0)
+
+	for (i = 0; i < len && !d->done; i++) {
+		unsigned char c = (unsigned char)buf[i];
+
+		switch (d->state) {
+		case D_BOL:
+			if (c == '.') {
+				FLUSH_TO(i);
+				start = i + 1;	/* the dot is never emitted */
+				d->state = D_DOT;
+				continue;
+			}
+			d->state = D_TEXT;
+			break;
+		case D_DOT:
+			if (c == '\r') {
+				start = i + 1;	/* held back */
+				d->state = D_DOTCR;
+				continue;
+			}
+			/* stuffed dot removed; the octet is text */
+			d->state = D_TEXT;
+			break;
+		case D_DOTCR:
+			if (c == '\n') {
+				d->done = 1;
+				return i + 1;
+			}
+			/* ".\r" followed by something else: bare CR */
+			d->flags |= SMTPD_DATA_BARE;
+			emit(arg, "\r", 1);
+			start = i;
+			d->state = D_TEXT;
+			break;
+		case D_CR:
+			if (c == '\n') {
+				d->state = D_BOL;
+				d->linelen = 0;
+				continue;
+			}
+			d->flags |= SMTPD_DATA_BARE;
+			d->state = D_TEXT;
+			break;
+		default:
+			break;
+		}
+		/* D_TEXT */
+		if (c == '\r') {
+			d->state = D_CR;
+		} else if (c == '\n') {
+			/* bare LF: never a line end, so "\n.\n" and
+			 * "\n.\r\n" can never end the data */
+			d->flags |= SMTPD_DATA_BARE;
+		} else if (c == '\0') {
+			d->flags |= SMTPD_DATA_NUL;
+		}
+		if (++d->linelen > SMTPD_TEXT_MAX - 2 && c != '\r')
+			d->flags |= SMTPD_DATA_LONG;
+	}
+	FLUSH_TO(i);	/* a held-back ".\r" is not in [start, i) */
+	return i;
+#undef FLUSH_TO
+}
+
+/* ------------------------------------------------------------------ */
+/* output */
+
+static void
+smtpd_out(struct session *s, const char *p, size_t n)
+{
+	if (s->outlen + n > s->outcap) {
+		size_t cap = s->outcap ? s->outcap : 512;
+		char *o;
+
+		while (cap < s->outlen + n)
+			cap *= 2;
+		if ((o = realloc(s->out, cap)) == NULL)
+			return;	/* dropped reply: the session will time out */
+		s->out = o;
+		s->outcap = cap;
+	}
+	memcpy(s->out + s->outlen, p, n);
+	s->outlen += n;
+}
+
+static void
+smtpd_reply(struct session *s, const char *fmt, ...)
+{
+	char line[SMTPD_LINE_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if (n > (int)sizeof(line) - 3)
+		n = sizeof(line) - 3;
+	line[n++] = '\r';
+	line[n++] = '\n';
+	smtpd_out(s, line, n);
+}
+
+/* smtpd_reply_result - "CODE ENH text" from a policy result */
+static void
+smtpd_reply_result(struct session *s, const struct result *r)
+{
+	if (r->enh[0] != '\0')
+		smtpd_reply(s, "%d %s %s", r->code, r->enh, r->text);
+	else
+		smtpd_reply(s, "%d %s", r->code, r->text);
+}
+
+static ssize_t
+smtpd_io_write(struct session *s, const char *p, size_t n)
+{
+	if (s->ssl != NULL && s->tls) {
+		int r;
+
+		ERR_clear_error();
+		r = SSL_write(s->ssl, p, (int)n);
+		if (r > 0)
+			return r;
+		switch (SSL_get_error(s->ssl, r)) {
+		case SSL_ERROR_WANT_READ:
+		case SSL_ERROR_WANT_WRITE:
+			errno = EAGAIN;
+			return -1;
+		default:
+			errno = EPIPE;
+			return -1;
+		}
+	}
+	return send(s->fd, p, n, MSG_NOSIGNAL);
+}
+
+/* smtpd_io_read - >0 octets, 0 EOF, -1 with errno (EAGAIN: nothing now) */
+static ssize_t
+smtpd_io_read(struct session *s, char *p, size_t n)
+{
+	if (s->ssl != NULL && s->tls) {
+		int r;
+
+		ERR_clear_error();
+		r = SSL_read(s->ssl, p, (int)n);
+		if (r > 0)
+			return r;
+		switch (SSL_get_error(s->ssl, r)) {
+		case SSL_ERROR_WANT_READ:
+		case SSL_ERROR_WANT_WRITE:
+			errno = EAGAIN;
+			return -1;
+		case SSL_ERROR_ZERO_RETURN:
+			return 0;
+		default:
+			errno = ECONNRESET;
+			return -1;
+		}
+	}
+	return recv(s->fd, p, n, 0);
+}
+
+/* smtpd_flush - write what we can; the rest waits for EV_WRITE */
+static void
+smtpd_flush(struct session *s)
+{
+	size_t off = 0;
+
+	while (off < s->outlen) {
+		ssize_t n = smtpd_io_write(s, s->out + off, s->outlen - off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			s->outlen = 0;
+			s->dead = 1;
+			return;
+		}
+		off += n;
+	}
+	if (off > 0) {
+		memmove(s->out, s->out + off, s->outlen - off);
+		s->outlen -= off;
+	}
+	if (s->outlen > 0) {
+		ev_io_start(backmxd.loop, &s->wio);
+		/* a client that does not read our replies is not read */
+		if (s->outlen > SMTPD_OUT_MAX)
+			ev_io_stop(backmxd.loop, &s->rio);
+	} else {
+		ev_io_stop(backmxd.loop, &s->wio);
+		if (s->close_after_flush)
+			s->dead = 1;
+		/* return the memory of a large reply burst */
+		if (s->outcap > 4096) {
+			free(s->out);
+			s->out = NULL;
+			s->outcap = 0;
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* per-address limits */
+
+static unsigned
+smtpd_addr_bytes(const struct sockaddr_storage *ss, unsigned char out[16])
+{
+	unsigned h = 2166136261u;
+
+	memset(out, 0, 16);
+	if (ss->ss_family == AF_INET)
+		memcpy(out, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+	else if (ss->ss_family == AF_INET6)
+		memcpy(out, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+	for (int i = 0; i < 16; i++)
+		h = (h ^ out[i]) * 16777619u;
+	return h;
+}
+
+static struct ipcount *
+smtpd_ipcount(const struct sockaddr_storage *ss, int create)
+{
+	unsigned char a[16];
+	unsigned key = smtpd_addr_bytes(ss, a);
+	struct ipcount **pp = &ipcounts[key % SMTPD_IP_BUCKETS], *c;
+
+	for (c = *pp; c != NULL; c = c->next)
+		if (c->key == key && memcmp(c->addr, a, 16) == 0)
+			return c;
+	if (!create || (c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	c->key = key;
+	memcpy(c->addr, a, 16);
+	c->next = *pp;
+	*pp = c;
+	return c;
+}
+
+static void
+smtpd_ipcount_drop(const struct sockaddr_storage *ss)
+{
+	unsigned char a[16];
+	unsigned key = smtpd_addr_bytes(ss, a);
+	struct ipcount **pp = &ipcounts[key % SMTPD_IP_BUCKETS], *c;
+
+	for (; (c = *pp) != NULL; pp = &c->next) {
+		if (c->key != key || memcmp(c->addr, a, 16) != 0)
+			continue;
+		if (--c->count <= 0) {
+			*pp = c->next;
+			free(c);
+		}
+		return;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* transactions */
+
+static void
+smtpd_tx_free(struct smtpd_tx *tx)
+{
+	if (tx == NULL)
+		return;
+	if (tx->w != NULL)
+		spool_writer_abort(tx->w);
+	free(tx->sender);
+	free(tx->envid);
+	for (int i = 0; i < tx->nrcpt; i++) {
+		free(tx->rcpt[i].address);
+		free(tx->rcpt[i].orcpt);
+		free(tx->rcpt[i].route);
+	}
+	free(tx->rcpt);
+	free(tx->env.rcpt);
+	free(tx);
+}
+
+static void
+smtpd_tx_reset(struct session *s)
+{
+	smtpd_tx_free(s->tx);
+	s->tx = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* session life */
+
+static void
+smtpd_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct session *s = w->data;
+
+	if (s->state == S_COMMIT)
+		return;	/* our own wait; never the client's fault */
+	log_info("timeout after %s from [%s]",
+		 s->state == S_DATA || s->state == S_BDAT ? "DATA"
+		 : s->state == S_TLS			  ? "STARTTLS"
+							  : "command",
+		 s->addr);
+	if (s->state != S_TLS) {
+		smtpd_reply(s, "421 4.4.2 %s Error: timeout exceeded",
+			    backmxd.cfg->hostname);
+		smtpd_flush(s);
+	}
+	smtpd_close(s);
+}
+
+static void
+smtpd_free(struct session *s)
+{
+	ev_io_stop(backmxd.loop, &s->rio);
+	ev_io_stop(backmxd.loop, &s->wio);
+	ev_timer_stop(backmxd.loop, &s->timer);
+	if (s->ssl != NULL) {
+		if (s->tls)
+			SSL_shutdown(s->ssl);
+		SSL_free(s->ssl);
+	}
+	close(s->fd);
+	smtpd_tx_free(s->tx);
+	smtpd_ipcount_drop(&s->ss);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	nsessions--;
+	stats.sessions_active = nsessions;
+	free(s->in);
+	free(s->out);
+	free(s);
+}
+
+/* smtpd_done - end of an I/O callback: free a dead session */
+static int
+smtpd_done(struct session *s)
+{
+	if (!s->dead || s->processing)
+		return 0;
+	if (s->state == S_COMMIT) {
+		/* the spool still owes this session a verdict: keep it
+		 * until the group commit ran, then close */
+		s->dead = 0;
+		s->close_after_flush = 1;
+		ev_io_stop(backmxd.loop, &s->rio);
+		return 1;
+	}
+	log_info("disconnect from [%s] ehlo=%d mail=%d rcpt=%d data=%d "
+		 "commands=%d",
+		 s->addr, s->n_ehlo, s->n_mail, s->n_rcpt, s->n_data,
+		 s->n_cmds);
+	smtpd_free(s);
+	return 1;
+}
+
+/* smtpd_close - free now, or at the end of the current callback */
+static void
+smtpd_close(struct session *s)
+{
+	s->dead = 1;
+	smtpd_done(s);
+}
+
+static void
+smtpd_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct session *s = w->data;
+
+	if (s->state == S_TLS) {
+		smtpd_process(s);
+		smtpd_done(s);
+		return;
+	}
+	smtpd_flush(s);
+	if (s->dead) {
+		smtpd_done(s);
+		return;
+	}
+	if (s->outlen <= SMTPD_OUT_MAX && s->state != S_COMMIT &&
+	    s->state != S_CLOSING && !s->close_after_flush)
+		ev_io_start(loop, &s->rio);
+}
+
+/* smtpd_in_room - make room for n more octets of command input */
+static int
+smtpd_in_room(struct session *s, size_t n)
+{
+	size_t cap;
+	char *p;
+
+	if (s->inlen + n <= s->incap)
+		return 0;
+	cap = s->incap ? s->incap : SMTPD_IN_MIN;
+	while (cap < s->inlen + n)
+		cap *= 2;
+	if (cap > SMTPD_IN_MAX)
+		return -1;
+	if ((p = realloc(s->in, cap)) == NULL)
+		return -1;
+	s->in = p;
+	s->incap = cap;
+	return 0;
+}
+
+static void smtpd_data_input(struct session *s, const char *p, size_t n,
+			     size_t *used);
+
+static void
+smtpd_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct session *s = w->data;
+	ssize_t n;
+	int rounds = 0;
+
+	s->processing = 1;
+	while (!s->dead && rounds++ < 16) {
+		if (s->state == S_TLS) {
+			s->processing = 0;
+			smtpd_process(s);
+			smtpd_done(s);
+			return;
+		}
+		if (s->state == S_COMMIT || s->state == S_CLOSING ||
+		    s->close_after_flush)
+			break;
+		if (s->state == S_DATA || s->state == S_BDAT) {
+			/* the body goes through the shared scratch buffer */
+			size_t used = 0;
+
+			n = smtpd_io_read(s, smtpd_scratch,
+					  sizeof(smtpd_scratch));
+			if (n > 0) {
+				ev_timer_again(loop, &s->timer);
+				smtpd_data_input(s, smtpd_scratch, n, &used);
+				if ((size_t)n > used) {
+					/* commands after the end of data */
+					if (smtpd_in_room(s, n - used) < 0) {
+						smtpd_reply(s,
+							    "421 4.7.0 %s Error: "
+							    "too much pipelined "
+							    "input",
+							    backmxd.cfg->hostname);
+						s->close_after_flush = 1;
+						break;
+					}
+					memcpy(s->in + s->inlen,
+					       smtpd_scratch + used, n - used);
+					s->inlen += n - used;
+				}
+				smtpd_process(s);
+				continue;
+			}
+		} else {
+			if (smtpd_in_room(s, SMTPD_LINE_MAX) < 0) {
+				/* cannot happen for commands: lines are
+				 * bounded; treat as abuse */
+				s->close_after_flush = 1;
+				break;
+			}
+			n = smtpd_io_read(s, s->in + s->inlen,
+					  s->incap - s->inlen);
+			if (n > 0) {
+				ev_timer_again(loop, &s->timer);
+				s->inlen += n;
+				smtpd_process(s);
+				continue;
+			}
+		}
+		if (n == 0) {
+			/* a client that vanished mid-transaction loses its
+			 * unfinished message; nothing was acknowledged */
+			s->dead = 1;
+			break;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			s->dead = 1;
+		break;
+	}
+	s->processing = 0;
+	if (!s->dead)
+		smtpd_flush(s);
+	if (s->close_after_flush && s->outlen == 0 && s->state != S_COMMIT)
+		s->dead = 1;
+	if (!smtpd_done(s) && rounds >= 16 && !s->dead &&
+	    (s->state == S_CMD || s->state == S_DATA || s->state == S_BDAT))
+		/* fairness: let other sessions run, come back at once */
+		ev_feed_event(loop, &s->rio, EV_READ);
+}
+
+void
+smtpd_session_new(int fd, const struct sockaddr *sa, socklen_t salen)
+{
+	const struct config *cfg = backmxd.cfg;
+	struct session *s;
+	struct ipcount *ic;
+	char peek;
+
+	if (backmxd.stopping) {
+		close(fd);
+		return;
+	}
+	stats.sessions++;
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		close(fd);
+		return;
+	}
+	s->fd = fd;
+	memcpy(&s->ss, sa, salen < sizeof(s->ss) ? salen : sizeof(s->ss));
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)sa;
+
+		inet_ntop(AF_INET, &sin->sin_addr, s->addr, sizeof(s->addr));
+		s->port = ntohs(sin->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &sin6->sin6_addr, s->addr,
+			  sizeof(s->addr));
+		s->port = ntohs(sin6->sin6_port);
+	} else
+		strcpy(s->addr, "unknown");
+
+	if (nsessions >= cfg->max_clients) {
+		static const char msg[] = "421 4.7.0 Error: too many "
+					  "connections, try again later\r\n";
+
+		stats.sessions_refused++;
+		log_warn("refusing [%s]: max_clients %d reached", s->addr,
+			 cfg->max_clients);
+		(void)!send(fd, msg, sizeof(msg) - 1,
+			    MSG_NOSIGNAL | MSG_DONTWAIT);
+		close(fd);
+		free(s);
+		return;
+	}
+	ic = smtpd_ipcount(&s->ss, 1);
+	if (ic != NULL && ic->count >= cfg->max_clients_per_ip) {
+		static const char msg[] = "421 4.7.0 Error: too many "
+					  "connections from your address\r\n";
+
+		stats.sessions_refused++;
+		log_warn("refusing [%s]: max_clients_per_ip %d reached",
+			 s->addr, cfg->max_clients_per_ip);
+		(void)!send(fd, msg, sizeof(msg) - 1,
+			    MSG_NOSIGNAL | MSG_DONTWAIT);
+		close(fd);
+		free(s);
+		return;
+	}
+	if (ic != NULL)
+		ic->count++;
+	s->next = sessions;
+	if (sessions != NULL)
+		sessions->prev = s;
+	sessions = s;
+	nsessions++;
+	stats.sessions_active = nsessions;
+
+	ev_io_init(&s->rio, smtpd_read_cb, fd, EV_READ);
+	ev_io_init(&s->wio, smtpd_write_cb, fd, EV_WRITE);
+	s->rio.data = s->wio.data = s;
+	ev_init(&s->timer, smtpd_timer_cb);
+	s->timer.repeat = cfg->timeout;
+	s->timer.data = s;
+	ev_timer_again(backmxd.loop, &s->timer);
+	log_info("connect from [%s]:%d", s->addr, s->port);
+
+	/* an early talker sends before it saw our greeting (RFC 5321
+	 * 4.3.1: a client waits for 220) */
+	if (recv(fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
+		log_info("reject: early talker [%s]", s->addr);
+		smtpd_reply(s, "554 5.5.0 %s Error: talking before the greeting",
+			    cfg->hostname);
+		s->close_after_flush = 1;
+		stats.refused_other++;
+		smtpd_flush(s);
+		smtpd_done(s);
+		return;
+	}
+	smtpd_reply(s, "220 %s ESMTP backmx", cfg->hostname);
+	s->greeted = 1;
+	smtpd_flush(s);
+	if (!smtpd_done(s))
+		ev_io_start(backmxd.loop, &s->rio);
+}
+
+int
+smtpd_count(void)
+{
+	return nsessions;
+}
+
+/* ------------------------------------------------------------------ */
+/* commands */
+
+static int
+smtpd_streq(const char *a, const char *b)
+{
+	return strcasecmp(a, b) == 0;
+}
+
+/* smtpd_param - split "KEY=VALUE" params; returns count */
+static int
+smtpd_params(char *p, char **keys, char **vals, int max)
+{
+	int n = 0;
+
+	for (;;) {
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			break;
+		if (n == max)
+			return -1;
+		keys[n] = p;
+		while (*p != '\0' && *p != ' ' && *p != '=')
+			p++;
+		if (*p == '=') {
+			*p++ = '\0';
+			vals[n] = p;
+			while (*p != '\0' && *p != ' ')
+				p++;
+		} else
+			vals[n] = NULL;
+		if (*p == ' ')
+			*p++ = '\0';
+		n++;
+	}
+	return n;
+}
+
+static void
+smtpd_cmd_helo(struct session *s, char *arg, int esmtp)
+{
+	const struct config *cfg = backmxd.cfg;
+
+	while (*arg == ' ')
+		arg++;
+	if (*arg == '\0' || strlen(arg) > 255) {
+		smtpd_reply(s, "501 5.5.4 Syntax: %s hostname",
+			    esmtp ? "EHLO" : "HELO");
+		return;
+	}
+	for (char *p = arg; *p; p++)
+		if (!isgraph((unsigned char)*p) && *p != ' ') {
+			smtpd_reply(s, "501 5.5.4 Invalid %s argument",
+				    esmtp ? "EHLO" : "HELO");
+			return;
+		}
+	/* keep only the first word */
+	arg[strcspn(arg, " ")] = '\0';
+	/* EHLO/HELO must end a pipelined group: input already waiting
+	 * behind it means the client did not wait for our reply */
+	if (s->inlen > 0) {
+		log_info("reject: improper command pipelining after %s from "
+			 "[%s]",
+			 esmtp ? "EHLO" : "HELO", s->addr);
+		smtpd_reply(s, "554 5.5.0 Error: SMTP protocol synchronization");
+		stats.refused_other++;
+		s->close_after_flush = 1;
+		return;
+	}
+	smtpd_tx_reset(s);
+	snprintf(s->helo, sizeof(s->helo), "%s", arg);
+	s->esmtp = esmtp;
+	s->n_ehlo++;
+	if (!esmtp) {
+		smtpd_reply(s, "250 %s", cfg->hostname);
+		return;
+	}
+	smtpd_reply(s, "250-%s", cfg->hostname);
+	smtpd_reply(s, "250-PIPELINING");
+	smtpd_reply(s, "250-SIZE %llu", (unsigned long long)cfg->max_size);
+	smtpd_reply(s, "250-ETRN");
+	if (!s->tls && tls_server_ctx() != NULL)
+		smtpd_reply(s, "250-STARTTLS");
+	smtpd_reply(s, "250-ENHANCEDSTATUSCODES");
+	smtpd_reply(s, "250-8BITMIME");
+	smtpd_reply(s, "250-DSN");
+	smtpd_reply(s, "250-SMTPUTF8");
+	smtpd_reply(s, "250 CHUNKING");
+}
+
+static void
+smtpd_cmd_mail(struct session *s, char *arg)
+{
+	const struct config *cfg = backmxd.cfg;
+	struct policy_path path;
+	struct result res;
+	struct smtpd_tx *tx;
+	char *keys[16], *vals[16];
+	size_t end;
+	int n, have_size = 0, have_body = 0, have_ret = 0, have_envid = 0,
+	       have_utf8 = 0;
+
+	if (s->helo[0] == '\0') {
+		smtpd_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (s->tx != NULL) {
+		smtpd_reply(s, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	if (strncasecmp(arg, "FROM:", 5) != 0) {
+		smtpd_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return;
+	}
+	arg += 5;
+	while (*arg == ' ')
+		arg++;
+	if (policy_parse_path(arg, strlen(arg), POLICY_PARSE_SMTPUTF8, &path,
+			      &end, &res) < 0) {
+		stats.refused_syntax++;
+		smtpd_reply_result(s, &res);
+		return;
+	}
+	if (arg[end] != '\0' && arg[end] != ' ') {
+		smtpd_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return;
+	}
+	if (path.kind == POLICY_PATH_POSTMASTER) {
+		smtpd_reply(s, "501 5.1.7 Bad sender address syntax");
+		return;
+	}
+	n = smtpd_params(arg + end, keys, vals, 16);
+	if (n < 0) {
+		smtpd_reply(s, "501 5.5.4 Too many parameters");
+		return;
+	}
+	if ((tx = calloc(1, sizeof(*tx))) == NULL) {
+		smtpd_reply(s, "451 4.3.0 Error: out of memory");
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		const char *k = keys[i], *v = vals[i];
+
+		if (smtpd_streq(k, "SIZE") && v != NULL) {
+			char *e;
+			unsigned long long sz;
+
+			errno = 0;
+			sz = strtoull(v, &e, 10);
+			if (have_size++ || !isdigit((unsigned char)*v) ||
+			    *e != '\0' || errno) {
+				smtpd_reply(s, "501 5.5.4 Bad SIZE parameter");
+				goto fail;
+			}
+			tx->declared_size = sz;
+		} else if (smtpd_streq(k, "BODY") && v != NULL) {
+			if (have_body++) {
+				smtpd_reply(s, "501 5.5.4 Duplicate BODY");
+				goto fail;
+			}
+			if (smtpd_streq(v, "7BIT"))
+				tx->body = SPOOL_BODY_7BIT;
+			else if (smtpd_streq(v, "8BITMIME"))
+				tx->body = SPOOL_BODY_8BITMIME;
+			else {
+				smtpd_reply(s, "501 5.5.4 Unsupported BODY "
+					       "type");
+				goto fail;
+			}
+		} else if (smtpd_streq(k, "SMTPUTF8") && v == NULL) {
+			if (have_utf8++) {
+				smtpd_reply(s, "501 5.5.4 Duplicate SMTPUTF8");
+				goto fail;
+			}
+			tx->smtputf8 = 1;
+		} else if (smtpd_streq(k, "RET") && v != NULL) {
+			if (have_ret++) {
+				smtpd_reply(s, "501 5.5.4 Duplicate RET");
+				goto fail;
+			}
+			if (smtpd_streq(v, "FULL"))
+				tx->ret = SPOOL_RET_FULL;
+			else if (smtpd_streq(v, "HDRS"))
+				tx->ret = SPOOL_RET_HDRS;
+			else {
+				smtpd_reply(s, "501 5.5.4 Bad RET parameter");
+				goto fail;
+			}
+		} else if (smtpd_streq(k, "ENVID") && v != NULL) {
+			if (have_envid++ || strlen(v) > 100 ||
+			    !policy_xtext_valid(v, strlen(v))) {
+				smtpd_reply(s, "501 5.5.4 Bad ENVID parameter");
+				goto fail;
+			}
+			tx->envid = strdup(v);
+		} else {
+			smtpd_reply(s, "555 5.5.4 Unsupported option: %.64s",
+				    k);
+			goto fail;
+		}
+	}
+	if (path.utf8 && !tx->smtputf8) {
+		smtpd_reply(s, "553 5.6.7 Non-ASCII sender address requires "
+			       "SMTPUTF8");
+		stats.refused_syntax++;
+		goto fail;
+	}
+	if (cfg->max_size > 0 && tx->declared_size > cfg->max_size) {
+		smtpd_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+		stats.refused_size++;
+		goto fail;
+	}
+	tx->sender = strdup(path.kind == POLICY_PATH_NULL ? "" : path.address);
+	s->tx = tx;
+	s->n_mail++;
+	smtpd_reply(s, "250 2.1.0 Ok");
+	return;
+fail:
+	smtpd_tx_free(tx);
+}
+
+static void
+smtpd_cmd_rcpt(struct session *s, char *arg)
+{
+	const struct config *cfg = backmxd.cfg;
+	struct smtpd_tx *tx = s->tx;
+	struct policy_rcpt r;
+	struct result res;
+	struct smtpd_rcpt *rc;
+	char *keys[8], *vals[8], route[POLICY_DOMAIN_MAX + 16];
+	const char *orcpt = NULL;
+	size_t end;
+	int n, notify = 0, flags = POLICY_PARSE_RCPT;
+
+	if (tx == NULL) {
+		smtpd_reply(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (strncasecmp(arg, "TO:", 3) != 0) {
+		smtpd_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return;
+	}
+	arg += 3;
+	while (*arg == ' ')
+		arg++;
+	tx->nrcpt_tried++;
+	if (tx->nrcpt >= cfg->max_recipients) {
+		smtpd_reply(s, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	if (tx->smtputf8)
+		flags |= POLICY_PARSE_SMTPUTF8;
+	if (policy_check_rcpt(cfg->policy, arg, strlen(arg), flags, &r, &end,
+			      &res) < 0) {
+		if (!strcmp(res.enh, "5.7.1"))
+			stats.refused_relay++;
+		else if (!strcmp(res.enh, "5.1.1"))
+			stats.refused_user++;
+		else
+			stats.refused_syntax++;
+		log_info("reject: RCPT from [%s]: %d %s %s; from=<%s> "
+			 "helo=<%s>",
+			 s->addr, res.code, res.enh, res.text, tx->sender,
+			 s->helo);
+		smtpd_reply_result(s, &res);
+		return;
+	}
+	if (arg[end] != '\0' && arg[end] != ' ') {
+		smtpd_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return;
+	}
+	n = smtpd_params(arg + end, keys, vals, 8);
+	if (n < 0) {
+		smtpd_reply(s, "501 5.5.4 Too many parameters");
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		if (smtpd_streq(keys[i], "NOTIFY") && vals[i] != NULL &&
+		    notify == 0) {
+			char *save = NULL, *tok, buf[64];
+
+			if (strlen(vals[i]) >= sizeof(buf)) {
+				smtpd_reply(s, "501 5.5.4 Bad NOTIFY");
+				return;
+			}
+			strcpy(buf, vals[i]);
+			for (tok = strtok_r(buf, ",", &save); tok != NULL;
+			     tok = strtok_r(NULL, ",", &save)) {
+				if (smtpd_streq(tok, "NEVER"))
+					notify |= SPOOL_NOTIFY_NEVER;
+				else if (smtpd_streq(tok, "SUCCESS"))
+					notify |= SPOOL_NOTIFY_SUCCESS;
+				else if (smtpd_streq(tok, "FAILURE"))
+					notify |= SPOOL_NOTIFY_FAILURE;
+				else if (smtpd_streq(tok, "DELAY"))
+					notify |= SPOOL_NOTIFY_DELAY;
+				else {
+					smtpd_reply(s, "501 5.5.4 Bad NOTIFY");
+					return;
+				}
+			}
+			if ((notify & SPOOL_NOTIFY_NEVER) &&
+			    notify != SPOOL_NOTIFY_NEVER) {
+				smtpd_reply(s, "501 5.5.4 NOTIFY=NEVER must "
+					       "stand alone");
+				return;
+			}
+		} else if (smtpd_streq(keys[i], "ORCPT") && vals[i] != NULL &&
+			   orcpt == NULL) {
+			const char *v = vals[i], *semi = strchr(v, ';');
+
+			if (strlen(v) > 500 || semi == NULL || semi == v ||
+			    !policy_xtext_valid(semi + 1, strlen(semi + 1))) {
+				smtpd_reply(s, "501 5.5.4 Bad ORCPT");
+				return;
+			}
+			orcpt = v;
+		} else {
+			smtpd_reply(s, "555 5.5.4 Unsupported option: %.64s",
+				    keys[i]);
+			return;
+		}
+	}
+	if (tx->nrcpt == tx->rcpt_cap) {
+		int cap = tx->rcpt_cap ? tx->rcpt_cap * 2 : 4;
+		struct smtpd_rcpt *p = realloc(tx->rcpt, cap * sizeof(*p));
+
+		if (p == NULL) {
+			smtpd_reply(s, "452 4.3.0 Error: out of memory");
+			return;
+		}
+		tx->rcpt = p;
+		tx->rcpt_cap = cap;
+	}
+	rc = &tx->rcpt[tx->nrcpt];
+	memset(rc, 0, sizeof(*rc));
+	rc->address = strdup(r.address);
+	rc->notify = notify;
+	if (orcpt != NULL)
+		rc->orcpt = strdup(orcpt);
+	else if (r.percent_hack)
+		rc->orcpt = strdup(r.orcpt);
+	if (r.percent_hack && r.domain != NULL) {
+		if (r.domain->route_literal)
+			snprintf(route, sizeof(route), "[%s]:%d",
+				 r.domain->route_host, r.domain->route_port);
+		else
+			snprintf(route, sizeof(route), "%s:%d",
+				 r.domain->route_host, r.domain->route_port);
+		rc->route = strdup(route);
+		stats.percent_hack++;
+		log_info("percent-hack %s -> %s (from [%s])",
+			 r.path.address, r.address, s->addr);
+	}
+	if (rc->address == NULL) {
+		smtpd_reply(s, "452 4.3.0 Error: out of memory");
+		return;
+	}
+	tx->nrcpt++;
+	s->n_rcpt++;
+	smtpd_reply(s, "250 2.1.5 Ok");
+}
+
+/* smtpd_emit_flush - append the staged octets to the spool writer */
+static void
+smtpd_emit_flush(struct smtpd_tx *tx)
+{
+	if (tx->emitlen == 0)
+		return;
+	if (tx->w != NULL && !tx->spool_failed && !tx->too_big) {
+		if (spool_writer_append(tx->w, tx->emit, tx->emitlen) < 0) {
+			tx->spool_failed = 1;
+			tx->spool_err = spool_errno(backmxd.spool);
+		}
+	}
+	tx->emitlen = 0;
+}
+
+/* smtpd_emit - message octets from the DATA/BDAT reader */
+static void
+smtpd_emit(void *arg, const char *p, size_t n)
+{
+	struct smtpd_tx *tx = arg;
+	const struct config *cfg = backmxd.cfg;
+
+	policy_hdrscan_feed(&tx->hs, p, n);
+	tx->size += n;
+	if (cfg->max_size > 0 && tx->size > cfg->max_size)
+		tx->too_big = 1;	/* our Received header is not counted */
+	if (tx->too_big || tx->spool_failed)
+		return;
+	while (n > 0) {
+		size_t room = sizeof(tx->emit) - tx->emitlen;
+		size_t k = n < room ? n : room;
+
+		memcpy(tx->emit + tx->emitlen, p, k);
+		tx->emitlen += k;
+		p += k;
+		n -= k;
+		if (tx->emitlen == sizeof(tx->emit))
+			smtpd_emit_flush(tx);
+	}
+}
+
+/* smtpd_received - the trace field we prepend (RFC 5321 4.4) */
+static int
+smtpd_received(struct session *s, struct smtpd_tx *tx, char *buf, size_t len)
+{
+	const struct config *cfg = backmxd.cfg;
+	char date[64], with[32], tlsc[160] = "", forc[POLICY_PATH_MAX + 16] = "";
+	time_t now = time(NULL);
+	struct tm tm;
+
+	localtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	snprintf(with, sizeof(with), "%s%s%s", tx->smtputf8 ? "UTF8SMTP"
+					       : s->esmtp   ? "ESMTP"
+							    : "SMTP",
+		 s->tls ? "S" : "", "");
+	if (s->tls)
+		snprintf(tlsc, sizeof(tlsc), "\r\n\t(using %s)", s->tls_desc);
+	if (tx->nrcpt == 1)
+		snprintf(forc, sizeof(forc), "\r\n\tfor <%s>",
+			 tx->rcpt[0].address);
+	return snprintf(buf, len,
+			"Received: from %s ([%s])\r\n\tby %s (backmx) with %s "
+			"id %s%s%s;\r\n\t%s\r\n",
+			s->helo, s->addr, cfg->hostname, with, tx->id, tlsc,
+			forc, date);
+}
+
+/* smtpd_tx_start - open the spool writer, write our Received field */
+static int
+smtpd_tx_start(struct session *s)
+{
+	struct smtpd_tx *tx = s->tx;
+	char hdr[1024];
+	int n;
+
+	policy_hdrscan_init(&tx->hs, backmxd.cfg->hostname);
+	memset(&tx->data, 0, sizeof(tx->data));
+	tx->w = spool_writer_new(backmxd.spool);
+	if (tx->w == NULL) {
+		tx->spool_failed = 1;
+		tx->spool_err = spool_errno(backmxd.spool);
+		return -1;
+	}
+	snprintf(tx->id, sizeof(tx->id), "%s", spool_writer_id(tx->w));
+	n = smtpd_received(s, tx, hdr, sizeof(hdr));
+	if (n > 0 && (size_t)n < sizeof(hdr))
+		tx->hdrlen = n;
+	if (tx->hdrlen > 0 && spool_writer_append(tx->w, hdr, n) < 0) {
+		tx->spool_failed = 1;
+		tx->spool_err = spool_errno(backmxd.spool);
+	}
+	return 0;
+}
+
+static void
+smtpd_cmd_data(struct session *s, char *arg)
+{
+	struct smtpd_tx *tx = s->tx;
+
+	if (*arg != '\0') {
+		smtpd_reply(s, "501 5.5.4 Syntax: DATA");
+		return;
+	}
+	if (tx == NULL) {
+		smtpd_reply(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (tx->nrcpt == 0) {
+		smtpd_reply(s, "554 5.5.1 Error: no valid recipients");
+		return;
+	}
+	if (tx->bdat) {
+		smtpd_reply(s, "503 5.5.1 Error: DATA after BDAT");
+		return;
+	}
+	s->n_data++;
+	smtpd_tx_start(s);
+	s->state = S_DATA;
+	smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+/* smtpd_tx_finish - end of DATA or BDAT LAST: verdict, then commit */
+static void
+smtpd_tx_finish(struct session *s, int flags)
+{
+	const struct config *cfg = backmxd.cfg;
+	struct smtpd_tx *tx = s->tx;
+	struct spool_envelope *e = &tx->env;
+	struct result res;
+
+	s->state = S_CMD;
+	smtpd_emit_flush(tx);
+	if (flags & (SMTPD_DATA_BARE | SMTPD_DATA_NUL)) {
+		stats.refused_smuggling++;
+		log_info("reject: %s from [%s]: message with bare CR or LF%s; "
+			 "from=<%s>",
+			 tx->bdat ? "BDAT" : "DATA", s->addr,
+			 (flags & SMTPD_DATA_NUL) ? " or NUL" : "", tx->sender);
+		if (flags & SMTPD_DATA_BARE)
+			smtpd_reply(s, "550 5.5.2 Error: bare CR or LF in "
+				       "message data (RFC 5321 2.3.8)");
+		else
+			smtpd_reply(s, "554 5.6.0 Error: NUL octet in message "
+				       "data");
+		goto drop;
+	}
+	if (tx->too_big) {
+		stats.refused_size++;
+		log_info("reject: %s from [%s]: message too big; from=<%s>",
+			 tx->bdat ? "BDAT" : "DATA", s->addr, tx->sender);
+		smtpd_reply(s, "552 5.3.4 Error: message size exceeds fixed "
+			       "limit");
+		goto drop;
+	}
+	if (flags & SMTPD_DATA_LONG) {
+		stats.refused_other++;
+		smtpd_reply(s, "554 5.6.0 Error: message line longer than "
+			       "1000 octets");
+		goto drop;
+	}
+	if (policy_hdrscan_check(&tx->hs, cfg->max_hops, &res) < 0) {
+		stats.refused_loop++;
+		log_info("reject: %s from [%s]: %d %s %s; from=<%s>",
+			 tx->bdat ? "BDAT" : "DATA", s->addr, res.code,
+			 res.enh, res.text, tx->sender);
+		smtpd_reply_result(s, &res);
+		goto drop;
+	}
+	if (tx->spool_failed)
+		goto spoolfail;
+
+	memset(e, 0, sizeof(*e));
+	e->arrival = time(NULL);
+	e->size = tx->size + tx->hdrlen;
+	e->sender = tx->sender;
+	e->body = tx->body;
+	e->smtputf8 = tx->smtputf8;
+	e->ret = tx->ret;
+	e->envid = tx->envid;
+	e->client_addr = s->addr;
+	e->client_helo = s->helo;
+	e->nrcpt = tx->nrcpt;
+	e->rcpt = calloc(tx->nrcpt, sizeof(*e->rcpt));
+	if (e->rcpt == NULL) {
+		tx->spool_err = SPOOL_EIO;
+		goto spoolfail;
+	}
+	for (int i = 0; i < tx->nrcpt; i++) {
+		e->rcpt[i].address = tx->rcpt[i].address;
+		e->rcpt[i].orcpt = tx->rcpt[i].orcpt;
+		e->rcpt[i].notify = tx->rcpt[i].notify;
+		e->rcpt[i].state = SPOOL_RCPT_PENDING;
+		e->rcpt[i].next_attempt = e->arrival;
+		e->rcpt[i].route = tx->rcpt[i].route;
+	}
+	if (spool_writer_commit(tx->w, e) < 0) {
+		tx->w = NULL;
+		tx->spool_err = spool_errno(backmxd.spool);
+		goto spoolfail;
+	}
+	tx->w = NULL;
+	/* the 250 waits for the group commit (ev_prepare) */
+	s->state = S_COMMIT;
+	ev_io_stop(backmxd.loop, &s->rio);
+	s->wait_next = NULL;
+	*wait_tail = s;
+	wait_tail = &s->wait_next;
+	return;
+
+spoolfail:
+	stats.refused_spool++;
+	log_err("%s: spool: %s", tx->id, spool_error(backmxd.spool));
+	if (tx->spool_err == SPOOL_ENOSPC)
+		smtpd_reply(s, "452 4.3.1 Error: insufficient system storage");
+	else
+		smtpd_reply(s, "451 4.3.0 Error: local error in processing");
+drop:
+	smtpd_tx_reset(s);
+}
+
+/* smtpd_data_input - octets while in S_DATA or S_BDAT */
+static void
+smtpd_data_input(struct session *s, const char *p, size_t n, size_t *used)
+{
+	struct smtpd_tx *tx = s->tx;
+
+	*used = 0;
+	if (s->state == S_DATA) {
+		size_t k = smtpd_data_feed(&tx->data, p, n, smtpd_emit, tx);
+
+		*used = k;
+		if (tx->data.done)
+			smtpd_tx_finish(s, tx->data.flags);
+		return;
+	}
+	/* S_BDAT: exactly bdat_left octets, no unstuffing, but the same
+	 * CR/LF pairing rules so nothing we store can smuggle downstream */
+	while (*used < n && tx->bdat_left > 0) {
+		size_t k = n - *used;
+
+		if (k > tx->bdat_left)
+			k = tx->bdat_left;
+		if (!tx->bdat_discard) {
+			for (size_t i = 0; i < k; i++) {
+				unsigned char c = p[*used + i];
+
+				if (tx->bdat_cr && c != '\n')
+					tx->bdat_flags |= SMTPD_DATA_BARE;
+				if (c == '\n' && !tx->bdat_cr)
+					tx->bdat_flags |= SMTPD_DATA_BARE;
+				if (c == '\0')
+					tx->bdat_flags |= SMTPD_DATA_NUL;
+				tx->bdat_cr = c == '\r';
+				if (c == '\n')
+					tx->bdat_linelen = 0;
+				else if (++tx->bdat_linelen > SMTPD_TEXT_MAX - 2 &&
+					 c != '\r')
+					tx->bdat_flags |= SMTPD_DATA_LONG;
+			}
+			smtpd_emit(tx, p + *used, k);
+		}
+		*used += k;
+		tx->bdat_left -= k;
+	}
+	if (tx->bdat_left > 0)
+		return;
+	s->state = S_CMD;
+	if (tx->bdat_discard) {
+		smtpd_reply(s, "503 5.5.1 Error: no valid recipients");
+		tx->bdat_discard = 0;
+		return;
+	}
+	if (!tx->bdat_last) {
+		smtpd_reply(s, "250 2.0.0 Ok: %llu octets",
+			    (unsigned long long)tx->size);
+		return;
+	}
+	if (tx->bdat_cr)
+		tx->bdat_flags |= SMTPD_DATA_BARE;
+	smtpd_tx_finish(s, tx->bdat_flags);
+}
+
+static void
+smtpd_cmd_bdat(struct session *s, char *arg)
+{
+	struct smtpd_tx *tx = s->tx;
+	unsigned long long n;
+	char *end;
+	int last = 0;
+
+	errno = 0;
+	n = strtoull(arg, &end, 10);
+	if (!isdigit((unsigned char)*arg) || errno) {
+		smtpd_reply(s, "501 5.5.4 Syntax: BDAT size [LAST]");
+		return;
+	}
+	while (*end == ' ')
+		end++;
+	if (smtpd_streq(end, "LAST"))
+		last = 1;
+	else if (*end != '\0') {
+		smtpd_reply(s, "501 5.5.4 Syntax: BDAT size [LAST]");
+		return;
+	}
+	if (tx == NULL || tx->nrcpt == 0) {
+		/* the octets announced must still be read and discarded; a
+		 * throwaway transaction consumes them */
+		if (tx == NULL) {
+			if (n == 0) {
+				smtpd_reply(s, "503 5.5.1 Error: need MAIL "
+					       "command");
+				return;
+			}
+			if ((tx = calloc(1, sizeof(*tx))) == NULL) {
+				smtpd_reply(s, "451 4.3.0 Error: out of "
+					       "memory");
+				s->close_after_flush = 1;
+				return;
+			}
+			tx->sender = strdup("");
+			s->tx = tx;
+		}
+		tx->bdat_discard = 1;
+		tx->bdat_left = n;
+		tx->bdat_last = last;
+		if (n == 0) {
+			smtpd_reply(s, "503 5.5.1 Error: no valid recipients");
+			return;
+		}
+		s->state = S_BDAT;
+		return;
+	}
+	if (!tx->bdat) {
+		tx->bdat = 1;
+		s->n_data++;
+		smtpd_tx_start(s);
+	}
+	tx->bdat_left = n;
+	tx->bdat_last = last;
+	s->state = S_BDAT;
+	if (n == 0) {
+		size_t used;
+
+		smtpd_data_input(s, "", 0, &used);
+	}
+}
+
+static int
+smtpd_etrn_rate_ok(struct session *s)
+{
+	unsigned char a[16];
+	ev_tstamp now = ev_now(backmxd.loop);
+	struct etrn_track *free_slot = NULL, *oldest = &etrn_track[0];
+
+	smtpd_addr_bytes(&s->ss, a);
+	for (int i = 0; i < SMTPD_ETRN_TRACK; i++) {
+		struct etrn_track *t = &etrn_track[i];
+
+		if (t->count > 0 && memcmp(t->addr, a, 16) == 0) {
+			if (now - t->window > 60) {
+				t->window = now;
+				t->count = 0;
+			}
+			return ++t->count <= backmxd.cfg->etrn_rate;
+		}
+		if (t->count == 0 && free_slot == NULL)
+			free_slot = t;
+		if (t->window < oldest->window)
+			oldest = t;
+	}
+	if (free_slot == NULL)
+		free_slot = oldest;
+	memcpy(free_slot->addr, a, 16);
+	free_slot->window = now;
+	free_slot->count = 1;
+	return 1;
+}
+
+static void
+smtpd_cmd_etrn(struct session *s, char *arg)
+{
+	const struct config *cfg = backmxd.cfg;
+	const struct policy_domain *d;
+	char *name = arg;
+	int n;
+
+	if (s->helo[0] == '\0') {
+		smtpd_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (s->tx != NULL) {
+		smtpd_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+		return;
+	}
+	if (*name == '@')
+		name++;
+	if (*name == '\0' || strchr(name, ' ') != NULL || *name == '#') {
+		smtpd_reply(s, "501 5.5.4 Syntax: ETRN domain");
+		return;
+	}
+	if (!config_etrn_allowed(cfg, (const struct sockaddr *)&s->ss)) {
+		log_info("reject: ETRN %s from [%s]: client not allowed", name,
+			 s->addr);
+		smtpd_reply(s, "459 4.7.1 <%s>: client not authorized to "
+			       "request ETRN",
+			    name);
+		return;
+	}
+	if ((d = policy_find_domain(cfg->policy, name)) == NULL) {
+		smtpd_reply(s, "459 4.1.2 <%s>: not a domain we queue mail for",
+			    name);
+		return;
+	}
+	if (!smtpd_etrn_rate_ok(s)) {
+		smtpd_reply(s, "458 4.7.0 Unable to queue messages: ETRN rate "
+			       "limit exceeded, try again later");
+		return;
+	}
+	stats.etrn++;
+	if (forward_pending_for(d->name) == 0) {
+		log_info("ETRN %s from [%s]: no messages waiting", d->name,
+			 s->addr);
+		smtpd_reply(s, "251 2.0.0 No messages waiting for node %s",
+			    d->name);
+		return;
+	}
+	n = forward_flush(d->name);
+	log_info("ETRN %s from [%s]: flush n=%d", d->name, s->addr, n);
+	smtpd_reply(s, "250 2.0.0 Queuing for node %s started", d->name);
+}
+
+static void
+smtpd_cmd_starttls(struct session *s, char *arg)
+{
+	if (*arg != '\0') {
+		smtpd_reply(s, "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	if (s->tls) {
+		smtpd_reply(s, "503 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (tls_server_ctx() == NULL) {
+		smtpd_reply(s, "502 5.5.1 Error: command not implemented");
+		return;
+	}
+	if (s->tx != NULL) {
+		smtpd_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+		return;
+	}
+	if ((s->ssl = tls_server_new(s->fd)) == NULL) {
+		smtpd_reply(s, "454 4.7.0 TLS not available due to local "
+			       "problem");
+		return;
+	}
+	smtpd_reply(s, "220 2.0.0 Ready to start TLS");
+	/*
+	 * CVE-2011-0411: anything the client pipelined behind STARTTLS
+	 * arrived in plaintext and must never be executed as if it came
+	 * over TLS.  Discard it; forget HELO and any state.
+	 */
+	s->inlen = 0;
+	s->helo[0] = '\0';
+	s->esmtp = 0;
+	s->state = S_TLS;
+}
+
+static void
+smtpd_tls_step(struct session *s)
+{
+	char err[256];
+	int want = 0, r;
+
+	if (s->outlen > 0) {
+		/* our 220 must be out, in plaintext, before the handshake */
+		smtpd_flush(s);
+		if (s->outlen > 0 || s->dead)
+			return;
+	}
+	r = tls_handshake_step(s->ssl, &want, err, sizeof(err));
+	if (r == 1) {
+		s->tls = 1;
+		tls_describe(s->ssl, s->tls_desc, sizeof(s->tls_desc));
+		stats.tls_inbound++;
+		log_info("STARTTLS from [%s]: %s", s->addr, s->tls_desc);
+		s->state = S_CMD;
+		ev_io_stop(backmxd.loop, &s->wio);
+		ev_io_start(backmxd.loop, &s->rio);
+		/* SSL may hold decrypted octets already */
+		ev_feed_event(backmxd.loop, &s->rio, EV_READ);
+		return;
+	}
+	if (r < 0) {
+		log_info("STARTTLS from [%s] failed: %s", s->addr, err);
+		s->dead = 1;
+		return;
+	}
+	if (want == TLS_WANT_WRITE) {
+		ev_io_stop(backmxd.loop, &s->rio);
+		ev_io_start(backmxd.loop, &s->wio);
+	} else {
+		ev_io_stop(backmxd.loop, &s->wio);
+		ev_io_start(backmxd.loop, &s->rio);
+	}
+}
+
+/* smtpd_command - dispatch one command line (CRLF removed) */
+static void
+smtpd_command(struct session *s, char *line)
+{
+	char *arg;
+	size_t vlen;
+
+	s->n_cmds++;
+	vlen = strcspn(line, " ");
+	arg = line + vlen;
+	if (*arg == ' ')
+		*arg++ = '\0';
+
+	if (smtpd_streq(line, "EHLO"))
+		smtpd_cmd_helo(s, arg, 1);
+	else if (smtpd_streq(line, "HELO"))
+		smtpd_cmd_helo(s, arg, 0);
+	else if (smtpd_streq(line, "MAIL"))
+		smtpd_cmd_mail(s, arg);
+	else if (smtpd_streq(line, "RCPT"))
+		smtpd_cmd_rcpt(s, arg);
+	else if (smtpd_streq(line, "DATA"))
+		smtpd_cmd_data(s, arg);
+	else if (smtpd_streq(line, "BDAT"))
+		smtpd_cmd_bdat(s, arg);
+	else if (smtpd_streq(line, "RSET")) {
+		if (*arg != '\0')
+			smtpd_reply(s, "501 5.5.4 Syntax: RSET");
+		else {
+			smtpd_tx_reset(s);
+			smtpd_reply(s, "250 2.0.0 Ok");
+		}
+	} else if (smtpd_streq(line, "NOOP"))
+		smtpd_reply(s, "250 2.0.0 Ok");
+	else if (smtpd_streq(line, "QUIT")) {
+		if (*arg != '\0') {
+			smtpd_reply(s, "501 5.5.4 Syntax: QUIT");
+			return;
+		}
+		smtpd_reply(s, "221 2.0.0 Bye");
+		s->close_after_flush = 1;
+	} else if (smtpd_streq(line, "VRFY"))
+		smtpd_reply(s, "252 2.5.2 Cannot VRFY user, but will accept "
+			       "message and attempt delivery");
+	else if (smtpd_streq(line, "HELP"))
+		smtpd_reply(s, "214 2.0.0 See RFC 5321; backmx is a backup MX");
+	else if (smtpd_streq(line, "ETRN"))
+		smtpd_cmd_etrn(s, arg);
+	else if (smtpd_streq(line, "STARTTLS"))
+		smtpd_cmd_starttls(s, arg);
+	else {
+		s->nerrors++;
+		smtpd_reply(s, "500 5.5.2 Error: command not recognized");
+	}
+}
+
+/* smtpd_process - run every complete command line in the buffer */
+static void
+smtpd_process(struct session *s)
+{
+	int was = s->processing;
+
+	s->processing = 1;
+	if (s->state == S_TLS) {
+		smtpd_tls_step(s);
+		s->processing = was;
+		return;
+	}
+	while (!s->dead && !s->close_after_flush &&
+	       (s->state == S_CMD || s->state == S_DATA ||
+		s->state == S_BDAT) &&
+	       s->inlen > 0) {
+		char *lf;
+		size_t len;
+
+		if (s->state == S_DATA || s->state == S_BDAT) {
+			size_t used;
+
+			smtpd_data_input(s, s->in, s->inlen, &used);
+			memmove(s->in, s->in + used, s->inlen - used);
+			s->inlen -= used;
+			continue;
+		}
+		lf = memchr(s->in, '\n', s->inlen);
+		if (lf == NULL) {
+			if (s->inlen >= SMTPD_LINE_MAX) {
+				if (!s->discard_line) {
+					s->nerrors++;
+					smtpd_reply(s, "500 5.5.2 Error: line "
+						       "too long");
+				}
+				s->discard_line = 1;
+				s->inlen = 0;
+			}
+			break;
+		}
+		len = lf - s->in + 1;
+		if (s->discard_line) {
+			s->discard_line = 0;
+		} else if (len > SMTPD_LINE_MAX) {
+			s->nerrors++;
+			smtpd_reply(s, "500 5.5.2 Error: line too long");
+		} else if (len < 2 || lf[-1] != '\r') {
+			s->nerrors++;
+			smtpd_reply(s, "500 5.5.2 Error: bare LF in command "
+				       "(CRLF required)");
+		} else {
+			char line[SMTPD_LINE_MAX];
+
+			memcpy(line, s->in, len - 2);
+			line[len - 2] = '\0';
+			memmove(s->in, s->in + len, s->inlen - len);
+			s->inlen -= len;
+			if (memchr(line, '\0', len - 2) != NULL ||
+			    memchr(line, '\r', len - 2) != NULL) {
+				s->nerrors++;
+				smtpd_reply(s, "500 5.5.2 Error: invalid "
+					       "characters in command");
+			} else
+				smtpd_command(s, line);
+			goto check;
+		}
+		memmove(s->in, s->in + len, s->inlen - len);
+		s->inlen -= len;
+check:
+		if (s->nerrors > SMTPD_MAX_ERRORS) {
+			smtpd_reply(s, "421 4.7.0 %s Error: too many errors",
+				    backmxd.cfg->hostname);
+			s->close_after_flush = 1;
+		}
+	}
+	if (s->state == S_TLS)
+		smtpd_tls_step(s);
+	/* return a grown input buffer once it is drained */
+	if (s->inlen == 0 && s->incap > SMTPD_IN_MIN) {
+		free(s->in);
+		s->in = NULL;
+		s->incap = 0;
+	}
+	s->processing = was;
+}
+
+/* ------------------------------------------------------------------ */
+/* group commit */
+
+static void
+smtpd_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct session *list = wait_head, *s, *next;
+	int rc;
+
+	if (list == NULL)
+		return;
+	wait_head = NULL;
+	wait_tail = &wait_head;
+	rc = spool_sync(backmxd.spool);
+	if (rc < 0)
+		log_err("spool sync: %s", spool_error(backmxd.spool));
+	for (s = list; s != NULL; s = next) {
+		struct smtpd_tx *tx = s->tx;
+
+		next = s->wait_next;
+		s->state = S_CMD;
+		if (rc < 0) {
+			/* not durable: never acknowledged; try not to
+			 * deliver it either (the client will retry) */
+			spool_message_delete(backmxd.spool, tx->id);
+			stats.refused_spool++;
+			if (spool_errno(backmxd.spool) == SPOOL_ENOSPC)
+				smtpd_reply(s, "452 4.3.1 Error: insufficient "
+					       "system storage");
+			else
+				smtpd_reply(s, "451 4.3.0 Error: local error "
+					       "in processing");
+		} else {
+			smtpd_reply(s, "250 2.0.0 Ok: queued as %s", tx->id);
+			stats.accepted++;
+			stats.accepted_bytes += tx->size;
+			log_msg(tx->id, "client=[%s], helo=<%s>%s", s->addr,
+				s->helo, s->tls ? ", tls=yes" : "");
+			log_msg(tx->id, "from=<%s>, size=%llu, nrcpt=%d",
+				tx->sender, (unsigned long long)tx->size,
+				tx->nrcpt);
+			forward_queued(&tx->env);
+		}
+		smtpd_tx_reset(s);
+		if (s->close_after_flush && s->outlen == 0 && s->inlen == 0) {
+			/* the client went away while we synced */
+			s->close_after_flush = 0;
+			smtpd_flush(s);
+			s->dead = 1;
+			smtpd_done(s);
+			continue;
+		}
+		s->processing = 1;
+		smtpd_process(s);	/* commands pipelined behind the data */
+		s->processing = 0;
+		smtpd_flush(s);
+		if (smtpd_done(s))
+			continue;
+		if (s->state == S_CMD && !s->close_after_flush)
+			ev_io_start(loop, &s->rio);
+	}
+}
+
+void
+smtpd_init(void)
+{
+	ev_prepare_init(&smtpd_prepare, smtpd_prepare_cb);
+	ev_prepare_start(backmxd.loop, &smtpd_prepare);
+}
+
+void
+smtpd_shutdown(void)
+{
+	struct session *s, *next;
+
+	/* verdicts first: whatever was committed gets its 250 */
+	smtpd_prepare_cb(backmxd.loop, &smtpd_prepare, 0);
+	for (s = sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->state != S_TLS || s->tls)
+			smtpd_reply(s, "421 4.3.2 %s Service shutting down",
+				    backmxd.cfg->hostname);
+		s->processing = 0;
+		smtpd_flush(s);
+		s->dead = 1;
+		s->state = S_CLOSING;
+		smtpd_done(s);
+	}
+	ev_prepare_stop(backmxd.loop, &smtpd_prepare);
+}

@@ -1,0 +1,46 @@
+/*
+ * smtpd.h - the inbound ESMTP server: one session per accepted
+ * connection, a command table, the smuggling-safe DATA/BDAT reader, the
+ * Received header, and group commit (250 only after one spool_sync for
+ * every message committed in the same loop iteration).
+ *
+ * listen.c hands accepted sockets to smtpd_session_new(); main.c calls
+ * smtpd_init() once and smtpd_shutdown() on SIGTERM.  A session owns its
+ * transaction; everything is freed by the session's close.
+ */
+#ifndef BACKMX_SMTPD_H
+#define BACKMX_SMTPD_H
+
+#include <sys/socket.h>
+
+void smtpd_init(void);
+/* smtpd_shutdown - answer waiting commits, then 421 to every session */
+void smtpd_shutdown(void);
+/* smtpd_session_new - take over fd (non-blocking); refuses over limits */
+void smtpd_session_new(int fd, const struct sockaddr *sa, socklen_t salen);
+int smtpd_count(void);
+
+/* the pure DATA reader, exported for unit tests and fuzzing */
+#define SMTPD_DATA_BARE 0x01	/* bare CR or LF seen */
+#define SMTPD_DATA_NUL 0x02	/* NUL seen */
+#define SMTPD_DATA_LONG 0x04	/* line over 1000 octets with CRLF */
+
+struct smtpd_data {
+	int state;
+	int flags;		/* SMTPD_DATA_* */
+	size_t linelen;
+	int done;		/* CRLF.CRLF seen */
+};
+
+/*
+ * smtpd_data_feed - run len octets of DATA through the reader: undo dot
+ * stuffing, find the end of data.  Octets of the message (CRLF kept) are
+ * passed to emit in spans.  Returns the number of input octets consumed:
+ * less than len only when the end of data was reached (the rest belongs
+ * to the next command).
+ */
+size_t smtpd_data_feed(struct smtpd_data *d, const char *buf, size_t len,
+		       void (*emit)(void *arg, const char *p, size_t n),
+		       void *arg);
+
+#endif
