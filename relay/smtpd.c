@@ -80,6 +80,7 @@ struct smtpd_tx {
 	uint64_t bdat_left;		/* octets of the current chunk */
 	int bdat_last;
 	int bdat_discard;		/* consume, then refuse */
+	int throwaway;			/* made only to discard a BDAT */
 	int bdat_cr;			/* CR pending across chunks */
 	size_t bdat_linelen;
 	int bdat_flags;
@@ -496,6 +497,17 @@ smtpd_free(struct session *s)
 		if (s->tls)
 			SSL_shutdown(s->ssl);
 		SSL_free(s->ssl);
+	}
+	{
+		/* closing with unread input makes the kernel send a RST that
+		 * can destroy our last reply in flight: drain what is there */
+		char junk[4096];
+		int rounds = 0;
+
+		shutdown(s->fd, SHUT_WR);
+		while (rounds++ < 16 &&
+		       recv(s->fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+			;
 	}
 	close(s->fd);
 	smtpd_tx_free(s->tx);
@@ -1407,8 +1419,12 @@ smtpd_data_input(struct session *s, const char *p, size_t n, size_t *used)
 		return;
 	s->state = S_CMD;
 	if (tx->bdat_discard) {
-		smtpd_reply(s, "503 5.5.1 Error: no valid recipients");
+		smtpd_reply(s, "503 5.5.1 Error: %s",
+			    tx->throwaway ? "need MAIL command"
+					  : "no valid recipients");
 		tx->bdat_discard = 0;
+		if (tx->throwaway)
+			smtpd_tx_reset(s);
 		return;
 	}
 	if (!tx->bdat_last) {
@@ -1459,6 +1475,7 @@ smtpd_cmd_bdat(struct session *s, char *arg)
 				return;
 			}
 			tx->sender = strdup("");
+			tx->throwaway = 1;
 			s->tx = tx;
 		}
 		tx->bdat_discard = 1;
