@@ -29,9 +29,12 @@ json_buf_consume(struct json_buf *b, size_t n)
 {
 	if (n >= b->len) {
 		b->len = 0;
+		if (b->data != NULL)
+			b->data[0] = '\0';
 		return;
 	}
-	memmove(b->data, b->data + n, b->len - n);
+	/* with the NUL that always follows the data */
+	memmove(b->data, b->data + n, b->len - n + 1);
 	b->len -= n;
 }
 
