@@ -105,7 +105,7 @@ main(int argc, char **argv)
 	for (i = 0; i < naliases; i++)
 		if (policy_add_alias(cfg.policy, aliases[i]) != 0) {
 			fprintf(stderr, "checkdnsq: bad alias %s\n", aliases[i]);
-			return 2;
+			goto fail;
 		}
 	for (i = 0; i < ndomains; i++) {
 		char name[256], *tls;
@@ -116,7 +116,7 @@ main(int argc, char **argv)
 			*tls++ = '\0';
 		if ((pd = policy_add_domain(cfg.policy, name)) == NULL) {
 			fprintf(stderr, "checkdnsq: bad domain %s\n", name);
-			return 2;
+			goto fail;
 		}
 		if (tls == NULL || strcmp(tls, "may") == 0)
 			pd->tls = POLICY_TLS_MAY;
@@ -126,13 +126,15 @@ main(int argc, char **argv)
 			pd->tls = POLICY_TLS_VERIFY;
 		else if (strcmp(tls, "dane") == 0)
 			pd->tls = POLICY_TLS_DANE;
-		else
-			usage();
+		else {
+			fprintf(stderr, "checkdnsq: bad tls %s\n", tls);
+			goto fail;
+		}
 	}
 
 	if ((d = dns_new(loop, server, ta, timeout, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "checkdnsq: %s\n", err);
-		return 2;
+		goto fail;
 	}
 	starting = 1;
 	cd = checkdns_start(d, &cfg, argv[0], checkdnsq_line_cb,
@@ -140,7 +142,8 @@ main(int argc, char **argv)
 	starting = 0;
 	if (cd == NULL) {
 		fprintf(stderr, "checkdnsq: checkdns_start failed\n");
-		return 2;
+		dns_free(d);
+		goto fail;
 	}
 	if (line_in_start) {
 		fprintf(stderr, "checkdnsq: callback ran inside checkdns_start\n");
@@ -154,4 +157,7 @@ main(int argc, char **argv)
 	printf("nfail %d\n", nfail);
 	dns_free(d);
 	return nfail > 0 ? 1 : 0;
+fail:
+	policy_free(cfg.policy);
+	return 2;
 }

@@ -1,0 +1,257 @@
+"""relay/checkdns.c (backmxctl check-dns) against the test world's nsd,
+through the tests/integration/checkdnsq driver, one zone per mistake
+(tests/integration/zones/checkdns-*.example.zone).  Our hostname is
+mx2.test.example (127.0.0.3) unless a test says otherwise.
+
+checkdnsq prints "LEVEL CHECK TEXT" per line, then "nfail N"; it exits 1
+when N > 0 (as backmxctl does), 3 when a callback ran inside
+checkdns_start.  It is built with ASan/UBSan, so a leak or overflow in the
+audit fails the test too.
+"""
+import os
+import re
+import subprocess
+
+_built = {}
+US = 'mx2.test.example'
+
+
+def _checkdnsq_path(world):
+    """Build BUILD/checkdnsq once per run (libevent before libev: see Makefile)."""
+    if 'path' in _built:
+        return _built['path']
+    out = os.path.join(world.build, 'checkdnsq')
+    cmd = ('cc -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter '
+           '-g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined '
+           '-Ipolicy -Ispool -Irelay -o %s tests/integration/checkdnsq.c '
+           'relay/checkdns.c relay/resolver.c relay/log.c relay/mtasts.c '
+           'relay/tls.c policy/*.c -lunbound '
+           '-Wl,--no-as-needed -l:libevent-2.1.so.7 -Wl,--as-needed '
+           '-lev -lssl -lcrypto' % out)
+    p = subprocess.run(cmd, shell=True, cwd=world.root, capture_output=True,
+                       text=True, timeout=180)
+    assert p.returncode == 0, 'building checkdnsq failed:\n%s%s' % (p.stdout, p.stderr)
+    _built['path'] = out
+    return out
+
+
+def _check(world, domain, hostname=US, tls=None, configured=True,
+           aliases=(), server='127.0.0.1', anchor=None, timeout=5):
+    """Run the audit; return (lines [(level, check, text)], nfail)."""
+    cmd = [_checkdnsq_path(world), '-t', str(timeout), '-H', hostname]
+    if server:
+        cmd += ['-s', server]
+    if anchor:
+        cmd += ['-a', anchor]
+    for a in aliases:
+        cmd += ['-A', a]
+    if configured:
+        cmd += ['-D', domain.rstrip('.') + (':' + tls if tls else '')]
+    cmd.append(domain)
+    env = dict(os.environ, ASAN_OPTIONS='detect_leaks=1')
+    p = subprocess.run(cmd, capture_output=True, text=True,
+                       timeout=timeout * 3 + 30, env=env)
+    out = p.stdout
+    assert p.returncode in (0, 1), '%s: rc %d\n%s%s' % (' '.join(cmd), p.returncode,
+                                                        out, p.stderr)
+    assert 'Sanitizer' not in p.stderr, p.stderr
+    lines = out.splitlines()
+    assert lines and lines[-1].startswith('nfail '), out
+    nfail = int(lines[-1].split()[1])
+    res = []
+    for line in lines[:-1]:
+        level, check, text = line.split(' ', 2)
+        assert level in ('OK', 'WARN', 'FAIL'), line
+        res.append((level, check, text))
+    assert nfail == sum(1 for r in res if r[0] == 'FAIL'), out
+    assert p.returncode == (1 if nfail else 0), out
+    return res, nfail
+
+
+def _has(lines, level, check, pattern=''):
+    return any(lv == level and c == check and re.search(pattern, t)
+               for lv, c, t in lines)
+
+
+def _show(lines):
+    return '\n'.join(' '.join(x) for x in lines)
+
+
+def _expect(lines, *want):
+    for level, check, pattern in want:
+        assert _has(lines, level, check, pattern), \
+            'no %s %s /%s/ in:\n%s' % (level, check, pattern, _show(lines))
+
+
+def test_checkdns_clean(world):
+    lines, nfail = _check(world, 'checkdns-clean.example')
+    assert nfail == 0, _show(lines)
+    assert all(lv == 'OK' for lv, _, _ in lines), _show(lines)
+    _expect(lines,
+            ('OK', 'mx', r'10 mx1\.test\.example, 20 mx2\.test\.example$'),
+            ('OK', 'self', r'MX 20, behind the primary mx1\.test\.example \(10\)'),
+            ('OK', 'target', r'mx2\.test\.example \(20\): 127\.0\.0\.3 \(us\)'),
+            ('OK', 'spf', 'uses mx'),
+            ('OK', 'mta-sts', 'no MTA-STS record'))
+    # a trailing dot and upper case are the same domain
+    lines2, _ = _check(world, 'CHECKDNS-Clean.example.', configured=False)
+    _expect(lines2, ('WARN', 'domain', 'no domain block'),
+            ('OK', 'self', 'MX 20'))
+
+
+def test_checkdns_self(world):
+    lines, nfail = _check(world, 'checkdns-missing.example')
+    assert nfail == 1, _show(lines)
+    _expect(lines, ('FAIL', 'self', r'not in the MX set.*"MX 20 mx2\.test\.example\."'))
+
+    lines, nfail = _check(world, 'checkdns-best.example')
+    assert nfail == 1, _show(lines)
+    _expect(lines, ('FAIL', 'self', r'is the best MX \(10\)'))
+
+    # equal-best: a FAIL for our place, a WARN for the equal preference
+    lines, nfail = _check(world, 'checkdns-equal.example')
+    assert nfail == 1, _show(lines)
+    _expect(lines, ('FAIL', 'self', r'shares the best preference 10 with mx1'),
+            ('WARN', 'equal-pref', r'preference 10 is shared.*failover'))
+
+    # equal with another backup, behind the primary: only the WARN
+    lines, nfail = _check(world, 'checkdns-equal2.example')
+    assert nfail == 0, _show(lines)
+    _expect(lines, ('OK', 'self', 'MX 20'),
+            ('WARN', 'equal-pref', r'shared by mx2\.test\.example and mx3\.test\.example'))
+
+    # a hostname nobody lists
+    lines, nfail = _check(world, 'checkdns-clean.example', hostname='mx4.test.example')
+    _expect(lines, ('FAIL', 'self', r'mx4\.test\.example is not in the MX set'))
+    assert not _has(lines, 'OK', 'target', r'\(us\)'), _show(lines)
+
+
+def test_checkdns_alias(world):
+    # listed under a name that has our address but is not our name
+    lines, nfail = _check(world, 'checkdns-alias.example')
+    _expect(lines, ('FAIL', 'self', 'not in the MX set'),
+            ('WARN', 'target', r'backup\.checkdns-alias\.example \(20\) has our '
+             r'address 127\.0\.0\.3.*hostname_alias'))
+    # with the alias configured, all is well
+    lines, nfail = _check(world, 'checkdns-alias.example',
+                          aliases=('backup.checkdns-alias.example',))
+    assert nfail == 0, _show(lines)
+    _expect(lines, ('OK', 'self', 'MX 20'),
+            ('OK', 'target', r'backup\.checkdns-alias\.example \(20\): 127\.0\.0\.3 \(us\)'))
+
+
+def test_checkdns_single(world):
+    lines, nfail = _check(world, 'checkdns-single.example')
+    _expect(lines, ('WARN', 'redundancy', r'single MX host \(mx1\.test\.example\)'),
+            ('FAIL', 'self', 'not in the MX set'))
+    lines, _ = _check(world, 'selfbest.example')
+    _expect(lines, ('WARN', 'redundancy', 'single MX'), ('FAIL', 'self', 'best MX'))
+
+
+def test_checkdns_targets(world):
+    lines, nfail = _check(world, 'checkdns-literal.example')
+    assert nfail == 1, _show(lines)
+    _expect(lines, ('FAIL', 'target', r'192\.0\.2\.1 \(30\) is an IP address'))
+
+    lines, nfail = _check(world, 'checkdns-cname.example')
+    assert nfail == 1, _show(lines)
+    _expect(lines,
+            ('WARN', 'target', r'mail\.checkdns-cname\.example \(10\) is a CNAME '
+             r'to mx1\.test\.example \(127\.0\.0\.2\)'),
+            ('FAIL', 'target', r'dead\.checkdns-cname\.example \(30\) is a CNAME '
+             r'to nowhere\.checkdns-cname\.example, which has no A'))
+
+    lines, nfail = _check(world, 'checkdns-noaddr.example')
+    assert nfail == 2, _show(lines)
+    _expect(lines,
+            ('FAIL', 'target', r'noaddr\.checkdns-noaddr\.example \(30\) has no A or AAAA'),
+            ('FAIL', 'target', r'gone\.checkdns-noaddr\.example \(40\) does not exist'))
+
+
+def test_checkdns_no_mx(world):
+    lines, nfail = _check(world, 'checkdns-nullmx.example')
+    assert nfail == 1, _show(lines)
+    _expect(lines, ('OK', 'mx', r': 0 \.$'), ('FAIL', 'null-mx', 'RFC 7505'))
+    assert not _has(lines, 'FAIL', 'self'), _show(lines)
+    assert not _has(lines, 'WARN', 'spf'), _show(lines)
+
+    lines, nfail = _check(world, 'aonly.example')
+    _expect(lines, ('FAIL', 'mx', 'no MX records.*implicit MX'))
+
+    lines, nfail = _check(world, 'nosuch.checkdns-clean.example', configured=False)
+    assert nfail == 1, _show(lines)
+    _expect(lines, ('FAIL', 'mx', r'does not exist \(NXDOMAIN\)'))
+    assert not _has(lines, 'WARN', 'spf'), _show(lines)
+
+
+def test_checkdns_spf(world):
+    lines, nfail = _check(world, 'checkdns-spfnomx.example')
+    assert nfail == 0, _show(lines)
+    _expect(lines, ('WARN', 'spf', r'"v=spf1 ip4:127\.0\.0\.2 -all" does not use mx '
+                    'and does not list our address'))
+
+    lines, nfail = _check(world, 'checkdns-spfip.example')
+    assert nfail == 0, _show(lines)
+    _expect(lines, ('OK', 'spf', 'lists our address'))
+
+    lines, nfail = _check(world, 'checkdns-spf2.example')
+    assert nfail == 1, _show(lines)
+    _expect(lines, ('FAIL', 'spf', '2 SPF records'))
+
+    lines, nfail = _check(world, 'nospf.checkdns-spf2.example')
+    assert nfail == 0, _show(lines)
+    _expect(lines, ('WARN', 'spf', r'no SPF record'))
+
+
+def test_checkdns_mta_sts(world):
+    lines, nfail = _check(world, 'checkdns-sts.example')
+    assert nfail == 0, _show(lines)
+    _expect(lines, ('OK', 'mta-sts', r'record present \(id=20240101T000000\)'),
+            ('WARN', 'mta-sts', r'policy not fetched.*mx2\.test\.example'))
+
+    lines, nfail = _check(world, 'bad.checkdns-sts.example')
+    _expect(lines, ('WARN', 'mta-sts', r'invalid or there are 2 v=STSv1 records'))
+
+
+def test_checkdns_tlsa(world):
+    anchor = os.path.join(world.workdir, 'trust-anchors')
+    # tls dane for the domain, no TLSA for our hostname
+    lines, nfail = _check(world, 'checkdns-clean.example', tls='dane')
+    assert nfail == 1, _show(lines)
+    _expect(lines, ('FAIL', 'tlsa', r'_25\._tcp\.mx2\.test\.example has no TLSA'))
+    # not dane: no TLSA line at all
+    lines, _ = _check(world, 'checkdns-clean.example', tls='verify')
+    assert not any(c == 'tlsa' for _, c, _ in lines), _show(lines)
+
+    if not os.path.exists(anchor):
+        return
+    # signed, usable: OK (mx1.dane.example as our name makes us best: FAIL self)
+    lines, _ = _check(world, 'dane.example', hostname='mx1.dane.example',
+                      tls='dane', anchor=anchor)
+    _expect(lines, ('OK', 'tlsa', r'1 usable TLSA record\(s\), DNSSEC-validated'))
+    # the same without a trust anchor: not validated
+    lines, _ = _check(world, 'dane.example', hostname='mx1.dane.example', tls='dane')
+    _expect(lines, ('WARN', 'tlsa', 'not DNSSEC-validated'))
+    # usage 1 only
+    lines, _ = _check(world, 'pkix.dane.example', hostname='mxpkix.dane.example',
+                      tls='dane', anchor=anchor)
+    _expect(lines, ('WARN', 'tlsa', r'none DANE-TA\(2\) or DANE-EE\(3\)'))
+    # bogus
+    lines, _ = _check(world, 'bogus.example', hostname='mx1.bogus.example',
+                      tls='dane', anchor=anchor)
+    _expect(lines, ('FAIL', 'tlsa', 'DNSSEC validation failed'),
+            ('FAIL', 'mx', 'DNSSEC validation failed'))
+
+
+def test_checkdns_timeout(world):
+    # nothing answers on 127.0.0.9: every lookup fails, the audit still ends
+    lines, nfail = _check(world, 'checkdns-clean.example', server='127.0.0.9', timeout=2)
+    assert nfail >= 1, _show(lines)
+    _expect(lines, ('FAIL', 'mx', 'MX lookup for checkdns-clean.example failed'))
+
+
+def test_checkdns_resolvconf(world):
+    # no server: /etc/resolv.conf of the namespace (nameserver 127.0.0.1)
+    lines, nfail = _check(world, 'checkdns-clean.example', server=None)
+    assert nfail == 0, _show(lines)
+    _expect(lines, ('OK', 'self', 'MX 20'))
