@@ -101,11 +101,14 @@ struct checkdns {
 
 static void checkdns_report(struct checkdns *c);
 
-/* checkdns_name_norm - lowercase copy of name without a trailing dot */
+/*
+ * checkdns_name_norm - lowercase copy of name without a trailing dot;
+ * -1 unless it is a host name: LDH or '_' labels of 1-63 octets.
+ */
 static int
 checkdns_name_norm(const char *name, char *out, size_t outlen)
 {
-	size_t i, len = strlen(name);
+	size_t i, label = 0, len = strlen(name);
 
 	if (len > 0 && name[len - 1] == '.')
 		len--;
@@ -114,10 +117,19 @@ checkdns_name_norm(const char *name, char *out, size_t outlen)
 	for (i = 0; i < len; i++) {
 		unsigned char ch = (unsigned char)name[i];
 
-		if (!isalnum(ch) && ch != '-' && ch != '.' && ch != '_')
+		if (ch == '.') {
+			if (label == 0)
+				return -1;
+			label = 0;
+		} else if (isalnum(ch) || ch == '-' || ch == '_') {
+			if (++label > 63)
+				return -1;
+		} else
 			return -1;
 		out[i] = (char)tolower(ch);
 	}
+	if (label == 0)
+		return -1;
 	out[len] = '\0';
 	return 0;
 }
