@@ -255,3 +255,23 @@ def test_checkdns_resolvconf(world):
     lines, nfail = _check(world, 'checkdns-clean.example', server=None)
     assert nfail == 0, _show(lines)
     _expect(lines, ('OK', 'self', 'MX 20'))
+
+
+CTL_DOMAINS = '''
+domain checkdns-clean.example { recipients %(dir)s/backup.rcpts  route mx }
+domain checkdns-best.example  { recipients %(dir)s/backup.rcpts  route mx }
+'''
+
+
+def test_checkdns_backmxctl(world):
+    # the real path: backmxctl -> control socket -> checkdns in backmxd
+    b = world.backmx(domains=CTL_DOMAINS)
+    p = b.ctl('check-dns', 'checkdns-clean.example')
+    assert p.returncode == 0, 'rc %d\n%s%s' % (p.returncode, p.stdout, p.stderr)
+    assert re.search(r'OK +self: mx2\.test\.example is MX 20', p.stdout), p.stdout
+    assert 'FAIL' not in p.stdout, p.stdout
+
+    p = b.ctl('check-dns', 'checkdns-best.example')
+    assert p.returncode == 1, 'rc %d\n%s%s' % (p.returncode, p.stdout, p.stderr)
+    assert re.search(r'FAIL +self: mx2\.test\.example is the best MX', p.stdout), p.stdout
+    assert p.stderr.strip(), 'no message on stderr'
