@@ -1,0 +1,190 @@
+"""The Prometheus endpoint and `backmxctl stats` against the real daemon.
+
+Tried: a scrape with curl parses as Prometheus text (HELP and TYPE before
+every family, `name{labels} value` samples) and its numbers equal those
+of `backmxctl stats --json`; counters move with traffic (sessions,
+accepted, refused by reason); wrong paths, methods and garbage get
+404/405/400 and the daemon keeps serving.
+"""
+import json
+import re
+import socket
+import subprocess
+import time
+
+ADDR = '127.0.0.3'
+PORT = 9425
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})? '
+                    r'(-?[0-9.eE+]+|NaN|[+-]Inf)$')
+
+
+def _scrape():
+    r = subprocess.run(['curl', '-s', '-S', '-i', '--max-time', '10',
+                        'http://%s:%d/metrics' % (ADDR, PORT)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    head, _, body = r.stdout.replace('\r\n', '\n').partition('\n\n')
+    assert head.startswith('HTTP/1.1 200'), head
+    assert re.search(r'(?im)^content-type: text/plain; version=0\.0\.4',
+                     head), head
+    return body
+
+
+def _parse(text):
+    """Prometheus text format 0.0.4: {(name, labels): value}; checks that
+    each family has HELP and TYPE before its samples."""
+    typed, helped, samples = {}, set(), {}
+    for line in text.splitlines():
+        if not line:
+            continue
+        if line.startswith('# HELP '):
+            helped.add(line.split()[2])
+            continue
+        if line.startswith('# TYPE '):
+            _, _, name, kind = line.split()
+            assert kind in ('counter', 'gauge'), line
+            assert name not in typed, 'TYPE twice: ' + line
+            typed[name] = kind
+            continue
+        assert not line.startswith('#'), line
+        m = SAMPLE.match(line)
+        assert m, 'not a Prometheus sample: %r' % line
+        name = m.group(1)
+        assert name in typed and name in helped, 'no HELP/TYPE for ' + name
+        if typed[name] == 'counter':
+            assert name.endswith('_total'), name
+        key = (name, m.group(3) or '')
+        assert key not in samples, 'sample twice: ' + line
+        samples[key] = float(m.group(4))
+    return samples
+
+
+def _stats(b):
+    r = b.ctl('stats', '--json')
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1, r.stdout
+    return json.loads(lines[0])
+
+
+def _expected(st):
+    """stats --json keys -> metric samples."""
+    out = {}
+    for k, v in st.items():
+        if not isinstance(v, int):
+            continue
+        if k.startswith('refused_'):
+            out[('backmx_refused_total', 'reason="%s"' % k[8:])] = v
+        elif k in ('sessions_active', 'deliveries_active', 'spool_messages',
+                   'spool_bytes'):
+            out[('backmx_' + k, '')] = v
+        elif k == 'oldest_message_age':
+            out[('backmx_oldest_message_age_seconds', '')] = v
+        else:
+            out[('backmx_%s_total' % k, '')] = v
+    return out
+
+
+def test_metrics_match_stats(world):
+    world.sinks['primary'].set_mode('down')
+    b = world.backmx(retry='1h', metrics='%s:%d' % (ADDR, PORT))
+    s = b.smtp()
+    s.sendmail('a@sender.example', ['alice@backup.example'],
+               b'Subject: m1\r\n\r\nhello\r\n')
+    try:
+        s.sendmail('a@sender.example', ['x@elsewhere.example'],
+                   b'Subject: m2\r\n\r\nhello\r\n')
+    except smtplib_errors():
+        pass
+    s.quit()
+    time.sleep(1)
+    samples = _parse(_scrape())
+    for name in ('backmx_sessions_total', 'backmx_accepted_total',
+                 'backmx_delivered_total', 'backmx_deferred_total',
+                 'backmx_bounced_total', 'backmx_percent_hack_total',
+                 'backmx_etrn_total', 'backmx_spool_messages',
+                 'backmx_spool_bytes', 'backmx_oldest_message_age_seconds'):
+        assert (name, '') in samples, name
+    assert ('backmx_refused_total', 'reason="relay"') in samples
+    st = _stats(b)
+    exp = _expected(st)
+    for key, v in exp.items():
+        assert key in samples, 'stats has %s, metrics lacks it' % (key,)
+        if key[0] == 'backmx_oldest_message_age_seconds':
+            assert abs(samples[key] - v) <= 2, (key, samples[key], v)
+        else:
+            assert samples[key] == v, (key, samples[key], v)
+    assert samples[('backmx_accepted_total', '')] == 1
+    assert samples[('backmx_refused_total', 'reason="relay"')] >= 1
+    assert samples[('backmx_spool_messages', '')] == 1
+    assert samples[('backmx_spool_bytes', '')] > 0
+    assert st['domains']['backup.example']['messages'] == 1, st['domains']
+
+
+def smtplib_errors():
+    import smtplib
+    return smtplib.SMTPException
+
+
+def test_stats_counters_move(world):
+    world.sinks['primary'].set_mode('down')
+    b = world.backmx(retry='1h')
+    before = _stats(b)
+    s = b.smtp()
+    s.sendmail('a@sender.example', ['alice@backup.example'],
+               b'Subject: c1\r\n\r\nhello\r\n')
+    code, _ = s.docmd('MAIL FROM:<a@sender.example>')
+    assert code == 250
+    code, _ = s.docmd('RCPT TO:<x@elsewhere.example>')
+    assert code == 550
+    code, _ = s.docmd('RCPT TO:<nobody@backup.example>')
+    assert code == 550
+    s.docmd('RSET')
+    s.quit()
+    time.sleep(2)
+    after = _stats(b)
+    assert after['sessions'] >= before['sessions'] + 1, (before, after)
+    assert after['accepted'] == before['accepted'] + 1, (before, after)
+    assert after['accepted_bytes'] > before['accepted_bytes']
+    assert after['refused_relay'] == before['refused_relay'] + 1
+    assert after['refused_user'] == before['refused_user'] + 1
+    assert after['spool_messages'] == 1
+    assert after['deferred'] >= 1, after      # the primary is down
+    r = b.ctl('stats')
+    assert r.returncode == 0
+    assert re.search(r'(?m)^accepted\s+1$', r.stdout), r.stdout
+    assert re.search(r'(?m)^domain backup\.example\s', r.stdout), r.stdout
+
+
+def _raw(req):
+    s = socket.create_connection((ADDR, PORT), timeout=10)
+    s.sendall(req)
+    data = b''
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data
+
+
+def test_metrics_http_errors(world):
+    b = world.backmx(metrics='%s:%d' % (ADDR, PORT))
+    assert _raw(b'GET /other HTTP/1.0\r\n\r\n').startswith(
+        b'HTTP/1.0 404')
+    assert _raw(b'POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n').startswith(
+        b'HTTP/1.1 405')
+    assert _raw(b'garbage\r\n\r\n').startswith(b'HTTP/1.0 400')
+    assert _raw(b'GET /metrics HTTP/2.0\r\n\r\n').startswith(b'HTTP/1.0 400')
+    assert _raw(b'GET /metrics HTTP/1.1\r\n' + b'X: ' + b'a' * 10000 +
+                b'\r\n\r\n').startswith(b'HTTP/1.0 400')
+    head = _raw(b'HEAD /metrics HTTP/1.0\r\n\r\n')
+    assert head.startswith(b'HTTP/1.0 200') and head.endswith(b'\r\n\r\n')
+    ok = _raw(b'GET /metrics?x=1 HTTP/1.0\r\n\r\n')
+    assert ok.startswith(b'HTTP/1.0 200') and b'backmx_sessions_total' in ok
+    # a silent client does not block others
+    idle = socket.create_connection((ADDR, PORT), timeout=10)
+    _parse(_scrape())
+    idle.close()
+    assert b.running()
