@@ -41,6 +41,7 @@ struct control_domstat {
 	char name[POLICY_DOMAIN_MAX + 1];
 	uint64_t msgs;
 	int64_t oldest;		/* arrival, 0 = none */
+	uint64_t seen;		/* serial of the last message counted */
 };
 
 struct control_client {
@@ -303,7 +304,7 @@ static int
 control_stats_one_cb(void *arg, const struct spool_envelope *e)
 {
 	struct control_client *c = arg;
-	struct control_domstat key, *d, *last = NULL;
+	struct control_domstat key, *d;
 	const char *at;
 	size_t k;
 	int i;
@@ -325,11 +326,10 @@ control_stats_one_cb(void *arg, const struct spool_envelope *e)
 		key.name[k] = '\0';
 		d = bsearch(&key, c->dom, c->ndom, sizeof(*c->dom),
 			    control_domstat_cmp);
-		/* count a message once per domain (recipients are usually
-		 * grouped, so remembering the last hit is enough) */
-		if (d == NULL || d == last)
+		/* a message counts once per domain: c->nmsgs is its serial */
+		if (d == NULL || d->seen == c->nmsgs)
 			continue;
-		last = d;
+		d->seen = c->nmsgs;
 		d->msgs++;
 		if (d->oldest == 0 || e->arrival < d->oldest)
 			d->oldest = e->arrival;
