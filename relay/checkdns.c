@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "backmxd.h"
 #include "checkdns.h"
 #include "config.h"
 #include "dns.h"
@@ -28,6 +29,7 @@
 #define CHECKDNS_ADDR_MAX 16	/* addresses kept per name */
 #define CHECKDNS_TXT_MAX 16	/* TXT strings kept per name */
 #define CHECKDNS_LINE_MAX 768
+#define CHECKDNS_FETCH_TIMEOUT 15.	/* seconds, MTA-STS policy fetch */
 
 struct checkdns;
 
@@ -90,6 +92,16 @@ struct checkdns {
 	struct checkdns_txt txt;
 	struct checkdns_lookup sts_l;	/* TXT _mta-sts.DOMAIN */
 	struct checkdns_txt sts;
+	char sts_id[MTASTS_ID_MAX + 1];
+	int sts_valid;			/* exactly one valid v=STSv1 */
+	struct checkdns_lookup stshost_l; /* A mta-sts.DOMAIN */
+	struct ev_loop *loop;		/* NULL: policies are not fetched */
+	char *cafile;			/* tls_ca, NULL = system store */
+	struct mtasts_fetch *fetch;
+	int fetch_done;
+	int fetch_ok;
+	struct mtasts_policy policy;
+	char fetch_err[512];
 	struct checkdns_lookup tlsa_l;	/* TLSA _25._tcp.HOSTNAME */
 	int ntlsa, ntlsa_usable;
 	struct checkdns_lookup self_a, self_aaaa;
@@ -160,6 +172,7 @@ checkdns_free(struct checkdns *c)
 	for (i = 0; i < c->sts.n; i++)
 		free(c->sts.s[i]);
 	free(c->targets);
+	free(c->cafile);
 	free(c);
 }
 
@@ -168,7 +181,7 @@ static void
 checkdns_cancel_all(struct checkdns *c)
 {
 	struct checkdns_lookup *ls[] = { &c->mx_l, &c->txt_l, &c->sts_l,
-		&c->tlsa_l, &c->self_a, &c->self_aaaa };
+		&c->tlsa_l, &c->self_a, &c->self_aaaa, &c->stshost_l };
 	size_t i;
 	int t;
 
@@ -177,6 +190,10 @@ checkdns_cancel_all(struct checkdns *c)
 			dns_cancel(ls[i]->q);
 			ls[i]->q = NULL;
 		}
+	if (c->fetch != NULL) {
+		mtasts_fetch_cancel(c->fetch);
+		c->fetch = NULL;
+	}
 	for (t = 0; t < c->ntargets; t++) {
 		if (c->targets[t].a.q != NULL)
 			dns_cancel(c->targets[t].a.q);
@@ -270,10 +287,75 @@ checkdns_take_txt(struct checkdns_lookup *l, const struct dns_result *r)
 	checkdns_txt_take(&l->c->txt, r);
 }
 
+/* checkdns_fetch_cb - the MTA-STS policy, or why there is none */
+static void
+checkdns_fetch_cb(void *arg, const struct mtasts_policy *policy,
+		  const char *err)
+{
+	struct checkdns *c = arg;
+
+	c->fetch = NULL;
+	c->fetch_done = 1;
+	if (policy != NULL) {
+		c->fetch_ok = 1;
+		c->policy = *policy;
+	} else
+		snprintf(c->fetch_err, sizeof(c->fetch_err), "%s",
+		    err != NULL ? err : "failed");
+	if (--c->pending == 0)
+		checkdns_report(c);
+}
+
+/* checkdns_take_stshost - mta-sts.DOMAIN resolved: fetch the policy */
+static void
+checkdns_take_stshost(struct checkdns_lookup *l, const struct dns_result *r)
+{
+	struct checkdns *c = l->c;
+	char err[200];
+	socklen_t salen;
+
+	if (r->status != DNS_OK || r->n == 0) {
+		c->fetch_done = 1;
+		snprintf(c->fetch_err, sizeof(c->fetch_err), "mta-sts.%s: %s",
+		    c->domain, r->status == DNS_OK ? "no address" : r->why);
+		return;
+	}
+	salen = r->addr[0].ss_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	c->fetch = mtasts_fetch_start(c->loop, c->domain,
+	    (const struct sockaddr *)&r->addr[0], salen, c->cafile,
+	    CHECKDNS_FETCH_TIMEOUT, checkdns_fetch_cb, c, err, sizeof(err));
+	if (c->fetch == NULL) {
+		c->fetch_done = 1;
+		snprintf(c->fetch_err, sizeof(c->fetch_err), "%s", err);
+		return;
+	}
+	c->pending++;
+}
+
+static int checkdns_lookup_start(struct checkdns *, struct checkdns_lookup *,
+				 const char *, int,
+				 void (*)(struct checkdns_lookup *,
+					  const struct dns_result *));
+
+/* checkdns_take_sts - _mta-sts TXT; a valid record leads to the policy */
 static void
 checkdns_take_sts(struct checkdns_lookup *l, const struct dns_result *r)
 {
-	checkdns_txt_take(&l->c->sts, r);
+	struct checkdns *c = l->c;
+	char name[POLICY_DOMAIN_MAX + 16];
+
+	checkdns_txt_take(&c->sts, r);
+	if (c->sts.n == 0 ||
+	    mtasts_txt_select(c->sts.s, c->sts.n, c->sts_id,
+	    sizeof(c->sts_id)) == -1)
+		return;
+	c->sts_valid = 1;
+	if (c->loop == NULL)
+		return;
+	snprintf(name, sizeof(name), "mta-sts.%s", c->domain);
+	checkdns_lookup_start(c, &c->stshost_l, name, DNS_T_A,
+	    checkdns_take_stshost);
 }
 
 static void
@@ -377,6 +459,7 @@ checkdns_start(struct dns *d, const struct config *cfg, const char *domain,
 	c->line_cb = line_cb;
 	c->done_cb = done_cb;
 	c->arg = arg;
+	c->loop = backmxd.loop;
 	if (checkdns_name_norm(domain, c->domain, sizeof(c->domain)) == -1 ||
 	    strlen(c->domain) > 240)
 		goto fail;
@@ -392,6 +475,9 @@ checkdns_start(struct dns *d, const struct config *cfg, const char *domain,
 				goto fail;
 			c->nown++;
 		}
+		if (cfg->tls_ca != NULL &&
+		    (c->cafile = strdup(cfg->tls_ca)) == NULL)
+			goto fail;
 		if ((pd = policy_find_domain(p, c->domain)) != NULL) {
 			c->configured = 1;
 			c->tls = pd->tls;
@@ -767,8 +853,10 @@ checkdns_report_spf(struct checkdns *c)
 static void
 checkdns_report_sts(struct checkdns *c)
 {
-	char id[MTASTS_ID_MAX + 1];
-	int i, nsts = 0;
+	const char *us = c->hostname[0] != '\0' ? c->hostname : "our hostname";
+	char miss[512] = "";
+	size_t o;
+	int i, nsts = 0, enforce;
 
 	if (c->sts_l.status == DNS_TEMPFAIL || c->sts_l.status == DNS_BOGUS) {
 		checkdns_line(c, "WARN", "mta-sts", "TXT lookup for "
@@ -783,21 +871,59 @@ checkdns_report_sts(struct checkdns *c)
 		    "(_mta-sts.%s): no policy that must list us", c->domain);
 		return;
 	}
-	if (mtasts_txt_select(c->sts.s, c->sts.n, id, sizeof(id)) == -1) {
+	if (!c->sts_valid) {
 		checkdns_line(c, "WARN", "mta-sts", "_mta-sts.%s TXT is "
 		    "invalid or there are %d v=STSv1 records: senders see no "
 		    "policy (RFC 8461 3.1)", c->domain, nsts);
 		return;
 	}
 	checkdns_line(c, "OK", "mta-sts", "MTA-STS record present (id=%s)",
-	    id);
-	/* XXX: fetch https://mta-sts.DOMAIN/.well-known/mta-sts.txt with
-	 * mtasts_fetch_start and match its mx: patterns against hostname. */
-	checkdns_line(c, "WARN", "mta-sts", "policy not fetched (check-dns "
-	    "makes no HTTPS request yet): make sure the mx: lines of "
-	    "https://mta-sts.%s/.well-known/mta-sts.txt match %s, or "
-	    "senders enforcing the policy will never use this backup MX",
-	    c->domain, c->hostname[0] != '\0' ? c->hostname : "our hostname");
+	    c->sts_id);
+	if (!c->fetch_done) {
+		checkdns_line(c, "WARN", "mta-sts", "policy not fetched (no "
+		    "event loop to fetch it on): make sure the mx: lines of "
+		    "https://mta-sts.%s/.well-known/mta-sts.txt match %s, or "
+		    "senders enforcing the policy will never use this backup "
+		    "MX", c->domain, us);
+		return;
+	}
+	if (!c->fetch_ok) {
+		checkdns_line(c, "WARN", "mta-sts", "policy fetch from "
+		    "https://mta-sts.%s/.well-known/mta-sts.txt failed: %s "
+		    "(senders without a cached policy act as if there were "
+		    "none)", c->domain, c->fetch_err);
+		return;
+	}
+	if (c->policy.mode == MTASTS_MODE_NONE) {
+		checkdns_line(c, "OK", "mta-sts", "policy mode none: not "
+		    "enforced");
+		return;
+	}
+	for (i = 0; i < c->ntargets; i++) {
+		const char *h = c->targets[i].host;
+
+		if (c->targets[i].self || mtasts_mx_match(&c->policy, h))
+			continue;
+		o = strlen(miss);
+		if (snprintf(miss + o, sizeof(miss) - o, "%s%s", o ? ", " : "",
+		    h) < 0)
+			miss[o] = '\0';
+	}
+	enforce = c->policy.mode == MTASTS_MODE_ENFORCE;
+	if (c->hostname[0] != '\0' && !mtasts_mx_match(&c->policy, us))
+		checkdns_line(c, enforce ? "FAIL" : "WARN", "mta-sts", "policy "
+		    "(mode %s) has no mx: pattern matching %s: senders %s "
+		    "never deliver to this backup MX; add \"mx: %s\"",
+		    mtasts_mode_str(c->policy.mode), us,
+		    enforce ? "enforcing it" : "would, once it is enforced,",
+		    us);
+	else
+		checkdns_line(c, "OK", "mta-sts", "policy (mode %s) matches "
+		    "%s", mtasts_mode_str(c->policy.mode), us);
+	if (miss[0] != '\0')
+		checkdns_line(c, enforce ? "FAIL" : "WARN", "mta-sts", "policy "
+		    "(mode %s) does not match MX host(s) %s: enforcing "
+		    "senders skip them", mtasts_mode_str(c->policy.mode), miss);
 }
 
 static void

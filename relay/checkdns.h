@@ -3,6 +3,11 @@
  * lookups of a domain's public DNS (MX set, MX targets' A/AAAA, SPF,
  * _mta-sts TXT, our TLSA) judged from the point of view of its backup MX.
  *
+ * A valid _mta-sts record leads to fetching the policy over HTTPS
+ * (mtasts.c) on backmxd.loop, verified against cfg->tls_ca, and matching
+ * its mx: patterns against our hostname and the other MX hosts; with
+ * backmxd.loop NULL (tests) the policy is not fetched.
+ *
  * Lines are reported in a fixed order once every lookup has finished, one
  * line_cb per check: level "OK", "WARN" or "FAIL", a short check name
  * ("mx", "self", "equal-pref", "redundancy", "null-mx", "target",

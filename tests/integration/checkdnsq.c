@@ -6,18 +6,25 @@
  * Used by tests/integration/test_dns.py.
  *
  *   checkdnsq [-s SERVER] [-a TRUST_ANCHOR] [-t TIMEOUT] -H HOSTNAME
- *	       [-A ALIAS]... [-D DOMAIN[:may|encrypt|verify|dane]]... DOMAIN
+ *	       [-A ALIAS]... [-D DOMAIN[:may|encrypt|verify|dane]]...
+ *	       [-C CAFILE] [-n] DOMAIN
+ * -C is tls_ca (for the MTA-STS policy fetch); -n runs without a loop in
+ * backmxd.loop, so no policy is fetched.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "backmxd.h"
 #include "checkdns.h"
 #include "config.h"
 #include "dns.h"
 #include "log.h"
 #include "policy.h"
+
+/* checkdns fetches MTA-STS policies on backmxd.loop */
+struct backmxd backmxd;
 
 static int done, nfail, nlines, line_in_start;
 static int starting;
@@ -46,14 +53,15 @@ usage(void)
 {
 	fprintf(stderr, "usage: checkdnsq [-s SERVER] [-a TRUST_ANCHOR] "
 	    "[-t TIMEOUT] -H HOSTNAME [-A ALIAS]... "
-	    "[-D DOMAIN[:TLS]]... DOMAIN\n");
+	    "[-D DOMAIN[:TLS]]... [-C CAFILE] [-n] DOMAIN\n");
 	exit(2);
 }
 
 int
 main(int argc, char **argv)
 {
-	const char *server = NULL, *ta = NULL, *hostname = NULL;
+	const char *server = NULL, *ta = NULL, *hostname = NULL, *ca = NULL;
+	int noloop = 0;
 	const char *aliases[16], *domains[16];
 	int naliases = 0, ndomains = 0, c, i, timeout = 5;
 	struct ev_loop *loop = EV_DEFAULT;
@@ -62,7 +70,7 @@ main(int argc, char **argv)
 	struct dns *d;
 	char err[256];
 
-	while ((c = getopt(argc, argv, "s:a:t:H:A:D:")) != -1) {
+	while ((c = getopt(argc, argv, "s:a:t:H:A:D:C:n")) != -1) {
 		switch (c) {
 		case 's':
 			server = optarg;
@@ -72,6 +80,12 @@ main(int argc, char **argv)
 			break;
 		case 't':
 			timeout = atoi(optarg);
+			break;
+		case 'C':
+			ca = optarg;
+			break;
+		case 'n':
+			noloop = 1;
 			break;
 		case 'H':
 			hostname = optarg;
@@ -102,6 +116,8 @@ main(int argc, char **argv)
 		return 2;
 	}
 	cfg.hostname = cfg.policy->hostname;
+	cfg.tls_ca = (char *)ca;
+	backmxd.loop = noloop ? NULL : loop;
 	for (i = 0; i < naliases; i++)
 		if (policy_add_alias(cfg.policy, aliases[i]) != 0) {
 			fprintf(stderr, "checkdnsq: bad alias %s\n", aliases[i]);

@@ -11,6 +11,7 @@ audit fails the test too.
 import os
 import re
 import subprocess
+import time
 
 _built = {}
 US = 'mx2.test.example'
@@ -36,7 +37,8 @@ def _checkdnsq_path(world):
 
 
 def _check(world, domain, hostname=US, tls=None, configured=True,
-           aliases=(), server='127.0.0.1', anchor=None, timeout=5):
+           aliases=(), server='127.0.0.1', anchor=None, timeout=5, ca=None,
+           noloop=False):
     """Run the audit; return (lines [(level, check, text)], nfail)."""
     cmd = [_checkdnsq_path(world), '-t', str(timeout), '-H', hostname]
     if server:
@@ -45,6 +47,10 @@ def _check(world, domain, hostname=US, tls=None, configured=True,
         cmd += ['-a', anchor]
     for a in aliases:
         cmd += ['-A', a]
+    if ca:
+        cmd += ['-C', ca]
+    if noloop:
+        cmd.append('-n')
     if configured:
         cmd += ['-D', domain.rstrip('.') + (':' + tls if tls else '')]
     cmd.append(domain)
@@ -204,13 +210,81 @@ def test_checkdns_spf(world):
 
 
 def test_checkdns_mta_sts(world):
+    # a record, but mta-sts.checkdns-sts.example has no address
     lines, nfail = _check(world, 'checkdns-sts.example')
     assert nfail == 0, _show(lines)
     _expect(lines, ('OK', 'mta-sts', r'record present \(id=20240101T000000\)'),
-            ('WARN', 'mta-sts', r'policy not fetched.*mx2\.test\.example'))
+            ('WARN', 'mta-sts', r'policy fetch from https://mta-sts\.checkdns-sts\.example/'
+             r'\.well-known/mta-sts\.txt failed: .*does not exist'))
+    # without a loop (backmxd.loop NULL) nothing is fetched
+    lines, nfail = _check(world, 'checkdns-sts.example', noloop=True)
+    _expect(lines, ('WARN', 'mta-sts', r'policy not fetched.*mx2\.test\.example'))
 
     lines, nfail = _check(world, 'bad.checkdns-sts.example')
     _expect(lines, ('WARN', 'mta-sts', r'invalid or there are 2 v=STSv1 records'))
+    assert not _has(lines, 'WARN', 'mta-sts', 'fetch'), _show(lines)
+
+
+POLICY = 'version: STSv1\nmode: %s\n%smax_age: 86400\n'
+
+
+def _policy_server(world, text):
+    """https_server.py on 127.0.0.7:443 (mta-sts.sts.example) serving text."""
+    d = os.path.join(world.workdir, 'checkdns-sts')
+    os.makedirs(d, exist_ok=True)
+    pol = os.path.join(d, 'policy.txt')
+    with open(pol, 'w') as f:
+        f.write(text)
+    ready = os.path.join(d, 'ready')
+    if os.path.exists(ready):
+        os.unlink(ready)
+    certs = world.certs
+    p = subprocess.Popen(['/usr/bin/python3',
+                          os.path.join(world.root, 'tests/integration/https_server.py'),
+                          '--cert', os.path.join(certs, 'mta-sts.pem'),
+                          '--key', os.path.join(certs, 'mta-sts.key'),
+                          '--policy', pol, '--ready', ready,
+                          '--log', os.path.join(d, 'https.log')])
+    for _ in range(100):
+        if os.path.exists(ready):
+            return p
+        time.sleep(0.1)
+    p.kill()
+    raise AssertionError('https_server.py did not start')
+
+
+def test_checkdns_mta_sts_policy(world):
+    ca = os.path.join(world.certs, 'ca.pem')
+    cases = [
+        # (mode, mx lines, expected (level, pattern) lines, nfail)
+        ('enforce', 'mx: mx1.test.example\n',
+         [('FAIL', r'policy \(mode enforce\) has no mx: pattern matching '
+           r'mx2\.test\.example.*add "mx: mx2\.test\.example"')], 1),
+        ('testing', 'mx: mx1.test.example\n',
+         [('WARN', r'policy \(mode testing\) has no mx: pattern matching')], 0),
+        ('enforce', 'mx: *.test.example\n',
+         [('OK', r'policy \(mode enforce\) matches mx2\.test\.example')], 0),
+        ('enforce', 'mx: mx2.test.example\n',
+         [('OK', r'matches mx2\.test\.example'),
+          ('FAIL', r'does not match MX host\(s\) mx1\.test\.example')], 1),
+        ('none', '',
+         [('OK', 'policy mode none')], 0),
+    ]
+    for mode, mx, want, nf in cases:
+        p = _policy_server(world, POLICY % (mode, mx))
+        try:
+            lines, nfail = _check(world, 'sts.example', ca=ca)
+            for level, pattern in want:
+                _expect(lines, (level, 'mta-sts', pattern))
+            assert nfail == nf, '%s %r:\n%s' % (mode, mx, _show(lines))
+            # the certificate is checked: without our CA the fetch fails
+            if mode == 'none':
+                lines, nfail = _check(world, 'sts.example')
+                _expect(lines, ('WARN', 'mta-sts', 'policy fetch .* failed: '
+                                'certificate verification failed'))
+        finally:
+            p.terminate()
+            p.wait(10)
 
 
 def test_checkdns_tlsa(world):

@@ -21,10 +21,14 @@
 
 #include <cmocka.h>
 
+#include "backmxd.h"
 #include "checkdns.h"
 #include "config.h"
 #include "dns.h"
 #include "policy.h"
+
+/* no loop: checkdns does not fetch MTA-STS policies here */
+struct backmxd backmxd;
 
 /* ------------------------------------------------------------------ */
 /* the fake resolver */
@@ -418,6 +422,26 @@ test_checkdns_failures(void **state)
 	expect_no("domain");
 }
 
+static const struct fake zone_sts[] = {
+	{ "s.example", DNS_T_MX, DNS_OK, "10 mx1.s.example|20 us.example", NULL, 0 },
+	{ "mx1.s.example", DNS_T_A, DNS_OK, "192.0.2.1", NULL, 0 },
+	{ "us.example", DNS_T_A, DNS_OK, "192.0.2.2", NULL, 0 },
+	{ "s.example", DNS_T_TXT, DNS_OK, "v=spf1 mx -all", NULL, 0 },
+	{ "_mta-sts.s.example", DNS_T_TXT, DNS_OK,
+	  "v=spf1 nonsense|v=STSv1; id=abc;", NULL, 0 },
+	{ NULL, 0, 0, NULL, NULL, 0 },
+};
+
+static void
+test_checkdns_sts_no_loop(void **state)
+{
+	/* backmxd.loop is NULL here: the record is judged, nothing fetched */
+	assert_int_equal(run(zone_sts, "us.example", "s.example",
+	    POLICY_TLS_MAY), 0);
+	expect_line("OK mta-sts MTA-STS record present (id=abc)\n");
+	expect_line("WARN mta-sts policy not fetched (no event loop");
+}
+
 static void
 test_checkdns_cancel(void **state)
 {
@@ -513,6 +537,8 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_checkdns_failures, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_checkdns_sts_no_loop,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_checkdns_cancel, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(
