@@ -25,11 +25,11 @@
 #include "mtasts.h"
 #include "policy.h"
 
-#define CHECKDNS_MX_MAX 32	/* MX records examined */
-#define CHECKDNS_ADDR_MAX 16	/* addresses kept per name */
-#define CHECKDNS_TXT_MAX 16	/* TXT strings kept per name */
+#define CHECKDNS_MX_MAX 32   /* MX records examined */
+#define CHECKDNS_ADDR_MAX 16 /* addresses kept per name */
+#define CHECKDNS_TXT_MAX 16  /* TXT strings kept per name */
 #define CHECKDNS_LINE_MAX 768
-#define CHECKDNS_FETCH_TIMEOUT 15.	/* seconds, MTA-STS policy fetch */
+#define CHECKDNS_FETCH_TIMEOUT 15. /* seconds, MTA-STS policy fetch */
 
 struct checkdns;
 
@@ -37,7 +37,7 @@ struct checkdns_lookup {
 	struct checkdns *c;
 	struct dns_query *q;
 	void (*take)(struct checkdns_lookup *, const struct dns_result *);
-	int index;		/* MX target for target lookups */
+	int index; /* MX target for target lookups */
 	int started;
 	int done;
 	enum dns_status status;
@@ -53,8 +53,8 @@ struct checkdns_addrs {
 struct checkdns_target {
 	char host[POLICY_DOMAIN_MAX + 1];
 	int pref;
-	int literal;		/* an IP address where a name belongs */
-	int self;		/* our hostname or an alias */
+	int literal; /* an IP address where a name belongs */
+	int self;    /* our hostname or an alias */
 	struct checkdns_lookup a, aaaa;
 	char canon[POLICY_DOMAIN_MAX + 1]; /* CNAME target, "" if none */
 	struct checkdns_addrs addrs;
@@ -71,11 +71,11 @@ struct checkdns {
 	checkdns_done_cb done_cb;
 	void *arg;
 
-	char domain[POLICY_DOMAIN_MAX + 1];	/* lowercase, no trailing dot */
+	char domain[POLICY_DOMAIN_MAX + 1]; /* lowercase, no trailing dot */
 	char hostname[POLICY_DOMAIN_MAX + 1];
-	char **own;		/* hostname and aliases */
+	char **own; /* hostname and aliases */
 	int nown;
-	int configured;		/* domain has a block in the config */
+	int configured; /* domain has a block in the config */
 	enum policy_tls tls;
 
 	int pending;
@@ -86,23 +86,23 @@ struct checkdns {
 	struct checkdns_lookup mx_l;
 	struct policy_mx mx[CHECKDNS_MX_MAX];
 	int nmx;
-	int mx_more;		/* records beyond CHECKDNS_MX_MAX */
+	int mx_more; /* records beyond CHECKDNS_MX_MAX */
 
-	struct checkdns_lookup txt_l;	/* TXT DOMAIN (SPF) */
+	struct checkdns_lookup txt_l; /* TXT DOMAIN (SPF) */
 	struct checkdns_txt txt;
-	struct checkdns_lookup sts_l;	/* TXT _mta-sts.DOMAIN */
+	struct checkdns_lookup sts_l; /* TXT _mta-sts.DOMAIN */
 	struct checkdns_txt sts;
 	char sts_id[MTASTS_ID_MAX + 1];
-	int sts_valid;			/* exactly one valid v=STSv1 */
+	int sts_valid;                    /* exactly one valid v=STSv1 */
 	struct checkdns_lookup stshost_l; /* A mta-sts.DOMAIN */
-	struct ev_loop *loop;		/* NULL: policies are not fetched */
-	char *cafile;			/* tls_ca, NULL = system store */
+	struct ev_loop *loop;             /* NULL: policies are not fetched */
+	char *cafile;                     /* tls_ca, NULL = system store */
 	struct mtasts_fetch *fetch;
 	int fetch_done;
 	int fetch_ok;
 	struct mtasts_policy policy;
 	char fetch_err[512];
-	struct checkdns_lookup tlsa_l;	/* TLSA _25._tcp.HOSTNAME */
+	struct checkdns_lookup tlsa_l; /* TLSA _25._tcp.HOSTNAME */
 	int ntlsa, ntlsa_usable;
 	struct checkdns_lookup self_a, self_aaaa;
 	struct checkdns_addrs self_addrs;
@@ -180,8 +180,9 @@ checkdns_free(struct checkdns *c)
 static void
 checkdns_cancel_all(struct checkdns *c)
 {
-	struct checkdns_lookup *ls[] = { &c->mx_l, &c->txt_l, &c->sts_l,
-		&c->tlsa_l, &c->self_a, &c->self_aaaa, &c->stshost_l };
+	struct checkdns_lookup *ls[] = {&c->mx_l,     &c->txt_l,  &c->sts_l,
+	                                &c->tlsa_l,   &c->self_a, &c->self_aaaa,
+	                                &c->stshost_l};
 	size_t i;
 	int t;
 
@@ -240,9 +241,9 @@ checkdns_lookup_cb(void *arg, const struct dns_result *r)
 /* checkdns_lookup_start - 0, or -1 when the query could not start */
 static int
 checkdns_lookup_start(struct checkdns *c, struct checkdns_lookup *l,
-		      const char *name, int rrtype,
-		      void (*take)(struct checkdns_lookup *,
-				   const struct dns_result *))
+                      const char *name, int rrtype,
+                      void (*take)(struct checkdns_lookup *,
+                                   const struct dns_result *))
 {
 	l->c = c;
 	l->take = take;
@@ -290,7 +291,7 @@ checkdns_take_txt(struct checkdns_lookup *l, const struct dns_result *r)
 /* checkdns_fetch_cb - the MTA-STS policy, or why there is none */
 static void
 checkdns_fetch_cb(void *arg, const struct mtasts_policy *policy,
-		  const char *err)
+                  const char *err)
 {
 	struct checkdns *c = arg;
 
@@ -301,7 +302,7 @@ checkdns_fetch_cb(void *arg, const struct mtasts_policy *policy,
 		c->policy = *policy;
 	} else
 		snprintf(c->fetch_err, sizeof(c->fetch_err), "%s",
-		    err != NULL ? err : "failed");
+		         err != NULL ? err : "failed");
 	if (--c->pending == 0)
 		checkdns_report(c);
 }
@@ -317,14 +318,16 @@ checkdns_take_stshost(struct checkdns_lookup *l, const struct dns_result *r)
 	if (r->status != DNS_OK || r->n == 0) {
 		c->fetch_done = 1;
 		snprintf(c->fetch_err, sizeof(c->fetch_err), "mta-sts.%s: %s",
-		    c->domain, r->status == DNS_OK ? "no address" : r->why);
+		         c->domain,
+		         r->status == DNS_OK ? "no address" : r->why);
 		return;
 	}
-	salen = r->addr[0].ss_family == AF_INET6 ?
-	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	salen = r->addr[0].ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+	                                         : sizeof(struct sockaddr_in);
 	c->fetch = mtasts_fetch_start(c->loop, c->domain,
-	    (const struct sockaddr *)&r->addr[0], salen, c->cafile,
-	    CHECKDNS_FETCH_TIMEOUT, checkdns_fetch_cb, c, err, sizeof(err));
+	                              (const struct sockaddr *)&r->addr[0],
+	                              salen, c->cafile, CHECKDNS_FETCH_TIMEOUT,
+	                              checkdns_fetch_cb, c, err, sizeof(err));
 	if (c->fetch == NULL) {
 		c->fetch_done = 1;
 		snprintf(c->fetch_err, sizeof(c->fetch_err), "%s", err);
@@ -334,9 +337,9 @@ checkdns_take_stshost(struct checkdns_lookup *l, const struct dns_result *r)
 }
 
 static int checkdns_lookup_start(struct checkdns *, struct checkdns_lookup *,
-				 const char *, int,
-				 void (*)(struct checkdns_lookup *,
-					  const struct dns_result *));
+                                 const char *, int,
+                                 void (*)(struct checkdns_lookup *,
+                                          const struct dns_result *));
 
 /* checkdns_take_sts - _mta-sts TXT; a valid record leads to the policy */
 static void
@@ -346,16 +349,15 @@ checkdns_take_sts(struct checkdns_lookup *l, const struct dns_result *r)
 	char name[POLICY_DOMAIN_MAX + 16];
 
 	checkdns_txt_take(&c->sts, r);
-	if (c->sts.n == 0 ||
-	    mtasts_txt_select(c->sts.s, c->sts.n, c->sts_id,
-	    sizeof(c->sts_id)) == -1)
+	if (c->sts.n == 0 || mtasts_txt_select(c->sts.s, c->sts.n, c->sts_id,
+	                                       sizeof(c->sts_id)) == -1)
 		return;
 	c->sts_valid = 1;
 	if (c->loop == NULL)
 		return;
 	snprintf(name, sizeof(name), "mta-sts.%s", c->domain);
 	checkdns_lookup_start(c, &c->stshost_l, name, DNS_T_A,
-	    checkdns_take_stshost);
+	                      checkdns_take_stshost);
 }
 
 static void
@@ -424,7 +426,7 @@ checkdns_take_mx(struct checkdns_lookup *l, const struct dns_result *r)
 		struct checkdns_target *t;
 
 		if (c->mx[i].host[0] == '\0')
-			continue;	/* null MX */
+			continue; /* null MX */
 		t = &c->targets[c->ntargets++];
 		snprintf(t->host, sizeof(t->host), "%s", c->mx[i].host);
 		t->pref = c->mx[i].pref;
@@ -435,15 +437,15 @@ checkdns_take_mx(struct checkdns_lookup *l, const struct dns_result *r)
 		}
 		t->a.index = t->aaaa.index = (int)(t - c->targets);
 		checkdns_lookup_start(c, &t->a, t->host, DNS_T_A,
-		    checkdns_take_target);
+		                      checkdns_take_target);
 		checkdns_lookup_start(c, &t->aaaa, t->host, DNS_T_AAAA,
-		    checkdns_take_target);
+		                      checkdns_take_target);
 	}
 }
 
 struct checkdns *
 checkdns_start(struct dns *d, const struct config *cfg, const char *domain,
-	       checkdns_line_cb line_cb, checkdns_done_cb done_cb, void *arg)
+               checkdns_line_cb line_cb, checkdns_done_cb done_cb, void *arg)
 {
 	struct checkdns *c;
 	const struct policy *p = cfg != NULL ? cfg->policy : NULL;
@@ -460,6 +462,10 @@ checkdns_start(struct dns *d, const struct config *cfg, const char *domain,
 	c->done_cb = done_cb;
 	c->arg = arg;
 	c->loop = backmxd.loop;
+	/* the addresses we listen on count as ours, like our name's */
+	for (i = 0;
+	     i < backmxd.nown_addrs && c->self_addrs.n < CHECKDNS_ADDR_MAX; i++)
+		c->self_addrs.a[c->self_addrs.n++] = backmxd.own_addrs[i];
 	if (checkdns_name_norm(domain, c->domain, sizeof(c->domain)) == -1 ||
 	    strlen(c->domain) > 240)
 		goto fail;
@@ -485,22 +491,25 @@ checkdns_start(struct dns *d, const struct config *cfg, const char *domain,
 	}
 
 	started += checkdns_lookup_start(c, &c->mx_l, c->domain, DNS_T_MX,
-	    checkdns_take_mx) == 0;
+	                                 checkdns_take_mx) == 0;
 	started += checkdns_lookup_start(c, &c->txt_l, c->domain, DNS_T_TXT,
-	    checkdns_take_txt) == 0;
+	                                 checkdns_take_txt) == 0;
 	snprintf(name, sizeof(name), "_mta-sts.%s", c->domain);
 	started += checkdns_lookup_start(c, &c->sts_l, name, DNS_T_TXT,
-	    checkdns_take_sts) == 0;
+	                                 checkdns_take_sts) == 0;
 	if (c->hostname[0] != '\0') {
-		started += checkdns_lookup_start(c, &c->self_a, c->hostname,
-		    DNS_T_A, checkdns_take_self) == 0;
-		started += checkdns_lookup_start(c, &c->self_aaaa, c->hostname,
-		    DNS_T_AAAA, checkdns_take_self) == 0;
+		started +=
+		    checkdns_lookup_start(c, &c->self_a, c->hostname, DNS_T_A,
+		                          checkdns_take_self) == 0;
+		started +=
+		    checkdns_lookup_start(c, &c->self_aaaa, c->hostname,
+		                          DNS_T_AAAA, checkdns_take_self) == 0;
 		if (c->configured && c->tls == POLICY_TLS_DANE) {
 			snprintf(name, sizeof(name), "_25._tcp.%s",
-			    c->hostname);
-			started += checkdns_lookup_start(c, &c->tlsa_l, name,
-			    DNS_T_TLSA, checkdns_take_tlsa) == 0;
+			         c->hostname);
+			started += checkdns_lookup_start(
+			               c, &c->tlsa_l, name, DNS_T_TLSA,
+			               checkdns_take_tlsa) == 0;
 		}
 	}
 	if (started == 0)
@@ -515,13 +524,13 @@ fail:
 /* ------------------------------------------------------------------ */
 /* the report */
 
-static void
-checkdns_line(struct checkdns *c, const char *level, const char *check,
-	      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void checkdns_line(struct checkdns *c, const char *level,
+                          const char *check, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static void
 checkdns_line(struct checkdns *c, const char *level, const char *check,
-	      const char *fmt, ...)
+              const char *fmt, ...)
 {
 	char text[CHECKDNS_LINE_MAX];
 	va_list ap;
@@ -539,9 +548,10 @@ checkdns_line(struct checkdns *c, const char *level, const char *check,
 static const char *
 checkdns_addr_str(const struct sockaddr_storage *ss, char *buf, size_t len)
 {
-	const void *a = ss->ss_family == AF_INET6 ?
-	    (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr :
-	    (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
+	const void *a =
+	    ss->ss_family == AF_INET6
+	        ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+	        : (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
 
 	if (inet_ntop(ss->ss_family, a, buf, len) == NULL)
 		snprintf(buf, len, "?");
@@ -550,16 +560,18 @@ checkdns_addr_str(const struct sockaddr_storage *ss, char *buf, size_t len)
 
 static int
 checkdns_addr_eq(const struct sockaddr_storage *x,
-		 const struct sockaddr_storage *y)
+                 const struct sockaddr_storage *y)
 {
 	if (x->ss_family != y->ss_family)
 		return 0;
 	if (x->ss_family == AF_INET)
 		return memcmp(&((const struct sockaddr_in *)x)->sin_addr,
-		    &((const struct sockaddr_in *)y)->sin_addr, 4) == 0;
+		              &((const struct sockaddr_in *)y)->sin_addr,
+		              4) == 0;
 	if (x->ss_family == AF_INET6)
 		return memcmp(&((const struct sockaddr_in6 *)x)->sin6_addr,
-		    &((const struct sockaddr_in6 *)y)->sin6_addr, 16) == 0;
+		              &((const struct sockaddr_in6 *)y)->sin6_addr,
+		              16) == 0;
 	return 0;
 }
 
@@ -574,7 +586,7 @@ checkdns_addrs_text(const struct checkdns_addrs *a, char *buf, size_t len)
 	buf[0] = '\0';
 	for (i = 0; i < a->n && o < len; i++) {
 		int w = snprintf(buf + o, len - o, "%s%s", i ? ", " : "",
-		    checkdns_addr_str(&a->a[i], one, sizeof(one)));
+		                 checkdns_addr_str(&a->a[i], one, sizeof(one)));
 
 		if (w < 0)
 			break;
@@ -585,7 +597,7 @@ checkdns_addrs_text(const struct checkdns_addrs *a, char *buf, size_t len)
 static void
 checkdns_report_self(struct checkdns *c)
 {
-	int i, best = -1, ours = -1, nreal = 0, nhosts = 0;
+	int i, j, best = -1, ours = -1, nreal = 0, nhosts = 0;
 	char shared[256] = "";
 	const char *primary = NULL;
 
@@ -597,8 +609,11 @@ checkdns_report_self(struct checkdns *c)
 			best = t->pref;
 		if (t->self && (ours == -1 || t->pref < ours))
 			ours = t->pref;
-		if (i == 0 || strcmp(t->host, c->targets[i - 1].host) != 0)
-			nhosts++;
+		for (j = 0; j < i; j++)
+			if (strcmp(t->host, c->targets[j].host) == 0)
+				break;
+		if (j == i)
+			nhosts++; /* first time this host is listed */
 	}
 	if (nreal == 0)
 		return;
@@ -613,49 +628,66 @@ checkdns_report_self(struct checkdns *c)
 		if (ours != -1 && t->pref == ours) {
 			o = strlen(shared);
 			if (snprintf(shared + o, sizeof(shared) - o, "%s%s",
-			    o ? ", " : "", t->host) < 0)
+			             o ? ", " : "", t->host) < 0)
 				shared[o] = '\0';
 		}
 	}
 
 	if (c->hostname[0] == '\0')
-		checkdns_line(c, "FAIL", "self", "no hostname configured: "
-		    "cannot tell where this backup MX stands");
+		checkdns_line(c, "FAIL", "self",
+		              "no hostname configured: "
+		              "cannot tell where this backup MX stands");
 	else if (ours == -1)
-		checkdns_line(c, "FAIL", "self", "%s is not in the MX set: "
+		checkdns_line(
+		    c, "FAIL", "self",
+		    "%s is not in the MX set: "
 		    "senders never try this backup MX; publish "
 		    "\"MX %d %s.\" (a preference above the primary's %d)",
 		    c->hostname, best + 10, c->hostname, best);
 	else if (ours == best && shared[0] == '\0')
-		checkdns_line(c, "FAIL", "self", "%s is the best MX (%d): "
+		checkdns_line(
+		    c, "FAIL", "self",
+		    "%s is the best MX (%d): "
 		    "mail for %s comes to us first and has no primary to go "
 		    "to (it would loop back to us); the primary needs a "
-		    "lower preference", c->hostname, ours, c->domain);
+		    "lower preference",
+		    c->hostname, ours, c->domain);
 	else if (ours == best)
-		checkdns_line(c, "FAIL", "self", "%s shares the best "
+		checkdns_line(
+		    c, "FAIL", "self",
+		    "%s shares the best "
 		    "preference %d with %s: senders pick us at random "
 		    "instead of the primary; give us a higher number",
 		    c->hostname, ours, shared);
 	else
-		checkdns_line(c, "OK", "self", "%s is MX %d, behind the "
-		    "primary %s (%d)", c->hostname, ours,
-		    primary != NULL ? primary : "?", best);
+		checkdns_line(c, "OK", "self",
+		              "%s is MX %d, behind the "
+		              "primary %s (%d)",
+		              c->hostname, ours,
+		              primary != NULL ? primary : "?", best);
 
 	if (ours != -1) {
 		if (shared[0] != '\0')
-			checkdns_line(c, "WARN", "equal-pref", "preference "
+			checkdns_line(
+			    c, "WARN", "equal-pref",
+			    "preference "
 			    "%d is shared by %s and %s: equal preferences "
 			    "share the load at random, they do not fail "
 			    "over; if failover was meant, use distinct "
-			    "numbers", ours, c->hostname, shared);
+			    "numbers",
+			    ours, c->hostname, shared);
 		else
-			checkdns_line(c, "OK", "equal-pref", "no other MX "
-			    "shares our preference %d", ours);
+			checkdns_line(c, "OK", "equal-pref",
+			              "no other MX "
+			              "shares our preference %d",
+			              ours);
 	}
 
 	if (nhosts == 1)
-		checkdns_line(c, "WARN", "redundancy", "single MX host (%s): "
-		    "no redundancy", c->targets[0].host);
+		checkdns_line(c, "WARN", "redundancy",
+		              "single MX host (%s): "
+		              "no redundancy",
+		              c->targets[0].host);
 	else
 		checkdns_line(c, "OK", "redundancy", "%d MX hosts", nhosts);
 }
@@ -667,10 +699,13 @@ checkdns_report_target(struct checkdns *c, const struct checkdns_target *t)
 	int i, j;
 
 	if (t->literal) {
-		checkdns_line(c, "FAIL", "target", "%s (%d) is an IP address, "
+		checkdns_line(
+		    c, "FAIL", "target",
+		    "%s (%d) is an IP address, "
 		    "not a host name: MX data must be a name with A/AAAA "
 		    "records (RFC 5321 5.1); senders look it up as a name "
-		    "and find nothing", t->host, t->pref);
+		    "and find nothing",
+		    t->host, t->pref);
 		return;
 	}
 	checkdns_addrs_text(&t->addrs, addrs, sizeof(addrs));
@@ -680,49 +715,64 @@ checkdns_report_target(struct checkdns *c, const struct checkdns_target *t)
 		if (t->a.status == DNS_BOGUS || t->aaaa.status == DNS_BOGUS) {
 			bad = t->a.status == DNS_BOGUS ? &t->a : &t->aaaa;
 			checkdns_line(c, "FAIL", "target", "%s (%d): %s",
-			    t->host, t->pref, bad->why);
+			              t->host, t->pref, bad->why);
 		} else if (t->a.status == DNS_TEMPFAIL ||
-			   t->aaaa.status == DNS_TEMPFAIL) {
+		           t->aaaa.status == DNS_TEMPFAIL) {
 			bad = t->a.status == DNS_TEMPFAIL ? &t->a : &t->aaaa;
-			checkdns_line(c, "WARN", "target", "%s (%d): address "
-			    "lookup failed: %s", t->host, t->pref, bad->why);
+			checkdns_line(c, "WARN", "target",
+			              "%s (%d): address "
+			              "lookup failed: %s",
+			              t->host, t->pref, bad->why);
 		} else if (t->canon[0] != '\0')
-			checkdns_line(c, "FAIL", "target", "%s (%d) is a CNAME "
+			checkdns_line(
+			    c, "FAIL", "target",
+			    "%s (%d) is a CNAME "
 			    "to %s, which has no A or AAAA record: senders "
-			    "cannot reach it", t->host, t->pref, t->canon);
+			    "cannot reach it",
+			    t->host, t->pref, t->canon);
 		else if (t->a.status == DNS_NXDOMAIN)
-			checkdns_line(c, "FAIL", "target", "%s (%d) does not "
+			checkdns_line(
+			    c, "FAIL", "target",
+			    "%s (%d) does not "
 			    "exist (NXDOMAIN): senders cannot reach it",
 			    t->host, t->pref);
 		else
-			checkdns_line(c, "FAIL", "target", "%s (%d) has no A "
-			    "or AAAA record: senders cannot reach it",
-			    t->host, t->pref);
+			checkdns_line(c, "FAIL", "target",
+			              "%s (%d) has no A "
+			              "or AAAA record: senders cannot reach it",
+			              t->host, t->pref);
 		return;
 	}
 	if (t->canon[0] != '\0')
-		checkdns_line(c, "WARN", "target", "%s (%d) is a CNAME to %s "
+		checkdns_line(
+		    c, "WARN", "target",
+		    "%s (%d) is a CNAME to %s "
 		    "(%s): MX targets must not be aliases (RFC 2181 10.3); "
-		    "strict senders refuse it, point the MX at %s", t->host,
-		    t->pref, t->canon, addrs, t->canon);
+		    "strict senders refuse it, point the MX at %s",
+		    t->host, t->pref, t->canon, addrs, t->canon);
 	else
 		checkdns_line(c, "OK", "target", "%s (%d): %s%s", t->host,
-		    t->pref, addrs, t->self ? " (us)" : "");
+		              t->pref, addrs, t->self ? " (us)" : "");
 	if (t->self)
 		return;
 	for (i = 0; i < t->addrs.n; i++)
 		for (j = 0; j < c->self_addrs.n; j++)
 			if (checkdns_addr_eq(&t->addrs.a[i],
-			    &c->self_addrs.a[j])) {
+			                     &c->self_addrs.a[j])) {
 				char one[INET6_ADDRSTRLEN];
 
-				checkdns_line(c, "WARN", "target", "%s (%d) "
+				checkdns_line(
+				    c, "WARN", "target",
+				    "%s (%d) "
 				    "has our address %s but is neither our "
-				    "hostname nor a hostname_alias: backmx will "
+				    "hostname nor a hostname_alias: backmx "
+				    "will "
 				    "not know itself in the MX set (add "
-				    "\"hostname_alias %s\")", t->host, t->pref,
+				    "\"hostname_alias %s\")",
+				    t->host, t->pref,
 				    checkdns_addr_str(&t->addrs.a[i], one,
-				    sizeof(one)), t->host);
+				                      sizeof(one)),
+				    t->host);
 				return;
 			}
 }
@@ -730,7 +780,7 @@ checkdns_report_target(struct checkdns *c, const struct checkdns_target *t)
 /* checkdns_cidr_covers - does "ADDR[/BITS]" cover one of addrs? */
 static int
 checkdns_cidr_covers(const char *spec, int family,
-		     const struct checkdns_addrs *addrs)
+                     const struct checkdns_addrs *addrs)
 {
 	char buf[64], *slash;
 	unsigned char net[16];
@@ -758,15 +808,17 @@ checkdns_cidr_covers(const char *spec, int family,
 
 		if (addrs->a[i].ss_family != family)
 			continue;
-		a = family == AF_INET ?
-		    (const unsigned char *)&((const struct sockaddr_in *)
-		    &addrs->a[i])->sin_addr :
-		    (const unsigned char *)&((const struct sockaddr_in6 *)
-		    &addrs->a[i])->sin6_addr;
+		a = family == AF_INET
+		        ? (const unsigned char *)&(
+		              (const struct sockaddr_in *)&addrs->a[i])
+		              ->sin_addr
+		        : (const unsigned char *)&(
+		              (const struct sockaddr_in6 *)&addrs->a[i])
+		              ->sin6_addr;
 		if (memcmp(a, net, full) != 0)
 			continue;
-		if (rest != 0 && ((a[full] ^ net[full]) &
-		    (0xff << (8 - rest)) & 0xff) != 0)
+		if (rest != 0 &&
+		    ((a[full] ^ net[full]) & (0xff << (8 - rest)) & 0xff) != 0)
 			continue;
 		return 1;
 	}
@@ -782,7 +834,7 @@ checkdns_report_spf(struct checkdns *c)
 
 	if (c->txt_l.status == DNS_TEMPFAIL || c->txt_l.status == DNS_BOGUS) {
 		checkdns_line(c, "WARN", "spf", "TXT lookup for %s failed: %s",
-		    c->domain, c->txt_l.why);
+		              c->domain, c->txt_l.why);
 		return;
 	}
 	for (i = 0; i < c->txt.n; i++)
@@ -792,16 +844,20 @@ checkdns_report_spf(struct checkdns *c)
 			nspf++;
 		}
 	if (nspf == 0) {
-		checkdns_line(c, "WARN", "spf", "no SPF record (v=spf1) for "
+		checkdns_line(
+		    c, "WARN", "spf",
+		    "no SPF record (v=spf1) for "
 		    "%s: receivers cannot tell its mail from forgeries; "
 		    "publish one (\"v=spf1 mx -all\" covers this backup MX)",
 		    c->domain);
 		return;
 	}
 	if (nspf > 1) {
-		checkdns_line(c, "FAIL", "spf", "%d SPF records for %s: RFC "
-		    "7208 4.5 makes that a permanent error at every "
-		    "receiver; merge them into one", nspf, c->domain);
+		checkdns_line(c, "FAIL", "spf",
+		              "%d SPF records for %s: RFC "
+		              "7208 4.5 makes that a permanent error at every "
+		              "receiver; merge them into one",
+		              nspf, c->domain);
 		return;
 	}
 	snprintf(buf, sizeof(buf), "%s", spf);
@@ -818,35 +874,38 @@ checkdns_report_spf(struct checkdns *c)
 				mx = 1;
 		} else if (strncasecmp(tok, "ip4:", 4) == 0) {
 			if (q == '+' && checkdns_cidr_covers(tok + 4, AF_INET,
-			    &c->self_addrs))
+			                                     &c->self_addrs))
 				covered = 1;
 		} else if (strncasecmp(tok, "ip6:", 4) == 0) {
-			if (q == '+' && checkdns_cidr_covers(tok + 4,
-			    AF_INET6, &c->self_addrs))
+			if (q == '+' && checkdns_cidr_covers(tok + 4, AF_INET6,
+			                                     &c->self_addrs))
 				covered = 1;
 		} else if (strncasecmp(tok, "include:", 8) == 0 ||
-			   strncasecmp(tok, "redirect=", 9) == 0 ||
-			   strcasecmp(tok, "a") == 0 ||
-			   strncasecmp(tok, "a:", 2) == 0 ||
-			   strncasecmp(tok, "a/", 2) == 0 ||
-			   strncasecmp(tok, "exists:", 7) == 0)
+		           strncasecmp(tok, "redirect=", 9) == 0 ||
+		           strcasecmp(tok, "a") == 0 ||
+		           strncasecmp(tok, "a:", 2) == 0 ||
+		           strncasecmp(tok, "a/", 2) == 0 ||
+		           strncasecmp(tok, "exists:", 7) == 0)
 			indirect = 1;
 	}
 	if (mx)
-		checkdns_line(c, "OK", "spf", "\"%.200s\" uses mx: every MX "
-		    "host, this backup included, may send as %s", spf,
-		    c->domain);
+		checkdns_line(c, "OK", "spf",
+		              "\"%.200s\" uses mx: every MX "
+		              "host, this backup included, may send as %s",
+		              spf, c->domain);
 	else if (covered)
 		checkdns_line(c, "OK", "spf", "\"%.200s\" lists our address",
-		    spf);
+		              spf);
 	else
-		checkdns_line(c, "WARN", "spf", "\"%.200s\" does not use mx "
+		checkdns_line(
+		    c, "WARN", "spf",
+		    "\"%.200s\" does not use mx "
 		    "and does not list our address%s: relaying through us "
 		    "keeps the original sender, which is fine as long as the "
 		    "primary does not SPF-check mail from its backup MX; "
 		    "but bounces and notices we send for %s would fail SPF "
-		    "(add mx)", spf,
-		    indirect ? " (include:/a/redirect= not expanded)" : "",
+		    "(add mx)",
+		    spf, indirect ? " (include:/a/redirect= not expanded)" : "",
 		    c->domain);
 }
 
@@ -859,44 +918,58 @@ checkdns_report_sts(struct checkdns *c)
 	int i, nsts = 0, enforce;
 
 	if (c->sts_l.status == DNS_TEMPFAIL || c->sts_l.status == DNS_BOGUS) {
-		checkdns_line(c, "WARN", "mta-sts", "TXT lookup for "
-		    "_mta-sts.%s failed: %s", c->domain, c->sts_l.why);
+		checkdns_line(c, "WARN", "mta-sts",
+		              "TXT lookup for "
+		              "_mta-sts.%s failed: %s",
+		              c->domain, c->sts_l.why);
 		return;
 	}
 	for (i = 0; i < c->sts.n; i++)
 		if (strncmp(c->sts.s[i], "v=STSv1", 7) == 0)
 			nsts++;
 	if (nsts == 0) {
-		checkdns_line(c, "OK", "mta-sts", "no MTA-STS record "
-		    "(_mta-sts.%s): no policy that must list us", c->domain);
+		checkdns_line(c, "OK", "mta-sts",
+		              "no MTA-STS record "
+		              "(_mta-sts.%s): no policy that must list us",
+		              c->domain);
 		return;
 	}
 	if (!c->sts_valid) {
-		checkdns_line(c, "WARN", "mta-sts", "_mta-sts.%s TXT is "
+		checkdns_line(
+		    c, "WARN", "mta-sts",
+		    "_mta-sts.%s TXT is "
 		    "invalid or there are %d v=STSv1 records: senders see no "
-		    "policy (RFC 8461 3.1)", c->domain, nsts);
+		    "policy (RFC 8461 3.1)",
+		    c->domain, nsts);
 		return;
 	}
 	checkdns_line(c, "OK", "mta-sts", "MTA-STS record present (id=%s)",
-	    c->sts_id);
+	              c->sts_id);
 	if (!c->fetch_done) {
-		checkdns_line(c, "WARN", "mta-sts", "policy not fetched (no "
+		checkdns_line(
+		    c, "WARN", "mta-sts",
+		    "policy not fetched (no "
 		    "event loop to fetch it on): make sure the mx: lines of "
 		    "https://mta-sts.%s/.well-known/mta-sts.txt match %s, or "
 		    "senders enforcing the policy will never use this backup "
-		    "MX", c->domain, us);
+		    "MX",
+		    c->domain, us);
 		return;
 	}
 	if (!c->fetch_ok) {
-		checkdns_line(c, "WARN", "mta-sts", "policy fetch from "
+		checkdns_line(
+		    c, "WARN", "mta-sts",
+		    "policy fetch from "
 		    "https://mta-sts.%s/.well-known/mta-sts.txt failed: %s "
 		    "(senders without a cached policy act as if there were "
-		    "none)", c->domain, c->fetch_err);
+		    "none)",
+		    c->domain, c->fetch_err);
 		return;
 	}
 	if (c->policy.mode == MTASTS_MODE_NONE) {
-		checkdns_line(c, "OK", "mta-sts", "policy mode none: not "
-		    "enforced");
+		checkdns_line(c, "OK", "mta-sts",
+		              "policy mode none: not "
+		              "enforced");
 		return;
 	}
 	for (i = 0; i < c->ntargets; i++) {
@@ -906,24 +979,31 @@ checkdns_report_sts(struct checkdns *c)
 			continue;
 		o = strlen(miss);
 		if (snprintf(miss + o, sizeof(miss) - o, "%s%s", o ? ", " : "",
-		    h) < 0)
+		             h) < 0)
 			miss[o] = '\0';
 	}
 	enforce = c->policy.mode == MTASTS_MODE_ENFORCE;
 	if (c->hostname[0] != '\0' && !mtasts_mx_match(&c->policy, us))
-		checkdns_line(c, enforce ? "FAIL" : "WARN", "mta-sts", "policy "
+		checkdns_line(
+		    c, enforce ? "FAIL" : "WARN", "mta-sts",
+		    "policy "
 		    "(mode %s) has no mx: pattern matching %s: senders %s "
 		    "never deliver to this backup MX; add \"mx: %s\"",
 		    mtasts_mode_str(c->policy.mode), us,
 		    enforce ? "enforcing it" : "would, once it is enforced,",
 		    us);
 	else
-		checkdns_line(c, "OK", "mta-sts", "policy (mode %s) matches "
-		    "%s", mtasts_mode_str(c->policy.mode), us);
+		checkdns_line(c, "OK", "mta-sts",
+		              "policy (mode %s) matches "
+		              "%s",
+		              mtasts_mode_str(c->policy.mode), us);
 	if (miss[0] != '\0')
-		checkdns_line(c, enforce ? "FAIL" : "WARN", "mta-sts", "policy "
+		checkdns_line(
+		    c, enforce ? "FAIL" : "WARN", "mta-sts",
+		    "policy "
 		    "(mode %s) does not match MX host(s) %s: enforcing "
-		    "senders skip them", mtasts_mode_str(c->policy.mode), miss);
+		    "senders skip them",
+		    mtasts_mode_str(c->policy.mode), miss);
 }
 
 static void
@@ -936,34 +1016,45 @@ checkdns_report_tlsa(struct checkdns *c)
 	switch (l->status) {
 	case DNS_OK:
 		if (!l->secure)
-			checkdns_line(c, "WARN", "tlsa", "_25._tcp.%s has %d "
+			checkdns_line(
+			    c, "WARN", "tlsa",
+			    "_25._tcp.%s has %d "
 			    "TLSA record(s) but they are not DNSSEC-validated "
 			    "(unsigned zone, or no dns_trust_anchor): DANE "
-			    "senders ignore them", c->hostname, c->ntlsa);
+			    "senders ignore them",
+			    c->hostname, c->ntlsa);
 		else if (c->ntlsa_usable == 0)
-			checkdns_line(c, "WARN", "tlsa", "_25._tcp.%s has %d "
+			checkdns_line(
+			    c, "WARN", "tlsa",
+			    "_25._tcp.%s has %d "
 			    "TLSA record(s), none DANE-TA(2) or DANE-EE(3): "
 			    "senders require TLS but authenticate nothing",
 			    c->hostname, c->ntlsa);
 		else
-			checkdns_line(c, "OK", "tlsa", "_25._tcp.%s: %d "
-			    "usable TLSA record(s), DNSSEC-validated",
-			    c->hostname, c->ntlsa_usable);
+			checkdns_line(c, "OK", "tlsa",
+			              "_25._tcp.%s: %d "
+			              "usable TLSA record(s), DNSSEC-validated",
+			              c->hostname, c->ntlsa_usable);
 		break;
 	case DNS_NODATA:
 	case DNS_NXDOMAIN:
-		checkdns_line(c, "FAIL", "tlsa", "%s uses DANE (tls dane) but "
+		checkdns_line(
+		    c, "FAIL", "tlsa",
+		    "%s uses DANE (tls dane) but "
 		    "_25._tcp.%s has no TLSA record: DANE senders reach this "
 		    "backup MX without authentication, a downgrade path "
-		    "around the primary's TLSA", c->domain, c->hostname);
+		    "around the primary's TLSA",
+		    c->domain, c->hostname);
 		break;
 	case DNS_BOGUS:
-		checkdns_line(c, "FAIL", "tlsa", "_25._tcp.%s: %s",
-		    c->hostname, l->why);
+		checkdns_line(c, "FAIL", "tlsa", "_25._tcp.%s: %s", c->hostname,
+		              l->why);
 		break;
 	case DNS_TEMPFAIL:
-		checkdns_line(c, "WARN", "tlsa", "TLSA lookup for _25._tcp.%s "
-		    "failed: %s", c->hostname, l->why);
+		checkdns_line(c, "WARN", "tlsa",
+		              "TLSA lookup for _25._tcp.%s "
+		              "failed: %s",
+		              c->hostname, l->why);
 		break;
 	}
 }
@@ -978,14 +1069,17 @@ checkdns_report(struct checkdns *c)
 
 	c->reporting = 1;
 	if (!c->configured)
-		checkdns_line(c, "WARN", "domain", "%s has no domain block in "
-		    "this configuration: audited anyway", c->domain);
+		checkdns_line(c, "WARN", "domain",
+		              "%s has no domain block in "
+		              "this configuration: audited anyway",
+		              c->domain);
 
 	switch (c->mx_l.status) {
 	case DNS_OK:
 		list[0] = '\0';
 		for (i = 0; i < c->nmx && o < sizeof(list); i++) {
-			int w = snprintf(list + o, sizeof(list) - o, "%s%d %s",
+			int w = snprintf(
+			    list + o, sizeof(list) - o, "%s%d %s",
 			    i ? ", " : "", c->mx[i].pref,
 			    c->mx[i].host[0] != '\0' ? c->mx[i].host : ".");
 
@@ -996,35 +1090,43 @@ checkdns_report(struct checkdns *c)
 				nnull++;
 		}
 		checkdns_line(c, "OK", "mx", "MX set of %s: %s%s", c->domain,
-		    list, c->mx_more ? " (and more)" : "");
+		              list, c->mx_more ? " (and more)" : "");
 		if (nnull > 0 && c->ntargets == 0)
-			checkdns_line(c, "FAIL", "null-mx", "%s publishes a "
+			checkdns_line(
+			    c, "FAIL", "null-mx",
+			    "%s publishes a "
 			    "null MX (\"MX 0 .\", RFC 7505): it accepts no "
 			    "mail at all, so there is nothing to back up; "
 			    "remove its domain block or its null MX",
 			    c->domain);
 		else if (nnull > 0)
-			checkdns_line(c, "FAIL", "null-mx", "%s mixes a null "
+			checkdns_line(
+			    c, "FAIL", "null-mx",
+			    "%s mixes a null "
 			    "MX with other MX records: RFC 7505 requires the "
 			    "null MX to be the only one; senders may refuse "
-			    "all its mail", c->domain);
+			    "all its mail",
+			    c->domain);
 		checkdns_report_self(c);
 		for (i = 0; i < c->ntargets; i++)
 			checkdns_report_target(c, &c->targets[i]);
 		break;
 	case DNS_NODATA:
-		checkdns_line(c, "FAIL", "mx", "%s has no MX records: senders "
+		checkdns_line(
+		    c, "FAIL", "mx",
+		    "%s has no MX records: senders "
 		    "deliver to its A/AAAA address (implicit MX) and never "
-		    "try a backup MX", c->domain);
+		    "try a backup MX",
+		    c->domain);
 		break;
 	case DNS_NXDOMAIN:
 		checkdns_line(c, "FAIL", "mx", "%s does not exist (NXDOMAIN)",
-		    c->domain);
+		              c->domain);
 		break;
 	case DNS_TEMPFAIL:
 	case DNS_BOGUS:
 		checkdns_line(c, "FAIL", "mx", "MX lookup for %s failed: %s",
-		    c->domain, c->mx_l.why);
+		              c->domain, c->mx_l.why);
 		break;
 	}
 	/* a null MX domain wants no mail: its SPF/MTA-STS are moot */

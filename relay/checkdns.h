@@ -28,7 +28,7 @@ struct config;
 struct checkdns;
 
 typedef void (*checkdns_line_cb)(void *arg, const char *level,
-				 const char *check, const char *text);
+                                 const char *check, const char *text);
 typedef void (*checkdns_done_cb)(void *arg, int nfail);
 
 /*
@@ -37,8 +37,8 @@ typedef void (*checkdns_done_cb)(void *arg, int nfail);
  * could be started (out of memory, resolver shutting down).
  */
 struct checkdns *checkdns_start(struct dns *d, const struct config *cfg,
-				const char *domain, checkdns_line_cb line_cb,
-				checkdns_done_cb done_cb, void *arg);
+                                const char *domain, checkdns_line_cb line_cb,
+                                checkdns_done_cb done_cb, void *arg);
 void checkdns_cancel(struct checkdns *c);
 
 #endif

@@ -31,7 +31,7 @@ static int starting;
 
 static void
 checkdnsq_line_cb(void *arg, const char *level, const char *check,
-		  const char *text)
+                  const char *text)
 {
 	if (starting)
 		line_in_start = 1;
@@ -52,8 +52,8 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: checkdnsq [-s SERVER] [-a TRUST_ANCHOR] "
-	    "[-t TIMEOUT] -H HOSTNAME [-A ALIAS]... "
-	    "[-D DOMAIN[:TLS]]... [-C CAFILE] [-n] DOMAIN\n");
+	                "[-t TIMEOUT] -H HOSTNAME [-A ALIAS]... "
+	                "[-D DOMAIN[:TLS]]... [-C CAFILE] [-n] DOMAIN\n");
 	exit(2);
 }
 
@@ -120,7 +120,8 @@ main(int argc, char **argv)
 	backmxd.loop = noloop ? NULL : loop;
 	for (i = 0; i < naliases; i++)
 		if (policy_add_alias(cfg.policy, aliases[i]) != 0) {
-			fprintf(stderr, "checkdnsq: bad alias %s\n", aliases[i]);
+			fprintf(stderr, "checkdnsq: bad alias %s\n",
+			        aliases[i]);
 			goto fail;
 		}
 	for (i = 0; i < ndomains; i++) {
@@ -148,13 +149,14 @@ main(int argc, char **argv)
 		}
 	}
 
-	if ((d = dns_new(loop, server, ta, timeout, err, sizeof(err))) == NULL) {
+	if ((d = dns_new(loop, server, ta, timeout, err, sizeof(err))) ==
+	    NULL) {
 		fprintf(stderr, "checkdnsq: %s\n", err);
 		goto fail;
 	}
 	starting = 1;
 	cd = checkdns_start(d, &cfg, argv[0], checkdnsq_line_cb,
-	    checkdnsq_done_cb, NULL);
+	                    checkdnsq_done_cb, NULL);
 	starting = 0;
 	if (cd == NULL) {
 		fprintf(stderr, "checkdnsq: checkdns_start failed\n");
@@ -162,7 +164,8 @@ main(int argc, char **argv)
 		goto fail;
 	}
 	if (line_in_start) {
-		fprintf(stderr, "checkdnsq: callback ran inside checkdns_start\n");
+		fprintf(stderr,
+		        "checkdnsq: callback ran inside checkdns_start\n");
 		return 3;
 	}
 	/* the config may go away while the audit runs (SIGHUP) */

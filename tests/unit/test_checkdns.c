@@ -34,7 +34,7 @@ struct backmxd backmxd;
 /* the fake resolver */
 
 struct dns {
-	int fail_queries;	/* dns_query returns NULL for this many */
+	int fail_queries; /* dns_query returns NULL for this many */
 };
 
 struct dns_query {
@@ -90,7 +90,7 @@ struct fake {
 	const char *name;
 	int type;
 	enum dns_status status;
-	const char *data;	/* MX "10 host|20 host", A/AAAA addrs, TXT */
+	const char *data; /* MX "10 host|20 host", A/AAAA addrs, TXT */
 	const char *canon;
 	int secure;
 };
@@ -118,7 +118,7 @@ answer_one(void)
 	struct policy_mx mx[64];
 	struct sockaddr_storage addr[16];
 	struct dns_tlsa tlsa[8];
-	uint8_t tdata[4] = { 1, 2, 3, 4 };
+	uint8_t tdata[4] = {1, 2, 3, 4};
 	char *txt[32], buf[4096], *tok, *save;
 	int n = 0;
 
@@ -141,7 +141,8 @@ answer_one(void)
 		r.secure = f->secure;
 		r.canonname = f->canon;
 		snprintf(r.why, sizeof(r.why), "fake %d", f->status);
-		snprintf(buf, sizeof(buf), "%s", f->data != NULL ? f->data : "");
+		snprintf(buf, sizeof(buf), "%s",
+		         f->data != NULL ? f->data : "");
 		for (tok = strtok_r(buf, "|", &save);
 		     f->status == DNS_OK && tok != NULL;
 		     tok = strtok_r(NULL, "|", &save)) {
@@ -149,7 +150,8 @@ answer_one(void)
 			case DNS_T_MX:
 				assert_true(n < 64);
 				memset(&mx[n], 0, sizeof(mx[n]));
-				sscanf(tok, "%d %255s", &mx[n].pref, mx[n].host);
+				sscanf(tok, "%d %255s", &mx[n].pref,
+				       mx[n].host);
 				if (strcmp(mx[n].host, ".") == 0)
 					mx[n].host[0] = '\0';
 				n++;
@@ -159,12 +161,16 @@ answer_one(void)
 				memset(&addr[n], 0, sizeof(addr[n]));
 				if (q->type == DNS_T_A) {
 					addr[n].ss_family = AF_INET;
-					inet_pton(AF_INET, tok,
-					    &((struct sockaddr_in *)&addr[n])->sin_addr);
+					inet_pton(
+					    AF_INET, tok,
+					    &((struct sockaddr_in *)&addr[n])
+					         ->sin_addr);
 				} else {
 					addr[n].ss_family = AF_INET6;
-					inet_pton(AF_INET6, tok,
-					    &((struct sockaddr_in6 *)&addr[n])->sin6_addr);
+					inet_pton(
+					    AF_INET6, tok,
+					    &((struct sockaddr_in6 *)&addr[n])
+					         ->sin6_addr);
 				}
 				n++;
 				break;
@@ -267,7 +273,7 @@ static int
 run(const struct fake *z, const char *hostname, const char *domain,
     enum policy_tls tls)
 {
-	struct dns d = { 0 };
+	struct dns d = {0};
 	struct config *cfg = config_make(hostname, domain, tls);
 
 	zone = z;
@@ -300,47 +306,51 @@ expect_no(const char *line)
 /* ------------------------------------------------------------------ */
 
 static const struct fake zone_base[] = {
-	{ "example.org", DNS_T_MX, DNS_OK,
-	  "20 mx2.example.net|10 mx1.example.org", NULL, 0 },
-	{ "example.org", DNS_T_TXT, DNS_OK,
-	  "hello|v=spf1 ip6:2001:db8::/32 -mx -all", NULL, 0 },
-	{ "mx1.example.org", DNS_T_A, DNS_OK, "192.0.2.1", NULL, 0 },
-	{ "mx1.example.org", DNS_T_AAAA, DNS_NODATA, NULL, NULL, 0 },
-	{ "mx2.example.net", DNS_T_A, DNS_OK, "192.0.2.2", NULL, 0 },
-	{ "mx2.example.net", DNS_T_AAAA, DNS_OK, "2001:db8::2", NULL, 0 },
-	{ NULL, 0, 0, NULL, NULL, 0 },
+    {"example.org", DNS_T_MX, DNS_OK, "20 mx2.example.net|10 mx1.example.org",
+     NULL, 0},
+    {"example.org", DNS_T_TXT, DNS_OK,
+     "hello|v=spf1 ip6:2001:db8::/32 -mx -all", NULL, 0},
+    {"mx1.example.org", DNS_T_A, DNS_OK, "192.0.2.1", NULL, 0},
+    {"mx1.example.org", DNS_T_AAAA, DNS_NODATA, NULL, NULL, 0},
+    {"mx2.example.net", DNS_T_A, DNS_OK, "192.0.2.2", NULL, 0},
+    {"mx2.example.net", DNS_T_AAAA, DNS_OK, "2001:db8::2", NULL, 0},
+    {NULL, 0, 0, NULL, NULL, 0},
 };
 
 static void
 test_checkdns_order_and_ipv6_spf(void **state)
 {
-	assert_int_equal(run(zone_base, "mx2.example.net", "example.org",
-	    POLICY_TLS_MAY), 0);
+	assert_int_equal(
+	    run(zone_base, "mx2.example.net", "example.org", POLICY_TLS_MAY),
+	    0);
 	/* sorted by preference; our IPv6 address is in ip6:2001:db8::/32 */
 	expect_line("OK mx MX set of example.org: 10 mx1.example.org, "
-	    "20 mx2.example.net\n");
+	            "20 mx2.example.net\n");
 	expect_line("OK self mx2.example.net is MX 20, behind the primary "
-	    "mx1.example.org (10)\n");
+	            "mx1.example.org (10)\n");
 	expect_line("OK target mx2.example.net (20): 192.0.2.2, 2001:db8::2 "
-	    "(us)\n");
+	            "(us)\n");
 	expect_line("OK spf \"v=spf1 ip6:2001:db8::/32 -mx -all\" lists our "
-	    "address\n");
+	            "address\n");
 	/* mx lines come before targets, targets before spf */
 	assert_true(strstr(out, "OK mx") < strstr(out, "OK self"));
-	assert_true(strstr(out, "OK target mx1") < strstr(out, "OK target mx2"));
+	assert_true(strstr(out, "OK target mx1") <
+	            strstr(out, "OK target mx2"));
 	assert_true(strstr(out, "OK target mx2") < strstr(out, "OK spf"));
 	/* example.org's _mta-sts is NXDOMAIN in the fake */
 	expect_line("OK mta-sts no MTA-STS record");
 }
 
 static const struct fake zone_minus_mx[] = {
-	{ "example.org", DNS_T_MX, DNS_OK,
-	  "10 mx1.example.org|20 mx2.example.net", NULL, 0 },
-	{ "example.org", DNS_T_TXT, DNS_OK, "v=spf1 -mx ip4:192.0.2.0/31 "
-	  "ip4:192.0.2.2/33 ip4:nonsense -all", NULL, 0 },
-	{ "mx1.example.org", DNS_T_A, DNS_OK, "192.0.2.1", NULL, 0 },
-	{ "mx2.example.net", DNS_T_A, DNS_OK, "192.0.2.2", NULL, 0 },
-	{ NULL, 0, 0, NULL, NULL, 0 },
+    {"example.org", DNS_T_MX, DNS_OK, "10 mx1.example.org|20 mx2.example.net",
+     NULL, 0},
+    {"example.org", DNS_T_TXT, DNS_OK,
+     "v=spf1 -mx ip4:192.0.2.0/31 "
+     "ip4:192.0.2.2/33 ip4:nonsense -all",
+     NULL, 0},
+    {"mx1.example.org", DNS_T_A, DNS_OK, "192.0.2.1", NULL, 0},
+    {"mx2.example.net", DNS_T_A, DNS_OK, "192.0.2.2", NULL, 0},
+    {NULL, 0, 0, NULL, NULL, 0},
 };
 
 static void
@@ -348,7 +358,8 @@ test_checkdns_spf_minus_mx(void **state)
 {
 	/* "-mx" authorizes nobody; /31 stops short of .2; /33 is invalid */
 	assert_int_equal(run(zone_minus_mx, "mx2.example.net", "example.org",
-	    POLICY_TLS_MAY), 0);
+	                     POLICY_TLS_MAY),
+	                 0);
 	expect_line("WARN spf \"v=spf1 -mx ip4:192.0.2.0/31");
 }
 
@@ -357,33 +368,33 @@ test_checkdns_many_mx(void **state)
 {
 	static char data[4096];
 	struct fake z[3] = {
-		{ "big.example", DNS_T_MX, DNS_OK, data, NULL, 0 },
-		{ "h7.big.example", DNS_T_A, DNS_OK, "192.0.2.7", NULL, 0 },
-		{ NULL, 0, 0, NULL, NULL, 0 },
+	    {"big.example", DNS_T_MX, DNS_OK, data, NULL, 0},
+	    {"h7.big.example", DNS_T_A, DNS_OK, "192.0.2.7", NULL, 0},
+	    {NULL, 0, 0, NULL, NULL, 0},
 	};
 	size_t o = 0;
 	int i;
 
 	for (i = 0; i < 40; i++)
-		o += snprintf(data + o, sizeof(data) - o, "%s%d h%d.big.example",
-		    i ? "|" : "", 100 - i, i);
+		o += snprintf(data + o, sizeof(data) - o,
+		              "%s%d h%d.big.example", i ? "|" : "", 100 - i, i);
 	/*
 	 * The first 32 records given are kept (h0..h31, prefs 100..69);
 	 * only h7 (93, us) has an address: 31 FAIL target lines.
 	 */
-	assert_int_equal(run(z, "h7.big.example", "big.example",
-	    POLICY_TLS_MAY), 31);
+	assert_int_equal(
+	    run(z, "h7.big.example", "big.example", POLICY_TLS_MAY), 31);
 	expect_line("OK self h7.big.example is MX 93, behind the primary "
-	    "h31.big.example (69)");
+	            "h31.big.example (69)");
 	expect_no("h32.big.example (");
 	expect_line("(and more)");
 	expect_line("OK target h7.big.example (93): 192.0.2.7 (us)");
 }
 
 static const struct fake zone_null[] = {
-	{ "null.example", DNS_T_MX, DNS_OK, "0 .|10 mx.null.example", NULL, 0 },
-	{ "mx.null.example", DNS_T_A, DNS_OK, "192.0.2.9", NULL, 0 },
-	{ NULL, 0, 0, NULL, NULL, 0 },
+    {"null.example", DNS_T_MX, DNS_OK, "0 .|10 mx.null.example", NULL, 0},
+    {"mx.null.example", DNS_T_A, DNS_OK, "192.0.2.9", NULL, 0},
+    {NULL, 0, 0, NULL, NULL, 0},
 };
 
 static void
@@ -396,63 +407,91 @@ test_checkdns_null_mixed(void **state)
 }
 
 static const struct fake zone_tempfail[] = {
-	{ "t.example", DNS_T_MX, DNS_OK, "10 mx1.t.example|20 us.example", NULL, 0 },
-	{ "mx1.t.example", DNS_T_A, DNS_TEMPFAIL, NULL, NULL, 0 },
-	{ "mx1.t.example", DNS_T_AAAA, DNS_TEMPFAIL, NULL, NULL, 0 },
-	{ "us.example", DNS_T_A, DNS_BOGUS, NULL, NULL, 0 },
-	{ "us.example", DNS_T_AAAA, DNS_BOGUS, NULL, NULL, 0 },
-	{ "t.example", DNS_T_TXT, DNS_TEMPFAIL, NULL, NULL, 0 },
-	{ "_mta-sts.t.example", DNS_T_TXT, DNS_OK, "v=STSv1; id=x y;", NULL, 0 },
-	{ "_25._tcp.us.example", DNS_T_TLSA, DNS_OK, "1|0", NULL, 1 },
-	{ NULL, 0, 0, NULL, NULL, 0 },
+    {"t.example", DNS_T_MX, DNS_OK, "10 mx1.t.example|20 us.example", NULL, 0},
+    {"mx1.t.example", DNS_T_A, DNS_TEMPFAIL, NULL, NULL, 0},
+    {"mx1.t.example", DNS_T_AAAA, DNS_TEMPFAIL, NULL, NULL, 0},
+    {"us.example", DNS_T_A, DNS_BOGUS, NULL, NULL, 0},
+    {"us.example", DNS_T_AAAA, DNS_BOGUS, NULL, NULL, 0},
+    {"t.example", DNS_T_TXT, DNS_TEMPFAIL, NULL, NULL, 0},
+    {"_mta-sts.t.example", DNS_T_TXT, DNS_OK, "v=STSv1; id=x y;", NULL, 0},
+    {"_25._tcp.us.example", DNS_T_TLSA, DNS_OK, "1|0", NULL, 1},
+    {NULL, 0, 0, NULL, NULL, 0},
 };
 
 static void
 test_checkdns_failures(void **state)
 {
-	assert_int_equal(run(zone_tempfail, "us.example", "t.example",
-	    POLICY_TLS_DANE), 1);
+	assert_int_equal(
+	    run(zone_tempfail, "us.example", "t.example", POLICY_TLS_DANE), 1);
 	expect_line("WARN target mx1.t.example (10): address lookup failed: "
-	    "fake 3");
+	            "fake 3");
 	expect_line("FAIL target us.example (20): fake 4");
 	expect_line("WARN spf TXT lookup for t.example failed: fake 3");
 	expect_line("WARN mta-sts _mta-sts.t.example TXT is invalid");
 	expect_line("WARN tlsa _25._tcp.us.example has 2 TLSA record(s), none "
-	    "DANE-TA(2) or DANE-EE(3)");
+	            "DANE-TA(2) or DANE-EE(3)");
 	expect_no("domain");
 }
 
 static const struct fake zone_sts[] = {
-	{ "s.example", DNS_T_MX, DNS_OK, "10 mx1.s.example|20 us.example", NULL, 0 },
-	{ "mx1.s.example", DNS_T_A, DNS_OK, "192.0.2.1", NULL, 0 },
-	{ "us.example", DNS_T_A, DNS_OK, "192.0.2.2", NULL, 0 },
-	{ "s.example", DNS_T_TXT, DNS_OK, "v=spf1 mx -all", NULL, 0 },
-	{ "_mta-sts.s.example", DNS_T_TXT, DNS_OK,
-	  "v=spf1 nonsense|v=STSv1; id=abc;", NULL, 0 },
-	{ NULL, 0, 0, NULL, NULL, 0 },
+    {"s.example", DNS_T_MX, DNS_OK, "10 mx1.s.example|20 us.example", NULL, 0},
+    {"mx1.s.example", DNS_T_A, DNS_OK, "192.0.2.1", NULL, 0},
+    {"us.example", DNS_T_A, DNS_OK, "192.0.2.2", NULL, 0},
+    {"s.example", DNS_T_TXT, DNS_OK, "v=spf1 mx -all", NULL, 0},
+    {"_mta-sts.s.example", DNS_T_TXT, DNS_OK,
+     "v=spf1 nonsense|v=STSv1; id=abc;", NULL, 0},
+    {NULL, 0, 0, NULL, NULL, 0},
 };
 
 static void
 test_checkdns_sts_no_loop(void **state)
 {
 	/* backmxd.loop is NULL here: the record is judged, nothing fetched */
-	assert_int_equal(run(zone_sts, "us.example", "s.example",
-	    POLICY_TLS_MAY), 0);
+	assert_int_equal(
+	    run(zone_sts, "us.example", "s.example", POLICY_TLS_MAY), 0);
 	expect_line("OK mta-sts MTA-STS record present (id=abc)\n");
 	expect_line("WARN mta-sts policy not fetched (no event loop");
+}
+
+static const struct fake zone_listen[] = {
+    {"l.example", DNS_T_MX, DNS_OK, "10 mx1.l.example|20 nat.l.example", NULL,
+     0},
+    {"mx1.l.example", DNS_T_A, DNS_OK, "192.0.2.1", NULL, 0},
+    {"nat.l.example", DNS_T_A, DNS_OK, "198.51.100.9", NULL, 0},
+    {NULL, 0, 0, NULL, NULL, 0},
+};
+
+static void
+test_checkdns_listen_addr(void **state)
+{
+	struct sockaddr_storage ss;
+
+	/* our listening address (not our name's) is an MX target's */
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_family = AF_INET;
+	inet_pton(AF_INET, "198.51.100.9",
+	          &((struct sockaddr_in *)&ss)->sin_addr);
+	backmxd.own_addrs = &ss;
+	backmxd.nown_addrs = 1;
+	run(zone_listen, "us.example", "l.example", POLICY_TLS_MAY);
+	backmxd.own_addrs = NULL;
+	backmxd.nown_addrs = 0;
+	expect_line(
+	    "WARN target nat.l.example (20) has our address "
+	    "198.51.100.9 but is neither our hostname nor a hostname_alias");
 }
 
 static void
 test_checkdns_cancel(void **state)
 {
-	struct dns d = { 0 };
-	struct config *cfg = config_make("us.example", "t.example",
-	    POLICY_TLS_DANE);
+	struct dns d = {0};
+	struct config *cfg =
+	    config_make("us.example", "t.example", POLICY_TLS_DANE);
 
 	zone = zone_tempfail;
 	running = checkdns_start(&d, cfg, "t.example", line_cb, done_cb, NULL);
 	assert_non_null(running);
-	assert_int_equal(nlive, 6);	/* MX TXT STS A AAAA TLSA */
+	assert_int_equal(nlive, 6); /* MX TXT STS A AAAA TLSA */
 	/* the MX answer starts the target lookups */
 	assert_int_equal(answer_one(), 1);
 	assert_int_equal(nlive, 9);
@@ -470,13 +509,13 @@ test_checkdns_cancel_in_line_cb(void **state)
 {
 	cancel_after = 2;
 	{
-		struct dns d = { 0 };
+		struct dns d = {0};
 		struct config *cfg = config_make("mx2.example.net",
-		    "example.org", POLICY_TLS_MAY);
+		                                 "example.org", POLICY_TLS_MAY);
 
 		zone = zone_base;
 		running = checkdns_start(&d, cfg, "example.org", line_cb,
-		    done_cb, NULL);
+		                         done_cb, NULL);
 		assert_non_null(running);
 		answer_all();
 		policy_free(cfg->policy);
@@ -488,37 +527,39 @@ test_checkdns_cancel_in_line_cb(void **state)
 static void
 test_checkdns_start_refused(void **state)
 {
-	struct dns d = { 0 };
+	struct dns d = {0};
 	struct config *cfg = config_make("us.example", NULL, POLICY_TLS_MAY);
-	const char *bad[] = { "", ".", "a b.example", "x\n.example", "ex*.org",
-		"a.example..", "a..example", ".a.example", NULL };
+	const char *bad[] = {
+	    "",        ".",           "a b.example", "x\n.example",
+	    "ex*.org", "a.example..", "a..example",  ".a.example",
+	    NULL};
 	char big[300];
 	int i;
 
 	for (i = 0; bad[i] != NULL; i++)
-		assert_null(checkdns_start(&d, cfg, bad[i], line_cb, done_cb,
-		    NULL));
+		assert_null(
+		    checkdns_start(&d, cfg, bad[i], line_cb, done_cb, NULL));
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	assert_null(checkdns_start(&d, cfg, big, line_cb, done_cb, NULL));
-	assert_null(checkdns_start(NULL, cfg, "ok.example", line_cb, done_cb,
-	    NULL));
+	assert_null(
+	    checkdns_start(NULL, cfg, "ok.example", line_cb, done_cb, NULL));
 	/* no lookup can start: NULL and nothing left behind */
 	d.fail_queries = 100;
-	assert_null(checkdns_start(&d, cfg, "ok.example", line_cb, done_cb,
-	    NULL));
+	assert_null(
+	    checkdns_start(&d, cfg, "ok.example", line_cb, done_cb, NULL));
 	assert_int_equal(nlive, 0);
 	assert_int_equal(nlines, 0);
 	/* only the MX lookup fails to start: reported, not fatal */
 	d.fail_queries = 1;
 	zone = zone_base;
-	running = checkdns_start(&d, cfg, "example.org", line_cb, done_cb,
-	    NULL);
+	running =
+	    checkdns_start(&d, cfg, "example.org", line_cb, done_cb, NULL);
 	assert_non_null(running);
 	answer_all();
 	assert_int_equal(done_calls, 1);
 	expect_line("FAIL mx MX lookup for example.org failed: could not start "
-	    "the lookup");
+	            "the lookup");
 	expect_line("WARN domain example.org has no domain block");
 	policy_free(cfg->policy);
 }
@@ -527,24 +568,26 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(
-		    test_checkdns_order_and_ipv6_spf, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_checkdns_spf_minus_mx,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_checkdns_many_mx, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_checkdns_null_mixed,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_checkdns_failures, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_checkdns_sts_no_loop,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_checkdns_cancel, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(
-		    test_checkdns_cancel_in_line_cb, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_checkdns_start_refused,
-		    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_checkdns_order_and_ipv6_spf,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_checkdns_spf_minus_mx, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_checkdns_many_mx, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_checkdns_null_mixed, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_checkdns_failures, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_checkdns_sts_no_loop, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_checkdns_listen_addr, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_checkdns_cancel, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_checkdns_cancel_in_line_cb,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_checkdns_start_refused, setup,
+	                                    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
