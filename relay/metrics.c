@@ -115,9 +115,8 @@ metrics_oldest_arrival(void)
 	return t;
 }
 
-/* metrics_page_write - the whole Prometheus text page into b */
-static void
-metrics_page_write(struct json_buf *b)
+void
+metrics_page(struct json_buf *b)
 {
 	const struct metrics_counter *m, *prev = NULL;
 	uint64_t msgs = 0, bytes = 0;
@@ -180,7 +179,7 @@ metrics_respond(struct metrics_client *c, int v11, int code,
 
 	json_buf_init(&body);
 	if (code == 200)
-		metrics_page_write(&body);
+		metrics_page(&body);
 	else
 		json_buf_printf(&body, "%d %s\n", code, reason);
 	json_buf_printf(&c->out,
