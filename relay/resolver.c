@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unbound.h>
+#include <unistd.h>
 
 #include "dns.h"
 #include "log.h"
@@ -544,6 +545,12 @@ dns_new(struct ev_loop *loop, const char *server, const char *trust_anchor,
 	} else if ((rc = ub_ctx_resolvconf(d->ctx, NULL)) != 0) {
 		snprintf(err, errlen, "reading /etc/resolv.conf: %s",
 		    rc == UB_READFILE ? strerror(errno) : ub_strerror(rc));
+		goto fail;
+	}
+	/* libunbound reads the file only at the first query: check now */
+	if (trust_anchor != NULL && access(trust_anchor, R_OK) == -1) {
+		snprintf(err, errlen, "trust anchor %s: %s", trust_anchor,
+		    strerror(errno));
 		goto fail;
 	}
 	if (trust_anchor != NULL &&
