@@ -496,8 +496,12 @@ client_fail(struct smtp_client *c, const char *enh, const char *fmt, ...)
 		 * dropped connection after the dot may mean a duplicate,
 		 * never a loss */
 		for (i = 0; i < tx->nrcpt; i++)
-			if (tx->res[i].code == 0 || tx->res[i].code / 100 == 2)
+			if (tx->res[i].code == 0 ||
+			    tx->res[i].code / 100 == 2) {
 				tx->res[i] = r;
+				if (tx->remote != NULL)
+					tx->remote[i] = 0;
+			}
 		c->tx = NULL;
 	}
 	c->cb(c->arg, c, &r);
@@ -562,8 +566,11 @@ client_tx_finish(struct smtp_client *c, const struct result *last)
 	int i;
 
 	for (i = 0; i < tx->nrcpt; i++)
-		if (tx->res[i].code == 0)
+		if (tx->res[i].code == 0) {
 			tx->res[i] = r;
+			if (tx->remote != NULL)
+				tx->remote[i] = 1;
+		}
 	free(c->cmds);
 	c->cmds = NULL;
 	c->tx = NULL;
@@ -818,6 +825,8 @@ client_reply(struct smtp_client *c, const struct smtp_reply *rep)
 				c->accepted++;
 			else
 				*rr = r;
+			if (rr->code != 0 && c->tx->remote != NULL)
+				c->tx->remote[i - c->rcpt_base] = 1;
 		} else if (k == CMD_DATA) {
 			if (rep->code == 354 &&
 			    (c->accepted == 0 || c->mail_failed)) {
@@ -1144,6 +1153,8 @@ smtp_client_send(struct smtp_client *c, struct smtp_client_tx *tx)
 	int i, n = 0;
 
 	memset(tx->res, 0, sizeof(*tx->res) * (size_t)tx->nrcpt);
+	if (tx->remote != NULL)
+		memset(tx->remote, 0, sizeof(*tx->remote) * (size_t)tx->nrcpt);
 	fail.code = 0;
 	if ((c->caps & SMTP_CAP_SIZE) && c->max_size > 0 &&
 	    e->size > c->max_size)
@@ -1190,6 +1201,13 @@ smtp_client_send(struct smtp_client *c, struct smtp_client_tx *tx)
 	client_send_more(c);
 	client_watch(c);
 	return 0;
+}
+
+void
+smtp_client_set_cb(struct smtp_client *c, smtp_client_cb cb, void *arg)
+{
+	c->cb = cb;
+	c->arg = arg;
 }
 
 int

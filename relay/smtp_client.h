@@ -85,6 +85,8 @@ struct smtp_client_tx {
 	int nrcpt;
 	const int *rcpt;	/* indices into env->rcpt */
 	struct result *res;	/* nrcpt results, filled by the client */
+	int *remote;		/* nrcpt flags or NULL: 1 when res[i] is
+				   the server's reply, 0 when local */
 };
 
 /*
@@ -107,6 +109,8 @@ struct smtp_client *smtp_client_new(struct ev_loop *loop,
  */
 int smtp_client_send(struct smtp_client *c, struct smtp_client_tx *tx);
 int smtp_client_usable(const struct smtp_client *c);
+/* smtp_client_set_cb - hand an idle client to a new owner */
+void smtp_client_set_cb(struct smtp_client *c, smtp_client_cb cb, void *arg);
 /* smtp_client_relay - "host[addr]:port" for logs */
 const char *smtp_client_relay(const struct smtp_client *c);
 /* smtp_client_tls - "TLSv1.3 verified" etc., or NULL when in clear */

@@ -1,0 +1,1473 @@
+/*
+ * forward.c - the forwarder: one ev_timer armed at the earliest entry of
+ * the schedule; due messages are grouped by destination (static route or
+ * the domain's MX set), routed (MX lookup, A/AAAA of every MX, our own
+ * records marked, policy_mx_cut), delivered with smtp_client (one
+ * transaction per message and destination, connections reused for due
+ * messages to the same destination), and the per-recipient results are
+ * written back to the spool, logged, counted and bounced (bounce.c).
+ * Callers: main.c, smtpd.c (queued, ETRN), control.c (operator commands).
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backmxd.h"
+#include "bounce.h"
+#include "dns.h"
+#include "forward.h"
+#include "log.h"
+#include "smtp_client.h"
+#include "stats.h"
+
+#define FWD_HOSTS_MAX 16
+#define FWD_ADDR_MAX 8
+#define FWD_KEY_MAX (POLICY_DOMAIN_MAX + 32)
+
+/* a destination: the unit of concurrency limits and connection reuse */
+struct fwd_dest {
+	struct fwd_dest *next;
+	char key[FWD_KEY_MAX];
+	int active;		/* deliveries in flight */
+	int failures;		/* consecutive failed deliveries */
+	struct smtp_client *idle;	/* only during fwd_reuse() */
+};
+
+struct fwd_host {
+	char name[POLICY_DOMAIN_MAX + 1];
+	int pref;
+	int self;
+	int tempfail;
+	int naddr;
+	struct sockaddr_storage addr[FWD_ADDR_MAX];
+};
+
+struct delivery;
+
+struct fwd_query {
+	struct delivery *d;
+	int host;
+	struct dns_query *q;
+};
+
+struct delivery {
+	struct delivery *next, *prev;
+	char id[SPOOL_ID_LEN + 1];
+	struct spool_envelope *env;
+	struct fwd_dest *dest;
+	int is_static, literal, port, tls;
+	char domain[POLICY_DOMAIN_MAX + 1];	/* of the recipients */
+	char host[POLICY_DOMAIN_MAX + 1];	/* static route host */
+
+	int nrcpt;
+	int *rcpt;		/* indices into env->rcpt */
+	struct result *res;
+	int *remote;
+	char (*relay)[POLICY_DOMAIN_MAX + 80];	/* per rcpt, for logs */
+	char (*mta)[POLICY_DOMAIN_MAX + 1];	/* per rcpt, for bounces */
+
+	struct dns_query *mxq;
+	struct fwd_host hosts[FWD_HOSTS_MAX];
+	int nhosts;
+	struct fwd_query qs[FWD_HOSTS_MAX * 2];
+	int nqs, outstanding;
+	int order[FWD_HOSTS_MAX];	/* hosts to try, after the cut */
+	int norder, oi, ai;
+
+	struct smtp_client *client;
+	struct smtp_client_tx tx;
+	struct result last;	/* last connection-level failure */
+	int connected;		/* some address answered */
+};
+
+static struct delivery *fwd_list;
+static struct fwd_dest *fwd_dests;
+static int fwd_active;
+static int fwd_stopped;
+static ev_timer fwd_timer;
+static char (*fwd_wait)[SPOOL_ID_LEN + 1];	/* blocked by the caps */
+static int fwd_nwait, fwd_capwait;
+
+static void fwd_arm(void);
+static int fwd_flush_match(const char *domain, const char *key);
+static void fwd_try_next(struct delivery *d);
+static void fwd_timer_cb(struct ev_loop *, ev_timer *, int);
+static void fwd_client_cb(void *arg, struct smtp_client *c,
+			  const struct result *r);
+
+static int64_t
+fwd_now(void)
+{
+	return (int64_t)ev_now(backmxd.loop);
+}
+
+/* fwd_rnd - policy_mx_cut's source of randomness */
+static unsigned
+fwd_rnd(unsigned n)
+{
+	return n ? (unsigned)random() % n : 0;
+}
+
+static const char *
+fwd_rcpt_domain(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+
+	return at ? at + 1 : "";
+}
+
+static struct fwd_dest *
+fwd_dest_get(const char *key)
+{
+	struct fwd_dest *d;
+
+	for (d = fwd_dests; d != NULL; d = d->next)
+		if (!strcmp(d->key, key))
+			return d;
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		return NULL;
+	snprintf(d->key, sizeof(d->key), "%s", key);
+	d->next = fwd_dests;
+	fwd_dests = d;
+	return d;
+}
+
+/*
+ * fwd_route - where recipient i of e goes: key for grouping, and the
+ * route fields in d (when d != NULL).  Returns 0, or -1 when the domain
+ * is no longer ours (and the mail is not a bounce): r says why.
+ */
+static int
+fwd_route(const struct spool_envelope *e, int i, char *key, size_t keylen,
+	  struct delivery *d, struct result *r)
+{
+	const struct spool_rcpt *rc = &e->rcpt[i];
+	const char *dom = fwd_rcpt_domain(rc->address);
+	const struct policy_domain *pd;
+	char host[POLICY_DOMAIN_MAX + 1];
+	int port = 25, literal = 0, is_static = 0, tls = POLICY_TLS_MAY;
+
+	pd = policy_find_domain(backmxd.cfg->policy, dom);
+	if (pd != NULL)
+		tls = pd->tls;
+	host[0] = '\0';
+	if (rc->route != NULL && rc->route[0] != '\0') {
+		const char *s = rc->route, *colon;
+		size_t hl;
+
+		if (*s == '[') {
+			const char *rb = strchr(s, ']');
+
+			if (rb == NULL)
+				goto bad;
+			hl = (size_t)(rb - s - 1);
+			if (hl >= sizeof(host))
+				goto bad;
+			memcpy(host, s + 1, hl);
+			host[hl] = '\0';
+			literal = 1;
+			colon = rb[1] == ':' ? rb + 1 : NULL;
+		} else {
+			colon = strrchr(s, ':');
+			hl = colon ? (size_t)(colon - s) : strlen(s);
+			if (hl >= sizeof(host))
+				goto bad;
+			memcpy(host, s, hl);
+			host[hl] = '\0';
+		}
+		if (colon != NULL)
+			port = atoi(colon + 1);
+		is_static = 1;
+	} else if (pd != NULL && pd->route_static) {
+		snprintf(host, sizeof(host), "%s", pd->route_host);
+		literal = pd->route_literal;
+		port = pd->route_port > 0 ? pd->route_port : 25;
+		is_static = 1;
+	} else if (pd == NULL && !e->is_bounce) {
+		if (r != NULL)
+			result_set(r, 451, "4.3.5", "domain %s is no longer "
+				   "configured here", dom);
+		return -1;
+	}
+	if (port <= 0 || port > 65535)
+		port = 25;
+	if (is_static)
+		snprintf(key, keylen, "s:%s:%d:%d", host, port, tls);
+	else
+		snprintf(key, keylen, "m:%s:%d", dom, tls);
+	if (d != NULL) {
+		d->is_static = is_static;
+		d->literal = literal;
+		d->port = port;
+		d->tls = tls;
+		snprintf(d->domain, sizeof(d->domain), "%s", dom);
+		snprintf(d->host, sizeof(d->host), "%s", host);
+	}
+	return 0;
+bad:
+	if (r != NULL)
+		result_set(r, 451, "4.4.4", "bad stored route %s", rc->route);
+	return -1;
+}
+
+static long
+fwd_lifetime(const struct spool_envelope *e)
+{
+	long lt = backmxd.cfg->queue_lifetime;
+	int i;
+
+	for (i = 0; i < e->nrcpt; i++) {
+		const struct policy_domain *pd = policy_find_domain(
+		    backmxd.cfg->policy, fwd_rcpt_domain(e->rcpt[i].address));
+
+		if (pd != NULL && pd->queue_lifetime > 0) {
+			lt = pd->queue_lifetime;
+			break;
+		}
+	}
+	return lt > 0 ? lt : 5 * 86400;
+}
+
+static int
+fwd_msg_inflight(const char *id)
+{
+	struct delivery *d;
+
+	for (d = fwd_list; d != NULL; d = d->next)
+		if (!strcmp(d->id, id))
+			return 1;
+	return 0;
+}
+
+static void
+fwd_wait_add(const char *id)
+{
+	char (*n)[SPOOL_ID_LEN + 1];
+	int i;
+
+	for (i = 0; i < fwd_nwait; i++)
+		if (!strcmp(fwd_wait[i], id))
+			return;
+	if (fwd_nwait == fwd_capwait) {
+		int nc = fwd_capwait ? fwd_capwait * 2 : 64;
+
+		if ((n = realloc(fwd_wait, (size_t)nc * sizeof(*n))) == NULL) {
+			schedule_set(backmxd.sched, id, fwd_now() + 1);
+			return;
+		}
+		fwd_wait = n;
+		fwd_capwait = nc;
+	}
+	snprintf(fwd_wait[fwd_nwait++], SPOOL_ID_LEN + 1, "%s", id);
+}
+
+/* fwd_wait_release - capacity freed: blocked messages are due again */
+static void
+fwd_wait_release(void)
+{
+	int i;
+
+	for (i = 0; i < fwd_nwait; i++)
+		schedule_set(backmxd.sched, fwd_wait[i], fwd_now());
+	fwd_nwait = 0;
+}
+
+/* fwd_reschedule - the next attempt of e's pending recipients */
+static void
+fwd_reschedule(const struct spool_envelope *e)
+{
+	int64_t t = -1;
+	int i;
+
+	if (e->held || fwd_msg_inflight(e->id))
+		return;
+	for (i = 0; i < e->nrcpt; i++)
+		if (e->rcpt[i].state == SPOOL_RCPT_PENDING &&
+		    (t < 0 || e->rcpt[i].next_attempt < t))
+			t = e->rcpt[i].next_attempt;
+	if (t >= 0)
+		schedule_set(backmxd.sched, e->id, t);
+}
+
+static void
+fwd_log(const struct spool_envelope *e, int i, const char *relay,
+	const struct result *r, const char *status, int remote)
+{
+	char dsn[16];
+
+	if (r->enh[0] != '\0')
+		snprintf(dsn, sizeof(dsn), "%s", r->enh);
+	else
+		snprintf(dsn, sizeof(dsn), "%d.0.0",
+			 r->code / 100 >= 2 && r->code / 100 <= 5
+			     ? r->code / 100 : 4);
+	if (remote && r->code / 100 != 2)
+		log_msg(e->id, "to=<%s>, relay=%s, delay=%lld, dsn=%s, "
+			"status=%s (host %s said: %d %s%s%s)",
+			e->rcpt[i].address, relay ? relay : "none",
+			(long long)(fwd_now() - e->arrival), dsn, status,
+			relay ? relay : "none", r->code, r->enh,
+			r->enh[0] ? " " : "", r->text);
+	else if (remote)
+		log_msg(e->id, "to=<%s>, relay=%s, delay=%lld, dsn=%s, "
+			"status=%s (%d %s%s%s)",
+			e->rcpt[i].address, relay ? relay : "none",
+			(long long)(fwd_now() - e->arrival), dsn, status,
+			r->code, r->enh, r->enh[0] ? " " : "", r->text);
+	else
+		log_msg(e->id, "to=<%s>, relay=%s, delay=%lld, dsn=%s, "
+			"status=%s (%s)",
+			e->rcpt[i].address, relay ? relay : "none",
+			(long long)(fwd_now() - e->arrival), dsn, status,
+			r->text);
+}
+
+static void
+fwd_set_error(struct spool_rcpt *rc, const struct result *r, int remote,
+	      const char *relay)
+{
+	char buf[600];
+
+	if (remote)
+		snprintf(buf, sizeof(buf), "%s host %s said: %d %s%s%s",
+			 r->enh[0] ? r->enh : (r->code / 100 == 5 ? "5.0.0"
+								  : "4.0.0"),
+			 relay ? relay : "", r->code, r->enh,
+			 r->enh[0] ? " " : "", r->text);
+	else
+		snprintf(buf, sizeof(buf), "%s %s",
+			 r->enh[0] ? r->enh : "4.0.0", r->text);
+	free(rc->last_error);
+	rc->last_error = strdup(buf);
+}
+
+/* fwd_queue_bounce - queue a DSN for the items and schedule it */
+static void
+fwd_queue_bounce(const struct spool_envelope *e, struct bounce_item *it,
+		 int n)
+{
+	struct spool_envelope *b = NULL;
+	char err[256];
+	int r;
+
+	if (n == 0)
+		return;
+	r = bounce_create(backmxd.spool, e, it, n, backmxd.cfg->hostname,
+			  fwd_now(), &b, err, sizeof(err));
+	if (r < 0) {
+		log_err("%s: cannot queue the bounce: %s", e->id, err);
+		return;
+	}
+	if (r == 0) {
+		log_msg(e->id, "no bounce: %s", e->is_bounce
+			? "the message is a bounce"
+			: e->sender[0] == '\0' ? "null sender"
+					       : "NOTIFY does not ask for it");
+		return;
+	}
+	stats.dsn_sent++;
+	log_msg(e->id, "sender non-delivery notification: %s", b->id);
+	log_msg(b->id, "from=<>, size=%llu, nrcpt=1 (bounce of %s)",
+		(unsigned long long)b->size, e->id);
+	forward_queued(b);
+	spool_envelope_free(b);
+}
+
+/*
+ * fwd_commit - write e back (or delete it when every recipient is
+ * final), bounce the failed batch first: a crash in between may send a
+ * DSN twice, never lose one.
+ */
+static void
+fwd_commit(struct spool_envelope *e, struct bounce_item *it, int nit)
+{
+	int i, open = 0;
+
+	fwd_queue_bounce(e, it, nit);
+	for (i = 0; i < e->nrcpt; i++)
+		if (e->rcpt[i].state == SPOOL_RCPT_PENDING)
+			open++;
+	if (open == 0) {
+		schedule_remove(backmxd.sched, e->id);
+		if (spool_message_delete(backmxd.spool, e->id) < 0)
+			log_err("%s: cannot remove from the spool: %s", e->id,
+				spool_error(backmxd.spool));
+		else
+			log_msg(e->id, "removed");
+		return;
+	}
+	if (spool_envelope_put(backmxd.spool, e) < 0)
+		log_err("%s: cannot update the spool: %s", e->id,
+			spool_error(backmxd.spool));
+	fwd_reschedule(e);
+}
+
+/*
+ * fwd_expire - after a temporary failure, or when a message comes due:
+ * has its time run out?  Then the pending recipient fails with 4.4.7.
+ */
+static int
+fwd_expired(const struct spool_envelope *e, int64_t now)
+{
+	return now >= e->arrival + fwd_lifetime(e);
+}
+
+/* fwd_results - apply d's per-recipient results to the spool */
+static void
+fwd_results(struct delivery *d)
+{
+	struct spool_envelope *e;
+	struct bounce_item *it;
+	int64_t now = fwd_now();
+	int i, nit = 0, ok = 0, bad = 0;
+
+	e = spool_envelope_get(backmxd.spool, d->id);
+	if (e == NULL)
+		return;		/* deleted meanwhile */
+	it = calloc((size_t)d->nrcpt, sizeof(*it));
+	for (i = 0; i < d->nrcpt; i++) {
+		int k = d->rcpt[i];
+		struct spool_rcpt *rc;
+		const struct result *r = &d->res[i];
+		const char *relay = d->relay[i][0] ? d->relay[i] : NULL;
+		int cls = r->code / 100;
+
+		if (k >= e->nrcpt)
+			continue;
+		rc = &e->rcpt[k];
+		if (rc->state != SPOOL_RCPT_PENDING)
+			continue;
+		rc->attempts++;
+		if (cls == 2) {
+			rc->state = SPOOL_RCPT_DELIVERED;
+			free(rc->last_error);
+			rc->last_error = NULL;
+			fwd_log(e, k, relay, r, "sent", 1);
+			stats.delivered++;
+			ok++;
+			continue;
+		}
+		fwd_set_error(rc, r, d->remote[i], relay);
+		if (cls == 5 || (cls == 4 && fwd_expired(e, now))) {
+			rc->state = SPOOL_RCPT_FAILED;
+			if (it != NULL) {
+				it[nit].rcpt = k;
+				it[nit].res = *r;
+				it[nit].remote_mta = d->remote[i] && relay
+							 ? d->mta[i]
+							 : NULL;
+				it[nit].last_attempt = now;
+				if (cls == 4) {
+					result_set(&it[nit].res, 0, "4.4.7",
+						   "delivery time expired; "
+						   "last error: %s",
+						   rc->last_error);
+					it[nit].remote_mta = NULL;
+				}
+				nit++;
+			}
+			if (cls == 4)
+				log_msg(e->id, "to=<%s>, relay=%s, delay=%lld, "
+					"dsn=4.4.7, status=expired, returned "
+					"to sender (%s)", rc->address,
+					relay ? relay : "none",
+					(long long)(now - e->arrival),
+					rc->last_error);
+			else
+				fwd_log(e, k, relay, r, "bounced",
+					d->remote[i]);
+			stats.bounced++;
+			bad++;
+			continue;
+		}
+		rc->next_attempt = schedule_backoff(
+		    backmxd.cfg->retry, backmxd.cfg->nretry, rc->attempts, now,
+		    (unsigned)random());
+		if (rc->next_attempt > e->arrival + fwd_lifetime(e))
+			rc->next_attempt = e->arrival + fwd_lifetime(e);
+		if (rc->next_attempt <= now)
+			rc->next_attempt = now + 1;
+		fwd_log(e, k, relay, r, "deferred", d->remote[i]);
+		stats.deferred++;
+		bad++;
+	}
+	/* the fwd_list entry is removed by the caller first, so the
+	 * reschedule in fwd_commit sees the message as not in flight */
+	fwd_commit(e, it, nit);
+	free(it);
+	spool_envelope_free(e);
+	if (d->dest != NULL) {
+		if (ok > 0) {
+			if (d->dest->failures > 0) {
+				int n;
+
+				d->dest->failures = 0;
+				n = fwd_flush_match(NULL, d->dest->key);
+				if (n > 0)
+					log_info("destination %s recovered: "
+						 "%d message(s) made due",
+						 d->is_static ? d->host
+							      : d->domain, n);
+			}
+		} else if (bad > 0)
+			d->dest->failures++;
+	}
+}
+
+/* fwd_all - the same result for every recipient of d */
+static void
+fwd_all(struct delivery *d, const struct result *r, int remote)
+{
+	int i;
+
+	for (i = 0; i < d->nrcpt; i++) {
+		d->res[i] = *r;
+		d->remote[i] = remote;
+	}
+}
+
+static void
+fwd_delivery_free(struct delivery *d)
+{
+	int i;
+
+	if (d->mxq != NULL)
+		dns_cancel(d->mxq);
+	for (i = 0; i < d->nqs; i++)
+		if (d->qs[i].q != NULL)
+			dns_cancel(d->qs[i].q);
+	smtp_client_free(d->client);
+	if (d->prev != NULL)
+		d->prev->next = d->next;
+	else if (fwd_list == d)
+		fwd_list = d->next;
+	if (d->next != NULL)
+		d->next->prev = d->prev;
+	if (d->dest != NULL)
+		d->dest->active--;
+	fwd_active--;
+	stats.deliveries_active = (uint64_t)(fwd_active > 0 ? fwd_active : 0);
+	spool_envelope_free(d->env);
+	free(d->rcpt);
+	free(d->res);
+	free(d->remote);
+	free(d->relay);
+	free(d->mta);
+	free(d);
+}
+
+/* fwd_done - d is over: record, free, start what may start now */
+static void
+fwd_done(struct delivery *d, struct smtp_client *reusable)
+{
+	struct fwd_dest *dest = d->dest;
+
+	/* unlink first so the message counts as no longer in flight */
+	if (d->prev != NULL)
+		d->prev->next = d->next;
+	else if (fwd_list == d)
+		fwd_list = d->next;
+	if (d->next != NULL)
+		d->next->prev = d->prev;
+	d->next = d->prev = NULL;
+	fwd_results(d);
+	d->client = NULL;
+	fwd_delivery_free(d);
+	fwd_wait_release();
+	if (fwd_stopped) {
+		smtp_client_free(reusable);
+		return;
+	}
+	if (reusable != NULL && dest != NULL) {
+		/* due messages for the same destination may take it over */
+		dest->idle = reusable;
+		fwd_timer_cb(backmxd.loop, &fwd_timer, 0);
+		if (dest->idle != NULL) {
+			smtp_client_quit(dest->idle);
+			dest->idle = NULL;
+		}
+	} else if (reusable != NULL)
+		smtp_client_quit(reusable);
+	fwd_arm();
+}
+
+/* fwd_fail_route - a route-level verdict for every recipient */
+static void
+fwd_fail_route(struct delivery *d, const struct result *r)
+{
+	fwd_all(d, r, 0);
+	fwd_done(d, NULL);
+}
+
+static int
+fwd_is_own_addr(const struct sockaddr_storage *ss)
+{
+	int i;
+
+	for (i = 0; i < backmxd.nown_addrs; i++) {
+		const struct sockaddr_storage *o = &backmxd.own_addrs[i];
+
+		if (o->ss_family != ss->ss_family)
+			continue;
+		if (ss->ss_family == AF_INET &&
+		    !memcmp(&((const struct sockaddr_in *)(const void *)o)
+				 ->sin_addr,
+			    &((const struct sockaddr_in *)(const void *)ss)
+				 ->sin_addr,
+			    4))
+			return 1;
+		if (ss->ss_family == AF_INET6 &&
+		    !memcmp(&((const struct sockaddr_in6 *)(const void *)o)
+				 ->sin6_addr,
+			    &((const struct sockaddr_in6 *)(const void *)ss)
+				 ->sin6_addr,
+			    16))
+			return 1;
+	}
+	return 0;
+}
+
+/* fwd_hosts_ready - every address lookup is back: cut and connect */
+static void
+fwd_hosts_ready(struct delivery *d)
+{
+	struct policy_mx mx[FWD_HOSTS_MAX];
+	struct result r;
+	int i, j, n = d->nhosts, any = 0;
+	enum policy_mx_verdict v;
+
+	for (i = 0; i < d->nhosts; i++) {
+		snprintf(mx[i].host, sizeof(mx[i].host), "%s",
+			 d->hosts[i].name);
+		mx[i].pref = d->hosts[i].pref;
+		mx[i].self = 0;
+		for (j = 0; j < d->hosts[i].naddr; j++)
+			if (fwd_is_own_addr(&d->hosts[i].addr[j]))
+				mx[i].self = 1;
+	}
+	if (d->is_static) {
+		d->norder = 0;
+		for (i = 0; i < n; i++)
+			d->order[d->norder++] = i;
+	} else {
+		/*
+		 * If we are a backup MX, do not relay to MXs with a
+		 * greater (or equal) preference value than ours.
+		 */
+		v = policy_mx_cut(backmxd.cfg->policy, mx, &n, fwd_rnd);
+		if (v == POLICY_MX_SELF_BEST) {
+			result_set(&r, 451, "5.4.6", "mail for %s loops back "
+				   "to myself", d->domain);
+			fwd_fail_route(d, &r);
+			return;
+		}
+		if (v == POLICY_MX_NULL) {
+			result_set(&r, 556, "5.1.10", "recipient domain %s "
+				   "has a null MX", d->domain);
+			fwd_fail_route(d, &r);
+			return;
+		}
+		d->norder = 0;
+		for (i = 0; i < n; i++)
+			for (j = 0; j < d->nhosts; j++)
+				if (!strcmp(mx[i].host, d->hosts[j].name)) {
+					d->order[d->norder++] = j;
+					break;
+				}
+	}
+	for (i = 0; i < d->norder; i++)
+		if (d->hosts[d->order[i]].naddr > 0)
+			any = 1;
+	if (!any) {
+		int tf = 0;
+
+		for (i = 0; i < d->nhosts; i++)
+			tf |= d->hosts[i].tempfail;
+		if (d->is_static)
+			result_set(&r, 451, "4.4.4", "unable to look up host "
+				   "%s%s", d->host, tf ? " (temporary DNS "
+				   "failure)" : "");
+		else
+			result_set(&r, 451, "4.4.4", "unable to find primary "
+				   "relay for %s", d->domain);
+		fwd_fail_route(d, &r);
+		return;
+	}
+	d->oi = d->ai = 0;
+	fwd_try_next(d);
+}
+
+static void
+fwd_addr_cb(void *arg, const struct dns_result *res)
+{
+	struct fwd_query *q = arg;
+	struct delivery *d = q->d;
+	struct fwd_host *h = &d->hosts[q->host];
+	int i;
+
+	q->q = NULL;
+	if (res->status == DNS_OK) {
+		for (i = 0; i < res->n && h->naddr < FWD_ADDR_MAX; i++)
+			h->addr[h->naddr++] = res->addr[i];
+	} else if (res->status == DNS_TEMPFAIL || res->status == DNS_BOGUS)
+		h->tempfail = 1;
+	if (--d->outstanding == 0)
+		fwd_hosts_ready(d);
+}
+
+/* fwd_resolve_hosts - A and AAAA for every host of d */
+static void
+fwd_resolve_hosts(struct delivery *d)
+{
+	int i, t;
+
+	d->nqs = 0;
+	d->outstanding = 0;
+	for (i = 0; i < d->nhosts; i++)
+		for (t = 0; t < 2; t++) {
+			struct fwd_query *q = &d->qs[d->nqs++];
+
+			q->d = d;
+			q->host = i;
+			q->q = dns_query(backmxd.dns, d->hosts[i].name,
+					 t == 0 ? DNS_T_A : DNS_T_AAAA,
+					 fwd_addr_cb, q);
+			if (q->q != NULL)
+				d->outstanding++;
+			else
+				d->hosts[i].tempfail = 1;
+		}
+	if (d->outstanding == 0) {
+		struct result r;
+
+		result_set(&r, 451, "4.4.3", "resolver unavailable");
+		fwd_fail_route(d, &r);
+	}
+}
+
+static void
+fwd_mx_cb(void *arg, const struct dns_result *res)
+{
+	struct delivery *d = arg;
+	struct result r;
+	int i, nnull = 0;
+
+	d->mxq = NULL;
+	switch (res->status) {
+	case DNS_NXDOMAIN:
+		result_set(&r, 550, "5.1.2", "Host or domain name not found. "
+			   "Name service error for name=%s type=MX: Host not "
+			   "found", d->domain);
+		fwd_fail_route(d, &r);
+		return;
+	case DNS_TEMPFAIL:
+	case DNS_BOGUS:
+		result_set(&r, 451, "4.4.3", "Host or domain name not found. "
+			   "Name service error for name=%s type=MX: %s",
+			   d->domain, res->why[0] ? res->why : "temporary "
+			   "failure");
+		fwd_fail_route(d, &r);
+		return;
+	case DNS_NODATA:
+		/* implicit MX: the domain's own A/AAAA, preference 0 */
+		d->nhosts = 1;
+		snprintf(d->hosts[0].name, sizeof(d->hosts[0].name), "%s",
+			 d->domain);
+		d->hosts[0].pref = 0;
+		fwd_resolve_hosts(d);
+		return;
+	case DNS_OK:
+		break;
+	}
+	d->nhosts = 0;
+	for (i = 0; i < res->n; i++) {
+		if (res->mx[i].host[0] == '\0') {
+			nnull++;
+			continue;
+		}
+		if (d->nhosts == FWD_HOSTS_MAX)
+			continue;
+		snprintf(d->hosts[d->nhosts].name, sizeof(d->hosts[0].name),
+			 "%s", res->mx[i].host);
+		d->hosts[d->nhosts].pref = res->mx[i].pref;
+		d->nhosts++;
+	}
+	if (d->nhosts == 0) {
+		if (nnull > 0)
+			result_set(&r, 556, "5.1.10", "recipient domain %s has "
+				   "a null MX", d->domain);
+		else
+			result_set(&r, 451, "4.4.4", "unable to find primary "
+				   "relay for %s", d->domain);
+		fwd_fail_route(d, &r);
+		return;
+	}
+	fwd_resolve_hosts(d);
+}
+
+/* fwd_try_next - connect to the next address in MX order */
+static void
+fwd_try_next(struct delivery *d)
+{
+	struct smtp_client_params p;
+
+	while (d->oi < d->norder) {
+		struct fwd_host *h = &d->hosts[d->order[d->oi]];
+
+		if (d->ai >= h->naddr) {
+			d->oi++;
+			d->ai = 0;
+			continue;
+		}
+		memset(&p, 0, sizeof(p));
+		p.addr = h->addr[d->ai++];
+		if (fwd_is_own_addr(&p.addr)) {
+			result_set(&d->last, 451, "4.4.6", "%s is one of our "
+				   "own addresses: not sending to myself",
+				   h->name);
+			continue;
+		}
+		if (p.addr.ss_family == AF_INET6)
+			((struct sockaddr_in6 *)(void *)&p.addr)->sin6_port =
+			    htons((uint16_t)d->port);
+		else
+			((struct sockaddr_in *)(void *)&p.addr)->sin_port =
+			    htons((uint16_t)d->port);
+		p.cfg = backmxd.cfg;
+		p.helo = backmxd.cfg->hostname;
+		p.mxhost = h->name;
+		p.tls = d->tls;
+		d->client = smtp_client_new(backmxd.loop, &p, fwd_client_cb, d);
+		if (d->client != NULL)
+			return;
+		result_set(&d->last, 451, "4.3.0", "out of memory");
+	}
+	if (d->last.code == 0)
+		result_set(&d->last, 451, "4.4.1", "no address to try");
+	fwd_fail_route(d, &d->last);
+}
+
+/* fwd_send - a ready client: start d's transaction on it */
+static void
+fwd_send(struct delivery *d)
+{
+	int i;
+
+	for (i = 0; i < d->nrcpt; i++) {
+		char *lb;
+
+		snprintf(d->relay[i], sizeof(d->relay[i]), "%s",
+			 smtp_client_relay(d->client));
+		snprintf(d->mta[i], sizeof(d->mta[i]), "%s", d->relay[i]);
+		if ((lb = strchr(d->mta[i], '[')) != NULL)
+			*lb = '\0';
+	}
+	d->tx.spool = backmxd.spool;
+	d->tx.env = d->env;
+	d->tx.nrcpt = d->nrcpt;
+	d->tx.rcpt = d->rcpt;
+	d->tx.res = d->res;
+	d->tx.remote = d->remote;
+	if (smtp_client_send(d->client, &d->tx) < 0) {
+		struct smtp_client *c = d->client;
+
+		d->client = NULL;
+		if (!smtp_client_usable(c)) {
+			smtp_client_free(c);
+			c = NULL;
+		}
+		fwd_done(d, c);
+	}
+}
+
+static void
+fwd_client_cb(void *arg, struct smtp_client *c, const struct result *r)
+{
+	struct delivery *d = arg;
+
+	if (d->tx.res == NULL) {
+		/* connect phase */
+		if (r->code / 100 == 2) {
+			d->connected = 1;
+			fwd_send(d);
+			return;
+		}
+		d->last = *r;
+		smtp_client_free(c);
+		d->client = NULL;
+		fwd_try_next(d);
+		return;
+	}
+	d->client = NULL;
+	if (smtp_client_usable(c))
+		fwd_done(d, c);
+	else {
+		smtp_client_free(c);
+		fwd_done(d, NULL);
+	}
+}
+
+/*
+ * fwd_start - begin delivering the recipients idx[0..n) of e (one
+ * destination).  Takes ownership of e.
+ */
+static void
+fwd_start(struct spool_envelope *e, const int *idx, int n,
+	  struct fwd_dest *dest)
+{
+	struct delivery *d;
+	char key[FWD_KEY_MAX];
+	int i;
+
+	d = calloc(1, sizeof(*d));
+	if (d == NULL || (d->rcpt = calloc((size_t)n, sizeof(int))) == NULL ||
+	    (d->res = calloc((size_t)n, sizeof(*d->res))) == NULL ||
+	    (d->remote = calloc((size_t)n, sizeof(int))) == NULL ||
+	    (d->relay = calloc((size_t)n, sizeof(*d->relay))) == NULL ||
+	    (d->mta = calloc((size_t)n, sizeof(*d->mta))) == NULL) {
+		if (d != NULL) {
+			free(d->rcpt);
+			free(d->res);
+			free(d->remote);
+			free(d->relay);
+			free(d);
+		}
+		schedule_set(backmxd.sched, e->id, fwd_now() + 60);
+		spool_envelope_free(e);
+		return;
+	}
+	memcpy(d->rcpt, idx, (size_t)n * sizeof(int));
+	d->nrcpt = n;
+	d->env = e;
+	snprintf(d->id, sizeof(d->id), "%s", e->id);
+	fwd_route(e, idx[0], key, sizeof(key), d, NULL);
+	d->dest = dest;
+	dest->active++;
+	fwd_active++;
+	stats.deliveries_active = (uint64_t)fwd_active;
+	d->next = fwd_list;
+	if (fwd_list != NULL)
+		fwd_list->prev = d;
+	fwd_list = d;
+
+	if (dest->idle != NULL) {
+		/* connection reuse: RSET, then this message */
+		d->client = dest->idle;
+		dest->idle = NULL;
+		d->connected = 1;
+		smtp_client_set_cb(d->client, fwd_client_cb, d);
+		fwd_send(d);
+		return;
+	}
+	if (d->is_static) {
+		d->nhosts = 1;
+		snprintf(d->hosts[0].name, sizeof(d->hosts[0].name), "%s",
+			 d->literal ? d->host : d->host);
+		if (d->literal) {
+			struct fwd_host *h = &d->hosts[0];
+			struct sockaddr_in *s4 = (void *)&h->addr[0];
+			struct sockaddr_in6 *s6 = (void *)&h->addr[0];
+			const char *a = d->host;
+
+			if (!strncasecmp(a, "IPv6:", 5))
+				a += 5;
+			memset(&h->addr[0], 0, sizeof(h->addr[0]));
+			if (inet_pton(AF_INET, a, &s4->sin_addr) == 1) {
+				s4->sin_family = AF_INET;
+				h->naddr = 1;
+			} else if (inet_pton(AF_INET6, a, &s6->sin6_addr) == 1) {
+				s6->sin6_family = AF_INET6;
+				h->naddr = 1;
+			}
+			fwd_hosts_ready(d);
+			return;
+		}
+		fwd_resolve_hosts(d);
+		return;
+	}
+	d->mxq = dns_query(backmxd.dns, d->domain, DNS_T_MX, fwd_mx_cb, d);
+	if (d->mxq == NULL) {
+		struct result r;
+
+		result_set(&r, 451, "4.4.3", "resolver unavailable");
+		fwd_fail_route(d, &r);
+	}
+	(void)i;
+}
+
+/* fwd_expire_now - fail every pending recipient of e: time is up */
+static void
+fwd_expire_now(struct spool_envelope *e, const char *why)
+{
+	struct bounce_item *it = calloc((size_t)e->nrcpt, sizeof(*it));
+	int i, nit = 0;
+	int64_t now = fwd_now();
+
+	for (i = 0; i < e->nrcpt; i++) {
+		struct spool_rcpt *rc = &e->rcpt[i];
+
+		if (rc->state != SPOOL_RCPT_PENDING)
+			continue;
+		rc->state = SPOOL_RCPT_FAILED;
+		if (it != NULL) {
+			it[nit].rcpt = i;
+			if (why != NULL)
+				result_set(&it[nit].res, 0, "5.0.0", "%s", why);
+			else
+				result_set(&it[nit].res, 0, "4.4.7",
+					   "delivery time expired%s%s",
+					   rc->last_error ? "; last error: "
+							  : "",
+					   rc->last_error ? rc->last_error
+							  : "");
+			it[nit].last_attempt = now;
+			nit++;
+		}
+		log_msg(e->id, "to=<%s>, relay=none, delay=%lld, dsn=%s, "
+			"status=%s (%s)", rc->address,
+			(long long)(now - e->arrival),
+			why ? "5.0.0" : "4.4.7",
+			why ? "bounced" : "expired, returned to sender",
+			why ? why : rc->last_error ? rc->last_error
+						   : "delivery time expired");
+		stats.bounced++;
+	}
+	fwd_commit(e, it, nit);
+	free(it);
+}
+
+/* fwd_process - one due message */
+static void
+fwd_process(const char *id)
+{
+	struct spool_envelope *e;
+	int *idx, i, j, n, started = 0, blocked = 0;
+	char (*keys)[FWD_KEY_MAX];
+	char *done;
+	int maxpd = backmxd.cfg->max_per_destination > 0
+			? backmxd.cfg->max_per_destination : 20;
+
+	if (fwd_msg_inflight(id))
+		return;		/* its end reschedules it */
+	e = spool_envelope_get(backmxd.spool, id);
+	if (e == NULL)
+		return;
+	if (e->held) {
+		spool_envelope_free(e);
+		return;
+	}
+	if (fwd_expired(e, fwd_now())) {
+		fwd_expire_now(e, NULL);
+		spool_envelope_free(e);
+		return;
+	}
+	n = e->nrcpt;
+	idx = calloc((size_t)n + 1, sizeof(int));
+	keys = calloc((size_t)n + 1, sizeof(*keys));
+	done = calloc((size_t)n + 1, 1);
+	if (idx == NULL || keys == NULL || done == NULL) {
+		free(idx);
+		free(keys);
+		free(done);
+		schedule_set(backmxd.sched, id, fwd_now() + 60);
+		spool_envelope_free(e);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		struct result r;
+
+		if (e->rcpt[i].state != SPOOL_RCPT_PENDING) {
+			done[i] = 1;
+			continue;
+		}
+		if (fwd_route(e, i, keys[i], sizeof(keys[i]), NULL, &r) < 0) {
+			/* not routable now: a temporary error */
+			struct spool_rcpt *rc = &e->rcpt[i];
+
+			rc->attempts++;
+			free(rc->last_error);
+			rc->last_error = NULL;
+			{
+				char buf[400];
+
+				snprintf(buf, sizeof(buf), "%s %s", r.enh,
+					 r.text);
+				rc->last_error = strdup(buf);
+			}
+			rc->next_attempt = schedule_backoff(
+			    backmxd.cfg->retry, backmxd.cfg->nretry,
+			    rc->attempts, fwd_now(), (unsigned)random());
+			fwd_log(e, i, NULL, &r, "deferred", 0);
+			stats.deferred++;
+			done[i] = 1;
+			blocked = -1;	/* envelope changed */
+		}
+	}
+	if (blocked < 0) {
+		spool_envelope_put(backmxd.spool, e);
+		blocked = 0;
+	}
+	for (i = 0; i < n; i++) {
+		struct fwd_dest *dest;
+		int m = 0;
+
+		if (done[i])
+			continue;
+		for (j = i; j < n; j++)
+			if (!done[j] && !strcmp(keys[j], keys[i])) {
+				idx[m++] = j;
+				done[j] = 1;
+			}
+		dest = fwd_dest_get(keys[i]);
+		if (dest == NULL || (dest->active >= maxpd &&
+				     dest->idle == NULL)) {
+			blocked++;
+			continue;
+		}
+		{
+			struct spool_envelope *copy =
+			    spool_envelope_get(backmxd.spool, id);
+
+			if (copy != NULL) {
+				fwd_start(copy, idx, m, dest);
+				started++;
+			}
+		}
+	}
+	if (started == 0 && blocked > 0)
+		fwd_wait_add(id);
+	else if (started == 0)
+		fwd_reschedule(e);
+	free(idx);
+	free(keys);
+	free(done);
+	spool_envelope_free(e);
+}
+
+static void
+fwd_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	char id[SPOOL_ID_LEN + 1];
+	int maxd = backmxd.cfg->max_deliveries > 0
+		       ? backmxd.cfg->max_deliveries : 100;
+	int64_t now = fwd_now();
+
+	if (fwd_stopped)
+		return;
+	while (fwd_active < maxd &&
+	       schedule_pop_due(backmxd.sched, now, id) == 1)
+		fwd_process(id);
+	fwd_arm();
+}
+
+/* fwd_arm - the timer at the earliest due time, nothing when empty */
+static void
+fwd_arm(void)
+{
+	int64_t t;
+	char id[SPOOL_ID_LEN + 1];
+	double delay;
+	int maxd = backmxd.cfg->max_deliveries > 0
+		       ? backmxd.cfg->max_deliveries : 100;
+
+	if (fwd_stopped)
+		return;
+	ev_timer_stop(backmxd.loop, &fwd_timer);
+	if (fwd_active >= maxd)
+		return;		/* the end of a delivery re-arms */
+	if (schedule_peek(backmxd.sched, &t, id) != 1)
+		return;
+	delay = (double)t - ev_now(backmxd.loop);
+	if (delay < 0)
+		delay = 0;
+	ev_timer_set(&fwd_timer, delay, 0.);
+	ev_timer_start(backmxd.loop, &fwd_timer);
+}
+
+static int
+fwd_init_cb(void *arg, const struct spool_envelope *e)
+{
+	fwd_reschedule(e);
+	return 0;
+}
+
+int
+forward_init(void)
+{
+	ev_timer_init(&fwd_timer, fwd_timer_cb, 0., 0.);
+	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+	if (spool_scan(backmxd.spool, "", 0, fwd_init_cb, NULL) < 0)
+		return -1;
+	fwd_arm();
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Operator and session entry points */
+
+struct fwd_collect {
+	const char *domain;	/* match recipients at domain, or NULL */
+	const char *key;	/* match recipients routed to key, or NULL */
+	int pending_only;	/* only pending recipients count */
+	int skip_held;
+	char (*ids)[SPOOL_ID_LEN + 1];
+	int n, cap;
+};
+
+static int
+fwd_collect_cb(void *arg, const struct spool_envelope *e)
+{
+	struct fwd_collect *c = arg;
+	int i, hit = 0;
+
+	if (c->skip_held && e->held)
+		return 0;
+	for (i = 0; i < e->nrcpt && !hit; i++) {
+		char key[FWD_KEY_MAX];
+
+		if (c->pending_only && e->rcpt[i].state != SPOOL_RCPT_PENDING)
+			continue;
+		if (c->domain != NULL &&
+		    strcasecmp(fwd_rcpt_domain(e->rcpt[i].address),
+			       c->domain) != 0)
+			continue;
+		if (c->key != NULL &&
+		    (fwd_route(e, i, key, sizeof(key), NULL, NULL) < 0 ||
+		     strcmp(key, c->key) != 0))
+			continue;
+		hit = 1;
+	}
+	if (!hit)
+		return 0;
+	if (c->n == c->cap) {
+		int nc = c->cap ? c->cap * 2 : 64;
+		char (*n)[SPOOL_ID_LEN + 1] =
+		    realloc(c->ids, (size_t)nc * sizeof(*n));
+
+		if (n == NULL)
+			return 1;
+		c->ids = n;
+		c->cap = nc;
+	}
+	snprintf(c->ids[c->n++], SPOOL_ID_LEN + 1, "%s", e->id);
+	return 0;
+}
+
+/* fwd_flush_match - make matching pending messages due now (drain_rate) */
+static int
+fwd_flush_match(const char *domain, const char *key)
+{
+	struct fwd_collect c = {0};
+	int i, rate = backmxd.cfg->drain_rate, n = 0;
+	int64_t now = fwd_now();
+
+	c.domain = domain;
+	c.key = key;
+	c.pending_only = 1;
+	c.skip_held = 1;
+	if (spool_scan(backmxd.spool, "", 0, fwd_collect_cb, &c) < 0) {
+		free(c.ids);
+		return -1;
+	}
+	for (i = 0; i < c.n; i++) {
+		if (fwd_msg_inflight(c.ids[i]))
+			continue;
+		schedule_set(backmxd.sched, c.ids[i],
+			     rate > 0 ? now + n / rate : now);
+		n++;
+	}
+	free(c.ids);
+	fwd_arm();
+	return n;
+}
+
+void
+forward_queued(const struct spool_envelope *e)
+{
+	if (e->held)
+		return;
+	fwd_reschedule(e);
+	if (!fwd_stopped)
+		fwd_arm();
+}
+
+int
+forward_flush(const char *domain)
+{
+	return fwd_flush_match(domain, NULL);
+}
+
+int
+forward_pending_for(const char *domain)
+{
+	struct fwd_collect c = {0};
+
+	c.domain = domain;
+	c.pending_only = 1;
+	if (spool_scan(backmxd.spool, "", 0, fwd_collect_cb, &c) < 0)
+		c.n = 0;
+	free(c.ids);
+	return c.n;
+}
+
+static int
+fwd_is_id(const char *s)
+{
+	size_t i;
+
+	if (strlen(s) != SPOOL_ID_LEN)
+		return 0;
+	for (i = 0; i < SPOOL_ID_LEN; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		      (s[i] >= 'a' && s[i] <= 'f') ||
+		      (s[i] >= 'A' && s[i] <= 'F')))
+			return 0;
+	return 1;
+}
+
+static int
+fwd_hold_one(const char *id, int hold)
+{
+	struct spool_envelope *e = spool_envelope_get(backmxd.spool, id);
+	int i;
+
+	if (e == NULL)
+		return -1;
+	if ((e->held != 0) == (hold != 0)) {
+		spool_envelope_free(e);
+		return 0;
+	}
+	e->held = hold;
+	if (!hold)
+		for (i = 0; i < e->nrcpt; i++)
+			if (e->rcpt[i].state == SPOOL_RCPT_PENDING &&
+			    e->rcpt[i].next_attempt > fwd_now())
+				e->rcpt[i].next_attempt = fwd_now();
+	if (spool_envelope_put(backmxd.spool, e) < 0) {
+		log_err("%s: cannot update the spool: %s", id,
+			spool_error(backmxd.spool));
+		spool_envelope_free(e);
+		return -1;
+	}
+	log_msg(id, "%s by the operator", hold ? "held" : "released");
+	if (hold)
+		schedule_remove(backmxd.sched, id);
+	else
+		fwd_reschedule(e);
+	spool_envelope_free(e);
+	return 1;
+}
+
+int
+forward_hold(const char *id_or_domain, int hold)
+{
+	struct fwd_collect c = {0};
+	int i, n = 0;
+
+	if (fwd_is_id(id_or_domain)) {
+		char id[SPOOL_ID_LEN + 1];
+
+		for (i = 0; i <= SPOOL_ID_LEN; i++)
+			id[i] = (char)(id_or_domain[i] >= 'A' &&
+						   id_or_domain[i] <= 'F'
+					       ? id_or_domain[i] + 32
+					       : id_or_domain[i]);
+		n = fwd_hold_one(id, hold);
+		if (n >= 0) {
+			fwd_arm();
+			return n;
+		}
+		/* fall through: maybe a domain that looks like hex */
+	}
+	c.domain = id_or_domain;
+	if (spool_scan(backmxd.spool, "", 0, fwd_collect_cb, &c) < 0) {
+		free(c.ids);
+		return -1;
+	}
+	if (c.n == 0) {
+		free(c.ids);
+		return -1;
+	}
+	n = 0;
+	for (i = 0; i < c.n; i++)
+		if (fwd_hold_one(c.ids[i], hold) > 0)
+			n++;
+	free(c.ids);
+	fwd_arm();
+	return n;
+}
+
+/* fwd_abort_msg - stop deliveries of id without recording results */
+static void
+fwd_abort_msg(const char *id)
+{
+	struct delivery *d, *next;
+
+	for (d = fwd_list; d != NULL; d = next) {
+		next = d->next;
+		if (!strcmp(d->id, id))
+			fwd_delivery_free(d);
+	}
+}
+
+int
+forward_delete(const char *id)
+{
+	struct spool_envelope *e = spool_envelope_get(backmxd.spool, id);
+
+	if (e == NULL)
+		return -1;
+	spool_envelope_free(e);
+	fwd_abort_msg(id);
+	schedule_remove(backmxd.sched, id);
+	if (spool_message_delete(backmxd.spool, id) < 0) {
+		log_err("%s: cannot remove from the spool: %s", id,
+			spool_error(backmxd.spool));
+		return -1;
+	}
+	log_msg(id, "removed by the operator");
+	fwd_wait_release();
+	fwd_arm();
+	return 0;
+}
+
+int
+forward_bounce(const char *id)
+{
+	struct spool_envelope *e = spool_envelope_get(backmxd.spool, id);
+
+	if (e == NULL)
+		return -1;
+	fwd_abort_msg(id);
+	schedule_remove(backmxd.sched, id);
+	fwd_expire_now(e, "delivery cancelled by the operator");
+	spool_envelope_free(e);
+	fwd_wait_release();
+	fwd_arm();
+	return 0;
+}
+
+void
+forward_shutdown(void)
+{
+	struct fwd_dest *dd;
+
+	fwd_stopped = 1;
+	if (backmxd.loop != NULL)
+		ev_timer_stop(backmxd.loop, &fwd_timer);
+	while (fwd_list != NULL)
+		fwd_delivery_free(fwd_list);
+	while ((dd = fwd_dests) != NULL) {
+		fwd_dests = dd->next;
+		smtp_client_free(dd->idle);
+		free(dd);
+	}
+	free(fwd_wait);
+	fwd_wait = NULL;
+	fwd_nwait = fwd_capwait = 0;
+}
