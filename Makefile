@@ -149,6 +149,12 @@ check-asan: deps $(BUILD)/asan/backmxd all
 	@BACKMXD=$(BUILD)/asan/backmxd sh tests/integration/run.sh $(BUILD) || true
 	@sh tests/summary.sh $(BUILD)/results
 
+# the long crash-consistency run (kill -9 during accept, delivery,
+# checkpoint and flush); TORTURE_SECONDS=600 by default, TORTURE_SEED repeats
+.PHONY: torture
+torture: deps all
+	@TORTURE_SECONDS=$${TORTURE_SECONDS:-600} sh tests/torture.sh $(BUILD)
+
 bench: deps all
 	@sh tests/bench/run.sh $(BUILD) $(BENCH_ARGS)
 
