@@ -223,6 +223,7 @@ def test_exhaustion_disk_full_data(world):
         assert refused is not None, \
             'no refusal after %d x 256K messages with 3M free' % len(acked)
         code, text = refused
+        print('disk full in DATA: %d accepted, then %d %s' % (len(acked), code, text.strip()))
         assert code in (452, 451), 'disk full answered %r' % (refused,)
         if code == 452:
             assert '4.3.1' in text, 'disk full answered %r' % (refused,)
@@ -286,6 +287,9 @@ def test_exhaustion_disk_full_delivery(world):
         b.ctl('flush')
         time.sleep(6)
         assert b.running(), 'backmxd died with the spool full; log:\n%s' % b.log_tail()
+        full_errors = len(re.findall(r'No space left on device', b.log_text()))
+        print('disk full during delivery: %d ENOSPC log lines, %d delivered while full'
+              % (full_errors, len(p.messages())))
         os.unlink(filler)
         b.ctl('flush')
         got = _wait_delivered(p, acked, 40)
@@ -396,6 +400,9 @@ def test_exhaustion_out_of_fds(world):
         used = (_cpu(pid) - c0) / (time.monotonic() - t0)
         assert b.running(), 'backmxd died out of descriptors; log:\n%s' % b.log_tail()
         assert used < 0.25, 'backmxd spins out of descriptors: %.0f%% CPU' % (used * 100)
+        assert re.search(r'Too many open files', b.log_text()), \
+            'the daemon never ran out of descriptors (limit %d); log:\n%s' \
+            % (limit, b.log_tail())
         for r in conns:
             r.close()
         conns = []
