@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unbound.h>
 #include <unistd.h>
 
@@ -274,12 +275,44 @@ dns_result_records(struct dns_result *res, const struct ub_result *r)
 		break;
 	}
 	res->n = n;
+	if (n < count)
+		log_warn("dns: %s type %d: ignored %d malformed record(s) "
+		    "of %d", res->qname, res->rrtype, count - n, count);
 	return n > 0 ? 0 : -1;
+}
+
+/*
+ * dns_canon_norm - r->canonname lowercased without the trailing dot into
+ * out; NULL when there is none or it is the query name (no CNAME).
+ */
+static const char *
+dns_canon_norm(const char *canon, const char *qname, char *out,
+	       size_t outlen)
+{
+	size_t i, len, qlen;
+
+	if (canon == NULL)
+		return NULL;
+	len = strlen(canon);
+	if (len > 0 && canon[len - 1] == '.')
+		len--;
+	if (len == 0 || len >= outlen)
+		return NULL;
+	for (i = 0; i < len; i++)
+		out[i] = (char)tolower((unsigned char)canon[i]);
+	out[len] = '\0';
+	qlen = strlen(qname);
+	if (qlen > 0 && qname[qlen - 1] == '.')
+		qlen--;
+	if (qlen == len && strncasecmp(out, qname, len) == 0)
+		return NULL;
+	return out;
 }
 
 /* dns_result_fill - classify one libunbound answer into res */
 static void
-dns_result_fill(struct dns_result *res, int err, struct ub_result *r)
+dns_result_fill(struct dns_result *res, int err, struct ub_result *r,
+		char *canon, size_t canonlen)
 {
 	if (err != 0) {
 		res->status = DNS_TEMPFAIL;
@@ -292,7 +325,6 @@ dns_result_fill(struct dns_result *res, int err, struct ub_result *r)
 		snprintf(res->why, sizeof(res->why), "resolver error: no result");
 		return;
 	}
-	res->canonname = r->canonname;
 	if (r->bogus) {
 		res->status = DNS_BOGUS;
 		snprintf(res->why, sizeof(res->why), "DNSSEC validation failed: %s",
@@ -300,6 +332,8 @@ dns_result_fill(struct dns_result *res, int err, struct ub_result *r)
 		return;
 	}
 	res->secure = r->secure ? 1 : 0;
+	res->canonname = dns_canon_norm(r->canonname, res->qname, canon,
+	    canonlen);
 	if (r->nxdomain || r->rcode == 3) {
 		res->status = DNS_NXDOMAIN;
 		snprintf(res->why, sizeof(res->why), "name does not exist");
@@ -352,6 +386,7 @@ dns_query_deliver(struct dns_query *q, int err, struct ub_result *r,
 		  const char *why)
 {
 	struct dns_result res;
+	char canon[POLICY_DOMAIN_MAX + 2];
 	dns_cb cb = q->cb;
 	void *arg = q->arg;
 
@@ -366,7 +401,7 @@ dns_query_deliver(struct dns_query *q, int err, struct ub_result *r,
 		res.status = DNS_TEMPFAIL;
 		snprintf(res.why, sizeof(res.why), "%s", why);
 	} else
-		dns_result_fill(&res, err, r);
+		dns_result_fill(&res, err, r, canon, sizeof(canon));
 	cb(arg, &res);
 	dns_result_free(&res);
 	if (r != NULL)
@@ -566,6 +601,8 @@ dns_new(struct ev_loop *loop, const char *server, const char *trust_anchor,
 	ev_io_init(&d->io, dns_io_cb, ub_fd(d->ctx), EV_READ);
 	d->io.data = d;
 	ev_io_start(loop, &d->io);
+	/* only pending queries (their timers) keep ev_run going */
+	ev_unref(loop);
 	return d;
 fail:
 	ub_ctx_delete(d->ctx);
@@ -587,6 +624,7 @@ dns_free(struct dns *d)
 		q->ub_active = 0;
 		dns_query_free(q);
 	}
+	ev_ref(d->loop);
 	ev_io_stop(d->loop, &d->io);
 	if (d->in_process) {
 		/* inside ub_process: dns_io_cb deletes the ctx after it */
