@@ -33,9 +33,9 @@ struct dns_query {
 	dns_cb cb;
 	void *arg;
 	int ub_id;
-	int ub_active;		/* ub_resolve_async accepted it, not answered */
-	int in_resolve;		/* inside ub_resolve_async */
-	int deferred;		/* timer delivers the stashed result */
+	int ub_active;  /* ub_resolve_async accepted it, not answered */
+	int in_resolve; /* inside ub_resolve_async */
+	int deferred;   /* timer delivers the stashed result */
 	int deferred_err;
 	struct ub_result *deferred_res;
 	char deferred_why[160];
@@ -49,7 +49,7 @@ struct dns {
 	struct ub_ctx *ctx;
 	ev_io io;
 	double timeout;
-	int in_process;		/* inside ub_process: delete the ctx later */
+	int in_process; /* inside ub_process: delete the ctx later */
 	int closing;
 	struct dns_query_list queries;
 };
@@ -95,11 +95,11 @@ dns_parse_name(const uint8_t *p, size_t len, char *out, size_t outlen)
 		l = p[i++];
 		if (l == 0)
 			break;
-		if (l > 63)	/* compression pointers or extended labels */
+		if (l > 63) /* compression pointers or extended labels */
 			return -1;
 		if (l > len - i)
 			return -1;
-		if (i + l > 255)	/* wire name at most 255 octets */
+		if (i + l > 255) /* wire name at most 255 octets */
 			return -1;
 		if (o != 0) {
 			if (o + 1 >= outlen)
@@ -223,7 +223,8 @@ dns_result_records(struct dns_result *res, const struct ub_result *r)
 			return -1;
 		for (i = 0; i < count; i++)
 			if (dns_parse_mx_rdata((uint8_t *)r->data[i],
-			    (size_t)r->len[i], &res->mx[n]) == 0)
+			                       (size_t)r->len[i],
+			                       &res->mx[n]) == 0)
 				n++;
 		break;
 	case DNS_T_A:
@@ -237,7 +238,8 @@ dns_result_records(struct dns_result *res, const struct ub_result *r)
 
 				sin->sin_family = AF_INET;
 				memcpy(&sin->sin_addr, r->data[i], 4);
-			} else if (res->rrtype == DNS_T_AAAA && r->len[i] == 16) {
+			} else if (res->rrtype == DNS_T_AAAA &&
+			           r->len[i] == 16) {
 				struct sockaddr_in6 *sin6 =
 				    (struct sockaddr_in6 *)&res->addr[n++];
 
@@ -251,7 +253,8 @@ dns_result_records(struct dns_result *res, const struct ub_result *r)
 			return -1;
 		for (i = 0; i < count; i++)
 			if (dns_parse_tlsa_rdata((uint8_t *)r->data[i],
-			    (size_t)r->len[i], &res->tlsa[n]) == 0)
+			                         (size_t)r->len[i],
+			                         &res->tlsa[n]) == 0)
 				n++;
 		break;
 	case DNS_T_TXT:
@@ -263,7 +266,8 @@ dns_result_records(struct dns_result *res, const struct ub_result *r)
 			if ((res->txt[n] = malloc(sz)) == NULL)
 				break;
 			if (dns_parse_txt_rdata((uint8_t *)r->data[i],
-			    (size_t)r->len[i], res->txt[n], sz) >= 0)
+			                        (size_t)r->len[i], res->txt[n],
+			                        sz) >= 0)
 				n++;
 			else
 				free(res->txt[n]);
@@ -277,7 +281,8 @@ dns_result_records(struct dns_result *res, const struct ub_result *r)
 	res->n = n;
 	if (n < count)
 		log_warn("dns: %s type %d: ignored %d malformed record(s) "
-		    "of %d", res->qname, res->rrtype, count - n, count);
+		         "of %d",
+		         res->qname, res->rrtype, count - n, count);
 	return n > 0 ? 0 : -1;
 }
 
@@ -286,8 +291,7 @@ dns_result_records(struct dns_result *res, const struct ub_result *r)
  * out; NULL when there is none or it is the query name (no CNAME).
  */
 static const char *
-dns_canon_norm(const char *canon, const char *qname, char *out,
-	       size_t outlen)
+dns_canon_norm(const char *canon, const char *qname, char *out, size_t outlen)
 {
 	size_t i, len, qlen;
 
@@ -312,28 +316,30 @@ dns_canon_norm(const char *canon, const char *qname, char *out,
 /* dns_result_fill - classify one libunbound answer into res */
 static void
 dns_result_fill(struct dns_result *res, int err, struct ub_result *r,
-		char *canon, size_t canonlen)
+                char *canon, size_t canonlen)
 {
 	if (err != 0) {
 		res->status = DNS_TEMPFAIL;
 		snprintf(res->why, sizeof(res->why), "resolver error: %s",
-		    ub_strerror(err));
+		         ub_strerror(err));
 		return;
 	}
 	if (r == NULL) {
 		res->status = DNS_TEMPFAIL;
-		snprintf(res->why, sizeof(res->why), "resolver error: no result");
+		snprintf(res->why, sizeof(res->why),
+		         "resolver error: no result");
 		return;
 	}
 	if (r->bogus) {
 		res->status = DNS_BOGUS;
-		snprintf(res->why, sizeof(res->why), "DNSSEC validation failed: %s",
-		    r->why_bogus != NULL ? r->why_bogus : "bogus");
+		snprintf(res->why, sizeof(res->why),
+		         "DNSSEC validation failed: %s",
+		         r->why_bogus != NULL ? r->why_bogus : "bogus");
 		return;
 	}
 	res->secure = r->secure ? 1 : 0;
-	res->canonname = dns_canon_norm(r->canonname, res->qname, canon,
-	    canonlen);
+	res->canonname =
+	    dns_canon_norm(r->canonname, res->qname, canon, canonlen);
 	if (r->nxdomain || r->rcode == 3) {
 		res->status = DNS_NXDOMAIN;
 		snprintf(res->why, sizeof(res->why), "name does not exist");
@@ -341,8 +347,9 @@ dns_result_fill(struct dns_result *res, int err, struct ub_result *r,
 	}
 	if (r->rcode != 0) {
 		res->status = DNS_TEMPFAIL;
-		snprintf(res->why, sizeof(res->why), "server answered rcode %d%s",
-		    r->rcode, r->rcode == 2 ? " (SERVFAIL)" : "");
+		snprintf(res->why, sizeof(res->why),
+		         "server answered rcode %d%s", r->rcode,
+		         r->rcode == 2 ? " (SERVFAIL)" : "");
 		return;
 	}
 	if (!r->havedata) {
@@ -355,7 +362,7 @@ dns_result_fill(struct dns_result *res, int err, struct ub_result *r,
 		res->n = 0;
 		res->status = DNS_TEMPFAIL;
 		snprintf(res->why, sizeof(res->why),
-		    "malformed or unusable records (or out of memory)");
+		         "malformed or unusable records (or out of memory)");
 		return;
 	}
 	res->status = DNS_OK;
@@ -383,7 +390,7 @@ dns_query_free(struct dns_query *q)
  */
 static void
 dns_query_deliver(struct dns_query *q, int err, struct ub_result *r,
-		  const char *why)
+                  const char *why)
 {
 	struct dns_result res;
 	char canon[POLICY_DOMAIN_MAX + 2];
@@ -439,7 +446,8 @@ dns_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (q->deferred) {
 		dns_query_deliver(q, q->deferred_err, q->deferred_res,
-		    q->deferred_why[0] != '\0' ? q->deferred_why : NULL);
+		                  q->deferred_why[0] != '\0' ? q->deferred_why
+		                                             : NULL);
 		return;
 	}
 	if (q->ub_active) {
@@ -470,8 +478,7 @@ dns_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* dns_set_server - "ADDR", "ADDR:PORT", "[V6]", "[V6]:PORT", bare V6 */
 static int
-dns_set_server(struct ub_ctx *ctx, const char *server, char *err,
-	       size_t errlen)
+dns_set_server(struct ub_ctx *ctx, const char *server, char *err, size_t errlen)
 {
 	char addr[128], fwd[160];
 	const char *start = server, *port = NULL, *colon;
@@ -490,7 +497,7 @@ dns_set_server(struct ub_ctx *ctx, const char *server, char *err,
 		else if (end[1] != '\0')
 			goto bad;
 	} else if ((colon = strchr(server, ':')) != NULL &&
-		   strchr(colon + 1, ':') == NULL) {
+	           strchr(colon + 1, ':') == NULL) {
 		alen = (size_t)(colon - server);
 		port = colon + 1;
 	} else
@@ -513,13 +520,13 @@ dns_set_server(struct ub_ctx *ctx, const char *server, char *err,
 		snprintf(fwd, sizeof(fwd), "%s", addr);
 	if ((rc = ub_ctx_set_fwd(ctx, fwd)) != 0) {
 		snprintf(err, errlen, "dns server %s: %s", server,
-		    ub_strerror(rc));
+		         ub_strerror(rc));
 		return -1;
 	}
 	return 0;
 bad:
 	snprintf(err, errlen, "dns server \"%s\": expected ADDR[:PORT]",
-	    server);
+	         server);
 	return -1;
 }
 
@@ -545,15 +552,16 @@ dns_check_event_binding(char *err, size_t errlen)
 		return 0;
 	if (ev_info.dli_fbase != add_info.dli_fbase)
 		return 0;
-	snprintf(err, errlen, "libunbound would run on libev's libevent "
-	    "emulation (%s): link libevent before libev",
-	    ev_info.dli_fname != NULL ? ev_info.dli_fname : "libev");
+	snprintf(err, errlen,
+	         "libunbound would run on libev's libevent "
+	         "emulation (%s): link libevent before libev",
+	         ev_info.dli_fname != NULL ? ev_info.dli_fname : "libev");
 	return -1;
 }
 
 struct dns *
 dns_new(struct ev_loop *loop, const char *server, const char *trust_anchor,
-	int timeout, char *err, size_t errlen)
+        int timeout, char *err, size_t errlen)
 {
 	struct dns *d;
 	int rc;
@@ -579,19 +587,19 @@ dns_new(struct ev_loop *loop, const char *server, const char *trust_anchor,
 			goto fail;
 	} else if ((rc = ub_ctx_resolvconf(d->ctx, NULL)) != 0) {
 		snprintf(err, errlen, "reading /etc/resolv.conf: %s",
-		    rc == UB_READFILE ? strerror(errno) : ub_strerror(rc));
+		         rc == UB_READFILE ? strerror(errno) : ub_strerror(rc));
 		goto fail;
 	}
 	/* libunbound reads the file only at the first query: check now */
 	if (trust_anchor != NULL && access(trust_anchor, R_OK) == -1) {
 		snprintf(err, errlen, "trust anchor %s: %s", trust_anchor,
-		    strerror(errno));
+		         strerror(errno));
 		goto fail;
 	}
 	if (trust_anchor != NULL &&
 	    (rc = ub_ctx_add_ta_file(d->ctx, trust_anchor)) != 0) {
 		snprintf(err, errlen, "trust anchor %s: %s", trust_anchor,
-		    ub_strerror(rc));
+		         ub_strerror(rc));
 		goto fail;
 	}
 	if ((rc = ub_ctx_async(d->ctx, 1)) != 0) {
@@ -659,14 +667,14 @@ dns_query(struct dns *d, const char *name, int rrtype, dns_cb cb, void *arg)
 
 	q->in_resolve = 1;
 	q->ub_active = 1;
-	rc = ub_resolve_async(d->ctx, q->name, rrtype, 1 /* IN */, q,
-	    dns_ub_cb, &q->ub_id);
+	rc = ub_resolve_async(d->ctx, q->name, rrtype, 1 /* IN */, q, dns_ub_cb,
+	                      &q->ub_id);
 	q->in_resolve = 0;
 	if (rc != 0) {
 		q->ub_active = 0;
 		q->deferred = 1;
 		snprintf(q->deferred_why, sizeof(q->deferred_why),
-		    "resolver error: %s", ub_strerror(rc));
+		         "resolver error: %s", ub_strerror(rc));
 		ev_timer_set(&q->timer, 0., 0.);
 	}
 	if (!q->deferred || rc != 0)

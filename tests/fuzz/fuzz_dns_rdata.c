@@ -88,7 +88,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (len < 3 || mx.pref != (p[0] << 8 | p[1]))
 				abort();
 			fuzz_name_check(p + 2, len - 2, (int)(len - 2),
-			    mx.host);
+			                mx.host);
 		}
 		break;
 	}

@@ -31,8 +31,8 @@ static const struct {
 	const char *name;
 	int type;
 } dnsq_types[] = {
-	{ "A", DNS_T_A },     { "AAAA", DNS_T_AAAA }, { "MX", DNS_T_MX },
-	{ "TXT", DNS_T_TXT }, { "TLSA", DNS_T_TLSA }, { "CNAME", DNS_T_CNAME },
+    {"A", DNS_T_A},     {"AAAA", DNS_T_AAAA}, {"MX", DNS_T_MX},
+    {"TXT", DNS_T_TXT}, {"TLSA", DNS_T_TLSA}, {"CNAME", DNS_T_CNAME},
 };
 
 static void
@@ -61,13 +61,14 @@ dnsq_cb(void *arg, const struct dns_result *r)
 	size_t k;
 
 	snprintf(tmp, sizeof(tmp), "%s %s secure=%d", it->tname,
-	    dns_status_str(r->status), r->secure);
+	         dns_status_str(r->status), r->secure);
 	dnsq_append(&buf, &len, &cap, tmp);
 	for (i = 0; r->status == DNS_OK && i < r->n; i++) {
 		switch (r->rrtype) {
 		case DNS_T_MX:
 			snprintf(tmp, sizeof(tmp), " %d:%s", r->mx[i].pref,
-			    r->mx[i].host[0] != '\0' ? r->mx[i].host : ".");
+			         r->mx[i].host[0] != '\0' ? r->mx[i].host
+			                                  : ".");
 			break;
 		case DNS_T_A:
 		case DNS_T_AAAA: {
@@ -75,13 +76,15 @@ dnsq_cb(void *arg, const struct dns_result *r)
 			const struct sockaddr_storage *ss = &r->addr[i];
 
 			if (ss->ss_family == AF_INET)
-				inet_ntop(AF_INET,
+				inet_ntop(
+				    AF_INET,
 				    &((const struct sockaddr_in *)ss)->sin_addr,
 				    a, sizeof(a));
 			else if (ss->ss_family == AF_INET6)
 				inet_ntop(AF_INET6,
-				    &((const struct sockaddr_in6 *)ss)->sin6_addr,
-				    a, sizeof(a));
+				          &((const struct sockaddr_in6 *)ss)
+				               ->sin6_addr,
+				          a, sizeof(a));
 			snprintf(tmp, sizeof(tmp), " %s", a);
 			break;
 		}
@@ -91,11 +94,11 @@ dnsq_cb(void *arg, const struct dns_result *r)
 
 			for (k = 0; k < n; k++)
 				snprintf(hex + 2 * k, 3, "%02x",
-				    r->tlsa[i].data[k]);
+				         r->tlsa[i].data[k]);
 			hex[2 * n] = '\0';
 			snprintf(tmp, sizeof(tmp), " %u:%u:%u:%s",
-			    r->tlsa[i].usage, r->tlsa[i].selector,
-			    r->tlsa[i].mtype, hex);
+			         r->tlsa[i].usage, r->tlsa[i].selector,
+			         r->tlsa[i].mtype, hex);
 			break;
 		}
 		case DNS_T_TXT:
@@ -124,7 +127,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: dnsq [-s SERVER] [-a TRUST_ANCHOR] "
-	    "[-t TIMEOUT] NAME TYPE...\n");
+	                "[-t TIMEOUT] NAME TYPE...\n");
 	exit(2);
 }
 
@@ -175,7 +178,8 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if ((d = dns_new(loop, server, ta, timeout, err, sizeof(err))) == NULL) {
+	if ((d = dns_new(loop, server, ta, timeout, err, sizeof(err))) ==
+	    NULL) {
 		fprintf(stderr, "dnsq: %s\n", err);
 		return 2;
 	}
@@ -186,7 +190,8 @@ main(int argc, char **argv)
 			return 2;
 		}
 		if (items[i].done) {
-			fprintf(stderr, "dnsq: callback ran inside dns_query\n");
+			fprintf(stderr,
+			        "dnsq: callback ran inside dns_query\n");
 			return 3;
 		}
 	}

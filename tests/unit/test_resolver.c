@@ -36,20 +36,24 @@ static const struct name_case {
 	int ret;
 	const char *text;
 } name_cases[] = {
-	{W("\x03mx1\x04test\x07" "example\x00"), 18, "mx1.test.example"},
-	{W("\x03MX1\x07" "ExAmPle\x00"), 13, "mx1.example"},
-	{W("\x00"), 1, ""},
-	{W("\x00trailing"), 1, ""},	/* caller checks what follows */
-	{W("\x01-\x01_\x00"), 5, "-._"},
-	{W(""), -1, NULL},
-	{W("\x03mx1"), -1, NULL},		/* no root label */
-	{W("\x05mx1\x00"), -1, NULL},		/* label past the end */
-	{W("\xc0\x0c"), -1, NULL},		/* compression pointer */
-	{W("\x40xxxx\x00"), -1, NULL},		/* label length 64 */
-	{W("\x03m.x\x00"), -1, NULL},		/* dot inside a label */
-	{W("\x03m x\x00"), -1, NULL},
-	{W("\x03m\x00x\x00"), -1, NULL},
-	{W("\x03m\xc3x\x00"), -1, NULL},
+    {W("\x03mx1\x04test\x07"
+       "example\x00"),
+     18, "mx1.test.example"},
+    {W("\x03MX1\x07"
+       "ExAmPle\x00"),
+     13, "mx1.example"},
+    {W("\x00"), 1, ""},
+    {W("\x00trailing"), 1, ""}, /* caller checks what follows */
+    {W("\x01-\x01_\x00"), 5, "-._"},
+    {W(""), -1, NULL},
+    {W("\x03mx1"), -1, NULL},      /* no root label */
+    {W("\x05mx1\x00"), -1, NULL},  /* label past the end */
+    {W("\xc0\x0c"), -1, NULL},     /* compression pointer */
+    {W("\x40xxxx\x00"), -1, NULL}, /* label length 64 */
+    {W("\x03m.x\x00"), -1, NULL},  /* dot inside a label */
+    {W("\x03m x\x00"), -1, NULL},
+    {W("\x03m\x00x\x00"), -1, NULL},
+    {W("\x03m\xc3x\x00"), -1, NULL},
 };
 
 static void
@@ -63,7 +67,8 @@ test_parse_name(void **state)
 		int n = dns_parse_name(c->p, c->len, out, sizeof(out));
 
 		if (n != c->ret)
-			fail_msg("case %zu: returned %d, want %d", i, n, c->ret);
+			fail_msg("case %zu: returned %d, want %d", i, n,
+			         c->ret);
 		if (c->text != NULL)
 			assert_string_equal(out, c->text);
 	}
@@ -105,16 +110,17 @@ static const struct mx_case {
 	int ret, pref;
 	const char *host;
 } mx_cases[] = {
-	{W("\x00\x0a\x03mx1\x04test\x07" "example\x00"), 0, 10,
-	    "mx1.test.example"},
-	{W("\xff\xff\x02Mx\x00"), 0, 65535, "mx"},
-	{W("\x00\x00\x00"), 0, 0, ""},		/* null MX */
-	{W("\x00\x0a\x02mx\x00junk"), -1, 0, NULL},
-	{W("\x00\x0a"), -1, 0, NULL},
-	{W("\x00"), -1, 0, NULL},
-	{W(""), -1, 0, NULL},
-	{W("\x00\x0a\xc0\x0c"), -1, 0, NULL},
-	{W("\x00\x0a\x03mx"), -1, 0, NULL},
+    {W("\x00\x0a\x03mx1\x04test\x07"
+       "example\x00"),
+     0, 10, "mx1.test.example"},
+    {W("\xff\xff\x02Mx\x00"), 0, 65535, "mx"},
+    {W("\x00\x00\x00"), 0, 0, ""}, /* null MX */
+    {W("\x00\x0a\x02mx\x00junk"), -1, 0, NULL},
+    {W("\x00\x0a"), -1, 0, NULL},
+    {W("\x00"), -1, 0, NULL},
+    {W(""), -1, 0, NULL},
+    {W("\x00\x0a\xc0\x0c"), -1, 0, NULL},
+    {W("\x00\x0a\x03mx"), -1, 0, NULL},
 };
 
 static void
@@ -128,7 +134,8 @@ test_parse_mx(void **state)
 		int n = dns_parse_mx_rdata(c->p, c->len, &mx);
 
 		if (n != c->ret)
-			fail_msg("case %zu: returned %d, want %d", i, n, c->ret);
+			fail_msg("case %zu: returned %d, want %d", i, n,
+			         c->ret);
 		if (c->ret == 0) {
 			assert_int_equal(mx.pref, c->pref);
 			assert_string_equal(mx.host, c->host);
@@ -143,13 +150,20 @@ static const struct txt_case {
 	int ret;
 	const char *text;
 } txt_cases[] = {
-	{W("\x0ev=spf1 mx -all"), 14, "v=spf1 mx -all"},
-	{W("\x06v=STS1\x06; id=1"), 12, "v=STS1; id=1"},
-	{W("\x00"), 0, ""},
-	{W("\x00\x02" "ab\x00"), 2, "ab"},
-	{W(""), -1, NULL},
-	{W("\x05" "abc"), -1, NULL},		/* string past the end */
-	{W("\x03" "a\x00" "b"), -1, NULL},	/* NUL inside */
+    {W("\x0ev=spf1 mx -all"), 14, "v=spf1 mx -all"},
+    {W("\x06v=STS1\x06; id=1"), 12, "v=STS1; id=1"},
+    {W("\x00"), 0, ""},
+    {W("\x00\x02"
+       "ab\x00"),
+     2, "ab"},
+    {W(""), -1, NULL},
+    {W("\x05"
+       "abc"),
+     -1, NULL}, /* string past the end */
+    {W("\x03"
+       "a\x00"
+       "b"),
+     -1, NULL}, /* NUL inside */
 };
 
 static void
@@ -163,15 +177,25 @@ test_parse_txt(void **state)
 		int n = dns_parse_txt_rdata(c->p, c->len, out, sizeof(out));
 
 		if (n != c->ret)
-			fail_msg("case %zu: returned %d, want %d", i, n, c->ret);
+			fail_msg("case %zu: returned %d, want %d", i, n,
+			         c->ret);
 		if (c->text != NULL)
 			assert_string_equal(out, c->text);
 	}
 	/* exactly fitting, and one byte short */
-	assert_int_equal(dns_parse_txt_rdata(W("\x03" "abc"), out, 4), 3);
-	assert_int_equal(dns_parse_txt_rdata(W("\x03" "abc"), out, 3), -1);
-	assert_int_equal(dns_parse_txt_rdata(W("\x02" "ab\x01" "c"), out, 3),
-	    -1);
+	assert_int_equal(dns_parse_txt_rdata(W("\x03"
+	                                       "abc"),
+	                                     out, 4),
+	                 3);
+	assert_int_equal(dns_parse_txt_rdata(W("\x03"
+	                                       "abc"),
+	                                     out, 3),
+	                 -1);
+	assert_int_equal(dns_parse_txt_rdata(W("\x02"
+	                                       "ab\x01"
+	                                       "c"),
+	                                     out, 3),
+	                 -1);
 }
 
 static void
@@ -236,8 +260,9 @@ rr(uint8_t *b, size_t o, unsigned type, const void *rdata, size_t rdlen)
 static size_t
 soa(uint8_t *b, size_t o)
 {
-	static const uint8_t rd[] = {0xc0, 12, 0xc0, 12, 0, 0, 0, 1, 0, 0,
-	    0, 60, 0, 0, 0, 60, 0, 0, 0, 60, 0, 0, 0, 60};
+	static const uint8_t rd[] = {0xc0, 12, 0xc0, 12, 0, 0, 0, 1,
+	                             0,    0,  0,    60, 0, 0, 0, 60,
+	                             0,    0,  0,    60, 0, 0, 0, 60};
 
 	return rr(b, o, 6, rd, sizeof(rd));
 }
@@ -277,8 +302,14 @@ fake_cb(struct ev_loop *loop, ev_io *w, int revents)
 	memcpy(b, q, qend);
 	o = qend;
 	if (strcmp(name, "mx.t") == 0 && qtype == DNS_T_MX) {
-		o = rr(b, o, DNS_T_MX, "\x00\x14\x03MX2\x07" "Example\x00", 15);
-		o = rr(b, o, DNS_T_MX, "\x00\x0a\x03mx1\x07" "example\x00", 15);
+		o = rr(b, o, DNS_T_MX,
+		       "\x00\x14\x03MX2\x07"
+		       "Example\x00",
+		       15);
+		o = rr(b, o, DNS_T_MX,
+		       "\x00\x0a\x03mx1\x07"
+		       "example\x00",
+		       15);
 		an = 2;
 	} else if (strcmp(name, "nullmx.t") == 0 && qtype == DNS_T_MX) {
 		o = rr(b, o, DNS_T_MX, "\x00\x00\x00", 3);
@@ -289,10 +320,14 @@ fake_cb(struct ev_loop *loop, ev_io *w, int revents)
 		an = 2;
 	} else if (strcmp(name, "host.t") == 0 && qtype == DNS_T_AAAA) {
 		o = rr(b, o, DNS_T_AAAA,
-		    "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01", 16);
+		       "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01", 16);
 		an = 1;
 	} else if (strcmp(name, "host.t") == 0 && qtype == DNS_T_TXT) {
-		o = rr(b, o, DNS_T_TXT, "\x03" "abc\x03" "def", 8);
+		o = rr(b, o, DNS_T_TXT,
+		       "\x03"
+		       "abc\x03"
+		       "def",
+		       8);
 		an = 1;
 	} else if (strcmp(name, "host.t") == 0 && qtype == DNS_T_TLSA) {
 		o = rr(b, o, DNS_T_TLSA, "\x03\x01\x01\xaa\xbb", 5);
@@ -315,16 +350,16 @@ fake_cb(struct ev_loop *loop, ev_io *w, int revents)
 	} else if (strcmp(name, "servfail.t") == 0) {
 		rcode = 2;
 	} else if (strcmp(name, "host.t") == 0 || strcmp(name, "mx.t") == 0 ||
-		   strcmp(name, "nullmx.t") == 0) {
-		o = soa(b, o);	/* NODATA */
+	           strcmp(name, "nullmx.t") == 0) {
+		o = soa(b, o); /* NODATA */
 		ns = 1;
 	} else {
 		rcode = 3;
 		o = soa(b, o);
 		ns = 1;
 	}
-	b[2] = 0x80 | 0x04 | (q[2] & 0x01);	/* QR AA RD */
-	b[3] = 0x80 | rcode;			/* RA */
+	b[2] = 0x80 | 0x04 | (q[2] & 0x01); /* QR AA RD */
+	b[3] = 0x80 | rcode;                /* RA */
 	put16(b, 4, 1);
 	put16(b, 6, an);
 	put16(b, 8, ns);
@@ -372,8 +407,8 @@ struct got {
 	char text[512];
 	char why[160];
 	char canon[256];
-	struct dns *free_dns;	/* dns_free this from the callback */
-	struct dns *requery;	/* start another query from the callback */
+	struct dns *free_dns; /* dns_free this from the callback */
+	struct dns *requery;  /* start another query from the callback */
 	struct got *next;
 };
 
@@ -396,7 +431,7 @@ got_cb(void *arg, const struct dns_result *r)
 	g->secure = r->secure;
 	snprintf(g->why, sizeof(g->why), "%s", r->why);
 	snprintf(g->canon, sizeof(g->canon), "%s",
-	    r->canonname != NULL ? r->canonname : "-");
+	         r->canonname != NULL ? r->canonname : "-");
 	assert_int_equal(r->rrtype, g->type);
 	assert_string_equal(r->qname, g->name);
 	g->text[0] = '\0';
@@ -406,35 +441,40 @@ got_cb(void *arg, const struct dns_result *r)
 		switch (r->rrtype) {
 		case DNS_T_MX:
 			o += snprintf(g->text + o, sizeof(g->text) - o,
-			    "%s%d:%s", sep, r->mx[i].pref, r->mx[i].host);
+			              "%s%d:%s", sep, r->mx[i].pref,
+			              r->mx[i].host);
 			break;
 		case DNS_T_A:
-			inet_ntop(AF_INET, &((struct sockaddr_in *)
-			    &r->addr[i])->sin_addr, a, sizeof(a));
+			inet_ntop(
+			    AF_INET,
+			    &((struct sockaddr_in *)&r->addr[i])->sin_addr, a,
+			    sizeof(a));
 			assert_int_equal(r->addr[i].ss_family, AF_INET);
-			assert_int_equal(((struct sockaddr_in *)
-			    &r->addr[i])->sin_port, 0);
+			assert_int_equal(
+			    ((struct sockaddr_in *)&r->addr[i])->sin_port, 0);
 			o += snprintf(g->text + o, sizeof(g->text) - o, "%s%s",
-			    sep, a);
+			              sep, a);
 			break;
 		case DNS_T_AAAA:
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)
-			    &r->addr[i])->sin6_addr, a, sizeof(a));
+			inet_ntop(
+			    AF_INET6,
+			    &((struct sockaddr_in6 *)&r->addr[i])->sin6_addr, a,
+			    sizeof(a));
 			assert_int_equal(r->addr[i].ss_family, AF_INET6);
 			o += snprintf(g->text + o, sizeof(g->text) - o, "%s%s",
-			    sep, a);
+			              sep, a);
 			break;
 		case DNS_T_TXT:
 			o += snprintf(g->text + o, sizeof(g->text) - o, "%s%s",
-			    sep, r->txt[i]);
+			              sep, r->txt[i]);
 			break;
 		case DNS_T_TLSA:
 			o += snprintf(g->text + o, sizeof(g->text) - o,
-			    "%s%u:%u:%u:", sep, r->tlsa[i].usage,
-			    r->tlsa[i].selector, r->tlsa[i].mtype);
+			              "%s%u:%u:%u:", sep, r->tlsa[i].usage,
+			              r->tlsa[i].selector, r->tlsa[i].mtype);
 			for (k = 0; k < (int)r->tlsa[i].len; k++)
 				o += snprintf(g->text + o, sizeof(g->text) - o,
-				    "%02x", r->tlsa[i].data[k]);
+				              "%02x", r->tlsa[i].data[k]);
 			break;
 		}
 	}
@@ -442,8 +482,8 @@ got_cb(void *arg, const struct dns_result *r)
 		struct got *n = g->next;
 
 		in_query = 1;
-		assert_non_null(dns_query(g->requery, n->name, n->type, got_cb,
-		    n));
+		assert_non_null(
+		    dns_query(g->requery, n->name, n->type, got_cb, n));
 		in_query = 0;
 		g->requery = NULL;
 	}
@@ -502,31 +542,31 @@ static void
 test_answers(void **state)
 {
 	static struct got g[] = {
-		{.name = "mx.t", .type = DNS_T_MX},
-		{.name = "nullmx.t", .type = DNS_T_MX},
-		{.name = "host.t", .type = DNS_T_A},
-		{.name = "host.t", .type = DNS_T_AAAA},
-		{.name = "host.t", .type = DNS_T_TXT},
-		{.name = "host.t", .type = DNS_T_TLSA},
-		{.name = "host.t", .type = DNS_T_MX},
-		{.name = "nosuch.t", .type = DNS_T_MX},
-		{.name = "servfail.t", .type = DNS_T_A},
-		{.name = "Alias.t.", .type = DNS_T_A},
+	    {.name = "mx.t", .type = DNS_T_MX},
+	    {.name = "nullmx.t", .type = DNS_T_MX},
+	    {.name = "host.t", .type = DNS_T_A},
+	    {.name = "host.t", .type = DNS_T_AAAA},
+	    {.name = "host.t", .type = DNS_T_TXT},
+	    {.name = "host.t", .type = DNS_T_TLSA},
+	    {.name = "host.t", .type = DNS_T_MX},
+	    {.name = "nosuch.t", .type = DNS_T_MX},
+	    {.name = "servfail.t", .type = DNS_T_A},
+	    {.name = "Alias.t.", .type = DNS_T_A},
 	};
 	static const struct {
 		enum dns_status status;
 		const char *text;
 	} want[] = {
-		{DNS_OK, "20:mx2.example 10:mx1.example"},
-		{DNS_OK, "0:"},
-		{DNS_OK, "192.0.2.1 192.0.2.2"},
-		{DNS_OK, "2001:db8::1"},
-		{DNS_OK, "abcdef"},
-		{DNS_OK, "3:1:1:aabb"},
-		{DNS_NODATA, ""},
-		{DNS_NXDOMAIN, ""},
-		{DNS_TEMPFAIL, ""},
-		{DNS_OK, "192.0.2.7"},
+	    {DNS_OK, "20:mx2.example 10:mx1.example"},
+	    {DNS_OK, "0:"},
+	    {DNS_OK, "192.0.2.1 192.0.2.2"},
+	    {DNS_OK, "2001:db8::1"},
+	    {DNS_OK, "abcdef"},
+	    {DNS_OK, "3:1:1:aabb"},
+	    {DNS_NODATA, ""},
+	    {DNS_NXDOMAIN, ""},
+	    {DNS_TEMPFAIL, ""},
+	    {DNS_OK, "192.0.2.7"},
 	};
 	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
 	struct fake f;
@@ -543,25 +583,27 @@ test_answers(void **state)
 	for (i = 0; i < n; i++) {
 		if (g[i].calls != 1 || g[i].in_query)
 			fail_msg("%s/%d: %d calls, in_query %d", g[i].name,
-			    g[i].type, g[i].calls, g[i].in_query);
+			         g[i].type, g[i].calls, g[i].in_query);
 		if (g[i].status != want[i].status)
 			fail_msg("%s/%d: %s (%s), want %s", g[i].name,
-			    g[i].type, dns_status_str(g[i].status), g[i].why,
-			    dns_status_str(want[i].status));
+			         g[i].type, dns_status_str(g[i].status),
+			         g[i].why, dns_status_str(want[i].status));
 		/* libunbound may reorder an RRset */
 		if (strcmp(g[i].text, want[i].text) != 0 &&
 		    !(i == 0 && strcmp(g[i].text,
-		    "10:mx1.example 20:mx2.example") == 0) &&
-		    !(i == 2 && strcmp(g[i].text,
-		    "192.0.2.2 192.0.2.1") == 0) &&
+		                       "10:mx1.example 20:mx2.example") == 0) &&
+		    !(i == 2 &&
+		      strcmp(g[i].text, "192.0.2.2 192.0.2.1") == 0) &&
 		    /* after a CNAME libunbound may ask the target itself */
-		    !(i == 9 && (strcmp(g[i].text, "192.0.2.1 192.0.2.2") == 0 ||
-		    strcmp(g[i].text, "192.0.2.2 192.0.2.1") == 0)))
+		    !(i == 9 &&
+		      (strcmp(g[i].text, "192.0.2.1 192.0.2.2") == 0 ||
+		       strcmp(g[i].text, "192.0.2.2 192.0.2.1") == 0)))
 			fail_msg("%s/%d: \"%s\", want \"%s\"", g[i].name,
-			    g[i].type, g[i].text, want[i].text);
+			         g[i].type, g[i].text, want[i].text);
 		assert_int_equal(g[i].secure, 0);
 		/* canonname only after a CNAME: lowercase, no trailing dot */
-		assert_string_equal(g[i].canon,
+		assert_string_equal(
+		    g[i].canon,
 		    strcmp(g[i].name, "Alias.t.") == 0 ? "host.t" : "-");
 	}
 	dns_free(d);
@@ -613,7 +655,7 @@ test_cancel(void **state)
 	dns_cancel(start(d, &g1));
 	dns_cancel(start(d, &g2));
 	start(d, &g3);
-	run_until(loop, 99, 2);	/* past the timeout */
+	run_until(loop, 99, 2); /* past the timeout */
 	assert_int_equal(g1.calls, 0);
 	assert_int_equal(g2.calls, 0);
 	assert_int_equal(g3.calls, 1);
@@ -660,7 +702,7 @@ test_free_in_callback(void **state)
 	g3.calls = 0;
 	run_until(loop, 99, 2.5);
 	assert_int_equal(g2.calls, 1);
-	assert_true(g3.calls <= 1);	/* both time out together */
+	assert_true(g3.calls <= 1); /* both time out together */
 	fake_stop(loop, &f);
 	ev_loop_destroy(loop);
 }
@@ -723,9 +765,11 @@ test_resolver_error_later(void **state)
 static void
 test_new_errors(void **state)
 {
-	static const char *bad[] = {"127.0.0.1:0", "127.0.0.1:65536",
-	    "127.0.0.1:", "127.0.0.1:5x", ":53", "[::1", "[::1]x", "[]:53",
-	    "not an address"};
+	static const char *bad[] = {"127.0.0.1:0",   "127.0.0.1:65536",
+	                            "127.0.0.1:",    "127.0.0.1:5x",
+	                            ":53",           "[::1",
+	                            "[::1]x",        "[]:53",
+	                            "not an address"};
 	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
 	char err[256];
 	struct dns *d;
@@ -739,12 +783,12 @@ test_new_errors(void **state)
 		assert_true(err[0] != '\0');
 	}
 	d = dns_new(loop, "127.0.0.1", "/nonexistent/anchors", 5, err,
-	    sizeof(err));
+	            sizeof(err));
 	assert_null(d);
 	assert_non_null(strstr(err, "/nonexistent/anchors"));
 	/* good forms */
 	static const char *good[] = {"127.0.0.1", "127.0.0.1:5353", "::1",
-	    "[::1]:53", "[::1]"};
+	                             "[::1]:53", "[::1]"};
 	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		d = dns_new(loop, good[i], NULL, 5, err, sizeof(err));
 		if (d == NULL)
@@ -758,19 +802,19 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_name),
-		cmocka_unit_test(test_parse_name_limits),
-		cmocka_unit_test(test_parse_mx),
-		cmocka_unit_test(test_parse_txt),
-		cmocka_unit_test(test_parse_tlsa),
-		cmocka_unit_test(test_status_str),
-		cmocka_unit_test(test_answers),
-		cmocka_unit_test(test_timeout),
-		cmocka_unit_test(test_cancel),
-		cmocka_unit_test(test_free_in_callback),
-		cmocka_unit_test(test_query_in_callback),
-		cmocka_unit_test(test_resolver_error_later),
-		cmocka_unit_test(test_new_errors),
+	    cmocka_unit_test(test_parse_name),
+	    cmocka_unit_test(test_parse_name_limits),
+	    cmocka_unit_test(test_parse_mx),
+	    cmocka_unit_test(test_parse_txt),
+	    cmocka_unit_test(test_parse_tlsa),
+	    cmocka_unit_test(test_status_str),
+	    cmocka_unit_test(test_answers),
+	    cmocka_unit_test(test_timeout),
+	    cmocka_unit_test(test_cancel),
+	    cmocka_unit_test(test_free_in_callback),
+	    cmocka_unit_test(test_query_in_callback),
+	    cmocka_unit_test(test_resolver_error_later),
+	    cmocka_unit_test(test_new_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
