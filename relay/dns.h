@@ -64,6 +64,7 @@ struct dns *dns_new(struct ev_loop *loop, const char *server,
 		    const char *trust_anchor, int timeout, char *err,
 		    size_t errlen);
 void dns_free(struct dns *d);	/* cancels everything silently */
+/* dns_query - NULL (and no callback) only when out of memory or misused */
 struct dns_query *dns_query(struct dns *d, const char *name, int rrtype,
 			    dns_cb cb, void *arg);
 void dns_cancel(struct dns_query *q);
