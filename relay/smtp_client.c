@@ -293,6 +293,7 @@ struct smtp_client {
 
 	char ibuf[IBUF_SIZE];
 	size_t ilen;
+	char rbuf[IBUF_SIZE];	/* the reply being handled */
 	char *obuf;
 	size_t olen, ooff, ocap;
 
@@ -733,7 +734,7 @@ client_reply(struct smtp_client *c, const struct smtp_reply *rep)
 	struct result r;
 	int cls = rep->code / 100;
 
-	smtp_reply_result(c->ibuf, rep, &r);
+	smtp_reply_result(c->rbuf, rep, &r);
 	switch (c->state) {
 	case C_GREETING:
 		if (cls != 2) {
@@ -756,7 +757,7 @@ client_reply(struct smtp_client *c, const struct smtp_reply *rep)
 				    "to EHLO)", c->relay, r.code, r.text);
 			return 1;
 		}
-		c->caps = smtp_client_caps(c->ibuf, rep, &c->max_size);
+		c->caps = smtp_client_caps(c->rbuf, rep, &c->max_size);
 		if (c->ssl != NULL) {
 			client_ready(c);
 			return 1;
@@ -855,6 +856,13 @@ client_reply(struct smtp_client *c, const struct smtp_reply *rep)
 			}
 			if (c->mail_failed)
 				r = c->mail_res;
+			else if (cls == 2) {
+				/* only the reply to the dot delivers */
+				client_fail(c, "4.5.0", "host %s said %d %s in "
+					    "reply to DATA", c->relay, r.code,
+					    r.text);
+				return 1;
+			}
 			client_tx_finish(c, &r);
 			return 1;
 		}
@@ -999,11 +1007,18 @@ again:
 					    r.text, c->phase);
 				return;
 			}
+			/*
+			 * Consume the reply before acting on it: the owner
+			 * may start the next transaction from the callback,
+			 * and an unconsumed reply would shift every later
+			 * reply by one.
+			 */
+			memcpy(c->rbuf, c->ibuf, (size_t)used);
+			memmove(c->ibuf, c->ibuf + used, c->ilen - (size_t)used);
+			c->ilen -= (size_t)used;
 			done = client_reply(c, &rep);
 			if (done)
 				return;	/* c may be gone */
-			memmove(c->ibuf, c->ibuf + used, c->ilen - (size_t)used);
-			c->ilen -= (size_t)used;
 			if (c->state == C_HANDSHAKE) {
 				/*
 				 * Anything the server sent after its 220 came
