@@ -98,7 +98,9 @@ static TAILQ_HEAD(, queue_conn) queue_conns =
     TAILQ_HEAD_INITIALIZER(queue_conns);
 static LIST_HEAD(, queue_msg) queue_msgs = LIST_HEAD_INITIALIZER(queue_msgs);
 static ev_timer queue_timer;
+static ev_prepare queue_prepare;
 static int queue_started;
+static int queue_dirty;		/* envelopes changed since the last sync */
 static int queue_nconn;
 
 static void queue_conn_next(struct queue_conn *q);
@@ -297,6 +299,7 @@ queue_msg_settle(const char *id)
 	t = queue_next_time(e);
 	if (t < 0) {
 		schedule_remove(backmxd.sched, id);
+		queue_dirty = 1;
 		if (spool_message_delete(backmxd.spool, id) < 0)
 			log_warn("%s: cannot remove from the spool: %s", id,
 				 spool_error(backmxd.spool));
@@ -387,9 +390,10 @@ queue_record(const char *id, const int *idx, int n, const struct result *res,
 		}
 		if (remote[k])
 			log_msg(e->id, "to=<%s>, relay=%s, delay=%.1f, dsn=%s, "
-				"status=%s (%d %s %s)", r->address, relay,
-				delay, rr.enh, status, rr.code, rr.enh,
-				rr.text);
+				"status=%s (host %.*s said: %d %s %s)",
+				r->address, relay, delay, rr.enh, status,
+				(int)strcspn(relay, "]") + 1, relay, rr.code,
+				rr.enh, rr.text);
 		else
 			log_msg(e->id, "to=<%s>, relay=%s, delay=%.1f, dsn=%s, "
 				"status=%s (%s)", r->address, relay, delay,
@@ -406,6 +410,7 @@ queue_record(const char *id, const int *idx, int n, const struct result *res,
 		}
 	}
 	if (e != NULL) {
+		queue_dirty = 1;
 		if (spool_envelope_put(backmxd.spool, e) < 0)
 			log_warn("%s: cannot update the spool: %s", id,
 				 spool_error(backmxd.spool));
@@ -1147,6 +1152,7 @@ queue_make_due(const char *id, const struct queue_scan *s, int64_t t)
 		spool_envelope_free(e);
 		return 0;
 	}
+	queue_dirty = 1;
 	for (int i = 0; i < e->nrcpt; i++) {
 		struct spool_rcpt *r = &e->rcpt[i];
 
@@ -1188,6 +1194,21 @@ queue_autoflush(struct queue_dest *d)
 	queue_rearm();
 }
 
+/*
+ * queue_prepare_cb - make the results of this loop iteration durable
+ * with one fsync: a delivery recorded but lost in a crash is sent again.
+ */
+static void
+queue_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	if (!queue_dirty)
+		return;
+	queue_dirty = 0;
+	if (spool_sync(backmxd.spool) < 0)
+		log_warn("forwarder: spool sync: %s",
+			 spool_error(backmxd.spool));
+}
+
 /* ------------------------------------------------------------------ */
 /* forward.h */
 
@@ -1198,6 +1219,9 @@ forward_init(void)
 	int64_t now = queue_now();
 
 	ev_init(&queue_timer, queue_timer_cb);
+	ev_prepare_init(&queue_prepare, queue_prepare_cb);
+	ev_prepare_start(backmxd.loop, &queue_prepare);
+	ev_unref(backmxd.loop);	/* the prepare watcher keeps nothing alive */
 	queue_started = 1;
 	srandom((unsigned)now ^ (unsigned)getpid());
 	if (spool_scan(backmxd.spool, "", 0, queue_scan_cb, &s) < 0) {
@@ -1226,6 +1250,9 @@ forward_shutdown(void)
 	if (!queue_started)
 		return;
 	ev_timer_stop(backmxd.loop, &queue_timer);
+	ev_ref(backmxd.loop);
+	ev_prepare_stop(backmxd.loop, &queue_prepare);
+	queue_prepare_cb(backmxd.loop, &queue_prepare, 0);
 	queue_started = 0;
 	while ((q = TAILQ_FIRST(&queue_conns)) != NULL)
 		queue_conn_end(q);
@@ -1299,6 +1326,7 @@ queue_hold_one(const char *id, int hold)
 		return 0;
 	}
 	e->held = hold ? 1 : 0;
+	queue_dirty = 1;
 	if (spool_envelope_put(backmxd.spool, e) < 0) {
 		spool_envelope_free(e);
 		return -1;
@@ -1349,6 +1377,7 @@ forward_delete(const char *id)
 {
 	if (spool_message_delete(backmxd.spool, id) < 0)
 		return -1;
+	queue_dirty = 1;
 	schedule_remove(backmxd.sched, id);
 	log_msg(id, "deleted by operator");
 	queue_rearm();
