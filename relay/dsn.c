@@ -87,6 +87,28 @@ dsn_clean(const char *in, char *out, size_t outlen)
 	out[o] = '\0';
 }
 
+/* dsn_xtext_clean - xtext (RFC 3461 +HH) decoded, made printable */
+static void
+dsn_xtext_clean(const char *in, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (; in != NULL && *in != '\0' && o + 1 < outlen; in++) {
+		unsigned char c = (unsigned char)*in;
+		const char *h1, *h2;
+
+		if (c == '+' && in[1] != '\0' && in[2] != '\0' &&
+		    (h1 = strchr(hex, in[1])) != NULL &&
+		    (h2 = strchr(hex, in[2])) != NULL) {
+			c = (unsigned char)((h1 - hex) * 16 + (h2 - hex));
+			in += 2;
+		}
+		out[o++] = (c >= 32 && c < 127) ? (char)c : '?';
+	}
+	out[o] = '\0';
+}
+
 int
 dsn_wanted(const struct spool_envelope *e, int i)
 {
@@ -179,7 +201,7 @@ dsn_compose(const struct spool_envelope *e, const struct dsn_item *it, int n,
 		   "X-Backmx-Queue-ID: %s\r\n",
 		   boundary, hostname, e->id);
 	if (e->envid != NULL && e->envid[0] != '\0') {
-		dsn_clean(e->envid, text, sizeof(text));
+		dsn_xtext_clean(e->envid, text, sizeof(text));
 		dsn_printf(&b, "Original-Envelope-Id: %s\r\n", text);
 	}
 	dsn_printf(&b, "Arrival-Date: %s\r\n", date);
@@ -193,9 +215,14 @@ dsn_compose(const struct spool_envelope *e, const struct dsn_item *it, int n,
 		dsn_clean(it[k].res.text, text, sizeof(text));
 		dsn_date(it[k].last_attempt, date, sizeof(date));
 		dsn_printf(&b, "\r\nFinal-Recipient: rfc822; %s\r\n", addr);
-		if (r->orcpt != NULL && r->orcpt[0] != '\0') {
-			dsn_clean(r->orcpt, orcpt, sizeof(orcpt));
-			dsn_printf(&b, "Original-Recipient: %s\r\n", orcpt);
+		if (r->orcpt != NULL && strchr(r->orcpt, ';') != NULL) {
+			const char *semi = strchr(r->orcpt, ';');
+
+			dsn_xtext_clean(semi + 1, orcpt, sizeof(orcpt));
+			dsn_printf(&b, "Original-Recipient: %.*s; %s\r\n",
+				   (int)(semi - r->orcpt < 32 ? semi - r->orcpt
+							       : 32),
+				   r->orcpt, orcpt);
 		}
 		dsn_printf(&b, "Action: failed\r\nStatus: %s\r\n",
 			   it[k].res.enh[0] ? it[k].res.enh : "5.0.0");
@@ -303,8 +330,14 @@ dsn_bounce(const struct spool_envelope *e, const struct dsn_item *it, int n,
 	for (int k = 0; k < n; k++)
 		if (dsn_wanted(e, it[k].rcpt))
 			wanted++;
-	if (wanted == 0)
+	if (wanted == 0) {
+		log_msg(e->id, "no bounce: %s",
+			e->is_bounce ? "the message is itself a bounce"
+			: e->sender == NULL || e->sender[0] == '\0'
+			    ? "null sender"
+			    : "NOTIFY does not ask for failures");
 		return 0;
+	}
 	full = e->ret == SPOOL_RET_FULL && e->size <= DSN_FULL_MAX;
 	if ((w = spool_writer_new(backmxd.spool)) == NULL) {
 		log_warn("%s: cannot create a DSN: %s", e->id,
