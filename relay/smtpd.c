@@ -31,6 +31,9 @@
 #include "tls.h"
 
 #define SMTPD_LINE_MAX 512		/* command line incl. CRLF */
+/* MAIL and RCPT may be longer: RFC 3461 adds up to 100 (ENVID) and 500
+ * (ORCPT) octets, RFC 1870 and 6531 a few more */
+#define SMTPD_LINE_MAX_EXT 1024
 #define SMTPD_TEXT_MAX 1000		/* text line incl. CRLF */
 #define SMTPD_IN_MIN 1024
 #define SMTPD_IN_MAX (64 * 1024)	/* leftover after DATA, bounded */
@@ -125,6 +128,7 @@ static struct session *sessions;
 static int nsessions;
 static struct session *wait_head, **wait_tail = &wait_head;
 static ev_prepare smtpd_prepare;
+static ev_idle smtpd_idle;	/* keeps the loop from blocking on waiters */
 static char smtpd_scratch[SMTPD_SCRATCH];
 
 /* per-address session counts, for max_clients_per_ip */
@@ -557,7 +561,7 @@ smtpd_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 				continue;
 			}
 		} else {
-			if (smtpd_in_room(s, SMTPD_LINE_MAX) < 0) {
+			if (smtpd_in_room(s, SMTPD_LINE_MAX_EXT) < 0) {
 				/* cannot happen for commands: lines are
 				 * bounded; treat as abuse */
 				s->close_after_flush = 1;
@@ -1270,6 +1274,7 @@ smtpd_tx_finish(struct session *s, int flags)
 	s->wait_next = NULL;
 	*wait_tail = s;
 	wait_tail = &s->wait_next;
+	ev_idle_start(backmxd.loop, &smtpd_idle);
 	return;
 
 spoolfail:
@@ -1659,7 +1664,7 @@ smtpd_process(struct session *s)
 		}
 		lf = memchr(s->in, '\n', s->inlen);
 		if (lf == NULL) {
-			if (s->inlen >= SMTPD_LINE_MAX) {
+			if (s->inlen >= SMTPD_LINE_MAX_EXT) {
 				if (!s->discard_line) {
 					s->nerrors++;
 					smtpd_reply(s, "500 5.5.2 Error: line "
@@ -1673,7 +1678,10 @@ smtpd_process(struct session *s)
 		len = lf - s->in + 1;
 		if (s->discard_line) {
 			s->discard_line = 0;
-		} else if (len > SMTPD_LINE_MAX) {
+		} else if (len > SMTPD_LINE_MAX_EXT ||
+			   (len > SMTPD_LINE_MAX &&
+			    strncasecmp(s->in, "MAIL ", 5) != 0 &&
+			    strncasecmp(s->in, "RCPT ", 5) != 0)) {
 			s->nerrors++;
 			smtpd_reply(s, "500 5.5.2 Error: line too long");
 		} else if (len < 2 || lf[-1] != '\r') {
@@ -1681,7 +1689,7 @@ smtpd_process(struct session *s)
 			smtpd_reply(s, "500 5.5.2 Error: bare LF in command "
 				       "(CRLF required)");
 		} else {
-			char line[SMTPD_LINE_MAX];
+			char line[SMTPD_LINE_MAX_EXT];
 
 			memcpy(line, s->in, len - 2);
 			line[len - 2] = '\0';
@@ -1774,15 +1782,26 @@ smtpd_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 		smtpd_flush(s);
 		if (smtpd_done(s))
 			continue;
-		if (s->state == S_CMD && !s->close_after_flush)
+		if ((s->state == S_CMD || s->state == S_DATA ||
+		     s->state == S_BDAT) &&
+		    !s->close_after_flush)
 			ev_io_start(loop, &s->rio);
 	}
+}
+
+/* smtpd_idle_cb - one loop turn without blocking, so that the prepare
+ * watcher runs again for commits made inside the previous one */
+static void
+smtpd_idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	ev_idle_stop(loop, w);
 }
 
 void
 smtpd_init(void)
 {
 	ev_prepare_init(&smtpd_prepare, smtpd_prepare_cb);
+	ev_idle_init(&smtpd_idle, smtpd_idle_cb);
 	ev_prepare_start(backmxd.loop, &smtpd_prepare);
 }
 
