@@ -18,7 +18,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 #include "client.h"
+#include "dns.h"
+#include "tls.h"
 
 /* ------------------------------------------------------------------ */
 /* Reply parser */
@@ -252,6 +256,8 @@ enum client_state {
 	CS_GREETING,
 	CS_EHLO,
 	CS_HELO,
+	CS_STARTTLS,
+	CS_HANDSHAKE,
 	CS_READY,
 	CS_RSET,
 	CS_TX,		/* MAIL, RCPT..., DATA replies */
@@ -263,7 +269,8 @@ enum client_state {
 };
 
 static const char *client_state_what[] = {
-	"connect", "greeting", "EHLO", "HELO", "idle", "RSET",
+	"connect", "greeting", "EHLO", "HELO", "STARTTLS", "TLS handshake",
+	"idle", "RSET",
 	"MAIL/RCPT/DATA", "message body", "end of data", "end of data",
 	"QUIT", "-",
 };
@@ -300,6 +307,17 @@ struct client {
 	int bstate;
 	struct result mailres;
 	int local;		/* the failure being reported is ours */
+
+	/* STARTTLS */
+	const struct config *cfg;
+	int no_starttls;
+	struct dns_tlsa *tlsa;
+	int ntlsa;
+	SSL *ssl;
+	int dane_armed;
+	int tls_failed;
+	int opportunistic;	/* may, or dane without TLSA: clear is ok */
+	char tlsdesc[96];
 };
 
 static void client_read_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -313,6 +331,9 @@ client_close(struct client *c)
 	ev_io_stop(c->loop, &c->rio);
 	ev_io_stop(c->loop, &c->wio);
 	ev_timer_stop(c->loop, &c->timer);
+	if (c->ssl != NULL)
+		SSL_free(c->ssl);
+	c->ssl = NULL;
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
@@ -326,6 +347,7 @@ client_free(struct client *c)
 		return;
 	client_close(c);
 	free(c->wbuf);
+	free(c->tlsa);
 	free(c);
 }
 
@@ -423,13 +445,51 @@ client_fail_local(struct client *c, const char *enh, const char *fmt, ...)
 	client_fail(c, &r, 0);
 }
 
+/* client_io_send - send or SSL_write; -1 with errno EAGAIN to wait */
+static ssize_t
+client_io_send(struct client *c, const char *p, size_t n)
+{
+	int r, e;
+
+	if (c->ssl == NULL)
+		return send(c->fd, p, n, MSG_NOSIGNAL);
+	ERR_clear_error();
+	r = SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+	if (r > 0)
+		return r;
+	e = SSL_get_error(c->ssl, r);
+	errno = (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+		    ? EAGAIN : EPIPE;
+	return -1;
+}
+
+/* client_io_recv - recv or SSL_read; 0 EOF, -1 errno (EAGAIN: wait) */
+static ssize_t
+client_io_recv(struct client *c, char *p, size_t n)
+{
+	int r, e;
+
+	if (c->ssl == NULL)
+		return recv(c->fd, p, n, 0);
+	ERR_clear_error();
+	r = SSL_read(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+	if (r > 0)
+		return r;
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_ZERO_RETURN)
+		return 0;
+	errno = (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+		    ? EAGAIN : ECONNRESET;
+	return -1;
+}
+
 /* client_flush - write what is queued; 0 ok, -1 error (errno) */
 static int
 client_flush(struct client *c)
 {
 	while (c->woff < c->wlen) {
-		ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff,
-				 MSG_NOSIGNAL);
+		ssize_t n = client_io_send(c, c->wbuf + c->woff,
+					   c->wlen - c->woff);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -465,6 +525,15 @@ client_new(struct ev_loop *loop, const struct client_params *p, client_cb cb,
 	snprintf(c->helo, sizeof(c->helo), "%s", p->helo);
 	snprintf(c->mxhost, sizeof(c->mxhost), "%s", p->mxhost);
 	c->tls = p->tls;
+	c->cfg = p->cfg;
+	c->no_starttls = p->no_starttls;
+	if (p->ntlsa > 0 && p->tlsa != NULL &&
+	    (c->tlsa = calloc((size_t)p->ntlsa, sizeof(*c->tlsa))) != NULL) {
+		memcpy(c->tlsa, p->tlsa, (size_t)p->ntlsa * sizeof(*c->tlsa));
+		c->ntlsa = p->ntlsa;	/* data pointers: see queue.c */
+	}
+	c->opportunistic = c->tls == POLICY_TLS_MAY ||
+			   (c->tls == POLICY_TLS_DANE && c->ntlsa == 0);
 	c->connect_timeout = p->connect_timeout;
 	c->command_timeout = p->command_timeout;
 	c->data_timeout = p->data_timeout;
@@ -541,6 +610,87 @@ int
 client_caps(const struct client *c)
 {
 	return c->caps;
+}
+
+const char *
+client_tls(const struct client *c)
+{
+	return c->tlsdesc[0] ? c->tlsdesc : NULL;
+}
+
+int
+client_tls_failed(const struct client *c)
+{
+	return c->tls_failed;
+}
+
+/* client_tls_start - after 220 to STARTTLS: 0 handshaking, -1 failed */
+static int
+client_tls_start(struct client *c, struct result *r)
+{
+	char err[200];
+
+	if (c->rlen > 0) {
+		/* octets after the 220 were sent in clear: injection */
+		result_set(r, 451, "4.7.0", "%s sent data after its STARTTLS "
+			   "reply", c->relay);
+		return -1;
+	}
+	c->ssl = tls_client_new(c->cfg, c->fd, c->tls, c->mxhost, c->tlsa,
+				c->ntlsa, &c->dane_armed, err, sizeof(err));
+	if (c->ssl == NULL) {
+		result_set(r, 451, "4.7.5", "TLS with %s: %s", c->relay, err);
+		return -1;
+	}
+	c->state = CS_HANDSHAKE;
+	return 0;
+}
+
+/*
+ * client_tls_step - drive the handshake: -1 keep waiting, CLIENT_FAILED
+ * with r set, or -2 when done and EHLO was queued.
+ */
+static int
+client_tls_step(struct client *c, struct result *r)
+{
+	char err[200];
+	int want = 0, hs;
+
+	hs = tls_handshake_step(c->ssl, &want, err, sizeof(err));
+	if (hs == 0) {
+		ev_io_stop(c->loop, &c->wio);
+		ev_io_stop(c->loop, &c->rio);
+		if (want == TLS_WANT_WRITE)
+			ev_io_start(c->loop, &c->wio);
+		else
+			ev_io_start(c->loop, &c->rio);
+		return -1;
+	}
+	ev_io_stop(c->loop, &c->wio);
+	ev_io_start(c->loop, &c->rio);
+	if (hs < 0) {
+		c->tls_failed = 1;
+		c->local = 1;
+		result_set(r, 451, "4.7.5", "TLS with %s failed: %s", c->relay,
+			   err);
+		return CLIENT_FAILED;
+	}
+	if (tls_client_verdict(c->ssl, c->tls, c->dane_armed, c->tlsdesc,
+			       sizeof(c->tlsdesc), err, sizeof(err)) < 0) {
+		c->local = 1;
+		result_set(r, 451, "4.7.5", "TLS with %s: %s", c->relay, err);
+		return CLIENT_FAILED;
+	}
+	c->state = CS_EHLO;
+	c->caps = 0;
+	if (client_printf(c, "EHLO %s\r\n", c->helo) < 0 ||
+	    client_flush(c) < 0) {
+		c->local = 1;
+		result_set(r, 451, "4.4.2", "write to %s failed", c->relay);
+		return CLIENT_FAILED;
+	}
+	client_arm(c, c->command_timeout);
+	return -2;
 }
 
 /* client_quit_done - the polite close is over */
@@ -793,6 +943,14 @@ client_on_reply(struct client *c, const struct client_reply *rep,
 		if (rep->code == 250) {
 			c->caps = rep->caps;
 			c->maxsize = rep->size;
+			if (c->ssl == NULL && (c->caps & CLIENT_CAP_STARTTLS) &&
+			    !(c->no_starttls && c->opportunistic) &&
+			    c->cfg != NULL) {
+				c->state = CS_STARTTLS;
+				if (client_printf(c, "STARTTLS\r\n") < 0)
+					goto local;
+				break;
+			}
 			goto ready;
 		}
 		if (rep->code == 421)
@@ -806,6 +964,17 @@ client_on_reply(struct client *c, const struct client_reply *rep,
 			return CLIENT_FAILED;
 		c->caps = 0;
 		goto ready;
+	case CS_STARTTLS:
+		if (rep->code != 220) {
+			if (c->opportunistic)
+				goto ready;	/* in clear, as allowed */
+			return CLIENT_FAILED;
+		}
+		if (client_tls_start(c, r) < 0) {
+			c->local = 1;
+			return CLIENT_FAILED;
+		}
+		return -1;	/* the caller drives the handshake */
 	case CS_RSET:
 		if (rep->code != 250)
 			return CLIENT_FAILED;
@@ -885,7 +1054,7 @@ client_on_reply(struct client *c, const struct client_reply *rep,
 ready:
 	c->state = CS_READY;
 	ev_timer_stop(c->loop, &c->timer);
-	if (c->tls != POLICY_TLS_MAY) {
+	if (!c->opportunistic && c->ssl == NULL) {
 		result_set(r, 451, "4.7.5",
 			   "TLS required but not available for %s", c->relay);
 		c->local = 1;
@@ -928,26 +1097,48 @@ client_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	struct result r;
 	const char *why;
 	ssize_t n;
-	int used, ev = -1;
+	int used, ev = -1, got = 0;
 
 	if (c->state == CS_QUIT) {
 		char junk[512];
 
-		n = recv(c->fd, junk, sizeof(junk), 0);
+		n = client_io_recv(c, junk, sizeof(junk));
+		if (n < 0 && errno == EAGAIN)
+			return;
 		if (n <= 0 || memchr(junk, '\n', (size_t)n) != NULL)
 			client_quit_done(c);
 		return;
 	}
-	n = recv(c->fd, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen, 0);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) {
-		client_fail_local(c, "4.4.2", "lost connection with %s while "
-				  "waiting for %s reply", c->relay,
-				  client_state_what[c->state]);
+	if (c->state == CS_HANDSHAKE) {
+		ev = client_tls_step(c, &r);
+		if (ev == CLIENT_FAILED)
+			client_report(c, ev, &r);
 		return;
 	}
-	c->rlen += (size_t)n;
+	/* drain the socket (and OpenSSL's buffer) into rbuf */
+	while (c->rlen < sizeof(c->rbuf)) {
+		n = client_io_recv(c, c->rbuf + c->rlen,
+				   sizeof(c->rbuf) - c->rlen);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n <= 0) {
+			if (got)
+				break;	/* parse what came first */
+			client_fail_local(c, "4.4.2", "lost connection with "
+					  "%s while waiting for %s reply",
+					  c->relay,
+					  client_state_what[c->state]);
+			return;
+		}
+		c->rlen += (size_t)n;
+		got = 1;
+		if (c->ssl == NULL)
+			break;
+	}
+	if (!got)
+		return;
 	while (c->rlen > 0) {
 		used = client_reply_parse(c->rbuf, c->rlen, &rep, &why);
 		if (used == 0)
@@ -966,6 +1157,12 @@ client_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		ev = client_on_reply(c, &rep, &r);
+		if (c->state == CS_HANDSHAKE && ev < 0) {
+			ev = client_tls_step(c, &r);
+			if (ev == -2)
+				ev = -1;
+			break;
+		}
 		if (c->state == CS_BODY) {
 			int pr = client_body_pump(c);
 
@@ -991,6 +1188,7 @@ static void
 client_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct client *c = w->data;
+	struct result r;
 	int err = 0, pr;
 	socklen_t el = sizeof(err);
 
@@ -1009,6 +1207,11 @@ client_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 		ev_io_start(loop, &c->rio);
 		c->state = CS_GREETING;
 		client_arm(c, c->command_timeout);
+		return;
+	}
+	if (c->state == CS_HANDSHAKE) {
+		if (client_tls_step(c, &r) == CLIENT_FAILED)
+			client_report(c, CLIENT_FAILED, &r);
 		return;
 	}
 	if (c->state == CS_BODY) {

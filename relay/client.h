@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "config.h"
 #include "policy.h"
 #include "spool.h"
 
@@ -80,11 +81,18 @@ enum client_event {
 	CLIENT_DONE,	/* transaction over; per-recipient results filled */
 };
 
+struct dns_tlsa;
+
 struct client_params {
+	const struct config *cfg;	/* tls_ca; read at once */
 	const char *helo;		/* our hostname */
 	const char *mxhost;		/* name for logs */
 	struct sockaddr_storage addr;	/* with the port set */
 	int tls;			/* enum policy_tls */
+	int no_starttls;		/* `may` retry in clear after a
+					   failed handshake */
+	const struct dns_tlsa *tlsa;	/* DNSSEC-secure TLSA for dane */
+	int ntlsa;
 	long connect_timeout, command_timeout, data_timeout;
 };
 
@@ -116,6 +124,10 @@ void client_set_cb(struct client *c, client_cb cb, void *arg);
 /* client_relay - "host[addr]:port" for logs */
 const char *client_relay(const struct client *c);
 int client_caps(const struct client *c);
+/* client_tls - "TLSv1.3 verified" etc., or NULL when in clear */
+const char *client_tls(const struct client *c);
+/* client_tls_failed - the failure was a broken STARTTLS handshake */
+int client_tls_failed(const struct client *c);
 void client_quit(struct client *c);
 void client_free(struct client *c);
 

@@ -32,6 +32,8 @@
 #define QUEUE_MX_MAX 16
 #define QUEUE_ADDR_MAX 8
 #define QUEUE_KEY_MAX (POLICY_DOMAIN_MAX + 16)
+#define QUEUE_TLSA_MAX 8
+#define QUEUE_TLSA_LEN 128
 
 enum queue_kind {
 	DEST_MX,	/* MX records of name */
@@ -83,6 +85,13 @@ struct queue_conn {
 	struct client *c;
 	struct result err;
 	char relay[POLICY_DOMAIN_MAX + 80];
+	int no_starttls;	/* retry this address in clear (tls may) */
+	/* DANE: TLSA records of host mx[tlsa_for] */
+	struct dns_query *qtlsa;
+	int tlsa_for;
+	struct dns_tlsa tlsa[QUEUE_TLSA_MAX];
+	uint8_t tlsadata[QUEUE_TLSA_MAX][QUEUE_TLSA_LEN];
+	int ntlsa;
 };
 
 /* a message with jobs in flight */
@@ -468,6 +477,8 @@ queue_conn_end(struct queue_conn *q)
 {
 	if (q->qmx)
 		dns_cancel(q->qmx);
+	if (q->qtlsa)
+		dns_cancel(q->qtlsa);
 	for (int i = 0; i < q->nmx; i++) {
 		if (q->mx[i].qa)
 			dns_cancel(q->mx[i].qa);
@@ -775,12 +786,15 @@ queue_client_cb(void *arg, struct client *c, int event,
 	switch (event) {
 	case CLIENT_READY:
 		snprintf(q->relay, sizeof(q->relay), "%s", client_relay(c));
+		if (client_tls(c) != NULL)
+			log_info("TLS connection established to %s: %s",
+				 q->relay, client_tls(c));
 		queue_send_job(q);
 		return;
 	case CLIENT_FAILED:
 		q->c = NULL;
-		client_free(c);
 		if (q->job != NULL && q->job->env != NULL) {
+			client_free(c);
 			/* failed inside a transaction: results are filled */
 			j = q->job;
 			q->job = NULL;
@@ -792,12 +806,25 @@ queue_client_cb(void *arg, struct client *c, int event,
 		}
 		q->err = *r;
 		q->d->failed = 1;
-		q->ai++;
+		if (client_tls_failed(c) && !q->no_starttls &&
+		    (q->d->tls == POLICY_TLS_MAY ||
+		     (q->d->tls == POLICY_TLS_DANE && q->ntlsa == 0))) {
+			/* opportunistic TLS broke: same address in clear */
+			log_info("%s: %s; retrying in clear", q->relay, r->text);
+			q->no_starttls = 1;
+		} else {
+			q->no_starttls = 0;
+			q->ai++;
+		}
+		q->c = NULL;
+		client_free(c);
 		queue_conn_next(q);
 		return;
 	case CLIENT_DONE:
 		j = q->job;
 		q->job = NULL;
+		if (client_tls(c) != NULL)
+			stats.tls_outbound++;
 		for (int k = 0; k < j->n; k++) {
 			if (j->res[k].code / 100 == 2)
 				ok = 1;
@@ -820,6 +847,35 @@ queue_client_cb(void *arg, struct client *c, int event,
 	}
 }
 
+static void
+queue_tlsa_cb(void *arg, const struct dns_result *r)
+{
+	struct queue_conn *q = arg;
+
+	q->qtlsa = NULL;
+	q->ntlsa = 0;
+	q->tlsa_for = q->mxi;
+	if (r->status == DNS_TEMPFAIL || r->status == DNS_BOGUS) {
+		/* RFC 7672 2.2: a host whose TLSA lookup fails is unusable */
+		result_set(&q->err, 451, "4.7.5", "TLSA lookup for %s failed: "
+			   "%s", q->mx[q->mxi].host,
+			   r->why[0] ? r->why : dns_status_str(r->status));
+		q->mxi++;
+		q->ai = 0;
+	} else if (r->status == DNS_OK && r->secure) {
+		for (int i = 0; i < r->n && q->ntlsa < QUEUE_TLSA_MAX; i++) {
+			if (r->tlsa[i].len > QUEUE_TLSA_LEN)
+				continue;
+			q->tlsa[q->ntlsa] = r->tlsa[i];
+			memcpy(q->tlsadata[q->ntlsa], r->tlsa[i].data,
+			       r->tlsa[i].len);
+			q->tlsa[q->ntlsa].data = q->tlsadata[q->ntlsa];
+			q->ntlsa++;
+		}
+	}
+	queue_conn_next(q);
+}
+
 /* queue_conn_next - connect to the next address, or give up */
 static void
 queue_conn_next(struct queue_conn *q)
@@ -836,7 +892,25 @@ queue_conn_next(struct queue_conn *q)
 			q->ai = 0;
 			continue;
 		}
+		if (q->d->tls == POLICY_TLS_DANE && q->tlsa_for != q->mxi) {
+			char name[POLICY_DOMAIN_MAX + 32];
+
+			snprintf(name, sizeof(name), "_%d._tcp.%s", q->d->port,
+				 m->host);
+			q->qtlsa = dns_query(backmxd.dns, name, DNS_T_TLSA,
+					     queue_tlsa_cb, q);
+			if (q->qtlsa != NULL)
+				return;
+			q->tlsa_for = q->mxi;
+			q->ntlsa = 0;
+		}
 		memset(&p, 0, sizeof(p));
+		p.cfg = cfg;
+		p.no_starttls = q->no_starttls;
+		if (q->d->tls == POLICY_TLS_DANE) {
+			p.tlsa = q->tlsa;
+			p.ntlsa = q->ntlsa;
+		}
 		p.helo = cfg->hostname;
 		p.mxhost = m->host;
 		p.addr = m->addr[q->ai];
@@ -882,6 +956,7 @@ queue_conn_start(struct queue_dest *d, struct queue_job *j)
 	}
 	q->d = d;
 	q->job = j;
+	q->tlsa_for = -1;
 	d->nconn++;
 	queue_nconn++;
 	stats.deliveries_active++;
