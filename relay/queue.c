@@ -574,6 +574,20 @@ queue_conn_resolved(struct queue_conn *q)
 		q->nmx = n;
 		q->cut = n < before;
 	}
+	if (q->implicit) {
+		/* no MX: the domain's own address must not be us */
+		for (int a = 0; a < q->mx[0].naddr; a++)
+			if (queue_addr_is_own(&q->mx[0].addr[a]) ||
+			    policy_is_own_name(backmxd.cfg->policy,
+					       q->mx[0].host)) {
+				result_set(&r, 450, "5.4.6",
+					   "mail for %s loops back to myself",
+					   q->d->name);
+				queue_conn_fail_all(q, &r);
+				queue_conn_end(q);
+				return;
+			}
+	}
 	for (int i = 0; i < q->nmx; i++) {
 		if (q->mx[i].naddr > 0)
 			anyaddr = 1;
