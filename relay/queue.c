@@ -32,6 +32,7 @@
 #define QUEUE_MX_MAX 16
 #define QUEUE_ADDR_MAX 8
 #define QUEUE_KEY_MAX (POLICY_DOMAIN_MAX + 16)
+#define QUEUE_DESTS_KEEP 1000	/* idle failed destinations remembered */
 #define QUEUE_TLSA_MAX 8
 #define QUEUE_TLSA_LEN 128
 
@@ -111,6 +112,7 @@ static ev_prepare queue_prepare;
 static int queue_started;
 static int queue_dirty;		/* envelopes changed since the last sync */
 static int queue_nconn;
+static int queue_ndests;
 
 static void queue_conn_next(struct queue_conn *q);
 static void queue_conn_end(struct queue_conn *q);
@@ -263,7 +265,25 @@ queue_dest_get(const char *key, enum queue_kind kind, const char *name,
 	d->tls = tls;
 	TAILQ_INIT(&d->jobs);
 	TAILQ_INSERT_TAIL(&queue_dests, d, entry);
+	queue_ndests++;
 	return d;
+}
+
+/*
+ * queue_dest_gc - forget an idle destination (bounces create one per
+ * sender domain); one that failed last is kept for the auto-flush
+ * unless there are many.
+ */
+static void
+queue_dest_gc(struct queue_dest *d)
+{
+	if (d->nconn > 0 || !TAILQ_EMPTY(&d->jobs))
+		return;
+	if (d->failed && queue_ndests <= QUEUE_DESTS_KEEP)
+		return;
+	TAILQ_REMOVE(&queue_dests, d, entry);
+	queue_ndests--;
+	free(d);
 }
 
 static void
@@ -309,10 +329,15 @@ queue_msg_settle(const char *id)
 	if (t < 0) {
 		schedule_remove(backmxd.sched, id);
 		queue_dirty = 1;
-		if (spool_message_delete(backmxd.spool, id) < 0)
+		if (spool_message_delete(backmxd.spool, id) < 0) {
+			/* e.g. a full disk: try again on the retry clock */
 			log_warn("%s: cannot remove from the spool: %s", id,
 				 spool_error(backmxd.spool));
-		else
+			schedule_set(backmxd.sched, id,
+				     queue_now() + (backmxd.cfg->nretry > 0
+						    ? backmxd.cfg->retry[0]
+						    : 60));
+		} else
 			log_msg(id, "removed");
 	} else if (!e->held)
 		schedule_set(backmxd.sched, id, t);
@@ -497,6 +522,7 @@ queue_conn_end(struct queue_conn *q)
 	if (stats.deliveries_active > 0)
 		stats.deliveries_active--;
 	TAILQ_REMOVE(&queue_conns, q, entry);
+	queue_dest_gc(q->d);
 	free(q);
 	queue_dispatch();
 }
@@ -1353,6 +1379,7 @@ forward_shutdown(void)
 		TAILQ_REMOVE(&queue_dests, d, entry);
 		free(d);
 	}
+	queue_ndests = 0;
 	while ((m = LIST_FIRST(&queue_msgs)) != NULL) {
 		LIST_REMOVE(m, entry);
 		free(m);
