@@ -604,29 +604,55 @@ fwd_fail_route(struct delivery *d, const struct result *r)
 	fwd_done(d, NULL);
 }
 
+/* fwd_listen_port - is port one of our SMTP listening ports? */
 static int
-fwd_is_own_addr(const struct sockaddr_storage *ss)
+fwd_listen_port(int port)
+{
+	const struct config *cfg = backmxd.cfg;
+
+	for (int i = 0; i < cfg->nlisten; i++) {
+		const struct sockaddr_storage *l = &cfg->listen[i].ss;
+		int lp = l->ss_family == AF_INET6
+			     ? ntohs(((const struct sockaddr_in6 *)(const void *)l)->sin6_port)
+			     : ntohs(((const struct sockaddr_in *)(const void *)l)->sin_port);
+
+		if (lp == port)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * fwd_is_own_addr - would connecting to ss:port reach our own listener?
+ * Our listening addresses carry their port; interface addresses (from a
+ * wildcard listen) carry port 0 and match any of our listening ports.  A
+ * static route to another port of this host (a primary on 127.0.0.1:2526
+ * next to us on :25) is not ourselves.
+ */
+static int
+fwd_is_own_addr(const struct sockaddr_storage *ss, int port)
 {
 	int i;
 
 	for (i = 0; i < backmxd.nown_addrs; i++) {
 		const struct sockaddr_storage *o = &backmxd.own_addrs[i];
+		int oport;
 
 		if (o->ss_family != ss->ss_family)
 			continue;
-		if (ss->ss_family == AF_INET &&
-		    !memcmp(&((const struct sockaddr_in *)(const void *)o)
-				 ->sin_addr,
-			    &((const struct sockaddr_in *)(const void *)ss)
-				 ->sin_addr,
-			    4))
-			return 1;
-		if (ss->ss_family == AF_INET6 &&
-		    !memcmp(&((const struct sockaddr_in6 *)(const void *)o)
-				 ->sin6_addr,
-			    &((const struct sockaddr_in6 *)(const void *)ss)
-				 ->sin6_addr,
-			    16))
+		if (ss->ss_family == AF_INET) {
+			if (memcmp(&((const struct sockaddr_in *)(const void *)o)->sin_addr,
+				   &((const struct sockaddr_in *)(const void *)ss)->sin_addr, 4))
+				continue;
+			oport = ntohs(((const struct sockaddr_in *)(const void *)o)->sin_port);
+		} else if (ss->ss_family == AF_INET6) {
+			if (memcmp(&((const struct sockaddr_in6 *)(const void *)o)->sin6_addr,
+				   &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr, 16))
+				continue;
+			oport = ntohs(((const struct sockaddr_in6 *)(const void *)o)->sin6_port);
+		} else
+			continue;
+		if (oport == port || (oport == 0 && fwd_listen_port(port)))
 			return 1;
 	}
 	return 0;
@@ -647,7 +673,7 @@ fwd_hosts_ready(struct delivery *d)
 		mx[i].pref = d->hosts[i].pref;
 		mx[i].self = 0;
 		for (j = 0; j < d->hosts[i].naddr; j++)
-			if (fwd_is_own_addr(&d->hosts[i].addr[j]))
+			if (fwd_is_own_addr(&d->hosts[i].addr[j], d->port))
 				mx[i].self = 1;
 	}
 	if (d->is_static) {
@@ -826,7 +852,7 @@ fwd_try_next(struct delivery *d)
 		}
 		memset(&p, 0, sizeof(p));
 		p.addr = h->addr[d->ai++];
-		if (fwd_is_own_addr(&p.addr)) {
+		if (fwd_is_own_addr(&p.addr, d->port)) {
 			result_set(&d->last, 451, "4.4.6", "%s is one of our "
 				   "own addresses: not sending to myself",
 				   h->name);
