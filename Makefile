@@ -163,7 +163,7 @@ torture: deps all
 	@TORTURE_SECONDS=$${TORTURE_SECONDS:-600} sh tests/torture.sh $(BUILD)
 
 bench: deps all
-	@sh tests/bench/run.sh $(BUILD) $(BENCH_ARGS)
+	@bash tests/bench/run.sh $(BUILD) $(BENCH_ARGS)
 
 # ---------------------------------------------------------------- install
 install: all

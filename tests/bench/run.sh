@@ -136,7 +136,7 @@ pf_stop() { /usr/sbin/postfix -c "$PF/etc" stop >/dev/null 2>&1 || true; sleep 1
 pf_clean() { pf_stop; /usr/sbin/postsuper -c "$PF/etc" -d ALL >/dev/null 2>&1 || true; }
 pf_queue_empty() { [ -z "$(find "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred" "$PF/queue/maildrop" -type f 2>/dev/null | head -1)" ]; }
 pf_queue_count() { find "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred" "$PF/queue/maildrop" -type f 2>/dev/null | wc -l; }
-bx_start() { "$BUILD/backmxd" -f -c "$BX/backmx.conf" 2>>"$BX/log" & wait_port $BX_PORT; }
+bx_start() { "$BUILD/backmxd" -f -c "$BX/backmx.conf" 2>>"$BX/log" & wait_port $BX_PORT; for _ in $(seq 1 100); do [ -s "$B/bx.pid" ] && break; sleep 0.1; done; }
 bx_stop() { [ -f "$B/bx.pid" ] && kill "$(cat "$B/bx.pid")" 2>/dev/null; sleep 0.3; while [ -f "$B/bx.pid" ] && kill -0 "$(cat "$B/bx.pid")" 2>/dev/null; do sleep 0.1; done; rm -f "$B/bx.pid"; }
 bx_clean() { bx_stop; rm -rf "$BX/spool"; }
 bx_queue_count() { "$BUILD/backmxctl" -s "$BX/control.sock" queue --json 2>/dev/null | wc -l; }
