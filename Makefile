@@ -34,10 +34,7 @@ LIBS       = $(PKG_LIBS) $(LIBEVENT) -lev -ldb-5.3 -lm
 
 POLICY_SRC := $(wildcard policy/*.c)
 SPOOL_SRC  := $(wildcard spool/*.c)
-# Two engineers were once given the same piece under different file names;
-# the version that is built is the one not listed here.
-RELAY_EXCLUDE := relay/client.c relay/queue.c relay/dsn.c
-RELAY_SRC  := $(filter-out $(RELAY_EXCLUDE),$(wildcard relay/*.c))
+RELAY_SRC  := $(wildcard relay/*.c)
 # sources only the CLI uses, and what the CLI shares with the daemon
 CTL_MAIN   := relay/backmxctl.c
 CTL_SHARED := $(filter $(wildcard relay/config.c relay/log.c relay/util.c relay/json.c),$(RELAY_SRC))
