@@ -299,6 +299,12 @@ fwd_log(const struct spool_envelope *e, int i, const char *relay,
 	const struct result *r, const char *status, int remote)
 {
 	char dsn[16];
+	/* arrival has whole seconds: the delay is shown to 0.1 s as
+	 * operators expect (delay=0.4), never negative */
+	double delay = ev_now(backmxd.loop) - (double)e->arrival;
+
+	if (delay < 0)
+		delay = 0;
 
 	if (r->enh[0] != '\0')
 		snprintf(dsn, sizeof(dsn), "%s", r->enh);
@@ -307,23 +313,23 @@ fwd_log(const struct spool_envelope *e, int i, const char *relay,
 			 r->code / 100 >= 2 && r->code / 100 <= 5
 			     ? r->code / 100 : 4);
 	if (remote && r->code / 100 != 2)
-		log_msg(e->id, "to=<%s>, relay=%s, delay=%lld, dsn=%s, "
+		log_msg(e->id, "to=<%s>, relay=%s, delay=%.1f, dsn=%s, "
 			"status=%s (host %s said: %d %s%s%s)",
 			e->rcpt[i].address, relay ? relay : "none",
-			(long long)(fwd_now() - e->arrival), dsn, status,
+			delay, dsn, status,
 			relay ? relay : "none", r->code, r->enh,
 			r->enh[0] ? " " : "", r->text);
 	else if (remote)
-		log_msg(e->id, "to=<%s>, relay=%s, delay=%lld, dsn=%s, "
+		log_msg(e->id, "to=<%s>, relay=%s, delay=%.1f, dsn=%s, "
 			"status=%s (%d %s%s%s)",
 			e->rcpt[i].address, relay ? relay : "none",
-			(long long)(fwd_now() - e->arrival), dsn, status,
+			delay, dsn, status,
 			r->code, r->enh, r->enh[0] ? " " : "", r->text);
 	else
-		log_msg(e->id, "to=<%s>, relay=%s, delay=%lld, dsn=%s, "
+		log_msg(e->id, "to=<%s>, relay=%s, delay=%.1f, dsn=%s, "
 			"status=%s (%s)",
 			e->rcpt[i].address, relay ? relay : "none",
-			(long long)(fwd_now() - e->arrival), dsn, status,
+			delay, dsn, status,
 			r->text);
 }
 
