@@ -623,6 +623,10 @@ policy_check_rcpt(const struct policy *p, const char *s, size_t len, int flags,
 	 * not know every address we are reached on */
 	if (path->literal)
 		return addr_deny(res, path->address, "address literal");
+	/* RFC 5321 3.6.2 allows refusing source routes with 550, and the
+	 * contract refuses them all: none is needed to reach a backup MX */
+	if (path->source_route)
+		return addr_deny(res, path->address, "source route");
 	own = policy_is_own_name(p, path->domain_lc);
 	if (own && !path->quoted && strchr(path->local, '%') != NULL)
 		return addr_percent_hack(p, out, res);
