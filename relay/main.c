@@ -275,6 +275,7 @@ main(int argc, char **argv)
 	cfg = config_load(main_config_path, diag, DIAG_MAX, &nerr);
 	if (test_only) {
 		main_print_diag(diag);
+		free(diag);
 		if (cfg == NULL) {
 			fprintf(stderr, "%s: %d error(s)\n", main_config_path,
 				nerr);
@@ -289,6 +290,7 @@ main(int argc, char **argv)
 		main_print_diag(diag);
 		if (!backmxd.foreground)
 			main_log_diag(diag);
+		free(diag);
 		fprintf(stderr, "backmxd: %s: %d error(s), not starting\n",
 			main_config_path, nerr);
 		return 1;
