@@ -22,12 +22,14 @@
 #include "dns.h"
 #include "forward.h"
 #include "log.h"
+#include "mtasts.h"
 #include "smtp_client.h"
 #include "stats.h"
 
 #define FWD_HOSTS_MAX 16
 #define FWD_ADDR_MAX 8
 #define FWD_KEY_MAX (POLICY_DOMAIN_MAX + 32)
+#define FWD_STS_TIMEOUT 60	/* MTA-STS policy fetch, seconds (as mox) */
 
 /* a destination: the unit of concurrency limits and connection reuse */
 struct fwd_dest {
@@ -35,7 +37,10 @@ struct fwd_dest {
 	char key[FWD_KEY_MAX];
 	int active;		/* deliveries in flight */
 	int failures;		/* consecutive failed deliveries */
-	struct smtp_client *idle;	/* only during fwd_reuse() */
+	struct smtp_client *idle;	/* only while handing a connection on */
+	struct schedule *wait;	/* ids blocked by max_per_destination,
+				   FIFO by sequence number, one entry each */
+	int64_t wseq;
 };
 
 struct fwd_host {
@@ -43,8 +48,18 @@ struct fwd_host {
 	int pref;
 	int self;
 	int tempfail;
+	int insecure;		/* an address answer was not DNSSEC-secure */
+	int bogus;		/* an address answer failed validation */
 	int naddr;
 	struct sockaddr_storage addr[FWD_ADDR_MAX];
+};
+
+/* what the TLSA lookup of a host gave (tls dane, tls mta-sts) */
+enum fwd_tlsa {
+	FWD_TLSA_NONE,		/* none, or not secure: opportunistic */
+	FWD_TLSA_USABLE,	/* DANE-TA/DANE-EE: authenticated TLS */
+	FWD_TLSA_UNUSABLE,	/* records, none usable: TLS, unauthenticated */
+	FWD_TLSA_ERROR,		/* bogus or failed: the host is not used */
 };
 
 struct delivery;
@@ -83,15 +98,48 @@ struct delivery {
 	struct smtp_client_tx tx;
 	struct result last;	/* last connection-level failure */
 	int connected;		/* some address answered */
+
+	/*
+	 * TLS of the host being tried, decided before its first address
+	 * (fwd_host_tls) and kept for its other addresses.
+	 */
+	struct dns_query *tlsaq;
+	int tlsa_for;		/* 1 + index of the host decided, 0 none */
+	enum fwd_tlsa tlsa_state;
+	struct dns_tlsa *tlsa;	/* usable records, data in the same block */
+	int ntlsa;
+	int cur_tls;		/* enum policy_tls of the current connection */
+	int plain;		/* next connection without STARTTLS (tls may,
+				   after a failed handshake) */
+	char tlsdesc[64];	/* of the connection that carried the tx */
+
+	/* MTA-STS policy of the recipient domain (tls mta-sts, route mx) */
+	int sts_done;
+	struct dns_query *stsq;
+	struct mtasts_fetch *stsf;
+	char sts_id[MTASTS_ID_MAX + 1];
+	enum mtasts_mode sts_mode;	/* NONE: no policy in force */
+	struct mtasts_policy sts;
 };
 
 static struct delivery *fwd_list;
+static struct mtasts_cache *fwd_sts_cache;	/* policies, for max_age */
 static struct fwd_dest *fwd_dests;
 static int fwd_active;
 static int fwd_stopped;
 static ev_timer fwd_timer;
-static char (*fwd_wait)[SPOOL_ID_LEN + 1];	/* blocked by the caps */
-static int fwd_nwait, fwd_capwait;
+/*
+ * Messages blocked by max_per_destination wait in their destination's
+ * FIFO (fwd_dest.wait), not in the schedule: a delivery's end hands its
+ * connection to the next of them, so a flush of n messages costs O(n)
+ * envelope reads, not O(n^2).  At most FWD_WAIT_MAX wait in all (as
+ * Postfix's qmgr_message_active_limit); beyond that the rest stays in the
+ * schedule until the waiting drains.
+ */
+#define FWD_WAIT_MAX 20000
+static size_t fwd_nwaiting;
+static int fwd_release_depth;	/* a release that fails at once recurses */
+static int fwd_release_pending;	/* the timer finishes a cut-off release */
 
 static void fwd_arm(void);
 static int fwd_flush_match(const char *domain, const char *key);
@@ -244,37 +292,77 @@ fwd_msg_inflight(const char *id)
 	return 0;
 }
 
-static void
-fwd_wait_add(const char *id)
+static int
+fwd_maxpd(void)
 {
-	char (*n)[SPOOL_ID_LEN + 1];
-	int i;
-
-	for (i = 0; i < fwd_nwait; i++)
-		if (!strcmp(fwd_wait[i], id))
-			return;
-	if (fwd_nwait == fwd_capwait) {
-		int nc = fwd_capwait ? fwd_capwait * 2 : 64;
-
-		if ((n = realloc(fwd_wait, (size_t)nc * sizeof(*n))) == NULL) {
-			schedule_set(backmxd.sched, id, fwd_now() + 1);
-			return;
-		}
-		fwd_wait = n;
-		fwd_capwait = nc;
-	}
-	snprintf(fwd_wait[fwd_nwait++], SPOOL_ID_LEN + 1, "%s", id);
+	return backmxd.cfg->max_per_destination > 0
+		   ? backmxd.cfg->max_per_destination : 20;
 }
 
-/* fwd_wait_release - capacity freed: blocked messages are due again */
-static void
-fwd_wait_release(void)
+static int
+fwd_maxd(void)
 {
-	int i;
+	return backmxd.cfg->max_deliveries > 0 ? backmxd.cfg->max_deliveries
+					       : 100;
+}
 
-	for (i = 0; i < fwd_nwait; i++)
-		schedule_set(backmxd.sched, fwd_wait[i], fwd_now());
-	fwd_nwait = 0;
+/* fwd_wait_add - id waits for a free slot of dest */
+static void
+fwd_wait_add(struct fwd_dest *dest, const char *id)
+{
+	size_t before;
+
+	if (dest->wait == NULL && (dest->wait = schedule_new()) == NULL) {
+		schedule_set(backmxd.sched, id, fwd_now() + 1);
+		return;
+	}
+	before = schedule_size(dest->wait);
+	if (schedule_set(dest->wait, id, dest->wseq++) < 0) {
+		schedule_set(backmxd.sched, id, fwd_now() + 1);
+		return;
+	}
+	fwd_nwaiting += schedule_size(dest->wait) - before;
+}
+
+static void fwd_process(const char *id);
+
+/*
+ * fwd_wait_release - start waiting messages while dest has free slots
+ * (and the global limit allows), the first on dest->idle if set.  A
+ * message the schedule owns again (its delivery to another destination
+ * ended and rescheduled it) is left to the schedule.
+ */
+static void
+fwd_wait_release(struct fwd_dest *dest)
+{
+	char id[SPOOL_ID_LEN + 1];
+
+	if (fwd_release_depth >= 4) {
+		fwd_release_pending = 1;
+		return;
+	}
+	fwd_release_depth++;
+	while (dest->wait != NULL && !fwd_stopped &&
+	       dest->active < fwd_maxpd() && fwd_active < fwd_maxd() &&
+	       schedule_pop_due(dest->wait, INT64_MAX, id) == 1) {
+		fwd_nwaiting--;
+		if (schedule_when(backmxd.sched, id) >= 0)
+			continue;
+		fwd_process(id);
+	}
+	fwd_release_depth--;
+}
+
+/* fwd_wait_release_all - capacity freed somewhere: every destination */
+static void
+fwd_wait_release_all(void)
+{
+	struct fwd_dest *dd;
+
+	for (dd = fwd_dests; dd != NULL && fwd_active < fwd_maxd();
+	     dd = dd->next)
+		if (dd->wait != NULL && schedule_size(dd->wait) > 0)
+			fwd_wait_release(dd);
 }
 
 /* fwd_reschedule - the next attempt of e's pending recipients */
@@ -294,17 +382,25 @@ fwd_reschedule(const struct spool_envelope *e)
 		schedule_set(backmxd.sched, e->id, t);
 }
 
+/*
+ * fwd_log_tls - the delivery line; tls (the connection's TLS state, "none"
+ * in clear, NULL when no connection carried it) is appended as tls=...
+ */
 static void
-fwd_log(const struct spool_envelope *e, int i, const char *relay,
-	const struct result *r, const char *status, int remote)
+fwd_log_tls(const struct spool_envelope *e, int i, const char *relay,
+	    const struct result *r, const char *status, int remote,
+	    const char *tls)
 {
-	char dsn[16];
+	char dsn[16], tl[80];
 	/* arrival has whole seconds: the delay is shown to 0.1 s as
 	 * operators expect (delay=0.4), never negative */
 	double delay = ev_now(backmxd.loop) - (double)e->arrival;
 
 	if (delay < 0)
 		delay = 0;
+	tl[0] = '\0';
+	if (tls != NULL && tls[0] != '\0')
+		snprintf(tl, sizeof(tl), ", tls=%s", tls);
 
 	if (r->enh[0] != '\0')
 		snprintf(dsn, sizeof(dsn), "%s", r->enh);
@@ -314,23 +410,30 @@ fwd_log(const struct spool_envelope *e, int i, const char *relay,
 			     ? r->code / 100 : 4);
 	if (remote && r->code / 100 != 2)
 		log_msg(e->id, "to=<%s>, relay=%s, delay=%.1f, dsn=%s, "
-			"status=%s (host %s said: %d %s%s%s)",
+			"status=%s (host %s said: %d %s%s%s)%s",
 			e->rcpt[i].address, relay ? relay : "none",
 			delay, dsn, status,
 			relay ? relay : "none", r->code, r->enh,
-			r->enh[0] ? " " : "", r->text);
+			r->enh[0] ? " " : "", r->text, tl);
 	else if (remote)
 		log_msg(e->id, "to=<%s>, relay=%s, delay=%.1f, dsn=%s, "
-			"status=%s (%d %s%s%s)",
+			"status=%s (%d %s%s%s)%s",
 			e->rcpt[i].address, relay ? relay : "none",
 			delay, dsn, status,
-			r->code, r->enh, r->enh[0] ? " " : "", r->text);
+			r->code, r->enh, r->enh[0] ? " " : "", r->text, tl);
 	else
 		log_msg(e->id, "to=<%s>, relay=%s, delay=%.1f, dsn=%s, "
-			"status=%s (%s)",
+			"status=%s (%s)%s",
 			e->rcpt[i].address, relay ? relay : "none",
 			delay, dsn, status,
-			r->text);
+			r->text, tl);
+}
+
+static void
+fwd_log(const struct spool_envelope *e, int i, const char *relay,
+	const struct result *r, const char *status, int remote)
+{
+	fwd_log_tls(e, i, relay, r, status, remote, NULL);
 }
 
 static void
@@ -441,6 +544,7 @@ fwd_results(struct delivery *d)
 		struct spool_rcpt *rc;
 		const struct result *r = &d->res[i];
 		const char *relay = d->relay[i][0] ? d->relay[i] : NULL;
+		const char *tls = relay != NULL ? d->tlsdesc : NULL;
 		int cls = r->code / 100;
 
 		if (k >= e->nrcpt)
@@ -453,8 +557,15 @@ fwd_results(struct delivery *d)
 			rc->state = SPOOL_RCPT_DELIVERED;
 			free(rc->last_error);
 			rc->last_error = NULL;
-			fwd_log(e, k, relay, r, "sent", 1);
+			fwd_log_tls(e, k, relay, r, "sent", 1, tls);
 			stats.delivered++;
+			if (tls != NULL && strcmp(tls, "none") != 0) {
+				stats.tls_outbound++;
+				if (strstr(tls, " dane") != NULL)
+					stats.tls_outbound_dane++;
+				else if (strstr(tls, " verified") != NULL)
+					stats.tls_outbound_verified++;
+			}
 			ok++;
 			continue;
 		}
@@ -485,8 +596,8 @@ fwd_results(struct delivery *d)
 					(long long)(now - e->arrival),
 					rc->last_error);
 			else
-				fwd_log(e, k, relay, r, "bounced",
-					d->remote[i]);
+				fwd_log_tls(e, k, relay, r, "bounced",
+					    d->remote[i], tls);
 			stats.bounced++;
 			bad++;
 			continue;
@@ -498,8 +609,11 @@ fwd_results(struct delivery *d)
 			rc->next_attempt = e->arrival + fwd_lifetime(e);
 		if (rc->next_attempt <= now)
 			rc->next_attempt = now + 1;
-		fwd_log(e, k, relay, r, "deferred", d->remote[i]);
+		fwd_log_tls(e, k, relay, r, "deferred", d->remote[i], tls);
 		stats.deferred++;
+		if (!d->remote[i] && (!strncmp(r->enh, "4.7.4", 5) ||
+				      !strncmp(r->enh, "4.7.5", 5)))
+			stats.tls_deferred++;
 		bad++;
 	}
 	/* the fwd_list entry is removed by the caller first, so the
@@ -547,6 +661,13 @@ fwd_delivery_free(struct delivery *d)
 	for (i = 0; i < d->nqs; i++)
 		if (d->qs[i].q != NULL)
 			dns_cancel(d->qs[i].q);
+	if (d->tlsaq != NULL)
+		dns_cancel(d->tlsaq);
+	if (d->stsq != NULL)
+		dns_cancel(d->stsq);
+	if (d->stsf != NULL)
+		mtasts_fetch_cancel(d->stsf);
+	free(d->tlsa);
 	smtp_client_free(d->client);
 	if (d->prev != NULL)
 		d->prev->next = d->next;
@@ -584,21 +705,24 @@ fwd_done(struct delivery *d, struct smtp_client *reusable)
 	fwd_results(d);
 	d->client = NULL;
 	fwd_delivery_free(d);
-	fwd_wait_release();
 	if (fwd_stopped) {
 		smtp_client_free(reusable);
 		return;
 	}
-	if (reusable != NULL && dest != NULL) {
-		/* due messages for the same destination may take it over */
+	if (dest != NULL) {
+		/* the next message waiting for this destination takes the
+		 * connection over; then due messages may */
 		dest->idle = reusable;
-		fwd_timer_cb(backmxd.loop, &fwd_timer, 0);
+		fwd_wait_release(dest);
+		if (dest->idle != NULL)
+			fwd_timer_cb(backmxd.loop, &fwd_timer, 0);
 		if (dest->idle != NULL) {
 			smtp_client_quit(dest->idle);
 			dest->idle = NULL;
 		}
 	} else if (reusable != NULL)
 		smtp_client_quit(reusable);
+	fwd_wait_release_all();
 	fwd_arm();
 }
 
@@ -662,6 +786,302 @@ fwd_is_own_addr(const struct sockaddr_storage *ss, int port)
 			return 1;
 	}
 	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* TLS per host: DANE (RFC 7672) first, then MTA-STS (RFC 8461) */
+
+static void
+fwd_tlsa_clear(struct delivery *d)
+{
+	free(d->tlsa);
+	d->tlsa = NULL;
+	d->ntlsa = 0;
+	d->tlsa_for = 0;
+	d->tlsa_state = FWD_TLSA_NONE;
+}
+
+/*
+ * fwd_tlsa_usable - RFC 7672 3.1: DANE-TA(2) and DANE-EE(3) only, with a
+ * selector and matching type OpenSSL knows; PKIX usages 0 and 1 are
+ * unusable for SMTP (no agreed trust store between MTAs)
+ */
+static int
+fwd_tlsa_usable(const struct dns_tlsa *t)
+{
+	return (t->usage == 2 || t->usage == 3) && t->selector <= 1 &&
+	       t->mtype <= 2 && t->len > 0;
+}
+
+/* fwd_tlsa_take - keep the usable records of a secure answer */
+static void
+fwd_tlsa_take(struct delivery *d, const struct dns_result *res)
+{
+	size_t sz = 0, off = 0;
+	uint8_t *data;
+	int i, n = 0;
+
+	for (i = 0; i < res->n; i++)
+		if (fwd_tlsa_usable(&res->tlsa[i])) {
+			n++;
+			sz += res->tlsa[i].len;
+		}
+	if (n == 0) {
+		/* records, but none usable: TLS still mandatory (2.2) */
+		d->tlsa_state = FWD_TLSA_UNUSABLE;
+		return;
+	}
+	if ((d->tlsa = malloc((size_t)n * sizeof(*d->tlsa) + sz)) == NULL) {
+		result_set(&d->last, 451, "4.3.0", "out of memory");
+		d->tlsa_state = FWD_TLSA_ERROR;
+		return;
+	}
+	data = (uint8_t *)(d->tlsa + n);
+	for (i = 0; i < res->n; i++) {
+		const struct dns_tlsa *t = &res->tlsa[i];
+
+		if (!fwd_tlsa_usable(t))
+			continue;
+		d->tlsa[d->ntlsa] = *t;
+		memcpy(data + off, t->data, t->len);
+		d->tlsa[d->ntlsa++].data = data + off;
+		off += t->len;
+	}
+	d->tlsa_state = FWD_TLSA_USABLE;
+}
+
+/* fwd_tlsa_cb - _25._tcp.<host>: decide, then go on where we stopped */
+static void
+fwd_tlsa_cb(void *arg, const struct dns_result *res)
+{
+	struct delivery *d = arg;
+
+	d->tlsaq = NULL;
+	d->tlsa_for = d->order[d->oi] + 1;
+	switch (res->status) {
+	case DNS_BOGUS:
+	case DNS_TEMPFAIL:
+		/* never downgrade: an attacker can make lookups fail */
+		d->tlsa_state = FWD_TLSA_ERROR;
+		result_set(&d->last, 451, "4.7.5", "TLSA lookup error for %s: "
+			   "%s", res->qname, res->why);
+		break;
+	case DNS_OK:
+		/* insecure records, which anyone could forge, mean nothing */
+		if (res->secure)
+			fwd_tlsa_take(d, res);
+		else
+			d->tlsa_state = FWD_TLSA_NONE;
+		break;
+	default:
+		d->tlsa_state = FWD_TLSA_NONE;
+		break;
+	}
+	fwd_try_next(d);
+}
+
+/*
+ * fwd_host_tls - the TLS policy of the connections to the host at d->oi,
+ * before its first address: 1 decided (d->cur_tls; d->tlsa for DANE), 0
+ * a TLSA lookup is under way (its callback calls fwd_try_next again), -1
+ * the host must not be used (d->last says why).
+ */
+static int
+fwd_host_tls(struct delivery *d)
+{
+	int hi = d->order[d->oi], fresh = 0;
+	const struct fwd_host *h = &d->hosts[hi];
+
+	d->cur_tls = d->tls;
+	if (d->tls != POLICY_TLS_DANE && d->tls != POLICY_TLS_MTASTS)
+		return 1;
+	if (h->bogus) {
+		result_set(&d->last, 451, "4.7.5", "DNSSEC validation of the "
+			   "address records of %s failed", h->name);
+		return -1;
+	}
+	if (d->tlsa_for != hi + 1) {
+		fwd_tlsa_clear(d);
+		fresh = 1;
+		/*
+		 * RFC 7672 2.2.2: TLSA records count only when the host's
+		 * address records are DNSSEC-secure as well; an address
+		 * literal has no name to look up.
+		 */
+		if (!h->insecure && !d->literal) {
+			char name[POLICY_DOMAIN_MAX + 16];
+
+			snprintf(name, sizeof(name), "_25._tcp.%s", h->name);
+			d->tlsaq = dns_query(backmxd.dns, name, DNS_T_TLSA,
+					     fwd_tlsa_cb, d);
+			if (d->tlsaq != NULL)
+				return 0;
+			result_set(&d->last, 451, "4.7.5", "TLSA lookup error "
+				   "for %s: resolver unavailable", name);
+			d->tlsa_state = FWD_TLSA_ERROR;
+		}
+		d->tlsa_for = hi + 1;
+	}
+	switch (d->tlsa_state) {
+	case FWD_TLSA_ERROR:
+		return -1;
+	case FWD_TLSA_USABLE:
+		/* DANE wins over MTA-STS (RFC 8461 2) */
+		d->cur_tls = POLICY_TLS_DANE;
+		return 1;
+	case FWD_TLSA_UNUSABLE:
+		d->cur_tls = POLICY_TLS_ENCRYPT;
+		return 1;
+	case FWD_TLSA_NONE:
+		break;
+	}
+	d->cur_tls = POLICY_TLS_MAY;
+	if (d->tls == POLICY_TLS_MTASTS && d->sts_mode != MTASTS_MODE_NONE) {
+		int match = mtasts_mx_match(&d->sts, h->name);
+
+		if (d->sts_mode == MTASTS_MODE_ENFORCE) {
+			if (!match) {
+				result_set(&d->last, 451, "4.7.5", "MX host %s "
+					   "does not match the MTA-STS policy "
+					   "of %s", h->name, d->domain);
+				return -1;
+			}
+			/* RFC 8461 4.2: a WebPKI certificate naming the
+			 * MX host, or no delivery to it */
+			d->cur_tls = POLICY_TLS_VERIFY;
+		} else if (!match && fresh)
+			log_msg(d->id, "MTA-STS policy of %s (mode testing): "
+				"MX host %s does not match; delivering anyway",
+				d->domain, h->name);
+	}
+	return 1;
+}
+
+/*
+ * fwd_sts_ready - the MTA-STS policy of d->domain is known: the one just
+ * fetched, else a cached one still within its max_age (RFC 8461 5.1:
+ * even when the TXT record or the fetch fails now), else none.
+ */
+static void
+fwd_sts_ready(struct delivery *d, const struct mtasts_policy *fetched)
+{
+	const struct mtasts_policy *p = fetched;
+
+	d->sts_done = 1;
+	if (p == NULL && fwd_sts_cache != NULL)
+		p = mtasts_cache_get(fwd_sts_cache, d->domain, NULL,
+				     (time_t)fwd_now(), NULL);
+	if (p != NULL && p->mode != MTASTS_MODE_NONE) {
+		d->sts = *p;
+		d->sts_mode = p->mode;
+	}
+	d->oi = d->ai = 0;
+	fwd_try_next(d);
+}
+
+static void
+fwd_sts_fetch_cb(void *arg, const struct mtasts_policy *p, const char *err)
+{
+	struct delivery *d = arg;
+
+	d->stsf = NULL;
+	if (p == NULL) {
+		log_msg(d->id, "MTA-STS policy fetch for %s failed: %s",
+			d->domain, err != NULL ? err : "unknown error");
+		fwd_sts_ready(d, NULL);
+		return;
+	}
+	log_msg(d->id, "MTA-STS policy of %s fetched: id=%s, mode=%s, "
+		"max_age=%ld, mx patterns=%d", d->domain, d->sts_id,
+		mtasts_mode_str(p->mode), p->max_age, p->nmx);
+	if (mtasts_cache_put(fwd_sts_cache, d->domain, d->sts_id, p,
+			     (time_t)fwd_now()) < 0)
+		log_warn("MTA-STS policy of %s: cannot cache it", d->domain);
+	fwd_sts_ready(d, p);
+}
+
+/* fwd_sts_addr_cb - mta-sts.<domain> resolved (A, then AAAA): fetch */
+static void
+fwd_sts_addr_cb(void *arg, const struct dns_result *res)
+{
+	struct delivery *d = arg;
+	char err[256];
+	socklen_t salen;
+
+	d->stsq = NULL;
+	if (res->status != DNS_OK || res->n == 0) {
+		if (res->rrtype == DNS_T_A) {
+			d->stsq = dns_query(backmxd.dns, res->qname,
+					    DNS_T_AAAA, fwd_sts_addr_cb, d);
+			if (d->stsq != NULL)
+				return;
+		}
+		log_msg(d->id, "MTA-STS policy fetch for %s failed: %s: %s",
+			d->domain, res->qname, res->status == DNS_OK
+			? "no address" : res->why);
+		fwd_sts_ready(d, NULL);
+		return;
+	}
+	salen = res->addr[0].ss_family == AF_INET6
+		    ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	d->stsf = mtasts_fetch_start(backmxd.loop, d->domain,
+				     (const struct sockaddr *)&res->addr[0],
+				     salen, backmxd.cfg->tls_ca,
+				     FWD_STS_TIMEOUT, fwd_sts_fetch_cb, d, err,
+				     sizeof(err));
+	if (d->stsf == NULL) {
+		log_msg(d->id, "MTA-STS policy fetch for %s failed: %s",
+			d->domain, err);
+		fwd_sts_ready(d, NULL);
+	}
+}
+
+/*
+ * fwd_sts_txt_cb - _mta-sts.<domain>: a valid record whose id differs
+ * from the cached policy's (or no usable cache, or a day old) means a
+ * fetch; anything else keeps what the cache has (RFC 8461 3.1, 5.1)
+ */
+static void
+fwd_sts_txt_cb(void *arg, const struct dns_result *res)
+{
+	struct delivery *d = arg;
+	char name[POLICY_DOMAIN_MAX + 16];
+	int refetch = 0;
+
+	d->stsq = NULL;
+	if (res->status != DNS_OK ||
+	    mtasts_txt_select(res->txt, res->n, d->sts_id,
+			      sizeof(d->sts_id)) == -1) {
+		fwd_sts_ready(d, NULL);
+		return;
+	}
+	if (fwd_sts_cache == NULL &&
+	    (fwd_sts_cache = mtasts_cache_new()) == NULL) {
+		fwd_sts_ready(d, NULL);
+		return;
+	}
+	(void)mtasts_cache_get(fwd_sts_cache, d->domain, d->sts_id,
+			       (time_t)fwd_now(), &refetch);
+	if (!refetch) {
+		fwd_sts_ready(d, NULL);
+		return;
+	}
+	snprintf(name, sizeof(name), "mta-sts.%s", d->domain);
+	d->stsq = dns_query(backmxd.dns, name, DNS_T_A, fwd_sts_addr_cb, d);
+	if (d->stsq == NULL)
+		fwd_sts_ready(d, NULL);
+}
+
+/* fwd_sts_start - tls mta-sts: learn the domain's policy, then connect */
+static void
+fwd_sts_start(struct delivery *d)
+{
+	char name[POLICY_DOMAIN_MAX + 16];
+
+	snprintf(name, sizeof(name), "_mta-sts.%s", d->domain);
+	d->stsq = dns_query(backmxd.dns, name, DNS_T_TXT, fwd_sts_txt_cb, d);
+	if (d->stsq == NULL)
+		fwd_sts_ready(d, NULL);
 }
 
 /* fwd_hosts_ready - every address lookup is back: cut and connect */
@@ -731,6 +1151,11 @@ fwd_hosts_ready(struct delivery *d)
 		return;
 	}
 	d->oi = d->ai = 0;
+	if (d->tls == POLICY_TLS_MTASTS && !d->is_static && !d->sts_done) {
+		/* the policy filters the MX hosts: learn it first */
+		fwd_sts_start(d);
+		return;
+	}
 	fwd_try_next(d);
 }
 
@@ -748,6 +1173,11 @@ fwd_addr_cb(void *arg, const struct dns_result *res)
 			h->addr[h->naddr++] = res->addr[i];
 	} else if (res->status == DNS_TEMPFAIL || res->status == DNS_BOGUS)
 		h->tempfail = 1;
+	/* DANE needs every answer about the host's addresses secure */
+	if (res->status == DNS_BOGUS)
+		h->bogus = 1;
+	else if (res->status != DNS_TEMPFAIL && !res->secure)
+		h->insecure = 1;
 	if (--d->outstanding == 0)
 		fwd_hosts_ready(d);
 }
@@ -856,6 +1286,16 @@ fwd_try_next(struct delivery *d)
 			d->ai = 0;
 			continue;
 		}
+		if (d->ai == 0) {
+			int t = fwd_host_tls(d);
+
+			if (t == 0)
+				return;		/* the TLSA answer comes back */
+			if (t < 0) {
+				d->oi++;	/* d->last says why */
+				continue;
+			}
+		}
 		memset(&p, 0, sizeof(p));
 		p.addr = h->addr[d->ai++];
 		if (fwd_is_own_addr(&p.addr, d->port)) {
@@ -873,7 +1313,13 @@ fwd_try_next(struct delivery *d)
 		p.cfg = backmxd.cfg;
 		p.helo = backmxd.cfg->hostname;
 		p.mxhost = h->name;
-		p.tls = d->tls;
+		p.tls = d->cur_tls;
+		if (p.tls == POLICY_TLS_DANE) {
+			p.tlsa = d->tlsa;
+			p.ntlsa = d->ntlsa;
+		}
+		p.no_starttls = d->plain && p.tls == POLICY_TLS_MAY;
+		d->plain = 0;
 		d->client = smtp_client_new(backmxd.loop, &p, fwd_client_cb, d);
 		if (d->client != NULL)
 			return;
@@ -890,6 +1336,9 @@ fwd_send(struct delivery *d)
 {
 	int i;
 
+	snprintf(d->tlsdesc, sizeof(d->tlsdesc), "%s",
+		 smtp_client_tls(d->client) != NULL ? smtp_client_tls(d->client)
+						    : "none");
 	for (i = 0; i < d->nrcpt; i++) {
 		char *lb;
 
@@ -930,6 +1379,17 @@ fwd_client_cb(void *arg, struct smtp_client *c, const struct result *r)
 			return;
 		}
 		d->last = *r;
+		if (smtp_client_tls_failed(c) && d->cur_tls == POLICY_TLS_MAY) {
+			/*
+			 * tls may: a broken TLS stack at the primary must not
+			 * stop the mail; the same address once more in clear,
+			 * as it would be had it not offered STARTTLS.
+			 */
+			log_msg(d->id, "%s; tls may: trying %s again without "
+				"STARTTLS", r->text, smtp_client_relay(c));
+			d->plain = 1;
+			d->ai--;
+		}
 		smtp_client_free(c);
 		d->client = NULL;
 		fwd_try_next(d);
@@ -1079,10 +1539,10 @@ fwd_process(const char *id)
 {
 	struct spool_envelope *e;
 	int *idx, i, j, n, started = 0, blocked = 0;
+	struct fwd_dest *wait = NULL;
 	char (*keys)[FWD_KEY_MAX];
 	char *done;
-	int maxpd = backmxd.cfg->max_per_destination > 0
-			? backmxd.cfg->max_per_destination : 20;
+	int maxpd = fwd_maxpd();
 
 	if (fwd_msg_inflight(id))
 		return;		/* its end reschedules it */
@@ -1156,8 +1616,15 @@ fwd_process(const char *id)
 				done[j] = 1;
 			}
 		dest = fwd_dest_get(keys[i]);
-		if (dest == NULL || (dest->active >= maxpd &&
-				     dest->idle == NULL)) {
+		if (dest == NULL) {
+			blocked++;
+			continue;
+		}
+		if (dest->active >= maxpd && dest->idle == NULL) {
+			/* wait for a slot; pending recipients of other
+			 * destinations start now, these when it frees */
+			if (started == 0)
+				wait = dest;
 			blocked++;
 			continue;
 		}
@@ -1171,8 +1638,10 @@ fwd_process(const char *id)
 			}
 		}
 	}
-	if (started == 0 && blocked > 0)
-		fwd_wait_add(id);
+	if (started == 0 && wait != NULL)
+		fwd_wait_add(wait, id);
+	else if (started == 0 && blocked > 0)
+		schedule_set(backmxd.sched, id, fwd_now() + 1);
 	else if (started == 0)
 		fwd_reschedule(e);
 	free(idx);
@@ -1185,13 +1654,16 @@ static void
 fwd_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	char id[SPOOL_ID_LEN + 1];
-	int maxd = backmxd.cfg->max_deliveries > 0
-		       ? backmxd.cfg->max_deliveries : 100;
+	int maxd = fwd_maxd();
 	int64_t now = fwd_now();
 
 	if (fwd_stopped)
 		return;
-	while (fwd_active < maxd &&
+	if (fwd_release_pending && fwd_release_depth == 0) {
+		fwd_release_pending = 0;
+		fwd_wait_release_all();
+	}
+	while (fwd_active < maxd && fwd_nwaiting < FWD_WAIT_MAX &&
 	       schedule_pop_due(backmxd.sched, now, id) == 1)
 		fwd_process(id);
 	fwd_arm();
@@ -1204,14 +1676,19 @@ fwd_arm(void)
 	int64_t t;
 	char id[SPOOL_ID_LEN + 1];
 	double delay;
-	int maxd = backmxd.cfg->max_deliveries > 0
-		       ? backmxd.cfg->max_deliveries : 100;
 
 	if (fwd_stopped)
 		return;
 	ev_timer_stop(backmxd.loop, &fwd_timer);
-	if (fwd_active >= maxd)
+	if (fwd_active >= fwd_maxd())
 		return;		/* the end of a delivery re-arms */
+	if (fwd_release_pending) {
+		ev_timer_set(&fwd_timer, 0., 0.);
+		ev_timer_start(backmxd.loop, &fwd_timer);
+		return;
+	}
+	if (fwd_nwaiting >= FWD_WAIT_MAX)
+		return;		/* as the waiting drains */
 	if (schedule_peek(backmxd.sched, &t, id) != 1)
 		return;
 	delay = (double)t - ev_now(backmxd.loop);
@@ -1463,7 +1940,7 @@ forward_delete(const char *id)
 		return -1;
 	}
 	log_msg(id, "removed by the operator");
-	fwd_wait_release();
+	fwd_wait_release_all();
 	fwd_arm();
 	return 0;
 }
@@ -1479,7 +1956,7 @@ forward_bounce(const char *id)
 	schedule_remove(backmxd.sched, id);
 	fwd_expire_now(e, "delivery cancelled by the operator");
 	spool_envelope_free(e);
-	fwd_wait_release();
+	fwd_wait_release_all();
 	fwd_arm();
 	return 0;
 }
@@ -1497,9 +1974,9 @@ forward_shutdown(void)
 	while ((dd = fwd_dests) != NULL) {
 		fwd_dests = dd->next;
 		smtp_client_free(dd->idle);
+		if (dd->wait != NULL)
+			schedule_free(dd->wait);
 		free(dd);
 	}
-	free(fwd_wait);
-	fwd_wait = NULL;
-	fwd_nwait = fwd_capwait = 0;
+	fwd_nwaiting = 0;
 }

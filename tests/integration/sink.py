@@ -288,6 +288,7 @@ class Sink:
                              getattr(envelope, '_sink_rcpt_options', [])],
             'data': bytes(data),
             'peer': session.peer[0] if session.peer else None,
+            'peer_port': session.peer[1] if session.peer else None,
             'helo': session.host_name,
             'tls': bool(getattr(session, 'ssl', None)),
             'time': time.time(),

@@ -188,3 +188,39 @@ def test_forward_kill9_during_delivery(world):
     _wait_empty(b, timeout=30)
     dups = len(p.messages()) - n
     print('kill9: %d delivered, losses 0, duplicates %d' % (n, dups))
+
+
+def test_forward_flush_per_destination_limit(world):
+    """60 queued messages, max_per_destination 2, max_deliveries 3: a flush
+    sends all of them, each exactly once, mostly over reused connections
+    (the blocked ones wait for a slot of their destination and take over
+    the connection of the delivery that ends)."""
+    p = world.sinks['primary']
+    p.set_mode('down')
+    b = world.backmx(retry='1h', extra='max_per_destination 2\n'
+                     'max_deliveries 3\n')
+    n = 60
+    s = b.smtp()
+    for i in range(n):
+        s.sendmail(SENDER, ['carol@backup.example'],
+                   _msg('flush %d' % i).encode())
+    s.quit()
+    b.wait_log(r'status=deferred', timeout=15)
+    time.sleep(1)
+    p.set_mode('up')
+    r = b.ctl('flush')
+    assert r.returncode == 0, r.stderr
+    msgs = p.wait_messages(n, timeout=60)
+    _wait_empty(b, timeout=30)
+    time.sleep(1)
+    subjects = []
+    for m in p.messages():
+        for line in m['data'].split(b'\r\n'):
+            if line.startswith(b'Subject: '):
+                subjects.append(line[9:].decode())
+    assert sorted(subjects) == sorted('flush %d' % i for i in range(n)), \
+        subjects
+    peers = set(m['peer_port'] for m in p.messages())
+    # a connection per message would give about n distinct peers
+    assert len(peers) < n // 2, 'connections: %d for %d messages' % (
+        len(peers), n)
