@@ -541,10 +541,12 @@ config_domain_directive(struct config_ctx *x, const char *kw, const char *v)
 			d->tls = POLICY_TLS_VERIFY;
 		else if (!strcasecmp(v, "dane"))
 			d->tls = POLICY_TLS_DANE;
+		else if (!strcasecmp(v, "mta-sts"))
+			d->tls = POLICY_TLS_MTASTS;
 		else
 			config_msg(x, 1,
-				   "tls: expected may, encrypt, verify or "
-				   "dane, not \"%s\"",
+				   "tls: expected may, encrypt, verify, dane "
+				   "or mta-sts, not \"%s\"",
 				   v);
 	} else if (!strcmp(kw, "percent_hack")) {
 		config_bool(x, kw, v, &d->percent_hack);

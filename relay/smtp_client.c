@@ -22,6 +22,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "dns.h"
 #include "smtp_client.h"
 #include "tls.h"
 
@@ -276,6 +277,10 @@ struct smtp_client {
 	int dane_armed;
 	char tls_desc[64];
 	int tls_policy;
+	struct dns_tlsa *tlsa;	/* DANE: our copy of the records */
+	int ntlsa;
+	int no_starttls;	/* MAY retried in clear */
+	int tls_failed;		/* the connect phase failed in TLS */
 	long connect_timeout, command_timeout, data_timeout;
 	char helo[POLICY_DOMAIN_MAX + 1];
 	char mxhost[POLICY_DOMAIN_MAX + 1];
@@ -537,26 +542,50 @@ client_ready(struct smtp_client *c)
 	c->cb(c->arg, c, &r);
 }
 
-static void
+/*
+ * client_tls_required - may this connection go on in clear?  MAY never
+ * requires TLS; DANE only with TLSA records (RFC 7672 2.2: usable
+ * records make authenticated TLS mandatory, none is opportunistic).
+ */
+static int
+client_tls_required(const struct smtp_client *c)
+{
+	switch (c->tls_policy) {
+	case POLICY_TLS_ENCRYPT:
+	case POLICY_TLS_VERIFY:
+		return 1;
+	case POLICY_TLS_DANE:
+		return c->ntlsa > 0;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * client_after_ehlo - STARTTLS or ready; returns 1 when the owner was
+ * called back (c may be gone then: never look at it again)
+ */
+static int
 client_after_ehlo(struct smtp_client *c)
 {
-	int want_tls = c->ssl == NULL && (c->caps & SMTP_CAP_STARTTLS);
+	int want_tls = c->ssl == NULL && (c->caps & SMTP_CAP_STARTTLS) &&
+		       !c->no_starttls;
 
-	if (c->ssl == NULL && c->tls_policy != POLICY_TLS_MAY &&
-	    c->tls_policy != POLICY_TLS_DANE &&
+	if (c->ssl == NULL && client_tls_required(c) &&
 	    !(c->caps & SMTP_CAP_STARTTLS)) {
 		client_fail(c, "4.7.4", "TLS is required, but was not offered "
 			    "by host %s", c->relay);
-		return;
+		return 1;
 	}
 	if (want_tls) {
 		c->state = C_STARTTLS;
 		c->phase = "sending STARTTLS";
 		client_printf(c, "STARTTLS");
 		client_timeout(c, c->command_timeout);
-		return;
+		return 0;
 	}
 	client_ready(c);
+	return 1;
 }
 
 static void
@@ -762,8 +791,7 @@ client_reply(struct smtp_client *c, const struct smtp_reply *rep)
 			client_ready(c);
 			return 1;
 		}
-		client_after_ehlo(c);
-		return c->state == C_IDLE || c->state == C_DEAD;
+		return client_after_ehlo(c);
 	case C_HELO:
 		if (cls != 2) {
 			client_fail(c, "4.4.0", "host %s said: %d %s (in reply "
@@ -771,14 +799,12 @@ client_reply(struct smtp_client *c, const struct smtp_reply *rep)
 			return 1;
 		}
 		c->caps = 0;
-		client_after_ehlo(c);
-		return c->state == C_IDLE || c->state == C_DEAD;
+		return client_after_ehlo(c);
 	case C_STARTTLS: {
 		char err[256];
 
 		if (cls != 2) {
-			if (c->tls_policy == POLICY_TLS_MAY ||
-			    c->tls_policy == POLICY_TLS_DANE) {
+			if (!client_tls_required(c)) {
 				client_ready(c);	/* opportunistic */
 				return 1;
 			}
@@ -797,11 +823,12 @@ client_reply(struct smtp_client *c, const struct smtp_reply *rep)
 			memset(&tmp, 0, sizeof(tmp));
 			tmp.tls_ca = c->tls_ca;
 			c->ssl = tls_client_new(&tmp, c->fd, c->tls_policy,
-						c->mxhost, NULL, 0,
+						c->mxhost, c->tlsa, c->ntlsa,
 						&c->dane_armed, err,
 						sizeof(err));
 		}
 		if (c->ssl == NULL) {
+			c->tls_failed = 1;
 			client_fail(c, "4.7.5", "%s", err);
 			return 1;
 		}
@@ -937,6 +964,7 @@ again:
 
 		r = tls_handshake_step(c->ssl, &want, err, sizeof(err));
 		if (r < 0) {
+			c->tls_failed = 1;
 			client_fail(c, "4.7.5", "TLS with %s: %s", c->relay,
 				    err);
 			return;
@@ -950,6 +978,7 @@ again:
 		if (tls_client_verdict(c->ssl, c->tls_policy, c->dane_armed,
 				       desc, sizeof(desc), err,
 				       sizeof(err)) < 0) {
+			c->tls_failed = 1;
 			client_fail(c, "4.7.5", "TLS with %s: %s", c->relay,
 				    err);
 			return;
@@ -1090,6 +1119,32 @@ client_start_fail_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	client_fail(c, "4.4.1", "connect to %s: %s", c->relay, c->phase);
 }
 
+/*
+ * client_tlsa_copy - the records and their data in one allocation: the
+ * caller's DNS result is gone long before STARTTLS
+ */
+static int
+client_tlsa_copy(struct smtp_client *c, const struct dns_tlsa *t, int n)
+{
+	size_t sz = (size_t)n * sizeof(*t), off;
+	uint8_t *data;
+	int i;
+
+	for (i = 0; i < n; i++)
+		sz += t[i].len;
+	if ((c->tlsa = malloc(sz)) == NULL)
+		return -1;
+	data = (uint8_t *)(c->tlsa + n);
+	for (i = 0, off = 0; i < n; i++) {
+		c->tlsa[i] = t[i];
+		memcpy(data + off, t[i].data, t[i].len);
+		c->tlsa[i].data = data + off;
+		off += t[i].len;
+	}
+	c->ntlsa = n;
+	return 0;
+}
+
 struct smtp_client *
 smtp_client_new(struct ev_loop *loop, const struct smtp_client_params *p,
 		smtp_client_cb cb, void *arg)
@@ -1105,6 +1160,12 @@ smtp_client_new(struct ev_loop *loop, const struct smtp_client_params *p,
 	c->cb = cb;
 	c->arg = arg;
 	c->tls_policy = p->tls;
+	c->no_starttls = p->tls == POLICY_TLS_MAY && p->no_starttls;
+	if (p->tls == POLICY_TLS_DANE && p->ntlsa > 0 &&
+	    client_tlsa_copy(c, p->tlsa, p->ntlsa) < 0) {
+		free(c);
+		return NULL;
+	}
 	c->connect_timeout = p->cfg->connect_timeout > 0
 				 ? p->cfg->connect_timeout : 30;
 	c->command_timeout = p->cfg->command_timeout > 0
@@ -1244,6 +1305,12 @@ smtp_client_tls(const struct smtp_client *c)
 }
 
 int
+smtp_client_tls_failed(const struct smtp_client *c)
+{
+	return c->tls_failed;
+}
+
+int
 smtp_client_has(const struct smtp_client *c, int cap)
 {
 	return (c->caps & cap) != 0;
@@ -1274,5 +1341,6 @@ smtp_client_free(struct smtp_client *c)
 	free(c->cmds);
 	free(c->obuf);
 	free(c->tls_ca);
+	free(c->tlsa);
 	free(c);
 }

@@ -24,6 +24,8 @@
 #include "policy.h"
 #include "spool.h"
 
+struct dns_tlsa;
+
 /* ------------------------------------------------------------------ */
 /* Reply parser (pure, fuzzed) */
 
@@ -76,7 +78,18 @@ struct smtp_client_params {
 	const char *helo;		/* our hostname */
 	const char *mxhost;		/* name for logs, SNI, verify */
 	struct sockaddr_storage addr;	/* with the port set */
-	int tls;			/* enum policy_tls */
+	int tls;			/* enum policy_tls: MAY, ENCRYPT, VERIFY,
+					   or DANE (then with tlsa) */
+	/*
+	 * tls DANE: the host's TLSA records, from DNSSEC-secure data, usages
+	 * 2 and 3 only (forward.c filters).  With at least one, STARTTLS is
+	 * mandatory and the peer must match them (RFC 7672 2.2); without,
+	 * DANE means opportunistic TLS, as MAY.  Copied by smtp_client_new.
+	 */
+	const struct dns_tlsa *tlsa;
+	int ntlsa;
+	int no_starttls;		/* MAY only: the retry in clear after a
+					   failed handshake, STARTTLS not used */
 };
 
 struct smtp_client_tx {
@@ -115,6 +128,12 @@ void smtp_client_set_cb(struct smtp_client *c, smtp_client_cb cb, void *arg);
 const char *smtp_client_relay(const struct smtp_client *c);
 /* smtp_client_tls - "TLSv1.3 verified" etc., or NULL when in clear */
 const char *smtp_client_tls(const struct smtp_client *c);
+/*
+ * smtp_client_tls_failed - after a failed connect phase: 1 when it failed
+ * in the TLS handshake or its verdict (the peer offered STARTTLS and said
+ * 220), so that a MAY policy may try the same address once in clear
+ */
+int smtp_client_tls_failed(const struct smtp_client *c);
 int smtp_client_has(const struct smtp_client *c, int cap);
 void smtp_client_quit(struct smtp_client *c);
 void smtp_client_free(struct smtp_client *c);

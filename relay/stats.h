@@ -27,7 +27,10 @@ struct stats {
 	uint64_t bounced;		/* recipients bounced */
 	uint64_t dsn_sent;		/* DSN messages generated */
 	uint64_t tls_inbound;		/* STARTTLS handshakes completed */
-	uint64_t tls_outbound;		/* deliveries over TLS */
+	uint64_t tls_outbound;		/* recipients delivered over TLS */
+	uint64_t tls_outbound_verified;	/* ... with a verified certificate */
+	uint64_t tls_outbound_dane;	/* ... authenticated by DANE */
+	uint64_t tls_deferred;		/* attempts deferred by the tls policy */
 	uint64_t sessions_active;	/* gauge */
 	uint64_t deliveries_active;	/* gauge */
 };
