@@ -5,7 +5,7 @@
 #   make check      install missing deps, build, unit + integration + fuzz smoke
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make fuzz       run every fuzz target for FUZZ_SECONDS each
-#   make bench      side-by-side benchmark with Postfix (tests/bench/)
+#   make bench      benchmark beside Postfix (tests/bench/); BENCH_ARGS=--scale: scale runs
 #   make clean
 
 VERSION   := 0.1.0

@@ -2,6 +2,12 @@
 # tests/bench/run.sh - backmx side by side with Postfix as a backup MX.
 #
 # usage: tests/bench/run.sh BUILD [--quick|--full] [--rounds N]
+#        tests/bench/run.sh BUILD --scale
+#
+# --scale runs only the scale runs (tests/bench/scale.sh, no Postfix rows):
+# 10 000 idle sessions held (memory, latency of fresh sessions) and a spool
+# of 1 000 000 queued messages (restart time, queue listing, flush rate
+# against a small spool); about 10 minutes, needs root for RLIMIT_NOFILE.
 #
 # Sets up, on loopback, a private Postfix 3.7 instance configured as a
 # backup MX (relay_domains, relay_recipient_maps of 100 000 users,
@@ -20,14 +26,16 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) MODE=quick ;;
 	--full) MODE=full ;;
+	--scale) MODE=scale ;;
 	--rounds) ROUNDS=$2; shift ;;
-	*) echo "usage: $0 BUILD [--quick|--full] [--rounds N]" >&2; exit 2 ;;
+	*) echo "usage: $0 BUILD [--quick|--full] [--rounds N] | --scale" >&2; exit 2 ;;
 	esac
 	shift
 done
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$(cd "$ROOT" && cd "$BUILD" && pwd)
+[ "$MODE" = scale ] && exec bash "$ROOT/tests/bench/scale.sh" "$BUILD"
 PY=/usr/bin/python3
 B=${BENCH_DIR:-/var/tmp/backmx-bench}
 if [ "$MODE" = full ]; then
@@ -109,7 +117,7 @@ EOF
 echo "$DOMAIN smtp:[127.0.0.1]:$SINK_PORT" > "$PF/etc/transport"
 mv "$B/relay_recipients" "$PF/etc/relay_recipients"
 chown -R postfix "$PF/data"
-postmap "$PF/etc/transport" "$PF/etc/relay_recipients"
+postmap -c "$PF/etc" "$PF/etc/transport" "$PF/etc/relay_recipients"
 postfix -c "$PF/etc" set-permissions >/dev/null 2>&1 || true
 postfix -c "$PF/etc" check >/dev/null 2>&1 || true
 
