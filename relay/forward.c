@@ -41,6 +41,14 @@ struct fwd_dest {
 	struct schedule *wait;	/* ids blocked by max_per_destination,
 				   FIFO by sequence number, one entry each */
 	int64_t wseq;
+	/* no address of the destination answered: until dead_until its
+	 * messages are deferred without a connection attempt (as Postfix's
+	 * "delivery temporarily suspended"), so a backup MX whose primary
+	 * is down does not knock once per message it accepts; one message
+	 * a second still probes, so a recovered primary is seen at once */
+	int64_t dead_until;
+	double last_probe;	/* one real attempt a second while dead */
+	char dead_why[300];
 };
 
 struct fwd_host {
@@ -98,6 +106,7 @@ struct delivery {
 	struct smtp_client_tx tx;
 	struct result last;	/* last connection-level failure */
 	int connected;		/* some address answered */
+	int suspended;		/* deferred at once: destination dead */
 
 	/*
 	 * TLS of the host being tried, decided before its first address
@@ -526,6 +535,36 @@ fwd_expired(const struct spool_envelope *e, int64_t now)
 	return now >= e->arrival + fwd_lifetime(e);
 }
 
+/* fwd_all_temporary - every result of d is a 4xx */
+static int
+fwd_all_temporary(const struct delivery *d)
+{
+	int i;
+
+	for (i = 0; i < d->nrcpt; i++)
+		if (d->res[i].code / 100 != 4)
+			return 0;
+	return d->nrcpt > 0;
+}
+
+/*
+ * fwd_dest_dead - nobody answered: suspend the destination for the first
+ * retry step (1 s to 5 min); a flush, an ETRN or a delivery that gets
+ * through ends it at once.
+ */
+static void
+fwd_dest_dead(struct fwd_dest *dest, const char *why)
+{
+	long t = backmxd.cfg->nretry > 0 ? backmxd.cfg->retry[0] : 300;
+
+	if (t < 1)
+		t = 1;
+	if (t > 300)
+		t = 300;
+	dest->dead_until = fwd_now() + t;
+	snprintf(dest->dead_why, sizeof(dest->dead_why), "%s", why);
+}
+
 /* fwd_results - apply d's per-recipient results to the spool */
 static void
 fwd_results(struct delivery *d)
@@ -622,6 +661,11 @@ fwd_results(struct delivery *d)
 	free(it);
 	spool_envelope_free(e);
 	if (d->dest != NULL) {
+		if (ok > 0)
+			d->dest->dead_until = 0;
+		else if (bad > 0 && !d->connected && !d->suspended &&
+			 fwd_all_temporary(d))
+			fwd_dest_dead(d->dest, d->res[0].text);
 		if (ok > 0) {
 			if (d->dest->failures > 0) {
 				int n;
@@ -1447,6 +1491,19 @@ fwd_start(struct spool_envelope *e, const int *idx, int n,
 		fwd_list->prev = d;
 	fwd_list = d;
 
+	if (dest->idle == NULL && dest->dead_until > fwd_now() &&
+	    (dest->active > 1 ||
+	     ev_now(backmxd.loop) - dest->last_probe < 1.0)) {
+		struct result r;
+
+		d->suspended = 1;
+		result_set(&r, 451, "4.4.1", "delivery temporarily suspended: "
+			   "%.200s", dest->dead_why);
+		fwd_fail_route(d, &r);
+		return;
+	}
+	if (dest->dead_until > fwd_now())
+		dest->last_probe = ev_now(backmxd.loop);
 	if (dest->idle != NULL) {
 		/* connection reuse: RSET, then this message */
 		d->client = dest->idle;
@@ -1779,6 +1836,9 @@ fwd_flush_match(const char *domain, const char *key)
 	c.key = key;
 	c.pending_only = 1;
 	c.skip_held = 1;
+	/* the operator (or the primary, by ETRN) says: try now */
+	for (struct fwd_dest *dd = fwd_dests; dd != NULL; dd = dd->next)
+		dd->dead_until = 0;
 	if (spool_scan(backmxd.spool, "", 0, fwd_collect_cb, &c) < 0) {
 		free(c.ids);
 		return -1;

@@ -224,3 +224,38 @@ def test_forward_flush_per_destination_limit(world):
     # a connection per message would give about n distinct peers
     assert len(peers) < n // 2, 'connections: %d for %d messages' % (
         len(peers), n)
+
+
+def test_forward_dead_primary_suspended(world):
+    """Primary down: after the first refused connection the destination is
+    suspended: the next messages are deferred at once ('delivery
+    temporarily suspended'), at most one probe a second connects; when the
+    primary is back, the next probe gets through and drains the rest."""
+    import re
+    p = world.sinks['primary']
+    p.set_mode('down')
+    b = world.backmx(retry='1h')
+    n = 40
+    s = b.smtp()
+    for i in range(n):
+        s.sendmail(SENDER, ['alice@backup.example'],
+                   _msg('dead %d' % i).encode())
+    s.quit()
+    end = time.time() + 15
+    while time.time() < end:
+        log = b.log_text()
+        if len(re.findall(r'status=deferred', log)) >= n:
+            break
+        time.sleep(0.2)
+    log = b.log_text()
+    suspended = len(re.findall(r'status=deferred \(delivery temporarily '
+                               r'suspended: ', log))
+    refused = len(re.findall(r'status=deferred \(connect to ', log))
+    assert suspended + refused >= n, log[-2000:]
+    assert suspended >= n // 2 and refused <= n // 2, \
+        'suspended %d, connection attempts %d' % (suspended, refused)
+    p.set_mode('up')
+    time.sleep(1.2)
+    _send(b, ['alice@backup.example'], 'dead probe')
+    p.wait_messages(n + 1, timeout=30)
+    _wait_empty(b, timeout=30)
