@@ -353,6 +353,8 @@ for round in $(seq 1 "$ROUNDS"); do
 		sink_stop
 		rec "backmxd stop during deliveries" "$(calc 2 "$(now) - $t0")" s
 	fi
+	# the machine's other load: these figures are CPU-bound on 2 cores
+	rec "load average (1 min) at the end of the round" "$(cut -d' ' -f1 /proc/loadavg)" ""
 done
 if [[ " $PARTS " == *" spool "* ]]; then
 	grep "started" "$S/bx.log" | tail -1 | sed 's/^/scale: log: /' >&2
