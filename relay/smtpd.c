@@ -1020,6 +1020,13 @@ smtpd_cmd_rcpt(struct session *s, char *arg)
 				return;
 			}
 			orcpt = v;
+		} else if ((smtpd_streq(keys[i], "NOTIFY") ||
+			    smtpd_streq(keys[i], "ORCPT")) && vals[i] != NULL) {
+			/* RFC 3461 4.1: each at most once per RCPT */
+			smtpd_reply(s, "501 5.5.4 Duplicate %s parameter",
+				    smtpd_streq(keys[i], "NOTIFY") ? "NOTIFY"
+								   : "ORCPT");
+			return;
 		} else {
 			smtpd_reply(s, "555 5.5.4 Unsupported option: %.64s",
 				    keys[i]);

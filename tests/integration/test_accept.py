@@ -196,6 +196,11 @@ def test_accept_refusals(world):
     # over ORCPT's 500 octets: 501 (or 500 for the command line length)
     _ok(r.cmd('RCPT TO:<alice@backup.example> ORCPT=rfc822;' + 'x' * 494), 50)
     _ok(r.cmd('RCPT TO:<alice@backup.example> XFOO=1'), 555)
+    # RFC 3461 4.1: NOTIFY and ORCPT at most once each
+    _ok(r.cmd('RCPT TO:<alice@backup.example> NOTIFY=FAILURE NOTIFY=DELAY'),
+        501, '5.5.4')
+    _ok(r.cmd('RCPT TO:<alice@backup.example> ORCPT=rfc822;a+40b.example '
+              'ORCPT=rfc822;c+40d.example'), 501, '5.5.4')
     _ok(r.cmd('RCPT TO:<alice@backup.example> NOTIFY=SUCCESS,FAILURE '
               'ORCPT=rfc822;alice+40backup.example'), 250)
     _ok(r.cmd('QUIT'), 221)
