@@ -577,9 +577,13 @@ smtpd_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			}
 		}
 		if (n == 0) {
-			/* a client that vanished mid-transaction loses its
-			 * unfinished message; nothing was acknowledged */
-			s->dead = 1;
+			/* end of the client's input: an unfinished message
+			 * is lost (nothing was acknowledged), but a client
+			 * that only half-closed still reads the replies we
+			 * owe it (shutdown(SHUT_WR) after QUIT) */
+			s->close_after_flush = 1;
+			if (s->outlen == 0)
+				s->dead = 1;
 			break;
 		}
 		if (errno == EINTR)
@@ -589,6 +593,8 @@ smtpd_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		break;
 	}
 	s->processing = 0;
+	if (s->close_after_flush)
+		ev_io_stop(loop, &s->rio);	/* nothing more is read */
 	if (!s->dead)
 		smtpd_flush(s);
 	if (s->close_after_flush && s->outlen == 0 && s->state != S_COMMIT)

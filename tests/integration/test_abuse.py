@@ -4,7 +4,8 @@ daemon healthy afterwards (a new session works, memory back near baseline).
 Tried: commands before the banner, 10 000 pipelined commands, NUL bytes,
 invalid UTF-8, overlong command lines, RCPT before MAIL, DATA without RCPT,
 BDAT with wrong sizes, MAIL twice, unknown commands, parameters on
-DATA/QUIT, STARTTLS without TLS configured, connection drop at every state.
+DATA/QUIT, STARTTLS without TLS configured, connection drop at every state,
+half-close (shutdown(SHUT_WR)) after pipelined commands and inside DATA.
 """
 import re
 import socket
@@ -251,3 +252,49 @@ def test_abuse_drop_at_every_state(world):
     q = b.ctl('queue', '--json')
     assert q.returncode == 0, q.stderr
     assert q.stdout.strip() == '', 'partial message queued: %r' % q.stdout[:200]
+
+
+def test_abuse_half_close_gets_every_reply(world):
+    """A client that pipelines a whole transaction and QUIT, then
+    shutdown(SHUT_WR), still reads every reply, the 250 for its message
+    and the 221 among them, and the message is spooled once; a half-close
+    in the middle of DATA loses only the unfinished message."""
+    b = world.backmx()
+    p = world.sinks['primary']
+    p.set_mode('down')
+    r = Raw()
+    assert r.cmd(b'EHLO half.test').startswith('250-'), 'EHLO'
+    r.send(b'MAIL FROM:<h@sender.example>\r\n'
+           b'RCPT TO:<alice@backup.example>\r\nDATA\r\n')
+    assert r.reply().startswith('250'), 'MAIL'
+    assert r.reply().startswith('250'), 'RCPT'
+    assert r.reply().startswith('354'), 'DATA'
+    r.send(b'Subject: half\r\n\r\nbody\r\n.\r\nQUIT\r\n')
+    r.s.shutdown(socket.SHUT_WR)
+    got = r.reply()
+    assert got.startswith('250 2.0.0'), got
+    assert r.reply().startswith('221'), 'QUIT'
+    assert r.closed(), 'not closed after 221'
+    # commands only, then half-close: every reply arrives
+    r = Raw()
+    assert r.cmd(b'EHLO half2.test').startswith('250-')
+    r.send(b'NOOP\r\nNOOP\r\n')
+    r.s.shutdown(socket.SHUT_WR)
+    assert r.reply().startswith('250')
+    assert r.reply().startswith('250')
+    assert r.closed(), 'not closed after EOF'
+    # half-close inside DATA: nothing acknowledged, nothing queued
+    r = Raw()
+    assert r.cmd(b'EHLO half3.test').startswith('250-')
+    r.send(b'MAIL FROM:<h@sender.example>\r\n'
+           b'RCPT TO:<bob@backup.example>\r\nDATA\r\n')
+    for _ in range(3):
+        r.reply()
+    r.send(b'Subject: cut\r\n\r\nunfinished\r\n')
+    r.s.shutdown(socket.SHUT_WR)
+    assert r.closed(), 'not closed after EOF in DATA'
+    time.sleep(0.5)
+    q = b.ctl('queue', '--json').stdout
+    assert q.count('"id"') == 1, q
+    assert 'bob@backup.example' not in q, q
+    _healthy(b)
