@@ -53,7 +53,7 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$want" ]; then
 	ulimit -n "$want" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 fi
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$want" ]; then
-	echo "scale: RLIMIT_NOFILE is $(ulimit -n), $want needed for $NSESS sessions (run as root)" >&2
+	echo "scale: RLIMIT_NOFILE is $(ulimit -n), $want needed for $NSESS sessions and the hard limit is $(ulimit -Hn) (raise it: root with CAP_SYS_RESOURCE, or LimitNOFILE)" >&2
 	exit 1
 fi
 
