@@ -146,6 +146,7 @@ static ev_timer fwd_timer;
  * schedule until the waiting drains.
  */
 #define FWD_WAIT_MAX 20000
+#define FWD_SUSPENDED_TEXT "delivery temporarily suspended: "
 static size_t fwd_nwaiting;
 static int fwd_release_depth;	/* a release that fails at once recurses */
 static int fwd_release_pending;	/* the timer finishes a cut-off release */
@@ -1492,13 +1493,13 @@ fwd_start(struct spool_envelope *e, const int *idx, int n,
 	fwd_list = d;
 
 	if (dest->idle == NULL && dest->dead_until > fwd_now() &&
-	    (dest->active > 1 ||
+	    (dest->active > 1 ||	/* counts d itself */
 	     ev_now(backmxd.loop) - dest->last_probe < 1.0)) {
 		struct result r;
 
 		d->suspended = 1;
-		result_set(&r, 451, "4.4.1", "delivery temporarily suspended: "
-			   "%.200s", dest->dead_why);
+		result_set(&r, 451, "4.4.1", FWD_SUSPENDED_TEXT "%.200s",
+			   dest->dead_why);
 		fwd_fail_route(d, &r);
 		return;
 	}
@@ -1855,11 +1856,82 @@ fwd_flush_match(const char *domain, const char *key)
 	return n;
 }
 
+/* fwd_dest_find - the destination of key, or NULL (never creates) */
+static struct fwd_dest *
+fwd_dest_find(const char *key)
+{
+	struct fwd_dest *d;
+
+	for (d = fwd_dests; d != NULL; d = d->next)
+		if (!strcmp(d->key, key))
+			return d;
+	return NULL;
+}
+
+/* fwd_suspended - would a delivery to dest now be deferred at once? */
+static int
+fwd_suspended(const struct fwd_dest *dest)
+{
+	return dest->idle == NULL && dest->dead_until > fwd_now() &&
+	       (dest->active > 0 ||
+		ev_now(backmxd.loop) - dest->last_probe < 1.0);
+}
+
+void
+forward_presuspend(struct spool_envelope *e)
+{
+	int64_t now = fwd_now();
+	int i;
+
+	if (fwd_stopped || e->held)
+		return;
+	for (i = 0; i < e->nrcpt; i++) {
+		struct spool_rcpt *rc = &e->rcpt[i];
+		struct fwd_dest *dest;
+		char key[FWD_KEY_MAX], buf[400];
+
+		if (rc->state != SPOOL_RCPT_PENDING || rc->attempts > 0 ||
+		    fwd_route(e, i, key, sizeof(key), NULL, NULL) < 0 ||
+		    (dest = fwd_dest_find(key)) == NULL ||
+		    !fwd_suspended(dest))
+			continue;
+		snprintf(buf, sizeof(buf), "4.4.1 " FWD_SUSPENDED_TEXT "%.200s",
+			 dest->dead_why);
+		free(rc->last_error);
+		if ((rc->last_error = strdup(buf)) == NULL)
+			continue;
+		rc->attempts = 1;
+		rc->next_attempt = schedule_backoff(
+		    backmxd.cfg->retry, backmxd.cfg->nretry, 1, now,
+		    (unsigned)random());
+		if (rc->next_attempt > e->arrival + fwd_lifetime(e))
+			rc->next_attempt = e->arrival + fwd_lifetime(e);
+		if (rc->next_attempt <= now)
+			rc->next_attempt = now + 1;
+	}
+}
+
 void
 forward_queued(const struct spool_envelope *e)
 {
+	int i;
+
 	if (e->held)
 		return;
+	/* the deferrals forward_presuspend wrote with the message */
+	for (i = 0; i < e->nrcpt; i++) {
+		const struct spool_rcpt *rc = &e->rcpt[i];
+		struct result r;
+
+		if (rc->state != SPOOL_RCPT_PENDING || rc->attempts != 1 ||
+		    rc->last_error == NULL || strlen(rc->last_error) < 6 ||
+		    strncmp(rc->last_error + 6, FWD_SUSPENDED_TEXT,
+			    sizeof(FWD_SUSPENDED_TEXT) - 1) != 0)
+			continue;
+		result_set(&r, 451, "4.4.1", "%s", rc->last_error + 6);
+		fwd_log(e, i, NULL, &r, "deferred", 0);
+		stats.deferred++;
+	}
 	fwd_reschedule(e);
 	if (!fwd_stopped)
 		fwd_arm();

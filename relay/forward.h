@@ -16,6 +16,13 @@
 int forward_init(void);
 /* forward_shutdown - abort deliveries in flight (they stay pending) */
 void forward_shutdown(void);
+/*
+ * forward_presuspend - before a new message is committed: recipients
+ * whose destination is suspended (none of its addresses answered) get
+ * their deferral written in the same commit (attempts 1, last_error,
+ * next_attempt), so the forwarder does not touch them now.
+ */
+void forward_presuspend(struct spool_envelope *e);
 /* forward_queued - a message was committed and synced: deliver it soon */
 void forward_queued(const struct spool_envelope *e);
 /*

@@ -369,6 +369,9 @@ smtpd_tx_free(struct smtpd_tx *tx)
 		free(tx->rcpt[i].route);
 	}
 	free(tx->rcpt);
+	if (tx->env.rcpt != NULL)
+		for (int i = 0; i < tx->env.nrcpt; i++)
+			free(tx->env.rcpt[i].last_error);
 	free(tx->env.rcpt);
 	free(tx);
 }
@@ -1275,6 +1278,9 @@ smtpd_tx_finish(struct session *s, int flags)
 		e->rcpt[i].next_attempt = e->arrival;
 		e->rcpt[i].route = tx->rcpt[i].route;
 	}
+	/* a suspended destination: its deferral goes in with the message,
+	 * not as a second write (forward_queued logs it) */
+	forward_presuspend(e);
 	if (spool_writer_commit(tx->w, e) < 0) {
 		tx->w = NULL;
 		tx->spool_err = spool_errno(backmxd.spool);

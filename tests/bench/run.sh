@@ -150,6 +150,11 @@ bx_stop() { [ -f "$B/bx.pid" ] && kill "$(cat "$B/bx.pid")" 2>/dev/null; sleep 0
 bx_clean() { bx_stop; rm -rf "$BX/spool"; }
 bx_queue_count() { "$BUILD/backmxctl" -s "$BX/control.sock" queue --json 2>/dev/null | wc -l; }
 sink_start() { smtp-sink -u postfix -c 127.0.0.1:$SINK_PORT 1000 >"$B/sink.out" 2>&1 & wait_port $SINK_PORT; }
+# sink_count - messages the sink received so far (its -c counters)
+sink_count() { local v; v=$(tail -c 80 "$B/sink.out" 2>/dev/null | tr '\r' '\n' | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1); echo "${v:-0}"; }
+# wait_sink N - until the sink has N messages (polled every 10 ms, cheap
+# for both systems: no queue listing that would load the server)
+wait_sink() { local n=$1 i=0; until [ "$(sink_count)" -ge "$n" ]; do sleep 0.01; i=$((i + 1)); [ $i -lt 60000 ] || { echo "sink got $(sink_count) of $n" >&2; return 1; }; done; }
 sink_stop() { pkill -f "smtp-sink.*:$SINK_PORT" 2>/dev/null || true; sleep 0.3; }
 wait_port() {
 	for _ in $(seq 1 100); do
@@ -201,11 +206,11 @@ run_flush() {
 	if [ "$sys" = postfix ]; then pf_clean; pf_start
 		smtp-source -s 10 -m "$n" -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$PF_PORT
 		sleep 2; sink_start; t0=$(now); postqueue -c "$PF/etc" -f
-		until pf_queue_empty; do sleep 0.05; done
+		wait_sink "$n"; until pf_queue_empty; do sleep 0.01; done
 	else bx_clean; bx_start
 		smtp-source -s 10 -m "$n" -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$BX_PORT
 		sleep 2; sink_start; t0=$(now); "$BUILD/backmxctl" -s "$BX/control.sock" flush >/dev/null
-		until [ "$(bx_queue_count)" -eq 0 ]; do sleep 0.05; done
+		wait_sink "$n"; until [ "$(bx_queue_count)" -eq 0 ]; do sleep 0.01; done
 	fi
 	t1=$(now)
 	record "flush" "$sys" "$(echo "$n / ($t1 - $t0)" | bc -l)"
@@ -218,10 +223,10 @@ run_e2e() {
 	sink_start
 	if [ "$sys" = postfix ]; then pf_clean; pf_start; t0=$(now)
 		smtp-source -s 10 -m "$n" -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$PF_PORT
-		sleep 0.2; until pf_queue_empty; do sleep 0.05; done
+		wait_sink "$n"; until pf_queue_empty; do sleep 0.01; done
 	else bx_clean; bx_start; t0=$(now)
 		smtp-source -s 10 -m "$n" -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$BX_PORT
-		until [ "$(bx_queue_count)" -eq 0 ]; do sleep 0.05; done
+		wait_sink "$n"; until [ "$(bx_queue_count)" -eq 0 ]; do sleep 0.01; done
 	fi
 	t1=$(now)
 	record "end_to_end" "$sys" "$(echo "$n / ($t1 - $t0)" | bc -l)"

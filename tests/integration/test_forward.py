@@ -254,6 +254,13 @@ def test_forward_dead_primary_suspended(world):
     assert suspended + refused >= n, log[-2000:]
     assert suspended >= n // 2 and refused <= n // 2, \
         'suspended %d, connection attempts %d' % (suspended, refused)
+    # the queue says why, for every message, suspended or not
+    q = _queue(b)
+    assert len(q) == n, q
+    for m in q:
+        r = m['recipients'][0]
+        assert r['state'] == 'pending' and r['attempts'] >= 1, m
+        assert 'Connection refused' in json.dumps(m), m
     p.set_mode('up')
     time.sleep(1.2)
     _send(b, ['alice@backup.example'], 'dead probe')
