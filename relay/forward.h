@@ -37,7 +37,5 @@ int forward_hold(const char *id_or_domain, int hold);
 int forward_delete(const char *id);
 /* forward_bounce - give up now, bounce to the sender, remove; 0 / -1 */
 int forward_bounce(const char *id);
-/* forward_pending_for - queued messages with a pending rcpt at domain */
-int forward_pending_for(const char *domain);
 
 #endif

@@ -1511,14 +1511,15 @@ smtpd_cmd_etrn(struct session *s, char *arg)
 		return;
 	}
 	stats.etrn++;
-	if (forward_pending_for(d->name) == 0) {
+	/* one pass over the spool: the count is of pending messages */
+	n = forward_flush(d->name);
+	if (n == 0) {
 		log_info("ETRN %s from [%s]: no messages waiting", d->name,
 			 s->addr);
 		smtpd_reply(s, "251 2.0.0 No messages waiting for node %s",
 			    d->name);
 		return;
 	}
-	n = forward_flush(d->name);
 	log_info("ETRN %s from [%s]: flush n=%d", d->name, s->addr, n);
 	smtpd_reply(s, "250 2.0.0 Queuing for node %s started", d->name);
 }

@@ -290,6 +290,25 @@ schedule_pop_due(struct schedule *q, int64_t now, char id[SPOOL_ID_LEN + 1])
 	return 1;
 }
 
+/*
+ * schedule_advance_all - every entry later than now becomes due at now
+ * (a flush), in O(n): the times are clipped in place, then the heap is
+ * rebuilt bottom-up (ties are ordered by id, which clipping disturbs).
+ * Returns the number of entries.
+ */
+size_t
+schedule_advance_all(struct schedule *q, int64_t now)
+{
+	uint32_t i;
+
+	for (i = 0; i < q->nheap; i++)
+		if (q->nodes[q->heap[i]].t > now)
+			q->nodes[q->heap[i]].t = now;
+	for (i = q->nheap / 2; i-- > 0;)
+		sched_down(q, i);
+	return q->nheap;
+}
+
 /* schedule_when - the time of id, or -1 when not scheduled */
 int64_t
 schedule_when(const struct schedule *q, const char *id)

@@ -199,6 +199,8 @@ int schedule_peek(const struct schedule *q, int64_t *t,
 int schedule_pop_due(struct schedule *q, int64_t now,
 		     char id[SPOOL_ID_LEN + 1]);
 size_t schedule_size(const struct schedule *q);
+/* schedule_advance_all - entries later than now due at now; O(n) */
+size_t schedule_advance_all(struct schedule *q, int64_t now);
 /* schedule_when - the time of id, or -1 when not scheduled */
 int64_t schedule_when(const struct schedule *q, const char *id);
 

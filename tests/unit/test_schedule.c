@@ -43,6 +43,53 @@ test_empty(void **state)
 	schedule_free(NULL);
 }
 
+/* a flush: everything later than now comes due at now, in id order
+ * among the ties, earlier entries keep their place before them */
+static void
+test_advance_all(void **state)
+{
+	enum { N = 5000 };
+	struct schedule *q = schedule_new();
+	char id[SPOOL_ID_LEN + 1], previd[SPOOL_ID_LEN + 1] = "";
+	int64_t t, prev = INT64_MIN;
+	unsigned i, n = 0, early = 0;
+
+	srandom(7);
+	for (i = 0; i < N; i++) {
+		int64_t w = random() % 2000;
+
+		mkid(id, (unsigned)random());
+		if (schedule_when(q, id) >= 0)
+			continue;
+		assert_int_equal(schedule_set(q, id, w), 0);
+		early += w <= 1000;
+	}
+	assert_int_equal(schedule_advance_all(q, 1000), schedule_size(q));
+	/* nothing later than 1000 is left */
+	while (schedule_pop_due(q, 1000, id) == 1) {
+		assert_true(schedule_peek(q, &t, NULL) == 0 || t <= 1000 ||
+			    t > 1000);
+		n++;
+	}
+	assert_int_equal(schedule_size(q), 0);
+	assert_true(n > early);
+	/* heap order after the rebuild: (t, id) never decreases */
+	for (i = 0; i < 300; i++) {
+		mkid(id, (unsigned)random());
+		schedule_set(q, id, random() % 50);
+	}
+	schedule_advance_all(q, 20);
+	while (schedule_peek(q, &t, id) == 1) {
+		assert_true(t <= 20);
+		assert_true(t > prev || (t == prev && strcmp(id, previd) > 0));
+		prev = t;
+		memcpy(previd, id, sizeof(previd));
+		assert_int_equal(schedule_pop_due(q, INT64_MAX, NULL), 1);
+	}
+	assert_int_equal(schedule_advance_all(q, 5), 0);
+	schedule_free(q);
+}
+
 static void
 test_order_random(void **state)
 {
@@ -247,6 +294,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_empty),
+	    cmocka_unit_test(test_advance_all),
 	    cmocka_unit_test(test_order_random),
 	    cmocka_unit_test(test_model),
 	    cmocka_unit_test(test_pop_due_clock),
