@@ -45,13 +45,19 @@ log_vline(int prio, const char *id, const char *fmt, va_list ap)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
 	if (log_stderr) {
+		/* the date part changes once a second: format it then */
+		static time_t tsec = -1;
+		static char tbuf[32];
 		struct timespec ts;
-		struct tm tm;
-		char tbuf[32];
 
 		clock_gettime(CLOCK_REALTIME, &ts);
-		localtime_r(&ts.tv_sec, &tm);
-		strftime(tbuf, sizeof(tbuf), "%b %e %H:%M:%S", &tm);
+		if (ts.tv_sec != tsec) {
+			struct tm tm;
+
+			localtime_r(&ts.tv_sec, &tm);
+			strftime(tbuf, sizeof(tbuf), "%b %e %H:%M:%S", &tm);
+			tsec = ts.tv_sec;
+		}
 		fprintf(stderr, "%s.%03ld %s[%d]: %s%s\n", tbuf,
 			ts.tv_nsec / 1000000, log_ident, (int)getpid(),
 			prio == LOG_ERR ? "error: "
