@@ -9,6 +9,7 @@
  * Callers: main.c, smtpd.c (queued, ETRN), control.c (operator commands).
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1024,6 +1025,45 @@ fwd_sts_ready(struct delivery *d, const struct mtasts_policy *fetched)
 	fwd_try_next(d);
 }
 
+/* the MTA-STS cache file in the spool directory */
+static void
+fwd_sts_cache_path(char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/mta-sts.cache", backmxd.cfg->spool);
+}
+
+static void
+fwd_sts_cache_save(void)
+{
+	char path[4096];
+
+	fwd_sts_cache_path(path, sizeof(path));
+	if (mtasts_cache_save(fwd_sts_cache, path) < 0)
+		log_warn("cannot save the MTA-STS policies to %s: %s", path,
+			 strerror(errno));
+}
+
+/* fwd_sts_cache_open - the cache, loaded from the spool the first time */
+static int
+fwd_sts_cache_open(void)
+{
+	char path[4096];
+	int n;
+
+	if (fwd_sts_cache != NULL)
+		return 0;
+	if ((fwd_sts_cache = mtasts_cache_new()) == NULL)
+		return -1;
+	fwd_sts_cache_path(path, sizeof(path));
+	n = mtasts_cache_load(fwd_sts_cache, path, (time_t)fwd_now());
+	if (n < 0)
+		log_warn("cannot read the MTA-STS policies in %s: %s", path,
+			 strerror(errno));
+	else if (n > 0)
+		log_info("%d MTA-STS policies loaded from %s", n, path);
+	return 0;
+}
+
 static void
 fwd_sts_fetch_cb(void *arg, const struct mtasts_policy *p, const char *err)
 {
@@ -1042,6 +1082,8 @@ fwd_sts_fetch_cb(void *arg, const struct mtasts_policy *p, const char *err)
 	if (mtasts_cache_put(fwd_sts_cache, d->domain, d->sts_id, p,
 			     (time_t)fwd_now()) < 0)
 		log_warn("MTA-STS policy of %s: cannot cache it", d->domain);
+	else
+		fwd_sts_cache_save();
 	fwd_sts_ready(d, p);
 }
 
@@ -1100,8 +1142,7 @@ fwd_sts_txt_cb(void *arg, const struct dns_result *res)
 		fwd_sts_ready(d, NULL);
 		return;
 	}
-	if (fwd_sts_cache == NULL &&
-	    (fwd_sts_cache = mtasts_cache_new()) == NULL) {
+	if (fwd_sts_cache_open() < 0) {
 		fwd_sts_ready(d, NULL);
 		return;
 	}
@@ -1123,6 +1164,8 @@ fwd_sts_start(struct delivery *d)
 {
 	char name[POLICY_DOMAIN_MAX + 16];
 
+	/* the saved policies count even when the TXT lookup fails */
+	(void)fwd_sts_cache_open();
 	snprintf(name, sizeof(name), "_mta-sts.%s", d->domain);
 	d->stsq = dns_query(backmxd.dns, name, DNS_T_TXT, fwd_sts_txt_cb, d);
 	if (d->stsq == NULL)

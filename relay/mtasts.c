@@ -1103,3 +1103,96 @@ mtasts_cache_remove(struct mtasts_cache *c, const char *domain)
 		return;
 	*e = c->e[--c->n];
 }
+
+/*
+ * The cache on disk (RFC 8461 5: a policy is kept for max_age, across
+ * restarts too, so an attacker who blocks the fetch after a restart
+ * cannot downgrade).  A text file, one entry after another:
+ *
+ *   domain ID FETCHED LEN\n  then LEN octets of the policy in RFC format
+ *
+ * Loading re-parses every policy with mtasts_parse_policy(), so a damaged
+ * file loses entries, never trust.  Saving writes a temporary file,
+ * fsyncs and renames it over the old one.
+ */
+int
+mtasts_cache_save(const struct mtasts_cache *c, const char *path)
+{
+	char tmp[4096], text[MTASTS_MAX_MX * (MTASTS_NAME_MAX + 8) + 128];
+	FILE *f;
+	int fd, ok = 1;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -1;
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+		return -1;
+	if ((f = fdopen(fd, "w")) == NULL) {
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	for (int i = 0; c != NULL && i < c->n; i++) {
+		const struct mtasts_cache_entry *e = &c->e[i];
+		size_t n = 0;
+
+		n += (size_t)snprintf(text + n, sizeof(text) - n,
+		                      "version: STSv1\nmode: %s\n",
+		                      mtasts_mode_str(e->policy.mode));
+		for (int j = 0; j < e->policy.nmx; j++)
+			n += (size_t)snprintf(text + n, sizeof(text) - n,
+			                      "mx: %s\n", e->policy.mx[j]);
+		n += (size_t)snprintf(text + n, sizeof(text) - n,
+		                      "max_age: %ld\n", e->policy.max_age);
+		if (n >= sizeof(text))
+			continue;
+		if (fprintf(f, "%s %s %lld %zu\n", e->domain, e->id,
+		            (long long)e->fetched, n) < 0 ||
+		    fwrite(text, 1, n, f) != n)
+			ok = 0;
+	}
+	if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+		ok = 0;
+	if (fclose(f) != 0)
+		ok = 0;
+	if (!ok || rename(tmp, path) != 0) {
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+int
+mtasts_cache_load(struct mtasts_cache *c, const char *path, time_t now)
+{
+	char line[512], domain[MTASTS_NAME_MAX + 2], id[MTASTS_ID_MAX + 2];
+	char *text = NULL, err[128];
+	long long fetched;
+	size_t len;
+	FILE *f;
+	int n = 0;
+
+	if ((f = fopen(path, "re")) == NULL)
+		return errno == ENOENT ? 0 : -1;
+	if ((text = malloc(MTASTS_BODY_MAX)) == NULL) {
+		fclose(f);
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		struct mtasts_policy p;
+
+		if (sscanf(line, "%254s %33s %lld %zu", domain, id, &fetched,
+		           &len) != 4 || len == 0 || len > MTASTS_BODY_MAX ||
+		    strlen(id) > MTASTS_ID_MAX ||
+		    fread(text, 1, len, f) != len)
+			break;	/* out of step: the rest cannot be trusted */
+		if (mtasts_parse_policy(text, len, &p, err, sizeof(err)) != 0 ||
+		    fetched > (long long)now + 300 ||
+		    (long long)now >= fetched + p.max_age)
+			continue;	/* damaged or expired: skip it */
+		if (mtasts_cache_put(c, domain, id, &p, (time_t)fetched) == 0)
+			n++;
+	}
+	free(text);
+	fclose(f);
+	return n;
+}

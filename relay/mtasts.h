@@ -101,8 +101,8 @@ struct mtasts_fetch *mtasts_fetch_start(struct ev_loop *loop,
 void mtasts_fetch_cancel(struct mtasts_fetch *f);
 
 /* ------------------------------------------------------------------ */
-/* the cache (in memory; not persisted: after a restart policies are
- * fetched again, which RFC 8461 permits since TOFU starts over) */
+/* the cache: in memory, saved in the spool directory after each fetch
+ * and loaded at the first use, so policies outlive a restart */
 
 struct mtasts_cache;
 
@@ -124,5 +124,13 @@ int mtasts_cache_put(struct mtasts_cache *c, const char *domain, const char *id,
                      const struct mtasts_policy *p, time_t now);
 /* mtasts_cache_remove - forget domain (e.g. TXT record gone) */
 void mtasts_cache_remove(struct mtasts_cache *c, const char *domain);
+/*
+ * mtasts_cache_save - write every entry to path (atomically: a temporary
+ * file, fsync, rename); 0 or -1.  mtasts_cache_load - add the entries of
+ * path still within max_age at now, each policy parsed again; returns how
+ * many (0 when the file does not exist), -1 when it cannot be read.
+ */
+int mtasts_cache_save(const struct mtasts_cache *c, const char *path);
+int mtasts_cache_load(struct mtasts_cache *c, const char *path, time_t now);
 
 #endif

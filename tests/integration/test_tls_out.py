@@ -374,6 +374,31 @@ def test_tls_out_mtasts_enforce_matching_delivered(world):
     _with_policy(world, 'enforce', ['*.test.example'], run)
 
 
+def test_tls_out_mtasts_policy_survives_restart(world):
+    """The fetched policy is saved in the spool: after a restart, with
+    the policy server gone and the primary no longer offering STARTTLS,
+    the cached 'enforce' still holds (deferred, never sent in clear)."""
+    holder = {}
+
+    def run(log):
+        p = _tls_sink(world)
+        b = _backmx(world)
+        holder['b'] = b
+        _send(b, 'user@sts.example', 'sts before restart')
+        _delivered(b, p, 'user@sts.example', r'TLSv1\.[23] verified')
+        assert os.path.exists(os.path.join(b.spool_dir, 'mta-sts.cache'))
+    _with_policy(world, 'enforce', ['*.test.example'], run)
+    b = holder['b']
+    p = world.sinks['primary']
+    b.stop()
+    p.set_tls()          # a downgrade: STARTTLS stripped
+    p.clear()
+    b.start()
+    _send(b, 'user@sts.example', 'sts after restart')
+    _deferred(b, p, 'user@sts.example', r'TLS')
+    b.wait_log(r'1 MTA-STS policies loaded from ')
+
+
 def test_tls_out_mtasts_enforce_mismatch_deferred(world):
     def run(log):
         p = _tls_sink(world)

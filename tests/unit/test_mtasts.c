@@ -407,6 +407,73 @@ test_http_header_limit(void **state)
 /* ------------------------------------------------------------------ */
 /* cache */
 
+/* the cache saved in the spool and loaded after a restart: policies
+ * survive as they were, expired ones are dropped, a damaged file loses
+ * entries (from the damage on) but never yields a wrong policy */
+static void
+test_cache_persist(void **state)
+{
+	char dir[] = "/tmp/test_mtasts.XXXXXX", path[128], cmd[256];
+	struct mtasts_cache *c = mtasts_cache_new(), *l;
+	struct mtasts_policy p = {.mode = MTASTS_MODE_ENFORCE,
+	                          .max_age = 86400,
+	                          .nmx = 2,
+	                          .mx = {"mx1.example.org", "*.backup.example"}};
+	const struct mtasts_policy *got;
+	time_t t0 = 1700000000;
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/mta-sts.cache", dir);
+	/* no file yet: nothing, no error */
+	l = mtasts_cache_new();
+	assert_int_equal(mtasts_cache_load(l, path, t0), 0);
+	mtasts_cache_free(l);
+
+	assert_int_equal(mtasts_cache_put(c, "example.org", "A1", &p, t0), 0);
+	p.mode = MTASTS_MODE_TESTING;
+	p.max_age = 60;
+	p.nmx = 1;
+	assert_int_equal(mtasts_cache_put(c, "short.example", "S", &p, t0), 0);
+	assert_int_equal(mtasts_cache_save(c, path), 0);
+
+	/* an hour later: the 60 s policy expired, the other is back */
+	l = mtasts_cache_new();
+	assert_int_equal(mtasts_cache_load(l, path, t0 + 3600), 1);
+	got = mtasts_cache_get(l, "example.org", "A1", t0 + 3600, NULL);
+	assert_non_null(got);
+	assert_int_equal(got->mode, MTASTS_MODE_ENFORCE);
+	assert_int_equal(got->max_age, 86400);
+	assert_int_equal(got->nmx, 2);
+	assert_string_equal(got->mx[1], "*.backup.example");
+	/* still expires at fetch time + max_age, not load time + max_age */
+	assert_null(mtasts_cache_get(l, "example.org", "A1", t0 + 86400, NULL));
+	assert_null(mtasts_cache_get(l, "short.example", "S", t0 + 3600, NULL));
+	mtasts_cache_free(l);
+
+	/* damage: a policy body that does not parse is skipped, a wrong
+	 * length stops the load there */
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "bad.example X %lld 22\nversion: STSv1\nmode: \n",
+	        (long long)t0);
+	fprintf(f, "good.example Y %lld 58\nversion: STSv1\nmode: enforce"
+	           "\nmx: a.example\nmax_age: 86400\n", (long long)t0);
+	fprintf(f, "cut.example Z %lld 500\nversion: STSv1\n", (long long)t0);
+	fclose(f);
+	l = mtasts_cache_new();
+	assert_int_equal(mtasts_cache_load(l, path, t0 + 1), 1);
+	assert_null(mtasts_cache_get(l, "bad.example", NULL, t0 + 1, NULL));
+	assert_non_null(mtasts_cache_get(l, "good.example", NULL, t0 + 1, NULL));
+	assert_null(mtasts_cache_get(l, "cut.example", NULL, t0 + 1, NULL));
+	mtasts_cache_free(l);
+	/* a directory that does not exist: save fails cleanly */
+	assert_int_equal(mtasts_cache_save(c, "/nonexistent/dir/x"), -1);
+	mtasts_cache_free(c);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 static void
 test_cache(void **state)
 {
@@ -786,6 +853,7 @@ main(void)
 	    cmocka_unit_test(test_http),
 	    cmocka_unit_test(test_http_header_limit),
 	    cmocka_unit_test(test_cache),
+	    cmocka_unit_test(test_cache_persist),
 	    cmocka_unit_test(test_fetch),
 	    cmocka_unit_test(test_fetch_timeout),
 	    cmocka_unit_test(test_fetch_refused),
