@@ -514,10 +514,14 @@ fwd_commit(struct spool_envelope *e, struct bounce_item *it, int nit)
 			open++;
 	if (open == 0) {
 		schedule_remove(backmxd.sched, e->id);
-		if (spool_message_delete(backmxd.spool, e->id) < 0)
+		if (spool_message_delete(backmxd.spool, e->id) < 0) {
+			/* (disk full) the spool still says pending: keep it
+			 * scheduled, a later attempt or flush sends it again
+			 * (a duplicate, never a loss) and removes it */
 			log_err("%s: cannot remove from the spool: %s", e->id,
 				spool_error(backmxd.spool));
-		else
+			schedule_set(backmxd.sched, e->id, fwd_now() + 60);
+		} else
 			log_msg(e->id, "removed");
 		return;
 	}
@@ -577,8 +581,14 @@ fwd_results(struct delivery *d)
 	int i, nit = 0, ok = 0, bad = 0;
 
 	e = spool_envelope_get(backmxd.spool, d->id);
-	if (e == NULL)
-		return;		/* deleted meanwhile */
+	if (e == NULL) {
+		/* deleted meanwhile, or unreadable now: then try again */
+		if (spool_errno(backmxd.spool) != SPOOL_ENOTFOUND) {
+			log_err("%s: %s", d->id, spool_error(backmxd.spool));
+			schedule_set(backmxd.sched, d->id, fwd_now() + 60);
+		}
+		return;
+	}
 	it = calloc((size_t)d->nrcpt, sizeof(*it));
 	for (i = 0; i < d->nrcpt; i++) {
 		int k = d->rcpt[i];
@@ -1648,8 +1658,13 @@ fwd_process(const char *id)
 	if (fwd_msg_inflight(id))
 		return;		/* its end reschedules it */
 	e = spool_envelope_get(backmxd.spool, id);
-	if (e == NULL)
+	if (e == NULL) {
+		if (spool_errno(backmxd.spool) != SPOOL_ENOTFOUND) {
+			log_err("%s: %s", id, spool_error(backmxd.spool));
+			schedule_set(backmxd.sched, id, fwd_now() + 60);
+		}
 		return;
+	}
 	if (e->held) {
 		spool_envelope_free(e);
 		return;
