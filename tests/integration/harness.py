@@ -197,10 +197,15 @@ class Backmx:
                 try:
                     with socket.create_connection((host, port), timeout=2) as s:
                         s.settimeout(max(0.5, deadline - time.monotonic()))
-                        line = s.makefile('rb').readline()
+                        f = s.makefile('rb')
+                        line = f.readline()
                         if line.startswith(b'220'):
+                            # QUIT and wait for the 221: the daemon has
+                            # then ended this probe session, so it does
+                            # not count against the test's max_clients
                             try:
                                 s.sendall(b'QUIT\r\n')
+                                f.readline()
                             except OSError:
                                 pass
                             break
