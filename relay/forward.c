@@ -9,6 +9,7 @@
  * Callers: main.c, smtpd.c (queued, ETRN), control.c (operator commands).
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -178,6 +179,22 @@ fwd_rcpt_domain(const char *addr)
 	const char *at = strrchr(addr, '@');
 
 	return at ? at + 1 : "";
+}
+
+/*
+ * fwd_domain_tag - the schedule tag of a recipient domain: FNV-1a of its
+ * lower case, never 0.  Two domains sharing a tag only cost a flush of
+ * one of them an early attempt for the other's messages.
+ */
+static uint32_t
+fwd_domain_tag(const char *domain)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *domain != '\0'; domain++)
+		h = (h ^ (unsigned char)tolower((unsigned char)*domain)) *
+		    16777619u;
+	return h != 0 ? h : 1;
 }
 
 static struct fwd_dest *
@@ -381,16 +398,26 @@ static void
 fwd_reschedule(const struct spool_envelope *e)
 {
 	int64_t t = -1;
-	int i;
+	uint32_t tag = 0;
+	int i, mixed = 0;
 
 	if (e->held || fwd_msg_inflight(e->id))
 		return;
 	for (i = 0; i < e->nrcpt; i++)
-		if (e->rcpt[i].state == SPOOL_RCPT_PENDING &&
-		    (t < 0 || e->rcpt[i].next_attempt < t))
-			t = e->rcpt[i].next_attempt;
-	if (t >= 0)
-		schedule_set(backmxd.sched, e->id, t);
+		if (e->rcpt[i].state == SPOOL_RCPT_PENDING) {
+			uint32_t h = fwd_domain_tag(
+			    fwd_rcpt_domain(e->rcpt[i].address));
+
+			if (t < 0 || e->rcpt[i].next_attempt < t)
+				t = e->rcpt[i].next_attempt;
+			if (tag != 0 && h != tag)
+				mixed = 1;
+			tag = h;
+		}
+	if (t >= 0 && schedule_set(backmxd.sched, e->id, t) == 0)
+		/* one domain: ETRN and flush DOMAIN find it without
+		 * reading the envelope; several: they read it */
+		schedule_set_tag(backmxd.sched, e->id, mixed ? 0 : tag);
 }
 
 /*
@@ -1883,6 +1910,23 @@ fwd_collect_cb(void *arg, const struct spool_envelope *e)
 	return 0;
 }
 
+/* fwd_flush_unknown - schedule_advance_tag: does untagged id match? */
+static int
+fwd_flush_unknown(void *arg, const char *id)
+{
+	struct fwd_collect *c = arg;
+	struct spool_envelope *e = spool_envelope_get(backmxd.spool, id);
+	int n0 = c->n, hit;
+
+	if (e == NULL)
+		return 0;
+	(void)fwd_collect_cb(c, e);
+	hit = c->n > n0;
+	c->n = n0;
+	spool_envelope_free(e);
+	return hit;
+}
+
 /* fwd_flush_match - make matching pending messages due now (drain_rate) */
 static int
 fwd_flush_match(const char *domain, const char *key)
@@ -1910,6 +1954,19 @@ fwd_flush_match(const char *domain, const char *key)
 			n++;
 		fwd_arm();
 		return n + (int)fwd_nwaiting;
+	}
+	if (domain != NULL && key == NULL && rate <= 0) {
+		/* one domain (ETRN): by the entries' domain tags, reading
+		 * only the envelopes of messages for several domains */
+		n = (int)schedule_advance_tag(backmxd.sched, now,
+					      fwd_domain_tag(domain),
+					      fwd_flush_unknown, &c);
+		for (struct delivery *d = fwd_list; d != NULL; d = d->next)
+			if (!strcasecmp(d->domain, domain))
+				n++;
+		free(c.ids);
+		fwd_arm();
+		return n;
 	}
 	if (spool_scan(backmxd.spool, "", 0, fwd_collect_cb, &c) < 0) {
 		free(c.ids);

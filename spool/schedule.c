@@ -16,6 +16,7 @@
 struct sched_node {
 	int64_t t;
 	uint32_t pos; /* index in heap[], or the next free node */
+	uint32_t tag; /* the caller's (a domain hash), 0 = none */
 	char id[SPOOL_ID_LEN + 1];
 };
 
@@ -240,6 +241,7 @@ schedule_set(struct schedule *q, const char *id, int64_t t)
 	}
 	memcpy(q->nodes[node].id, id, SPOOL_ID_LEN + 1);
 	q->nodes[node].t = t;
+	q->nodes[node].tag = 0;
 	q->hash[slot] = node;
 	q->heap[q->nheap] = node;
 	q->nodes[node].pos = q->nheap++;
@@ -307,6 +309,46 @@ schedule_advance_all(struct schedule *q, int64_t now)
 	for (i = q->nheap / 2; i-- > 0;)
 		sched_down(q, i);
 	return q->nheap;
+}
+
+void
+schedule_set_tag(struct schedule *q, const char *id, uint32_t tag)
+{
+	uint32_t slot;
+
+	if (id == NULL || strlen(id) != SPOOL_ID_LEN)
+		return;
+	slot = sched_slot(q, id);
+	if (q->hash[slot] != SCHED_EMPTY)
+		q->nodes[q->hash[slot]].tag = tag;
+}
+
+/*
+ * schedule_advance_tag - as schedule_advance_all, only for the entries
+ * tagged tag, and for untagged ones that unknown(arg, id) accepts (it
+ * must not change q).  Returns how many entries matched, due already or
+ * made due.
+ */
+size_t
+schedule_advance_tag(struct schedule *q, int64_t now, uint32_t tag,
+		     int (*unknown)(void *, const char *), void *arg)
+{
+	uint32_t i;
+	size_t n = 0;
+
+	for (i = 0; i < q->nheap; i++) {
+		struct sched_node *x = &q->nodes[q->heap[i]];
+
+		if (x->tag == tag ||
+		    (x->tag == 0 && unknown != NULL && unknown(arg, x->id))) {
+			n++;
+			if (x->t > now)
+				x->t = now;
+		}
+	}
+	for (i = q->nheap / 2; i-- > 0;)
+		sched_down(q, i);
+	return n;
 }
 
 /* schedule_when - the time of id, or -1 when not scheduled */

@@ -201,6 +201,14 @@ int schedule_pop_due(struct schedule *q, int64_t now,
 size_t schedule_size(const struct schedule *q);
 /* schedule_advance_all - entries later than now due at now; O(n) */
 size_t schedule_advance_all(struct schedule *q, int64_t now);
+/*
+ * schedule_set_tag - a caller's tag on id's entry (a new entry has 0);
+ * schedule_advance_tag - as advance_all for entries tagged tag, and for
+ * untagged ones unknown(arg, id) accepts; returns the matches.  O(n).
+ */
+void schedule_set_tag(struct schedule *q, const char *id, uint32_t tag);
+size_t schedule_advance_tag(struct schedule *q, int64_t now, uint32_t tag,
+			    int (*unknown)(void *, const char *), void *arg);
 /* schedule_when - the time of id, or -1 when not scheduled */
 int64_t schedule_when(const struct schedule *q, const char *id);
 

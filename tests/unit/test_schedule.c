@@ -90,6 +90,59 @@ test_advance_all(void **state)
 	schedule_free(q);
 }
 
+static int
+unknown_even(void *arg, const char *id)
+{
+	(*(int *)arg)++;
+	return (strtoul(id, NULL, 16) & 1) == 0;
+}
+
+/* a flush by domain: tagged entries of that tag come due, untagged ones
+ * when the callback says so (asked once each), the others keep their
+ * time; heap order holds afterwards */
+static void
+test_advance_tag(void **state)
+{
+	struct schedule *q = schedule_new();
+	char id[SPOOL_ID_LEN + 1], previd[SPOOL_ID_LEN + 1] = "";
+	int64_t t, prev = INT64_MIN;
+	unsigned i;
+	int asked = 0;
+	size_t n;
+
+	for (i = 0; i < 300; i++) {
+		mkid(id, i);
+		assert_int_equal(schedule_set(q, id, 1000 + i), 0);
+		/* 0..99 tag 7, 100..199 tag 9, 200..299 untagged */
+		if (i < 100)
+			schedule_set_tag(q, id, 7);
+		else if (i < 200)
+			schedule_set_tag(q, id, 9);
+	}
+	/* rescheduling keeps the tag */
+	mkid(id, 5);
+	assert_int_equal(schedule_set(q, id, 5000), 0);
+	n = schedule_advance_tag(q, 10, 7, unknown_even, &asked);
+	assert_int_equal(asked, 100);
+	assert_int_equal(n, 100 + 50);
+	for (i = 0; i < 300; i++) {
+		mkid(id, i);
+		if (i < 100 || (i >= 200 && i % 2 == 0))
+			assert_int_equal(schedule_when(q, id), 10);
+		else
+			assert_int_equal(schedule_when(q, id), 1000 + i);
+	}
+	/* no callback: untagged never match */
+	assert_int_equal(schedule_advance_tag(q, 10, 9, NULL, NULL), 100);
+	while (schedule_peek(q, &t, id) == 1) {
+		assert_true(t > prev || (t == prev && strcmp(id, previd) > 0));
+		prev = t;
+		memcpy(previd, id, sizeof(previd));
+		assert_int_equal(schedule_pop_due(q, INT64_MAX, NULL), 1);
+	}
+	schedule_free(q);
+}
+
 static void
 test_order_random(void **state)
 {
@@ -295,6 +348,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_empty),
 	    cmocka_unit_test(test_advance_all),
+	    cmocka_unit_test(test_advance_tag),
 	    cmocka_unit_test(test_order_random),
 	    cmocka_unit_test(test_model),
 	    cmocka_unit_test(test_pop_due_clock),
