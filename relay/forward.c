@@ -1934,6 +1934,7 @@ fwd_flush_match(const char *domain, const char *key)
 	struct fwd_collect c = {0};
 	int i, rate = backmxd.cfg->drain_rate, n = 0;
 	int64_t now = fwd_now();
+	char mxdom[POLICY_DOMAIN_MAX + 1];
 
 	c.domain = domain;
 	c.key = key;
@@ -1941,7 +1942,8 @@ fwd_flush_match(const char *domain, const char *key)
 	c.skip_held = 1;
 	/* the operator (or the primary, by ETRN) says: try now */
 	for (struct fwd_dest *dd = fwd_dests; dd != NULL; dd = dd->next)
-		dd->dead_until = 0;
+		if (key == NULL || !strcmp(dd->key, key))
+			dd->dead_until = 0;
 	if (domain == NULL && key == NULL && rate <= 0) {
 		/*
 		 * Everything: the schedule holds every pending message that
@@ -1955,9 +1957,22 @@ fwd_flush_match(const char *domain, const char *key)
 		fwd_arm();
 		return n + (int)fwd_nwaiting;
 	}
-	if (domain != NULL && key == NULL && rate <= 0) {
-		/* one domain (ETRN): by the entries' domain tags, reading
-		 * only the envelopes of messages for several domains */
+	if (key != NULL && domain == NULL && !strncmp(key, "m:", 2)) {
+		/* an MX-routed destination ("m:DOMAIN:TLS") is its domain */
+		const char *colon = strrchr(key + 2, ':');
+		size_t len = colon ? (size_t)(colon - key - 2) : 0;
+
+		if (len > 0 && len < sizeof(mxdom)) {
+			memcpy(mxdom, key + 2, len);
+			mxdom[len] = '\0';
+			domain = mxdom;
+		}
+	}
+	if (domain != NULL && rate <= 0) {
+		/* one domain (ETRN, a recovered MX destination): by the
+		 * entries' domain tags, reading only the envelopes of
+		 * messages for several domains */
+		c.domain = domain;
 		n = (int)schedule_advance_tag(backmxd.sched, now,
 					      fwd_domain_tag(domain),
 					      fwd_flush_unknown, &c);
