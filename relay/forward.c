@@ -197,14 +197,25 @@ fwd_domain_tag(const char *domain)
 	return h != 0 ? h : 1;
 }
 
+/* fwd_dest_find - the destination of key, or NULL (never creates) */
 static struct fwd_dest *
-fwd_dest_get(const char *key)
+fwd_dest_find(const char *key)
 {
 	struct fwd_dest *d;
 
 	for (d = fwd_dests; d != NULL; d = d->next)
 		if (!strcmp(d->key, key))
 			return d;
+	return NULL;
+}
+
+static struct fwd_dest *
+fwd_dest_get(const char *key)
+{
+	struct fwd_dest *d;
+
+	if ((d = fwd_dest_find(key)) != NULL)
+		return d;
 	if ((d = calloc(1, sizeof(*d))) == NULL)
 		return NULL;
 	snprintf(d->key, sizeof(d->key), "%s", key);
@@ -566,6 +577,18 @@ static int
 fwd_expired(const struct spool_envelope *e, int64_t now)
 {
 	return now >= e->arrival + fwd_lifetime(e);
+}
+
+/*
+ * fwd_suspended - would one more delivery to dest be deferred at once?
+ * own: deliveries of the caller already counted in dest->active.
+ */
+static int
+fwd_suspended(const struct fwd_dest *dest, int own)
+{
+	return dest->idle == NULL && dest->dead_until > fwd_now() &&
+	       (dest->active > own ||
+		ev_now(backmxd.loop) - dest->last_probe < 1.0);
 }
 
 /* fwd_all_temporary - every result of d is a 4xx */
@@ -1572,9 +1595,7 @@ fwd_start(struct spool_envelope *e, const int *idx, int n,
 		fwd_list->prev = d;
 	fwd_list = d;
 
-	if (dest->idle == NULL && dest->dead_until > fwd_now() &&
-	    (dest->active > 1 ||	/* counts d itself */
-	     ev_now(backmxd.loop) - dest->last_probe < 1.0)) {
+	if (fwd_suspended(dest, 1)) {	/* d itself is counted */
 		struct result r;
 
 		d->suspended = 1;
@@ -2000,27 +2021,6 @@ fwd_flush_match(const char *domain, const char *key)
 	return c.n;
 }
 
-/* fwd_dest_find - the destination of key, or NULL (never creates) */
-static struct fwd_dest *
-fwd_dest_find(const char *key)
-{
-	struct fwd_dest *d;
-
-	for (d = fwd_dests; d != NULL; d = d->next)
-		if (!strcmp(d->key, key))
-			return d;
-	return NULL;
-}
-
-/* fwd_suspended - would a delivery to dest now be deferred at once? */
-static int
-fwd_suspended(const struct fwd_dest *dest)
-{
-	return dest->idle == NULL && dest->dead_until > fwd_now() &&
-	       (dest->active > 0 ||
-		ev_now(backmxd.loop) - dest->last_probe < 1.0);
-}
-
 void
 forward_presuspend(struct spool_envelope *e)
 {
@@ -2037,7 +2037,7 @@ forward_presuspend(struct spool_envelope *e)
 		if (rc->state != SPOOL_RCPT_PENDING || rc->attempts > 0 ||
 		    fwd_route(e, i, key, sizeof(key), NULL, NULL) < 0 ||
 		    (dest = fwd_dest_find(key)) == NULL ||
-		    !fwd_suspended(dest))
+		    !fwd_suspended(dest, 0))
 			continue;
 		snprintf(buf, sizeof(buf), "4.4.1 " FWD_SUSPENDED_TEXT "%.200s",
 			 dest->dead_why);

@@ -4,6 +4,7 @@ backup defers while the primary is down and delivers on the next try,
 we never send to ourselves (selfbest), implicit MX, tempfail retried, DSN
 parameters passed on, and a kill -9 during delivery loses nothing."""
 import json
+import re
 import time
 
 SENDER = 'someone@sender.example'
@@ -23,6 +24,25 @@ def _send(b, rcpts, subject, body='hello\r\n', sender=SENDER,
                rcpt_options=list(rcpt_options))
     s.quit()
     return data.encode()
+
+
+def _subjects(msgs):
+    """the Subject of every message, in order"""
+    out = []
+    for m in msgs:
+        for line in m['data'].split(b'\r\n'):
+            if line.startswith(b'Subject: '):
+                out.append(line[9:].decode())
+                break
+    return out
+
+
+def _send_many(b, rcpt, prefix, n):
+    """n messages 'prefix i' to rcpt in one session"""
+    s = b.smtp()
+    for i in range(n):
+        s.sendmail(SENDER, [rcpt], _msg('%s %d' % (prefix, i)).encode())
+    s.quit()
 
 
 def _queue(b):
@@ -174,11 +194,7 @@ def test_forward_kill9_during_delivery(world):
     end = time.time() + 60
     subjects = set()
     while time.time() < end:
-        subjects = set()
-        for m in p.messages():
-            for line in m['data'].split(b'\r\n'):
-                if line.startswith(b'Subject: '):
-                    subjects.add(line[9:].decode())
+        subjects = set(_subjects(p.messages()))
         if len(subjects) == n:
             break
         time.sleep(0.5)
@@ -200,11 +216,7 @@ def test_forward_flush_per_destination_limit(world):
     b = world.backmx(retry='1h', extra='max_per_destination 2\n'
                      'max_deliveries 3\n')
     n = 60
-    s = b.smtp()
-    for i in range(n):
-        s.sendmail(SENDER, ['carol@backup.example'],
-                   _msg('flush %d' % i).encode())
-    s.quit()
+    _send_many(b, 'carol@backup.example', 'flush', n)
     b.wait_log(r'status=deferred', timeout=15)
     time.sleep(1)
     p.set_mode('up')
@@ -213,11 +225,7 @@ def test_forward_flush_per_destination_limit(world):
     msgs = p.wait_messages(n, timeout=60)
     _wait_empty(b, timeout=30)
     time.sleep(1)
-    subjects = []
-    for m in p.messages():
-        for line in m['data'].split(b'\r\n'):
-            if line.startswith(b'Subject: '):
-                subjects.append(line[9:].decode())
+    subjects = _subjects(p.messages())
     assert sorted(subjects) == sorted('flush %d' % i for i in range(n)), \
         subjects
     peers = set(m['peer_port'] for m in p.messages())
@@ -231,16 +239,11 @@ def test_forward_dead_primary_suspended(world):
     suspended: the next messages are deferred at once ('delivery
     temporarily suspended'), at most one probe a second connects; when the
     primary is back, the next probe gets through and drains the rest."""
-    import re
     p = world.sinks['primary']
     p.set_mode('down')
     b = world.backmx(retry='1h')
     n = 40
-    s = b.smtp()
-    for i in range(n):
-        s.sendmail(SENDER, ['alice@backup.example'],
-                   _msg('dead %d' % i).encode())
-    s.quit()
+    _send_many(b, 'alice@backup.example', 'dead', n)
     end = time.time() + 15
     while time.time() < end:
         log = b.log_text()
