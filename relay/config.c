@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_filter.h"
 
 #define CONFIG_MAX_TOKENS 64
 #define CONFIG_LINE_MAX 4096
@@ -212,7 +213,7 @@ config_sockaddr(const char *host, int port, struct sockaddr_storage *ss,
 	return -1;
 }
 
-static int
+int
 config_parse_cidr(const char *s, struct config_cidr *c)
 {
 	char buf[INET6_ADDRSTRLEN + 8], *slash, *end;
@@ -247,6 +248,14 @@ config_parse_cidr(const char *s, struct config_cidr *c)
 int
 config_etrn_allowed(const struct config *c, const struct sockaddr *sa)
 {
+	return config_cidr_match(c->etrn_allow, c->netrn_allow, sa);
+}
+
+/* config_cidr_match - is sa (IPv4-mapped seen as IPv4) in one of list[n]? */
+int
+config_cidr_match(const struct config_cidr *list, int n,
+		  const struct sockaddr *sa)
+{
 	const unsigned char *a;
 	int family, i;
 	unsigned char v4[4];
@@ -267,8 +276,8 @@ config_etrn_allowed(const struct config *c, const struct sockaddr *sa)
 		}
 	} else
 		return 0;
-	for (i = 0; i < c->netrn_allow; i++) {
-		const struct config_cidr *r = &c->etrn_allow[i];
+	for (i = 0; i < n; i++) {
+		const struct config_cidr *r = &list[i];
 		int full = r->bits / 8, rest = r->bits % 8;
 
 		if (r->family != family)
@@ -607,6 +616,8 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 	int nv = n - 1;
 	char **v = tok + 1;
 	int64_t sz;
+	char ebuf[256];
+	int r;
 
 	if (!strcmp(kw, "hostname")) {
 		if (config_need_args(x, kw, nv, 1, 1) < 0)
@@ -640,6 +651,11 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 			char host[128];
 			int port, lit;
 
+			/* "listen ADDR proxy": ADDR expects a PROXY header */
+			if (!strcmp(v[i], "proxy") && i > 0 && c->nlisten > 0) {
+				c->listen[c->nlisten - 1].proxy = 1;
+				continue;
+			}
 			memset(&l, 0, sizeof(l));
 			if (config_parse_hostport(v[i], host, sizeof(host),
 						  &port, &lit, -1) < 0 ||
@@ -790,6 +806,10 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 							sizeof(r));
 			c->etrn_allow[c->netrn_allow++] = r;
 		}
+	} else if ((r = config_filter_directive(c, tok, n, ebuf,
+						sizeof(ebuf))) != 0) {
+		if (r < 0)
+			config_msg(x, 1, "%s", ebuf);
 	} else if (config_is_domain_keyword(kw)) {
 		config_msg(x, 1, "%s: only allowed inside a domain block", kw);
 	} else {
@@ -826,6 +846,7 @@ config_defaults(struct config *c)
 		strcpy(host, "localhost");
 	host[sizeof(host) - 1] = '\0';
 	c->policy = policy_new(host);
+	config_filter_defaults(c);
 }
 
 struct config *
@@ -970,6 +991,8 @@ config_load(const char *path, char *diag, size_t diaglen, int *nerr)
 				  "refused");
 	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
 		config_msg(&x, 1, "tls_cert and tls_key must be given together");
+	if (config_filter_check(c, line, sizeof(line)) < 0)
+		config_msg(&x, 1, "%s", line);
 	c->hostname = c->policy->hostname;
 	*nerr = x.nerr;
 	if (x.nerr > 0) {
@@ -999,5 +1022,6 @@ config_free(struct config *c)
 	free(c->pidfile);
 	free(c->retry);
 	free(c->etrn_allow);
+	config_filter_free(c);
 	free(c);
 }

@@ -22,6 +22,7 @@ struct config_listen {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	char text[80];		/* as written: "0.0.0.0:25", "[::]:25" */
+	int proxy;		/* "listen ADDR proxy": PROXY header first */
 };
 
 struct config_cidr {
@@ -67,6 +68,8 @@ struct config {
 
 	struct config_cidr *etrn_allow;
 	int netrn_allow;
+
+	struct config_filter *filter;	/* config_filter.h: milter, dnsbl... */
 };
 
 /*
@@ -85,5 +88,9 @@ int64_t config_parse_size(const char *s);
 long config_parse_duration(const char *s);
 /* config_etrn_allowed - is addr (sockaddr) in etrn_allow? */
 int config_etrn_allowed(const struct config *c, const struct sockaddr *sa);
+/* config_parse_cidr - "ADDR[/BITS]"; 0 or -1 */
+int config_parse_cidr(const char *s, struct config_cidr *c);
+int config_cidr_match(const struct config_cidr *list, int n,
+		      const struct sockaddr *sa);
 
 #endif

@@ -17,6 +17,7 @@
 #include "backmxd.h"
 #include "listen.h"
 #include "log.h"
+#include "proxy.h"
 #include "smtpd.h"
 
 #define LISTEN_BACKLOG 4096
@@ -25,6 +26,7 @@ struct listener {
 	int fd;
 	ev_io io;
 	char text[80];
+	int proxy;		/* a PROXY header comes first (proxy.c) */
 };
 
 static struct listener *listeners;
@@ -63,6 +65,7 @@ listener_open(const struct config *cfg, char *err, size_t errlen)
 			return -1;
 		}
 		listeners[nlisteners].fd = fd;
+		listeners[nlisteners].proxy = l->proxy;
 		snprintf(listeners[nlisteners].text,
 			 sizeof(listeners[nlisteners].text), "%s", l->text);
 		nlisteners++;
@@ -92,7 +95,11 @@ listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		fd = accept4(l->fd, (struct sockaddr *)&ss, &len,
 			     SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
-			smtpd_session_new(fd, (struct sockaddr *)&ss, len);
+			if (l->proxy)
+				proxy_accept(fd, (struct sockaddr *)&ss, len);
+			else
+				smtpd_session_new(fd, (struct sockaddr *)&ss,
+						  len);
 			continue;
 		}
 		switch (errno) {
@@ -133,7 +140,8 @@ listener_start(void)
 			   listeners[i].fd, EV_READ);
 		listeners[i].io.data = &listeners[i];
 		ev_io_start(backmxd.loop, &listeners[i].io);
-		log_info("listening on %s", listeners[i].text);
+		log_info("listening on %s%s", listeners[i].text,
+			 listeners[i].proxy ? " (PROXY protocol)" : "");
 	}
 }
 
@@ -141,6 +149,7 @@ void
 listener_stop(void)
 {
 	ev_timer_stop(backmxd.loop, &listen_pause);
+	proxy_shutdown();
 	for (int i = 0; i < nlisteners; i++) {
 		ev_io_stop(backmxd.loop, &listeners[i].io);
 		close(listeners[i].fd);

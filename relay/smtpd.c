@@ -26,6 +26,8 @@
 
 #include "backmxd.h"
 #include "forward.h"
+#include "client_limits.h"
+#include "config_filter.h"
 #include "log.h"
 #include "smtpd.h"
 #include "tls.h"
@@ -41,7 +43,6 @@
 #define SMTPD_MAX_ERRORS 20
 #define SMTPD_SCRATCH (64 * 1024)
 #define SMTPD_EMIT_BUF (16 * 1024)
-#define SMTPD_IP_BUCKETS 1024
 #define SMTPD_ETRN_TRACK 64
 
 enum smtpd_state {
@@ -101,7 +102,7 @@ struct session {
 	struct sockaddr_storage ss;
 	char addr[INET6_ADDRSTRLEN];
 	int port;
-	unsigned ipkey;
+	int counted;			/* in client_limits.c counts */
 	char helo[256];
 	int esmtp;			/* EHLO (not HELO) */
 	int greeted;
@@ -130,15 +131,6 @@ static struct session *wait_head, **wait_tail = &wait_head;
 static ev_prepare smtpd_prepare;
 static ev_idle smtpd_idle;	/* keeps the loop from blocking on waiters */
 static char smtpd_scratch[SMTPD_SCRATCH];
-
-/* per-address session counts, for max_clients_per_ip */
-struct ipcount {
-	unsigned key;
-	unsigned char addr[16];
-	int count;
-	struct ipcount *next;
-};
-static struct ipcount *ipcounts[SMTPD_IP_BUCKETS];
 
 /* ETRN rate limit: a small table of recent requesters */
 struct etrn_track {
@@ -296,9 +288,7 @@ smtpd_flush(struct session *s)
 	}
 }
 
-/* ------------------------------------------------------------------ */
-/* per-address limits */
-
+/* smtpd_addr_bytes - the address as 16 octets, and a hash of them */
 static unsigned
 smtpd_addr_bytes(const struct sockaddr_storage *ss, unsigned char out[16])
 {
@@ -312,43 +302,6 @@ smtpd_addr_bytes(const struct sockaddr_storage *ss, unsigned char out[16])
 	for (int i = 0; i < 16; i++)
 		h = (h ^ out[i]) * 16777619u;
 	return h;
-}
-
-static struct ipcount *
-smtpd_ipcount(const struct sockaddr_storage *ss, int create)
-{
-	unsigned char a[16];
-	unsigned key = smtpd_addr_bytes(ss, a);
-	struct ipcount **pp = &ipcounts[key % SMTPD_IP_BUCKETS], *c;
-
-	for (c = *pp; c != NULL; c = c->next)
-		if (c->key == key && memcmp(c->addr, a, 16) == 0)
-			return c;
-	if (!create || (c = calloc(1, sizeof(*c))) == NULL)
-		return NULL;
-	c->key = key;
-	memcpy(c->addr, a, 16);
-	c->next = *pp;
-	*pp = c;
-	return c;
-}
-
-static void
-smtpd_ipcount_drop(const struct sockaddr_storage *ss)
-{
-	unsigned char a[16];
-	unsigned key = smtpd_addr_bytes(ss, a);
-	struct ipcount **pp = &ipcounts[key % SMTPD_IP_BUCKETS], *c;
-
-	for (; (c = *pp) != NULL; pp = &c->next) {
-		if (c->key != key || memcmp(c->addr, a, 16) != 0)
-			continue;
-		if (--c->count <= 0) {
-			*pp = c->next;
-			free(c);
-		}
-		return;
-	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -430,7 +383,8 @@ smtpd_free(struct session *s)
 	}
 	close(s->fd);
 	smtpd_tx_free(s->tx);
-	smtpd_ipcount_drop(&s->ss);
+	if (s->counted)
+		client_limits_close(&s->ss);
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
@@ -608,12 +562,52 @@ smtpd_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		ev_feed_event(loop, &s->rio, EV_READ);
 }
 
+/* smtpd_limits - per-client limits (client_limits.c); -1: refused, s freed */
+static int
+smtpd_limits(struct session *s)
+{
+	static const char msg[] = "421 4.7.0 Error: too many connections "
+				  "from your address\r\n";
+	static const char rate[] = "421 4.7.0 Error: too many connections "
+				   "from your address, slow down\r\n";
+	const struct config *cfg = backmxd.cfg;
+	enum limits_verdict v = client_limits_open(&s->ss, ev_now(backmxd.loop));
+
+	if (v == LIMITS_OK) {
+		s->counted = 1;
+		return 0;
+	}
+	stats.sessions_refused++;
+	if (v == LIMITS_PER_IP)
+		log_warn("refusing [%s]: max_clients_per_ip %d reached", s->addr,
+			 cfg->max_clients_per_ip);
+	else if (v == LIMITS_CONCURRENT) {
+		stats.refused_client_limit++;
+		log_warn("refusing [%s]: filter=client_limit: %d sessions open",
+			 s->addr, cfg->filter->client_limit);
+	} else {
+		stats.refused_client_rate++;
+		log_warn("refusing [%s]: filter=client_rate: over %d sessions in "
+			 "%lds",
+			 s->addr, cfg->filter->client_rate,
+			 cfg->filter->client_rate_window);
+	}
+	if (v == LIMITS_RATE)
+		(void)!send(s->fd, rate, sizeof(rate) - 1,
+			    MSG_NOSIGNAL | MSG_DONTWAIT);
+	else
+		(void)!send(s->fd, msg, sizeof(msg) - 1,
+			    MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(s->fd);
+	free(s);
+	return -1;
+}
+
 void
 smtpd_session_new(int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	const struct config *cfg = backmxd.cfg;
 	struct session *s;
-	struct ipcount *ic;
 	char peek;
 
 	if (backmxd.stopping) {
@@ -654,22 +648,8 @@ smtpd_session_new(int fd, const struct sockaddr *sa, socklen_t salen)
 		free(s);
 		return;
 	}
-	ic = smtpd_ipcount(&s->ss, 1);
-	if (ic != NULL && ic->count >= cfg->max_clients_per_ip) {
-		static const char msg[] = "421 4.7.0 Error: too many "
-					  "connections from your address\r\n";
-
-		stats.sessions_refused++;
-		log_warn("refusing [%s]: max_clients_per_ip %d reached",
-			 s->addr, cfg->max_clients_per_ip);
-		(void)!send(fd, msg, sizeof(msg) - 1,
-			    MSG_NOSIGNAL | MSG_DONTWAIT);
-		close(fd);
-		free(s);
+	if (smtpd_limits(s) < 0)
 		return;
-	}
-	if (ic != NULL)
-		ic->count++;
 	s->next = sessions;
 	if (sessions != NULL)
 		sessions->prev = s;

@@ -31,6 +31,21 @@ struct stats {
 	uint64_t tls_outbound_verified;	/* ... with a verified certificate */
 	uint64_t tls_outbound_dane;	/* ... authenticated by DANE */
 	uint64_t tls_deferred;		/* attempts deferred by the tls policy */
+	/* filtering at the backup (config_filter.h) */
+	uint64_t proxy_dropped;		/* PROXY: not allowed, bad header */
+	uint64_t refused_client_limit;	/* 421 4.7.0 client_limit */
+	uint64_t refused_client_rate;	/* 421 4.7.0 client_rate */
+	uint64_t dnsbl_rejected;	/* 554 5.7.1 listed */
+	uint64_t dnsbl_accepted;	/* looked up, not listed */
+	uint64_t dnsbl_tempfailed;	/* lookup failed: let through */
+	uint64_t milter_accepted;	/* messages a milter let through */
+	uint64_t milter_rejected;	/* 5xx from a milter */
+	uint64_t milter_tempfailed;	/* 4xx from a milter */
+	uint64_t milter_discarded;	/* accepted and dropped */
+	uint64_t milter_quarantined;	/* held in the spool */
+	uint64_t milter_failed;		/* milter down/slow/garbage */
+	uint64_t milter_latency_ms;	/* sum of milter reply waits */
+	uint64_t milter_replies;	/* replies waited for */
 	uint64_t sessions_active;	/* gauge */
 	uint64_t deliveries_active;	/* gauge */
 };
