@@ -1,8 +1,8 @@
 # backmx - backup-MX store-and-forward SMTP relay
 #
 #   make            build build/backmxd and build/backmxctl
-#   make run        install missing deps, build, run the demo in the foreground
-#   make check      install missing deps, build, unit + integration + fuzz smoke
+#   make run        install missing build deps, build, run the demo in the foreground
+#   make check      install missing build+test deps, build, unit + integration + fuzz smoke
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make fuzz       run every fuzz target for FUZZ_SECONDS each
 #   make bench      benchmark beside Postfix (tests/bench/); BENCH_ARGS=--scale: scale runs
@@ -46,7 +46,7 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 asanobj = $(patsubst %.c,$(BUILD)/asan/%.o,$(1))
 fuzzobj = $(patsubst %.c,$(BUILD)/fuzzobj/%.o,$(1))
 
-.PHONY: all run check install clean fuzz fuzz-smoke bench deps unit integration \
+.PHONY: all run check install clean fuzz fuzz-smoke bench deps deps-test deps-bench unit integration \
 	check-asan man summary
 
 all: $(BUILD)/backmxd $(BUILD)/backmxctl
@@ -66,9 +66,18 @@ $(BUILD)/backmxctl: $(call obj,$(CTL_MAIN)) $(BUILD)/libbackmx.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
 
 # ---------------------------------------------------------------- deps
-DEPS_STAMP := $(BUILD)/.deps-ok
+# `make`, `make run`, `make install`: build libraries only.  `make check`:
+# also the test tools (Postfix's smtp-source/smtp-sink unpacked into
+# $(BUILD)/postfix-tools, never installed).  `make bench`: also a system
+# Postfix, and only where no other MTA is installed.  Nothing is removed.
 deps:
-	@sh contrib/install-deps
+	@sh contrib/install-deps build $(BUILD)
+
+deps-test:
+	@sh contrib/install-deps test $(BUILD)
+
+deps-bench:
+	@sh contrib/install-deps bench $(BUILD)
 
 # ---------------------------------------------------------------- run
 run: deps all
@@ -133,7 +142,7 @@ fuzz: $(FUZZ_BIN)
 
 # make check: everything, then one summary line.  Each runner appends
 # "PASS name" / "FAIL name: reason" lines to $(BUILD)/results.
-check: deps
+check: deps-test
 	@rm -f $(BUILD)/results
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit || true
@@ -144,7 +153,7 @@ check: deps
 # the integration suite against the ASan+UBSan daemon; the runner fails a
 # test whose daemon logged a sanitizer report (leaks show at SIGTERM, as
 # exit status 23).  CHECK_ASAN_ARGS="-k PATTERN" narrows it.
-check-asan: deps $(BUILD)/asan/backmxd all
+check-asan: deps-test $(BUILD)/asan/backmxd all
 	@rm -f $(BUILD)/results
 	@ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=1} \
 	 UBSAN_OPTIONS=$${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
@@ -156,10 +165,10 @@ check-asan: deps $(BUILD)/asan/backmxd all
 # the long crash-consistency run (kill -9 during accept, delivery,
 # checkpoint and flush); TORTURE_SECONDS=600 by default, TORTURE_SEED repeats
 .PHONY: torture
-torture: deps all
+torture: deps-test all
 	@TORTURE_SECONDS=$${TORTURE_SECONDS:-600} sh tests/torture.sh $(BUILD)
 
-bench: deps all
+bench: deps-bench all
 	@bash tests/bench/run.sh $(BUILD) $(BENCH_ARGS)
 
 # ---------------------------------------------------------------- install

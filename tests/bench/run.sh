@@ -48,7 +48,7 @@ PF_PORT=2625 BX_PORT=2635 SINK_PORT=2626
 DOMAIN=bench.example
 
 command -v smtp-source >/dev/null || PATH=$PATH:/usr/sbin
-[ -x /usr/sbin/postfix ] || { echo "postfix not installed (run contrib/install-deps)" >&2; exit 1; }
+[ -x /usr/sbin/postfix ] || { echo "postfix not installed (make bench installs it: contrib/install-deps bench)" >&2; exit 1; }
 
 rm -rf "$B"; mkdir -p "$B"
 cleanup() {

@@ -1,0 +1,230 @@
+"""Installing backmx on an operator's machine.
+
+contrib/install-deps against fake apt-get/dpkg-query/dpkg-deb (a state
+file of installed packages, every call logged): on a host whose MTA is
+exim4 it installs with --no-remove only, never names postfix, unpacks
+Postfix's smtp-source/smtp-sink privately, and `make run` asks for build
+packages only.  Then the Debian package: dpkg-buildpackage on the tree,
+lintian, dpkg -i, backmxd -t on the packaged config, the man pages, the
+unit, dpkg -r / --purge.
+"""
+import os
+import shutil
+import subprocess
+import tempfile
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+DEPS = os.path.join(ROOT, 'contrib', 'install-deps')
+
+FAKE_DPKG_QUERY = r'''#!/usr/bin/python3
+# dpkg-query -W -f=FMT [PKG...] over the state file: "pkg provides"
+import os, sys
+state = os.environ['FAKE_STATE']
+inst = {}
+for line in open(state):
+    f = line.split()
+    if f:
+        inst[f[0]] = ' '.join(f[1:])
+args = sys.argv[1:]
+fmt = [a for a in args if a.startswith('-f=')][0][3:]
+pkgs = [a for a in args if not a.startswith('-')]
+out = []
+for p in (pkgs or sorted(inst)):
+    if p in inst:
+        out.append(fmt.replace('${Package}', p).replace('${db:Status-Status}', 'installed')
+                   .replace('${Provides}', inst[p]).replace('\\n', '\n'))
+    else:
+        sys.stderr.write('dpkg-query: no packages found matching %s\n' % p)
+sys.stdout.write(''.join(out))
+sys.exit(1 if pkgs and len(out) < len(pkgs) else 0)
+'''
+
+FAKE_APT_GET = r'''#!/usr/bin/python3
+# apt-get update | install ... | download PKG, logged; install without
+# --no-remove of a package conflicting with the MTA removes it, as apt would
+import os, sys
+log = open(os.environ['FAKE_LOG'], 'a')
+log.write(' '.join(sys.argv[1:]) + '\n')
+state = os.environ['FAKE_STATE']
+args = sys.argv[1:]
+if args[0] == 'download':
+    open('%s_3.7.11-0+deb12u1_amd64.deb' % args[1], 'w').write('fake deb\n')
+elif args[0] == 'install':
+    pkgs = [a for a in args[1:] if not a.startswith('-')]
+    inst = [l for l in open(state) if l.strip()]
+    mta = [l for l in inst if 'mail-transport-agent' in l]
+    if 'postfix' in pkgs and mta:
+        if '--no-remove' in args:
+            sys.stderr.write('E: Packages need to be removed but remove is disabled.\n')
+            sys.exit(100)
+        inst = [l for l in inst if l not in mta]
+    with open(state, 'w') as f:
+        f.writelines(inst)
+        for p in pkgs:
+            f.write('%s %s\n' % (p, 'mail-transport-agent' if p == 'postfix' else ''))
+'''
+
+FAKE_DPKG_DEB = r'''#!/bin/sh
+# dpkg-deb -x DEB DIR: a smtp-source/smtp-sink that say who they are
+echo "dpkg-deb $*" >> "$FAKE_LOG"
+[ "$1" = -x ] || exit 2
+mkdir -p "$3/usr/sbin" "$3/usr/lib/postfix"
+for t in smtp-source smtp-sink; do
+	printf '#!/bin/sh\necho unpacked-%s "$LD_LIBRARY_PATH" "$@"\n' $t > "$3/usr/sbin/$t"
+	chmod 0755 "$3/usr/sbin/$t"
+done
+'''
+
+
+def _pkgs_of(var):
+    """The packages contrib/install-deps puts in VAR (BUILD_PKGS ...)."""
+    r = subprocess.run(['sh', '-c', 'eval "$(sed -n "1,/^mode=/p" %s | grep -v ^mode=)"; echo $%s'
+                        % (DEPS, var)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()
+
+
+class FakeHost:
+    """A directory with fake tools and a package state for install-deps."""
+
+    def __init__(self, installed):
+        self.dir = tempfile.mkdtemp(prefix='backmx-deps-')
+        self.state = os.path.join(self.dir, 'state')
+        self.log = os.path.join(self.dir, 'log')
+        self.build = os.path.join(self.dir, 'build')
+        self.archives = os.path.join(self.dir, 'archives')
+        os.mkdir(self.archives)
+        with open(self.state, 'w') as f:
+            for p in installed:
+                f.write(p + '\n')
+        open(self.log, 'w').close()
+        for name, text in (('dpkg-query', FAKE_DPKG_QUERY), ('apt-get', FAKE_APT_GET),
+                           ('dpkg-deb', FAKE_DPKG_DEB)):
+            path = os.path.join(self.dir, name)
+            with open(path, 'w') as f:
+                f.write(text)
+            os.chmod(path, 0o755)
+
+    def run(self, mode):
+        env = dict(os.environ, FAKE_STATE=self.state, FAKE_LOG=self.log,
+                   APT_GET=os.path.join(self.dir, 'apt-get'),
+                   DPKG_QUERY=os.path.join(self.dir, 'dpkg-query'),
+                   DPKG_DEB=os.path.join(self.dir, 'dpkg-deb'),
+                   APT_ARCHIVES=self.archives,
+                   POLICY_RC_D=os.path.join(self.dir, 'policy-rc.d'), NO_SERVICE_STOP='1')
+        return subprocess.run(['sh', DEPS, mode, self.build], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    def calls(self):
+        return [l.split() for l in open(self.log).read().splitlines()]
+
+    def installed(self):
+        return [l.split()[0] for l in open(self.state) if l.strip()]
+
+    def close(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+EXIM = 'exim4-daemon-light mail-transport-agent'
+
+
+def test_deps_build_only_no_remove(world):
+    """make/make run on an exim4 host: build packages only, --no-remove."""
+    build = _pkgs_of('BUILD_PKGS')
+    assert 'libsystemd-dev' in build, build
+    h = FakeHost([EXIM] + [p for p in build if p != 'libsystemd-dev'])
+    try:
+        r = h.run('build')
+        assert r.returncode == 0, r.stdout + r.stderr
+        calls = h.calls()
+        installs = [c for c in calls if c[0] == 'install']
+        assert installs == [['install', '-y', '--no-remove', '--no-install-recommends',
+                             'libsystemd-dev']], calls
+        # apt-get update before the first install (a fresh machine has no lists)
+        assert calls.index(['update']) < calls.index(installs[0]), calls
+        assert not any('postfix' in c for c in calls), calls
+        assert 'exim4-daemon-light' in h.installed()
+        assert not os.path.exists(os.path.join(h.build, 'postfix-tools'))
+        # everything present: no apt-get at all
+        open(h.log, 'w').close()
+        r = h.run('build')
+        assert r.returncode == 0 and h.calls() == [], (r.stderr, h.calls())
+    finally:
+        h.close()
+
+
+def test_deps_test_keeps_exim(world):
+    """make check on an exim4 host: test tools installed with --no-remove,
+    postfix never installed, smtp-source/smtp-sink unpacked into BUILD."""
+    test = _pkgs_of('TEST_PKGS')
+    assert 'postfix' not in test, test
+    assert {'pflogsumm', 'fail2ban', 'debhelper', 'lintian', 'dpkg-dev', 'fakeroot'} <= set(test)
+    h = FakeHost([EXIM] + _pkgs_of('BUILD_PKGS'))
+    try:
+        r = h.run('test')
+        assert r.returncode == 0, r.stdout + r.stderr
+        calls = h.calls()
+        for c in calls:
+            if c[0] == 'install':
+                assert '--no-remove' in c, c
+                assert 'postfix' not in c, c
+        assert ['download', 'postfix'] in calls, calls
+        assert any(c[:2] == ['dpkg-deb', '-x'] for c in calls), calls
+        inst = h.installed()
+        assert 'exim4-daemon-light' in inst and 'postfix' not in inst, inst
+        assert set(test) <= set(inst), set(test) - set(inst)
+        tools = os.path.join(h.build, 'postfix-tools')
+        out = subprocess.run([os.path.join(tools, 'smtp-source'), '-m', '1'],
+                             capture_output=True, text=True).stdout
+        assert out.startswith('unpacked-smtp-source ') and '/usr/lib/postfix' in out, out
+        out = subprocess.run([os.path.join(tools, 'smtp-sink')],
+                             capture_output=True, text=True).stdout
+        assert out.startswith('unpacked-smtp-sink'), out
+        # second run: nothing to do, no apt-get
+        open(h.log, 'w').close()
+        r = h.run('test')
+        assert r.returncode == 0 and h.calls() == [], (r.stderr, h.calls())
+    finally:
+        h.close()
+
+
+def test_deps_bench_refuses_beside_other_mta(world):
+    """make bench wants a real Postfix: with exim4 installed it says so and
+    installs nothing that would replace it; without an MTA it installs
+    postfix with --no-remove."""
+    base = _pkgs_of('BUILD_PKGS') + _pkgs_of('TEST_PKGS') + _pkgs_of('PFTOOLS_PKGS')
+    h = FakeHost([EXIM] + base)
+    try:
+        r = h.run('bench')
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert 'exim4-daemon-light' in r.stderr and 'would remove it' in r.stderr, r.stderr
+        assert not any(c[0] == 'install' for c in h.calls()), h.calls()
+        assert 'exim4-daemon-light' in h.installed()
+    finally:
+        h.close()
+    h = FakeHost(base)
+    try:
+        r = h.run('bench')
+        assert r.returncode == 0, r.stdout + r.stderr
+        installs = [c for c in h.calls() if c[0] == 'install']
+        assert installs == [['install', '-y', '--no-remove', '--no-install-recommends',
+                             'postfix']], h.calls()
+    finally:
+        h.close()
+
+
+def test_make_run_asks_build_deps_only(world):
+    """make, make run and make install ask for build packages; make check
+    for test packages; make bench for bench."""
+    def dry(target):
+        r = subprocess.run(['make', '-n', '-C', ROOT, target, 'BUILD=/nonexistent-build'],
+                           capture_output=True, text=True, timeout=60)
+        return r.stdout
+    out = dry('run')
+    assert 'install-deps build' in out and 'install-deps test' not in out, out
+    out = dry('install')
+    assert 'install-deps test' not in out and 'install-deps bench' not in out, out
+    out = dry('check')
+    assert 'install-deps test' in out, out
+    out = dry('bench')
+    assert 'install-deps bench' in out, out
