@@ -98,6 +98,7 @@ struct policy_domain {
 	enum policy_tls tls;
 	int percent_hack;
 	long queue_lifetime;		/* seconds; 0 = global default */
+	long delay_warning;		/* seconds; 0 = global, -1 = off */
 	struct policy_rcptset *rcpts;
 	int line;			/* config line of the block, for -t */
 };

@@ -1,7 +1,9 @@
 /*
- * bounce.c - RFC 3464 DSNs for failed recipients.  forward.c hands it the
- * failed batch of one message; it decides whether a DSN is wanted (never
- * for <> or a bounce, NOTIFY honoured), composes the multipart/report
+ * bounce.c - RFC 3464 DSNs: failed recipients (bounces), delayed ones
+ * (delay_warning) and relayed ones (NOTIFY=SUCCESS, next hop without
+ * DSN, RFC 3461 5.2.2).  forward.c hands it a batch of one message; it
+ * decides whether a DSN is wanted (never for <> or a bounce, NOTIFY
+ * honoured), composes the multipart/report
  * (text/plain, message/delivery-status, then message/rfc822 or
  * text/rfc822-headers read from the spool) and queues it with
  * spool_writer_* as a new message from <> to the original sender.
@@ -108,7 +110,8 @@ bounce_clean(const char *s, char *out, size_t outlen)
 }
 
 int
-bounce_wanted(const struct spool_envelope *e, int i)
+bounce_wanted_kind(const struct spool_envelope *e, int i,
+		   enum bounce_kind kind)
 {
 	int n;
 
@@ -117,11 +120,24 @@ bounce_wanted(const struct spool_envelope *e, int i)
 	if (i < 0 || i >= e->nrcpt)
 		return 0;
 	n = e->rcpt[i].notify;
-	if (n == 0)
-		return 1;	/* default: FAILURE,DELAY */
 	if (n & SPOOL_NOTIFY_NEVER)
 		return 0;
-	return (n & SPOOL_NOTIFY_FAILURE) != 0;
+	switch (kind) {
+	case BOUNCE_DELAYED:
+		/* no NOTIFY: FAILURE,DELAY (RFC 3461 4.1) */
+		return n == 0 || (n & SPOOL_NOTIFY_DELAY) != 0;
+	case BOUNCE_RELAYED:
+		return (n & SPOOL_NOTIFY_SUCCESS) != 0;
+	case BOUNCE_FAILED:
+		break;
+	}
+	return n == 0 || (n & SPOOL_NOTIFY_FAILURE) != 0;
+}
+
+int
+bounce_wanted(const struct spool_envelope *e, int i)
+{
+	return bounce_wanted_kind(e, i, BOUNCE_FAILED);
 }
 
 int
@@ -144,15 +160,74 @@ bounce_status(const struct bounce_item *it, char *buf, size_t len)
 	return buf;
 }
 
+static const char *const bounce_subject[] = {
+	"Undelivered Mail Returned to Sender",
+	"Delayed Mail (still being retried)",
+	"Successful Mail Delivery Report",
+};
+
+static const char *const bounce_action[] = {"failed", "delayed", "relayed"};
+
 char *
 bounce_compose_report(const struct spool_envelope *e,
 		      const struct bounce_item *it, int n,
 		      const char *hostname, const char *msgid, int64_t now,
 		      int full, size_t *len)
 {
+	return bounce_compose(e, it, n, BOUNCE_FAILED, hostname, msgid, now, 0,
+			      full, len);
+}
+
+/* bounce_intro - the human-readable part's first paragraph */
+static void
+bounce_intro(struct sbuf *b, const struct spool_envelope *e,
+	     enum bounce_kind kind, const char *hostname, int64_t now,
+	     int64_t until, int full)
+{
+	char date[64];
+
+	sbuf_printf(b, "This is the mail system at host %s.\r\n\r\n",
+		    hostname);
+	switch (kind) {
+	case BOUNCE_DELAYED:
+		bounce_date(until, date, sizeof(date));
+		sbuf_printf(b, "####################################################"
+			    "#################\r\n# THIS IS A WARNING ONLY.  YOU "
+			    "DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n##########"
+			    "###########################################################"
+			    "\r\n\r\nYour message (queue id %s) could not be "
+			    "delivered for %lld minute(s).\r\nIt will be retried "
+			    "until %s.\r\nThe %s is attached below.\r\n\r\n",
+			    e->id, (long long)((now - e->arrival) / 60), date,
+			    full ? "message" : "message header");
+		break;
+	case BOUNCE_RELAYED:
+		sbuf_printf(b, "Your message (queue id %s) was successfully "
+			    "relayed to the\r\nrecipients below, whose mail "
+			    "system does not send delivery\r\nnotifications: "
+			    "you may not get one for the final delivery.\r\n"
+			    "\r\n", e->id);
+		break;
+	case BOUNCE_FAILED:
+		sbuf_printf(b, "Your message (queue id %s) could not be "
+			    "delivered to one or more\r\nrecipients. It is "
+			    "attached below.\r\n\r\n", e->id);
+		break;
+	}
+}
+
+char *
+bounce_compose(const struct spool_envelope *e, const struct bounce_item *it,
+	       int n, enum bounce_kind kind, const char *hostname,
+	       const char *msgid, int64_t now, int64_t until, int full,
+	       size_t *len)
+{
 	struct sbuf b = {0};
 	char date[64], txt[600], st[16];
 	int i;
+
+	if ((unsigned)kind > BOUNCE_RELAYED)
+		return NULL;
 
 	bounce_date(now, date, sizeof(date));
 	sbuf_printf(&b, "Date: %s\r\n", date);
@@ -160,7 +235,7 @@ bounce_compose_report(const struct spool_envelope *e,
 		    hostname);
 	bounce_clean(e->sender, txt, sizeof(txt));
 	sbuf_printf(&b, "To: <%s>\r\n", txt);
-	sbuf_printf(&b, "Subject: Undelivered Mail Returned to Sender\r\n");
+	sbuf_printf(&b, "Subject: %s\r\n", bounce_subject[kind]);
 	sbuf_printf(&b, "Message-ID: <%s.dsn@%s>\r\n", msgid, hostname);
 	sbuf_printf(&b, "Auto-Submitted: auto-replied\r\n");
 	sbuf_printf(&b, "MIME-Version: 1.0\r\n");
@@ -173,10 +248,7 @@ bounce_compose_report(const struct spool_envelope *e,
 	sbuf_printf(&b, "--%s/%s\r\n", msgid, hostname);
 	sbuf_printf(&b, "Content-Description: Notification\r\n"
 		    "Content-Type: text/plain; charset=us-ascii\r\n\r\n");
-	sbuf_printf(&b, "This is the mail system at host %s.\r\n\r\n"
-		    "Your message (queue id %s) could not be delivered to "
-		    "one or more\r\nrecipients. It is attached below.\r\n\r\n",
-		    hostname, e->id);
+	bounce_intro(&b, e, kind, hostname, now, until, full);
 	for (i = 0; i < n; i++) {
 		char a[600], t[300];
 
@@ -220,7 +292,7 @@ bounce_compose_report(const struct spool_envelope *e,
 				    semi ? (int)(semi - r->orcpt) : 6,
 				    semi ? r->orcpt : "rfc822", txt);
 		}
-		sbuf_printf(&b, "Action: failed\r\n");
+		sbuf_printf(&b, "Action: %s\r\n", bounce_action[kind]);
 		sbuf_printf(&b, "Status: %s\r\n",
 			    bounce_status(&it[i], st, sizeof(st)));
 		bounce_clean(it[i].res.text, t, sizeof(t));
@@ -236,17 +308,24 @@ bounce_compose_report(const struct spool_envelope *e,
 			bounce_date(it[i].last_attempt, date, sizeof(date));
 			sbuf_printf(&b, "Last-Attempt-Date: %s\r\n", date);
 		}
+		if (kind == BOUNCE_DELAYED && until > 0) {
+			bounce_date(until, date, sizeof(date));
+			sbuf_printf(&b, "Will-Retry-Until: %s\r\n", date);
+		}
 	}
 
 	/* 3: the message or its header */
 	sbuf_printf(&b, "\r\n--%s/%s\r\n", msgid, hostname);
 	if (full)
-		sbuf_printf(&b, "Content-Description: Undelivered Message\r\n"
-			    "Content-Type: message/rfc822\r\n\r\n");
+		sbuf_printf(&b, "Content-Description: %s Message\r\n"
+			    "Content-Type: message/rfc822\r\n\r\n",
+			    kind == BOUNCE_FAILED ? "Undelivered"
+			    : kind == BOUNCE_DELAYED ? "Delayed" : "Relayed");
 	else
-		sbuf_printf(&b, "Content-Description: Undelivered Message "
+		sbuf_printf(&b, "Content-Description: %s Message "
 			    "Headers\r\nContent-Type: text/rfc822-headers\r\n"
-			    "\r\n");
+			    "\r\n", kind == BOUNCE_FAILED ? "Undelivered"
+			    : kind == BOUNCE_DELAYED ? "Delayed" : "Relayed");
 	if (b.failed) {
 		free(b.p);
 		return NULL;
@@ -330,6 +409,35 @@ bounce_create(struct spool *s, const struct spool_envelope *e,
 	      int64_t now, struct spool_envelope **out, char *err,
 	      size_t errlen)
 {
+	return bounce_create_kind(s, e, it, n, BOUNCE_FAILED, hostname, now, 0,
+				  out, err, errlen);
+}
+
+/* the test hook: so many of the next allocations fail */
+static int bounce_fail_count;
+
+void
+bounce_fail_allocs(int n)
+{
+	bounce_fail_count = n > 0 ? n : 0;
+}
+
+void *
+bounce_calloc(size_t n, size_t size)
+{
+	if (bounce_fail_count > 0) {
+		bounce_fail_count--;
+		return NULL;
+	}
+	return calloc(n, size);
+}
+
+int
+bounce_create_kind(struct spool *s, const struct spool_envelope *e,
+		   const struct bounce_item *it, int n, enum bounce_kind kind,
+		   const char *hostname, int64_t now, int64_t until,
+		   struct spool_envelope **out, char *err, size_t errlen)
+{
 	struct bounce_item *want = NULL;
 	struct spool_writer *w = NULL;
 	struct spool_envelope *b = NULL;
@@ -339,23 +447,26 @@ bounce_create(struct spool *s, const struct spool_envelope *e,
 
 	*out = NULL;
 	for (i = 0; i < n; i++)
-		if (bounce_wanted(e, it[i].rcpt))
+		if (bounce_wanted_kind(e, it[i].rcpt, kind))
 			nw++;
 	if (nw == 0)
 		return 0;
-	if ((want = calloc((size_t)nw, sizeof(*want))) == NULL)
+	if ((want = bounce_calloc((size_t)nw, sizeof(*want))) == NULL)
 		goto nomem;
 	for (i = 0, nw = 0; i < n; i++)
-		if (bounce_wanted(e, it[i].rcpt))
+		if (bounce_wanted_kind(e, it[i].rcpt, kind))
 			want[nw++] = it[i];
-	full = bounce_return_full(e);
+	/* a warning or a success report returns the header unless RET=FULL
+	 * asked for the whole message (as Postfix does) */
+	full = kind == BOUNCE_FAILED ? bounce_return_full(e)
+				     : e->ret == SPOOL_RET_FULL;
 	if ((w = spool_writer_new(s)) == NULL) {
 		snprintf(err, errlen, "%s", spool_error(s));
 		free(want);
 		return -1;
 	}
-	report = bounce_compose_report(e, want, nw, hostname,
-				       spool_writer_id(w), now, full, &rlen);
+	report = bounce_compose(e, want, nw, kind, hostname,
+				spool_writer_id(w), now, until, full, &rlen);
 	if (report == NULL)
 		goto nomem;
 	if (spool_writer_append(w, report, rlen) < 0)
@@ -367,8 +478,8 @@ bounce_create(struct spool *s, const struct spool_envelope *e,
 	if (spool_writer_append(w, tail, strlen(tail)) < 0)
 		goto spoolfail;
 
-	if ((b = calloc(1, sizeof(*b))) == NULL ||
-	    (b->rcpt = calloc(1, sizeof(*b->rcpt))) == NULL)
+	if ((b = bounce_calloc(1, sizeof(*b))) == NULL ||
+	    (b->rcpt = bounce_calloc(1, sizeof(*b->rcpt))) == NULL)
 		goto nomem;
 	b->arrival = now;
 	b->sender = strdup("");

@@ -474,7 +474,8 @@ config_valid_hostname(const char *s)
 /* domain block directives: each takes exactly one value */
 
 static const char *const config_domain_keywords[] = {
-	"recipients", "route", "tls", "percent_hack", "queue_lifetime", NULL,
+	"recipients", "route", "tls", "percent_hack", "queue_lifetime",
+	"delay_warning", NULL,
 };
 
 static int
@@ -561,6 +562,11 @@ config_domain_directive(struct config_ctx *x, const char *kw, const char *v)
 		config_bool(x, kw, v, &d->percent_hack);
 	} else if (!strcmp(kw, "queue_lifetime")) {
 		config_duration(x, kw, v, 1, &d->queue_lifetime);
+	} else if (!strcmp(kw, "delay_warning")) {
+		/* 0 here turns it off for the domain (forward.c) */
+		config_duration(x, kw, v, 0, &d->delay_warning);
+		if (d->delay_warning == 0)
+			d->delay_warning = -1;
 	}
 }
 

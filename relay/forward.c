@@ -104,10 +104,12 @@ struct delivery {
 	int order[FWD_HOSTS_MAX];	/* hosts to try, after the cut */
 	int norder, oi, ai;
 
+	int64_t started;	/* when the attempt began (the schedule) */
 	struct smtp_client *client;
 	struct smtp_client_tx tx;
 	struct result last;	/* last connection-level failure */
 	int connected;		/* some address answered */
+	int dsn;		/* the host that took the tx offers DSN */
 	int suspended;		/* deferred at once: destination dead */
 
 	/*
@@ -149,12 +151,17 @@ static ev_timer fwd_timer;
  */
 #define FWD_WAIT_MAX 20000
 #define FWD_SUSPENDED_TEXT "delivery temporarily suspended: "
+/* schedule entry flag: a pending recipient was deferred by a
+ * connection-level failure (SPOOL_RCPT_F_CONN) */
+#define FWD_SCHED_CONN 0x01
 static size_t fwd_nwaiting;
 static int fwd_release_depth;	/* a release that fails at once recurses */
 static int fwd_release_pending;	/* the timer finishes a cut-off release */
 
 static void fwd_arm(void);
-static int fwd_flush_match(const char *domain, const char *key);
+static int fwd_flush_match(const char *domain, const char *key,
+			   int conn_only);
+static int64_t fwd_warn_wakeup(const struct spool_envelope *e, int64_t t);
 static void fwd_try_next(struct delivery *d);
 static void fwd_timer_cb(struct ev_loop *, ev_timer *, int);
 static void fwd_client_cb(void *arg, struct smtp_client *c,
@@ -195,6 +202,17 @@ fwd_domain_tag(const char *domain)
 		h = (h ^ (unsigned char)tolower((unsigned char)*domain)) *
 		    16777619u;
 	return h != 0 ? h : 1;
+}
+
+/*
+ * fwd_jitter_seed - the same for every recipient of a message, so that
+ * recipients deferred together at the same step come back together (one
+ * transaction, not one each)
+ */
+static unsigned
+fwd_jitter_seed(const char *id)
+{
+	return (unsigned)fwd_domain_tag(id);
 }
 
 /* fwd_dest_find - the destination of key, or NULL (never creates) */
@@ -411,6 +429,7 @@ fwd_reschedule(const struct spool_envelope *e)
 	int64_t t = -1;
 	uint32_t tag = 0;
 	int i, mixed = 0;
+	unsigned flags = 0;
 
 	if (e->held || fwd_msg_inflight(e->id))
 		return;
@@ -424,11 +443,20 @@ fwd_reschedule(const struct spool_envelope *e)
 			if (tag != 0 && h != tag)
 				mixed = 1;
 			tag = h;
-		}
-	if (t >= 0 && schedule_set(backmxd.sched, e->id, t) == 0)
+			if (e->rcpt[i].flags & SPOOL_RCPT_F_CONN)
+				flags |= FWD_SCHED_CONN;
+		} else if (e->rcpt[i].state == SPOOL_RCPT_FAILED &&
+			   (e->rcpt[i].flags & SPOOL_RCPT_F_BOUNCE) &&
+			   (t < 0 || e->rcpt[i].next_attempt < t))
+			t = e->rcpt[i].next_attempt;	/* a bounce owed */
+	t = fwd_warn_wakeup(e, t);
+	if (t >= 0 && schedule_set(backmxd.sched, e->id, t) == 0) {
 		/* one domain: ETRN and flush DOMAIN find it without
 		 * reading the envelope; several: they read it */
 		schedule_set_tag(backmxd.sched, e->id, mixed ? 0 : tag);
+		/* a recovered destination makes due only these */
+		schedule_set_flags(backmxd.sched, e->id, flags);
+	}
 }
 
 /*
@@ -504,36 +532,123 @@ fwd_set_error(struct spool_rcpt *rc, const struct result *r, int remote,
 	rc->last_error = strdup(buf);
 }
 
-/* fwd_queue_bounce - queue a DSN for the items and schedule it */
-static void
-fwd_queue_bounce(const struct spool_envelope *e, struct bounce_item *it,
-		 int n)
+/*
+ * fwd_send_dsn - queue a DSN of kind for the items and schedule it: 0
+ * when queued or not wanted, -1 when it could not be queued (the caller
+ * keeps what it needs to try again)
+ */
+static int
+fwd_send_dsn(const struct spool_envelope *e, struct bounce_item *it, int n,
+	     enum bounce_kind kind, int64_t until)
 {
+	static const char *const what[] = {"bounce", "delay notification",
+					   "delivery notification"};
+	static const char *const line[] = {"non-delivery", "delay",
+					   "delivery status"};
 	struct spool_envelope *b = NULL;
 	char err[256];
 	int r;
 
 	if (n == 0)
-		return;
-	r = bounce_create(backmxd.spool, e, it, n, backmxd.cfg->hostname,
-			  fwd_now(), &b, err, sizeof(err));
+		return 0;
+	r = bounce_create_kind(backmxd.spool, e, it, n, kind,
+			       backmxd.cfg->hostname, fwd_now(), until, &b, err,
+			       sizeof(err));
 	if (r < 0) {
-		log_err("%s: cannot queue the bounce: %s", e->id, err);
-		return;
+		log_err("%s: cannot queue the %s: %s", e->id, what[kind], err);
+		return -1;
 	}
 	if (r == 0) {
-		log_msg(e->id, "no bounce: %s", e->is_bounce
-			? "the message is a bounce"
-			: e->sender[0] == '\0' ? "null sender"
-					       : "NOTIFY does not ask for it");
-		return;
+		if (kind == BOUNCE_FAILED)
+			log_msg(e->id, "no bounce: %s", e->is_bounce
+				? "the message is a bounce"
+				: e->sender[0] == '\0' ? "null sender"
+				: "NOTIFY does not ask for it");
+		return 0;
 	}
 	stats.dsn_sent++;
-	log_msg(e->id, "sender non-delivery notification: %s", b->id);
-	log_msg(b->id, "from=<>, size=%llu, nrcpt=1 (bounce of %s)",
-		(unsigned long long)b->size, e->id);
+	log_msg(e->id, "sender %s notification: %s", line[kind], b->id);
+	log_msg(b->id, "from=<>, size=%llu, nrcpt=1 (%s of %s)",
+		(unsigned long long)b->size, what[kind], e->id);
 	forward_queued(b);
 	spool_envelope_free(b);
+	return 0;
+}
+
+/* fwd_owed_wait - how long a DSN that could not be queued waits */
+static long
+fwd_owed_wait(void)
+{
+	long t = backmxd.cfg->nretry > 0 ? backmxd.cfg->retry[0] : 60;
+
+	return t < 1 ? 1 : t > 60 ? 60 : t;
+}
+
+/* fwd_status_of - the enhanced code leading a stored last error */
+static int
+fwd_status_of(const char *err, char *enh, size_t len)
+{
+	size_t n = 0;
+
+	if (err == NULL)
+		return 0;
+	while (err[n] != '\0' && err[n] != ' ' && n + 1 < len &&
+	       (isdigit((unsigned char)err[n]) || err[n] == '.'))
+		n++;
+	if (n < 5 || (err[n] != ' ' && err[n] != '\0') || err[1] != '.')
+		return 0;
+	memcpy(enh, err, n);
+	enh[n] = '\0';
+	return 1;
+}
+
+/*
+ * fwd_bounce_owed - the DSNs of recipients that failed while their bounce
+ * could not be queued (SPOOL_RCPT_F_BOUNCE), rebuilt from the stored
+ * last error; the flag is cleared once queued
+ */
+static void
+fwd_bounce_owed(struct spool_envelope *e)
+{
+	struct bounce_item *it;
+	int i, n = 0;
+	int64_t now = fwd_now();
+
+	for (i = 0; i < e->nrcpt; i++)
+		if (e->rcpt[i].state == SPOOL_RCPT_FAILED &&
+		    (e->rcpt[i].flags & SPOOL_RCPT_F_BOUNCE))
+			n++;
+	if (n == 0)
+		return;
+	if ((it = bounce_calloc((size_t)n, sizeof(*it))) == NULL) {
+		log_err("%s: cannot queue the bounce: out of memory", e->id);
+		return;
+	}
+	n = 0;
+	for (i = 0; i < e->nrcpt; i++) {
+		const struct spool_rcpt *rc = &e->rcpt[i];
+		char enh[16];
+
+		if (rc->state != SPOOL_RCPT_FAILED ||
+		    !(rc->flags & SPOOL_RCPT_F_BOUNCE))
+			continue;
+		it[n].rcpt = i;
+		it[n].last_attempt = now;
+		if (fwd_status_of(rc->last_error, enh, sizeof(enh)) &&
+		    enh[0] == '5')
+			result_set(&it[n].res, 0, enh, "%s",
+				   rc->last_error + strlen(enh) + 1);
+		else
+			result_set(&it[n].res, 0, "4.4.7", "delivery time "
+				   "expired%s%s", rc->last_error
+				   ? "; last error: " : "",
+				   rc->last_error ? rc->last_error : "");
+		n++;
+	}
+	if (fwd_send_dsn(e, it, n, BOUNCE_FAILED, 0) == 0)
+		for (i = 0; i < n; i++)
+			e->rcpt[it[i].rcpt].flags &= ~SPOOL_RCPT_F_BOUNCE;
+	free(it);
 }
 
 /*
@@ -544,13 +659,27 @@ fwd_queue_bounce(const struct spool_envelope *e, struct bounce_item *it,
 static void
 fwd_commit(struct spool_envelope *e, struct bounce_item *it, int nit)
 {
-	int i, open = 0;
+	int i, open = 0, owed = 0;
+	int64_t now = fwd_now();
 
-	fwd_queue_bounce(e, it, nit);
-	for (i = 0; i < e->nrcpt; i++)
-		if (e->rcpt[i].state == SPOOL_RCPT_PENDING)
+	if (nit > 0 && fwd_send_dsn(e, it, nit, BOUNCE_FAILED, 0) == 0)
+		for (i = 0; i < nit; i++)
+			e->rcpt[it[i].rcpt].flags &= ~SPOOL_RCPT_F_BOUNCE;
+	/* those an allocation or the spool failed before */
+	fwd_bounce_owed(e);
+	for (i = 0; i < e->nrcpt; i++) {
+		struct spool_rcpt *rc = &e->rcpt[i];
+
+		if (rc->state == SPOOL_RCPT_PENDING)
 			open++;
-	if (open == 0) {
+		else if (rc->state == SPOOL_RCPT_FAILED &&
+			 (rc->flags & SPOOL_RCPT_F_BOUNCE)) {
+			/* the message stays until its bounce is queued */
+			rc->next_attempt = now + fwd_owed_wait();
+			owed++;
+		}
+	}
+	if (open == 0 && owed == 0) {
 		schedule_remove(backmxd.sched, e->id);
 		if (spool_message_delete(backmxd.spool, e->id) < 0) {
 			/* (disk full) the spool still says pending: keep it
@@ -627,8 +756,9 @@ fwd_results(struct delivery *d)
 {
 	struct spool_envelope *e;
 	struct bounce_item *it;
+	struct bounce_item *rl;
 	int64_t now = fwd_now();
-	int i, nit = 0, ok = 0, bad = 0;
+	int i, nit = 0, nrl = 0, ok = 0, bad = 0, conn = 0;
 
 	e = spool_envelope_get(backmxd.spool, d->id);
 	if (e == NULL) {
@@ -639,7 +769,10 @@ fwd_results(struct delivery *d)
 		}
 		return;
 	}
-	it = calloc((size_t)d->nrcpt, sizeof(*it));
+	/* a failed allocation leaves the recipients flagged: the message
+	 * stays queued and fwd_commit tries their bounce again */
+	it = bounce_calloc((size_t)d->nrcpt, sizeof(*it));
+	rl = bounce_calloc((size_t)d->nrcpt, sizeof(*rl));
 	for (i = 0; i < d->nrcpt; i++) {
 		int k = d->rcpt[i];
 		struct spool_rcpt *rc;
@@ -668,11 +801,22 @@ fwd_results(struct delivery *d)
 					stats.tls_outbound_verified++;
 			}
 			ok++;
+			/* RFC 3461 5.2.2: the next hop will not report the
+			 * delivery, so we say it was relayed */
+			if (!d->dsn && (rc->notify & SPOOL_NOTIFY_SUCCESS) &&
+			    rl != NULL) {
+				rl[nrl].rcpt = k;
+				rl[nrl].res = *r;
+				rl[nrl].remote_mta = relay ? d->mta[i] : NULL;
+				rl[nrl].last_attempt = now;
+				nrl++;
+			}
 			continue;
 		}
 		fwd_set_error(rc, r, d->remote[i], relay);
 		if (cls == 5 || (cls == 4 && fwd_expired(e, now))) {
 			rc->state = SPOOL_RCPT_FAILED;
+			rc->flags |= SPOOL_RCPT_F_BOUNCE;
 			if (it != NULL) {
 				it[nit].rcpt = k;
 				it[nit].res = *r;
@@ -703,13 +847,18 @@ fwd_results(struct delivery *d)
 			bad++;
 			continue;
 		}
-		rc->next_attempt = schedule_backoff(
-		    backmxd.cfg->retry, backmxd.cfg->nretry, rc->attempts, now,
-		    (unsigned)random());
-		if (rc->next_attempt > e->arrival + fwd_lifetime(e))
-			rc->next_attempt = e->arrival + fwd_lifetime(e);
-		if (rc->next_attempt <= now)
-			rc->next_attempt = now + 1;
+		/* its own schedule, whatever else went to the destination:
+		 * an early attempt (flush) keeps the step and the time */
+		rc->next_attempt = schedule_deferral(
+		    backmxd.cfg->retry, backmxd.cfg->nretry, &rc->step,
+		    rc->next_attempt, d->started, now,
+		    e->arrival + fwd_lifetime(e), fwd_jitter_seed(e->id));
+		if (d->remote[i])
+			rc->flags &= ~SPOOL_RCPT_F_CONN;
+		else {
+			rc->flags |= SPOOL_RCPT_F_CONN;
+			conn++;
+		}
 		fwd_log_tls(e, k, relay, r, "deferred", d->remote[i], tls);
 		stats.deferred++;
 		if (!d->remote[i] && (!strncmp(r->enh, "4.7.4", 5) ||
@@ -717,6 +866,10 @@ fwd_results(struct delivery *d)
 			stats.tls_deferred++;
 		bad++;
 	}
+	/* before fwd_commit, which may delete the body it quotes */
+	if (nrl > 0)
+		(void)fwd_send_dsn(e, rl, nrl, BOUNCE_RELAYED, 0);
+	free(rl);
 	/* the fwd_list entry is removed by the caller first, so the
 	 * reschedule in fwd_commit sees the message as not in flight */
 	fwd_commit(e, it, nit);
@@ -728,19 +881,26 @@ fwd_results(struct delivery *d)
 		else if (bad > 0 && !d->connected && !d->suspended &&
 			 fwd_all_temporary(d))
 			fwd_dest_dead(d->dest, d->res[0].text);
+		/*
+		 * Only connection-level failures count: a live primary that
+		 * defers one recipient (450) has not "recovered" when it
+		 * accepts the next message, and its recipient keeps its own
+		 * schedule.  A recovery makes due only the messages deferred
+		 * without an answer for their recipients.
+		 */
 		if (ok > 0) {
 			if (d->dest->failures > 0) {
 				int n;
 
 				d->dest->failures = 0;
-				n = fwd_flush_match(NULL, d->dest->key);
+				n = fwd_flush_match(NULL, d->dest->key, 1);
 				if (n > 0)
 					log_info("destination %s recovered: "
 						 "%d message(s) made due",
 						 d->is_static ? d->host
 							      : d->domain, n);
 			}
-		} else if (bad > 0)
+		} else if (conn > 0)
 			d->dest->failures++;
 	}
 }
@@ -1496,6 +1656,7 @@ fwd_send(struct delivery *d)
 		if ((lb = strchr(d->mta[i], '[')) != NULL)
 			*lb = '\0';
 	}
+	d->dsn = smtp_client_has(d->client, SMTP_CAP_DSN);
 	d->tx.spool = backmxd.spool;
 	d->tx.env = d->env;
 	d->tx.nrcpt = d->nrcpt;
@@ -1587,6 +1748,7 @@ fwd_start(struct spool_envelope *e, const int *idx, int n,
 	snprintf(d->id, sizeof(d->id), "%s", e->id);
 	fwd_route(e, idx[0], key, sizeof(key), d, NULL);
 	d->dest = dest;
+	d->started = fwd_now();
 	dest->active++;
 	fwd_active++;
 	stats.deliveries_active = (uint64_t)fwd_active;
@@ -1655,7 +1817,7 @@ fwd_start(struct spool_envelope *e, const int *idx, int n,
 static void
 fwd_expire_now(struct spool_envelope *e, const char *why)
 {
-	struct bounce_item *it = calloc((size_t)e->nrcpt, sizeof(*it));
+	struct bounce_item *it = bounce_calloc((size_t)e->nrcpt, sizeof(*it));
 	int i, nit = 0;
 	int64_t now = fwd_now();
 
@@ -1665,6 +1827,15 @@ fwd_expire_now(struct spool_envelope *e, const char *why)
 		if (rc->state != SPOOL_RCPT_PENDING)
 			continue;
 		rc->state = SPOOL_RCPT_FAILED;
+		rc->flags |= SPOOL_RCPT_F_BOUNCE;
+		if (why != NULL) {
+			/* what a rebuilt bounce says (fwd_bounce_owed) */
+			char buf[400];
+
+			snprintf(buf, sizeof(buf), "5.0.0 %s", why);
+			free(rc->last_error);
+			rc->last_error = strdup(buf);
+		}
 		if (it != NULL) {
 			it[nit].rcpt = i;
 			if (why != NULL)
@@ -1692,16 +1863,137 @@ fwd_expire_now(struct spool_envelope *e, const char *why)
 	free(it);
 }
 
-/* fwd_process - one due message */
+/* fwd_delay_warning - delay_warning of e's domain, else the global one */
+static long
+fwd_delay_warning(const struct spool_envelope *e)
+{
+	long w = backmxd.cfg->delay_warning;
+	int i;
+
+	for (i = 0; i < e->nrcpt; i++) {
+		const struct policy_domain *pd = policy_find_domain(
+		    backmxd.cfg->policy, fwd_rcpt_domain(e->rcpt[i].address));
+
+		if (pd != NULL && pd->delay_warning != 0) {
+			w = pd->delay_warning > 0 ? pd->delay_warning : 0;
+			break;
+		}
+	}
+	return w;
+}
+
+/*
+ * fwd_warn_time - when e's delayed DSN is due, -1 when none will be: off,
+ * sent already, a bounce or <>, no pending recipient asking for it
+ * (NOTIFY), or the lifetime ends first
+ */
+static int64_t
+fwd_warn_time(const struct spool_envelope *e)
+{
+	long w;
+	int i;
+
+	if (e->delay_warned || e->is_bounce || e->sender == NULL ||
+	    e->sender[0] == '\0' || (w = fwd_delay_warning(e)) <= 0 ||
+	    w >= fwd_lifetime(e))
+		return -1;
+	for (i = 0; i < e->nrcpt; i++)
+		if (e->rcpt[i].state == SPOOL_RCPT_PENDING &&
+		    bounce_wanted_kind(e, i, BOUNCE_DELAYED))
+			return e->arrival + w;
+	return -1;
+}
+
+/* fwd_warn_wakeup - schedule time t, earlier when the warning is due */
+static int64_t
+fwd_warn_wakeup(const struct spool_envelope *e, int64_t t)
+{
+	int64_t wt = fwd_warn_time(e);
+
+	if (t < 0 || wt < 0 || wt <= fwd_now() || wt >= t)
+		return t;
+	return wt;
+}
+
+/*
+ * fwd_delay_warn - RFC 3464 Action: delayed for e's pending recipients
+ * once it has been queued delay_warning: 1 when sent now (e rewritten
+ * with delay_warned, so a restart does not send it again), 0 otherwise.
+ * A failure leaves it for the next attempt.
+ */
+static int
+fwd_delay_warn(struct spool_envelope *e, int64_t now)
+{
+	struct bounce_item *it;
+	int64_t wt = fwd_warn_time(e);
+	int i, n = 0;
+
+	if (wt < 0 || now < wt)
+		return 0;
+	if ((it = bounce_calloc((size_t)e->nrcpt, sizeof(*it))) == NULL)
+		return 0;
+	for (i = 0; i < e->nrcpt; i++) {
+		const struct spool_rcpt *rc = &e->rcpt[i];
+		char enh[16];
+
+		if (rc->state != SPOOL_RCPT_PENDING ||
+		    !bounce_wanted_kind(e, i, BOUNCE_DELAYED))
+			continue;
+		it[n].rcpt = i;
+		if (fwd_status_of(rc->last_error, enh, sizeof(enh)) &&
+		    enh[0] == '4')
+			result_set(&it[n].res, 0, enh, "%s",
+				   rc->last_error + strlen(enh) + 1);
+		else if (rc->last_error != NULL)
+			result_set(&it[n].res, 0, "4.0.0", "%s",
+				   rc->last_error);
+		else
+			result_set(&it[n].res, 0, "4.0.0", "not yet delivered");
+		n++;
+	}
+	if (fwd_send_dsn(e, it, n, BOUNCE_DELAYED,
+			 e->arrival + fwd_lifetime(e)) < 0) {
+		free(it);
+		return 0;
+	}
+	free(it);
+	e->delay_warned = 1;
+	if (spool_envelope_put(backmxd.spool, e) < 0)
+		log_err("%s: cannot update the spool: %s", e->id,
+			spool_error(backmxd.spool));
+	return 1;
+}
+
+/* fwd_owes_bounce - has e a failed recipient whose DSN is not queued? */
+static int
+fwd_owes_bounce(const struct spool_envelope *e)
+{
+	int i;
+
+	for (i = 0; i < e->nrcpt; i++)
+		if (e->rcpt[i].state == SPOOL_RCPT_FAILED &&
+		    (e->rcpt[i].flags & SPOOL_RCPT_F_BOUNCE))
+			return 1;
+	return 0;
+}
+
+/*
+ * fwd_process - one due message.  Only its recipients whose own time has
+ * come are tried (a recipient a live primary deferred keeps its schedule
+ * while its siblings go); when none has, the message was made due out of
+ * its schedule (flush, ETRN, a recovered destination, the operator) and
+ * every pending recipient is tried once.
+ */
 static void
 fwd_process(const char *id)
 {
 	struct spool_envelope *e;
-	int *idx, i, j, n, started = 0, blocked = 0;
+	int *idx, i, j, n, started = 0, blocked = 0, anydue = 0, warned;
 	struct fwd_dest *wait = NULL;
 	char (*keys)[FWD_KEY_MAX];
 	char *done;
 	int maxpd = fwd_maxpd();
+	int64_t now = fwd_now();
 
 	if (fwd_msg_inflight(id))
 		return;		/* its end reschedules it */
@@ -1717,8 +2009,25 @@ fwd_process(const char *id)
 		spool_envelope_free(e);
 		return;
 	}
-	if (fwd_expired(e, fwd_now())) {
+	if (fwd_owes_bounce(e)) {
+		/* first the bounce an allocation failure held back */
+		fwd_commit(e, NULL, 0);
+		spool_envelope_free(e);
+		return;
+	}
+	if (fwd_expired(e, now)) {
 		fwd_expire_now(e, NULL);
+		spool_envelope_free(e);
+		return;
+	}
+	warned = fwd_delay_warn(e, now);
+	for (i = 0; i < e->nrcpt; i++)
+		if (e->rcpt[i].state == SPOOL_RCPT_PENDING &&
+		    e->rcpt[i].next_attempt <= now)
+			anydue = 1;
+	if (warned && !anydue) {
+		/* woken for the warning only */
+		fwd_reschedule(e);
 		spool_envelope_free(e);
 		return;
 	}
@@ -1737,7 +2046,8 @@ fwd_process(const char *id)
 	for (i = 0; i < n; i++) {
 		struct result r;
 
-		if (e->rcpt[i].state != SPOOL_RCPT_PENDING) {
+		if (e->rcpt[i].state != SPOOL_RCPT_PENDING ||
+		    (anydue && e->rcpt[i].next_attempt > now)) {
 			done[i] = 1;
 			continue;
 		}
@@ -1755,9 +2065,12 @@ fwd_process(const char *id)
 					 r.text);
 				rc->last_error = strdup(buf);
 			}
-			rc->next_attempt = schedule_backoff(
-			    backmxd.cfg->retry, backmxd.cfg->nretry,
-			    rc->attempts, fwd_now(), (unsigned)random());
+			rc->next_attempt = schedule_deferral(
+			    backmxd.cfg->retry, backmxd.cfg->nretry, &rc->step,
+			    rc->next_attempt, now, now,
+			    e->arrival + fwd_lifetime(e),
+			    fwd_jitter_seed(e->id));
+			rc->flags |= SPOOL_RCPT_F_CONN;
 			fwd_log(e, i, NULL, &r, "deferred", 0);
 			stats.deferred++;
 			done[i] = 1;
@@ -1872,6 +2185,11 @@ fwd_init_cb(void *arg, const struct spool_envelope *e)
 int
 forward_init(void)
 {
+	const char *fail = getenv("BACKMXD_TEST_BOUNCE_ENOMEM");
+
+	/* the integration tests' allocation-failure injection */
+	if (fail != NULL)
+		bounce_fail_allocs(atoi(fail));
 	ev_timer_init(&fwd_timer, fwd_timer_cb, 0., 0.);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 	if (spool_scan(backmxd.spool, "", 0, fwd_init_cb, NULL) < 0)
@@ -1887,6 +2205,7 @@ struct fwd_collect {
 	const char *domain;	/* match recipients at domain, or NULL */
 	const char *key;	/* match recipients routed to key, or NULL */
 	int pending_only;	/* only pending recipients count */
+	int conn_only;		/* only those deferred without an answer */
 	int skip_held;
 	char (*ids)[SPOOL_ID_LEN + 1];
 	int n, cap;
@@ -1904,6 +2223,8 @@ fwd_collect_cb(void *arg, const struct spool_envelope *e)
 		char key[FWD_KEY_MAX];
 
 		if (c->pending_only && e->rcpt[i].state != SPOOL_RCPT_PENDING)
+			continue;
+		if (c->conn_only && !(e->rcpt[i].flags & SPOOL_RCPT_F_CONN))
 			continue;
 		if (c->domain != NULL &&
 		    strcasecmp(fwd_rcpt_domain(e->rcpt[i].address),
@@ -1948,9 +2269,36 @@ fwd_flush_unknown(void *arg, const char *id)
 	return hit;
 }
 
-/* fwd_flush_match - make matching pending messages due now (drain_rate) */
+/*
+ * fwd_dest_serves - is dest (a key "m:DOMAIN:TLS" or "s:HOST:PORT:TLS")
+ * where mail for domain goes?  Its MX destination, or its static route.
+ */
 static int
-fwd_flush_match(const char *domain, const char *key)
+fwd_dest_serves(const struct fwd_dest *dest, const char *domain)
+{
+	const struct policy_domain *pd =
+	    policy_find_domain(backmxd.cfg->policy, domain);
+	size_t dl = strlen(domain);
+	char key[FWD_KEY_MAX];
+
+	if (!strncmp(dest->key, "m:", 2) &&
+	    !strncasecmp(dest->key + 2, domain, dl) && dest->key[2 + dl] == ':')
+		return 1;
+	if (pd == NULL || !pd->route_static)
+		return 0;
+	snprintf(key, sizeof(key), "s:%s:%d:%d", pd->route_host,
+		 pd->route_port > 0 && pd->route_port <= 65535 ? pd->route_port
+							      : 25, pd->tls);
+	return !strcmp(dest->key, key);
+}
+
+/*
+ * fwd_flush_match - make matching pending messages due now (drain_rate);
+ * conn_only: only those deferred by a connection-level failure (a
+ * recovered destination), never ones its primary deferred itself
+ */
+static int
+fwd_flush_match(const char *domain, const char *key, int conn_only)
 {
 	struct fwd_collect c = {0};
 	int i, rate = backmxd.cfg->drain_rate, n = 0;
@@ -1960,11 +2308,36 @@ fwd_flush_match(const char *domain, const char *key)
 	c.domain = domain;
 	c.key = key;
 	c.pending_only = 1;
+	c.conn_only = conn_only;
 	c.skip_held = 1;
-	/* the operator (or the primary, by ETRN) says: try now */
+	/* the operator (or the primary, by ETRN) says: try now; a flush
+	 * of one domain ends only the suspension of its destinations */
 	for (struct fwd_dest *dd = fwd_dests; dd != NULL; dd = dd->next)
-		if (key == NULL || !strcmp(dd->key, key))
+		if (key != NULL ? !strcmp(dd->key, key)
+		    : domain == NULL || fwd_dest_serves(dd, domain))
 			dd->dead_until = 0;
+	if (conn_only) {
+		/* a recovered destination: by the schedule's flags, reading
+		 * only envelopes of flagged messages it cannot tell apart */
+		uint32_t tag = 0;
+
+		if (!strncmp(key, "m:", 2)) {
+			const char *colon = strrchr(key + 2, ':');
+			size_t len = colon ? (size_t)(colon - key - 2) : 0;
+
+			if (len > 0 && len < sizeof(mxdom)) {
+				memcpy(mxdom, key + 2, len);
+				mxdom[len] = '\0';
+				tag = fwd_domain_tag(mxdom);
+			}
+		}
+		n = (int)schedule_advance_match(backmxd.sched, now, tag,
+						FWD_SCHED_CONN,
+						fwd_flush_unknown, &c);
+		free(c.ids);
+		fwd_arm();
+		return n;
+	}
 	if (domain == NULL && key == NULL && rate <= 0) {
 		/*
 		 * Everything: the schedule holds every pending message that
@@ -2045,9 +2418,11 @@ forward_presuspend(struct spool_envelope *e)
 		if ((rc->last_error = strdup(buf)) == NULL)
 			continue;
 		rc->attempts = 1;
+		rc->step = 1;
+		rc->flags |= SPOOL_RCPT_F_CONN;
 		rc->next_attempt = schedule_backoff(
 		    backmxd.cfg->retry, backmxd.cfg->nretry, 1, now,
-		    (unsigned)random());
+		    fwd_jitter_seed(e->id));
 		if (rc->next_attempt > e->arrival + fwd_lifetime(e))
 			rc->next_attempt = e->arrival + fwd_lifetime(e);
 		if (rc->next_attempt <= now)
@@ -2084,7 +2459,7 @@ forward_queued(const struct spool_envelope *e)
 int
 forward_flush(const char *domain)
 {
-	return fwd_flush_match(domain, NULL);
+	return fwd_flush_match(domain, NULL, 0);
 }
 
 static int

@@ -16,19 +16,22 @@
 #include "spool_private.h"
 
 /*
- * Record layout, version 1, integers big-endian:
+ * Record layout, version 2, integers big-endian:
  *   "BMXE" u8:version
  *   str:id i64:arrival u64:size str:sender u8:body u8:smtputf8 u8:ret
  *   ostr:envid ostr:client_addr ostr:client_helo u8:held u8:is_bounce
+ *   u8:delay_warned
  *   u32:nrcpt, then per recipient:
  *     str:address ostr:orcpt u8:notify u8:state u32:attempts
- *     i64:next_attempt ostr:last_error ostr:route
+ *     i64:next_attempt ostr:last_error ostr:route u32:step u8:flags
+ * Version 1 (still read) lacks delay_warned, step and flags: step is
+ * then the attempts, flags and delay_warned 0.
  * str = u32 length + octets (no NUL, at most SPOOL_STR_MAX);
  * ostr = the same, or length 0xffffffff for NULL.  The record must end
  * exactly after the last field.
  */
 #define ENV_MAGIC "BMXE"
-#define ENV_VERSION 1
+#define ENV_VERSION 2
 #define ENV_NULLSTR 0xffffffffu
 /* the smallest encoded recipient: bounds nrcpt before allocating */
 #define ENV_RCPT_MIN (4 + 4 + 1 + 1 + 4 + 8 + 4 + 4)
@@ -125,6 +128,7 @@ spool_envelope_encode(const struct spool_envelope *e, size_t *len)
 	enc_str(&b, e->client_helo, 1);
 	enc_small(&b, !!e->held, 1);
 	enc_small(&b, !!e->is_bounce, 1);
+	enc_small(&b, !!e->delay_warned, 1);
 	enc_u64(&b, (uint32_t)e->nrcpt, 4);
 	for (i = 0; i < e->nrcpt; i++) {
 		const struct spool_rcpt *r = &e->rcpt[i];
@@ -139,6 +143,10 @@ spool_envelope_encode(const struct spool_envelope *e, size_t *len)
 		enc_u64(&b, (uint64_t)r->next_attempt, 8);
 		enc_str(&b, r->last_error, 1);
 		enc_str(&b, r->route, 1);
+		if (r->step < 0)
+			b.bad = 1;
+		enc_u64(&b, (uint32_t)r->step, 4);
+		enc_small(&b, r->flags, SPOOL_RCPT_F_ALL);
 	}
 	if (b.bad) {
 		free(b.buf);
@@ -217,13 +225,14 @@ spool_envelope_decode(const void *buf, size_t len)
 	struct spool_envelope *e;
 	uint64_t n;
 	char *id;
-	int i;
+	int i, version;
 
 	if (len < 5 || memcmp(buf, ENV_MAGIC, 4) != 0)
 		return NULL;
 	d.p += 4;
 	d.left -= 4;
-	if (dec_u64(&d, 1) != ENV_VERSION)
+	version = (int)dec_u64(&d, 1);
+	if (version != ENV_VERSION && version != 1)
 		return NULL;
 	if ((e = calloc(1, sizeof(*e))) == NULL)
 		return NULL;
@@ -244,6 +253,8 @@ spool_envelope_decode(const void *buf, size_t len)
 	e->client_helo = dec_str(&d, 1);
 	e->held = dec_small(&d, 1);
 	e->is_bounce = dec_small(&d, 1);
+	if (version >= 2)
+		e->delay_warned = dec_small(&d, 1);
 	n = dec_u64(&d, 4);
 	if (d.bad || n > SPOOL_RCPT_MAX || n > d.left / ENV_RCPT_MIN)
 		goto bad;
@@ -264,6 +275,14 @@ spool_envelope_decode(const void *buf, size_t len)
 		r->next_attempt = (int64_t)dec_u64(&d, 8);
 		r->last_error = dec_str(&d, 1);
 		r->route = dec_str(&d, 1);
+		r->step = r->attempts;
+		if (version >= 2) {
+			n = dec_u64(&d, 4);
+			if (n > INT_MAX)
+				d.bad = 1;
+			r->step = (int)n;
+			r->flags = dec_small(&d, SPOOL_RCPT_F_ALL);
+		}
 	}
 	if (d.bad || d.left != 0)
 		goto bad;

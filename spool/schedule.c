@@ -18,6 +18,7 @@ struct sched_node {
 	uint32_t pos; /* index in heap[], or the next free node */
 	uint32_t tag; /* the caller's (a domain hash), 0 = none */
 	char id[SPOOL_ID_LEN + 1];
+	uint8_t flags; /* the caller's, 0 for a new entry */
 };
 
 struct schedule {
@@ -242,6 +243,7 @@ schedule_set(struct schedule *q, const char *id, int64_t t)
 	memcpy(q->nodes[node].id, id, SPOOL_ID_LEN + 1);
 	q->nodes[node].t = t;
 	q->nodes[node].tag = 0;
+	q->nodes[node].flags = 0;
 	q->hash[slot] = node;
 	q->heap[q->nheap] = node;
 	q->nodes[node].pos = q->nheap++;
@@ -323,15 +325,41 @@ schedule_set_tag(struct schedule *q, const char *id, uint32_t tag)
 		q->nodes[q->hash[slot]].tag = tag;
 }
 
+void
+schedule_set_flags(struct schedule *q, const char *id, unsigned flags)
+{
+	uint32_t slot;
+
+	if (id == NULL || strlen(id) != SPOOL_ID_LEN)
+		return;
+	slot = sched_slot(q, id);
+	if (q->hash[slot] != SCHED_EMPTY)
+		q->nodes[q->hash[slot]].flags = (uint8_t)flags;
+}
+
+/* schedule_flags - the caller's flags of id, 0 when not scheduled */
+unsigned
+schedule_flags(const struct schedule *q, const char *id)
+{
+	uint32_t slot;
+
+	if (id == NULL || strlen(id) != SPOOL_ID_LEN)
+		return 0;
+	slot = sched_slot(q, id);
+	return q->hash[slot] == SCHED_EMPTY ? 0 : q->nodes[q->hash[slot]].flags;
+}
+
 /*
- * schedule_advance_tag - as schedule_advance_all, only for the entries
- * tagged tag, and for untagged ones that unknown(arg, id) accepts (it
- * must not change q).  Returns how many entries matched, due already or
- * made due.
+ * schedule_advance_match - as schedule_advance_all, only for the entries
+ * holding every flag of need and tagged tag; untagged entries (and every
+ * entry when tag is 0) match when unknown(arg, id) accepts them (it must
+ * not change q; NULL accepts none).  Returns how many entries matched,
+ * due already or made due.
  */
 size_t
-schedule_advance_tag(struct schedule *q, int64_t now, uint32_t tag,
-		     int (*unknown)(void *, const char *), void *arg)
+schedule_advance_match(struct schedule *q, int64_t now, uint32_t tag,
+		       unsigned need, int (*unknown)(void *, const char *),
+		       void *arg)
 {
 	uint32_t i;
 	size_t n = 0;
@@ -339,8 +367,11 @@ schedule_advance_tag(struct schedule *q, int64_t now, uint32_t tag,
 	for (i = 0; i < q->nheap; i++) {
 		struct sched_node *x = &q->nodes[q->heap[i]];
 
-		if (x->tag == tag ||
-		    (x->tag == 0 && unknown != NULL && unknown(arg, x->id))) {
+		if ((x->flags & need) != need)
+			continue;
+		if ((tag != 0 && x->tag == tag) ||
+		    ((x->tag == 0 || tag == 0) && unknown != NULL &&
+		     unknown(arg, x->id))) {
 			n++;
 			if (x->t > now)
 				x->t = now;
@@ -349,6 +380,14 @@ schedule_advance_tag(struct schedule *q, int64_t now, uint32_t tag,
 	for (i = q->nheap / 2; i-- > 0;)
 		sched_down(q, i);
 	return n;
+}
+
+/* schedule_advance_tag - schedule_advance_match with no flag needed */
+size_t
+schedule_advance_tag(struct schedule *q, int64_t now, uint32_t tag,
+		     int (*unknown)(void *, const char *), void *arg)
+{
+	return schedule_advance_match(q, now, tag, 0, unknown, arg);
 }
 
 /* schedule_when - the time of id, or -1 when not scheduled */
@@ -401,4 +440,33 @@ schedule_backoff(const long *steps, int nsteps, int attempts, int64_t now,
 	if (now > INT64_MAX - step - jitter)
 		return INT64_MAX;
 	return now + step + jitter;
+}
+
+/*
+ * schedule_deferral - the next attempt of a recipient deferred at now by
+ * an attempt that started at started.  An attempt made at its scheduled
+ * time (next_attempt <= started) takes the next step of the retry list
+ * (*step + 1); an early one (a flush, ETRN, a recovered destination, a
+ * sibling recipient's attempt) changes neither the step nor the
+ * scheduled time: the recipient goes back onto its schedule.  The
+ * result is at most expires and always later than now.
+ */
+int64_t
+schedule_deferral(const long *steps, int nsteps, int *step,
+		  int64_t next_attempt, int64_t started, int64_t now,
+		  int64_t expires, unsigned jitter_seed)
+{
+	int64_t t;
+
+	if (next_attempt <= started || *step < 1) {
+		if (*step < INT32_MAX)
+			(*step)++;
+		t = schedule_backoff(steps, nsteps, *step, now, jitter_seed);
+	} else
+		t = next_attempt;
+	if (t > expires)
+		t = expires;
+	if (t <= now)
+		t = now + 1;
+	return t;
 }

@@ -100,7 +100,19 @@ struct spool_rcpt {
 	char *last_error;	/* "4.4.1 connection refused" or NULL */
 	char *route;		/* "host:port" static route chosen at accept
 				   (percent hack) or NULL = by domain */
+	int step;		/* retry steps taken: failed attempts made at
+				   their scheduled time (a flush's do not
+				   count), the index into the retry list */
+	int flags;		/* SPOOL_RCPT_F_* */
 };
+
+/* the last deferral was no reply of the host to this recipient (no
+ * connection, DNS, a suspended destination): a recovered destination
+ * makes it due at once */
+#define SPOOL_RCPT_F_CONN 0x01
+/* failed, but its DSN could not be queued yet: the message stays */
+#define SPOOL_RCPT_F_BOUNCE 0x02
+#define SPOOL_RCPT_F_ALL 0x03
 
 struct spool_envelope {
 	char id[SPOOL_ID_LEN + 1];
@@ -115,6 +127,7 @@ struct spool_envelope {
 	char *client_helo;
 	int held;
 	int is_bounce;		/* generated DSN: never bounce it */
+	int delay_warned;	/* the delayed DSN (delay_warning) went out */
 	int nrcpt;
 	struct spool_rcpt *rcpt;
 };
@@ -209,6 +222,18 @@ size_t schedule_advance_all(struct schedule *q, int64_t now);
 void schedule_set_tag(struct schedule *q, const char *id, uint32_t tag);
 size_t schedule_advance_tag(struct schedule *q, int64_t now, uint32_t tag,
 			    int (*unknown)(void *, const char *), void *arg);
+/*
+ * schedule_set_flags - the caller's flags (8 bits) on id's entry: a new
+ * entry has 0, schedule_set keeps them; schedule_flags reads them (0
+ * when id is not scheduled).  schedule_advance_match - as advance_tag,
+ * only for entries holding every flag of need; tag 0 matches any entry
+ * unknown() accepts.
+ */
+void schedule_set_flags(struct schedule *q, const char *id, unsigned flags);
+unsigned schedule_flags(const struct schedule *q, const char *id);
+size_t schedule_advance_match(struct schedule *q, int64_t now, uint32_t tag,
+			      unsigned need,
+			      int (*unknown)(void *, const char *), void *arg);
 /* schedule_when - the time of id, or -1 when not scheduled */
 int64_t schedule_when(const struct schedule *q, const char *id);
 
@@ -219,5 +244,16 @@ int64_t schedule_when(const struct schedule *q, const char *id);
  */
 int64_t schedule_backoff(const long *steps, int nsteps, int attempts,
 			 int64_t now, unsigned jitter_seed);
+
+/*
+ * schedule_deferral - the next attempt after a deferral at now of an
+ * attempt started at started: at its scheduled time (next_attempt <=
+ * started) the next step (*step + 1, backoff from now), early (a flush,
+ * ETRN, a recovered destination) the same step and time.  Clipped to
+ * expires, always > now.
+ */
+int64_t schedule_deferral(const long *steps, int nsteps, int *step,
+			  int64_t next_attempt, int64_t started, int64_t now,
+			  int64_t expires, unsigned jitter_seed);
 
 #endif

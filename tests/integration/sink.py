@@ -16,6 +16,10 @@ It advertises SIZE, 8BITMIME, SMTPUTF8, PIPELINING and DSN and accepts the
 DSN parameters (RET, ENVID on MAIL; NOTIFY, ORCPT on RCPT); aiosmtpd alone
 refuses unknown parameters and upper-cases the ones it keeps, so MAIL and
 RCPT are handled here.  Optionally (set_tls) it offers STARTTLS.
+Per test (undone by reset): rcpt_replies maps a lower-case address to the
+reply its RCPT gets (e.g. '450 4.2.1 busy'), rcpt_log lists every RCPT
+received as (time, address, reply code), and dsn = False stops offering
+DSN.
 """
 import json
 import os
@@ -116,6 +120,8 @@ class _SinkSMTP(SMTP):
         raw = []
         for p, k, v in _split_params(params or ''):
             err = _param_error('MAIL', k, v)
+            if not err and not self.sink.dsn and k.upper() in ('RET', 'ENVID'):
+                err = '555 5.5.4 MAIL parameter %s not recognized' % k
             if err:
                 return await self.push(err)
             raw.append(p)
@@ -148,12 +154,19 @@ class _SinkSMTP(SMTP):
         raw = []
         for p, k, v in _split_params(params or ''):
             err = _param_error('RCPT', k, v)
+            if not err and not self.sink.dsn:
+                err = '555 5.5.4 RCPT parameter %s not recognized' % k
             if err:
                 return await self.push(err)
             raw.append(p)
         mode = self.sink.mode
-        if mode == 'tempfail':
-            return await self.push('451 4.3.0 sink %s: tempfail' % self.sink.name)
+        reply = self.sink.rcpt_replies.get(address.lower())
+        if reply is None and mode == 'tempfail':
+            reply = '451 4.3.0 sink %s: tempfail' % self.sink.name
+        self.sink.rcpt_log.append((time.time(), address.lower(),
+                                   int(reply[:3]) if reply else 250))
+        if reply is not None:
+            return await self.push(reply)
         if mode == 'permfail':
             return await self.push('550 5.1.1 <%s>: sink %s: no such user'
                                    % (address, self.sink.name))
@@ -174,7 +187,8 @@ class _Handler:
         if last:
             out.append('250-' + last[4:])
         for ext in ('PIPELINING', 'DSN', 'ENHANCEDSTATUSCODES'):
-            out.append('250-' + ext)
+            if ext != 'DSN' or self.sink.dsn:
+                out.append('250-' + ext)
         out.append('250 HELP')
         return out
 
@@ -206,6 +220,9 @@ class Sink:
         self.mode = 'up'
         self.tls_context = None
         self.banner_name = name
+        self.rcpt_replies = {}
+        self.rcpt_log = []
+        self.dsn = True
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._messages = []
@@ -338,3 +355,6 @@ class Sink:
             self._stop()
         self.set_mode('up')
         self.clear()
+        self.rcpt_replies = {}
+        self.rcpt_log = []
+        self.dsn = True

@@ -342,6 +342,136 @@ test_backoff_jitter(void **state)
 	}
 }
 
+/* a recovered destination: only entries holding the flag come due */
+static void
+test_advance_match_flags(void **state)
+{
+	struct schedule *q = schedule_new();
+	char id[SPOOL_ID_LEN + 1];
+	unsigned i;
+	size_t n;
+
+	(void)state;
+	for (i = 0; i < 6; i++) {
+		mkid(id, i);
+		assert_int_equal(schedule_set(q, id, 1000 + i), 0);
+		schedule_set_tag(q, id, i < 4 ? 7 : 0);
+		schedule_set_flags(q, id, i % 2 ? 0x01 : 0);
+	}
+	mkid(id, 1);
+	assert_int_equal(schedule_flags(q, id), 0x01);
+	/* schedule_set keeps the flags */
+	assert_int_equal(schedule_set(q, id, 1001), 0);
+	assert_int_equal(schedule_flags(q, id), 0x01);
+	/* tag 7 with the flag: 1 and 3; untagged 5 has it but unknown is
+	 * NULL, so it does not match */
+	n = schedule_advance_match(q, 10, 7, 0x01, NULL, NULL);
+	assert_int_equal(n, 2);
+	for (i = 0; i < 6; i++) {
+		mkid(id, i);
+		assert_int_equal(schedule_when(q, id),
+				 i == 1 || i == 3 ? 10 : 1000 + (int)i);
+	}
+	/* tag 0: any flagged entry the callback accepts (5) */
+	n = schedule_advance_match(q, 20, 0, 0x01, NULL, NULL);
+	assert_int_equal(n, 0);
+	mkid(id, 42);
+	assert_int_equal(schedule_flags(q, id), 0);	/* not scheduled */
+	schedule_free(q);
+}
+
+static int
+accept_all(void *arg, const char *id)
+{
+	(void)id;
+	++*(int *)arg;
+	return 1;
+}
+
+static void
+test_advance_match_unknown(void **state)
+{
+	struct schedule *q = schedule_new();
+	char id[SPOOL_ID_LEN + 1];
+	int calls = 0;
+	unsigned i;
+
+	(void)state;
+	for (i = 0; i < 4; i++) {
+		mkid(id, i);
+		schedule_set(q, id, 500);
+		schedule_set_tag(q, id, 9);
+		schedule_set_flags(q, id, i < 2 ? 0x01 : 0);
+	}
+	/* tag 0 (a static route): every flagged entry is asked about */
+	assert_int_equal(schedule_advance_match(q, 5, 0, 0x01, accept_all,
+						&calls), 2);
+	assert_int_equal(calls, 2);
+	mkid(id, 0);
+	assert_int_equal(schedule_pop_due(q, 5, id), 1);
+	mkid(id, 9);
+	assert_int_equal(schedule_pop_due(q, 5, id), 1);
+	assert_int_equal(schedule_pop_due(q, 5, id), 0);
+	schedule_free(q);
+}
+
+/*
+ * The step of a deferred recipient, with a fake clock: retry 60 300 900.
+ * A scheduled attempt takes the next step; a flush's attempt (earlier
+ * than the recipient's own time) neither moves the step nor the time, so
+ * after a flush there is still an attempt at 1 min, then 5 min later.
+ */
+static void
+test_deferral_steps(void **state)
+{
+	const long steps[] = {60, 300, 900};
+	int step = 0;
+	int64_t t0 = 1000000, next, t;
+
+	(void)state;
+	/* first attempt at arrival: step 1, next at +60 */
+	next = schedule_deferral(steps, 3, &step, t0, t0, t0, t0 + 86400, 0);
+	assert_int_equal(step, 1);
+	assert_int_equal(next, t0 + 60);
+	/* flush at +10: the attempt is early; it fails at +11 */
+	t = schedule_deferral(steps, 3, &step, next, t0 + 10, t0 + 11,
+			      t0 + 86400, 0);
+	assert_int_equal(step, 1);
+	assert_int_equal(t, t0 + 60);
+	/* three more flushes: still step 1 */
+	t = schedule_deferral(steps, 3, &step, t, t0 + 20, t0 + 20,
+			      t0 + 86400, 0);
+	t = schedule_deferral(steps, 3, &step, t, t0 + 30, t0 + 31,
+			      t0 + 86400, 0);
+	assert_int_equal(step, 1);
+	assert_int_equal(t, t0 + 60);
+	/* the scheduled attempt at +60: step 2, next +300 */
+	t = schedule_deferral(steps, 3, &step, t, t0 + 60, t0 + 61,
+			      t0 + 86400, 0);
+	assert_int_equal(step, 2);
+	assert_int_equal(t, t0 + 61 + 300);
+	/* late (the timer was busy): still the next step from now */
+	t = schedule_deferral(steps, 3, &step, t, t + 5, t + 6, t0 + 86400, 0);
+	assert_int_equal(step, 3);
+	/* the last step repeats */
+	t = schedule_deferral(steps, 3, &step, t, t, t + 1, t0 + 86400, 0);
+	assert_int_equal(step, 4);
+	/* clipped to the lifetime, and never at or before now */
+	next = schedule_deferral(steps, 3, &step, t + 900, t, t + 1, t + 100,
+				 0);
+	assert_int_equal(next, t + 100);
+	next = schedule_deferral(steps, 3, &step, t + 900, t, t + 200, t + 100,
+				 0);
+	assert_int_equal(next, t + 201);
+	/* an early attempt that ends after its time: the time has passed,
+	 * one more attempt at once (its scheduled one) */
+	step = 1;
+	next = schedule_deferral(steps, 3, &step, t0 + 60, t0 + 50, t0 + 70,
+				 t0 + 86400, 0);
+	assert_int_equal(step, 1);
+	assert_int_equal(next, t0 + 71);
+}
+
 int
 main(void)
 {
@@ -354,6 +484,9 @@ main(void)
 	    cmocka_unit_test(test_pop_due_clock),
 	    cmocka_unit_test(test_backoff_steps),
 	    cmocka_unit_test(test_backoff_jitter),
+	    cmocka_unit_test(test_advance_match_flags),
+	    cmocka_unit_test(test_advance_match_unknown),
+	    cmocka_unit_test(test_deferral_steps),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -290,12 +290,26 @@ test_decode_rejects(void **state)
 
 	fill_env(&e, r, 2);
 	strcpy(e.id, "0123456789ab");
+	/* version 2 fields: the step, the flags, the delay warning */
+	e.delay_warned = 1;
+	r[0].attempts = 5;
+	r[0].step = 2;
+	r[1].flags = SPOOL_RCPT_F_CONN | SPOOL_RCPT_F_BOUNCE;
 	rec = spool_envelope_encode(&e, &len);
 	assert_non_null(rec);
 	g = spool_envelope_decode(rec, len);
 	assert_non_null(g);
 	assert_string_equal(g->rcpt[1].address, "carol@example.org");
+	assert_int_equal(g->delay_warned, 1);
+	assert_int_equal(g->rcpt[0].attempts, 5);
+	assert_int_equal(g->rcpt[0].step, 2);
+	assert_int_equal(g->rcpt[0].flags, 0);
+	assert_int_equal(g->rcpt[1].flags,
+			 SPOOL_RCPT_F_CONN | SPOOL_RCPT_F_BOUNCE);
 	spool_envelope_free(g);
+	r[1].flags = 0x80;	/* unknown flag: refused */
+	assert_null(spool_envelope_encode(&e, &len));
+	r[1].flags = SPOOL_RCPT_F_CONN | SPOOL_RCPT_F_BOUNCE;
 
 	/* every truncation, and a trailing byte */
 	bad = malloc(len + 1);
@@ -318,7 +332,7 @@ test_decode_rejects(void **state)
 	bad[0] = 'X';
 	assert_null(spool_envelope_decode(bad, len));
 	memcpy(bad, rec, len);
-	bad[4] = 2; /* version */
+	bad[4] = 3; /* version */
 	assert_null(spool_envelope_decode(bad, len));
 	memcpy(bad, rec, len);
 	bad[9] = 'G'; /* id not hex */
