@@ -80,10 +80,11 @@ def test_retry_no_storm_while_other_mail_flows(world):
     assert 2 <= len(got) <= allowed, \
         'bob tried %d times in %gs (at %r), schedule allows %d' % (
             len(got), window, [round(t - t0, 2) for t in got], allowed)
-    # and each attempt came at its step, not earlier
+    # and each attempt came at its step, not earlier (times are whole
+    # seconds: up to 1 s early)
     for i in range(1, len(got)):
         gap = got[i] - got[i - 1]
-        assert gap >= steps[min(i - 1, len(steps) - 1)] - 0.5, \
+        assert gap >= steps[min(i - 1, len(steps) - 1)] - 1.05, \
             'attempt %d after %.2fs: %r' % (i, gap, got)
     r = _bob_rcpt(b)
     assert r is not None and r['attempts'] == len(got), r
