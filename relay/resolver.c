@@ -531,6 +531,80 @@ bad:
 }
 
 /*
+ * libunbound's built-in local zones (unbound.conf(5) "local-zone"
+ * defaults, 1.17 and later ones): RFC 6761 special-use names, RFC 6303 /
+ * AS112 private and reserved reverse zones.  Answered inside libunbound
+ * with NXDOMAIN even with a forwarder set, so a domain whose MX lives
+ * under .test or home.arpa would bounce.  All of them go to the
+ * configured server: each is made an empty "transparent" local zone,
+ * which replaces the default and resolves every name in it normally
+ * ("nodefault" set through ub_ctx_set_option() is not honoured by
+ * libunbound 1.17: tests/integration/test_dns.py checks).  Only localhost
+ * stays local.
+ */
+static const char *const dns_default_zones[] = {
+	"127.in-addr.arpa",
+	"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0."
+	"ip6.arpa",
+	"home.arpa", "onion", "test", "invalid", "resolver.arpa",
+	"service.arpa",
+	"10.in-addr.arpa", "16.172.in-addr.arpa", "17.172.in-addr.arpa",
+	"18.172.in-addr.arpa", "19.172.in-addr.arpa", "20.172.in-addr.arpa",
+	"21.172.in-addr.arpa", "22.172.in-addr.arpa", "23.172.in-addr.arpa",
+	"24.172.in-addr.arpa", "25.172.in-addr.arpa", "26.172.in-addr.arpa",
+	"27.172.in-addr.arpa", "28.172.in-addr.arpa", "29.172.in-addr.arpa",
+	"30.172.in-addr.arpa", "31.172.in-addr.arpa", "168.192.in-addr.arpa",
+	"0.in-addr.arpa", "254.169.in-addr.arpa", "2.0.192.in-addr.arpa",
+	"100.51.198.in-addr.arpa", "113.0.203.in-addr.arpa",
+	"255.255.255.255.in-addr.arpa",
+	"0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0."
+	"ip6.arpa",
+	"d.f.ip6.arpa", "8.e.f.ip6.arpa", "9.e.f.ip6.arpa", "a.e.f.ip6.arpa",
+	"b.e.f.ip6.arpa", "8.b.d.0.1.0.0.2.ip6.arpa",
+};
+
+/*
+ * Names that are never in the signed public DNS: with a root trust
+ * anchor their (unsigned, private) answers are insecure, not bogus.  A
+ * trust anchor configured for one of them still wins (unbound.conf(5)
+ * domain-insecure).
+ */
+static const char *const dns_private_names[] = {
+	"test", "example", "invalid", "home.arpa", "local",
+};
+
+/* dns_local_zones - every default local zone asked of the server */
+static int
+dns_local_zones(struct ub_ctx *ctx, char *err, size_t errlen)
+{
+	char v[128];
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof(dns_default_zones) / sizeof(*dns_default_zones);
+	     i++) {
+		snprintf(v, sizeof(v), "%s. transparent", dns_default_zones[i]);
+		if ((rc = ub_ctx_set_option(ctx, "local-zone:", v)) != 0)
+			goto fail;
+	}
+	for (i = 64; i < 128; i++) {	/* RFC 6598 shared address space */
+		snprintf(v, sizeof(v), "%zu.100.in-addr.arpa. transparent", i);
+		if ((rc = ub_ctx_set_option(ctx, "local-zone:", v)) != 0)
+			goto fail;
+	}
+	for (i = 0; i < sizeof(dns_private_names) / sizeof(*dns_private_names);
+	     i++) {
+		snprintf(v, sizeof(v), "%s.", dns_private_names[i]);
+		if ((rc = ub_ctx_set_option(ctx, "domain-insecure:", v)) != 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	snprintf(err, errlen, "resolver option %s: %s", v, ub_strerror(rc));
+	return -1;
+}
+
+/*
  * dns_check_event_binding - libunbound (Debian's, built on libevent) runs
  * its worker on libevent's event_base_* calls.  libev exports a libevent
  * emulation under the same names with other flag values (EV_TIMEOUT is
@@ -582,6 +656,8 @@ dns_new(struct ev_loop *loop, const char *server, const char *trust_anchor,
 	}
 	/* our resolvers live on loopback (tests, local caches) */
 	ub_ctx_set_option(d->ctx, "do-not-query-localhost:", "no");
+	if (dns_local_zones(d->ctx, err, errlen) == -1)
+		goto fail;
 	if (server != NULL) {
 		if (dns_set_server(d->ctx, server, err, errlen) == -1)
 			goto fail;

@@ -3,7 +3,7 @@
 #
 # Builds the test world in a private network namespace backmx-test-PID:
 # lo up (127.0.0.0/8), /etc/netns/NS/resolv.conf -> 127.0.0.1, nsd on
-# 127.0.0.1:53 serving every tests/integration/zones/NAME.zone, then runs
+# 127.0.0.1:53 and [::1]:53 serving every tests/integration/zones/NAME.zone, then runs
 # runner.py inside it.  Always cleans up: nsd and every process left in the
 # namespace are killed, the namespace and /etc/netns/NS removed.  The work
 # directory (daemon logs, spools, sink files) of a failed run is kept in
@@ -76,7 +76,7 @@ conf=$tmp/nsd.conf
 cat > "$conf" <<EOF
 server:
 	ip-address: 127.0.0.1@53
-	do-ip6: no
+	ip-address: ::1@53
 	username: ""
 	chroot: ""
 	zonesdir: "$here/zones"

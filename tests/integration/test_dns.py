@@ -174,3 +174,56 @@ def test_dns_dnssec_insecure(world):
     assert r['status'] == 'ok' and r['secure'] == 0, r['line']
     r, _ = _dnsq(world, 'bogus.example', 'MX', server='127.0.0.1')
     assert r['status'] == 'ok' and r['secure'] == 0, r['line']
+
+
+# RFC 6761 special-use names and RFC 6303 private reverse zones that
+# libunbound would answer itself (NXDOMAIN) by default: asked of the
+# configured server (nsd serves them in the test world) in every mode
+SPECIAL = (
+    ('backup.test', 'MX', ['10:mx1.backup.test', '20:mx2.backup.test']),
+    ('mx1.backup.test', 'A', ['127.0.0.2']),
+    ('relay.home.arpa', 'MX', ['10:mx1.relay.home.arpa', '20:mx2.relay.home.arpa']),
+    ('mx1.relay.home.arpa', 'A', ['127.0.0.2']),
+    ('mail.invalid', 'MX', ['10:mx1.test.example']),
+    ('mx6.backup.test', 'AAAA', ['::1']),
+)
+SPECIAL_TXT = (
+    ('mail.invalid', '"invalid but served"'),
+    ('1.0.0.10.in-addr.arpa', '"10.0.0.1 served"'),
+    ('1.0.168.192.in-addr.arpa', '"192.168.0.1 served"'),
+    ('2.0.0.127.in-addr.arpa', '"127.0.0.2 served"'),
+)
+
+
+def test_dns_special_use_names_asked_of_server(world):
+    for server in MODES + ('[::1]:53',):
+        for name, t, want in SPECIAL:
+            r, _ = _dnsq(world, name, t, server=server)
+            assert r['status'] == 'ok', 'server %s: %s %s' % (server, name, r['line'])
+            assert sorted(r['records']) == want, 'server %s: %s' % (server, r['line'])
+        for name, want in SPECIAL_TXT:
+            r, _ = _dnsq(world, name, 'TXT', server=server)
+            assert r['status'] == 'ok', 'server %s: %s %s' % (server, name, r['line'])
+            assert r['line'].split(' ', 3)[3] == want, r['line']
+        # a "no" from the server is the server's, not libunbound's
+        r, _ = _dnsq(world, 'nosuch.backup.test', 'MX', server=server)
+        assert r['status'] == 'nxdomain', r['line']
+
+
+def test_dns_special_use_with_trust_anchor(world):
+    # with DNSSEC on, the private names are insecure answers, not bogus,
+    # and the signed zones stay secure
+    ta = _anchor(world)
+    for name, t, want in SPECIAL:
+        r, _ = _dnsq(world, name, t, server='127.0.0.1', anchor=ta)
+        assert r['status'] == 'ok' and sorted(r['records']) == want, r['line']
+    r, _ = _dnsq(world, 'mx1.dane.example', 'A', server='127.0.0.1', anchor=ta)
+    assert r['status'] == 'ok' and r['secure'] == 1, r['line']
+
+
+def test_dns_localhost_answered_locally(world):
+    # nsd serves no localhost zone (it would REFUSE): only libunbound's
+    # own localhost data can answer
+    for server in MODES:
+        r, _ = _dnsq(world, 'localhost', 'A', server=server)
+        assert r['status'] == 'ok' and r['records'] == ['127.0.0.1'], r['line']
