@@ -22,6 +22,7 @@
 #include "backmxd.h"
 #include "bounce.h"
 #include "dns.h"
+#include "route_dns.h"
 #include "forward.h"
 #include "log.h"
 #include "mtasts.h"
@@ -60,6 +61,7 @@ struct fwd_host {
 	int tempfail;
 	int insecure;		/* an address answer was not DNSSEC-secure */
 	int bogus;		/* an address answer failed validation */
+	char dnswhy[96];	/* what A/AAAA answered when they gave nothing */
 	int naddr;
 	struct sockaddr_storage addr[FWD_ADDR_MAX];
 };
@@ -1444,17 +1446,14 @@ fwd_hosts_ready(struct delivery *d)
 		if (d->hosts[d->order[i]].naddr > 0)
 			any = 1;
 	if (!any) {
-		int tf = 0;
+		const char *names[FWD_HOSTS_MAX], *whys[FWD_HOSTS_MAX];
 
-		for (i = 0; i < d->nhosts; i++)
-			tf |= d->hosts[i].tempfail;
-		if (d->is_static)
-			result_set(&r, 451, "4.4.4", "unable to look up host "
-				   "%s%s", d->host, tf ? " (temporary DNS "
-				   "failure)" : "");
-		else
-			result_set(&r, 451, "4.4.4", "unable to find primary "
-				   "relay for %s", d->domain);
+		for (i = 0; i < d->norder; i++) {
+			names[i] = d->hosts[d->order[i]].name;
+			whys[i] = d->hosts[d->order[i]].dnswhy;
+		}
+		route_dns_noaddr(d->id, d->domain, d->is_static, names, whys,
+				 d->norder, &r);
 		fwd_fail_route(d, &r);
 		return;
 	}
@@ -1481,6 +1480,8 @@ fwd_addr_cb(void *arg, const struct dns_result *res)
 			h->addr[h->naddr++] = res->addr[i];
 	} else if (res->status == DNS_TEMPFAIL || res->status == DNS_BOGUS)
 		h->tempfail = 1;
+	if (res->status != DNS_OK || res->n == 0)
+		route_dns_addr_note(h->dnswhy, sizeof(h->dnswhy), res);
 	/* DANE needs every answer about the host's addresses secure */
 	if (res->status == DNS_BOGUS)
 		h->bogus = 1;
@@ -1530,17 +1531,13 @@ fwd_mx_cb(void *arg, const struct dns_result *res)
 	d->mxq = NULL;
 	switch (res->status) {
 	case DNS_NXDOMAIN:
-		result_set(&r, 550, "5.1.2", "Host or domain name not found. "
-			   "Name service error for name=%s type=MX: Host not "
-			   "found", d->domain);
-		fwd_fail_route(d, &r);
-		return;
 	case DNS_TEMPFAIL:
 	case DNS_BOGUS:
-		result_set(&r, 451, "4.4.3", "Host or domain name not found. "
-			   "Name service error for name=%s type=MX: %s",
-			   d->domain, res->why[0] ? res->why : "temporary "
-			   "failure");
+		/* temporary for a configured domain (route_dns.h) */
+		route_dns_mx_fail(d->id, d->domain,
+				  policy_find_domain(backmxd.cfg->policy,
+						     d->domain) != NULL,
+				  res, &r);
 		fwd_fail_route(d, &r);
 		return;
 	case DNS_NODATA:

@@ -100,6 +100,9 @@ const struct metrics_counter metrics_counters[] = {
 	  "Time spent waiting for milter replies, in milliseconds."),
 	C(milter_replies, "backmx_milter_replies_total", NULL,
 	  "Milter replies waited for."),
+	C(dns_deferred, "backmx_dns_deferred_total", NULL,
+	  "Deliveries deferred because DNS gave no route (NXDOMAIN, NODATA, "
+	  "SERVFAIL, timeout, DNSSEC bogus)."),
 	G(sessions_active, "backmx_sessions_active",
 	  "Inbound SMTP sessions open now."),
 	G(deliveries_active, "backmx_deliveries_active",

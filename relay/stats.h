@@ -46,6 +46,7 @@ struct stats {
 	uint64_t milter_failed;		/* milter down/slow/garbage */
 	uint64_t milter_latency_ms;	/* sum of milter reply waits */
 	uint64_t milter_replies;	/* replies waited for */
+	uint64_t dns_deferred;		/* deliveries deferred by a DNS answer */
 	uint64_t sessions_active;	/* gauge */
 	uint64_t deliveries_active;	/* gauge */
 };
