@@ -1124,9 +1124,10 @@ smtpd_received(struct session *s, struct smtpd_tx *tx, char *buf, size_t len)
 		snprintf(forc, sizeof(forc), "\r\n\tfor <%s>",
 			 tx->rcpt[0].address);
 	return snprintf(buf, len,
-			"Received: from %s ([%s])\r\n\tby %s (backmx) with %s "
+			"Received: from %s ([%s%s])\r\n\tby %s (backmx) with %s "
 			"id %s%s%s;\r\n\t%s\r\n",
-			s->helo, s->addr, cfg->hostname, with, tx->id, tlsc,
+			s->helo, strchr(s->addr, ':') != NULL ? "IPv6:" : "",
+			s->addr, cfg->hostname, with, tx->id, tlsc,
 			forc, date);
 }
 

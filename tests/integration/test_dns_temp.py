@@ -192,3 +192,31 @@ def test_dns_temp_unconfigured_nxdomain_stays_permanent(world):
           sender='nobody@nosuch.backup.test')
     b.wait_log(r'to=<nobody@nosuch\.backup\.test>.*dsn=5\.1\.2.*NXDOMAIN',
                timeout=20)
+
+
+SPECIAL_DOMAINS = '''
+domain backup.test      { recipients *  route mx }
+domain relay.home.arpa  { recipients *  route mx }
+'''
+
+
+def test_dns_special_use_domains_delivered(world):
+    # backed-up domains and MX hosts under .test and home.arpa, asked of
+    # the configured server (dns 127.0.0.1:53) and of resolv.conf's
+    for dns in ('127.0.0.1:53', None):
+        p, decoy = world.sinks['primary'], world.sinks['decoy']
+        b = world.backmx(dns=dns, domains=SPECIAL_DOMAINS)
+        s = b.smtp()
+        s.sendmail(SENDER, ['a@backup.test'], b'Subject: t\r\n\r\nx\r\n')
+        s.sendmail(SENDER, ['b@relay.home.arpa'], b'Subject: h\r\n\r\nx\r\n')
+        s.quit()
+        msgs = p.wait_messages(2, timeout=20)
+        assert sorted(m['rcpt_tos'][0] for m in msgs) == \
+            ['a@backup.test', 'b@relay.home.arpa'], (dns, msgs)
+        b.wait_log(r'to=<a@backup\.test>, relay=mx1\.backup\.test\[127\.0\.0\.2\]'
+                   r':25.*status=sent', timeout=5)
+        b.wait_log(r'to=<b@relay\.home\.arpa>, relay=mx1\.relay\.home\.arpa'
+                   r'\[127\.0\.0\.2\]:25.*status=sent', timeout=5)
+        assert decoy.messages() == []
+        b.stop()
+        p.clear()
