@@ -1546,6 +1546,9 @@ fwd_mx_cb(void *arg, const struct dns_result *res)
 		snprintf(d->hosts[0].name, sizeof(d->hosts[0].name), "%s",
 			 d->domain);
 		d->hosts[0].pref = 0;
+		/* named in the deferral if the A/AAAA give nothing either */
+		snprintf(d->hosts[0].dnswhy, sizeof(d->hosts[0].dnswhy),
+			 "MX NODATA");
 		fwd_resolve_hosts(d);
 		return;
 	case DNS_OK:

@@ -27,6 +27,7 @@ domain dyn.test         { recipients *  route mx }
 domain host.dyn.test    { recipients *  route mx }
 domain noaddr.backup.test { recipients *  route mx }
 domain nodata.backup.test { recipients *  route mx }
+domain nomx.backup.test { recipients *  route mx }
 domain bogus.example    { recipients *  route mx }
 '''
 
@@ -162,10 +163,14 @@ def test_dns_temp_mx_host_without_address(world):
                        r'4\.4\.4 .*mxtxt\.backup\.test \(.*A NODATA', timeout=15)
     b.wait_log(r'warning.*dns: no address for the MX hosts of '
                r'noaddr\.backup\.test', timeout=5)
-    assert _stats(b)['dns_deferred'] >= 2
+    _send(b, 'x@nomx.backup.test', 'nomx')
+    r = _pending_error(b, 'x@nomx.backup.test',
+                       r'4\.4\.4 .*nomx\.backup\.test \(MX NODATA, .*A NODATA',
+                       timeout=15)
+    assert _stats(b)['dns_deferred'] >= 3
     time.sleep(2.5)       # retried on schedule, still not bounced
     assert bs.messages() == [] and p.messages() == []
-    assert len(_queue(b)) == 2
+    assert len(_queue(b)) == 3
 
 
 def test_dns_temp_dnssec_bogus_defers(world):
