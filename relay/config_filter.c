@@ -383,10 +383,9 @@ config_filter_check(struct config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	/* XXX: until relay/dnsbl.c and relay/milter.c land */
-	if (c->filter->nmilter > 0 || c->filter->ndnsbl > 0) {
-		snprintf(err, errlen, "%s: not implemented yet",
-			 c->filter->nmilter > 0 ? "milter" : "dnsbl");
+	/* XXX: until relay/milter.c lands */
+	if (c->filter->nmilter > 0) {
+		snprintf(err, errlen, "milter: not implemented yet");
 		return -1;
 	}
 	for (int i = 0; i < c->nlisten; i++)

@@ -49,6 +49,7 @@ struct dns_result {
 	struct sockaddr_storage *addr;	/* DNS_T_A / AAAA (port 0) */
 	struct dns_tlsa *tlsa;		/* DNS_T_TLSA */
 	char **txt;			/* DNS_T_TXT, strings joined per RR */
+	int ttl;		/* of the answer, seconds (0 if unknown) */
 };
 
 struct dns;

@@ -338,6 +338,7 @@ dns_result_fill(struct dns_result *res, int err, struct ub_result *r,
 		return;
 	}
 	res->secure = r->secure ? 1 : 0;
+	res->ttl = r->ttl > 0 ? r->ttl : 0;
 	res->canonname =
 	    dns_canon_norm(r->canonname, res->qname, canon, canonlen);
 	if (r->nxdomain || r->rcode == 3) {

@@ -28,6 +28,7 @@
 #include "forward.h"
 #include "client_limits.h"
 #include "config_filter.h"
+#include "dnsbl.h"
 #include "log.h"
 #include "smtpd.h"
 #include "tls.h"
@@ -52,6 +53,7 @@ enum smtpd_state {
 	S_COMMIT,	/* waiting for the group commit */
 	S_TLS,		/* STARTTLS handshake */
 	S_CLOSING,	/* flush output, then close */
+	S_FILTER,	/* waiting for a connect-time filter (DNSBL) */
 };
 
 struct smtpd_rcpt {
@@ -103,6 +105,7 @@ struct session {
 	char addr[INET6_ADDRSTRLEN];
 	int port;
 	int counted;			/* in client_limits.c counts */
+	struct dnsbl_check *dnsbl;	/* pending connect-time lookup */
 	char helo[256];
 	int esmtp;			/* EHLO (not HELO) */
 	int greeted;
@@ -141,6 +144,9 @@ struct etrn_track {
 static struct etrn_track etrn_track[SMTPD_ETRN_TRACK];
 
 static void smtpd_process(struct session *);
+static void smtpd_connect_filters(struct session *);
+static void smtpd_greet(struct session *);
+static void smtpd_dnsbl_refuse(struct session *, const struct dnsbl_verdict *);
 static void smtpd_close(struct session *);
 static void smtpd_flush(struct session *);
 static void smtpd_tx_free(struct smtpd_tx *);
@@ -344,7 +350,7 @@ smtpd_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct session *s = w->data;
 
-	if (s->state == S_COMMIT)
+	if (s->state == S_COMMIT || s->state == S_FILTER)
 		return;	/* our own wait; never the client's fault */
 	log_info("timeout after %s from [%s]",
 		 s->state == S_DATA || s->state == S_BDAT ? "DATA"
@@ -383,6 +389,7 @@ smtpd_free(struct session *s)
 	}
 	close(s->fd);
 	smtpd_tx_free(s->tx);
+	dnsbl_check_cancel(s->dnsbl);
 	if (s->counted)
 		client_limits_close(&s->ss);
 	if (s->prev != NULL)
@@ -603,12 +610,61 @@ smtpd_limits(struct session *s)
 	return -1;
 }
 
+/* smtpd_dnsbl_cb - the DNSBL verdict for a session waiting in S_FILTER */
+static void
+smtpd_dnsbl_cb(void *arg, const struct dnsbl_verdict *v)
+{
+	struct session *s = arg;
+
+	s->dnsbl = NULL;
+	if (!v->listed) {
+		smtpd_greet(s);
+		return;
+	}
+	smtpd_dnsbl_refuse(s, v);
+	smtpd_done(s);
+}
+
+/* smtpd_dnsbl_refuse - 554 at connect: the client waits for no banner */
+static void
+smtpd_dnsbl_refuse(struct session *s, const struct dnsbl_verdict *v)
+{
+	log_info("NOQUEUE: reject: CONNECT from [%s]: %s; filter=dnsbl%s",
+		 s->addr, v->reply, v->cached ? " (cached)" : "");
+	smtpd_reply(s, "%s", v->reply);
+	s->state = S_CMD;
+	s->close_after_flush = 1;
+	smtpd_flush(s);
+	if (s->outlen == 0)
+		s->dead = 1;
+}
+
+/* smtpd_connect_filters - DNSBL (async) before the banner */
+static void
+smtpd_connect_filters(struct session *s)
+{
+	struct dnsbl_verdict v;
+
+	switch (dnsbl_check_start(&s->ss, s->addr, &v, smtpd_dnsbl_cb, s,
+				  &s->dnsbl)) {
+	case DNSBL_PENDING:
+		s->state = S_FILTER;	/* nothing is read meanwhile */
+		return;
+	case DNSBL_LISTED:
+		smtpd_dnsbl_refuse(s, &v);
+		smtpd_done(s);
+		return;
+	case DNSBL_PASS:
+		break;
+	}
+	smtpd_greet(s);
+}
+
 void
 smtpd_session_new(int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	const struct config *cfg = backmxd.cfg;
 	struct session *s;
-	char peek;
 
 	if (backmxd.stopping) {
 		close(fd);
@@ -665,7 +721,18 @@ smtpd_session_new(int fd, const struct sockaddr *sa, socklen_t salen)
 	s->timer.data = s;
 	ev_timer_again(backmxd.loop, &s->timer);
 	log_info("connect from [%s]:%d", s->addr, s->port);
+	smtpd_connect_filters(s);
+}
 
+/* smtpd_greet - the banner, once the connect-time filters passed */
+static void
+smtpd_greet(struct session *s)
+{
+	const struct config *cfg = backmxd.cfg;
+	int fd = s->fd;
+	char peek;
+
+	s->state = S_CMD;
 	/* an early talker sends before it saw our greeting (RFC 5321
 	 * 4.3.1: a client waits for 220) */
 	if (recv(fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {

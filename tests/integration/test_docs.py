@@ -72,6 +72,10 @@ def _config_c_directives():
     """Directive names relay/config.c parses: the domain keyword table and
     every `strcmp(kw, "NAME")` of the global parser."""
     src = _read(os.path.join(ROOT, 'relay', 'config.c'))
+    # directives parsed by config.c's hooks into relay/config_*.c
+    import glob as _glob
+    for extra in sorted(_glob.glob(os.path.join(ROOT, 'relay', 'config_*.c'))):
+        src += _read(extra)
     m = re.search(r'config_domain_keywords\[\]\s*=\s*\{(.*?)\};', src, re.S)
     assert m, ('relay/config.c: cannot find the domain directive table '
                '(config_domain_keywords[]); update test_docs.py')
