@@ -51,9 +51,13 @@ fuzzobj = $(patsubst %.c,$(BUILD)/fuzzobj/%.o,$(1))
 
 all: $(BUILD)/backmxd $(BUILD)/backmxctl
 
-$(BUILD)/obj/%.o: %.c $(wildcard */*.h)
+# every object lists the headers it includes in its .d file (-MMD -MP),
+# so a header change rebuilds only what includes it
+DEPFLAGS  := -MMD -MP
+
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(CC) $(DEPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/libbackmx.a: $(call obj,$(LIB_SRC))
 	@rm -f $@
@@ -92,9 +96,9 @@ ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
-$(BUILD)/asan/%.o: %.c $(wildcard */*.h)
+$(BUILD)/asan/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BASEFLAGS) $(WARN) $(ASAN_FLAGS) $(PKG_CFLAGS) -c -o $@ $<
+	$(CC) $(DEPFLAGS) $(BASEFLAGS) $(WARN) $(ASAN_FLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
 $(BUILD)/libbackmx-asan.a: $(call asanobj,$(LIB_SRC))
 	@rm -f $@
@@ -102,7 +106,7 @@ $(BUILD)/libbackmx-asan.a: $(call asanobj,$(LIB_SRC))
 
 $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libbackmx-asan.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASEFLAGS) $(WARN) $(ASAN_FLAGS) $(PKG_CFLAGS) \
+	$(CC) $(DEPFLAGS) $(BASEFLAGS) $(WARN) $(ASAN_FLAGS) $(PKG_CFLAGS) \
 		$$(pkg-config --cflags cmocka) -o $@ $< $(BUILD)/libbackmx-asan.a \
 		$$(pkg-config --libs cmocka) $(LIBS)
 
@@ -121,9 +125,9 @@ FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 FUZZ_FLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
 	      -fno-sanitize-recover=undefined
 
-$(BUILD)/fuzzobj/%.o: %.c $(wildcard */*.h)
+$(BUILD)/fuzzobj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(BASEFLAGS) -Wall -Wno-unused-parameter $(FUZZ_FLAGS) $(PKG_CFLAGS) -c -o $@ $<
+	clang $(DEPFLAGS) $(BASEFLAGS) -Wall -Wno-unused-parameter $(FUZZ_FLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
 $(BUILD)/libbackmx-fuzz.a: $(call fuzzobj,$(LIB_SRC))
 	@rm -f $@
@@ -131,7 +135,7 @@ $(BUILD)/libbackmx-fuzz.a: $(call fuzzobj,$(LIB_SRC))
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libbackmx-fuzz.a
 	@mkdir -p $(dir $@)
-	clang $(BASEFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
+	clang $(DEPFLAGS) $(BASEFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
 		-o $@ $< $(BUILD)/libbackmx-fuzz.a $(LIBS)
 
 fuzz-smoke: $(FUZZ_BIN)
@@ -141,13 +145,14 @@ fuzz: $(FUZZ_BIN)
 	@sh tests/fuzz/run.sh $(BUILD) $(FUZZ_SECONDS) $(FUZZ_BIN)
 
 # make check: everything, then one summary line.  Each runner appends
-# "PASS name" / "FAIL name: reason" lines to $(BUILD)/results.
+# "PASS name" / "FAIL name: reason" lines to $(BUILD)/results.  The daemon
+# is built on every core, then the integration shards (mostly waiting on
+# sockets and timers) run beside the unit and fuzz builds and runs.
+JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 check: deps-test
 	@rm -f $(BUILD)/results
-	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory unit || true
-	@$(MAKE) --no-print-directory integration || true
-	@$(MAKE) --no-print-directory fuzz-smoke || true
+	@$(MAKE) --no-print-directory -j$(JOBS) all
+	@$(MAKE) --no-print-directory -j$$(($(JOBS) + 1)) -k unit integration fuzz-smoke || true
 	@sh tests/summary.sh $(BUILD)/results
 
 # the integration suite against the ASan+UBSan daemon; the runner fails a
@@ -170,6 +175,10 @@ torture: deps-test all
 
 bench: deps-bench all
 	@bash tests/bench/run.sh $(BUILD) $(BENCH_ARGS)
+
+# the header dependencies the compilers wrote (none before the first build)
+-include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/asan/*/*.d \
+	$(BUILD)/fuzzobj/*/*.d $(BUILD)/unit/*.d $(BUILD)/fuzz/*.d)
 
 # ---------------------------------------------------------------- install
 install: all

@@ -8,6 +8,17 @@
 # namespace are killed, the namespace and /etc/netns/NS removed.  The work
 # directory (daemon logs, spools, sink files) of a failed run is kept in
 # BUILD/integration-work.
+#
+# Shards: without -k, and with no file or more than one file named, the
+# files are split into INTEGRATION_SHARDS (default 3) shards balanced by
+# duration (runner.py --plan; tests/integration/durations.txt, then
+# BUILD/integration-durations measured by the last run).  Each shard is this
+# script again with its own namespace, nsd, sinks and work directory (the
+# 127.0.0.x addresses are per namespace, so shards do not collide); their
+# results are merged into BUILD/results in shard order, and a failed
+# shard's work directory is kept in BUILD/integration-work/shard-N.
+# Output lines other than PASS/FAIL carry the shard's tag "[itN]".
+# INTEGRATION_SHARDS=1 runs everything in one namespace, as before.
 build=${1:?usage: run.sh BUILD [-k PATTERN] [test_file.py ...]}
 shift
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,7 +26,8 @@ root=$(cd "$here/../.." && pwd)
 cd "$root" || exit 1
 mkdir -p "$build"
 build=$(cd "$build" && pwd)
-results=$build/results
+results=${BACKMX_IT_RESULTS:-$build/results}
+keep=${BACKMX_IT_KEEP:-$build/integration-work}
 python=/usr/bin/python3
 
 fail() {
@@ -30,6 +42,76 @@ command -v nsd >/dev/null 2>&1 || [ -x /usr/sbin/nsd ] ||
 	fail "nsd not found (apt-get install nsd)"
 PATH=$PATH:/usr/sbin:/sbin
 export PATH
+
+# ---------------------------------------------------------------- shards
+nshards=${INTEGRATION_SHARDS:-3}
+pattern=""
+nfiles=0
+opts=""
+for a in "$@"; do
+	case $a in
+	-k) pattern=1 ;;
+	*.py) nfiles=$((nfiles + 1)) ;;
+	esac
+done
+if [ -z "$BACKMX_IT_SHARD" ] && [ "$nshards" -gt 1 ] && [ -z "$pattern" ] &&
+	[ "$nfiles" -ne 1 ]; then
+	sdir=$build/integration-shards
+	rm -rf "$sdir" "$build/integration-work"
+	mkdir -p "$sdir"
+	# the options (not *.py) go to every shard, the files are planned
+	files=""
+	for a in "$@"; do
+		case $a in
+		*.py) files="$files $a" ;;
+		*) opts="$opts $a" ;;
+		esac
+	done
+	# shellcheck disable=SC2086
+	"$python" "$here/runner.py" --plan "$nshards" --table "$here/durations.txt" \
+		--table "$build/integration-durations" $files > "$sdir/plan" ||
+		fail "runner.py --plan failed"
+	stop_shards() {
+		for pf in "$sdir"/*.pid; do
+			[ -f "$pf" ] && kill -TERM "-$(cat "$pf")" 2>/dev/null
+		done
+	}
+	trap 'stop_shards; wait; exit 130' INT TERM HUP
+	i=0
+	while read -r shard_files; do
+		i=$((i + 1))
+		echo "integration shard $i:$(for f in $shard_files; do printf ' %s' "$(basename "$f")"; done)"
+		# setsid: each shard is a process group the trap above can stop
+		# shellcheck disable=SC2086
+		( BACKMX_IT_SHARD=$i BACKMX_IT_PIDFILE=$sdir/$i.pid \
+		  BACKMX_IT_RESULTS=$sdir/$i.results \
+		  BACKMX_IT_KEEP=$build/integration-work/shard-$i \
+		  BACKMX_IT_DURATIONS=$sdir/$i.durations \
+			setsid sh "$0" "$build" $opts $shard_files
+		  echo $? > "$sdir/$i.rc" ) 2>&1 |
+			sed -u "/^\(PASS\|FAIL\) /!s/^/[it$i] /" &
+	done < "$sdir/plan"
+	wait
+	trap - INT TERM HUP
+	rc=0
+	j=1
+	while [ $j -le $i ]; do
+		cat "$sdir/$j.results" >> "$results" 2>/dev/null
+		st=$(cat "$sdir/$j.rc" 2>/dev/null)
+		if [ "$st" != 0 ]; then
+			rc=1
+			if [ ! -s "$sdir/$j.results" ] || ! grep -q '^FAIL' "$sdir/$j.results"; then
+				echo "FAIL integration-shard-$j: exit status ${st:-none} without a FAIL line"
+				echo "FAIL integration-shard-$j: exit status ${st:-none} without a FAIL line" >> "$results"
+			fi
+		fi
+		j=$((j + 1))
+	done
+	"$python" "$here/runner.py" --merge-durations "$build/integration-durations" \
+		"$sdir"/*.durations 2>/dev/null
+	exit $rc
+fi
+[ -n "$BACKMX_IT_PIDFILE" ] && echo $$ > "$BACKMX_IT_PIDFILE"
 
 ns=backmx-test-$$
 tmp=$(mktemp -d /tmp/backmx-world.XXXXXX) || fail "mktemp failed"
@@ -115,11 +197,13 @@ while :; do
 done
 
 ip netns exec "$ns" "$python" "$here/runner.py" --build "$build" \
-	--results "$results" --workdir "$tmp/work" "$@"
+	--results "$results" --workdir "$tmp/work" \
+	--durations "${BACKMX_IT_DURATIONS:-$tmp/durations}" "$@"
 rc=$?
 if [ $rc -ne 0 ] && [ -d "$tmp/work" ]; then
-	rm -rf "$build/integration-work"
-	cp -a "$tmp/work" "$build/integration-work" 2>/dev/null;
-		echo "integration: logs, spools and sink files kept in $build/integration-work"
+	rm -rf "$keep"
+	mkdir -p "$(dirname "$keep")"
+	cp -a "$tmp/work" "$keep" 2>/dev/null;
+		echo "integration: logs, spools and sink files kept in $keep"
 fi
 exit $rc

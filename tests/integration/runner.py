@@ -1,7 +1,9 @@
 """runner.py - run the integration tests inside the test namespace.
 
     runner.py --build BUILD [--results FILE] [--workdir DIR] [-k PATTERN]
-              [--timeout SECONDS] [test_file.py ...]
+              [--timeout SECONDS] [--durations FILE] [test_file.py ...]
+    runner.py --plan N [--table FILE ...] [test_file.py ...]
+    runner.py --merge-durations FILE [shard_durations ...]
 
 Imports every tests/integration/test_*.py (or the files named), runs each
 function test_*(world) in file order with a fresh world (sinks up and
@@ -11,6 +13,15 @@ the test started; for a failed test it prints their last log lines.
 A test that runs longer than its timeout (120 s, or the function's
 `timeout` attribute) is interrupted and fails.  -k PATTERN (a regular
 expression) selects tests by "file::name".  Exit 1 when any test failed.
+A file name without a directory is looked up in tests/integration/.
+
+--durations FILE appends "test_file.py SECONDS" for every file run in full
+(no -k).  --plan N splits the files (default: all) into N shards of about
+equal total duration, greedy, longest first, by the duration tables (later
+tables win; a file in none counts DEFAULT_DURATION), and prints one shard
+per line (test_world.py first in its shard).  --merge-durations FILE
+folds shard duration files into FILE (run.sh keeps BUILD/integration-durations,
+so the next run balances by what this machine measured).
 """
 import argparse
 import glob
@@ -27,9 +38,8 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import harness  # noqa: E402
-
 DEFAULT_TIMEOUT = 120
+DEFAULT_DURATION = 20.0
 
 
 class TestTimeout(BaseException):
@@ -68,6 +78,68 @@ def _collect(files, pattern):
     return tests, errors
 
 
+def _all_files():
+    # test_world.py first: when the world itself is broken, that is the
+    # first failure to read
+    return sorted(glob.glob(os.path.join(HERE, 'test_*.py')),
+                  key=lambda f: (os.path.basename(f) != 'test_world.py', f))
+
+
+def _resolve(files):
+    out = []
+    for f in files:
+        if not os.path.exists(f) and os.path.exists(os.path.join(HERE, f)):
+            f = os.path.join(HERE, f)
+        out.append(f)
+    return out
+
+
+def _read_table(path, table):
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2 and not line.startswith('#'):
+                    try:
+                        table[parts[0]] = float(parts[1])
+                    except ValueError:
+                        pass
+    except OSError:
+        pass
+    return table
+
+
+def plan(n, files, tables):
+    """greedy: longest file first onto the least loaded shard"""
+    table = {}
+    for t in tables:
+        _read_table(t, table)
+    dur = {f: table.get(os.path.basename(f), DEFAULT_DURATION) for f in files}
+    shards = [[0.0, []] for _ in range(max(1, n))]
+    for f in sorted(files, key=lambda f: (-dur[f], f)):
+        s = min(shards, key=lambda s: s[0])
+        s[0] += dur[f]
+        s[1].append(f)
+    out = []
+    for total, fs in shards:
+        if fs:
+            fs.sort(key=lambda f: (os.path.basename(f) != 'test_world.py', f))
+            out.append(fs)
+    return out
+
+
+def merge_durations(target, sources):
+    table = _read_table(target, {})
+    for s in sources:
+        _read_table(s, table)
+    tmp = target + '.tmp'
+    with open(tmp, 'w') as f:
+        f.write('# seconds per integration test file, measured by run.sh\n')
+        for k in sorted(table):
+            f.write('%s %.1f\n' % (k, table[k]))
+    os.replace(tmp, target)
+
+
 def _reason(e):
     if isinstance(e, TestTimeout):
         return 'timed out'
@@ -92,18 +164,29 @@ def main():
     ap.add_argument('--workdir')
     ap.add_argument('-k', dest='pattern')
     ap.add_argument('--timeout', type=int, default=DEFAULT_TIMEOUT)
+    ap.add_argument('--durations')
+    ap.add_argument('--plan', type=int)
+    ap.add_argument('--table', action='append', default=[])
+    ap.add_argument('--merge-durations')
     ap.add_argument('files', nargs='*')
     a = ap.parse_args()
+
+    if a.merge_durations:
+        merge_durations(a.merge_durations, a.files)
+        return 0
+    if a.plan:
+        for fs in plan(a.plan, _resolve(a.files) or _all_files(), a.table):
+            print(' '.join(fs))
+        return 0
+
+    import harness  # not needed to plan (aiosmtpd only in /usr/bin/python3)
 
     build = os.path.abspath(a.build)
     results = a.results or os.path.join(build, 'results')
     os.makedirs(os.path.dirname(results), exist_ok=True)
     workdir = a.workdir or tempfile.mkdtemp(prefix='backmx-it-')
     os.makedirs(workdir, exist_ok=True)
-    # test_world.py first: when the world itself is broken, that is the
-    # first failure to read
-    files = a.files or sorted(glob.glob(os.path.join(HERE, 'test_*.py')),
-                              key=lambda f: (os.path.basename(f) != 'test_world.py', f))
+    files = _resolve(a.files) or _all_files()
 
     tests, errors = _collect(files, a.pattern)
     failed = 0
@@ -142,6 +225,7 @@ def main():
                 os._exit(1)
     threading.Thread(target=watchdog, daemon=True).start()
 
+    file_time = {}
     for modname, fn in tests:
         name = fn.__name__
         limit = int(getattr(fn, 'timeout', a.timeout))
@@ -167,6 +251,7 @@ def main():
         problems, logs = world.cleanup()
         current['deadline'] = None
         dt = time.monotonic() - t0
+        file_time[modname] = file_time.get(modname, 0.0) + dt
         if err is None and not problems:
             _emit(results, 'PASS %s (%.1fs)' % (name, dt))
             continue
@@ -191,6 +276,10 @@ def main():
         sys.stdout.flush()
 
     world.close()
+    if a.durations and not a.pattern:
+        with open(a.durations, 'a') as f:
+            for modname, t in file_time.items():
+                f.write('%s.py %.1f\n' % (modname, t))
     return 1 if failed else 0
 
 

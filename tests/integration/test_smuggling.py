@@ -7,6 +7,7 @@ one message once (refused: it held a bare CR/LF or NUL), never answer the
 smuggled commands as a transaction, and store nothing.  What it does
 store (BDAT, stuffed dots) must reach the primary as one message.
 """
+import concurrent.futures
 import json
 import re
 import socket
@@ -123,11 +124,22 @@ def _check_refused(variant, first, after, noop, rest):
     assert rest == b'', '%r: more replies %r' % (variant, rest)
 
 
+def _smuggle_all(cases):
+    """_smuggle and _check_refused for every (label, variant, pieces), each
+    on its own connection, several at once: each case still waits its own
+    0.4 s + 0.3 s for replies that must not come, but the waits overlap"""
+    def one(case):
+        label, v, pieces = case
+        _check_refused(label, *_smuggle(v, pieces))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        for f in [pool.submit(one, c) for c in cases]:
+            f.result()
+
+
 def test_smuggling_data_variants(world):
     b = world.backmx()
     p = world.sinks['primary']
-    for v in VARIANTS:
-        _check_refused(v, *_smuggle(v, []))
+    _smuggle_all([(v, v, []) for v in VARIANTS])
     # nothing stored, nothing forwarded, nothing logged as accepted
     time.sleep(1.0)
     assert _queue(b) == []
@@ -143,12 +155,13 @@ def test_smuggling_data_variants_split(world):
     b = world.backmx()
     p = world.sinks['primary']
     head = len(b'Subject: carrier\r\n\r\ninnocent text')
+    cases = []
     for v in VARIANTS:
         for k in range(len(v) + 1):
-            _check_refused((v, k), *_smuggle(v, [head + k]))
+            cases.append(((v, k), v, [head + k]))
         # byte by byte through the whole terminator
-        _check_refused((v, 'bytes'),
-                       *_smuggle(v, [head + k for k in range(len(v) + 1)]))
+        cases.append(((v, 'bytes'), v, [head + k for k in range(len(v) + 1)]))
+    _smuggle_all(cases)
     time.sleep(1.0)
     assert _queue(b) == []
     assert p.messages() == []
@@ -179,7 +192,7 @@ def test_smuggling_bdat_bare_lf(world):
     """bare LF inside BDAT chunks: refused at LAST, nothing stored"""
     b = world.backmx()
     p = world.sinks['primary']
-    for v in VARIANTS:
+    def one(v):
         r = _open_tx()
         body = b'Subject: carrier\r\n\r\ninnocent text' + v + SMUGGLED
         half = len(body) // 2
@@ -193,6 +206,9 @@ def test_smuggling_bdat_bare_lf(world):
         assert r.pending(0.3) == b''
         assert r.cmd(b'NOOP').startswith('250')
         r.close()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        for f in [pool.submit(one, v) for v in VARIANTS]:
+            f.result()
     time.sleep(1.0)
     assert _queue(b) == []
     assert p.messages() == []
