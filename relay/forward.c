@@ -1423,7 +1423,7 @@ fwd_hosts_ready(struct delivery *d)
 		 */
 		v = policy_mx_cut(backmxd.cfg->policy, mx, &n, fwd_rnd);
 		if (v == POLICY_MX_SELF_BEST) {
-			result_set(&r, 451, "5.4.6", "mail for %s loops back "
+			result_set(&r, 451, "4.4.6", "mail for %s loops back "
 				   "to myself", d->domain);
 			fwd_fail_route(d, &r);
 			return;
@@ -2314,8 +2314,13 @@ fwd_flush_match(const char *domain, const char *key, int conn_only)
 	 * of one domain ends only the suspension of its destinations */
 	for (struct fwd_dest *dd = fwd_dests; dd != NULL; dd = dd->next)
 		if (key != NULL ? !strcmp(dd->key, key)
-		    : domain == NULL || fwd_dest_serves(dd, domain))
+		    : domain == NULL || fwd_dest_serves(dd, domain)) {
+			if (dd->dead_until > now && !conn_only)
+				log_info("delivery to %s resumed by a flush "
+					 "(was suspended: %.200s)", dd->key + 2,
+					 dd->dead_why);
 			dd->dead_until = 0;
+		}
 	if (conn_only) {
 		/* a recovered destination: by the schedule's flags, reading
 		 * only envelopes of flagged messages it cannot tell apart */

@@ -1172,8 +1172,14 @@ smtp_client_new(struct ev_loop *loop, const struct smtp_client_params *p,
 				 ? p->cfg->command_timeout : 300;
 	c->data_timeout = p->cfg->data_timeout > 0 ? p->cfg->data_timeout
 						   : 600;
-	if (p->cfg->tls_ca != NULL)
-		c->tls_ca = strdup(p->cfg->tls_ca);
+	/* without the copy, verification would silently fall back to the
+	 * system CA store: no client at all (the caller defers) */
+	if (p->cfg->tls_ca != NULL &&
+	    (c->tls_ca = strdup(p->cfg->tls_ca)) == NULL) {
+		free(c->tlsa);
+		free(c);
+		return NULL;
+	}
 	snprintf(c->helo, sizeof(c->helo), "%s", p->helo);
 	snprintf(c->mxhost, sizeof(c->mxhost), "%s", p->mxhost);
 	c->addr = p->addr;

@@ -20,8 +20,6 @@ SSL_CTX *tls_server_ctx(void);
 /* tls_errstr - the OpenSSL error queue as one line (and cleared) */
 const char *tls_errstr(void);
 
-#endif
-
 /* ------------------------------------------------------------------ */
 /* shared non-blocking helpers */
 
@@ -63,3 +61,5 @@ SSL *tls_client_new(const struct config *cfg, int fd, int policy,
  */
 int tls_client_verdict(SSL *ssl, int policy, int dane_armed, char *desc,
 		       size_t desclen, char *err, size_t errlen);
+
+#endif

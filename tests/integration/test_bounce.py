@@ -103,3 +103,35 @@ def test_bounce_nullmx(world):
     msg, per_msg, rcpts, parts = _report(m)
     assert rcpts[0]['Status'] == '5.1.10'
     assert rcpts[0]['Final-Recipient'] == 'rfc822; x@nullmx.example'
+
+
+def test_bounce_allocation_failure_kept(world):
+    """The allocations of a bounce fail (BACKMXD_TEST_BOUNCE_ENOMEM: the
+    next 3 fail): the message is not removed with its bounce lost; it
+    stays queued, the bounce is tried again on the retry step and
+    arrives, then the message is removed."""
+    import json
+    import os
+    p = world.sinks['primary']
+    bs = world.sinks['bounce']
+    p.set_mode('permfail')
+    os.environ['BACKMXD_TEST_BOUNCE_ENOMEM'] = '3'
+    try:
+        b = world.backmx(retry='3s')
+    finally:
+        del os.environ['BACKMXD_TEST_BOUNCE_ENOMEM']
+    _send(b, ['alice@backup.example'], 'enomem')
+    b.wait_log(r'cannot queue the bounce: out of memory', timeout=10)
+    r = b.ctl('queue', '--json')
+    assert r.returncode == 0, r.stderr
+    q = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+    assert len(q) == 1, q
+    assert q[0]['recipients'][0]['state'] == 'failed', q
+    assert bs.messages() == []
+    msgs = bs.wait_messages(1, timeout=15)
+    msg, per_msg, rcpts, parts = _report(msgs[0])
+    assert rcpts[0]['Action'] == 'failed'
+    assert rcpts[0]['Status'] == '5.1.1', rcpts[0].items()
+    b.wait_log(r'removed', timeout=10)
+    time.sleep(1)
+    assert len(bs.messages()) == 1

@@ -108,3 +108,34 @@ def test_etrn_foreign_domain_459(world):
     code, msg = s.docmd('ETRN', '')
     assert 500 <= code <= 501, (code, msg)
     s.quit()
+
+
+def test_etrn_flush_ends_only_its_domain_suspension(world):
+    """backup.example's primary and static.example's route both refuse
+    connections: both destinations are suspended.  A flush of
+    backup.example ends only backup.example's suspension (the log names
+    it); static.example's stays until it is flushed itself."""
+    p = world.sinks['primary']
+    st = world.sinks['static']
+    p.set_mode('down')
+    st.set_mode('down')
+    b = world.backmx(retry='1h')
+    s = b.smtp()
+    s.sendmail('someone@sender.example', ['alice@backup.example'],
+               b'Subject: a\r\n\r\na\r\n')
+    s.sendmail('someone@sender.example', ['alice@static.example'],
+               b'Subject: s\r\n\r\ns\r\n')
+    s.quit()
+    _wait(lambda: len(_queue(b)) == 2 and all(
+        m['recipients'][0]['attempts'] >= 1 for m in _queue(b)), 10,
+        'both deferred')
+    r = b.ctl('flush', 'backup.example')
+    assert r.returncode == 0, r.stderr
+    b.wait_log(r'delivery to backup\.example:\d+ resumed by a flush',
+               timeout=5)
+    time.sleep(0.5)
+    assert 'delivery to 127.0.0.5' not in b.log_text(), b.log_tail(10)
+    r = b.ctl('flush', 'static.example')
+    assert r.returncode == 0, r.stderr
+    b.wait_log(r'delivery to 127\.0\.0\.5:25:\d+ resumed by a flush',
+               timeout=5)

@@ -1,16 +1,38 @@
 /*
  * test_smtp_client.c - the pure parts of the outbound client: the reply
  * parser (table), reply -> result, EHLO capabilities, and the DATA
- * transformation (CRLF only, dot-stuffing, across chunk boundaries).
+ * transformation (CRLF only, dot-stuffing, across chunk boundaries),
+ * and smtp_client_new when copying the CA path fails (strdup is
+ * replaced here so that it can be made to fail).
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
+#include "config.h"
 #include "smtp_client.h"
+
+/* the executable's strdup wins over libc's for the library's calls */
+static int strdup_fail;
+
+char *
+strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p;
+
+	if (strdup_fail)
+		return NULL;
+	if ((p = malloc(n)) != NULL)
+		memcpy(p, s, n);
+	return p;
+}
 
 static const struct {
 	const char *in;
@@ -179,6 +201,50 @@ test_body_encode(void **state)
 	}
 }
 
+static void
+cb_never(void *arg, struct smtp_client *c, const struct result *r)
+{
+	(void)c;
+	(void)r;
+	++*(int *)arg;
+}
+
+/* a failed copy of tls_ca: no client, never one that verifies against
+ * the system store instead of the configured CA */
+static void
+test_new_ca_copy_fails(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(0);
+	struct config cfg;
+	struct smtp_client_params p;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&p.addr;
+	struct smtp_client *c;
+	char ca[] = "/etc/backmx/ca.pem";
+	int calls = 0;
+
+	(void)state;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.tls_ca = ca;
+	memset(&p, 0, sizeof(p));
+	p.cfg = &cfg;
+	p.helo = "mx2.test.example";
+	p.mxhost = "mx1.test.example";
+	p.tls = POLICY_TLS_VERIFY;
+	s4->sin_family = AF_INET;
+	s4->sin_port = htons(9);
+	s4->sin_addr.s_addr = htonl(0x7f000001);
+	strdup_fail = 1;
+	c = smtp_client_new(loop, &p, cb_never, &calls);
+	strdup_fail = 0;
+	assert_null(c);
+	/* and with memory, a client (freed before it runs) */
+	c = smtp_client_new(loop, &p, cb_never, &calls);
+	assert_non_null(c);
+	smtp_client_free(c);
+	assert_int_equal(calls, 0);
+	ev_loop_destroy(loop);
+}
+
 int
 main(void)
 {
@@ -189,6 +255,7 @@ main(void)
 		cmocka_unit_test(test_reply_result),
 		cmocka_unit_test(test_caps),
 		cmocka_unit_test(test_body_encode),
+		cmocka_unit_test(test_new_ca_copy_fails),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
