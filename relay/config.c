@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "config_private.h"
 #include "config_filter.h"
 
 #define CONFIG_MAX_TOKENS 64
@@ -65,234 +65,6 @@ config_msg(struct config_ctx *x, int is_error, const char *fmt, ...)
 		x->diag[used] = '\n';
 		x->diag[used + 1] = '\0';
 	}
-}
-
-int64_t
-config_parse_size(const char *s)
-{
-	char *end;
-	unsigned long long v;
-	uint64_t mul = 1;
-
-	if (s == NULL || !isdigit((unsigned char)*s))
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0)
-		return -1;
-	switch (toupper((unsigned char)*end)) {
-	case '\0':
-		break;
-	case 'K':
-		mul = 1024;
-		end++;
-		break;
-	case 'M':
-		mul = 1024 * 1024;
-		end++;
-		break;
-	case 'G':
-		mul = 1024ULL * 1024 * 1024;
-		end++;
-		break;
-	default:
-		return -1;
-	}
-	if (*end == 'B' || *end == 'b')
-		end++;
-	if (*end != '\0' || v > (uint64_t)INT64_MAX / mul)
-		return -1;
-	return (int64_t)(v * mul);
-}
-
-long
-config_parse_duration(const char *s)
-{
-	char *end;
-	long v, mul = 1;
-
-	if (s == NULL || !isdigit((unsigned char)*s))
-		return -1;
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || v < 0)
-		return -1;
-	switch (*end) {
-	case '\0':
-	case 's':
-		break;
-	case 'm':
-		mul = 60;
-		break;
-	case 'h':
-		mul = 3600;
-		break;
-	case 'd':
-		mul = 86400;
-		break;
-	case 'w':
-		mul = 7 * 86400;
-		break;
-	default:
-		return -1;
-	}
-	if (*end != '\0' && end[1] != '\0')
-		return -1;
-	if (v > LONG_MAX / mul)
-		return -1;
-	return v * mul;
-}
-
-/*
- * config_parse_hostport - "addr:port", "[v6]:port", "host:port",
- * "[addr]:port" into a host (brackets removed) and port; *literal is set
- * when the host was bracketed.  Returns 0 or -1.
- */
-static int
-config_parse_hostport(const char *s, char *host, size_t hostlen, int *port,
-		      int *literal, int default_port)
-{
-	const char *colon, *hs, *he;
-	long p = default_port;
-	char *end;
-
-	*literal = 0;
-	if (*s == '[') {
-		hs = s + 1;
-		he = strchr(hs, ']');
-		if (he == NULL)
-			return -1;
-		*literal = 1;
-		colon = he[1] == ':' ? he + 1 : NULL;
-		if (he[1] != '\0' && colon == NULL)
-			return -1;
-	} else {
-		hs = s;
-		colon = strrchr(s, ':');
-		if (colon != NULL && strchr(s, ':') != colon)
-			return -1;	/* bare IPv6 needs brackets */
-		he = colon != NULL ? colon : s + strlen(s);
-	}
-	if (colon != NULL) {
-		errno = 0;
-		p = strtol(colon + 1, &end, 10);
-		if (errno || *end != '\0' || p < 1 || p > 65535 ||
-		    colon[1] == '\0')
-			return -1;
-	} else if (default_port < 0)
-		return -1;
-	if (he <= hs || (size_t)(he - hs) >= hostlen)
-		return -1;
-	memcpy(host, hs, he - hs);
-	host[he - hs] = '\0';
-	*port = (int)p;
-	return 0;
-}
-
-/* config_sockaddr - numeric host + port into a sockaddr */
-static int
-config_sockaddr(const char *host, int port, struct sockaddr_storage *ss,
-		socklen_t *len)
-{
-	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(port);
-		*len = sizeof(*sin);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(port);
-		*len = sizeof(*sin6);
-		return 0;
-	}
-	return -1;
-}
-
-int
-config_parse_cidr(const char *s, struct config_cidr *c)
-{
-	char buf[INET6_ADDRSTRLEN + 8], *slash, *end;
-	long bits;
-
-	if (strlen(s) >= sizeof(buf))
-		return -1;
-	strcpy(buf, s);
-	slash = strchr(buf, '/');
-	if (slash != NULL)
-		*slash++ = '\0';
-	memset(c, 0, sizeof(*c));
-	if (inet_pton(AF_INET, buf, c->addr) == 1) {
-		c->family = AF_INET;
-		c->bits = 32;
-	} else if (inet_pton(AF_INET6, buf, c->addr) == 1) {
-		c->family = AF_INET6;
-		c->bits = 128;
-	} else
-		return -1;
-	if (slash != NULL) {
-		errno = 0;
-		bits = strtol(slash, &end, 10);
-		if (errno || *end != '\0' || *slash == '\0' || bits < 0 ||
-		    bits > c->bits)
-			return -1;
-		c->bits = (int)bits;
-	}
-	return 0;
-}
-
-int
-config_etrn_allowed(const struct config *c, const struct sockaddr *sa)
-{
-	return config_cidr_match(c->etrn_allow, c->netrn_allow, sa);
-}
-
-/* config_cidr_match - is sa (IPv4-mapped seen as IPv4) in one of list[n]? */
-int
-config_cidr_match(const struct config_cidr *list, int n,
-		  const struct sockaddr *sa)
-{
-	const unsigned char *a;
-	int family, i;
-	unsigned char v4[4];
-
-	if (sa->sa_family == AF_INET) {
-		family = AF_INET;
-		a = (const unsigned char *)&((const struct sockaddr_in *)sa)
-			    ->sin_addr;
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-
-		a = (const unsigned char *)&s6->sin6_addr;
-		family = AF_INET6;
-		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
-			memcpy(v4, a + 12, 4);
-			a = v4;
-			family = AF_INET;
-		}
-	} else
-		return 0;
-	for (i = 0; i < n; i++) {
-		const struct config_cidr *r = &list[i];
-		int full = r->bits / 8, rest = r->bits % 8;
-
-		if (r->family != family)
-			continue;
-		if (memcmp(a, r->addr, full) != 0)
-			continue;
-		if (rest != 0) {
-			unsigned char mask = (unsigned char)(0xff << (8 - rest));
-
-			if ((a[full] & mask) != (r->addr[full] & mask))
-				continue;
-		}
-		return 1;
-	}
-	return 0;
 }
 
 /* config_tokenize - split a line into tokens; '#' comments, '"' quotes */
@@ -397,6 +169,8 @@ config_set_str(struct config_ctx *x, char **dst, const char *v, int path)
 {
 	free(*dst);
 	*dst = path ? config_path(x, v) : strdup(v);
+	if (*dst == NULL)
+		config_msg(x, 1, "out of memory");
 }
 
 static int
@@ -506,8 +280,8 @@ config_domain_directive(struct config_ctx *x, const char *kw, const char *v)
 				   "(recipients *): backscatter and spam "
 				   "magnet; list the valid recipients instead",
 				   d->name);
-		} else
-			d->recipients_file = config_path(x, v);
+		} else if ((d->recipients_file = config_path(x, v)) == NULL)
+			config_msg(x, 1, "out of memory");
 	} else if (!strcmp(kw, "route")) {
 		if (!strcasecmp(v, "mx")) {
 			d->route_static = 0;
@@ -621,6 +395,8 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 	const char *kw = tok[0];
 	int nv = n - 1;
 	char **v = tok + 1;
+	struct config_listen *nl;
+	struct config_cidr *nr;
 	int64_t sz;
 	char ebuf[256];
 	int r;
@@ -673,8 +449,12 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 				continue;
 			}
 			snprintf(l.text, sizeof(l.text), "%s", v[i]);
-			c->listen = realloc(c->listen,
-					    (c->nlisten + 1) * sizeof(l));
+			nl = realloc(c->listen, (c->nlisten + 1) * sizeof(l));
+			if (nl == NULL) {
+				config_msg(x, 1, "out of memory");
+				return;
+			}
+			c->listen = nl;
 			c->listen[c->nlisten++] = l;
 		}
 	} else if (!strcmp(kw, "spool") || !strcmp(kw, "control") ||
@@ -692,6 +472,8 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 		if (config_need_args(x, kw, nv, 1, 1) < 0)
 			return;
 		config_set_str(x, dst, v[0], 1);
+		if (*dst == NULL)
+			return;
 		if (!strncmp(kw, "tls_", 4) || !strcmp(kw, "dns_trust_anchor")) {
 			if (access(*dst, R_OK) < 0)
 				config_msg(x, 1, "%s: cannot read %s: %s", kw,
@@ -732,6 +514,17 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 				   v[0]);
 		else
 			c->max_size = (uint64_t)sz;
+	} else if (!strcmp(kw, "spool_cache")) {
+		if (config_need_args(x, kw, nv, 1, 1) < 0)
+			return;
+		sz = config_parse_size(v[0]);
+		if (sz < 1024 * 1024 || sz > 4LL * 1024 * 1024 * 1024)
+			config_msg(x, 1,
+				   "spool_cache: bad size \"%s\" (1M to 4G; "
+				   "e.g. 16M)",
+				   v[0]);
+		else
+			c->spool_cache = (uint64_t)sz;
 	} else if (!strcmp(kw, "max_recipients")) {
 		if (config_need_args(x, kw, nv, 1, 1) < 0 ||
 		    config_int(x, kw, v[0], 1, 100000, &c->max_recipients) < 0)
@@ -785,7 +578,10 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 
 		if (config_need_args(x, kw, nv, 1, 32) < 0)
 			return;
-		steps = calloc(nv, sizeof(*steps));
+		if ((steps = calloc(nv, sizeof(*steps))) == NULL) {
+			config_msg(x, 1, "out of memory");
+			return;
+		}
 		for (int i = 0; i < nv; i++)
 			if (config_duration(x, kw, v[i], 1, &steps[i]) < 0) {
 				free(steps);
@@ -807,9 +603,13 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 					   v[i]);
 				continue;
 			}
-			c->etrn_allow = realloc(c->etrn_allow,
-						(c->netrn_allow + 1) *
-							sizeof(r));
+			nr = realloc(c->etrn_allow,
+				     (c->netrn_allow + 1) * sizeof(r));
+			if (nr == NULL) {
+				config_msg(x, 1, "out of memory");
+				return;
+			}
+			c->etrn_allow = nr;
 			c->etrn_allow[c->netrn_allow++] = r;
 		}
 	} else if ((r = config_filter_directive(c, tok, n, ebuf,
@@ -823,7 +623,8 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 	}
 }
 
-static void
+/* config_defaults - the built-in values; -1 when out of memory */
+static int
 config_defaults(struct config *c)
 {
 	static const long retry[] = {60, 300, 900, 1800, 3600};
@@ -840,6 +641,8 @@ config_defaults(struct config *c)
 	c->queue_lifetime = 5 * 86400;
 	c->nretry = sizeof(retry) / sizeof(retry[0]);
 	c->retry = malloc(sizeof(retry));
+	if (c->spool == NULL || c->control == NULL || c->retry == NULL)
+		return -1;
 	memcpy(c->retry, retry, sizeof(retry));
 	c->max_deliveries = 100;
 	c->max_per_destination = 20;
@@ -853,6 +656,7 @@ config_defaults(struct config *c)
 	host[sizeof(host) - 1] = '\0';
 	c->policy = policy_new(host);
 	config_filter_defaults(c);
+	return c->policy == NULL ? -1 : 0;
 }
 
 struct config *
@@ -874,13 +678,12 @@ config_load(const char *path, char *diag, size_t diaglen, int *nerr)
 	if (c == NULL)
 		return NULL;
 	x.cfg = c;
-	config_defaults(c);
-	if (c->policy == NULL) {
+	if (config_defaults(c) < 0 || (c->path = strdup(path)) == NULL) {
+		config_msg(&x, 1, "out of memory");
 		config_free(c);
 		*nerr = 1;
 		return NULL;
 	}
-	c->path = strdup(path);
 	/* relative file names are taken from the current directory, as a
 	 * shell user would expect (make run uses contrib/demo.conf) */
 	if (getcwd(x.base, sizeof(x.base)) == NULL)
@@ -987,14 +790,17 @@ config_load(const char *path, char *diag, size_t diaglen, int *nerr)
 		memset(&l, 0, sizeof(l));
 		config_sockaddr("0.0.0.0", 25, &l.ss, &l.sslen);
 		strcpy(l.text, "0.0.0.0:25");
-		c->listen = malloc(sizeof(l));
-		c->listen[0] = l;
-		c->nlisten = 1;
+		if ((c->listen = malloc(sizeof(l))) == NULL)
+			config_msg(&x, 1, "out of memory");
+		else {
+			c->listen[0] = l;
+			c->nlisten = 1;
+		}
 	}
 	x.line = 0;
 	if (c->policy->ndomains == 0)
-		config_msg(&x, 0, "no domain blocks: every recipient will be "
-				  "refused");
+		config_msg(&x, 1, "no domain blocks: every recipient would be "
+				  "refused (an empty or truncated file?)");
 	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
 		config_msg(&x, 1, "tls_cert and tls_key must be given together");
 	if (config_filter_check(c, line, sizeof(line)) < 0)

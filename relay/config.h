@@ -48,6 +48,7 @@ struct config {
 	char *metrics;		/* "127.0.0.1:9425" or NULL */
 	char *pidfile;
 
+	uint64_t spool_cache;	/* BDB cache, octets; 0 = the spool's default */
 	uint64_t max_size;	/* octets */
 	int max_recipients;
 	int max_hops;

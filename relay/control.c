@@ -28,6 +28,7 @@
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
+#include "reload.h"
 #include "stats.h"
 
 #define CONTROL_CLIENTS_MAX 64
@@ -355,10 +356,15 @@ control_stats_report(struct control_client *c)
 						&metrics_counters[i]));
 		json_buf_printf(&c->out,
 				"\"spool_messages\": %llu, \"spool_bytes\": "
-				"%llu, \"oldest_message_age\": %lld, "
-				"\"domains\": {",
+				"%llu, \"oldest_message_age\": %lld, ",
 				(unsigned long long)msgs,
 				(unsigned long long)bytes, (long long)age);
+		json_buf_puts(&c->out, "\"spool_damage\": ");
+		if (spool_damage(backmxd.spool) != NULL)
+			json_put_cstring(&c->out, spool_damage(backmxd.spool));
+		else
+			json_buf_puts(&c->out, "null");
+		json_buf_puts(&c->out, ", \"domains\": {");
 		for (i = 0; i < c->ndom; i++) {
 			const struct control_domstat *d = &c->dom[i];
 
@@ -384,6 +390,9 @@ control_stats_report(struct control_client *c)
 		     (unsigned long long)msgs);
 	control_line(c, "%-22s %llu", "spool_bytes", (unsigned long long)bytes);
 	control_line(c, "%-22s %lld", "oldest_message_age", (long long)age);
+	if (spool_damage(backmxd.spool) != NULL)
+		control_line(c, "%-22s %s (backmxctl ack-spool clears this)",
+			     "spool_damage", spool_damage(backmxd.spool));
 	for (i = 0; i < c->ndom; i++) {
 		const struct control_domstat *d = &c->dom[i];
 
@@ -738,6 +747,39 @@ control_check_dns(struct control_client *c)
 /* ------------------------------------------------------------------ */
 /* the client connection */
 
+/* ------------------------------------------------------------------ */
+/* reload [--force], ack-spool (owned with main.c/reload.c by the
+ * configuration and fault handling) */
+
+static void
+control_reload(struct control_client *c)
+{
+	char msg[1024];
+
+	log_info("control: reload%s uid=%ld", c->req.force ? " --force" : "",
+		 c->uid);
+	if (reload_config(c->req.force, msg, sizeof(msg)) < 0) {
+		control_end_err(c, "%s", msg);
+		return;
+	}
+	control_line(c, "%s", msg);
+	control_end_ok(c);
+}
+
+static void
+control_ack_spool(struct control_client *c)
+{
+	char msg[512];
+
+	log_info("control: ack-spool uid=%ld", c->uid);
+	if (spool_damage_ack(backmxd.spool, msg, sizeof(msg)) < 0) {
+		control_end_err(c, "%s", msg);
+		return;
+	}
+	control_line(c, "%s", msg);
+	control_end_ok(c);
+}
+
 static void
 control_dispatch(struct control_client *c)
 {
@@ -780,6 +822,12 @@ control_dispatch(struct control_client *c)
 		break;
 	case CONTROL_CHECK_DNS:
 		control_check_dns(c);
+		break;
+	case CONTROL_RELOAD:
+		control_reload(c);
+		break;
+	case CONTROL_ACK_SPOOL:
+		control_ack_spool(c);
 		break;
 	}
 	control_kick(c);

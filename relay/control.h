@@ -9,7 +9,8 @@
  *	CONTROL_ARGS_MAX arguments of at most CONTROL_TOKEN_MAX printable
  *	ASCII octets each.  Commands: queue [DOMAIN], show ID,
  *	flush [DOMAIN], hold ID|DOMAIN, release ID|DOMAIN, delete ID,
- *	bounce ID, stats, check-dns DOMAIN; `--json` anywhere selects JSON.
+ *	bounce ID, stats, check-dns DOMAIN, reload [--force], ack-spool;
+ *	`--json` anywhere selects JSON.
  *
  *   server: any number of output lines, then exactly one end line:
  *	"+TEXT"		one line of output (TEXT holds no CR or LF; with
@@ -47,6 +48,8 @@ enum control_cmd {
 	CONTROL_BOUNCE,
 	CONTROL_STATS,
 	CONTROL_CHECK_DNS,
+	CONTROL_RELOAD,		/* reload [--force] */
+	CONTROL_ACK_SPOOL,	/* clear the spool damage report */
 };
 
 struct control_request {
@@ -57,6 +60,7 @@ struct control_request {
 	/* ids are lowercased hex, domains lowercased without a leading '@' */
 	char args[CONTROL_ARGS_MAX][CONTROL_TOKEN_MAX + 1];
 	int arg_is_id;		/* args[0] is a queue id (else a domain) */
+	int force;		/* reload --force */
 };
 
 /*

@@ -16,6 +16,7 @@ enum control_arg {
 	ARG_DOMAIN,
 	ARG_ID,
 	ARG_ID_OR_DOMAIN,
+	ARG_FORCE,		/* the word --force */
 };
 
 static const struct control_command {
@@ -36,6 +37,8 @@ static const struct control_command {
 	{ "stats", CONTROL_STATS, 0, 0, ARG_NONE, "stats" },
 	{ "check-dns", CONTROL_CHECK_DNS, 1, 1, ARG_DOMAIN,
 	  "check-dns DOMAIN" },
+	{ "reload", CONTROL_RELOAD, 0, 1, ARG_FORCE, "reload [--force]" },
+	{ "ack-spool", CONTROL_ACK_SPOOL, 0, 0, ARG_NONE, "ack-spool" },
 };
 #define NCOMMANDS (sizeof(control_commands) / sizeof(control_commands[0]))
 
@@ -52,7 +55,10 @@ control_usage(void)
 	       "  delete ID            remove a message, no bounce\n"
 	       "  bounce ID            give up now and bounce to the sender\n"
 	       "  stats                counters and spool gauges\n"
-	       "  check-dns DOMAIN     audit a domain's DNS for backup-MX mistakes\n";
+	       "  check-dns DOMAIN     audit a domain's DNS for backup-MX mistakes\n"
+	       "  reload [--force]     re-read the configuration (as SIGHUP); --force\n"
+	       "                       also drops domains that still have queued mail\n"
+	       "  ack-spool            clear a spool damage report shown by stats\n";
 }
 
 int
@@ -198,6 +204,13 @@ control_request_parse(const char *line, size_t len,
 				 req->args[0]);
 			return -1;
 		}
+		break;
+	case ARG_FORCE:
+		if (strcmp(req->args[0], "--force") != 0) {
+			snprintf(err, errlen, "usage: %s", c->usage);
+			return -1;
+		}
+		req->force = 1;
 		break;
 	case ARG_NONE:
 		break;

@@ -31,12 +31,12 @@
 #include "listen.h"
 #include "log.h"
 #include "metrics.h"
+#include "reload.h"
 #include "smtpd.h"
 #include "tls.h"
 
 #define DIAG_MAX (64 * 1024)
 #define CHECKPOINT_EVERY 30.0	/* seconds */
-#define OLD_CONFIG_GRACE 3600.0	/* a delivery may hold domain pointers */
 
 struct backmxd backmxd;
 struct stats stats;
@@ -44,6 +44,7 @@ struct stats stats;
 static const char *main_config_path = "/etc/backmx/backmx.conf";
 static ev_signal main_sighup, main_sigterm, main_sigint;
 static ev_timer main_checkpoint;
+static char *main_pidfile;	/* as written at start; a reload may change cfg */
 
 static void
 main_usage(void)
@@ -101,71 +102,22 @@ main_print_diag(const char *diag)
 		fputs(diag, stderr);
 }
 
-/* main_log_diag - config diagnostics, one log line each */
-static void
-main_log_diag(char *diag)
-{
-	char *save = NULL;
-
-	for (char *l = strtok_r(diag, "\n", &save); l != NULL;
-	     l = strtok_r(NULL, "\n", &save))
-		log_warn("%s", l);
-}
-
-static void
-main_free_config_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	config_free(w->data);
-	free(w);
-}
-
 static void
 main_reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
-	char *diag = malloc(DIAG_MAX);
-	struct config *nc, *old = backmxd.cfg;
-	ev_timer *t;
-	int nerr = 0;
+	char msg[512];
 
-	if (diag == NULL)
-		return;
-	nc = config_load(main_config_path, diag, DIAG_MAX, &nerr);
-	if (nc == NULL) {
-		log_err("reload: %s has %d error(s); keeping the running "
-			"configuration",
-			main_config_path, nerr);
-		main_log_diag(diag);
-		free(diag);
-		return;
-	}
-	main_log_diag(diag);
-	free(diag);
-	if (nc->nlisten != old->nlisten ||
-	    memcmp(nc->listen, old->listen, nc->nlisten * sizeof(*nc->listen)))
-		log_warn("reload: listen addresses changed; they take effect "
-			 "at the next restart");
-	if (strcmp(nc->spool, old->spool) != 0 ||
-	    strcmp(nc->control, old->control) != 0)
-		log_warn("reload: spool/control paths changed; they take "
-			 "effect at the next restart");
-	if (tls_server_reload(nc) < 0) {
-		log_err("reload: TLS certificate/key unusable; keeping the "
-			"running configuration");
-		config_free(nc);
-		return;
-	}
-	backmxd.cfg = nc;
-	/* deliveries and DNS callbacks may still point into the old
-	 * config's domain table: free it only after a grace period */
-	t = malloc(sizeof(*t));
-	if (t != NULL) {
-		ev_timer_init(t, main_free_config_cb, OLD_CONFIG_GRACE, 0.);
-		t->data = old;
-		ev_timer_start(loop, t);
-		ev_unref(loop);
-	}
-	log_info("reloaded %s: %d domain(s)", main_config_path,
-		 nc->policy->ndomains);
+	reload_config(0, msg, sizeof(msg));	/* it logs */
+}
+
+/* main_spool_log - BDB's own messages, at their priority */
+static void
+main_spool_log(int prio, const char *msg)
+{
+	if (prio == SPOOL_LOG_ERR)
+		log_err("%s", msg);
+	else
+		log_info("%s", msg);
 }
 
 static void
@@ -289,15 +241,16 @@ main(int argc, char **argv)
 	if (cfg == NULL) {
 		main_print_diag(diag);
 		if (!backmxd.foreground)
-			main_log_diag(diag);
+			reload_log_diag(diag);
 		free(diag);
 		fprintf(stderr, "backmxd: %s: %d error(s), not starting\n",
 			main_config_path, nerr);
 		return 1;
 	}
-	main_log_diag(diag);
+	reload_log_diag(diag);
 	free(diag);
 	backmxd.cfg = cfg;
+	reload_set_path(main_config_path);
 
 	if (geteuid() == 0) {
 		if (cfg->user == NULL && !backmxd.foreground)
@@ -343,9 +296,21 @@ main(int argc, char **argv)
 		ev_loop_fork(backmxd.loop);
 	}
 
-	backmxd.spool = spool_open(cfg->spool, err, sizeof(err));
-	if (backmxd.spool == NULL)
-		fatal("spool %s: %s", cfg->spool, err);
+	{
+		struct spool_options so;
+
+		memset(&so, 0, sizeof(so));
+		so.cache_bytes = (size_t)cfg->spool_cache;
+		spool_set_logger(main_spool_log);
+		backmxd.spool = spool_open_opts(cfg->spool, &so, NULL, err,
+						sizeof(err));
+		if (backmxd.spool == NULL)
+			fatal("spool %s: %s", cfg->spool, err);
+		if (spool_damage(backmxd.spool) != NULL)
+			log_err("spool %s: %s; acknowledge with `backmxctl "
+				"ack-spool`",
+				cfg->spool, spool_damage(backmxd.spool));
+	}
 	backmxd.sched = schedule_new();
 	if (backmxd.sched == NULL)
 		fatal("out of memory");
@@ -359,6 +324,8 @@ main(int argc, char **argv)
 		if (fp != NULL) {
 			fprintf(fp, "%d\n", (int)getpid());
 			fclose(fp);
+			/* a copy: cfg is freed some time after a SIGHUP */
+			main_pidfile = strdup(cfg->pidfile);
 		} else
 			log_warn("pidfile %s: %s", cfg->pidfile,
 				 strerror(errno));
@@ -400,8 +367,10 @@ main(int argc, char **argv)
 	spool_close(backmxd.spool);
 	dns_free(backmxd.dns);
 	schedule_free(backmxd.sched);
-	if (cfg->pidfile != NULL)
-		unlink(backmxd.cfg->pidfile);
+	if (main_pidfile != NULL)
+		unlink(main_pidfile);
+	free(main_pidfile);
+	reload_free_old();
 	log_info("stopped");
 	return 0;
 }

@@ -86,6 +86,7 @@ struct smtpd_tx {
 	uint64_t bdat_left;		/* octets of the current chunk */
 	int bdat_last;
 	int bdat_discard;		/* consume, then refuse */
+	int bdat_silent;		/* ... already refused: no reply */
 	int throwaway;			/* made only to discard a BDAT */
 	int bdat_cr;			/* CR pending across chunks */
 	size_t bdat_linelen;
@@ -953,7 +954,11 @@ smtpd_cmd_mail(struct session *s, char *arg)
 				smtpd_reply(s, "501 5.5.4 Bad ENVID parameter");
 				goto fail;
 			}
-			tx->envid = strdup(v);
+			if ((tx->envid = strdup(v)) == NULL) {
+				smtpd_reply(s, "452 4.3.0 Error: out of "
+					       "memory");
+				goto fail;
+			}
 		} else {
 			smtpd_reply(s, "555 5.5.4 Unsupported option: %.64s",
 				    k);
@@ -972,6 +977,10 @@ smtpd_cmd_mail(struct session *s, char *arg)
 		goto fail;
 	}
 	tx->sender = strdup(path.kind == POLICY_PATH_NULL ? "" : path.address);
+	if (tx->sender == NULL) {
+		smtpd_reply(s, "452 4.3.0 Error: out of memory");
+		goto fail;
+	}
 	s->tx = tx;
 	s->n_mail++;
 	smtpd_reply(s, "250 2.1.0 Ok");
@@ -1120,7 +1129,13 @@ smtpd_cmd_rcpt(struct session *s, char *arg)
 		log_info("percent-hack %s -> %s (from [%s])",
 			 r.path.address, r.address, s->addr);
 	}
-	if (rc->address == NULL) {
+	if (rc->address == NULL ||
+	    ((orcpt != NULL || r.percent_hack) && rc->orcpt == NULL) ||
+	    (r.percent_hack && r.domain != NULL && rc->route == NULL)) {
+		free(rc->address);
+		free(rc->orcpt);
+		free(rc->route);
+		memset(rc, 0, sizeof(*rc));
 		smtpd_reply(s, "452 4.3.0 Error: out of memory");
 		return;
 	}
@@ -1402,6 +1417,10 @@ smtpd_data_input(struct session *s, const char *p, size_t n, size_t *used)
 	if (tx->bdat_left > 0)
 		return;
 	s->state = S_CMD;
+	if (tx->bdat_discard && tx->bdat_silent) {
+		smtpd_tx_reset(s);	/* answered 552 when announced */
+		return;
+	}
 	if (tx->bdat_discard) {
 		smtpd_reply(s, "503 5.5.1 Error: %s",
 			    tx->throwaway ? "need MAIL command"
@@ -1427,7 +1446,7 @@ smtpd_cmd_bdat(struct session *s, char *arg)
 	struct smtpd_tx *tx = s->tx;
 	unsigned long long n;
 	char *end;
-	int last = 0;
+	int last = 0, v;
 
 	errno = 0;
 	n = strtoull(arg, &end, 10);
@@ -1458,7 +1477,13 @@ smtpd_cmd_bdat(struct session *s, char *arg)
 				s->close_after_flush = 1;
 				return;
 			}
-			tx->sender = strdup("");
+			if ((tx->sender = strdup("")) == NULL) {
+				free(tx);
+				smtpd_reply(s, "451 4.3.0 Error: out of "
+					       "memory");
+				s->close_after_flush = 1;
+				return;
+			}
 			tx->throwaway = 1;
 			s->tx = tx;
 		}
@@ -1469,6 +1494,37 @@ smtpd_cmd_bdat(struct session *s, char *arg)
 			smtpd_reply(s, "503 5.5.1 Error: no valid recipients");
 			return;
 		}
+		s->state = S_BDAT;
+		return;
+	}
+	if ((v = smtpd_bdat_verdict(tx->size, n, backmxd.cfg->max_size)) !=
+	    SMTPD_BDAT_OK) {
+		/* RFC 3030 / 1870: over the limit is 552 5.3.4 at once; the
+		 * transaction is over, the chunk is read into nowhere */
+		stats.refused_size++;
+		log_info("reject: BDAT from [%s]: chunk of %llu octets over "
+			 "max_size %llu%s; from=<%s>",
+			 s->addr, n, (unsigned long long)backmxd.cfg->max_size,
+			 v == SMTPD_BDAT_CLOSE ? ", closing" : "", tx->sender);
+		smtpd_reply(s, "552 5.3.4 Error: message size exceeds fixed "
+			       "limit");
+		smtpd_tx_reset(s);
+		if (v == SMTPD_BDAT_CLOSE) {
+			s->close_after_flush = 1;
+			return;
+		}
+		if ((tx = calloc(1, sizeof(*tx))) == NULL ||
+		    (tx->sender = strdup("")) == NULL) {
+			free(tx);
+			s->close_after_flush = 1;
+			return;
+		}
+		tx->throwaway = 1;
+		tx->bdat_discard = 1;
+		tx->bdat_silent = 1;
+		tx->bdat_left = n;
+		tx->bdat_last = last;
+		s->tx = tx;
 		s->state = S_BDAT;
 		return;
 	}

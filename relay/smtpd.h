@@ -11,6 +11,8 @@
 #ifndef BACKMX_SMTPD_H
 #define BACKMX_SMTPD_H
 
+#include <stdint.h>
+
 #include <sys/socket.h>
 
 void smtpd_init(void);
@@ -42,5 +44,18 @@ struct smtpd_data {
 size_t smtpd_data_feed(struct smtpd_data *d, const char *buf, size_t len,
 		       void (*emit)(void *arg, const char *p, size_t n),
 		       void *arg);
+
+/*
+ * smtpd_bdat_verdict - a BDAT chunk of n octets announced when the
+ * message holds `have` octets and max_size is max (0 = no limit):
+ * SMTPD_BDAT_OK to read it, SMTPD_BDAT_DISCARD to answer 552 now and
+ * read the chunk into nowhere (the session stays in sync), or
+ * SMTPD_BDAT_CLOSE to answer 552 and close: a chunk larger than a whole
+ * message may be is not worth reading through (RFC 3030 BDAT 2^64-1).
+ */
+#define SMTPD_BDAT_OK 0
+#define SMTPD_BDAT_DISCARD 1
+#define SMTPD_BDAT_CLOSE 2
+int smtpd_bdat_verdict(uint64_t have, uint64_t n, uint64_t max);
 
 #endif

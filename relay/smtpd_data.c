@@ -4,7 +4,8 @@
  * across any split of the input.  Bare CR, bare LF and NUL are flagged
  * (the session refuses such a message after reading to the real end), so
  * "\n.\n", "\n.\r\n", "\r.\r" and their kin can never end the data nor
- * start a second message.  Pure: no I/O, used by smtpd.c and fuzzed.
+ * start a second message.  Also the BDAT chunk-size verdict.  Pure: no
+ * I/O, used by smtpd.c and fuzzed.
  */
 #include <stddef.h>
 
@@ -97,3 +98,14 @@ smtpd_data_feed(struct smtpd_data *d, const char *buf, size_t len,
 #undef FLUSH_TO
 }
 
+
+int
+smtpd_bdat_verdict(uint64_t have, uint64_t n, uint64_t max)
+{
+	/* written to never overflow: have and n may be anything */
+	if (max == 0 || (have <= max && n <= max - have))
+		return SMTPD_BDAT_OK;
+	if (n <= max)
+		return SMTPD_BDAT_DISCARD;
+	return SMTPD_BDAT_CLOSE;
+}

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "spool_private.h"
@@ -30,14 +31,51 @@
  */
 #define SPOOL_MAX_LOCKS 40000
 
-/* spool_errcall - keep BDB's last message for the error text */
+static void (*spool_logger)(int prio, const char *msg);
+
+void
+spool_set_logger(void (*fn)(int prio, const char *msg))
+{
+	spool_logger = fn;
+}
+
+/*
+ * spool_errcall - keep BDB's last message for the error text, note a
+ * full disk and what recovery said, and pass it on to the log
+ */
 static void
 spool_errcall(const DB_ENV *env, const char *pfx, const char *msg)
 {
 	struct spool *s = env->app_private;
 
-	if (s != NULL)
-		snprintf(s->dberr, sizeof(s->dberr), "%s", msg);
+	if (s == NULL)
+		return;
+	snprintf(s->dberr, sizeof(s->dberr), "%s", msg);
+	if (s->quiet)
+		return;
+	if (strstr(msg, strerror(ENOSPC)) != NULL ||
+	    strstr(msg, strerror(EDQUOT)) != NULL)
+		s->saw_enospc = 1;
+	if (s->opening && s->recover_msgs++ == 0)
+		snprintf(s->recover_first, sizeof(s->recover_first), "%s", msg);
+	if (spool_logger != NULL) {
+		char line[600];
+
+		snprintf(line, sizeof(line), "spool: BDB: %s", msg);
+		spool_logger(SPOOL_LOG_ERR, line);
+	}
+}
+
+/* spool_msgcall - BDB's informational messages (recovery progress) */
+static void
+spool_msgcall(const DB_ENV *env, const char *msg)
+{
+	char line[600];
+
+	if (spool_logger == NULL)
+		return;
+	snprintf(line, sizeof(line), "spool: BDB: %s", msg);
+	spool_logger(SPOOL_LOG_INFO, line);
 }
 
 /* spool_classify - which class a BDB/errno return code falls in */
@@ -293,6 +331,7 @@ spool_region_prealloc(struct spool *s, size_t cache, char *err, size_t errlen)
 	snprintf(path, sizeof(path), "%s/__db.001", s->dir);
 	if (stat(path, &st) == 0 && spool_region_mapped(&st) > 0)
 		goto allocate;
+	s->quiet = 1;	/* the cache refusing more is the point */
 	if ((ret = db_create(&tmp, s->env, 0)) != 0)
 		goto fail;
 	if ((ret = tmp->set_flags(tmp, DB_TXN_NOT_DURABLE)) != 0 ||
@@ -314,6 +353,7 @@ spool_region_prealloc(struct spool *s, size_t cache, char *err, size_t errlen)
 			break;
 	}
 	tmp->close(tmp, DB_NOSYNC);
+	s->quiet = 0;
 	s->dberr[0] = '\0';
 allocate:
 	for (i = 1; i < 1000; i++) {
@@ -337,6 +377,7 @@ allocate:
 	}
 	return 0;
 fail:
+	s->quiet = 0;
 	snprintf(err, errlen, "allocating the cache: %s", db_strerror(ret));
 	return -1;
 }
@@ -383,6 +424,12 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 		*clsp = SPOOL_EIO;
 		return NULL;
 	}
+	/* before BDB maps a region: a region file the disk cannot back is
+	 * a SIGBUS at first touch, and a failed recovery removes them */
+	if (spool_space_check(dir, cache, logbuf, err, errlen) < 0) {
+		*clsp = SPOOL_ENOSPC;
+		return NULL;
+	}
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
 	    (s->dir = strdup(dir)) == NULL) {
 		free(s);
@@ -404,6 +451,8 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 	}
 	s->env->app_private = s;
 	s->env->set_errcall(s->env, spool_errcall);
+	s->env->set_msgcall(s->env, spool_msgcall);
+	spool_state_read(s);
 	if ((ret = s->env->set_cachesize(s->env, (uint32_t)(cache >> 30),
 	                                 (uint32_t)(cache & ((1u << 30) - 1)),
 	                                 1)) != 0 ||
@@ -423,20 +472,41 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 	 * the environment open died without closing it (kill -9, crash),
 	 * so no manual db_recover is ever needed.
 	 */
+	s->opening = 1;
 	ret =
 	    s->env->open(s->env, dir,
 	                 DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
 	                     DB_INIT_MPOOL | DB_RECOVER | DB_REGISTER,
 	                 0600);
+	s->opening = 0;
 	if (ret != 0) {
-		snprintf(err, errlen, "opening the environment: %s%s%s",
-		         db_strerror(ret), s->dberr[0] ? ": " : "", s->dberr);
-		if (ret == ENOSPC || strstr(s->dberr, strerror(ENOSPC)))
+		/* recovery that ran out of space ends in DB_RUNRECOVERY;
+		 * the cause is the disk, so say that first */
+		if (ret == ENOSPC || ret == EDQUOT || s->saw_enospc ||
+		    strstr(s->dberr, strerror(ENOSPC))) {
 			cls = SPOOL_ENOSPC;
+			snprintf(err, errlen,
+			         "disk full: opening the environment in %s "
+			         "failed for lack of space (%s%s%s): free space "
+			         "and start again",
+			         dir, db_strerror(ret), s->dberr[0] ? ": " : "",
+			         s->dberr);
+		} else
+			snprintf(err, errlen, "opening the environment: %s%s%s",
+			         db_strerror(ret), s->dberr[0] ? ": " : "",
+			         s->dberr);
 		goto fail;
 	}
 	if (spool_region_prealloc(s, cache, err, errlen) < 0) {
 		cls = strstr(err, strerror(ENOSPC)) ? SPOOL_ENOSPC : SPOOL_EIO;
+		if (cls == SPOOL_ENOSPC) {
+			char what[512];
+
+			snprintf(what, sizeof(what), "%s", err);
+			snprintf(err, errlen,
+			         "disk full: %s: lower spool_cache or free space",
+			         what);
+		}
 		goto fail;
 	}
 	if (spool_db_open(s, &s->envelopes, "envelopes.db", 0, err, errlen) <
@@ -447,6 +517,8 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 		cls = s->err;
 		goto fail;
 	}
+	spool_damage_check(s);
+	s->open_ok = 1;
 	/* start from a fresh checkpoint after recovery; failure is harmless */
 	spool_checkpoint(s);
 	s->err = SPOOL_OK;
@@ -463,6 +535,8 @@ spool_close(struct spool *s)
 {
 	if (s == NULL)
 		return;
+	if (s->open_ok)
+		spool_state_write(s, 1);
 	if (s->body != NULL)
 		s->body->close(s->body, 0);
 	if (s->envelopes != NULL)
@@ -485,8 +559,17 @@ spool_sync(struct spool *s)
 {
 	int ret;
 
+	time_t now;
+
 	if ((ret = s->env->log_flush(s->env, NULL)) != 0)
 		return spool_fail(s, ret, "flushing the log");
+	/* the witness of how far the log reached (recover.c), at most once
+	 * a second: cheap, and a failure only weakens the damage check */
+	now = time(NULL);
+	if (s->open_ok && now != s->st_when) {
+		s->st_when = now;
+		spool_state_write(s, 0);
+	}
 	return 0;
 }
 
@@ -508,6 +591,9 @@ spool_checkpoint(struct spool *s)
 		return spool_fail(s, ret, "checkpoint");
 	if ((ret = s->env->log_archive(s->env, NULL, DB_ARCH_REMOVE)) != 0)
 		return spool_fail(s, ret, "removing old logs");
+	/* the checkpoint flushed the log: record how far it reaches */
+	if (s->open_ok)
+		spool_state_write(s, 0);
 	return 0;
 }
 

@@ -65,6 +65,19 @@ const char *spool_error(const struct spool *s);
 int spool_sync(struct spool *s);
 /* spool_checkpoint - checkpoint and remove unneeded logs (timer) */
 int spool_checkpoint(struct spool *s);
+/*
+ * Health.  spool_set_logger - where BDB's own error (prio 0) and
+ * informational (prio 1) messages go; NULL = nowhere.  spool_damage - a
+ * one-line report when recovery at open found the transaction log
+ * damaged or truncated (acknowledged mail may be lost), kept across
+ * restarts until spool_damage_ack(); NULL when there is none.
+ */
+#define SPOOL_LOG_ERR 0
+#define SPOOL_LOG_INFO 1
+void spool_set_logger(void (*fn)(int prio, const char *msg));
+const char *spool_damage(const struct spool *s);
+int spool_damage_ack(struct spool *s, char *msg, size_t len);
+
 /* spool_count - messages and body bytes in the spool (kept in memory) */
 void spool_count(const struct spool *s, uint64_t *msgs, uint64_t *bytes);
 

@@ -31,6 +31,18 @@ struct spool {
 
 	void *rbuf; /* spool_body_read() data */
 	size_t rbufcap;
+
+	/* health (recover.c) */
+	int opening;            /* inside DB_ENV->open: recovery may talk */
+	int open_ok;            /* fully open: the state file may be written */
+	int quiet;              /* expected BDB errors: do not log them */
+	int saw_enospc;         /* a BDB message said the disk is full */
+	int recover_msgs;       /* BDB error messages during the open */
+	char recover_first[256];
+	uint32_t st_file, st_offset; /* backmxd.state: log end known on disk */
+	uint64_t st_msgs;
+	int64_t st_when;        /* last state write by spool_sync */
+	char damage[768];       /* unacknowledged damage report, or "" */
 };
 
 /* spool_fail - classify BDB/errno code ret, set the error text; -1 */
@@ -46,6 +58,12 @@ int spool_id_valid(const char *id);
 /* spool_body_key - body.db key of chunk n of id into key */
 void spool_body_key(unsigned char key[SPOOL_BODY_KEYLEN], const char *id,
                     uint32_t n);
+/* recover.c: free space before open, the state file, damage reports */
+int spool_space_check(const char *dir, size_t cache, uint32_t logbuf,
+                      char *err, size_t errlen);
+int spool_state_read(struct spool *s);
+int spool_state_write(struct spool *s, int durable);
+void spool_damage_check(struct spool *s);
 /* spool_open_scan - count messages, drop orphan chunks (message.c) */
 int spool_open_scan(struct spool *s, char *err, size_t errlen);
 

@@ -161,6 +161,11 @@ static const struct {
 	 "backmx.conf:4: domain A.example: defined twice"},
 	{"hostname \"unterminated\n", "backmx.conf:1: unterminated quote"},
 	{"tls_cert /etc/hostname\n", "tls_cert and tls_key must be given together"},
+	/* an empty or truncated file: no domain block is an error */
+	{"", "backmx.conf:0: no domain blocks"},
+	{"hostname mx.provider.net\nlisten 127.0.0.1:25\n", "no domain blocks"},
+	{"spool_cache 12K\ndomain a.example { recipients * }\n",
+	 "backmx.conf:1: spool_cache: bad size"},
 };
 
 static void
@@ -183,7 +188,9 @@ static void
 test_all_errors_reported(void **state)
 {
 	int nerr = 0;
-	struct config *c = load_text("bogus1 x\nmax_size zz\nbogus2 y\n", &nerr);
+	struct config *c = load_text("bogus1 x\nmax_size zz\nbogus2 y\n"
+				     "domain a.example { recipients * }\n",
+				     &nerr);
 
 	assert_null(c);
 	assert_int_equal(nerr, 3);
