@@ -29,11 +29,14 @@ static struct config *
 load(const char *text)
 {
 	char path[] = "/tmp/test_client_limits.XXXXXX", diag[2048];
+	/* a config needs a domain block (config.c refuses none) */
+	static const char dom[] = "domain a.example { recipients * }\n";
 	int fd = mkstemp(path), nerr;
 	struct config *c;
 
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	assert_int_equal(write(fd, dom, strlen(dom)), (ssize_t)strlen(dom));
 	close(fd);
 	c = config_load(path, diag, sizeof(diag), &nerr);
 	unlink(path);

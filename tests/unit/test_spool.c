@@ -683,6 +683,14 @@ durability_round(unsigned seed)
 	close(p[1]);
 	srandom(seed);
 	delay_ms = 100 + random() % 700;
+	{
+		/* the kill comes delay_ms after the first acknowledgement:
+		 * on a loaded machine opening the spool alone can take
+		 * longer than the shortest delay */
+		struct pollfd first = {p[0], POLLIN, 0};
+
+		poll(&first, 1, 20000);
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		struct pollfd pfd = {p[0], POLLIN, 0};
