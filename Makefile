@@ -25,12 +25,9 @@ BASEFLAGS := -std=gnu11 -D_GNU_SOURCE -DBACKMX_VERSION=\"$(VERSION)\" \
 	     -Ipolicy -Ispool -Irelay
 CFLAGS    ?= -O2 -g
 ALL_CFLAGS = $(BASEFLAGS) $(WARN) $(CFLAGS) $(PKG_CFLAGS)
-# libunbound runs its worker on libevent; libev exports a libevent
-# emulation under the same names, so libevent must come first in the
-# lookup order or libunbound binds to libev's (relay/resolver.c checks).
-LIBEVENT  := $(shell PATH=$$PATH:/sbin:/usr/sbin ldconfig -p 2>/dev/null | grep -q 'libevent-2.1.so.7 ' && \
-	     echo '-Wl,--no-as-needed -l:libevent-2.1.so.7 -Wl,--as-needed')
-LIBS       = $(PKG_LIBS) $(LIBEVENT) -lev -ldb-5.3 -lm
+# libunbound runs on our libev loop (relay/ub_ev.c, unbound-event.h):
+# no libevent in the process, no link-order constraint.
+LIBS       = $(PKG_LIBS) -lev -ldb-5.3 -lm
 
 POLICY_SRC := $(wildcard policy/*.c)
 SPOOL_SRC  := $(wildcard spool/*.c)

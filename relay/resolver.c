@@ -1,11 +1,16 @@
 /*
  * resolver.c - the implementation of dns.h: asynchronous DNS on the libev
- * loop with libunbound (one ub_ctx in a helper thread, its pipe under an
- * ev_io, an ev_timer per query), and the pure RDATA parsers (MX, TXT,
- * TLSA, uncompressed names) that turn a ub_result into a dns_result.
+ * loop with libunbound running on that loop itself (its pluggable event
+ * API, unbound-event.h, over libev: relay/ub_ev.c; the wire-format
+ * answers of ub_resolve_event() parsed by relay/dns_packet.c; an ev_timer
+ * per query), and the pure RDATA parsers (MX, TXT, TLSA, uncompressed
+ * names) that turn a ub_result into a dns_result.  No thread; libevent
+ * stays loaded as libunbound's dependency but is never called, so the
+ * link order of libev and libevent no longer matters.
  * Callers: forward.c (MX, A/AAAA, TLSA), mtasts.c (TXT), tests/dnsq.
- * Callbacks never run inside dns_query(); libunbound's own callback only
- * ever runs inside ub_process() from our ev_io.
+ * Callbacks never run inside dns_query(); libunbound's own callback runs
+ * from its watchers on our loop (or inside ub_resolve_event() for local
+ * and cached answers: handed over from a timer).
  */
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -13,17 +18,19 @@
 #include <netinet/in.h>
 
 #include <ctype.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unbound.h>
+#include <unbound-event.h>
 #include <unistd.h>
 
 #include "dns.h"
+#include "dns_packet.h"
 #include "log.h"
+#include "ub_ev.h"
 
 struct dns_query {
 	TAILQ_ENTRY(dns_query) entry;
@@ -33,8 +40,8 @@ struct dns_query {
 	dns_cb cb;
 	void *arg;
 	int ub_id;
-	int ub_active;  /* ub_resolve_async accepted it, not answered */
-	int in_resolve; /* inside ub_resolve_async */
+	int ub_active;  /* ub_resolve_event accepted it, not answered */
+	int in_resolve; /* inside ub_resolve_event */
 	int deferred;   /* timer delivers the stashed result */
 	int deferred_err;
 	struct ub_result *deferred_res;
@@ -47,10 +54,9 @@ TAILQ_HEAD(dns_query_list, dns_query);
 struct dns {
 	struct ev_loop *loop;
 	struct ub_ctx *ctx;
-	ev_io io;
+	struct ub_event_base *evb;	/* libunbound's view of our loop */
 	double timeout;
-	int in_process; /* inside ub_process: delete the ctx later */
-	int closing;
+	int closing;	/* freed inside a libunbound callback: after it */
 	struct dns_query_list queries;
 };
 
@@ -379,7 +385,7 @@ dns_query_free(struct dns_query *q)
 		q->dns = NULL;
 	}
 	if (q->deferred_res != NULL)
-		ub_resolve_free(q->deferred_res);
+		dns_packet_result_free(q->deferred_res);
 	free(q->name);
 	free(q);
 }
@@ -413,13 +419,13 @@ dns_query_deliver(struct dns_query *q, int err, struct ub_result *r,
 	cb(arg, &res);
 	dns_result_free(&res);
 	if (r != NULL)
-		ub_resolve_free(r);
+		dns_packet_result_free(r);
 	if (q->deferred_res == r)
 		q->deferred_res = NULL;
 	dns_query_free(q);
 }
 
-/* dns_ub_cb - libunbound's answer, inside ub_process() */
+/* dns_ub_cb - libunbound's answer as a ub_result */
 static void
 dns_ub_cb(void *arg, int err, struct ub_result *r)
 {
@@ -437,6 +443,19 @@ dns_ub_cb(void *arg, int err, struct ub_result *r)
 		return;
 	}
 	dns_query_deliver(q, err, r, NULL);
+}
+
+/* dns_ub_event_cb - libunbound's answer in wire format */
+static void
+dns_ub_event_cb(void *arg, int rcode, void *pkt, int len, int sec,
+                char *why_bogus, int ratelimited)
+{
+	struct dns_query *q = arg;
+	struct ub_result *r;
+
+	r = dns_packet_result(pkt, len > 0 ? (size_t)len : 0, q->name,
+	                      q->rrtype, rcode, sec, why_bogus);
+	dns_ub_cb(q, r == NULL ? UB_NOMEM : 0, r);
 }
 
 /* dns_timer_cb - the query timed out, or a deferred result is due */
@@ -458,23 +477,17 @@ dns_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	dns_query_deliver(q, 0, NULL, "timeout");
 }
 
-/* dns_io_cb - answers are waiting in libunbound's pipe */
+/* dns_after_cb - every libunbound callback has returned */
 static void
-dns_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+dns_after_cb(void *arg)
 {
-	struct dns *d = w->data;
-	int rc;
+	struct dns *d = arg;
 
-	d->in_process = 1;
-	rc = ub_process(d->ctx);
-	d->in_process = 0;
-	if (d->closing) {
-		ub_ctx_delete(d->ctx);
-		free(d);
+	if (!d->closing)
 		return;
-	}
-	if (rc != 0)
-		log_warn("dns: ub_process: %s", ub_strerror(rc));
+	ub_ctx_delete(d->ctx);
+	ub_ev_base_free(d->evb);
+	free(d);
 }
 
 /* dns_set_server - "ADDR", "ADDR:PORT", "[V6]", "[V6]:PORT", bare V6 */
@@ -605,35 +618,6 @@ fail:
 	return -1;
 }
 
-/*
- * dns_check_event_binding - libunbound (Debian's, built on libevent) runs
- * its worker on libevent's event_base_* calls.  libev exports a libevent
- * emulation under the same names with other flag values (EV_TIMEOUT is
- * libev's EV_READ); when libev comes before libevent in the symbol lookup
- * order, libunbound's worker thread binds to it and corrupts memory at
- * the first query.  The link must name libevent before libev (Makefile
- * LIBS).  Refuse to start instead of crashing later.
- */
-static int
-dns_check_event_binding(char *err, size_t errlen)
-{
-	Dl_info ev_info, add_info;
-	void *add;
-
-	if ((add = dlsym(RTLD_DEFAULT, "event_add")) == NULL)
-		return 0;
-	if (dladdr((void *)ev_run, &ev_info) == 0 ||
-	    dladdr(add, &add_info) == 0)
-		return 0;
-	if (ev_info.dli_fbase != add_info.dli_fbase)
-		return 0;
-	snprintf(err, errlen,
-	         "libunbound would run on libev's libevent "
-	         "emulation (%s): link libevent before libev",
-	         ev_info.dli_fname != NULL ? ev_info.dli_fname : "libev");
-	return -1;
-}
-
 struct dns *
 dns_new(struct ev_loop *loop, const char *server, const char *trust_anchor,
         int timeout, char *err, size_t errlen)
@@ -641,8 +625,6 @@ dns_new(struct ev_loop *loop, const char *server, const char *trust_anchor,
 	struct dns *d;
 	int rc;
 
-	if (dns_check_event_binding(err, errlen) == -1)
-		return NULL;
 	if ((d = calloc(1, sizeof(*d))) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
@@ -650,8 +632,14 @@ dns_new(struct ev_loop *loop, const char *server, const char *trust_anchor,
 	d->loop = loop;
 	d->timeout = timeout > 0 ? timeout : 30;
 	TAILQ_INIT(&d->queries);
-	if ((d->ctx = ub_ctx_create()) == NULL) {
-		snprintf(err, errlen, "ub_ctx_create failed");
+	if ((d->evb = ub_ev_base_new(loop, dns_after_cb, d)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		free(d);
+		return NULL;
+	}
+	if ((d->ctx = ub_ctx_create_ub_event(d->evb)) == NULL) {
+		snprintf(err, errlen, "ub_ctx_create_ub_event failed");
+		ub_ev_base_free(d->evb);
 		free(d);
 		return NULL;
 	}
@@ -679,18 +667,10 @@ dns_new(struct ev_loop *loop, const char *server, const char *trust_anchor,
 		         ub_strerror(rc));
 		goto fail;
 	}
-	if ((rc = ub_ctx_async(d->ctx, 1)) != 0) {
-		snprintf(err, errlen, "ub_ctx_async: %s", ub_strerror(rc));
-		goto fail;
-	}
-	ev_io_init(&d->io, dns_io_cb, ub_fd(d->ctx), EV_READ);
-	d->io.data = d;
-	ev_io_start(loop, &d->io);
-	/* only pending queries (their timers) keep ev_run going */
-	ev_unref(loop);
 	return d;
 fail:
 	ub_ctx_delete(d->ctx);
+	ub_ev_base_free(d->evb);
 	free(d);
 	return NULL;
 }
@@ -709,14 +689,13 @@ dns_free(struct dns *d)
 		q->ub_active = 0;
 		dns_query_free(q);
 	}
-	ev_ref(d->loop);
-	ev_io_stop(d->loop, &d->io);
-	if (d->in_process) {
-		/* inside ub_process: dns_io_cb deletes the ctx after it */
+	if (ub_ev_base_depth(d->evb) > 0) {
+		/* inside a libunbound callback: dns_after_cb deletes it */
 		d->closing = 1;
 		return;
 	}
 	ub_ctx_delete(d->ctx);
+	ub_ev_base_free(d->evb);
 	free(d);
 }
 
@@ -744,8 +723,8 @@ dns_query(struct dns *d, const char *name, int rrtype, dns_cb cb, void *arg)
 
 	q->in_resolve = 1;
 	q->ub_active = 1;
-	rc = ub_resolve_async(d->ctx, q->name, rrtype, 1 /* IN */, q, dns_ub_cb,
-	                      &q->ub_id);
+	rc = ub_resolve_event(d->ctx, q->name, rrtype, 1 /* IN */, q,
+	                      dns_ub_event_cb, &q->ub_id);
 	q->in_resolve = 0;
 	if (rc != 0) {
 		q->ub_active = 0;
