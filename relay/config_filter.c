@@ -383,11 +383,6 @@ config_filter_check(struct config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	/* XXX: until relay/milter.c lands */
-	if (c->filter->nmilter > 0) {
-		snprintf(err, errlen, "milter: not implemented yet");
-		return -1;
-	}
 	for (int i = 0; i < c->nlisten; i++)
 		if (c->listen[i].proxy && c->filter->nproxy_allow == 0) {
 			snprintf(err, errlen,

@@ -30,6 +30,7 @@
 #include "config_filter.h"
 #include "dnsbl.h"
 #include "log.h"
+#include "milter.h"
 #include "smtpd.h"
 #include "tls.h"
 
@@ -95,6 +96,10 @@ struct smtpd_tx {
 	char emit[SMTPD_EMIT_BUF];	/* staging for spool appends */
 	size_t emitlen;
 	struct spool_envelope env;	/* filled at commit, for the log */
+	FILE *milter_fp;		/* the message for the milters */
+	struct milter_run *milter;	/* pending milter conversation */
+	int held;			/* quarantined by a milter */
+	const char **milter_rcpt;	/* what the milters were told */
 };
 
 struct session {
@@ -147,6 +152,8 @@ static struct etrn_track etrn_track[SMTPD_ETRN_TRACK];
 static void smtpd_process(struct session *);
 static void smtpd_connect_filters(struct session *);
 static void smtpd_greet(struct session *);
+static void smtpd_tx_commit(struct session *);
+static void smtpd_milter_start(struct session *);
 static void smtpd_dnsbl_refuse(struct session *, const struct dnsbl_verdict *);
 static void smtpd_close(struct session *);
 static void smtpd_flush(struct session *);
@@ -321,6 +328,10 @@ smtpd_tx_free(struct smtpd_tx *tx)
 		return;
 	if (tx->w != NULL)
 		spool_writer_abort(tx->w);
+	milter_cancel(tx->milter);
+	free(tx->milter_rcpt);
+	if (tx->milter_fp != NULL)
+		fclose(tx->milter_fp);
 	free(tx->sender);
 	free(tx->envid);
 	for (int i = 0; i < tx->nrcpt; i++) {
@@ -452,6 +463,7 @@ smtpd_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	if (s->outlen <= SMTPD_OUT_MAX && s->state != S_COMMIT &&
+	    s->state != S_FILTER &&
 	    s->state != S_CLOSING && !s->close_after_flush)
 		ev_io_start(loop, &s->rio);
 }
@@ -496,6 +508,7 @@ smtpd_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		if (s->state == S_COMMIT || s->state == S_CLOSING ||
+		    s->state == S_FILTER ||
 		    s->close_after_flush)
 			break;
 		if (s->state == S_DATA || s->state == S_BDAT) {
@@ -562,7 +575,8 @@ smtpd_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		ev_io_stop(loop, &s->rio);	/* nothing more is read */
 	if (!s->dead)
 		smtpd_flush(s);
-	if (s->close_after_flush && s->outlen == 0 && s->state != S_COMMIT)
+	if (s->close_after_flush && s->outlen == 0 && s->state != S_COMMIT &&
+	    s->state != S_FILTER)
 		s->dead = 1;
 	if (!smtpd_done(s) && rounds >= 16 && !s->dead &&
 	    (s->state == S_CMD || s->state == S_DATA || s->state == S_BDAT))
@@ -1150,7 +1164,14 @@ smtpd_emit_flush(struct smtpd_tx *tx)
 {
 	if (tx->emitlen == 0)
 		return;
-	if (tx->w != NULL && !tx->spool_failed && !tx->too_big) {
+	if (tx->milter_fp != NULL && !tx->spool_failed && !tx->too_big) {
+		/* kept aside for the milters; spooled once they answered */
+		if (fwrite(tx->emit, 1, tx->emitlen, tx->milter_fp) !=
+		    tx->emitlen) {
+			tx->spool_failed = 1;
+			tx->spool_err = SPOOL_EIO;
+		}
+	} else if (tx->w != NULL && !tx->spool_failed && !tx->too_big) {
 		if (spool_writer_append(tx->w, tx->emit, tx->emitlen) < 0) {
 			tx->spool_failed = 1;
 			tx->spool_err = spool_errno(backmxd.spool);
@@ -1230,6 +1251,11 @@ smtpd_tx_start(struct session *s)
 		return -1;
 	}
 	snprintf(tx->id, sizeof(tx->id), "%s", spool_writer_id(tx->w));
+	if (backmxd.cfg->filter->nmilter > 0 &&
+	    (tx->milter_fp = tmpfile()) == NULL) {
+		tx->spool_failed = 1;
+		tx->spool_err = SPOOL_EIO;
+	}
 	n = smtpd_received(s, tx, hdr, sizeof(hdr));
 	if (n > 0 && (size_t)n < sizeof(hdr))
 		tx->hdrlen = n;
@@ -1273,7 +1299,6 @@ smtpd_tx_finish(struct session *s, int flags)
 {
 	const struct config *cfg = backmxd.cfg;
 	struct smtpd_tx *tx = s->tx;
-	struct spool_envelope *e = &tx->env;
 	struct result res;
 
 	s->state = S_CMD;
@@ -1314,6 +1339,209 @@ smtpd_tx_finish(struct session *s, int flags)
 		smtpd_reply_result(s, &res);
 		goto drop;
 	}
+	if (tx->milter_fp != NULL) {
+		smtpd_milter_start(s);	/* its callback commits */
+		return;
+	}
+	smtpd_tx_commit(s);
+	return;
+drop:
+	smtpd_tx_reset(s);
+}
+
+/* smtpd_resume - after an async verdict: pipelined input, then read on */
+static void
+smtpd_resume(struct session *s)
+{
+	s->state = S_CMD;
+	s->processing = 1;
+	smtpd_process(s);
+	s->processing = 0;
+	smtpd_flush(s);
+	if (smtpd_done(s))
+		return;
+	if ((s->state == S_CMD || s->state == S_DATA || s->state == S_BDAT) &&
+	    !s->close_after_flush)
+		ev_io_start(backmxd.loop, &s->rio);
+	else if (s->close_after_flush && s->outlen == 0) {
+		s->dead = 1;
+		smtpd_done(s);
+	}
+}
+
+/* smtpd_rcpt_edit - a milter's recipient changes; the count left */
+static int
+smtpd_rcpt_edit(struct smtpd_tx *tx, const struct milter_result *res)
+{
+	char addr[POLICY_PATH_MAX + 1];
+
+	/* rejected at RCPT by a milter: gone */
+	for (int i = tx->nrcpt - 1; i >= 0; i--)
+		if (res->rcpt_rejected != NULL && res->rcpt_rejected[i]) {
+			log_msg(tx->id, "milter-reject: RCPT <%s>",
+				tx->rcpt[i].address);
+			free(tx->rcpt[i].address);
+			free(tx->rcpt[i].orcpt);
+			free(tx->rcpt[i].route);
+			memmove(tx->rcpt + i, tx->rcpt + i + 1,
+				(tx->nrcpt - i - 1) * sizeof(*tx->rcpt));
+			tx->nrcpt--;
+		}
+	for (const struct milter_mod *m = res->mods; m != NULL; m = m->next) {
+		size_t l;
+
+		if (m->kind != MILTER_MOD_ADDRCPT && m->kind != MILTER_MOD_DELRCPT)
+			continue;
+		snprintf(addr, sizeof(addr), "%s",
+			 m->name + (m->name[0] == '<'));
+		l = strlen(addr);
+		if (l > 0 && addr[l - 1] == '>')
+			addr[--l] = '\0';
+		if (m->kind == MILTER_MOD_DELRCPT) {
+			for (int i = 0; i < tx->nrcpt; i++)
+				if (!strcasecmp(tx->rcpt[i].address, addr)) {
+					log_msg(tx->id, "milter: removed "
+						"recipient <%s>", addr);
+					free(tx->rcpt[i].address);
+					free(tx->rcpt[i].orcpt);
+					free(tx->rcpt[i].route);
+					memmove(tx->rcpt + i, tx->rcpt + i + 1,
+						(tx->nrcpt - i - 1) *
+							sizeof(*tx->rcpt));
+					tx->nrcpt--;
+					break;
+				}
+			continue;
+		}
+		if (l == 0 || strchr(addr, '@') == NULL)
+			continue;
+		if (tx->nrcpt == tx->rcpt_cap) {
+			int cap = tx->rcpt_cap ? tx->rcpt_cap * 2 : 4;
+			struct smtpd_rcpt *p = realloc(tx->rcpt, cap * sizeof(*p));
+
+			if (p == NULL)
+				continue;
+			tx->rcpt = p;
+			tx->rcpt_cap = cap;
+		}
+		memset(&tx->rcpt[tx->nrcpt], 0, sizeof(*tx->rcpt));
+		if ((tx->rcpt[tx->nrcpt].address = strdup(addr)) == NULL)
+			continue;
+		tx->nrcpt++;
+		log_msg(tx->id, "milter: added recipient <%s>", addr);
+	}
+	return tx->nrcpt;
+}
+
+/* smtpd_milter_cb - the milters' verdict on the message */
+static void
+smtpd_milter_cb(void *arg, struct milter_result *res)
+{
+	struct session *s = arg;
+	struct smtpd_tx *tx = s->tx;
+	const char *cmd = tx->bdat ? "BDAT" : "END-OF-MESSAGE";
+	uint64_t size = 0;
+
+	tx->milter = NULL;
+	s->state = S_CMD;
+	if (res == NULL) {
+		smtpd_reply(s, "451 4.3.0 Error: local error in processing");
+		goto drop;
+	}
+	if (res->verdict == MILTER_REJECT || res->verdict == MILTER_TEMPFAIL) {
+		log_info("%s: milter-reject: %s from [%s]: %s; from=<%s> "
+			 "helo=<%s>; filter=%s",
+			 tx->id, cmd, s->addr, res->reply, tx->sender, s->helo,
+			 res->why);
+		smtpd_reply(s, "%s", res->reply);
+		goto drop;
+	}
+	if (res->verdict == MILTER_DISCARD) {
+		log_info("%s: milter-discard: %s from [%s]: discarded; "
+			 "from=<%s>; filter=%s",
+			 tx->id, cmd, s->addr, tx->sender, res->why);
+		smtpd_reply(s, "250 2.0.0 Ok: queued as %s", tx->id);
+		goto drop;
+	}
+	if (smtpd_rcpt_edit(tx, res) == 0) {
+		log_info("%s: milter-reject: %s from [%s]: no recipients left; "
+			 "from=<%s>; filter=milter",
+			 tx->id, cmd, s->addr, tx->sender);
+		smtpd_reply(s, "554 5.7.1 Error: all recipients rejected");
+		goto drop;
+	}
+	if (milter_apply(res, tx->milter_fp, tx->w, &size) < 0) {
+		tx->spool_failed = 1;
+		tx->spool_err = spool_errno(backmxd.spool);
+	}
+	tx->size = size;
+	if (res->verdict == MILTER_QUARANTINE) {
+		tx->held = 1;
+		log_info("%s: milter-hold: %s from [%s]: %s; from=<%s>; "
+			 "filter=%s",
+			 tx->id, cmd, s->addr, res->quarantine, tx->sender,
+			 res->why);
+	}
+	fclose(tx->milter_fp);
+	tx->milter_fp = NULL;
+	milter_result_free(res);
+	smtpd_tx_commit(s);
+	if (s->state != S_COMMIT)
+		smtpd_resume(s);
+	return;
+drop:
+	milter_result_free(res);
+	smtpd_tx_reset(s);
+	smtpd_resume(s);
+}
+
+/* smtpd_milter_start - hand the message to the milters; wait */
+static void
+smtpd_milter_start(struct session *s)
+{
+	struct smtpd_tx *tx = s->tx;
+	struct milter_msg m;
+	const char **rcpt = calloc(tx->nrcpt + 1, sizeof(*rcpt));
+
+	memset(&m, 0, sizeof(m));
+	if (rcpt == NULL || fflush(tx->milter_fp) != 0) {
+		free(rcpt);
+		smtpd_reply(s, "451 4.3.0 Error: local error in processing");
+		smtpd_tx_reset(s);
+		return;
+	}
+	for (int i = 0; i < tx->nrcpt; i++)
+		rcpt[i] = tx->rcpt[i].address;
+	m.client_addr = s->addr;
+	m.client_name = "unknown";
+	m.client_port = s->port;
+	m.client_family = s->ss.ss_family;
+	m.helo = s->helo;
+	m.queue_id = tx->id;
+	m.sender = tx->sender;
+	m.rcpt = rcpt;
+	m.nrcpt = tx->nrcpt;
+	m.tls_version = s->tls ? s->tls_desc : NULL;
+	m.data = tx->milter_fp;
+	tx->milter = milter_run(&m, smtpd_milter_cb, s);
+	/* the milter run copied m, not the array: keep it with the tx */
+	tx->milter_rcpt = rcpt;
+	if (tx->milter == NULL) {
+		smtpd_reply(s, "451 4.3.0 Error: local error in processing");
+		smtpd_tx_reset(s);
+		return;
+	}
+	s->state = S_FILTER;
+	ev_io_stop(backmxd.loop, &s->rio);
+}
+
+/* smtpd_tx_commit - the envelope, the spool commit, the group commit */
+static void
+smtpd_tx_commit(struct session *s)
+{
+	struct smtpd_tx *tx = s->tx;
+	struct spool_envelope *e = &tx->env;
+
 	if (tx->spool_failed)
 		goto spoolfail;
 
@@ -1327,6 +1555,7 @@ smtpd_tx_finish(struct session *s, int flags)
 	e->envid = tx->envid;
 	e->client_addr = s->addr;
 	e->client_helo = s->helo;
+	e->held = tx->held;
 	e->nrcpt = tx->nrcpt;
 	e->rcpt = calloc(tx->nrcpt, sizeof(*e->rcpt));
 	if (e->rcpt == NULL) {
@@ -1366,7 +1595,6 @@ spoolfail:
 		smtpd_reply(s, "452 4.3.1 Error: insufficient system storage");
 	else
 		smtpd_reply(s, "451 4.3.0 Error: local error in processing");
-drop:
 	smtpd_tx_reset(s);
 }
 

@@ -1,0 +1,271 @@
+"""Milter: the python3-milter test milter (milter_test.py) exercising every
+action and modification, milters that are down, slow or speak garbage
+(milter_default_action), and rspamd as a real milter (test_milter_rspamd*).
+
+Observed at the primary sink (headers, recipients, body) or in the spool
+(quarantine -> held, released by `backmxctl release`).
+"""
+import json
+import os
+import smtplib
+import socket
+import subprocess
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYMILTER_PORT = 8891
+
+
+def _wait_port(host, port, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError('nothing listens on %s:%d' % (host, port))
+
+
+class PyMilter:
+    def __init__(self, world):
+        self.log = os.path.join(world.workdir, 'pymilter-%d.log' % os.getpid())
+        if os.path.exists(self.log):
+            os.unlink(self.log)
+        self.p = subprocess.Popen(['/usr/bin/python3',
+                                   os.path.join(HERE, 'milter_test.py'),
+                                   str(PYMILTER_PORT), self.log],
+                                  stdout=subprocess.DEVNULL,
+                                  stderr=open(self.log + '.err', 'w'))
+        _wait_port('127.0.0.7', PYMILTER_PORT)
+
+    def seen(self):
+        if not os.path.exists(self.log):
+            return []
+        with open(self.log) as f:
+            return [json.loads(l) for l in f if l.strip()]
+
+    def stop(self):
+        self.p.kill()
+        self.p.wait()
+        with open(self.log + '.err') as f:
+            err = f.read()
+        if err:
+            print('milter_test.py stderr:\n' + err[-3000:])
+
+
+def _backmx(world, **kw):
+    extra = kw.pop('extra', '')
+    return world.backmx(extra='milter inet:127.0.0.7:%d\nmilter_timeout 5s\n'
+                        % PYMILTER_PORT + extra, **kw)
+
+
+def _send(b, subject, rcpts=('alice@backup.example',), extra_hdr=''):
+    s = b.smtp()
+    try:
+        s.sendmail('sender@sender.example', list(rcpts),
+                   ('Subject: %s\r\nX-Remove: this goes\r\n%s\r\n'
+                    'the original body\r\n' % (subject, extra_hdr)).encode())
+        return None
+    except smtplib.SMTPDataError as e:
+        return e
+    finally:
+        try:
+            s.quit()
+        except smtplib.SMTPException:
+            pass
+
+
+def _queue(b):
+    r = b.ctl('queue', '--json')
+    assert r.returncode == 0, r.stderr
+    return [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+
+
+def test_milter_continue_and_macros(world):
+    m = PyMilter(world)
+    try:
+        p = world.sinks['primary']
+        b = _backmx(world)
+        assert _send(b, 'hello') is None
+        msg = p.wait_messages(1, timeout=15)[0]
+        assert b'the original body' in msg['data']
+        seen = m.seen()
+        assert len(seen) == 1, seen
+        mac = seen[0]['macros']
+        assert mac['j'] == 'mx2.test.example', mac
+        assert mac['{daemon_name}'] == 'backmx'
+        assert mac['{client_addr}'] == '127.0.0.1', mac
+        assert mac['{mail_addr}'] == 'sender@sender.example'
+        assert mac['{rcpt_addr}'] == 'alice@backup.example'
+        assert len(mac['i']) > 0
+        assert seen[0]['rcpts'] == ['<alice@backup.example>']
+        assert seen[0]['mail_from'] == '<sender@sender.example>'
+        assert ['Subject', 'hello'] in [[h[0], h[1].strip()]
+                                        for h in seen[0]['headers']]
+        assert 'the original body' in seen[0]['body']
+        b.wait_log(r'from=<sender@sender\.example>')
+    finally:
+        m.stop()
+
+
+def test_milter_reject_tempfail_discard(world):
+    m = PyMilter(world)
+    try:
+        p = world.sinks['primary']
+        b = _backmx(world)
+        e = _send(b, 'reject')
+        assert e is not None and e.smtp_code == 554, e
+        assert b'5.7.1 python milter says no' in e.smtp_error, e.smtp_error
+        e = _send(b, 'tempfail')
+        assert e is not None and e.smtp_code == 451, e
+        assert _send(b, 'discard') is None       # 250, then dropped
+        b.wait_log(r'milter-reject: END-OF-MESSAGE from \[127\.0\.0\.1\]: 554 '
+                   r'5\.7\.1 python milter says no')
+        b.wait_log(r'milter-discard')
+        time.sleep(1)
+        assert p.messages() == []
+        assert _queue(b) == []
+        st = b.ctl('stats').stdout
+        assert 'milter_rejected' in st
+    finally:
+        m.stop()
+
+
+def test_milter_modifications(world):
+    m = PyMilter(world)
+    try:
+        p = world.sinks['primary']
+        b = _backmx(world)
+        assert _send(b, 'modify', rcpts=('alice@backup.example',
+                                         'carol@backup.example'),
+                     extra_hdr='X-Keep: yes\r\n') is None
+        msg = p.wait_messages(1, timeout=15)[0]
+        data = msg['data']
+        head, _, body = data.partition(b'\r\n\r\n')
+        assert b'X-Added: by the test milter' in head, head
+        assert b'Subject: modified by the milter' in head, head
+        assert b'Subject: modify' not in head
+        assert b'X-Remove' not in head, head
+        assert b'X-Keep: yes' in head
+        # inserted first among the client's fields (after our Received)
+        fields = [l for l in head.split(b'\r\n') if l and l[:1] not in b' \t']
+        assert fields[0].startswith(b'Received:'), fields
+        assert fields[1] == b'X-First: inserted at the top', fields
+        assert body == b'the body the milter wrote\r\n', body
+        assert sorted(msg['rcpt_tos']) == ['alice@backup.example',
+                                           'bob@backup.example'], msg
+    finally:
+        m.stop()
+
+
+def test_milter_rcpt_reject_and_accept(world):
+    m = PyMilter(world)
+    try:
+        p = world.sinks['primary']
+        b = _backmx(world)
+        assert _send(b, 'x', rcpts=('alice@backup.example',
+                                    'postmaster@backup.example')) is None
+        msg = p.wait_messages(1, timeout=15)[0]
+        assert msg['rcpt_tos'] == ['alice@backup.example'], msg
+        b.wait_log(r'milter-reject: RCPT <postmaster@backup\.example>')
+        p.clear()
+        assert _send(b, 'accept') is None
+        msg = p.wait_messages(1, timeout=15)[0]
+        assert b'the original body' in msg['data']
+    finally:
+        m.stop()
+
+
+def test_milter_quarantine_held(world):
+    m = PyMilter(world)
+    try:
+        p = world.sinks['primary']
+        b = _backmx(world)
+        assert _send(b, 'quarantine') is None
+        b.wait_log(r'milter-hold: .*held by the test milter')
+        time.sleep(1.5)
+        assert p.messages() == []
+        q = _queue(b)
+        assert len(q) == 1 and q[0]['held'] is True, q
+        assert b.ctl('release', q[0]['id']).returncode == 0
+        p.wait_messages(1, timeout=15)
+    finally:
+        m.stop()
+
+
+def _serve(port, behaviour):
+    """a fake milter on 127.0.0.8:port: 'garbage' or 'silent'"""
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(('127.0.0.8', port))
+    ls.listen(16)
+
+    def run():
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            try:
+                c.recv(4096)
+                if behaviour == 'garbage':
+                    c.sendall(b'\xff\xff\xff\xffHELLO I AM NOT A MILTER')
+                else:
+                    time.sleep(8)
+            except OSError:
+                pass
+            c.close()
+    threading.Thread(target=run, daemon=True).start()
+    return ls
+
+
+def test_milter_down_slow_garbage(world):
+    p = world.sinks['primary']
+    # nothing listens: default tempfail, nothing accepted unfiltered
+    b = world.backmx(extra='milter inet:127.0.0.8:8899\nmilter_timeout 2s\n')
+    e = _send(b, 'x')
+    assert e is not None and e.smtp_code == 451, e
+    b.wait_log(r'milter inet:127\.0\.0\.8:8899: .*milter_default_action=tempfail')
+    b.stop()
+    for port, what in ((8897, 'garbage'), (8898, 'silent')):
+        ls = _serve(port, what)
+        try:
+            b = world.backmx(extra='milter inet:127.0.0.8:%d\n'
+                             'milter_timeout 2s\n' % port)
+            t = time.monotonic()
+            e = _send(b, 'x')
+            assert e is not None and e.smtp_code == 451, (what, e)
+            if what == 'silent':
+                assert 1.5 < time.monotonic() - t < 6
+            b.stop()
+        finally:
+            ls.close()
+    assert p.messages() == []
+    # milter_default_action accept / reject
+    b = world.backmx(extra='milter inet:127.0.0.8:8899\n'
+                     'milter_default_action accept\n')
+    assert _send(b, 'through') is None
+    p.wait_messages(1, timeout=15)
+    b.stop()
+    b = world.backmx(extra='milter inet:127.0.0.8:8899\n'
+                     'milter_default_action reject\n')
+    e = _send(b, 'x')
+    assert e is not None and e.smtp_code == 550, e
+
+
+def test_milter_two_in_order(world):
+    m = PyMilter(world)
+    try:
+        p = world.sinks['primary']
+        # the second one is down, with default accept: the first still
+        # rejects; a clean message passes both
+        b = _backmx(world, extra='milter inet:127.0.0.8:8899\n'
+                    'milter_default_action accept\n')
+        e = _send(b, 'reject')
+        assert e is not None and e.smtp_code == 554
+        assert _send(b, 'hello') is None
+        p.wait_messages(1, timeout=15)
+    finally:
+        m.stop()
