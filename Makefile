@@ -16,7 +16,7 @@ CC        ?= cc
 FUZZ_SECONDS ?= 60
 SMOKE_SECONDS ?= 5
 
-PKGS      := libunbound libssl libcrypto
+PKGS      := libunbound libssl libcrypto libsystemd
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -106,6 +106,29 @@ hdr_by_is_us(const char *v, size_t n, const char *hostname)
 	}
 }
 
+/* hdr_message_id - keep the first Message-ID's <...> (bounded, for logs) */
+static void
+hdr_message_id(struct policy_hdrscan *h, size_t n)
+{
+	static const char name[] = "message-id:";
+	size_t i = sizeof(name) - 1, j = 0;
+
+	if (h->message_id[0] != '\0' || n < i ||
+	    strncasecmp(h->field, name, i) != 0)
+		return;
+	while (i < n && (h->field[i] == ' ' || h->field[i] == '\t'))
+		i++;
+	if (i < n && h->field[i] == '<')
+		i++;
+	while (i < n && h->field[i] != '>' && h->field[i] != ' ' &&
+	       j < sizeof(h->message_id) - 1) {
+		unsigned char c = h->field[i++];
+
+		h->message_id[j++] = c < 0x20 || c == 0x7f ? '?' : c;
+	}
+	h->message_id[j] = '\0';
+}
+
 /* hdr_field_done - judge the field collected so far */
 static void
 hdr_field_done(struct policy_hdrscan *h)
@@ -117,6 +140,7 @@ hdr_field_done(struct policy_hdrscan *h)
 		return;
 	h->flen = 0;
 	h->field_is_received = 0;
+	hdr_message_id(h, n);
 	if (n < sizeof(name) - 1 ||
 	    strncasecmp(h->field, name, sizeof(name) - 1) != 0)
 		return;

@@ -191,6 +191,7 @@ struct policy_hdrscan {
 	char field[512];	/* current field start, bounded */
 	size_t flen;
 	int field_is_received;
+	char message_id[256];	/* Message-ID without <>, for the log */
 };
 
 void policy_hdrscan_init(struct policy_hdrscan *h, const char *hostname);

@@ -127,6 +127,8 @@ struct delivery {
 	int plain;		/* next connection without STARTTLS (tls may,
 				   after a failed handshake) */
 	char tlsdesc[64];	/* of the connection that carried the tx */
+	double t_send, setup;	/* delays=: tx start, connection setup */
+	int conn_use;		/* conn_use=: tx number on the connection */
 
 	/* MTA-STS policy of the recipient domain (tls mta-sts, route mx) */
 	int sts_done;
@@ -461,25 +463,66 @@ fwd_reschedule(const struct spool_envelope *e)
 	}
 }
 
+/* the delivery whose results fwd_results is logging (delays=, conn_use=) */
+static const struct delivery *fwd_log_d;
+
+/* fwd_delay_fmt - Postfix's delays= number: two significant digits,
+ * at most two decimals, no trailing zeros */
+static void
+fwd_delay_fmt(char *buf, size_t n, double v)
+{
+	char *p;
+
+	if (v < 0)
+		v = 0;
+	snprintf(buf, n, v >= 10 ? "%.0f" : v >= 1 ? "%.1f" : "%.2f", v);
+	if (strchr(buf, '.') != NULL) {
+		for (p = buf + strlen(buf) - 1; *p == '0'; p--)
+			*p = '\0';
+		if (*p == '.')
+			*p = '\0';
+	}
+}
+
 /*
- * fwd_log_tls - the delivery line; tls (the connection's TLS state, "none"
- * in clear, NULL when no connection carried it) is appended as tls=...
+ * fwd_log_tls - the delivery line, as Postfix's smtp logs it:
+ *   ID: to=<x@y>, relay=H[A]:25, [conn_use=N, ]delay=D, delays=a/b/c/d,
+ *   dsn=X.Y.Z, status=sent|deferred|bounced (...)
+ * delays: a before the queue (0: the message is queued as it arrives),
+ * b in the queue, c connection setup, d transmission.  tls (the
+ * connection's TLS state, "none" in clear, NULL when no connection
+ * carried it) is appended as tls=...
  */
 static void
 fwd_log_tls(const struct spool_envelope *e, int i, const char *relay,
 	    const struct result *r, const char *status, int remote,
 	    const char *tls)
 {
-	char dsn[16], tl[80];
+	char dsn[16], tl[80], cu[32], db[16], dc[16], dd[16];
+	const struct delivery *d = fwd_log_d;
 	/* arrival has whole seconds: the delay is shown to 0.1 s as
 	 * operators expect (delay=0.4), never negative */
-	double delay = ev_now(backmxd.loop) - (double)e->arrival;
+	double now = ev_now(backmxd.loop);
+	double delay = now - (double)e->arrival, c = 0, x = 0;
 
 	if (delay < 0)
 		delay = 0;
-	tl[0] = '\0';
+	tl[0] = cu[0] = '\0';
 	if (tls != NULL && tls[0] != '\0')
 		snprintf(tl, sizeof(tl), ", tls=%s", tls);
+	if (d != NULL && relay != NULL && d->t_send > 0) {
+		x = now - d->t_send;
+		c = d->setup;
+		if (d->conn_use > 1)
+			snprintf(cu, sizeof(cu), "conn_use=%d, ", d->conn_use);
+	}
+	if (x > delay)
+		x = delay;
+	if (c > delay - x)
+		c = delay - x;
+	fwd_delay_fmt(db, sizeof(db), delay - x - c);
+	fwd_delay_fmt(dc, sizeof(dc), c);
+	fwd_delay_fmt(dd, sizeof(dd), x);
 
 	if (r->enh[0] != '\0')
 		snprintf(dsn, sizeof(dsn), "%s", r->enh);
@@ -488,23 +531,26 @@ fwd_log_tls(const struct spool_envelope *e, int i, const char *relay,
 			 r->code / 100 >= 2 && r->code / 100 <= 5
 			     ? r->code / 100 : 4);
 	if (remote && r->code / 100 != 2)
-		log_msg(e->id, "to=<%s>, relay=%s, delay=%.1f, dsn=%s, "
+		log_svc(relay ? "smtp" : "qmgr", LOG_INFO, e->id, "to=<%s>, relay=%s, %sdelay=%.1f, "
+			"delays=0/%s/%s/%s, dsn=%s, "
 			"status=%s (host %s said: %d %s%s%s)%s",
-			e->rcpt[i].address, relay ? relay : "none",
-			delay, dsn, status,
+			e->rcpt[i].address, relay ? relay : "none", cu,
+			delay, db, dc, dd, dsn, status,
 			relay ? relay : "none", r->code, r->enh,
 			r->enh[0] ? " " : "", r->text, tl);
 	else if (remote)
-		log_msg(e->id, "to=<%s>, relay=%s, delay=%.1f, dsn=%s, "
+		log_svc(relay ? "smtp" : "qmgr", LOG_INFO, e->id, "to=<%s>, relay=%s, %sdelay=%.1f, "
+			"delays=0/%s/%s/%s, dsn=%s, "
 			"status=%s (%d %s%s%s)%s",
-			e->rcpt[i].address, relay ? relay : "none",
-			delay, dsn, status,
+			e->rcpt[i].address, relay ? relay : "none", cu,
+			delay, db, dc, dd, dsn, status,
 			r->code, r->enh, r->enh[0] ? " " : "", r->text, tl);
 	else
-		log_msg(e->id, "to=<%s>, relay=%s, delay=%.1f, dsn=%s, "
+		log_svc(relay ? "smtp" : "qmgr", LOG_INFO, e->id, "to=<%s>, relay=%s, %sdelay=%.1f, "
+			"delays=0/%s/%s/%s, dsn=%s, "
 			"status=%s (%s)%s",
-			e->rcpt[i].address, relay ? relay : "none",
-			delay, dsn, status,
+			e->rcpt[i].address, relay ? relay : "none", cu,
+			delay, db, dc, dd, dsn, status,
 			r->text, tl);
 }
 
@@ -569,9 +615,10 @@ fwd_send_dsn(const struct spool_envelope *e, struct bounce_item *it, int n,
 		return 0;
 	}
 	stats.dsn_sent++;
-	log_msg(e->id, "sender %s notification: %s", line[kind], b->id);
-	log_msg(b->id, "from=<>, size=%llu, nrcpt=1 (%s of %s)",
-		(unsigned long long)b->size, what[kind], e->id);
+	log_svc("bounce", LOG_INFO, e->id, "sender %s notification: %s",
+		line[kind], b->id);
+	log_msg(b->id, "from=<>, size=%llu, nrcpt=1 (queue active)",
+		(unsigned long long)b->size);
 	forward_queued(b);
 	spool_envelope_free(b);
 	return 0;
@@ -775,6 +822,7 @@ fwd_results(struct delivery *d)
 	 * stays queued and fwd_commit tries their bounce again */
 	it = bounce_calloc((size_t)d->nrcpt, sizeof(*it));
 	rl = bounce_calloc((size_t)d->nrcpt, sizeof(*rl));
+	fwd_log_d = d;
 	for (i = 0; i < d->nrcpt; i++) {
 		int k = d->rcpt[i];
 		struct spool_rcpt *rc;
@@ -868,6 +916,7 @@ fwd_results(struct delivery *d)
 			stats.tls_deferred++;
 		bad++;
 	}
+	fwd_log_d = NULL;
 	/* before fwd_commit, which may delete the body it quotes */
 	if (nrl > 0)
 		(void)fwd_send_dsn(e, rl, nrl, BOUNCE_RELAYED, 0);
@@ -1658,11 +1707,13 @@ fwd_send(struct delivery *d)
 	}
 	d->dsn = smtp_client_has(d->client, SMTP_CAP_DSN);
 	d->tx.spool = backmxd.spool;
+	smtp_client_times(d->client, &d->setup, &d->conn_use);
 	d->tx.env = d->env;
 	d->tx.nrcpt = d->nrcpt;
 	d->tx.rcpt = d->rcpt;
 	d->tx.res = d->res;
 	d->tx.remote = d->remote;
+	d->t_send = ev_now(backmxd.loop);
 	if (smtp_client_send(d->client, &d->tx) < 0) {
 		struct smtp_client *c = d->client;
 

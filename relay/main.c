@@ -30,6 +30,7 @@
 #include "forward.h"
 #include "listen.h"
 #include "log.h"
+#include "notify.h"
 #include "metrics.h"
 #include "reload.h"
 #include "smtpd.h"
@@ -108,6 +109,7 @@ main_reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	char msg[512];
 
 	reload_config(0, msg, sizeof(msg));	/* it logs */
+	notify_status(NULL);	/* systemd: the queue size, now */
 }
 
 /* main_spool_log - BDB's own messages, at their priority */
@@ -127,6 +129,7 @@ main_stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		return;
 	backmxd.stopping = 1;
 	log_info("stopping on signal %d", w->signum);
+	notify_stopping();
 	listener_stop();
 	control_close();
 	metrics_close();
@@ -359,6 +362,7 @@ main(int argc, char **argv)
 			 BACKMX_VERSION, cfg->hostname, cfg->policy->ndomains,
 			 (unsigned long long)msgs);
 	}
+	notify_ready(backmxd.loop);	/* systemd Type=notify: banner is up */
 	ev_run(backmxd.loop, 0);
 
 	if (spool_sync(backmxd.spool) < 0)

@@ -318,6 +318,8 @@ struct smtp_client {
 
 	smtp_client_cb cb;
 	void *arg;
+	ev_tstamp t_new, t_ready;	/* for delays=: connection setup */
+	int uses;			/* transactions started (conn_use=) */
 };
 
 static void client_io_cb(struct ev_loop *, ev_io *, int);
@@ -537,6 +539,7 @@ client_ready(struct smtp_client *c)
 
 	c->state = C_IDLE;
 	c->phase = "idle";
+	c->t_ready = ev_now(c->loop);
 	ev_timer_stop(c->loop, &c->timer);
 	result_set(&r, 250, "2.0.0", "ready");
 	c->cb(c->arg, c, &r);
@@ -1158,6 +1161,7 @@ smtp_client_new(struct ev_loop *loop, const struct smtp_client_params *p,
 	c->loop = loop;
 	c->fd = -1;
 	c->cb = cb;
+	c->t_new = ev_now(loop);
 	c->arg = arg;
 	c->tls_policy = p->tls;
 	c->no_starttls = p->tls == POLICY_TLS_MAY && p->no_starttls;
@@ -1234,6 +1238,7 @@ smtp_client_send(struct smtp_client *c, struct smtp_client_tx *tx)
 	struct result fail;
 	int i, n = 0;
 
+	c->uses++;
 	memset(tx->res, 0, sizeof(*tx->res) * (size_t)tx->nrcpt);
 	if (tx->remote != NULL)
 		memset(tx->remote, 0, sizeof(*tx->remote) * (size_t)tx->nrcpt);
@@ -1349,4 +1354,12 @@ smtp_client_free(struct smtp_client *c)
 	free(c->tls_ca);
 	free(c->tlsa);
 	free(c);
+}
+
+void
+smtp_client_times(const struct smtp_client *c, double *setup, int *use)
+{
+	*use = c->uses + 1;
+	*setup = c->uses == 0 && c->t_ready >= c->t_new ? c->t_ready - c->t_new
+							: 0;
 }

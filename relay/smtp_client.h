@@ -126,6 +126,13 @@ int smtp_client_usable(const struct smtp_client *c);
 void smtp_client_set_cb(struct smtp_client *c, smtp_client_cb cb, void *arg);
 /* smtp_client_relay - "host[addr]:port" for logs */
 const char *smtp_client_relay(const struct smtp_client *c);
+/*
+ * smtp_client_times - for the delivery line (delays=, conn_use=): the
+ * connection setup time (connect, banner, EHLO, STARTTLS; 0 when this
+ * connection carried a transaction before) and the number the next
+ * transaction started on it gets (1 = first)
+ */
+void smtp_client_times(const struct smtp_client *c, double *setup, int *use);
 /* smtp_client_tls - "TLSv1.3 verified" etc., or NULL when in clear */
 const char *smtp_client_tls(const struct smtp_client *c);
 /*

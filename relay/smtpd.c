@@ -364,7 +364,7 @@ smtpd_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (s->state == S_COMMIT || s->state == S_FILTER)
 		return;	/* our own wait; never the client's fault */
-	log_info("timeout after %s from [%s]",
+	log_info("timeout after %s from unknown[%s]",
 		 s->state == S_DATA || s->state == S_BDAT ? "DATA"
 		 : s->state == S_TLS			  ? "STARTTLS"
 							  : "command",
@@ -431,7 +431,7 @@ smtpd_done(struct session *s)
 		ev_io_stop(backmxd.loop, &s->rio);
 		return 1;
 	}
-	log_info("disconnect from [%s] ehlo=%d mail=%d rcpt=%d data=%d "
+	log_info("disconnect from unknown[%s] ehlo=%d mail=%d rcpt=%d data=%d "
 		 "commands=%d",
 		 s->addr, s->n_ehlo, s->n_mail, s->n_rcpt, s->n_data,
 		 s->n_cmds);
@@ -601,16 +601,22 @@ smtpd_limits(struct session *s)
 	}
 	stats.sessions_refused++;
 	if (v == LIMITS_PER_IP)
-		log_warn("refusing [%s]: max_clients_per_ip %d reached", s->addr,
-			 cfg->max_clients_per_ip);
+		log_info("NOQUEUE: reject: CONNECT from unknown[%s]: 421 4.7.0 "
+			 "Error: too many connections from your address "
+			 "(max_clients_per_ip %d); proto=SMTP",
+			 s->addr, cfg->max_clients_per_ip);
 	else if (v == LIMITS_CONCURRENT) {
 		stats.refused_client_limit++;
-		log_warn("refusing [%s]: filter=client_limit: %d sessions open",
+		log_info("NOQUEUE: reject: CONNECT from unknown[%s]: 421 4.7.0 "
+			 "Error: too many connections from your address "
+			 "(filter=client_limit: %d sessions open); proto=SMTP",
 			 s->addr, cfg->filter->client_limit);
 	} else {
 		stats.refused_client_rate++;
-		log_warn("refusing [%s]: filter=client_rate: over %d sessions in "
-			 "%lds",
+		log_info("NOQUEUE: reject: CONNECT from unknown[%s]: 421 4.7.0 "
+			 "Error: too many connections from your address, slow "
+			 "down (filter=client_rate: over %d sessions in %lds); "
+			 "proto=SMTP",
 			 s->addr, cfg->filter->client_rate,
 			 cfg->filter->client_rate_window);
 	}
@@ -644,7 +650,7 @@ smtpd_dnsbl_cb(void *arg, const struct dnsbl_verdict *v)
 static void
 smtpd_dnsbl_refuse(struct session *s, const struct dnsbl_verdict *v)
 {
-	log_info("NOQUEUE: reject: CONNECT from [%s]: %s; filter=dnsbl%s",
+	log_info("NOQUEUE: reject: CONNECT from unknown[%s]: %s; filter=dnsbl%s",
 		 s->addr, v->reply, v->cached ? " (cached)" : "");
 	smtpd_reply(s, "%s", v->reply);
 	s->state = S_CMD;
@@ -711,8 +717,8 @@ smtpd_session_new(int fd, const struct sockaddr *sa, socklen_t salen)
 					  "connections, try again later\r\n";
 
 		stats.sessions_refused++;
-		log_warn("refusing [%s]: max_clients %d reached", s->addr,
-			 cfg->max_clients);
+		log_warn("too many connections: refusing unknown[%s]: "
+			 "max_clients %d reached", s->addr, cfg->max_clients);
 		(void)!send(fd, msg, sizeof(msg) - 1,
 			    MSG_NOSIGNAL | MSG_DONTWAIT);
 		close(fd);
@@ -735,7 +741,7 @@ smtpd_session_new(int fd, const struct sockaddr *sa, socklen_t salen)
 	s->timer.repeat = cfg->timeout;
 	s->timer.data = s;
 	ev_timer_again(backmxd.loop, &s->timer);
-	log_info("connect from [%s]:%d", s->addr, s->port);
+	log_info("connect from unknown[%s]", s->addr);
 	smtpd_connect_filters(s);
 }
 
@@ -751,7 +757,9 @@ smtpd_greet(struct session *s)
 	/* an early talker sends before it saw our greeting (RFC 5321
 	 * 4.3.1: a client waits for 220) */
 	if (recv(fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
-		log_info("reject: early talker [%s]", s->addr);
+		log_info("NOQUEUE: reject: CONNECT from unknown[%s]: 554 5.5.0 "
+			 "Error: talking before the greeting; proto=SMTP",
+			 s->addr);
 		smtpd_reply(s, "554 5.5.0 %s Error: talking before the greeting",
 			    cfg->hostname);
 		s->close_after_flush = 1;
@@ -835,8 +843,8 @@ smtpd_cmd_helo(struct session *s, char *arg, int esmtp)
 	/* EHLO/HELO must end a pipelined group: input already waiting
 	 * behind it means the client did not wait for our reply */
 	if (s->inlen > 0) {
-		log_info("reject: improper command pipelining after %s from "
-			 "[%s]",
+		log_info("improper command pipelining after %s from "
+			 "unknown[%s]",
 			 esmtp ? "EHLO" : "HELO", s->addr);
 		smtpd_reply(s, "554 5.5.0 Error: SMTP protocol synchronization");
 		stats.refused_other++;
@@ -1042,10 +1050,11 @@ smtpd_cmd_rcpt(struct session *s, char *arg)
 			stats.refused_user++;
 		else
 			stats.refused_syntax++;
-		log_info("reject: RCPT from [%s]: %d %s %s; from=<%s> "
-			 "helo=<%s>",
+		log_info("NOQUEUE: reject: RCPT from unknown[%s]: %d %s %s; "
+			 "from=<%s> to=<%s> proto=%s helo=<%s>",
 			 s->addr, res.code, res.enh, res.text, tx->sender,
-			 s->helo);
+			 log_path(arg, route, sizeof(route)),
+			 s->esmtp ? "ESMTP" : "SMTP", s->helo);
 		smtpd_reply_result(s, &res);
 		return;
 	}
@@ -1140,7 +1149,7 @@ smtpd_cmd_rcpt(struct session *s, char *arg)
 				 r.domain->route_host, r.domain->route_port);
 		rc->route = strdup(route);
 		stats.percent_hack++;
-		log_info("percent-hack %s -> %s (from [%s])",
+		log_info("percent-hack %s -> %s (from unknown[%s])",
 			 r.path.address, r.address, s->addr);
 	}
 	if (rc->address == NULL ||
@@ -1305,10 +1314,13 @@ smtpd_tx_finish(struct session *s, int flags)
 	smtpd_emit_flush(tx);
 	if (flags & (SMTPD_DATA_BARE | SMTPD_DATA_NUL)) {
 		stats.refused_smuggling++;
-		log_info("reject: %s from [%s]: message with bare CR or LF%s; "
-			 "from=<%s>",
+		log_info("NOQUEUE: reject: %s from unknown[%s]: %s; "
+			 "from=<%s> proto=ESMTP helo=<%s>",
 			 tx->bdat ? "BDAT" : "DATA", s->addr,
-			 (flags & SMTPD_DATA_NUL) ? " or NUL" : "", tx->sender);
+			 (flags & SMTPD_DATA_BARE)
+			     ? "550 5.5.2 Error: bare CR or LF in message data"
+			     : "554 5.6.0 Error: NUL octet in message data",
+			 tx->sender, s->helo);
 		if (flags & SMTPD_DATA_BARE)
 			smtpd_reply(s, "550 5.5.2 Error: bare CR or LF in "
 				       "message data (RFC 5321 2.3.8)");
@@ -1319,8 +1331,11 @@ smtpd_tx_finish(struct session *s, int flags)
 	}
 	if (tx->too_big) {
 		stats.refused_size++;
-		log_info("reject: %s from [%s]: message too big; from=<%s>",
-			 tx->bdat ? "BDAT" : "DATA", s->addr, tx->sender);
+		log_info("NOQUEUE: reject: %s from unknown[%s]: 552 5.3.4 "
+			 "Error: message size exceeds fixed limit; from=<%s> "
+			 "proto=ESMTP helo=<%s>",
+			 tx->bdat ? "BDAT" : "DATA", s->addr, tx->sender,
+			 s->helo);
 		smtpd_reply(s, "552 5.3.4 Error: message size exceeds fixed "
 			       "limit");
 		goto drop;
@@ -1333,9 +1348,10 @@ smtpd_tx_finish(struct session *s, int flags)
 	}
 	if (policy_hdrscan_check(&tx->hs, cfg->max_hops, &res) < 0) {
 		stats.refused_loop++;
-		log_info("reject: %s from [%s]: %d %s %s; from=<%s>",
+		log_info("NOQUEUE: reject: %s from unknown[%s]: %d %s %s; "
+			 "from=<%s> proto=ESMTP helo=<%s>",
 			 tx->bdat ? "BDAT" : "DATA", s->addr, res.code,
-			 res.enh, res.text, tx->sender);
+			 res.enh, res.text, tx->sender, s->helo);
 		smtpd_reply_result(s, &res);
 		goto drop;
 	}
@@ -1825,8 +1841,10 @@ smtpd_cmd_etrn(struct session *s, char *arg)
 		return;
 	}
 	if (!config_etrn_allowed(cfg, (const struct sockaddr *)&s->ss)) {
-		log_info("reject: ETRN %s from [%s]: client not allowed", name,
-			 s->addr);
+		log_info("NOQUEUE: reject: ETRN from unknown[%s]: 459 4.7.1 "
+			 "<%s>: client not authorized to request ETRN; "
+			 "proto=ESMTP helo=<%s>",
+			 s->addr, name, s->helo);
 		smtpd_reply(s, "459 4.7.1 <%s>: client not authorized to "
 			       "request ETRN",
 			    name);
@@ -1846,13 +1864,13 @@ smtpd_cmd_etrn(struct session *s, char *arg)
 	/* one pass over the spool: the count is of pending messages */
 	n = forward_flush(d->name);
 	if (n == 0) {
-		log_info("ETRN %s from [%s]: no messages waiting", d->name,
+		log_info("ETRN %s from unknown[%s]: no messages waiting", d->name,
 			 s->addr);
 		smtpd_reply(s, "251 2.0.0 No messages waiting for node %s",
 			    d->name);
 		return;
 	}
-	log_info("ETRN %s from [%s]: flush n=%d", d->name, s->addr, n);
+	log_info("ETRN %s from unknown[%s]: flush n=%d", d->name, s->addr, n);
 	smtpd_reply(s, "250 2.0.0 Queuing for node %s started", d->name);
 }
 
@@ -1909,7 +1927,8 @@ smtpd_tls_step(struct session *s)
 		s->tls = 1;
 		tls_describe(s->ssl, s->tls_desc, sizeof(s->tls_desc));
 		stats.tls_inbound++;
-		log_info("STARTTLS from [%s]: %s", s->addr, s->tls_desc);
+		log_info("Anonymous TLS connection established from "
+			 "unknown[%s]: %s", s->addr, s->tls_desc);
 		s->state = S_CMD;
 		ev_io_stop(backmxd.loop, &s->wio);
 		ev_io_start(backmxd.loop, &s->rio);
@@ -1918,7 +1937,8 @@ smtpd_tls_step(struct session *s)
 		return;
 	}
 	if (r < 0) {
-		log_info("STARTTLS from [%s] failed: %s", s->addr, err);
+		log_info("SSL_accept error from unknown[%s]: %s", s->addr,
+			 err);
 		s->dead = 1;
 		return;
 	}
@@ -2112,11 +2132,12 @@ smtpd_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 			smtpd_reply(s, "250 2.0.0 Ok: queued as %s", tx->id);
 			stats.accepted++;
 			stats.accepted_bytes += tx->size;
-			log_msg(tx->id, "client=[%s], helo=<%s>%s", s->addr,
-				s->helo, s->tls ? ", tls=yes" : "");
-			log_msg(tx->id, "from=<%s>, size=%llu, nrcpt=%d",
-				tx->sender, (unsigned long long)tx->size,
-				tx->nrcpt);
+			log_msg(tx->id, "client=unknown[%s]", s->addr);
+			log_msg(tx->id, "message-id=<%s>",
+				tx->hs.message_id);
+			log_svc("qmgr", LOG_INFO, tx->id, "from=<%s>, size=%llu, "
+				"nrcpt=%d (queue active)", tx->sender,
+				(unsigned long long)tx->size, tx->nrcpt);
 			forward_queued(&tx->env);
 		}
 		smtpd_tx_reset(s);

@@ -48,7 +48,7 @@ def test_dnsbl_listed_refused_clean_accepted(world):
                     'blocked using bl.example; Listed for testing, see '
                     'http://bl.example/q?127.0.0.20'), line
     assert rest == b''
-    b.wait_log(r'NOQUEUE: reject: CONNECT from \[127\.0\.0\.20\]: 554 5\.7\.1 '
+    b.wait_log(r'NOQUEUE: reject: CONNECT from unknown\[127\.0\.0\.20\]: 554 5\.7\.1 '
                r'.*filter=dnsbl')
     # second zone, no TXT
     line, _ = _greeting('127.0.0.22')
@@ -81,7 +81,7 @@ def test_dnsbl_cached(world):
     # the second time the cached answer (TTL 300) decides, no query
     line, _ = _greeting('127.0.0.20')
     assert line.startswith('554 5.7.1'), line
-    b.wait_log(r'CONNECT from \[127\.0\.0\.20\]: 554 .*filter=dnsbl \(cached\)')
+    b.wait_log(r'CONNECT from unknown\[127\.0\.0\.20\]: 554 .*filter=dnsbl \(cached\)')
     assert _stat(b, 'dnsbl_rejected') == 2
 
 

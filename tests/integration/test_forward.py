@@ -80,7 +80,7 @@ def test_forward_primary_up(world):
     assert m['mail_from'] == SENDER
     assert _strip_received(m['data']) == sent, m['data'][:300]
     b.wait_log(r'to=<alice@backup\.example>, relay=mx1\.test\.example'
-               r'\[127\.0\.0\.2\]:25, delay=[0-9.]+, dsn=2\.\d\.\d, status=sent')
+               r'\[127\.0\.0\.2\]:25, (conn_use=\d+, )?delay=[0-9.]+, delays=[0-9./]+, dsn=2\.\d\.\d, status=sent')
     _wait_empty(b)
     time.sleep(1)
     assert len(p.messages()) == 1

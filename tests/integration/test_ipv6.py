@@ -51,7 +51,7 @@ def test_ipv6_listen_loopback(world):
     m = p.wait_messages(1, timeout=15)[0]
     first = m['data'].split(b'\r\n\t')[0]
     assert first == b'Received: from client6.test ([IPv6:::1])', m['data'][:200]
-    b.wait_log(r'connect from \[::1\]', timeout=5)
+    b.wait_log(r'connect from unknown\[::1\]', timeout=5)
     b.wait_log(r'client=\[::1\]', timeout=5)
 
 

@@ -34,7 +34,7 @@ def test_limits_client_limit(world):
     s, line = _open('127.0.0.12')       # another address: served
     assert line.startswith('220'), line
     s.close()
-    b.wait_log(r'refusing \[127\.0\.0\.11\]: filter=client_limit')
+    b.wait_log(r'reject: CONNECT from unknown\[127\.0\.0\.11\]: 421 [^\n]*filter=client_limit')
     # one ends, one more is allowed
     held.pop().close()
     for _ in range(50):
@@ -64,7 +64,7 @@ def test_limits_client_rate(world):
     s, line = _open('127.0.0.14')
     assert line.startswith('220'), line
     s.close()
-    b.wait_log(r'refusing \[127\.0\.0\.13\]: filter=client_rate')
+    b.wait_log(r'reject: CONNECT from unknown\[127\.0\.0\.13\]: 421 [^\n]*filter=client_rate')
     import urllib.request
     text = urllib.request.urlopen('http://127.0.0.3:9425/metrics',
                                   timeout=5).read().decode()
@@ -95,6 +95,6 @@ def test_limits_proxied_address_and_allow(world):
         c.send(v2(src='198.51.100.7'))
         assert c.reply().startswith('220')
         held.append(c)
-    b.wait_log(r'refusing \[192\.0\.2\.50\]: filter=client_limit')
+    b.wait_log(r'reject: CONNECT from unknown\[192\.0\.2\.50\]: 421 [^\n]*filter=client_limit')
     for c in held:
         c.close()
