@@ -178,12 +178,40 @@ bench: deps-bench all
 	$(BUILD)/fuzzobj/*/*.d $(BUILD)/unit/*.d $(BUILD)/fuzz/*.d)
 
 # ---------------------------------------------------------------- install
-install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
-		$(DESTDIR)$(PREFIX)/share/man/man5
-	install -m 0755 $(BUILD)/backmxd $(BUILD)/backmxctl $(DESTDIR)$(PREFIX)/sbin/
-	install -m 0644 man/backmxd.8 man/backmxctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/
-	install -m 0644 man/backmx.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+# make install PREFIX=/usr/local DESTDIR=: binaries, man pages, the systemd
+# unit (from contrib/backmx.service.in, paths following PREFIX), sysusers.d
+# and tmpfiles.d snippets, the example configuration (never overwriting
+# an existing $(SYSCONFDIR)/backmx/backmx.conf).  The Debian package
+# (debian/rules) runs it with PREFIX=/usr.
+SBINDIR        ?= $(PREFIX)/sbin
+MANDIR         ?= $(PREFIX)/share/man
+DOCDIR         ?= $(PREFIX)/share/doc/backmx
+SYSCONFDIR     ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR    ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR    ?= $(PREFIX)/lib/tmpfiles.d
+
+$(BUILD)/backmx.service: contrib/backmx.service.in Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' $< > $@.tmp
+	mv $@.tmp $@
+
+install: all $(BUILD)/backmx.service
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSTEMDUNITDIR) \
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+		$(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/backmx
+	install -m 0755 $(BUILD)/backmxd $(BUILD)/backmxctl $(DESTDIR)$(SBINDIR)/
+	install -m 0644 man/backmxd.8 man/backmxctl.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 man/backmx.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 $(BUILD)/backmx.service $(DESTDIR)$(SYSTEMDUNITDIR)/backmx.service
+	install -m 0644 contrib/backmx.sysusers $(DESTDIR)$(SYSUSERSDIR)/backmx.conf
+	install -m 0644 contrib/backmx.tmpfiles $(DESTDIR)$(TMPFILESDIR)/backmx.conf
+	install -m 0644 contrib/backmx.conf.example $(DESTDIR)$(DOCDIR)/backmx.conf.example
+	test -e $(DESTDIR)$(SYSCONFDIR)/backmx/backmx.conf || \
+		install -m 0644 contrib/backmx.conf.package $(DESTDIR)$(SYSCONFDIR)/backmx/backmx.conf
+	test -e $(DESTDIR)$(SYSCONFDIR)/backmx/unconfigured.rcpts || \
+		install -m 0644 /dev/null $(DESTDIR)$(SYSCONFDIR)/backmx/unconfigured.rcpts
 
 clean:
 	rm -rf $(BUILD) run

@@ -181,13 +181,26 @@ def test_docs_example_conf(world):
 
 
 def test_docs_systemd_unit(world):
-    text = _read(os.path.join(CONTRIB, 'backmx.service'))
-    for s in ('ExecStartPre=/usr/local/sbin/backmxd -t ',
-              'ExecStart=/usr/local/sbin/backmxd -f ',
+    # the template's paths follow PREFIX: make writes BUILD/backmx.service
+    tmpl = _read(os.path.join(CONTRIB, 'backmx.service.in'))
+    assert '/usr/local/sbin' not in tmpl, 'backmx.service.in hard-codes /usr/local/sbin'
+    out = os.path.join(world.build, 'unit-test')
+    p = subprocess.run(['make', '-s', '-C', ROOT, 'BUILD=' + out, 'PREFIX=/opt/bx',
+                        out + '/backmx.service'], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    text = _read(os.path.join(out, 'backmx.service'))
+    shutil.rmtree(out, ignore_errors=True)
+    for s in ('Type=notify',
+              'ExecStartPre=/opt/bx/sbin/backmxd -t -c /etc/backmx/backmx.conf',
+              'ExecStart=/opt/bx/sbin/backmxd -f ',
+              'ExecReload=/opt/bx/sbin/backmxd -t ',
               'ExecReload=/bin/kill -HUP $MAINPID',
               'RuntimeDirectory=backmx', 'ReadWritePaths=/var/spool/backmx',
               'CAP_NET_BIND_SERVICE'):
-        assert s in text, 'contrib/backmx.service lacks %r' % s
+        assert s in text, 'the generated backmx.service lacks %r' % s
+    assert '@' not in text.replace('@system-service', ''), text
+    # reload checks the configuration before the HUP
+    assert text.index('ExecReload=/opt/bx/sbin/backmxd -t') < text.index('ExecReload=/bin/kill')
     # the paths in the unit are the defaults the man pages document
     conf = _read(os.path.join(MAN, 'backmx.conf.5'))
     assert '/var/spool/backmx' in conf and '/run/backmx/control.sock' in conf

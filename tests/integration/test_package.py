@@ -228,3 +228,97 @@ def test_make_run_asks_build_deps_only(world):
     assert 'install-deps test' in out, out
     out = dry('bench')
     assert 'install-deps bench' in out, out
+
+
+def _run(cmd, timeout=600, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def test_package_build_install_remove(world):
+    """dpkg-buildpackage -us -uc -b (reusing build/), lintian without
+    errors, dpkg -i: binaries, man pages, unit, sysusers, conffile, the
+    backmx user and its spool; backmxd -t accepts the packaged config,
+    which accepts no mail; dpkg -r keeps the spool, --purge removes it."""
+    for tool in ('dpkg-buildpackage', 'lintian', 'dh', 'fakeroot'):
+        assert shutil.which(tool), '%s missing: sh contrib/install-deps test' % tool
+    st = _run(['dpkg-query', '-W', '-f=${db:Status-Status}', 'backmx'])
+    assert st.stdout.strip() != 'installed', \
+        'a backmx package is installed on this machine already: not replacing it'
+    parent = os.path.dirname(ROOT)
+    out = os.path.join(world.build, 'deb')
+    os.makedirs(out, exist_ok=True)
+    ver = re.search(r'^backmx \(([^)]+)\)', open(os.path.join(ROOT, 'debian', 'changelog')).read()).group(1)
+    r = _run(['dpkg-buildpackage', '-us', '-uc', '-b'], cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert not re.search(r'^(cc|clang) ', r.stdout, re.M), 'dpkg-buildpackage compiled again'
+    names = ['backmx_%s_amd64.deb' % ver, 'backmx_%s_amd64.buildinfo' % ver,
+             'backmx_%s_amd64.changes' % ver, 'backmx-dbgsym_%s_amd64.deb' % ver]
+    for n in names:
+        if os.path.exists(os.path.join(parent, n)):
+            shutil.move(os.path.join(parent, n), os.path.join(out, n))
+    deb = os.path.join(out, names[0])
+    assert os.path.exists(deb), os.listdir(out)
+
+    r = _run(['lintian', '--fail-on', 'error', deb])
+    assert r.returncode == 0, 'lintian: ' + r.stdout + r.stderr
+    assert not re.search(r'^E: ', r.stdout, re.M), r.stdout
+
+    files = _run(['dpkg-deb', '-c', deb]).stdout
+    for f in ('./usr/sbin/backmxd', './usr/sbin/backmxctl', './etc/backmx/backmx.conf',
+              './lib/systemd/system/backmx.service', './usr/lib/sysusers.d/backmx.conf',
+              './usr/lib/tmpfiles.d/backmx.conf', './usr/share/man/man8/backmxd.8.gz',
+              './usr/share/man/man8/backmxctl.8.gz', './usr/share/man/man5/backmx.conf.5.gz'):
+        assert re.search(r' %s$' % re.escape(f), files, re.M), '%s not in the package:\n%s' % (f, files)
+    d = tempfile.mkdtemp(prefix='backmx-deb-')
+    try:
+        assert _run(['dpkg-deb', '-e', deb, d]).returncode == 0
+        conff = open(os.path.join(d, 'conffiles')).read().split()
+        assert '/etc/backmx/backmx.conf' in conff, conff
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+    spool_existed = os.path.exists('/var/spool/backmx')
+    assert not spool_existed or not os.listdir('/var/spool/backmx'), \
+        '/var/spool/backmx holds a spool already: not installing over it'
+    installed = False
+    try:
+        r = _run(['dpkg', '-i', deb])
+        assert r.returncode == 0, 'dpkg -i: ' + r.stdout + r.stderr
+        installed = True
+        pw = _run(['getent', 'passwd', 'backmx']).stdout
+        assert pw.startswith('backmx:'), 'no backmx user after install'
+        uid = int(pw.split(':')[2])
+        s = os.stat('/var/spool/backmx')
+        assert s.st_uid == uid and (s.st_mode & 0o777) == 0o700, (s.st_uid, oct(s.st_mode))
+        unit = open('/lib/systemd/system/backmx.service').read()
+        assert 'ExecStart=/usr/sbin/backmxd -f -c /etc/backmx/backmx.conf' in unit, unit
+        assert 'Type=notify' in unit
+        # the packaged configuration passes -t, and accepts no domain's mail
+        r = _run(['/usr/sbin/backmxd', '-t', '-c', '/etc/backmx/backmx.conf'])
+        assert r.returncode == 0, 'backmxd -t on the packaged config: ' + r.stdout + r.stderr
+        conf = open('/etc/backmx/backmx.conf').read()
+        doms = re.findall(r'^\s*domain\s+(\S+)', conf, re.M)
+        assert doms and all(x.endswith('.invalid') for x in doms), doms
+        assert open('/etc/backmx/unconfigured.rcpts').read().strip() == ''
+        # the man pages are installed and render
+        for page, sec in (('backmxd', 8), ('backmxctl', 8), ('backmx.conf', 5)):
+            path = '/usr/share/man/man%d/%s.%d.gz' % (sec, page, sec)
+            assert os.path.exists(path), path
+            if shutil.which('man'):
+                r = _run(['man', '-P', 'cat', '-l', path], env=dict(os.environ, MANWIDTH='80'))
+                assert r.returncode == 0 and 'NAME' in r.stdout, r.stderr[:500]
+        # remove: the spool (queued mail) stays; purge: it goes
+        open('/var/spool/backmx/queued-mail-marker', 'w').close()
+        r = _run(['dpkg', '-r', 'backmx'])
+        assert r.returncode == 0, 'dpkg -r: ' + r.stdout + r.stderr
+        assert not os.path.exists('/usr/sbin/backmxd')
+        assert os.path.exists('/var/spool/backmx/queued-mail-marker'), 'dpkg -r removed the spool'
+        assert os.path.exists('/etc/backmx/backmx.conf'), 'dpkg -r removed the conffile'
+        r = _run(['dpkg', '--purge', 'backmx'])
+        assert r.returncode == 0, 'dpkg --purge: ' + r.stdout + r.stderr
+        installed = False
+        assert not os.path.exists('/var/spool/backmx'), 'purge left the spool'
+        assert not os.path.exists('/etc/backmx/backmx.conf'), 'purge left the conffile'
+    finally:
+        if installed:
+            _run(['dpkg', '--purge', 'backmx'])
