@@ -9,6 +9,7 @@ lintian, dpkg -i, backmxd -t on the packaged config, the man pages, the
 unit, dpkg -r / --purge.
 """
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -322,3 +323,4 @@ def test_package_build_install_remove(world):
     finally:
         if installed:
             _run(['dpkg', '--purge', 'backmx'])
+test_package_build_install_remove.timeout = 600
