@@ -1746,10 +1746,13 @@ smtpd_cmd_bdat(struct session *s, char *arg)
 		/* RFC 3030 / 1870: over the limit is 552 5.3.4 at once; the
 		 * transaction is over, the chunk is read into nowhere */
 		stats.refused_size++;
-		log_info("reject: BDAT from [%s]: chunk of %llu octets over "
-			 "max_size %llu%s; from=<%s>",
+		log_info("NOQUEUE: reject: BDAT from unknown[%s]: 552 5.3.4 "
+			 "Error: message size exceeds fixed limit (chunk of "
+			 "%llu octets over max_size %llu%s); from=<%s> "
+			 "proto=ESMTP helo=<%s>",
 			 s->addr, n, (unsigned long long)backmxd.cfg->max_size,
-			 v == SMTPD_BDAT_CLOSE ? ", closing" : "", tx->sender);
+			 v == SMTPD_BDAT_CLOSE ? ", closing" : "", tx->sender,
+			 s->helo);
 		smtpd_reply(s, "552 5.3.4 Error: message size exceeds fixed "
 			       "limit");
 		smtpd_tx_reset(s);
