@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "backmxd.h"
+#include "config_check.h"
 #include "control.h"
 #include "dns.h"
 #include "forward.h"
@@ -230,13 +231,23 @@ main(int argc, char **argv)
 	cfg = config_load(main_config_path, diag, DIAG_MAX, &nerr);
 	if (test_only) {
 		main_print_diag(diag);
-		free(diag);
 		if (cfg == NULL) {
+			free(diag);
 			fprintf(stderr, "%s: %d error(s)\n", main_config_path,
 				nerr);
 			return 1;
 		}
+		/* what the text alone cannot show: files, clock, `user` */
+		diag[0] = '\0';
+		nerr = config_check(cfg, diag, DIAG_MAX);
+		main_print_diag(diag);
+		free(diag);
 		config_free(cfg);
+		if (nerr > 0) {
+			fprintf(stderr, "%s: %d error(s)\n", main_config_path,
+				nerr);
+			return 1;
+		}
 		return 0;
 	}
 	log_open("backmxd", backmxd.foreground);

@@ -163,7 +163,7 @@ def test_docs_example_conf(world):
             p = subprocess.run(
                 ['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
                  '-keyout', os.path.join(d, 'key.pem'),
-                 '-out', os.path.join(d, 'cert.pem'), '-days', '1',
+                 '-out', os.path.join(d, 'cert.pem'), '-days', '30',
                  '-subj', '/CN=mx2.example.net'],
                 capture_output=True, text=True, timeout=60)
             assert p.returncode == 0, 'openssl: %s' % p.stderr

@@ -367,3 +367,99 @@ def test_faults_bdat_huge(world):
     c.close()
     assert _nqueued(b) == 0
     assert b.running()
+
+
+# ------------------------------------------------------------------ backmxd -t
+
+def _t(b):
+    p = subprocess.run([b.backmxd, '-t', '-c', b.conf_path], capture_output=True,
+                       text=True, timeout=30)
+    return p.returncode, p.stderr
+
+
+def _expired_cert(d):
+    """A self-signed certificate valid only on 1 January 2020."""
+    os.makedirs(d, exist_ok=True)
+    open(os.path.join(d, 'index.txt'), 'w').close()
+    with open(os.path.join(d, 'serial'), 'w') as f:
+        f.write('01\n')
+    with open(os.path.join(d, 'ca.cnf'), 'w') as f:
+        f.write('[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\nnew_certs_dir=.\n'
+                'serial=serial\ndefault_md=sha256\npolicy=p\n[p]\ncommonName=supplied\n')
+    for cmd in (['openssl', 'req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'k.pem',
+                 '-out', 'r.csr', '-subj', '/CN=old.test.example'],
+                ['openssl', 'ca', '-batch', '-config', 'ca.cnf', '-selfsign', '-keyfile',
+                 'k.pem', '-in', 'r.csr', '-out', 'c.pem', '-startdate', '20200101000000Z',
+                 '-enddate', '20200102000000Z']):
+        r = subprocess.run(cmd, cwd=d, capture_output=True, text=True)
+        assert r.returncode == 0, '%s: %s' % (cmd[1], r.stderr)
+    return os.path.join(d, 'c.pem'), os.path.join(d, 'k.pem')
+
+
+def test_faults_t_tls_checks(world):
+    certs = world.certs
+    b = world.backmx(start=False, tls_cert=os.path.join(certs, 'mx2.pem'),
+                     tls_key=os.path.join(certs, 'mx2.key'))
+    rc, err = _t(b)
+    assert rc == 0, err
+    # a key of another certificate
+    b.write_config(tls_cert=os.path.join(certs, 'mx2.pem'),
+                   tls_key=os.path.join(certs, 'wrong.key'))
+    rc, err = _t(b)
+    assert rc == 1 and 'does not match the certificate' in err, (rc, err)
+    # an expired certificate
+    cert, key = _expired_cert(os.path.join(b.dir, 'old'))
+    b.write_config(tls_cert=cert, tls_key=key)
+    rc, err = _t(b)
+    assert rc == 1 and 'has expired' in err, (rc, err)
+    # not a certificate at all
+    b.write_config(tls_cert=os.path.join(b.dir, 'backup.rcpts'), tls_key=key)
+    rc, err = _t(b)
+    assert rc == 1 and 'no PEM certificate' in err, (rc, err)
+
+
+def test_faults_t_user_access(world):
+    b = world.backmx(start=False, user='nobody')
+    # the run's work directories are 0700: open the way down to b.dir
+    # for `nobody` for this test only
+    opened = []
+    d = b.dir
+    while d not in ('/', '/tmp'):
+        mode = os.stat(d).st_mode & 0o7777
+        if not mode & 0o001:
+            os.chmod(d, mode | 0o011)
+            opened.append((d, mode))
+        d = os.path.dirname(d)
+    try:
+        _t_user_access(b)
+    finally:
+        for d, mode in opened:
+            os.chmod(d, mode)
+
+
+def _t_user_access(b):
+    rc, err = _t(b)
+    assert rc == 0, err
+    # a recipient file only root can read: the daemon (as nobody) could not
+    # re-read it on SIGHUP
+    rcpts = os.path.join(b.dir, 'backup.rcpts')
+    os.chmod(rcpts, 0o600)
+    rc, err = _t(b)
+    assert rc == 1 and re.search(r'recipients .*backup\.rcpts is not readable by user nobody',
+                                 err), (rc, err)
+    os.chmod(rcpts, 0o644)
+    # a spool file left by a run as root
+    junk = os.path.join(b.spool_dir, 'log.0000000001')
+    with open(junk, 'w') as f:
+        f.write('x')
+    os.chmod(junk, 0o600)
+    rc, err = _t(b)
+    assert rc == 1 and 'not writable by user nobody' in err and 'chown -R nobody' in err, \
+        (rc, err)
+    os.unlink(junk)
+    # the spool below a directory nobody cannot enter
+    inner = os.path.join(b.dir, 'closed')
+    os.makedirs(inner, mode=0o700)
+    b.write_config(user='nobody', spool=os.path.join(inner, 'spool'))
+    rc, err = _t(b)
+    assert rc == 1 and 'not searchable by user nobody' in err, (rc, err)
