@@ -1465,7 +1465,7 @@ smtpd_milter_cb(void *arg, struct milter_result *res)
 		goto drop;
 	}
 	if (res->verdict == MILTER_REJECT || res->verdict == MILTER_TEMPFAIL) {
-		log_info("%s: milter-reject: %s from [%s]: %s; from=<%s> "
+		log_info("%s: milter-reject: %s from unknown[%s]: %s; from=<%s> "
 			 "helo=<%s>; filter=%s",
 			 tx->id, cmd, s->addr, res->reply, tx->sender, s->helo,
 			 res->why);
@@ -1473,14 +1473,14 @@ smtpd_milter_cb(void *arg, struct milter_result *res)
 		goto drop;
 	}
 	if (res->verdict == MILTER_DISCARD) {
-		log_info("%s: milter-discard: %s from [%s]: discarded; "
+		log_info("%s: milter-discard: %s from unknown[%s]: discarded; "
 			 "from=<%s>; filter=%s",
 			 tx->id, cmd, s->addr, tx->sender, res->why);
 		smtpd_reply(s, "250 2.0.0 Ok: queued as %s", tx->id);
 		goto drop;
 	}
 	if (smtpd_rcpt_edit(tx, res) == 0) {
-		log_info("%s: milter-reject: %s from [%s]: no recipients left; "
+		log_info("%s: milter-reject: %s from unknown[%s]: no recipients left; "
 			 "from=<%s>; filter=milter",
 			 tx->id, cmd, s->addr, tx->sender);
 		smtpd_reply(s, "554 5.7.1 Error: all recipients rejected");
@@ -1493,7 +1493,7 @@ smtpd_milter_cb(void *arg, struct milter_result *res)
 	tx->size = size;
 	if (res->verdict == MILTER_QUARANTINE) {
 		tx->held = 1;
-		log_info("%s: milter-hold: %s from [%s]: %s; from=<%s>; "
+		log_info("%s: milter-hold: %s from unknown[%s]: %s; from=<%s>; "
 			 "filter=%s",
 			 tx->id, cmd, s->addr, res->quarantine, tx->sender,
 			 res->why);

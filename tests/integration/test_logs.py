@@ -193,7 +193,7 @@ def test_logs_fail2ban(world):
     # every refusal line is matched, nothing else: the lines the filter
     # should see are exactly those with "reject:" or "pipelining"
     wanted = [l for l in log.splitlines()
-              if re.search(r'backmx/smtpd\[\d+\]: .*(: reject: |improper command pipelining)', l)]
+              if re.search(r'backmx/smtpd\[\d+\]: .*(: (?:milter-)?reject: |improper command pipelining)', l)]
     assert len(wanted) == sum(refusals.values()), wanted
 
 

@@ -121,7 +121,7 @@ def test_milter_reject_tempfail_discard(world):
         e = _send(b, 'tempfail')
         assert e is not None and e.smtp_code == 451, e
         assert _send(b, 'discard') is None       # 250, then dropped
-        b.wait_log(r'milter-reject: END-OF-MESSAGE from \[127\.0\.0\.1\]: 554 '
+        b.wait_log(r'milter-reject: END-OF-MESSAGE from unknown\[127\.0\.0\.1\]: 554 '
                    r'5\.7\.1 python milter says no')
         b.wait_log(r'milter-discard')
         time.sleep(1)
