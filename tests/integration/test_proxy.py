@@ -124,8 +124,8 @@ def test_proxy_v2_bytewise_and_tcp6(world):
     msgs = p.wait_messages(3, timeout=15)
     data = b''.join(m['data'] for m in msgs)
     assert b'[192.0.2.7]' in data
-    assert b'[2001:db8::77]' in data
-    assert b'[2001:db8::78]' in data
+    assert b'[IPv6:2001:db8::77]' in data
+    assert b'[IPv6:2001:db8::78]' in data
 
 
 def test_proxy_local_and_unknown(world):
