@@ -1,6 +1,8 @@
 /*
- * dns.h - asynchronous DNS on the libev loop (libunbound: ub_fd under an
- * ev_io, ub_process on readiness; a timer bounds every query).
+ * dns.h - asynchronous DNS on the libev loop (libunbound running on the
+ * loop itself through its pluggable event API; a timer bounds every
+ * query).  Every name is asked of the configured server, special-use
+ * names and private reverse zones included; only localhost is local.
  *
  * Rules: the callback never runs inside dns_query(); it runs exactly once
  * unless the query is cancelled first; dns_cancel() after the callback

@@ -1,7 +1,7 @@
 /*
  * ub_ev.h - libunbound's pluggable event API (unbound-event.h) on a libev
- * loop: libunbound's worker runs inside our own loop, with no thread and
- * no libevent in the process.
+ * loop: libunbound's worker runs inside our own loop, with no thread;
+ * libevent (libunbound's dependency) is loaded but never called.
  */
 #ifndef BACKMX_UB_EV_H
 #define BACKMX_UB_EV_H
