@@ -2,7 +2,8 @@
  * backmxctl.c - the operator CLI: finds the control socket (-s, or the
  * `control` directive of -c FILE / /etc/backmx/backmx.conf), sends one
  * request line and copies the answer (protocol in control.h) to stdout,
- * the final error to stderr.  Exit 0 on success, 1 otherwise.  Needs no
+ * the final error and progress lines of long operations to stderr (-q:
+ * no progress).  Exit 0 on success, 1 otherwise.  Needs no
  * privilege beyond access to the socket.
  */
 #include <sys/socket.h>
@@ -136,13 +137,15 @@ main(int argc, char **argv)
 	char *path, *buf = NULL;
 	size_t len = 0, cap = 0;
 	ssize_t n;
-	int i, fd, conf_given = 0, json = 0;
+	int i, fd, conf_given = 0, json = 0, quiet = 0;
 	FILE *in;
 
 	/* options come before the command; --json anywhere */
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0)
 			json = 1;
+		else if (strcmp(argv[i], "-q") == 0)
+			quiet = 1;
 		else if (strcmp(argv[i], "-c") == 0 ||
 			 strcmp(argv[i], "-s") == 0) {
 			if (i + 1 >= argc)
@@ -229,6 +232,10 @@ main(int argc, char **argv)
 		if (buf[0] == '+') {
 			fwrite(buf + 1, 1, (size_t)n - 1, stdout);
 			putchar('\n');
+		} else if (buf[0] == '~') {
+			/* progress of a long operation: not output */
+			if (!quiet)
+				fprintf(stderr, "backmxctl: %s\n", buf + 1);
 		} else if (strcmp(buf, ".") == 0) {
 			if (fflush(stdout) != 0 || ferror(stdout)) {
 				fprintf(stderr, "backmxctl: stdout: %s\n",

@@ -3,8 +3,10 @@
  * control.h).  Owns the listening UNIX socket and its clients; every
  * client lives on the loop and never blocks it: listings stream from
  * spool_scan() in bounded batches, paced by the client's reading.
- * Calls forward.c for flush/hold/release/delete/bounce, checkdns.c for
- * check-dns, metrics.c for the counter table.  Every command is logged.
+ * The queue commands live in control_queue.c, show in control_show.c,
+ * pause/resume in pause.c (shared state in control_int.h); this file
+ * dispatches, runs stats and check-dns (checkdns.c) and owns the
+ * connections.  Every command is logged with the peer's uid.
  */
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -24,6 +26,8 @@
 #include "backmxd.h"
 #include "checkdns.h"
 #include "control.h"
+#include "control_int.h"
+#include "pause.h"
 #include "forward.h"
 #include "json.h"
 #include "log.h"
@@ -36,7 +40,6 @@
 #define CONTROL_OUT_HIGH (64 * 1024)	/* stop reading the spool above */
 #define CONTROL_REQUEST_TIMEOUT 10.	/* to send the request line */
 #define CONTROL_IDLE_TIMEOUT 120.	/* without output progress */
-#define CONTROL_HEADER_MAX (256 * 1024)
 
 struct control_domstat {
 	char name[POLICY_DOMAIN_MAX + 1];
@@ -45,28 +48,6 @@ struct control_domstat {
 	uint64_t seen;		/* serial of the last message counted */
 };
 
-struct control_client {
-	LIST_ENTRY(control_client) entry;
-	int fd;
-	long uid;
-	ev_io rio, wio;
-	ev_timer timer;
-	char in[CONTROL_LINE_MAX];
-	size_t inlen;
-	int have_request;
-	struct control_request req;
-	struct json_buf out;
-	/* a streaming job: called while out is below CONTROL_OUT_HIGH */
-	void (*produce)(struct control_client *);
-	int ended;		/* the end line is in out */
-	char after[SPOOL_ID_LEN + 1];
-	uint64_t nmsgs, nbytes;
-	int64_t now, oldest;
-	int header_done;
-	struct control_domstat *dom;
-	size_t ndom;
-	struct checkdns *cd;
-};
 
 static LIST_HEAD(, control_client) control_clients =
 	LIST_HEAD_INITIALIZER(control_clients);
@@ -80,13 +61,13 @@ static void control_client_free(struct control_client *c);
 /* ------------------------------------------------------------------ */
 /* output */
 
-static void
+void
 control_kick(struct control_client *c)
 {
 	ev_io_start(backmxd.loop, &c->wio);
 }
 
-static void
+void
 control_end_ok(struct control_client *c)
 {
 	json_buf_puts(&c->out, ".\n");
@@ -95,10 +76,7 @@ control_end_ok(struct control_client *c)
 	control_kick(c);
 }
 
-static void control_end_err(struct control_client *c, const char *fmt, ...)
-	LOG_FMT(2, 3);
-
-static void
+void
 control_end_err(struct control_client *c, const char *fmt, ...)
 {
 	char msg[512];
@@ -116,10 +94,7 @@ control_end_err(struct control_client *c, const char *fmt, ...)
 }
 
 /* control_line - one "+TEXT" line; the text is made safe for one line */
-static void control_line(struct control_client *c, const char *fmt, ...)
-	LOG_FMT(2, 3);
-
-static void
+void
 control_line(struct control_client *c, const char *fmt, ...)
 {
 	char line[1024];
@@ -133,7 +108,22 @@ control_line(struct control_client *c, const char *fmt, ...)
 	json_buf_puts(&c->out, "\n");
 }
 
-static const char *
+void
+control_progress(struct control_client *c, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	json_buf_puts(&c->out, "~");
+	json_put_text(&c->out, line);
+	json_buf_puts(&c->out, "\n");
+	control_kick(c);
+}
+
+const char *
 control_state_name(int state)
 {
 	switch (state) {
@@ -144,7 +134,7 @@ control_state_name(int state)
 	return "unknown";
 }
 
-static void
+void
 control_time(char *buf, size_t len, int64_t t)
 {
 	time_t tt = (time_t)t;
@@ -156,26 +146,8 @@ control_time(char *buf, size_t len, int64_t t)
 		strftime(buf, len, "%b %d %H:%M:%S", &tm);
 }
 
-/* control_rcpt_in_domain - is a pending recipient of e at domain? */
-static int
-control_rcpt_in_domain(const struct spool_envelope *e, const char *domain)
-{
-	const char *at;
-	int i;
-
-	for (i = 0; i < e->nrcpt; i++) {
-		if (e->rcpt[i].state != SPOOL_RCPT_PENDING ||
-		    e->rcpt[i].address == NULL)
-			continue;
-		at = strrchr(e->rcpt[i].address, '@');
-		if (at != NULL && strcasecmp(at + 1, domain) == 0)
-			return 1;
-	}
-	return 0;
-}
-
 /* control_put_json - the queue --json object of e (no newline) */
-static void
+void
 control_put_json(struct json_buf *b, const struct spool_envelope *e)
 {
 	int i;
@@ -203,7 +175,7 @@ control_put_json(struct json_buf *b, const struct spool_envelope *e)
 }
 
 /* control_put_human - the postqueue-like lines of e */
-static void
+void
 control_put_human(struct control_client *c, const struct spool_envelope *e)
 {
 	char when[32];
@@ -231,64 +203,6 @@ control_put_human(struct control_client *c, const struct spool_envelope *e)
 		if (r->last_error != NULL)
 			control_line(c, "              %s", r->last_error);
 	}
-}
-
-/* ------------------------------------------------------------------ */
-/* queue [DOMAIN] */
-
-static int
-control_queue_one_cb(void *arg, const struct spool_envelope *e)
-{
-	struct control_client *c = arg;
-
-	memcpy(c->after, e->id, sizeof(c->after));
-	c->after[SPOOL_ID_LEN] = '\0';
-	if (c->req.nargs > 0 && !control_rcpt_in_domain(e, c->req.args[0]))
-		return 0;
-	c->nmsgs++;
-	c->nbytes += e->size;
-	if (c->req.json) {
-		json_buf_puts(&c->out, "+");
-		control_put_json(&c->out, e);
-		json_buf_puts(&c->out, "}\n");
-		return 0;
-	}
-	if (!c->header_done) {
-		control_line(c, "%-12s %9s  %-15s  %s", "ID", "SIZE", "ARRIVAL",
-			     "SENDER / RECIPIENTS");
-		c->header_done = 1;
-	}
-	control_put_human(c, e);
-	return 0;
-}
-
-static void
-control_queue_produce(struct control_client *c)
-{
-	int n;
-
-	n = spool_scan(backmxd.spool, c->after, CONTROL_BATCH,
-		       control_queue_one_cb, c);
-	if (n < 0) {
-		control_end_err(c, "spool: %s", spool_error(backmxd.spool));
-		return;
-	}
-	if (n == CONTROL_BATCH)
-		return;
-	if (!c->req.json) {
-		if (c->nmsgs == 0)
-			control_line(c, "queue is empty");
-		else
-			control_line(c, "-- %llu KB in %llu message%s",
-				     (unsigned long long)(c->nbytes + 1023) /
-					     1024,
-				     (unsigned long long)c->nmsgs,
-				     c->nmsgs == 1 ? "" : "s");
-	}
-	log_info("control: queue domain=%s n=%llu uid=%ld",
-		 c->req.nargs ? c->req.args[0] : "*",
-		 (unsigned long long)c->nmsgs, c->uid);
-	control_end_ok(c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -446,249 +360,15 @@ control_stats_start(struct control_client *c)
 }
 
 /* ------------------------------------------------------------------ */
-/* show ID */
+/* commands shared helpers */
 
-/* control_read_header - the message's header (up to the empty line) */
-static int
-control_read_header(const char *id, struct json_buf *h)
-{
-	const void *data;
-	size_t len;
-	uint32_t n;
-	char *end;
-	int r;
-
-	for (n = 0; h->len < CONTROL_HEADER_MAX; n++) {
-		if ((r = spool_body_read(backmxd.spool, id, n, &data, &len)) < 0)
-			return -1;
-		if (r == 0)
-			break;
-		json_buf_append(h, data, len);
-		if (h->oom)
-			return -1;
-		if (h->len >= 2 && (memcmp(h->data, "\r\n", 2) == 0 ||
-				    h->data[0] == '\n')) {
-			h->len = 0;
-			return 0;
-		}
-		if ((end = strstr(h->data, "\n\r\n")) != NULL ||
-		    (end = strstr(h->data, "\n\n")) != NULL) {
-			h->len = (size_t)(end - h->data) + 1;
-			h->data[h->len] = '\0';
-			return 0;
-		}
-	}
-	if (h->len > CONTROL_HEADER_MAX)
-		h->len = CONTROL_HEADER_MAX;
-	if (h->data != NULL)
-		h->data[h->len] = '\0';
-	return 0;
-}
-
-static void
-control_show(struct control_client *c)
-{
-	struct spool_envelope *e;
-	struct json_buf h;
-	char when[32];
-	char *line, *next;
-	int i;
-
-	if ((e = spool_envelope_get(backmxd.spool, c->req.args[0])) == NULL) {
-		if (spool_errno(backmxd.spool) == SPOOL_ENOTFOUND)
-			control_end_err(c, "no such message %s",
-					c->req.args[0]);
-		else
-			control_end_err(c, "spool: %s",
-					spool_error(backmxd.spool));
-		return;
-	}
-	json_buf_init(&h);
-	if (control_read_header(e->id, &h) < 0) {
-		control_end_err(c, "spool: cannot read the body of %s: %s", e->id,
-				spool_error(backmxd.spool));
-		goto done;
-	}
-	if (c->req.json) {
-		json_buf_puts(&c->out, "+");
-		control_put_json(&c->out, e);
-		json_buf_puts(&c->out, ", \"client_addr\": ");
-		json_put_cstring(&c->out, e->client_addr);
-		json_buf_puts(&c->out, ", \"client_helo\": ");
-		json_put_cstring(&c->out, e->client_helo);
-		json_buf_puts(&c->out, ", \"envid\": ");
-		json_put_cstring(&c->out, e->envid);
-		json_buf_printf(&c->out,
-				", \"ret\": %s, \"body\": \"%s\", "
-				"\"smtputf8\": %s, \"is_bounce\": %s, "
-				"\"header\": ",
-				e->ret == SPOOL_RET_FULL   ? "\"FULL\""
-				: e->ret == SPOOL_RET_HDRS ? "\"HDRS\""
-							   : "null",
-				e->body == SPOOL_BODY_8BITMIME	  ? "8BITMIME"
-				: e->body == SPOOL_BODY_BINARYMIME ? "BINARYMIME"
-								   : "7BIT",
-				e->smtputf8 ? "true" : "false",
-				e->is_bounce ? "true" : "false");
-		json_put_string(&c->out, h.data ? h.data : "", h.len);
-		json_buf_puts(&c->out, "}\n");
-	} else {
-		control_time(when, sizeof(when), e->arrival);
-		control_line(c, "id:        %s%s", e->id,
-			     e->held ? "  (held)" : "");
-		control_line(c, "arrival:   %s (%lld)", when,
-			     (long long)e->arrival);
-		control_line(c, "size:      %llu", (unsigned long long)e->size);
-		control_line(c, "sender:    <%s>%s", e->sender ? e->sender : "",
-			     e->is_bounce ? "  (bounce)" : "");
-		control_line(c, "client:    %s helo=%s",
-			     e->client_addr ? e->client_addr : "-",
-			     e->client_helo ? e->client_helo : "-");
-		control_line(c, "dsn:       envid=%s ret=%s body=%s%s",
-			     e->envid ? e->envid : "-",
-			     e->ret == SPOOL_RET_FULL	? "FULL"
-			     : e->ret == SPOOL_RET_HDRS ? "HDRS"
-							: "-",
-			     e->body == SPOOL_BODY_8BITMIME    ? "8BITMIME"
-			     : e->body == SPOOL_BODY_BINARYMIME ? "BINARYMIME"
-								: "7BIT",
-			     e->smtputf8 ? " SMTPUTF8" : "");
-		control_line(c, "recipients:");
-		for (i = 0; i < e->nrcpt; i++) {
-			const struct spool_rcpt *r = &e->rcpt[i];
-
-			control_time(when, sizeof(when), r->next_attempt);
-			control_line(c, "  %-9s %s  attempts=%d next=%s%s%s",
-				     control_state_name(r->state),
-				     r->address ? r->address : "", r->attempts,
-				     r->state == SPOOL_RCPT_PENDING ? when : "-",
-				     r->route ? " route=" : "",
-				     r->route ? r->route : "");
-			if (r->orcpt != NULL)
-				control_line(c, "            orcpt=%s", r->orcpt);
-			if (r->last_error != NULL)
-				control_line(c, "            %s", r->last_error);
-		}
-		control_line(c, "header:");
-		for (line = h.data; line != NULL && *line != '\0'; line = next) {
-			if ((next = strchr(line, '\n')) != NULL)
-				*next++ = '\0';
-			if (next != NULL && next - line >= 2 && next[-2] == '\r')
-				next[-2] = '\0';
-			control_line(c, "  %s", line);
-		}
-	}
-	log_info("control: show id=%s uid=%ld", e->id, c->uid);
-	control_end_ok(c);
-done:
-	json_buf_free(&h);
-	spool_envelope_free(e);
-}
-
-/* ------------------------------------------------------------------ */
-/* flush, hold, release, delete, bounce */
-
-static int
+int
 control_domain_known(struct control_client *c, const char *domain)
 {
 	if (policy_find_domain(backmxd.cfg->policy, domain) != NULL)
 		return 1;
 	control_end_err(c, "unknown domain %s", domain);
 	return 0;
-}
-
-/* control_exists - 1 when the message is in the spool, else ends c */
-static int
-control_exists(struct control_client *c, const char *id)
-{
-	struct spool_envelope *e;
-
-	if ((e = spool_envelope_get(backmxd.spool, id)) != NULL) {
-		spool_envelope_free(e);
-		return 1;
-	}
-	if (spool_errno(backmxd.spool) == SPOOL_ENOTFOUND)
-		control_end_err(c, "no such message %s", id);
-	else
-		control_end_err(c, "spool: %s", spool_error(backmxd.spool));
-	return 0;
-}
-
-static void
-control_result(struct control_client *c, const char *verb, const char *what,
-	       long n)
-{
-	if (c->req.json) {
-		json_buf_printf(&c->out, "+{\"%s\": %ld}\n", verb, n);
-	} else if (what != NULL)
-		control_line(c, "%s %s", verb, what);
-	else
-		control_line(c, "%s %ld message%s", verb, n, n == 1 ? "" : "s");
-	control_end_ok(c);
-}
-
-static void
-control_flush(struct control_client *c)
-{
-	const char *domain = c->req.nargs ? c->req.args[0] : NULL;
-	int n;
-
-	if (domain != NULL && !control_domain_known(c, domain))
-		return;
-	n = forward_flush(domain);
-	log_info("control: flush domain=%s n=%d uid=%ld",
-		 domain ? domain : "*", n, c->uid);
-	control_result(c, "flushed", NULL, n < 0 ? 0 : n);
-}
-
-static void
-control_hold(struct control_client *c, int hold)
-{
-	const char *arg = c->req.args[0];
-	const char *verb = hold ? "held" : "released";
-	int n;
-
-	if (c->req.arg_is_id) {
-		if (!control_exists(c, arg))
-			return;
-	} else if (!control_domain_known(c, arg))
-		return;
-	n = forward_hold(arg, hold);
-	log_info("control: %s %s=%s n=%d uid=%ld", hold ? "hold" : "release",
-		 c->req.arg_is_id ? "id" : "domain", arg, n < 0 ? 0 : n,
-		 c->uid);
-	if (n < 0 && c->req.arg_is_id) {
-		control_end_err(c, "no such message %s", arg);
-		return;
-	}
-	control_result(c, verb, NULL, n < 0 ? 0 : n);
-}
-
-static void
-control_remove(struct control_client *c, int bounce)
-{
-	const char *id = c->req.args[0];
-	int r;
-
-	if (!control_exists(c, id))
-		return;
-	r = bounce ? forward_bounce(id) : forward_delete(id);
-	if (r < 0) {
-		log_warn("control: %s id=%s failed: %s uid=%ld",
-			 bounce ? "bounce" : "delete", id,
-			 spool_error(backmxd.spool), c->uid);
-		control_end_err(c, "cannot %s %s: %s", bounce ? "bounce" : "delete",
-				id, spool_error(backmxd.spool));
-		return;
-	}
-	log_info("control: %s id=%s uid=%ld", bounce ? "bounce" : "delete", id,
-		 c->uid);
-	if (c->req.json) {
-		json_buf_printf(&c->out, "+{\"%s\": \"%s\"}\n",
-				bounce ? "bounced" : "deleted", id);
-		control_end_ok(c);
-	} else
-		control_result(c, bounce ? "bounced" : "deleted", id, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -797,25 +477,25 @@ control_dispatch(struct control_client *c)
 	}
 	switch (c->req.cmd) {
 	case CONTROL_QUEUE:
-		c->produce = control_queue_produce;
+	case CONTROL_FLUSH:
+	case CONTROL_HOLD:
+	case CONTROL_RELEASE:
+	case CONTROL_DELETE:
+	case CONTROL_BOUNCE:
+	case CONTROL_REQUEUE:
+		control_queue_start(c);
+		break;
+	case CONTROL_SHAPE:
+		control_shape_start(c);
 		break;
 	case CONTROL_SHOW:
-		control_show(c);
+		control_show_start(c);
 		break;
-	case CONTROL_FLUSH:
-		control_flush(c);
+	case CONTROL_PAUSE:
+		control_pause(c, 1);
 		break;
-	case CONTROL_HOLD:
-		control_hold(c, 1);
-		break;
-	case CONTROL_RELEASE:
-		control_hold(c, 0);
-		break;
-	case CONTROL_DELETE:
-		control_remove(c, 0);
-		break;
-	case CONTROL_BOUNCE:
-		control_remove(c, 1);
+	case CONTROL_RESUME:
+		control_pause(c, 0);
 		break;
 	case CONTROL_STATS:
 		control_stats_start(c);
@@ -926,6 +606,8 @@ control_client_free(struct control_client *c)
 		return;
 	if (c->cd != NULL)
 		checkdns_cancel(c->cd);
+	control_job_free(c->job);
+	control_showjob_free(c->show);
 	ev_io_stop(backmxd.loop, &c->rio);
 	ev_io_stop(backmxd.loop, &c->wio);
 	ev_timer_stop(backmxd.loop, &c->timer);
@@ -1084,6 +766,7 @@ fail:
 void
 control_start(void)
 {
+	pause_load(backmxd.cfg->spool);
 	if (control_fd < 0)
 		return;
 	ev_io_init(&control_accept_io, control_accept_cb, control_fd,

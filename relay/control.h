@@ -7,14 +7,20 @@
  *	At most CONTROL_LINE_MAX octets including the LF (a CR before it
  *	is ignored); tokens are separated by spaces or tabs, at most
  *	CONTROL_ARGS_MAX arguments of at most CONTROL_TOKEN_MAX printable
- *	ASCII octets each.  Commands: queue [DOMAIN], show ID,
- *	flush [DOMAIN], hold ID|DOMAIN, release ID|DOMAIN, delete ID,
- *	bounce ID, stats, check-dns DOMAIN, reload [--force], ack-spool;
- *	`--json` anywhere selects JSON.
+ *	ASCII octets each.  Commands: queue, hold, release, delete,
+ *	bounce, flush, requeue (each [ID|DOMAIN] [FILTER...]),
+ *	show ID [--body], shape [DOMAIN], pause [DOMAIN], resume DOMAIN,
+ *	stats, check-dns DOMAIN, reload [--force], ack-spool; `--json`
+ *	anywhere selects JSON.  Filters
+ *	(ANDed): --sender RE, --rcpt RE (POSIX extended, case-insensitive),
+ *	--older DUR, --younger DUR (arrival age: 30s 5m 4h 2d 1w), --held,
+ *	--id ID; --all stands for "no filter" (required by delete/bounce).
  *
  *   server: any number of output lines, then exactly one end line:
  *	"+TEXT"		one line of output (TEXT holds no CR or LF; with
  *			--json each such line is one JSON value)
+ *	"~TEXT"		progress of a long operation (backmxctl prints it
+ *			on stderr; not part of the output)
  *	"."		end: the command succeeded
  *	"-ERR TEXT"	end: it failed, TEXT says why (one line)
  *	and then the server closes the connection.
@@ -37,6 +43,7 @@
 #define CONTROL_LINE_MAX 1024
 #define CONTROL_ARGS_MAX 2
 #define CONTROL_TOKEN_MAX 255
+#define CONTROL_RE_MAX 255
 
 enum control_cmd {
 	CONTROL_QUEUE,
@@ -50,6 +57,22 @@ enum control_cmd {
 	CONTROL_CHECK_DNS,
 	CONTROL_RELOAD,		/* reload [--force] */
 	CONTROL_ACK_SPOOL,	/* clear the spool damage report */
+	CONTROL_REQUEUE,
+	CONTROL_SHAPE,
+	CONTROL_PAUSE,
+	CONTROL_RESUME,
+};
+
+/* the message filters of queue/hold/release/delete/bounce/flush/requeue */
+struct control_filter {
+	char domain[CONTROL_TOKEN_MAX + 1];	/* "" = any */
+	char id[CONTROL_TOKEN_MAX + 1];		/* "" = any, else lowercased */
+	char sender[CONTROL_RE_MAX + 1];	/* RE, valid when has_sender */
+	char rcpt[CONTROL_RE_MAX + 1];
+	int has_sender, has_rcpt;
+	long older, younger;	/* seconds, -1 = not given */
+	int held;		/* only held messages */
+	int all;		/* --all given */
 };
 
 struct control_request {
@@ -61,7 +84,17 @@ struct control_request {
 	char args[CONTROL_ARGS_MAX][CONTROL_TOKEN_MAX + 1];
 	int arg_is_id;		/* args[0] is a queue id (else a domain) */
 	int force;		/* reload --force */
+	int body;		/* show --body */
+	struct control_filter f;	/* positional ID/DOMAIN copied in */
 };
+
+/* control_filter_empty - no filter narrows the selection */
+int control_filter_empty(const struct control_filter *f);
+/* control_filter_describe - "domain=x sender=RE ..." or "all", for logs */
+void control_filter_describe(const struct control_filter *f, char *buf,
+			     size_t len);
+/* control_parse_duration - "90", "30s", "5m", "4h", "2d", "1w"; -1 bad */
+long control_parse_duration(const char *s);
 
 /*
  * control_request_parse - parse one request line (len octets, with or

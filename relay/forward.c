@@ -2518,6 +2518,68 @@ forward_flush(const char *domain)
 	return fwd_flush_match(domain, NULL, 0);
 }
 
+/* fwd_wake_dests - end the suspension of e's pending destinations */
+static void
+fwd_wake_dests(const struct spool_envelope *e)
+{
+	struct fwd_dest *dest;
+	char key[FWD_KEY_MAX];
+	int i;
+
+	for (i = 0; i < e->nrcpt; i++)
+		if (e->rcpt[i].state == SPOOL_RCPT_PENDING &&
+		    fwd_route(e, i, key, sizeof(key), NULL, NULL) == 0 &&
+		    (dest = fwd_dest_find(key)) != NULL)
+			dest->dead_until = 0;
+}
+
+int
+forward_flush_id(const char *id, int requeue)
+{
+	struct spool_envelope *e;
+	int64_t now = fwd_now();
+	int i, changed = 0;
+
+	if (fwd_msg_inflight(id))
+		return 1;
+	if ((e = spool_envelope_get(backmxd.spool, id)) == NULL)
+		return spool_errno(backmxd.spool) == SPOOL_ENOTFOUND ? 0 : -1;
+	if (e->held) {
+		spool_envelope_free(e);
+		return 0;
+	}
+	for (i = 0; i < e->nrcpt; i++) {
+		struct spool_rcpt *rc = &e->rcpt[i];
+
+		if (rc->state != SPOOL_RCPT_PENDING)
+			continue;
+		changed = 1;
+		if (requeue) {
+			rc->attempts = 0;
+			rc->next_attempt = now;
+		}
+	}
+	if (!changed) {
+		spool_envelope_free(e);
+		return 0;
+	}
+	if (requeue && spool_envelope_put(backmxd.spool, e) < 0) {
+		log_err("%s: cannot update the spool: %s", id,
+			spool_error(backmxd.spool));
+		spool_envelope_free(e);
+		return -1;
+	}
+	fwd_wake_dests(e);
+	if (requeue)
+		log_msg(id, "requeued by the operator");
+	/* one waiting for a destination slot is taken back from its FIFO
+	 * (fwd_wait_release skips ids the schedule holds) */
+	schedule_set(backmxd.sched, id, now);
+	spool_envelope_free(e);
+	fwd_arm();
+	return 1;
+}
+
 static int
 fwd_is_id(const char *s)
 {

@@ -33,6 +33,14 @@ int forward_flush(const char *domain);
 /* forward_hold - hold (hold=1) or release (0) a message id or a domain;
  * returns the number of messages changed, -1 when nothing matched */
 int forward_hold(const char *id_or_domain, int hold);
+/*
+ * forward_flush_id - make one message's pending recipients due now and
+ * end the suspension of its destinations; requeue=1 also resets their
+ * retry schedule (attempts 0, next attempt now: the route is looked up
+ * anew at once).  Held messages are left alone.  1 when the message was
+ * affected (scheduled, or in flight), 0 when not, -1 on a spool error.
+ */
+int forward_flush_id(const char *id, int requeue);
 /* forward_delete - remove a message (aborting its delivery); 0 / -1 */
 int forward_delete(const char *id);
 /* forward_bounce - give up now, bounce to the sender, remove; 0 / -1 */

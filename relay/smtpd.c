@@ -31,6 +31,7 @@
 #include "dnsbl.h"
 #include "log.h"
 #include "milter.h"
+#include "pause.h"
 #include "smtpd.h"
 #include "tls.h"
 
@@ -1060,6 +1061,17 @@ smtpd_cmd_rcpt(struct session *s, char *arg)
 	}
 	if (arg[end] != '\0' && arg[end] != ' ') {
 		smtpd_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return;
+	}
+	if (r.domain != NULL && pause_is_paused(r.domain->name)) {
+		/* backmxctl pause DOMAIN: the operator holds new mail off */
+		stats.refused_other++;
+		log_info("reject: RCPT from [%s]: 450 4.3.2 <%s>: mail for %s "
+			 "paused by the operator; from=<%s> helo=<%s>",
+			 s->addr, r.address, r.domain->name, tx->sender, s->helo);
+		smtpd_reply(s, "450 4.3.2 <%s>: Mail for %s is paused, try "
+			       "again later",
+			    r.address, r.domain->name);
 		return;
 	}
 	n = smtpd_params(arg + end, keys, vals, 8);

@@ -239,8 +239,10 @@ def test_ctl_errors(world):
     assert r.returncode == 1 and 'usage' in r.stderr, r
     r = b.ctl()
     assert r.returncode == 1 and 'usage' in r.stderr, r
-    r = b.ctl('delete', 'not-an-id')
-    assert r.returncode == 1 and 'bad queue id' in r.stderr, r
+    r = b.ctl('delete', 'not-an-id')      # a domain filter, not ours
+    assert r.returncode == 1 and 'unknown domain' in r.stderr, r
+    r = b.ctl('delete', 'not/an-id')
+    assert r.returncode == 1 and 'bad queue id or domain' in r.stderr, r
     r = b.ctl('show', 'abcdefabcdef')
     assert r.returncode == 1 and 'no such message' in r.stderr, r
     assert r.stderr.count('\n') == 1, r.stderr

@@ -51,7 +51,32 @@ static const struct parse_case parse_cases[] = {
 	{ "hold bad..domain\n", 0, 0, 0, 0, 0, NULL, "bad queue id or domain" },
 	{ "delete 00aabbccddee\n", 1, CONTROL_DELETE, 0, 1, 1, "00aabbccddee",
 	  NULL },
-	{ "delete example.org\n", 0, 0, 0, 0, 0, NULL, "bad queue id" },
+	{ "delete example.org\n", 1, CONTROL_DELETE, 0, 1, 0, "example.org",
+	  NULL },
+	{ "delete\n", 0, 0, 0, 0, 0, NULL, "no filter given" },
+	{ "bounce --json\n", 0, 0, 0, 0, 0, NULL, "no filter given" },
+	{ "delete --all\n", 1, CONTROL_DELETE, 0, 0, 0, NULL, NULL },
+	{ "delete --older 2d\n", 1, CONTROL_DELETE, 0, 0, 0, NULL, NULL },
+	{ "hold --sender ^spam@ --rcpt @backup\\.example$\n", 1,
+	  CONTROL_HOLD, 0, 0, 0, NULL, NULL },
+	{ "hold --sender (\n", 0, 0, 0, 0, 0, NULL, "bad regular expression" },
+	{ "hold --sender\n", 0, 0, 0, 0, 0, NULL, "--sender needs a value" },
+	{ "queue --older 5x\n", 0, 0, 0, 0, 0, NULL, "bad duration" },
+	{ "queue --frob\n", 0, 0, 0, 0, 0, NULL, "unknown option: --frob" },
+	{ "queue --id 00aabbccddeg\n", 0, 0, 0, 0, 0, NULL, "bad queue id" },
+	{ "stats --held\n", 0, 0, 0, 0, 0, NULL, "stats takes no filters" },
+	{ "queue --body\n", 0, 0, 0, 0, 0, NULL, "takes no --body" },
+	{ "show 00aabbccddee --body\n", 1, CONTROL_SHOW, 0, 1, 1,
+	  "00aabbccddee", NULL },
+	{ "requeue backup.example --younger 1h\n", 1, CONTROL_REQUEUE, 0, 1,
+	  0, "backup.example", NULL },
+	{ "shape\n", 1, CONTROL_SHAPE, 0, 0, 0, NULL, NULL },
+	{ "shape 00aabbccddee x\n", 0, 0, 0, 0, 0, NULL, "usage: shape" },
+	{ "pause Backup.Example\n", 1, CONTROL_PAUSE, 0, 1, 0,
+	  "backup.example", NULL },
+	{ "resume\n", 0, 0, 0, 0, 0, NULL, "usage: resume DOMAIN" },
+	{ "hold 00aabbccddee --id 00aabbccddef\n", 0, 0, 0, 0, 0, NULL,
+	  "two queue ids" },
 	{ "bounce 00aabbccddee --json\n", 1, CONTROL_BOUNCE, 1, 1, 1,
 	  "00aabbccddee", NULL },
 	{ "stats\n", 1, CONTROL_STATS, 0, 0, 0, NULL, NULL },
@@ -122,7 +147,7 @@ test_parse_bounds(void **state)
 	assert_int_equal(control_request_parse(line, 7 + CONTROL_TOKEN_MAX,
 					       &req, err, sizeof(err)),
 			 -1);
-	assert_non_null(strstr(err, "bad domain"));
+	assert_non_null(strstr(err, "or domain"));
 	line[6 + CONTROL_TOKEN_MAX] = 'a';
 	line[7 + CONTROL_TOKEN_MAX] = '\n';
 	assert_int_equal(control_request_parse(line, 8 + CONTROL_TOKEN_MAX,
@@ -177,6 +202,13 @@ test_is_id(void **state)
 	assert_false(control_is_id("0123456789ag"));
 	assert_false(control_is_id(""));
 	assert_non_null(strstr(control_usage(), "check-dns DOMAIN"));
+	assert_int_equal(control_parse_duration("90"), 90);
+	assert_int_equal(control_parse_duration("5m"), 300);
+	assert_int_equal(control_parse_duration("2d"), 172800);
+	assert_int_equal(control_parse_duration("1w"), 604800);
+	assert_int_equal(control_parse_duration("m"), -1);
+	assert_int_equal(control_parse_duration("5mm"), -1);
+	assert_int_equal(control_parse_duration("99999999999999"), -1);
 }
 
 struct esc_case {
