@@ -22,7 +22,7 @@ def _dnsq_path(world):
     cmd = ('cc -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter '
            '-Ipolicy -Ispool -Irelay -o %s tests/integration/dnsq.c '
            'relay/resolver.c relay/ub_ev.c relay/dns_packet.c relay/log.c '
-           'policy/*.c -lunbound -lev -lssl -lcrypto' % out)
+           'policy/*.c -lunbound -lev -lssl -lcrypto -lsystemd' % out)
     p = subprocess.run(cmd, shell=True, cwd=root, capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 0, 'building dnsq failed:\n%s%s' % (p.stdout, p.stderr)
