@@ -4,6 +4,7 @@
 #   make run        install missing build deps, build, run the demo in the foreground
 #   make check      install missing build+test deps, build, unit + integration + fuzz smoke
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make lint       clang-format check of .lint-files, cppcheck over the tree
 #   make fuzz       run every fuzz target for FUZZ_SECONDS each
 #   make bench      benchmark beside Postfix (tests/bench/); BENCH_ARGS=--scale: scale runs
 #   make clean
@@ -43,6 +44,7 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 asanobj = $(patsubst %.c,$(BUILD)/asan/%.o,$(1))
 fuzzobj = $(patsubst %.c,$(BUILD)/fuzzobj/%.o,$(1))
 
+.PHONY: lint
 .PHONY: all run check install clean fuzz fuzz-smoke bench deps deps-test deps-bench unit integration \
 	check-asan man summary
 
@@ -135,6 +137,9 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libbackmx-fuzz.a
 	clang $(DEPFLAGS) $(BASEFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
 		-o $@ $< $(BUILD)/libbackmx-fuzz.a $(LIBS)
 
+lint:
+	@sh tests/lint.sh $(BUILD)
+
 fuzz-smoke: $(FUZZ_BIN)
 	@sh tests/fuzz/run.sh $(BUILD) $(SMOKE_SECONDS) $(FUZZ_BIN)
 
@@ -149,7 +154,7 @@ JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 check: deps-test
 	@rm -f $(BUILD)/results
 	@$(MAKE) --no-print-directory -j$(JOBS) all
-	@$(MAKE) --no-print-directory -j$$(($(JOBS) + 1)) -k unit integration fuzz-smoke || true
+	@$(MAKE) --no-print-directory -j$$(($(JOBS) + 1)) -k unit integration fuzz-smoke lint || true
 	@sh tests/summary.sh $(BUILD)/results
 
 # the integration suite against the ASan+UBSan daemon; the runner fails a

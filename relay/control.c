@@ -236,6 +236,7 @@ control_stats_one_cb(void *arg, const struct spool_envelope *e)
 		    (at = strrchr(e->rcpt[i].address, '@')) == NULL ||
 		    strlen(at + 1) > POLICY_DOMAIN_MAX)
 			continue;
+		memset(&key, 0, sizeof(key)); /* the comparator reads name */
 		for (k = 0; at[1 + k] != '\0'; k++)
 			key.name[k] = (char)tolower((unsigned char)at[1 + k]);
 		key.name[k] = '\0';

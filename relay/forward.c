@@ -1453,6 +1453,8 @@ fwd_hosts_ready(struct delivery *d)
 	enum policy_mx_verdict v;
 
 	for (i = 0; i < d->nhosts; i++) {
+		/* sizeof does not read mx[i]: a cppcheck false positive */
+		/* cppcheck-suppress legacyUninitvar */
 		snprintf(mx[i].host, sizeof(mx[i].host), "%s",
 			 d->hosts[i].name);
 		mx[i].pref = d->hosts[i].pref;

@@ -144,16 +144,24 @@ json_put_string(struct json_buf *b, const char *s, size_t len)
 		unsigned char c = p[i];
 
 		if (c == '"' || c == '\\') {
-			char esc[2] = { '\\', (char)c };
+			char esc[2] = {'\\', (char)c};
 
 			json_buf_append(b, esc, 2);
 			i++;
 		} else if (c < 0x20 || c == 0x7f) {
 			switch (c) {
-			case '\n': json_buf_append(b, "\\n", 2); break;
-			case '\r': json_buf_append(b, "\\r", 2); break;
-			case '\t': json_buf_append(b, "\\t", 2); break;
-			default: json_buf_printf(b, "\\u%04x", c); break;
+			case '\n':
+				json_buf_append(b, "\\n", 2);
+				break;
+			case '\r':
+				json_buf_append(b, "\\r", 2);
+				break;
+			case '\t':
+				json_buf_append(b, "\\t", 2);
+				break;
+			default:
+				json_buf_printf(b, "\\u%04x", c);
+				break;
 			}
 			i++;
 		} else if ((n = json_utf8_len(p + i, len - i)) == 0) {

@@ -26,7 +26,7 @@ void json_buf_consume(struct json_buf *b, size_t n);
 void json_buf_append(struct json_buf *b, const void *data, size_t len);
 void json_buf_puts(struct json_buf *b, const char *s);
 void json_buf_printf(struct json_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /*
  * json_put_string - s (len octets) as a quoted JSON string: '"' '\\' and

@@ -1124,7 +1124,8 @@ mtasts_cache_save(const struct mtasts_cache *c, const char *path)
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
 		return -1;
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) <
+	    0)
 		return -1;
 	if ((f = fdopen(fd, "w")) == NULL) {
 		close(fd);
@@ -1181,14 +1182,14 @@ mtasts_cache_load(struct mtasts_cache *c, const char *path, time_t now)
 		struct mtasts_policy p;
 
 		if (sscanf(line, "%254s %33s %lld %zu", domain, id, &fetched,
-		           &len) != 4 || len == 0 || len > MTASTS_BODY_MAX ||
-		    strlen(id) > MTASTS_ID_MAX ||
-		    fread(text, 1, len, f) != len)
-			break;	/* out of step: the rest cannot be trusted */
+		           &len) != 4 ||
+		    len == 0 || len > MTASTS_BODY_MAX ||
+		    strlen(id) > MTASTS_ID_MAX || fread(text, 1, len, f) != len)
+			break; /* out of step: the rest cannot be trusted */
 		if (mtasts_parse_policy(text, len, &p, err, sizeof(err)) != 0 ||
 		    fetched > (long long)now + 300 ||
 		    (long long)now >= fetched + p.max_age)
-			continue;	/* damaged or expired: skip it */
+			continue; /* damaged or expired: skip it */
 		if (mtasts_cache_put(c, domain, id, &p, (time_t)fetched) == 0)
 			n++;
 	}

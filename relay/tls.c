@@ -41,21 +41,21 @@ tls_server_build(const struct config *cfg, char *err, size_t errlen)
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
-				 SSL_OP_CIPHER_SERVER_PREFERENCE);
+	                             SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-			      SSL_MODE_ENABLE_PARTIAL_WRITE |
-			      SSL_MODE_RELEASE_BUFFERS);
+	                          SSL_MODE_ENABLE_PARTIAL_WRITE |
+	                          SSL_MODE_RELEASE_BUFFERS);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
 		snprintf(err, errlen, "tls_cert %s: %s", cfg->tls_cert,
-			 tls_errstr());
+		         tls_errstr());
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) !=
-		    1 ||
+	        1 ||
 	    SSL_CTX_check_private_key(ctx) != 1) {
 		snprintf(err, errlen, "tls_key %s: %s", cfg->tls_key,
-			 tls_errstr());
+		         tls_errstr());
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
@@ -118,7 +118,7 @@ tls_handshake_step(SSL *ssl, int *want, char *err, size_t errlen)
 	case SSL_ERROR_SYSCALL:
 		if (ERR_peek_error() == 0) {
 			snprintf(err, errlen, "TLS handshake: connection %s",
-				 r == 0 ? "closed by peer" : "error");
+			         r == 0 ? "closed by peer" : "error");
 			return -1;
 		}
 		/* FALLTHROUGH */
@@ -132,7 +132,7 @@ void
 tls_describe(SSL *ssl, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s %s", SSL_get_version(ssl),
-		 SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)));
+	         SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)));
 }
 
 SSL *
@@ -154,17 +154,16 @@ tls_server_new(int fd)
 /* outbound */
 
 static SSL_CTX *tls_client;
-static char *tls_client_ca;	/* CA file the context was built with */
+static char *tls_client_ca; /* CA file the context was built with */
 
 static SSL_CTX *
 tls_client_ctx(const struct config *cfg, char *err, size_t errlen)
 {
 	const char *ca = cfg->tls_ca;
 
-	if (tls_client != NULL &&
-	    ((ca == NULL && tls_client_ca == NULL) ||
-	     (ca != NULL && tls_client_ca != NULL &&
-	      strcmp(ca, tls_client_ca) == 0)))
+	if (tls_client != NULL && ((ca == NULL && tls_client_ca == NULL) ||
+	                           (ca != NULL && tls_client_ca != NULL &&
+	                            strcmp(ca, tls_client_ca) == 0)))
 		return tls_client;
 	SSL_CTX_free(tls_client);
 	free(tls_client_ca);
@@ -176,12 +175,12 @@ tls_client_ctx(const struct config *cfg, char *err, size_t errlen)
 	}
 	SSL_CTX_set_min_proto_version(tls_client, TLS1_2_VERSION);
 	SSL_CTX_set_mode(tls_client, SSL_MODE_ENABLE_PARTIAL_WRITE |
-					     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	if ((ca != NULL && SSL_CTX_load_verify_locations(tls_client, ca,
-							 NULL) != 1) ||
+	                                 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if ((ca != NULL &&
+	     SSL_CTX_load_verify_locations(tls_client, ca, NULL) != 1) ||
 	    (ca == NULL && SSL_CTX_set_default_verify_paths(tls_client) != 1)) {
 		snprintf(err, errlen, "TLS CA %s: %s", ca ? ca : "(system)",
-			 tls_errstr());
+		         tls_errstr());
 		SSL_CTX_free(tls_client);
 		tls_client = NULL;
 		return NULL;
@@ -199,9 +198,9 @@ tls_client_ctx(const struct config *cfg, char *err, size_t errlen)
 }
 
 SSL *
-tls_client_new(const struct config *cfg, int fd, int policy,
-	       const char *mxhost, const struct dns_tlsa *tlsa, int ntlsa,
-	       int *dane_armed, char *err, size_t errlen)
+tls_client_new(const struct config *cfg, int fd, int policy, const char *mxhost,
+               const struct dns_tlsa *tlsa, int ntlsa, int *dane_armed,
+               char *err, size_t errlen)
 {
 	SSL_CTX *ctx = tls_client_ctx(cfg, err, errlen);
 	SSL *ssl;
@@ -228,9 +227,9 @@ tls_client_new(const struct config *cfg, int fd, int policy,
 			const struct dns_tlsa *t = &tlsa[i];
 
 			if (t->usage != 2 && t->usage != 3)
-				continue;	/* PKIX usages: unusable */
+				continue; /* PKIX usages: unusable */
 			if (SSL_dane_tlsa_add(ssl, t->usage, t->selector,
-					      t->mtype, t->data, t->len) > 0)
+			                      t->mtype, t->data, t->len) > 0)
 				*dane_armed = 1;
 		}
 		ERR_clear_error();
@@ -247,19 +246,20 @@ tls_client_new(const struct config *cfg, int fd, int policy,
 
 int
 tls_client_verdict(SSL *ssl, int policy, int dane_armed, char *desc,
-		   size_t desclen, char *err, size_t errlen)
+                   size_t desclen, char *err, size_t errlen)
 {
 	long v = SSL_get_verify_result(ssl);
 	const char *ver = SSL_get_version(ssl);
 
 	if (dane_armed) {
-		if (v == X509_V_OK && SSL_get0_dane_authority(ssl, NULL, NULL) >= 0) {
+		if (v == X509_V_OK &&
+		    SSL_get0_dane_authority(ssl, NULL, NULL) >= 0) {
 			snprintf(desc, desclen, "%s dane", ver);
 			return 0;
 		}
 		snprintf(desc, desclen, "%s untrusted", ver);
 		snprintf(err, errlen, "DANE verification failed: %s",
-			 X509_verify_cert_error_string(v));
+		         X509_verify_cert_error_string(v));
 		return -1;
 	}
 	if (v == X509_V_OK && SSL_get0_peer_certificate(ssl) != NULL &&
@@ -270,12 +270,12 @@ tls_client_verdict(SSL *ssl, int policy, int dane_armed, char *desc,
 	if (policy == POLICY_TLS_VERIFY) {
 		snprintf(desc, desclen, "%s untrusted", ver);
 		snprintf(err, errlen, "certificate verification failed: %s",
-			 SSL_get0_peer_certificate(ssl) == NULL
-				 ? "no certificate"
-				 : X509_verify_cert_error_string(v));
+		         SSL_get0_peer_certificate(ssl) == NULL
+		             ? "no certificate"
+		             : X509_verify_cert_error_string(v));
 		return -1;
 	}
 	snprintf(desc, desclen, "%s %s", ver,
-		 v == X509_V_OK ? "trusted" : "untrusted");
+	         v == X509_V_OK ? "trusted" : "untrusted");
 	return 0;
 }

@@ -51,8 +51,8 @@ struct dns_tlsa;
  * armed.  *dane_armed tells whether at least one record was usable.
  */
 SSL *tls_client_new(const struct config *cfg, int fd, int policy,
-		    const char *mxhost, const struct dns_tlsa *tlsa, int ntlsa,
-		    int *dane_armed, char *err, size_t errlen);
+                    const char *mxhost, const struct dns_tlsa *tlsa, int ntlsa,
+                    int *dane_armed, char *err, size_t errlen);
 /*
  * tls_client_verdict - after the handshake: 0 when the policy is met,
  * -1 otherwise (err says why, e.g. "certificate verification failed:
@@ -60,6 +60,6 @@ SSL *tls_client_new(const struct config *cfg, int fd, int policy,
  * "TLSv1.3 dane", "TLSv1.2 untrusted".
  */
 int tls_client_verdict(SSL *ssl, int policy, int dane_armed, char *desc,
-		       size_t desclen, char *err, size_t errlen);
+                       size_t desclen, char *err, size_t errlen);
 
 #endif

@@ -21,7 +21,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (path[0] == '\0')
 		snprintf(path, sizeof(path), "/tmp/fuzz-config-%d.conf",
-			 (int)getpid());
+		         (int)getpid());
 	if ((fp = fopen(path, "w")) == NULL)
 		return 0;
 	fwrite(data, 1, size, fp);

@@ -27,7 +27,7 @@ fuzz_check_json(const struct json_buf *b)
 		if (c < 0x20 || c == 0x7f)
 			abort();
 		if (c == '"')
-			abort();	/* an unescaped quote ends the string */
+			abort(); /* an unescaped quote ends the string */
 		if (c == '\\') {
 			c = (unsigned char)b->data[++i];
 			if (strchr("\"\\nrtu", c) == NULL || c == '\0')
@@ -46,7 +46,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int k;
 
 	if (control_request_parse((const char *)data, size, &req, err,
-				  sizeof(err)) == 0) {
+	                          sizeof(err)) == 0) {
 		if (req.nargs < 0 || req.nargs > CONTROL_ARGS_MAX ||
 		    req.name == NULL)
 			abort();

@@ -65,14 +65,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* only CRLF.CRLF (or a first line of ".") ends the data */
 		if (used_a < 3 || memcmp(in + used_a - 3, ".\r\n", 3) != 0)
 			abort();
-		if (used_a > 3 && (used_a < 5 ||
-				   memcmp(in + used_a - 5, "\r\n", 2) != 0))
+		if (used_a > 3 &&
+		    (used_a < 5 || memcmp(in + used_a - 5, "\r\n", 2) != 0))
 			abort();
 	} else if (used_a != size)
 		abort();
 	if (!(a.flags & SMTPD_DATA_BARE)) {
 		for (size_t i = 0; i < whole.len; i++) {
-			if (whole.buf[i] == '\n' && (i == 0 || whole.buf[i - 1] != '\r'))
+			if (whole.buf[i] == '\n' &&
+			    (i == 0 || whole.buf[i - 1] != '\r'))
 				abort();
 			if (whole.buf[i] == '\r' && i + 1 < whole.len &&
 			    whole.buf[i + 1] != '\n')

@@ -415,10 +415,11 @@ test_cache_persist(void **state)
 {
 	char dir[] = "/tmp/test_mtasts.XXXXXX", path[128], cmd[256];
 	struct mtasts_cache *c = mtasts_cache_new(), *l;
-	struct mtasts_policy p = {.mode = MTASTS_MODE_ENFORCE,
-	                          .max_age = 86400,
-	                          .nmx = 2,
-	                          .mx = {"mx1.example.org", "*.backup.example"}};
+	struct mtasts_policy p = {
+	    .mode = MTASTS_MODE_ENFORCE,
+	    .max_age = 86400,
+	    .nmx = 2,
+	    .mx = {"mx1.example.org", "*.backup.example"}};
 	const struct mtasts_policy *got;
 	time_t t0 = 1700000000;
 	FILE *f;
@@ -457,14 +458,17 @@ test_cache_persist(void **state)
 	assert_non_null(f);
 	fprintf(f, "bad.example X %lld 22\nversion: STSv1\nmode: \n",
 	        (long long)t0);
-	fprintf(f, "good.example Y %lld 58\nversion: STSv1\nmode: enforce"
-	           "\nmx: a.example\nmax_age: 86400\n", (long long)t0);
+	fprintf(f,
+	        "good.example Y %lld 58\nversion: STSv1\nmode: enforce"
+	        "\nmx: a.example\nmax_age: 86400\n",
+	        (long long)t0);
 	fprintf(f, "cut.example Z %lld 500\nversion: STSv1\n", (long long)t0);
 	fclose(f);
 	l = mtasts_cache_new();
 	assert_int_equal(mtasts_cache_load(l, path, t0 + 1), 1);
 	assert_null(mtasts_cache_get(l, "bad.example", NULL, t0 + 1, NULL));
-	assert_non_null(mtasts_cache_get(l, "good.example", NULL, t0 + 1, NULL));
+	assert_non_null(
+	    mtasts_cache_get(l, "good.example", NULL, t0 + 1, NULL));
 	assert_null(mtasts_cache_get(l, "cut.example", NULL, t0 + 1, NULL));
 	mtasts_cache_free(l);
 	/* a directory that does not exist: save fails cleanly */

@@ -67,8 +67,7 @@ test_advance_all(void **state)
 	assert_int_equal(schedule_advance_all(q, 1000), schedule_size(q));
 	/* nothing later than 1000 is left */
 	while (schedule_pop_due(q, 1000, id) == 1) {
-		assert_true(schedule_peek(q, &t, NULL) == 0 || t <= 1000 ||
-			    t > 1000);
+		assert_true(schedule_peek(q, &t, NULL) == 0 || t <= 1000);
 		n++;
 	}
 	assert_int_equal(schedule_size(q), 0);
@@ -370,13 +369,13 @@ test_advance_match_flags(void **state)
 	for (i = 0; i < 6; i++) {
 		mkid(id, i);
 		assert_int_equal(schedule_when(q, id),
-				 i == 1 || i == 3 ? 10 : 1000 + (int)i);
+		                 i == 1 || i == 3 ? 10 : 1000 + (int)i);
 	}
 	/* tag 0: any flagged entry the callback accepts (5) */
 	n = schedule_advance_match(q, 20, 0, 0x01, NULL, NULL);
 	assert_int_equal(n, 0);
 	mkid(id, 42);
-	assert_int_equal(schedule_flags(q, id), 0);	/* not scheduled */
+	assert_int_equal(schedule_flags(q, id), 0); /* not scheduled */
 	schedule_free(q);
 }
 
@@ -404,8 +403,8 @@ test_advance_match_unknown(void **state)
 		schedule_set_flags(q, id, i < 2 ? 0x01 : 0);
 	}
 	/* tag 0 (a static route): every flagged entry is asked about */
-	assert_int_equal(schedule_advance_match(q, 5, 0, 0x01, accept_all,
-						&calls), 2);
+	assert_int_equal(
+	    schedule_advance_match(q, 5, 0, 0x01, accept_all, &calls), 2);
 	assert_int_equal(calls, 2);
 	mkid(id, 0);
 	assert_int_equal(schedule_pop_due(q, 5, id), 1);
@@ -435,19 +434,19 @@ test_deferral_steps(void **state)
 	assert_int_equal(next, t0 + 60);
 	/* flush at +10: the attempt is early; it fails at +11 */
 	t = schedule_deferral(steps, 3, &step, next, t0 + 10, t0 + 11,
-			      t0 + 86400, 0);
+	                      t0 + 86400, 0);
 	assert_int_equal(step, 1);
 	assert_int_equal(t, t0 + 60);
 	/* three more flushes: still step 1 */
-	t = schedule_deferral(steps, 3, &step, t, t0 + 20, t0 + 20,
-			      t0 + 86400, 0);
-	t = schedule_deferral(steps, 3, &step, t, t0 + 30, t0 + 31,
-			      t0 + 86400, 0);
+	t = schedule_deferral(steps, 3, &step, t, t0 + 20, t0 + 20, t0 + 86400,
+	                      0);
+	t = schedule_deferral(steps, 3, &step, t, t0 + 30, t0 + 31, t0 + 86400,
+	                      0);
 	assert_int_equal(step, 1);
 	assert_int_equal(t, t0 + 60);
 	/* the scheduled attempt at +60: step 2, next +300 */
-	t = schedule_deferral(steps, 3, &step, t, t0 + 60, t0 + 61,
-			      t0 + 86400, 0);
+	t = schedule_deferral(steps, 3, &step, t, t0 + 60, t0 + 61, t0 + 86400,
+	                      0);
 	assert_int_equal(step, 2);
 	assert_int_equal(t, t0 + 61 + 300);
 	/* late (the timer was busy): still the next step from now */
@@ -457,17 +456,17 @@ test_deferral_steps(void **state)
 	t = schedule_deferral(steps, 3, &step, t, t, t + 1, t0 + 86400, 0);
 	assert_int_equal(step, 4);
 	/* clipped to the lifetime, and never at or before now */
-	next = schedule_deferral(steps, 3, &step, t + 900, t, t + 1, t + 100,
-				 0);
+	next =
+	    schedule_deferral(steps, 3, &step, t + 900, t, t + 1, t + 100, 0);
 	assert_int_equal(next, t + 100);
-	next = schedule_deferral(steps, 3, &step, t + 900, t, t + 200, t + 100,
-				 0);
+	next =
+	    schedule_deferral(steps, 3, &step, t + 900, t, t + 200, t + 100, 0);
 	assert_int_equal(next, t + 201);
 	/* an early attempt that ends after its time: the time has passed,
 	 * one more attempt at once (its scheduled one) */
 	step = 1;
 	next = schedule_deferral(steps, 3, &step, t0 + 60, t0 + 50, t0 + 70,
-				 t0 + 86400, 0);
+	                         t0 + 86400, 0);
 	assert_int_equal(step, 1);
 	assert_int_equal(next, t0 + 71);
 }

@@ -702,8 +702,13 @@ durability_round(unsigned seed)
 			break;
 		if (poll(&pfd, 1, (int)(delay_ms - el)) <= 0)
 			continue;
-		if (cap - fill < 4096)
-			buf = realloc(buf, cap = cap * 2 + 65536);
+		if (cap - fill < 4096) {
+			char *nb = realloc(buf, cap = cap * 2 + 65536);
+
+			if (nb == NULL)
+				fail_msg("out of memory");
+			buf = nb;
+		}
 		if ((n = read(p[0], buf + fill, cap - fill - 1)) <= 0)
 			break;
 		fill += n;
@@ -714,8 +719,13 @@ durability_round(unsigned seed)
 		fail_msg("writer child exited early: status %d", status);
 	/* what it wrote before dying was acknowledged too */
 	for (;;) {
-		if (cap - fill < 4096)
-			buf = realloc(buf, cap = cap * 2 + 65536);
+		if (cap - fill < 4096) {
+			char *nb = realloc(buf, cap = cap * 2 + 65536);
+
+			if (nb == NULL)
+				fail_msg("out of memory");
+			buf = nb;
+		}
 		if ((n = read(p[0], buf + fill, cap - fill - 1)) <= 0)
 			break;
 		fill += n;
