@@ -2,7 +2,7 @@
  * address.c - RFC 5321 path parsing and the RCPT decision (the open-relay
  * gate), the percent hack, local-part comparison keys, xtext checks.
  *
- * relay/smtp_server.c calls policy_parse_path for MAIL FROM and
+ * relay/smtpd.c calls policy_parse_path for MAIL FROM and
  * policy_check_rcpt for RCPT TO; both return a struct result to reply
  * with.  Lookups go to domains.c.  Quoted local parts are kept exactly as
  * sent and never dequoted for routing: only the comparison key unquotes.

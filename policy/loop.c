@@ -1,7 +1,7 @@
 /*
  * loop.c - loop detection and the backup-MX preference cut.
  *
- * The header scanner is fed by relay/smtp_server.c with the message as it
+ * The header scanner is fed by relay/smtpd.c with the message as it
  * arrives (any split, after dot-unstuffing) and asked once at the end of
  * DATA; it counts Received: fields and those naming us as "by".
  * policy_mx_cut is called by relay/forward.c with a domain's MX records

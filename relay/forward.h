@@ -4,7 +4,7 @@
  * them with smtp_client, records per-recipient results in the spool,
  * retries on the `retry` schedule and bounces (bounce.c) when it must.
  *
- * Callers: main.c (init/shutdown), smtp_server.c (a message was queued,
+ * Callers: main.c (init/shutdown), smtpd.c (a message was queued,
  * ETRN), control.c (flush, hold, release, delete, bounce).
  */
 #ifndef BACKMX_FORWARD_H

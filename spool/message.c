@@ -4,7 +4,7 @@
  * short transactions, envelope + last chunk in one), envelope reads and
  * rewrites, delete, bounded scans, body reads, and the scan at open that
  * counts messages and removes orphan chunks.  Every transaction begins
- * and ends inside one call.  Used by relay/ (smtp_server, forward,
+ * and ends inside one call.  Used by relay/ (smtpd, forward,
  * control); env.c owns the environment.
  */
 #include <errno.h>
