@@ -561,8 +561,14 @@ spool_sync(struct spool *s)
 
 	time_t now;
 
-	if ((ret = s->env->log_flush(s->env, NULL)) != 0)
+	if ((ret = s->env->log_flush(s->env, NULL)) != 0) {
+		/* the count kept in memory may now be wrong (stats); the
+		 * next successful sync counts from the database */
+		s->recount = 1;
 		return spool_fail(s, ret, "flushing the log");
+	}
+	if (s->recount && spool_recount(s) == 0)
+		s->recount = 0;
 	/* the witness of how far the log reached (recover.c), at most once
 	 * a second: cheap, and a failure only weakens the damage check */
 	now = time(NULL);

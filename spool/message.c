@@ -843,6 +843,45 @@ id_seen(struct spool *s, const unsigned char *k, size_t n)
 }
 
 /*
+ * spool_recount - count messages and bytes from envelopes.db again.
+ * After a failed group commit the in-memory count no longer matches
+ * what is stored (a message whose commit never reached the disk, a
+ * delete that failed for lack of space): the database says what is.
+ */
+int
+spool_recount(struct spool *s)
+{
+	unsigned char kbuf[64];
+	uint64_t msgs = 0, bytes = 0;
+	DBC *c;
+	DBT key, data;
+	int ret;
+
+	if ((ret = s->envelopes->cursor(s->envelopes, NULL, &c, 0)) != 0)
+		return -1;
+	dbt_init(&key, kbuf, 0);
+	key.ulen = sizeof(kbuf);
+	key.flags = DB_DBT_USERMEM;
+	dbt_init(&data, NULL, 0);
+	data.flags = DB_DBT_REALLOC;
+	while ((ret = c->get(c, &key, &data, DB_NEXT)) == 0) {
+		struct spool_envelope *e;
+
+		msgs++;
+		if ((e = spool_envelope_decode(data.data, data.size)) != NULL)
+			bytes += e->size;
+		spool_envelope_free(e);
+	}
+	free(data.data);
+	c->close(c);
+	if (ret != DB_NOTFOUND)
+		return -1;
+	s->msgs = msgs;
+	s->bytes = bytes;
+	return 0;
+}
+
+/*
  * spool_open_scan - count messages and bytes, find the largest id so
  * new ids follow it, and remove body chunks whose envelope does not
  * exist (a crash in the middle of a message).  The body walk jumps from

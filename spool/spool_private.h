@@ -42,6 +42,7 @@ struct spool {
 	uint32_t st_file, st_offset; /* backmxd.state: log end known on disk */
 	uint64_t st_msgs;
 	int64_t st_when;        /* last state write by spool_sync */
+	int recount;            /* a sync failed: recount at the next one */
 	char damage[768];       /* unacknowledged damage report, or "" */
 };
 
@@ -64,6 +65,8 @@ int spool_space_check(const char *dir, size_t cache, uint32_t logbuf,
 int spool_state_read(struct spool *s);
 int spool_state_write(struct spool *s, int durable);
 void spool_damage_check(struct spool *s);
+/* spool_recount - messages and bytes from the database (message.c) */
+int spool_recount(struct spool *s);
 /* spool_open_scan - count messages, drop orphan chunks (message.c) */
 int spool_open_scan(struct spool *s, char *err, size_t errlen);
 

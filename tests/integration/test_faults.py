@@ -463,3 +463,57 @@ def _t_user_access(b):
     b.write_config(user='nobody', spool=os.path.join(inner, 'spool'))
     rc, err = _t(b)
     assert rc == 1 and 'not searchable by user nobody' in err, (rc, err)
+
+
+# ------------------------------------------------------------------ stats
+
+def _stat(b, name):
+    r = b.ctl('stats')
+    assert r.returncode == 0, r.stderr
+    m = re.search(r'^%s\s+(\d+)' % name, r.stdout, re.M)
+    assert m, r.stdout
+    return int(m.group(1))
+
+
+def test_faults_stats_after_disk_full(world):
+    """issue 21.6: stats spool_messages equals the queue after refusals."""
+    p = world.sinks['primary']
+    p.set_mode('down')
+    fs = os.path.join(world.workdir, 'tmpfs-stats')
+    _mount_tmpfs(fs, '64m')
+    try:
+        b = world.backmx(spool=os.path.join(fs, 'spool'), spool_cache='2M', retry='1h')
+        filler = os.path.join(fs, 'filler')
+        _fill(filler, 2 << 20)
+        codes = []
+        body = ('x' * 70 + '\r\n') * 850
+        for i in range(60):
+            s = b.smtp()
+            try:
+                s.mail('x@sender.example')
+                s.rcpt('alice@backup.example')
+                code, _ = s.data('From: x@sender.example\r\nSubject: sf-%d\r\n\r\n%s' % (i, body))
+            except Exception:
+                code = -1
+            finally:
+                try:
+                    s.quit()
+                except Exception:
+                    pass
+            codes.append(code)
+            if len([c for c in codes if c != 250]) >= 5:
+                break
+        assert 250 in codes and any(c in (451, 452) for c in codes), codes
+        os.unlink(filler)
+        _send(b, 'sf-after')
+        queued = _nqueued(b)
+        stated = _stat(b, 'spool_messages')
+        print('disk full: %d accepted, %d refused; queue %d, stats %d'
+              % (codes.count(250), len(codes) - codes.count(250), queued, stated))
+        assert stated == queued, 'stats says %d queued, the queue holds %d' % (stated, queued)
+        assert queued >= codes.count(250) + 1, 'acknowledged mail missing'
+    finally:
+        for inst in world.instances:
+            if inst.running():
+                inst.stop()
+        _umount(fs)
