@@ -25,6 +25,7 @@
 #include "route_dns.h"
 #include "forward.h"
 #include "log.h"
+#include "metrics_domain.h"
 #include "mtasts.h"
 #include "smtp_client.h"
 #include "stats.h"
@@ -524,6 +525,7 @@ fwd_log_tls(const struct spool_envelope *e, int i, const char *relay,
 	fwd_delay_fmt(dc, sizeof(dc), c);
 	fwd_delay_fmt(dd, sizeof(dd), x);
 
+	metrics_domain_record(e->rcpt[i].address, status, delay, tls);
 	if (r->enh[0] != '\0')
 		snprintf(dsn, sizeof(dsn), "%s", r->enh);
 	else

@@ -20,6 +20,7 @@
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
+#include "metrics_domain.h"
 #include "stats.h"
 
 #define METRICS_CLIENTS_MAX 32
@@ -27,9 +28,9 @@
 #define METRICS_TIMEOUT 10.
 
 #define C(field, metric, label, help)                                        \
-	{ #field, metric, label, help, 0, offsetof(struct stats, field) }
+	{ #field, metric, label, help, 0, offsetof(struct stats, field), 0 }
 #define G(field, metric, help)                                               \
-	{ #field, metric, NULL, help, 1, offsetof(struct stats, field) }
+	{ #field, metric, NULL, help, 1, offsetof(struct stats, field), 0 }
 
 /* entries of one metric (refused_total) stay adjacent: HELP/TYPE once */
 const struct metrics_counter metrics_counters[] = {
@@ -96,8 +97,10 @@ const struct metrics_counter metrics_counters[] = {
 	C(milter_failed, "backmx_milter_failed_total", NULL,
 	  "Milter conversations that failed (down, slow, garbage): "
 	  "milter_default_action applied."),
-	C(milter_latency_ms, "backmx_milter_latency_ms_total", NULL,
-	  "Time spent waiting for milter replies, in milliseconds."),
+	/* counted in ms, shown in seconds: promtool wants base units */
+	{ "milter_latency_ms", "backmx_milter_wait_seconds_total", NULL,
+	  "Time spent waiting for milter replies.", 0,
+	  offsetof(struct stats, milter_latency_ms), 1000 },
 	C(milter_replies, "backmx_milter_replies_total", NULL,
 	  "Milter replies waited for."),
 	C(dns_deferred, "backmx_dns_deferred_total", NULL,
@@ -168,7 +171,14 @@ metrics_page(struct json_buf *b)
 			json_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n",
 					m->metric, m->help ? m->help : "",
 					m->metric, m->gauge ? "gauge" : "counter");
-		if (m->label != NULL)
+		if (m->divisor > 1)
+			json_buf_printf(b, "%s%s%s%s %.3f\n", m->metric,
+					m->label ? "{" : "",
+					m->label ? m->label : "",
+					m->label ? "}" : "",
+					(double)metrics_counter_value(m) /
+						m->divisor);
+		else if (m->label != NULL)
 			json_buf_printf(b, "%s{%s} %llu\n", m->metric, m->label,
 					(unsigned long long)metrics_counter_value(m));
 		else
@@ -191,7 +201,7 @@ metrics_page(struct json_buf *b)
 			"backmx_oldest_message_age_seconds %lld\n",
 			(unsigned long long)msgs, (unsigned long long)bytes,
 			(long long)(oldest > 0 && now > oldest ? now - oldest
-							       : 0));
+							       : 0));	metrics_domain_page(b);
 }
 
 /* ------------------------------------------------------------------ */

@@ -24,6 +24,8 @@ struct metrics_counter {
 	const char *help;
 	int gauge;		/* 0 = counter */
 	size_t offset;		/* of the uint64_t in struct stats */
+	unsigned divisor;	/* 0/1: as is; else the page shows value /
+				   divisor (ms counted, seconds shown) */
 };
 
 extern const struct metrics_counter metrics_counters[];

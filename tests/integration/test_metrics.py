@@ -43,7 +43,7 @@ def _parse(text):
             continue
         if line.startswith('# TYPE '):
             _, _, name, kind = line.split()
-            assert kind in ('counter', 'gauge'), line
+            assert kind in ('counter', 'gauge', 'histogram'), line
             assert name not in typed, 'TYPE twice: ' + line
             typed[name] = kind
             continue
@@ -51,6 +51,12 @@ def _parse(text):
         m = SAMPLE.match(line)
         assert m, 'not a Prometheus sample: %r' % line
         name = m.group(1)
+        fam = re.sub(r'_(bucket|sum|count)$', '', name)
+        if fam != name and typed.get(fam) == 'histogram':
+            key = (name, m.group(3) or '')
+            assert key not in samples, 'sample twice: ' + line
+            samples[key] = float(m.group(4))
+            continue
         assert name in typed and name in helped, 'no HELP/TYPE for ' + name
         if typed[name] == 'counter':
             assert name.endswith('_total'), name
@@ -79,6 +85,8 @@ def _expected(st):
         elif k in ('sessions_active', 'deliveries_active', 'spool_messages',
                    'spool_bytes'):
             out[('backmx_' + k, '')] = v
+        elif k == 'milter_latency_ms':     # shown in seconds
+            out[('backmx_milter_wait_seconds_total', '')] = v / 1000.0
         elif k == 'oldest_message_age':
             out[('backmx_oldest_message_age_seconds', '')] = v
         else:
@@ -184,3 +192,38 @@ def test_metrics_http_errors(world):
     _parse(_scrape())
     idle.close()
     assert b.running()
+
+
+def test_metrics_per_domain_promtool(world):
+    """Per-domain outcomes, TLS use and the residence histogram move with
+    real deliveries; promtool (Prometheus's own checker) finds the page
+    clean."""
+    p, st = world.sinks['primary'], world.sinks['static']
+    st.set_mode('down')
+    b = world.backmx(retry='1h', metrics='%s:%d' % (ADDR, PORT))
+    s = b.smtp()
+    s.sendmail('a@sender.example', ['alice@backup.example'],
+               b'Subject: d1\r\n\r\nhello\r\n')
+    s.sendmail('a@sender.example', ['alice@static.example'],
+               b'Subject: d2\r\n\r\nhello\r\n')
+    s.quit()
+    p.wait_messages(1, timeout=15)
+    b.wait_log(r'to=<alice@static.example>.*status=deferred', timeout=15)
+    time.sleep(0.5)
+    text = _scrape()
+    samples = _parse(text)
+    dom = 'backmx_domain_recipients_total'
+    assert samples[(dom, 'domain="backup.example",status="sent"')] == 1
+    assert samples[(dom, 'domain="backup.example",status="deferred"')] == 0
+    assert samples[(dom, 'domain="static.example",status="deferred"')] == 1
+    assert samples[(dom, 'domain="static.example",status="sent"')] == 0
+    assert samples[('backmx_domain_tls_total',
+                    'domain="backup.example",tls="no"')] == 1
+    h = 'backmx_queue_residence_seconds'
+    assert samples[(h + '_count', '')] == 1, text
+    assert samples[(h + '_bucket', 'le="+Inf"')] == 1
+    assert samples[(h + '_bucket', 'le="60"')] == 1
+    assert samples[(h + '_sum', '')] < 60
+    r = subprocess.run(['promtool', 'check', 'metrics'], input=text,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, 'promtool: %s%s' % (r.stdout, r.stderr)
