@@ -181,11 +181,41 @@ milter_apply(const struct milter_result *res, FILE *data,
 		data = res->body;
 	} else if (fseek(data, body_off, SEEK_SET) < 0)
 		goto out;
-	while ((n = fread(buf, 1, sizeof(buf), data)) > 0) {
-		if (spool_writer_append(w, buf, n) < 0)
-			goto out;
-		*size += n;
-	}
+	if (res->body != NULL) {
+		/* a milter's body: line ends made CRLF, so nothing stored can
+		 * smuggle a bare CR or LF downstream */
+		char ob[2 * sizeof(buf) / 2 + 2];
+		int cr = 0;
+
+		while ((n = fread(buf, 1, sizeof(buf) / 2, data)) > 0) {
+			size_t o = 0;
+
+			for (size_t i = 0; i < n; i++) {
+				char c = buf[i];
+
+				if (cr && c != '\n') {
+					ob[o++] = '\n';
+				}
+				if (c == '\n' && !cr)
+					ob[o++] = '\r';
+				ob[o++] = c;
+				cr = c == '\r';
+			}
+			if (spool_writer_append(w, ob, o) < 0)
+				goto out;
+			*size += o;
+		}
+		if (cr) {
+			if (spool_writer_append(w, "\n", 1) < 0)
+				goto out;
+			*size += 1;
+		}
+	} else
+		while ((n = fread(buf, 1, sizeof(buf), data)) > 0) {
+			if (spool_writer_append(w, buf, n) < 0)
+				goto out;
+			*size += n;
+		}
 	rc = ferror(data) ? -1 : 0;
 out:
 	for (int i = 0; i < h.n; i++)

@@ -269,3 +269,90 @@ def test_milter_two_in_order(world):
         p.wait_messages(1, timeout=15)
     finally:
         m.stop()
+
+
+# ---------------------------------------------------------------- rspamd
+GTUBE = ('XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X')
+
+
+class Rspamd:
+    """rspamd (Debian) over its stock configuration, with
+    tests/integration/rspamd/ as local.d: proxy worker in milter mode on
+    127.0.0.7:11332, self_scan, no redis."""
+
+    def __init__(self, world, timeout=240):
+        import shutil
+        if shutil.which('rspamd') is None:
+            raise AssertionError('rspamd not installed (contrib/install-deps test)')
+        self.dir = os.path.join(world.workdir, 'rspamd-%d' % os.getpid())
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(os.path.join(self.dir, 'local.d'))
+        os.makedirs(os.path.join(self.dir, 'db'))
+        src = os.path.join(HERE, 'rspamd')
+        for f in os.listdir(src):
+            if f != 'README':
+                shutil.copy(os.path.join(src, f),
+                            os.path.join(self.dir, 'local.d', f))
+        self.p = subprocess.Popen(
+            ['rspamd', '-f', '-u', 'root', '-g', 'root', '-i',
+             '-c', '/etc/rspamd/rspamd.conf',
+             '--var=LOCAL_CONFDIR=' + self.dir,
+             '--var=DBDIR=' + os.path.join(self.dir, 'db'),
+             '--var=RUNDIR=' + self.dir, '--var=LOGDIR=' + self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=self.dir, start_new_session=True)
+        _wait_port('127.0.0.7', 11332, timeout=timeout)
+
+    def stop(self):
+        import signal
+        # the master and its workers: the whole process group
+        try:
+            os.killpg(self.p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.p.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(('127.0.0.7', 11332), timeout=1).close()
+                time.sleep(0.2)
+            except OSError:
+                return
+        raise AssertionError('rspamd still listens after kill')
+
+
+def test_milter_rspamd(world):
+    r = Rspamd(world)
+    try:
+        p = world.sinks['primary']
+        b = world.backmx(extra='milter inet:127.0.0.7:11332\n'
+                               'milter_timeout 30s\n')
+        # GTUBE: rejected with rspamd's text
+        e = _send(b, 'gtube', extra_hdr='Message-ID: <gtube@sender.example>\r\n'
+                  'From: <sender@sender.example>\r\n'
+                  'To: <alice@backup.example>\r\n\r\n' + GTUBE + '\r\n')
+        assert e is not None and e.smtp_code == 554, e
+        assert e.smtp_error.startswith(b'5.7.1 Gtube pattern'), e.smtp_error
+        b.wait_log(r'milter-reject: .*554 5\.7\.1 Gtube pattern')
+        # a clean message: delivered with rspamd's X-Spam fields
+        assert _send(b, 'a clean message',
+                     extra_hdr='Message-ID: <clean@sender.example>\r\n'
+                     'From: <sender@sender.example>\r\n'
+                     'To: <alice@backup.example>\r\n'
+                     'Date: Wed, 2 Dec 2026 10:00:00 +0000\r\n') is None
+        msg = p.wait_messages(1, timeout=30)[0]
+        head = msg['data'].partition(b'\r\n\r\n')[0]
+        assert b'X-Spamd-Result:' in head or b'X-Spam-Status:' in head, head
+        # rspamd killed: tempfail (the default), nothing accepted unfiltered
+        r.stop()
+        p.clear()
+        e = _send(b, 'while rspamd is down')
+        assert e is not None and e.smtp_code == 451, e
+        time.sleep(1)
+        assert p.messages() == [] and _queue(b) == []
+    finally:
+        if r.p.poll() is None:
+            r.stop()
+
+
+test_milter_rspamd.timeout = 400
