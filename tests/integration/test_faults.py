@@ -517,3 +517,54 @@ def test_faults_stats_after_disk_full(world):
             if inst.running():
                 inst.stop()
         _umount(fs)
+
+
+# ------------------------------------------------------------------ kept
+
+def test_faults_deleted_regions(world):
+    """kill -9, then the __db.* region files removed: nothing lost."""
+    p = world.sinks['primary']
+    p.set_mode('down')
+    b = world.backmx(retry='1h')
+    for i in range(5):
+        _send(b, 'dr-%d' % i)
+    b.kill9()
+    regions = glob.glob(os.path.join(b.spool_dir, '__db.*'))
+    assert regions
+    for f in regions:
+        os.unlink(f)
+    b.start(timeout=20)
+    assert _nqueued(b) == 5, 'mail lost after the region files were deleted'
+    p.set_mode('up')
+    b.ctl('flush')
+    p.wait_messages(5, timeout=30)
+
+
+def test_faults_readonly_spool(world):
+    """a read-only spool file system: a clear refusal, exit 1, no signal."""
+    world.sinks['primary'].set_mode('down')
+    fs = os.path.join(world.workdir, 'tmpfs-ro')
+    _mount_tmpfs(fs, '128m')
+    try:
+        b = world.backmx(spool=os.path.join(fs, 'spool'), spool_cache='4M', retry='1h')
+        _send(b, 'ro-1')
+        b.stop()
+        r = subprocess.run(['mount', '-o', 'remount,ro', fs], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        try:
+            b.start(timeout=20)
+            raise AssertionError('backmxd started on a read-only spool')
+        except AssertionError as e:
+            if 'started on' in str(e):
+                raise
+        assert b.proc.returncode == 1, b.proc.returncode
+        assert re.search(r'spool .*(Read-only file system|read-only)', b.log_text(), re.I), \
+            b.log_tail()
+        subprocess.run(['mount', '-o', 'remount,rw', fs], capture_output=True)
+        b.start(timeout=20)
+        assert _nqueued(b) == 1
+    finally:
+        for inst in world.instances:
+            if inst.running():
+                inst.stop()
+        _umount(fs)
