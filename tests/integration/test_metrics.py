@@ -227,3 +227,30 @@ def test_metrics_per_domain_promtool(world):
     r = subprocess.run(['promtool', 'check', 'metrics'], input=text,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, 'promtool: %s%s' % (r.stdout, r.stderr)
+
+
+def test_metrics_grafana_dashboard(world):
+    """contrib/grafana/backmx.json: valid JSON, every PromQL expression
+    parses (promtool check rules) and names only metrics the page has."""
+    import os
+    path = os.path.join(world.root, 'contrib', 'grafana', 'backmx.json')
+    with open(path) as f:
+        dash = json.load(f)
+    exprs = [t['expr'] for p in dash['panels'] for t in p['targets']]
+    assert exprs
+    rules = os.path.join(world.workdir, 'dashboard-rules.yml')
+    with open(rules, 'w') as f:
+        f.write('groups:\n- name: dashboard\n  rules:\n')
+        for i, e in enumerate(exprs):
+            e = e.replace('$domain', '.*')
+            f.write('  - record: dashboard:expr%d\n    expr: %s\n'
+                    % (i, json.dumps(e)))
+    r = subprocess.run(['promtool', 'check', 'rules', rules],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    b = world.backmx(metrics='%s:%d' % (ADDR, PORT))
+    families = set(re.findall(r'^# TYPE (\S+)', _scrape(), re.M))
+    for e in exprs:
+        for name in re.findall(r'\b(backmx_[a-z_]+)', e):
+            base = re.sub(r'_bucket$', '', name)
+            assert base in families, (name, e)
