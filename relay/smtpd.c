@@ -33,6 +33,7 @@
 #include "milter.h"
 #include "pause.h"
 #include "smtpd.h"
+#include "esmtp.h"
 #include "tls.h"
 
 #define SMTPD_LINE_MAX 512		/* command line incl. CRLF */
@@ -791,36 +792,6 @@ smtpd_streq(const char *a, const char *b)
 	return strcasecmp(a, b) == 0;
 }
 
-/* smtpd_param - split "KEY=VALUE" params; returns count */
-static int
-smtpd_params(char *p, char **keys, char **vals, int max)
-{
-	int n = 0;
-
-	for (;;) {
-		while (*p == ' ')
-			p++;
-		if (*p == '\0')
-			break;
-		if (n == max)
-			return -1;
-		keys[n] = p;
-		while (*p != '\0' && *p != ' ' && *p != '=')
-			p++;
-		if (*p == '=') {
-			*p++ = '\0';
-			vals[n] = p;
-			while (*p != '\0' && *p != ' ')
-				p++;
-		} else
-			vals[n] = NULL;
-		if (*p == ' ')
-			*p++ = '\0';
-		n++;
-	}
-	return n;
-}
-
 static void
 smtpd_cmd_helo(struct session *s, char *arg, int esmtp)
 {
@@ -880,10 +851,8 @@ smtpd_cmd_mail(struct session *s, char *arg)
 	struct policy_path path;
 	struct result res;
 	struct smtpd_tx *tx;
-	char *keys[16], *vals[16];
+	struct esmtp_mail mp;
 	size_t end;
-	int n, have_size = 0, have_body = 0, have_ret = 0, have_envid = 0,
-	       have_utf8 = 0;
 
 	if (s->helo[0] == '\0') {
 		smtpd_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
@@ -914,79 +883,21 @@ smtpd_cmd_mail(struct session *s, char *arg)
 		smtpd_reply(s, "501 5.1.7 Bad sender address syntax");
 		return;
 	}
-	n = smtpd_params(arg + end, keys, vals, 16);
-	if (n < 0) {
-		smtpd_reply(s, "501 5.5.4 Too many parameters");
+	if (esmtp_mail_params(arg + end, &mp, &res) < 0) {
+		smtpd_reply_result(s, &res);
 		return;
 	}
 	if ((tx = calloc(1, sizeof(*tx))) == NULL) {
 		smtpd_reply(s, "451 4.3.0 Error: out of memory");
 		return;
 	}
-	for (int i = 0; i < n; i++) {
-		const char *k = keys[i], *v = vals[i];
-
-		if (smtpd_streq(k, "SIZE") && v != NULL) {
-			char *e;
-			unsigned long long sz;
-
-			errno = 0;
-			sz = strtoull(v, &e, 10);
-			if (have_size++ || !isdigit((unsigned char)*v) ||
-			    *e != '\0' || errno) {
-				smtpd_reply(s, "501 5.5.4 Bad SIZE parameter");
-				goto fail;
-			}
-			tx->declared_size = sz;
-		} else if (smtpd_streq(k, "BODY") && v != NULL) {
-			if (have_body++) {
-				smtpd_reply(s, "501 5.5.4 Duplicate BODY");
-				goto fail;
-			}
-			if (smtpd_streq(v, "7BIT"))
-				tx->body = SPOOL_BODY_7BIT;
-			else if (smtpd_streq(v, "8BITMIME"))
-				tx->body = SPOOL_BODY_8BITMIME;
-			else {
-				smtpd_reply(s, "501 5.5.4 Unsupported BODY "
-					       "type");
-				goto fail;
-			}
-		} else if (smtpd_streq(k, "SMTPUTF8") && v == NULL) {
-			if (have_utf8++) {
-				smtpd_reply(s, "501 5.5.4 Duplicate SMTPUTF8");
-				goto fail;
-			}
-			tx->smtputf8 = 1;
-		} else if (smtpd_streq(k, "RET") && v != NULL) {
-			if (have_ret++) {
-				smtpd_reply(s, "501 5.5.4 Duplicate RET");
-				goto fail;
-			}
-			if (smtpd_streq(v, "FULL"))
-				tx->ret = SPOOL_RET_FULL;
-			else if (smtpd_streq(v, "HDRS"))
-				tx->ret = SPOOL_RET_HDRS;
-			else {
-				smtpd_reply(s, "501 5.5.4 Bad RET parameter");
-				goto fail;
-			}
-		} else if (smtpd_streq(k, "ENVID") && v != NULL) {
-			if (have_envid++ || strlen(v) > 100 ||
-			    !policy_xtext_valid(v, strlen(v))) {
-				smtpd_reply(s, "501 5.5.4 Bad ENVID parameter");
-				goto fail;
-			}
-			if ((tx->envid = strdup(v)) == NULL) {
-				smtpd_reply(s, "452 4.3.0 Error: out of "
-					       "memory");
-				goto fail;
-			}
-		} else {
-			smtpd_reply(s, "555 5.5.4 Unsupported option: %.64s",
-				    k);
-			goto fail;
-		}
+	tx->declared_size = mp.size;
+	tx->body = mp.body;
+	tx->smtputf8 = mp.smtputf8;
+	tx->ret = mp.ret;
+	if (mp.envid != NULL && (tx->envid = strdup(mp.envid)) == NULL) {
+		smtpd_reply(s, "452 4.3.0 Error: out of memory");
+		goto fail;
 	}
 	if (path.utf8 && !tx->smtputf8) {
 		smtpd_reply(s, "553 5.6.7 Non-ASCII sender address requires "
@@ -1020,10 +931,10 @@ smtpd_cmd_rcpt(struct session *s, char *arg)
 	struct policy_rcpt r;
 	struct result res;
 	struct smtpd_rcpt *rc;
-	char *keys[8], *vals[8], route[POLICY_DOMAIN_MAX + 16];
-	const char *orcpt = NULL;
+	struct esmtp_rcpt rp;
+	char route[POLICY_DOMAIN_MAX + 16];
 	size_t end;
-	int n, notify = 0, flags = POLICY_PARSE_RCPT;
+	int flags = POLICY_PARSE_RCPT;
 
 	if (tx == NULL) {
 		smtpd_reply(s, "503 5.5.1 Error: need MAIL command");
@@ -1074,64 +985,9 @@ smtpd_cmd_rcpt(struct session *s, char *arg)
 			    r.address, r.domain->name);
 		return;
 	}
-	n = smtpd_params(arg + end, keys, vals, 8);
-	if (n < 0) {
-		smtpd_reply(s, "501 5.5.4 Too many parameters");
+	if (esmtp_rcpt_params(arg + end, &rp, &res) < 0) {
+		smtpd_reply_result(s, &res);
 		return;
-	}
-	for (int i = 0; i < n; i++) {
-		if (smtpd_streq(keys[i], "NOTIFY") && vals[i] != NULL &&
-		    notify == 0) {
-			char *save = NULL, *tok, buf[64];
-
-			if (strlen(vals[i]) >= sizeof(buf)) {
-				smtpd_reply(s, "501 5.5.4 Bad NOTIFY");
-				return;
-			}
-			strcpy(buf, vals[i]);
-			for (tok = strtok_r(buf, ",", &save); tok != NULL;
-			     tok = strtok_r(NULL, ",", &save)) {
-				if (smtpd_streq(tok, "NEVER"))
-					notify |= SPOOL_NOTIFY_NEVER;
-				else if (smtpd_streq(tok, "SUCCESS"))
-					notify |= SPOOL_NOTIFY_SUCCESS;
-				else if (smtpd_streq(tok, "FAILURE"))
-					notify |= SPOOL_NOTIFY_FAILURE;
-				else if (smtpd_streq(tok, "DELAY"))
-					notify |= SPOOL_NOTIFY_DELAY;
-				else {
-					smtpd_reply(s, "501 5.5.4 Bad NOTIFY");
-					return;
-				}
-			}
-			if ((notify & SPOOL_NOTIFY_NEVER) &&
-			    notify != SPOOL_NOTIFY_NEVER) {
-				smtpd_reply(s, "501 5.5.4 NOTIFY=NEVER must "
-					       "stand alone");
-				return;
-			}
-		} else if (smtpd_streq(keys[i], "ORCPT") && vals[i] != NULL &&
-			   orcpt == NULL) {
-			const char *v = vals[i], *semi = strchr(v, ';');
-
-			if (strlen(v) > 500 || semi == NULL || semi == v ||
-			    !policy_xtext_valid(semi + 1, strlen(semi + 1))) {
-				smtpd_reply(s, "501 5.5.4 Bad ORCPT");
-				return;
-			}
-			orcpt = v;
-		} else if ((smtpd_streq(keys[i], "NOTIFY") ||
-			    smtpd_streq(keys[i], "ORCPT")) && vals[i] != NULL) {
-			/* RFC 3461 4.1: each at most once per RCPT */
-			smtpd_reply(s, "501 5.5.4 Duplicate %s parameter",
-				    smtpd_streq(keys[i], "NOTIFY") ? "NOTIFY"
-								   : "ORCPT");
-			return;
-		} else {
-			smtpd_reply(s, "555 5.5.4 Unsupported option: %.64s",
-				    keys[i]);
-			return;
-		}
 	}
 	if (tx->nrcpt == tx->rcpt_cap) {
 		int cap = tx->rcpt_cap ? tx->rcpt_cap * 2 : 4;
@@ -1147,9 +1003,9 @@ smtpd_cmd_rcpt(struct session *s, char *arg)
 	rc = &tx->rcpt[tx->nrcpt];
 	memset(rc, 0, sizeof(*rc));
 	rc->address = strdup(r.address);
-	rc->notify = notify;
-	if (orcpt != NULL)
-		rc->orcpt = strdup(orcpt);
+	rc->notify = rp.notify;
+	if (rp.orcpt != NULL)
+		rc->orcpt = strdup(rp.orcpt);
 	else if (r.percent_hack)
 		rc->orcpt = strdup(r.orcpt);
 	if (r.percent_hack && r.domain != NULL) {
@@ -1165,7 +1021,7 @@ smtpd_cmd_rcpt(struct session *s, char *arg)
 			 r.path.address, r.address, s->addr);
 	}
 	if (rc->address == NULL ||
-	    ((orcpt != NULL || r.percent_hack) && rc->orcpt == NULL) ||
+	    ((rp.orcpt != NULL || r.percent_hack) && rc->orcpt == NULL) ||
 	    (r.percent_hack && r.domain != NULL && rc->route == NULL)) {
 		free(rc->address);
 		free(rc->orcpt);
