@@ -24,6 +24,7 @@
 #include "dns.h"
 #include "route_dns.h"
 #include "forward.h"
+#include "fwd_dsn.h"
 #include "log.h"
 #include "metrics_domain.h"
 #include "mtasts.h"
@@ -166,7 +167,6 @@ static int fwd_release_pending;	/* the timer finishes a cut-off release */
 static void fwd_arm(void);
 static int fwd_flush_match(const char *domain, const char *key,
 			   int conn_only);
-static int64_t fwd_warn_wakeup(const struct spool_envelope *e, int64_t t);
 static void fwd_try_next(struct delivery *d);
 static void fwd_timer_cb(struct ev_loop *, ev_timer *, int);
 static void fwd_client_cb(void *arg, struct smtp_client *c,
@@ -454,7 +454,7 @@ fwd_reschedule(const struct spool_envelope *e)
 			   (e->rcpt[i].flags & SPOOL_RCPT_F_BOUNCE) &&
 			   (t < 0 || e->rcpt[i].next_attempt < t))
 			t = e->rcpt[i].next_attempt;	/* a bounce owed */
-	t = fwd_warn_wakeup(e, t);
+	t = fwd_dsn_warn_wakeup(e, t, fwd_now(), fwd_lifetime(e));
 	if (t >= 0 && schedule_set(backmxd.sched, e->id, t) == 0) {
 		/* one domain: ETRN and flush DOMAIN find it without
 		 * reading the envelope; several: they read it */
@@ -583,126 +583,6 @@ fwd_set_error(struct spool_rcpt *rc, const struct result *r, int remote,
 }
 
 /*
- * fwd_send_dsn - queue a DSN of kind for the items and schedule it: 0
- * when queued or not wanted, -1 when it could not be queued (the caller
- * keeps what it needs to try again)
- */
-static int
-fwd_send_dsn(const struct spool_envelope *e, struct bounce_item *it, int n,
-	     enum bounce_kind kind, int64_t until)
-{
-	static const char *const what[] = {"bounce", "delay notification",
-					   "delivery notification"};
-	static const char *const line[] = {"non-delivery", "delay",
-					   "delivery status"};
-	struct spool_envelope *b = NULL;
-	char err[256];
-	int r;
-
-	if (n == 0)
-		return 0;
-	r = bounce_create_kind(backmxd.spool, e, it, n, kind,
-			       backmxd.cfg->hostname, fwd_now(), until, &b, err,
-			       sizeof(err));
-	if (r < 0) {
-		log_err("%s: cannot queue the %s: %s", e->id, what[kind], err);
-		return -1;
-	}
-	if (r == 0) {
-		if (kind == BOUNCE_FAILED)
-			log_msg(e->id, "no bounce: %s", e->is_bounce
-				? "the message is a bounce"
-				: e->sender[0] == '\0' ? "null sender"
-				: "NOTIFY does not ask for it");
-		return 0;
-	}
-	stats.dsn_sent++;
-	log_svc("bounce", LOG_INFO, e->id, "sender %s notification: %s",
-		line[kind], b->id);
-	log_msg(b->id, "from=<>, size=%llu, nrcpt=1 (queue active)",
-		(unsigned long long)b->size);
-	forward_queued(b);
-	spool_envelope_free(b);
-	return 0;
-}
-
-/* fwd_owed_wait - how long a DSN that could not be queued waits */
-static long
-fwd_owed_wait(void)
-{
-	long t = backmxd.cfg->nretry > 0 ? backmxd.cfg->retry[0] : 60;
-
-	return t < 1 ? 1 : t > 60 ? 60 : t;
-}
-
-/* fwd_status_of - the enhanced code leading a stored last error */
-static int
-fwd_status_of(const char *err, char *enh, size_t len)
-{
-	size_t n = 0;
-
-	if (err == NULL)
-		return 0;
-	while (err[n] != '\0' && err[n] != ' ' && n + 1 < len &&
-	       (isdigit((unsigned char)err[n]) || err[n] == '.'))
-		n++;
-	if (n < 5 || (err[n] != ' ' && err[n] != '\0') || err[1] != '.')
-		return 0;
-	memcpy(enh, err, n);
-	enh[n] = '\0';
-	return 1;
-}
-
-/*
- * fwd_bounce_owed - the DSNs of recipients that failed while their bounce
- * could not be queued (SPOOL_RCPT_F_BOUNCE), rebuilt from the stored
- * last error; the flag is cleared once queued
- */
-static void
-fwd_bounce_owed(struct spool_envelope *e)
-{
-	struct bounce_item *it;
-	int i, n = 0;
-	int64_t now = fwd_now();
-
-	for (i = 0; i < e->nrcpt; i++)
-		if (e->rcpt[i].state == SPOOL_RCPT_FAILED &&
-		    (e->rcpt[i].flags & SPOOL_RCPT_F_BOUNCE))
-			n++;
-	if (n == 0)
-		return;
-	if ((it = bounce_calloc((size_t)n, sizeof(*it))) == NULL) {
-		log_err("%s: cannot queue the bounce: out of memory", e->id);
-		return;
-	}
-	n = 0;
-	for (i = 0; i < e->nrcpt; i++) {
-		const struct spool_rcpt *rc = &e->rcpt[i];
-		char enh[16];
-
-		if (rc->state != SPOOL_RCPT_FAILED ||
-		    !(rc->flags & SPOOL_RCPT_F_BOUNCE))
-			continue;
-		it[n].rcpt = i;
-		it[n].last_attempt = now;
-		if (fwd_status_of(rc->last_error, enh, sizeof(enh)) &&
-		    enh[0] == '5')
-			result_set(&it[n].res, 0, enh, "%s",
-				   rc->last_error + strlen(enh) + 1);
-		else
-			result_set(&it[n].res, 0, "4.4.7", "delivery time "
-				   "expired%s%s", rc->last_error
-				   ? "; last error: " : "",
-				   rc->last_error ? rc->last_error : "");
-		n++;
-	}
-	if (fwd_send_dsn(e, it, n, BOUNCE_FAILED, 0) == 0)
-		for (i = 0; i < n; i++)
-			e->rcpt[it[i].rcpt].flags &= ~SPOOL_RCPT_F_BOUNCE;
-	free(it);
-}
-
-/*
  * fwd_commit - write e back (or delete it when every recipient is
  * final), bounce the failed batch first: a crash in between may send a
  * DSN twice, never lose one.
@@ -713,11 +593,11 @@ fwd_commit(struct spool_envelope *e, struct bounce_item *it, int nit)
 	int i, open = 0, owed = 0;
 	int64_t now = fwd_now();
 
-	if (nit > 0 && fwd_send_dsn(e, it, nit, BOUNCE_FAILED, 0) == 0)
+	if (nit > 0 && fwd_dsn_send(e, it, nit, BOUNCE_FAILED, 0, now) == 0)
 		for (i = 0; i < nit; i++)
 			e->rcpt[it[i].rcpt].flags &= ~SPOOL_RCPT_F_BOUNCE;
 	/* those an allocation or the spool failed before */
-	fwd_bounce_owed(e);
+	fwd_dsn_owed(e, now);
 	for (i = 0; i < e->nrcpt; i++) {
 		struct spool_rcpt *rc = &e->rcpt[i];
 
@@ -726,7 +606,7 @@ fwd_commit(struct spool_envelope *e, struct bounce_item *it, int nit)
 		else if (rc->state == SPOOL_RCPT_FAILED &&
 			 (rc->flags & SPOOL_RCPT_F_BOUNCE)) {
 			/* the message stays until its bounce is queued */
-			rc->next_attempt = now + fwd_owed_wait();
+			rc->next_attempt = now + fwd_dsn_owed_wait();
 			owed++;
 		}
 	}
@@ -921,7 +801,7 @@ fwd_results(struct delivery *d)
 	fwd_log_d = NULL;
 	/* before fwd_commit, which may delete the body it quotes */
 	if (nrl > 0)
-		(void)fwd_send_dsn(e, rl, nrl, BOUNCE_RELAYED, 0);
+		(void)fwd_dsn_send(e, rl, nrl, BOUNCE_RELAYED, 0, now);
 	free(rl);
 	/* the fwd_list entry is removed by the caller first, so the
 	 * reschedule in fwd_commit sees the message as not in flight */
@@ -1884,7 +1764,7 @@ fwd_expire_now(struct spool_envelope *e, const char *why)
 		rc->state = SPOOL_RCPT_FAILED;
 		rc->flags |= SPOOL_RCPT_F_BOUNCE;
 		if (why != NULL) {
-			/* what a rebuilt bounce says (fwd_bounce_owed) */
+			/* what a rebuilt bounce says (fwd_dsn_owed) */
 			char buf[400];
 
 			snprintf(buf, sizeof(buf), "5.0.0 %s", why);
@@ -1916,120 +1796,6 @@ fwd_expire_now(struct spool_envelope *e, const char *why)
 	}
 	fwd_commit(e, it, nit);
 	free(it);
-}
-
-/* fwd_delay_warning - delay_warning of e's domain, else the global one */
-static long
-fwd_delay_warning(const struct spool_envelope *e)
-{
-	long w = backmxd.cfg->delay_warning;
-	int i;
-
-	for (i = 0; i < e->nrcpt; i++) {
-		const struct policy_domain *pd = policy_find_domain(
-		    backmxd.cfg->policy, fwd_rcpt_domain(e->rcpt[i].address));
-
-		if (pd != NULL && pd->delay_warning != 0) {
-			w = pd->delay_warning > 0 ? pd->delay_warning : 0;
-			break;
-		}
-	}
-	return w;
-}
-
-/*
- * fwd_warn_time - when e's delayed DSN is due, -1 when none will be: off,
- * sent already, a bounce or <>, no pending recipient asking for it
- * (NOTIFY), or the lifetime ends first
- */
-static int64_t
-fwd_warn_time(const struct spool_envelope *e)
-{
-	long w;
-	int i;
-
-	if (e->delay_warned || e->is_bounce || e->sender == NULL ||
-	    e->sender[0] == '\0' || (w = fwd_delay_warning(e)) <= 0 ||
-	    w >= fwd_lifetime(e))
-		return -1;
-	for (i = 0; i < e->nrcpt; i++)
-		if (e->rcpt[i].state == SPOOL_RCPT_PENDING &&
-		    bounce_wanted_kind(e, i, BOUNCE_DELAYED))
-			return e->arrival + w;
-	return -1;
-}
-
-/* fwd_warn_wakeup - schedule time t, earlier when the warning is due */
-static int64_t
-fwd_warn_wakeup(const struct spool_envelope *e, int64_t t)
-{
-	int64_t wt = fwd_warn_time(e);
-
-	if (t < 0 || wt < 0 || wt <= fwd_now() || wt >= t)
-		return t;
-	return wt;
-}
-
-/*
- * fwd_delay_warn - RFC 3464 Action: delayed for e's pending recipients
- * once it has been queued delay_warning: 1 when sent now (e rewritten
- * with delay_warned, so a restart does not send it again), 0 otherwise.
- * A failure leaves it for the next attempt.
- */
-static int
-fwd_delay_warn(struct spool_envelope *e, int64_t now)
-{
-	struct bounce_item *it;
-	int64_t wt = fwd_warn_time(e);
-	int i, n = 0;
-
-	if (wt < 0 || now < wt)
-		return 0;
-	if ((it = bounce_calloc((size_t)e->nrcpt, sizeof(*it))) == NULL)
-		return 0;
-	for (i = 0; i < e->nrcpt; i++) {
-		const struct spool_rcpt *rc = &e->rcpt[i];
-		char enh[16];
-
-		if (rc->state != SPOOL_RCPT_PENDING ||
-		    !bounce_wanted_kind(e, i, BOUNCE_DELAYED))
-			continue;
-		it[n].rcpt = i;
-		if (fwd_status_of(rc->last_error, enh, sizeof(enh)) &&
-		    enh[0] == '4')
-			result_set(&it[n].res, 0, enh, "%s",
-				   rc->last_error + strlen(enh) + 1);
-		else if (rc->last_error != NULL)
-			result_set(&it[n].res, 0, "4.0.0", "%s",
-				   rc->last_error);
-		else
-			result_set(&it[n].res, 0, "4.0.0", "not yet delivered");
-		n++;
-	}
-	if (fwd_send_dsn(e, it, n, BOUNCE_DELAYED,
-			 e->arrival + fwd_lifetime(e)) < 0) {
-		free(it);
-		return 0;
-	}
-	free(it);
-	e->delay_warned = 1;
-	if (spool_envelope_put(backmxd.spool, e) < 0)
-		log_err("%s: cannot update the spool: %s", e->id,
-			spool_error(backmxd.spool));
-	return 1;
-}
-
-/* fwd_owes_bounce - has e a failed recipient whose DSN is not queued? */
-static int
-fwd_owes_bounce(const struct spool_envelope *e)
-{
-	int i;
-
-	for (i = 0; i < e->nrcpt; i++)
-		if (e->rcpt[i].state == SPOOL_RCPT_FAILED &&
-		    (e->rcpt[i].flags & SPOOL_RCPT_F_BOUNCE))
-			return 1;
-	return 0;
 }
 
 /*
@@ -2064,7 +1830,7 @@ fwd_process(const char *id)
 		spool_envelope_free(e);
 		return;
 	}
-	if (fwd_owes_bounce(e)) {
+	if (fwd_dsn_owes(e)) {
 		/* first the bounce an allocation failure held back */
 		fwd_commit(e, NULL, 0);
 		spool_envelope_free(e);
@@ -2075,7 +1841,7 @@ fwd_process(const char *id)
 		spool_envelope_free(e);
 		return;
 	}
-	warned = fwd_delay_warn(e, now);
+	warned = fwd_dsn_delay_warn(e, now, fwd_lifetime(e));
 	for (i = 0; i < e->nrcpt; i++)
 		if (e->rcpt[i].state == SPOOL_RCPT_PENDING &&
 		    e->rcpt[i].next_attempt <= now)
