@@ -29,6 +29,7 @@ ALL_CFLAGS = $(BASEFLAGS) $(WARN) $(CFLAGS) $(PKG_CFLAGS)
 # libunbound runs on our libev loop (relay/ub_ev.c, unbound-event.h):
 # no libevent in the process, no link-order constraint.
 LIBS       = $(PKG_LIBS) -lev -ldb-5.3 -lm
+LIBS      += -lldap -llber	# ldap: recipient source (relay/ldap_src.c)
 
 POLICY_SRC := $(wildcard policy/*.c)
 SPOOL_SRC  := $(wildcard spool/*.c)

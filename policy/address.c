@@ -534,6 +534,7 @@ addr_percent_hack(const struct policy *p, struct policy_rcpt *out,
 	const char *pct = strchr(path->local, '%'), *target;
 	char user[POLICY_LOCAL_MAX + 1];
 	size_t ulen;
+	int listed;
 
 	if (strchr(pct + 1, '%') != NULL)
 		return addr_deny(res, path->address, "more than one %");
@@ -555,7 +556,8 @@ addr_percent_hack(const struct policy *p, struct policy_rcpt *out,
 	if (!d->percent_hack || !d->route_static)
 		return addr_deny(res, path->address,
 		                 "percent hack not enabled for that domain");
-	if (!policy_domain_has_rcpt(d, user)) {
+	listed = policy_domain_has_rcpt(d, user);
+	if (!listed && !policy_rcpt_async(d, 0)) {
 		result_set(res, 550, "5.1.1", "<%s@%s>: recipient unknown",
 		           user, d->name);
 		return -1;
@@ -572,8 +574,9 @@ addr_percent_hack(const struct policy *p, struct policy_rcpt *out,
 	}
 	out->domain = d;
 	out->percent_hack = 1;
+	out->listed = listed;
 	result_set(res, 250, "2.1.5", "<%s> recipient ok", out->address);
-	return 0;
+	return policy_rcpt_async(d, listed) ? 1 : 0;
 }
 
 int
@@ -640,7 +643,8 @@ policy_check_rcpt(const struct policy *p, const char *s, size_t len, int flags,
 	if (strpbrk(path->local, "@%!") != NULL)
 		return addr_deny(res, path->address,
 		                 "routing characters in local part");
-	if (!policy_domain_has_rcpt(d, path->local)) {
+	out->listed = policy_domain_has_rcpt(d, path->local);
+	if (!out->listed && !policy_rcpt_async(d, 0)) {
 		result_set(res, 550, "5.1.1", "<%s>: recipient unknown",
 		           path->address);
 		return -1;
@@ -648,7 +652,7 @@ policy_check_rcpt(const struct policy *p, const char *s, size_t len, int flags,
 	out->domain = d;
 	snprintf(out->address, sizeof(out->address), "%s", path->address);
 	result_set(res, 250, "2.1.5", "<%s> recipient ok", out->address);
-	return 0;
+	return policy_rcpt_async(d, out->listed) ? 1 : 0;
 }
 
 /* ------------------------------------------------------------------ */

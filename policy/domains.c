@@ -238,6 +238,9 @@ policy_free(struct policy *p)
 		return;
 	for (i = 0; i < p->ndomains; i++) {
 		free(p->domains[i]->recipients_file);
+		for (int k = 0; k < p->domains[i]->nsrcs; k++)
+			free(p->domains[i]->srcs[k].path);
+		free(p->domains[i]->srcs);
 		rcptset_free(p->domains[i]->rcpts);
 		free(p->domains[i]);
 	}
@@ -360,6 +363,8 @@ policy_add_domain(struct policy *p, const char *name)
 	}
 	d->route_port = 25;
 	d->tls = POLICY_TLS_MAY;
+	d->verify_pos_ttl = 30 * 86400;
+	d->verify_neg_ttl = 3600;
 	nd = realloc(p->domains, (p->ndomains + 1) * sizeof(*nd));
 	if (nd == NULL) {
 		free(d);
@@ -481,10 +486,11 @@ rcpt_entry(const struct policy_domain *d, struct policy_rcptset *s, char *e)
 	return NULL;
 }
 
-int
-policy_domain_load_recipients(struct policy_domain *d, char *err, size_t errlen)
+/* rcpt_load_file - read one list file into s */
+static int
+rcpt_load_file(const struct policy_domain *d, struct policy_rcptset *s,
+	       const char *path, char *err, size_t errlen)
 {
-	struct policy_rcptset *s;
 	const char *msg;
 	char *line = NULL, *e;
 	size_t cap = 0;
@@ -492,21 +498,9 @@ policy_domain_load_recipients(struct policy_domain *d, char *err, size_t errlen)
 	FILE *fp;
 	int lineno = 0;
 
-	if (errlen > 0)
-		err[0] = '\0';
-	if (d == NULL || d->recipients_file == NULL) {
-		snprintf(err, errlen, "(none):0: no recipients file");
-		return -1;
-	}
-	if ((fp = fopen(d->recipients_file, "r")) == NULL) {
-		snprintf(err, errlen, "%s:0: cannot open: %s",
-		         d->recipients_file, strerror(errno));
-		return -1;
-	}
-	if ((s = rcptset_new()) == NULL) {
-		fclose(fp);
-		snprintf(err, errlen, "%s:0: out of memory",
-		         d->recipients_file);
+	if ((fp = fopen(path, "r")) == NULL) {
+		snprintf(err, errlen, "%s:0: cannot open: %s", path,
+		         strerror(errno));
 		return -1;
 	}
 	while ((n = getline(&line, &cap, fp)) != -1) {
@@ -522,22 +516,55 @@ policy_domain_load_recipients(struct policy_domain *d, char *err, size_t errlen)
 			goto fail;
 	}
 	if (ferror(fp)) {
-		snprintf(err, errlen, "%s:%d: read error: %s",
-		         d->recipients_file, lineno, strerror(errno));
+		snprintf(err, errlen, "%s:%d: read error: %s", path, lineno,
+		         strerror(errno));
 		goto fail_quiet;
 	}
 	free(line);
 	fclose(fp);
+	return 0;
+
+fail:
+	snprintf(err, errlen, "%s:%d: %s", path, lineno, msg);
+fail_quiet:
+	free(line);
+	fclose(fp);
+	return -1;
+}
+
+int
+policy_domain_load_recipients(struct policy_domain *d, char *err, size_t errlen)
+{
+	struct policy_rcptset *s;
+	int i, nfiles = 0;
+
+	if (errlen > 0)
+		err[0] = '\0';
+	if (d == NULL || d->recipients_file == NULL) {
+		snprintf(err, errlen, "(none):0: no recipients file");
+		return -1;
+	}
+	if ((s = rcptset_new()) == NULL) {
+		snprintf(err, errlen, "%s:0: out of memory",
+		         d->recipients_file);
+		return -1;
+	}
+	/* every file source feeds the one set: "any says yes" is a union */
+	for (i = 0; i < d->nsrcs; i++) {
+		if (d->srcs[i].kind != POLICY_SRC_FILE)
+			continue;
+		nfiles++;
+		if (rcpt_load_file(d, s, d->srcs[i].path, err, errlen) < 0)
+			goto fail;
+	}
+	if (nfiles == 0 &&
+	    rcpt_load_file(d, s, d->recipients_file, err, errlen) < 0)
+		goto fail;
 	/* swap only a complete new set: a bad reload keeps the old one */
 	rcptset_free(d->rcpts);
 	d->rcpts = s;
 	return 0;
-
 fail:
-	snprintf(err, errlen, "%s:%d: %s", d->recipients_file, lineno, msg);
-fail_quiet:
-	free(line);
-	fclose(fp);
 	rcptset_free(s);
 	return -1;
 }

@@ -87,6 +87,29 @@ enum policy_tls {
 
 struct policy_rcptset;		/* hash set of lowercased entries */
 
+/* recipient sources of a domain, in the order of its `recipients` line */
+enum policy_src_kind {
+	POLICY_SRC_FILE,	/* a list file (all files form one set) */
+	POLICY_SRC_ANY,		/* "*" */
+	POLICY_SRC_LDAP,	/* "ldap:FILE" (relay/ldap_src.c) */
+	POLICY_SRC_CALLOUT,	/* ask the primary (relay/callout.c) */
+};
+
+struct policy_src {
+	enum policy_src_kind kind;
+	char *path;		/* FILE, LDAP: absolute path; else NULL */
+};
+
+enum policy_verify_down {
+	POLICY_VDOWN_ACCEPT_KNOWN,	/* listed or cached yes: 250, else 450 */
+	POLICY_VDOWN_TEMPFAIL,		/* not in a file or LDAP: 450 */
+};
+
+enum policy_accept_when {
+	POLICY_ACCEPT_ALWAYS,
+	POLICY_ACCEPT_PRIMARY_DOWN,	/* 451 4.7.1 while the primary answers */
+};
+
 struct policy_domain {
 	char name[POLICY_DOMAIN_MAX + 1];	/* lowercase */
 	char *recipients_file;		/* NULL when "recipients *" */
@@ -101,6 +124,14 @@ struct policy_domain {
 	long delay_warning;		/* seconds; 0 = global, -1 = off */
 	struct policy_rcptset *rcpts;
 	int line;			/* config line of the block, for -t */
+	/* round 2: recipients the primary knows (recipients.c) */
+	struct policy_src *srcs;	/* NULL: recipients_file / _any only */
+	int nsrcs;
+	int rcpt_async;			/* an ldap: or callout source */
+	long verify_pos_ttl;		/* verify_cache, seconds (30d) */
+	long verify_neg_ttl;		/* (1h) */
+	enum policy_verify_down verify_down;
+	enum policy_accept_when accept_when;
 };
 
 struct policy {
@@ -155,6 +186,7 @@ struct policy_rcpt {
 	char address[POLICY_PATH_MAX + 8];	/* what we deliver to */
 	int percent_hack;		/* rewritten from user%dom@us */
 	char orcpt[POLICY_PATH_MAX + 16];	/* "rfc822;orig" for % hack */
+	int listed;		/* a file or "*" holds it (return 1 only) */
 };
 
 /*
@@ -162,11 +194,78 @@ struct policy_rcpt {
  * Returns 0 and fills *out when the recipient is accepted (res = 250
  * 2.1.5), -1 with *res set otherwise (550 5.1.1 unknown user, 550 5.7.1
  * relaying denied, 501 5.1.3 syntax, ...).  No form of address that is
- * not ours gets 0.
+ * not ours gets 0.  Returns 1 with *out filled when the files cannot
+ * decide alone (policy_rcpt_async: an ldap:/callout source or accept_when
+ * primary-down): the relay asks those sources and combines the answers
+ * with policy_rcpt_decide; out->listed says whether a file said yes.
  */
 int policy_check_rcpt(const struct policy *p, const char *s, size_t len,
 		      int flags, struct policy_rcpt *out, size_t *endp,
 		      struct result *res);
+
+/* ------------------------------------------------------------------ */
+/* Recipient sources (recipients.c) */
+
+enum policy_answer {
+	POLICY_ANS_UNKNOWN,	/* the source cannot answer now */
+	POLICY_ANS_YES,
+	POLICY_ANS_NO,
+};
+
+/* policy_domain_add_src - append a source (path copied); -1 no memory */
+int policy_domain_add_src(struct policy_domain *d, enum policy_src_kind kind,
+			  const char *path);
+/* policy_domain_has_src - does d use a source of this kind? */
+int policy_domain_has_src(const struct policy_domain *d,
+			  enum policy_src_kind kind);
+/* policy_rcpt_async - must the relay ask more than the files? */
+int policy_rcpt_async(const struct policy_domain *d, int listed);
+
+/*
+ * What the sources said about one address, for policy_rcpt_decide.
+ * yes: some source said yes (listed, LDAP, a fresh cached or live
+ * callout yes); unknown: some source could not answer (LDAP down,
+ * primary down or 4xx); stale_yes: a callout yes older than the
+ * positive TTL is cached; no_text: the primary's 5xx text or NULL.
+ */
+struct policy_rcpt_answers {
+	int yes;
+	int unknown;
+	int stale_yes;
+	const char *no_text;
+};
+
+/*
+ * policy_rcpt_decide - the RCPT verdict: 0 with res = 250 2.1.5 when the
+ * recipient is valid, -1 with res = 550 5.1.1 (every source said no) or
+ * 450 4.4.3 (unknown, per verify_down).  Never 0 for an address nobody
+ * confirmed: a stale yes counts only with verify_down accept-known.
+ */
+int policy_rcpt_decide(const struct policy_domain *d, const char *address,
+		       const struct policy_rcpt_answers *a,
+		       struct result *res);
+/*
+ * policy_accept_when_check - accept_when primary-down: -1 with res =
+ * 451 4.7.1 when primary_up, else 0.  Always 0 for accept_when always.
+ */
+int policy_accept_when_check(const struct policy_domain *d,
+			     const char *address, int primary_up,
+			     struct result *res);
+
+/*
+ * policy_ldap_escape - RFC 4515 3 escaping of an assertion value: '*',
+ * '(', ')', '\\', NUL and every octet >= 0x80 or < 0x20 become "\XX".
+ * Returns the length written (NUL-terminated) or -1 when out is short.
+ */
+int policy_ldap_escape(const char *in, size_t inlen, char *out,
+		       size_t outlen);
+/*
+ * policy_ldap_filter - expand tmpl: %s the address, %u the local part,
+ * %d the domain (each escaped), %% a '%'.  -1 when out is short or tmpl
+ * holds another % sequence.
+ */
+int policy_ldap_filter(const char *tmpl, const char *address, char *out,
+		       size_t outlen);
 
 /* ------------------------------------------------------------------ */
 /* DSN parameters (address.c) */

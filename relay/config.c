@@ -20,6 +20,7 @@
 
 #include "config_private.h"
 #include "config_filter.h"
+#include "config_rcpt.h"
 
 #define CONFIG_MAX_TOKENS 64
 #define CONFIG_LINE_MAX 4096
@@ -35,11 +36,8 @@ struct config_ctx {
 	char base[PATH_MAX];		/* for relative paths */
 };
 
-static void config_msg(struct config_ctx *, int, const char *, ...)
-	__attribute__((format(printf, 3, 4)));
-
 /* config_msg - append "FILE:LINE: [warning: ]message\n" to the diagnostics */
-static void
+void
 config_msg(struct config_ctx *x, int is_error, const char *fmt, ...)
 {
 	size_t used = strlen(x->diag);
@@ -137,7 +135,7 @@ config_tokenize(struct config_ctx *x, char *line, char **tok, int max)
 }
 
 /* config_path - resolve a relative path against the config's base dir */
-static char *
+char *
 config_path(struct config_ctx *x, const char *v)
 {
 	char buf[PATH_MAX];
@@ -249,10 +247,11 @@ config_valid_hostname(const char *s)
 
 static const char *const config_domain_keywords[] = {
 	"recipients", "route", "tls", "percent_hack", "queue_lifetime",
-	"delay_warning", NULL,
+	"delay_warning",
+	"verify_cache", "verify_down", "accept_when", NULL,
 };
 
-static int
+int
 config_is_domain_keyword(const char *s)
 {
 	for (int i = 0; config_domain_keywords[i]; i++)
@@ -267,22 +266,8 @@ config_domain_directive(struct config_ctx *x, const char *kw, const char *v)
 	struct policy_domain *d = x->dom;
 	int lit, port;
 
-	if (!strcmp(kw, "recipients")) {
-		if (d->recipients_file != NULL || d->recipients_any) {
-			config_msg(x, 1, "recipients: given twice for %s",
-				   d->name);
-			return;
-		}
-		if (!strcmp(v, "*")) {
-			d->recipients_any = 1;
-			config_msg(x, 0,
-				   "domain %s accepts any local part "
-				   "(recipients *): backscatter and spam "
-				   "magnet; list the valid recipients instead",
-				   d->name);
-		} else if ((d->recipients_file = config_path(x, v)) == NULL)
-			config_msg(x, 1, "out of memory");
-	} else if (!strcmp(kw, "route")) {
+	/* recipients, verify_*, accept_when: config_rcpt.c */
+	if (!strcmp(kw, "route")) {
 		if (!strcasecmp(v, "mx")) {
 			d->route_static = 0;
 			return;
@@ -353,7 +338,8 @@ config_domain_end(struct config_ctx *x)
 	int saved = x->line;
 
 	x->line = d->line;
-	if (d->recipients_file == NULL && !d->recipients_any)
+	config_rcpt_domain_end(x, d);
+	if (d->recipients_file == NULL && !d->recipients_any && d->nsrcs == 0)
 		config_msg(x, 1,
 			   "domain %s has no recipients line: a backup MX that "
 			   "accepts every address is a spam magnet",
@@ -616,6 +602,8 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 						sizeof(ebuf))) != 0) {
 		if (r < 0)
 			config_msg(x, 1, "%s", ebuf);
+	} else if (config_rcpt_global(x, c, kw, v, nv)) {
+		/* callout_*, verify_cache_max: config_rcpt.c */
 	} else if (config_is_domain_keyword(kw)) {
 		config_msg(x, 1, "%s: only allowed inside a domain block", kw);
 	} else {
@@ -651,6 +639,7 @@ config_defaults(struct config *c)
 	c->command_timeout = 300;
 	c->data_timeout = 600;
 	c->etrn_rate = 10;
+	config_rcpt_defaults(c);
 	if (gethostname(host, sizeof(host)) < 0)
 		strcpy(host, "localhost");
 	host[sizeof(host) - 1] = '\0';
@@ -723,6 +712,10 @@ config_load(const char *path, char *diag, size_t diaglen, int *nerr)
 						   tok[i]);
 					i = n;
 					break;
+				}
+				if (config_rcpt_is_keyword(tok[i])) {
+					i = config_rcpt_domain(&x, x.dom, tok, n, i);
+					continue;
 				}
 				if (i + 1 >= n || !strcmp(tok[i + 1], "}") ||
 				    !strcmp(tok[i + 1], "{")) {

@@ -66,6 +66,10 @@ struct config {
 	long command_timeout;	/* outbound per-command (5m) */
 	long data_timeout;	/* outbound final-dot reply (10m) */
 	int etrn_rate;		/* ETRN per client per minute */
+	long callout_timeout;	/* per callout, seconds (10, at most 30) */
+	int callout_limit;	/* connections per primary (4) */
+	int callout_rate;	/* new connections per primary a minute (60) */
+	long verify_cache_max;	/* records in verify.db (100000) */
 
 	struct config_cidr *etrn_allow;
 	int netrn_allow;

@@ -32,6 +32,7 @@
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
+#include "rcpt_verify.h"
 #include "reload.h"
 #include "stats.h"
 
@@ -373,6 +374,49 @@ control_domain_known(struct control_client *c, const char *domain)
 }
 
 /* ------------------------------------------------------------------ */
+/* verify ADDRESS [--now] (rcpt_verify.c) */
+
+static void
+control_verify_line_cb(void *arg, const char *text)
+{
+	struct control_client *c = arg;
+
+	if (c->req.json) {
+		json_buf_puts(&c->out, "+");
+		json_put_cstring(&c->out, text);
+		json_buf_puts(&c->out, "\n");
+	} else
+		control_line(c, "%s", text);
+	ev_timer_again(backmxd.loop, &c->timer);
+	control_kick(c);
+}
+
+static void
+control_verify_done_cb(void *arg, int ok)
+{
+	struct control_client *c = arg;
+
+	c->rv = NULL;
+	control_end_ok(c);
+	control_kick(c);
+}
+
+static void
+control_verify(struct control_client *c)
+{
+	char err[400];
+
+	log_info("control: verify %s%s uid=%ld", c->req.args[0],
+		 c->req.now ? " --now" : "", c->uid);
+	c->rv = rcpt_verify_ctl_start(c->req.args[0], c->req.now,
+				      control_verify_line_cb,
+				      control_verify_done_cb, c, err,
+				      sizeof(err));
+	if (c->rv == NULL)
+		control_end_err(c, "verify %s: %s", c->req.args[0], err);
+}
+
+/* ------------------------------------------------------------------ */
 /* check-dns DOMAIN */
 
 static void
@@ -504,6 +548,9 @@ control_dispatch(struct control_client *c)
 	case CONTROL_CHECK_DNS:
 		control_check_dns(c);
 		break;
+	case CONTROL_VERIFY:
+		control_verify(c);
+		break;
 	case CONTROL_RELOAD:
 		control_reload(c);
 		break;
@@ -607,6 +654,7 @@ control_client_free(struct control_client *c)
 		return;
 	if (c->cd != NULL)
 		checkdns_cancel(c->cd);
+	rcpt_verify_ctl_cancel(c->rv);
 	control_job_free(c->job);
 	control_showjob_free(c->show);
 	ev_io_stop(backmxd.loop, &c->rio);

@@ -61,6 +61,7 @@ enum control_cmd {
 	CONTROL_SHAPE,
 	CONTROL_PAUSE,
 	CONTROL_RESUME,
+	CONTROL_VERIFY,		/* verify ADDRESS [--now] */
 };
 
 /* the message filters of queue/hold/release/delete/bounce/flush/requeue */
@@ -84,6 +85,7 @@ struct control_request {
 	char args[CONTROL_ARGS_MAX][CONTROL_TOKEN_MAX + 1];
 	int arg_is_id;		/* args[0] is a queue id (else a domain) */
 	int force;		/* reload --force */
+	int now;		/* verify --now */
 	int body;		/* show --body */
 	struct control_filter f;	/* positional ID/DOMAIN copied in */
 };

@@ -50,6 +50,7 @@ struct control_client {
 	struct control_domstat *dom;
 	size_t ndom;
 	struct checkdns *cd;
+	struct rcpt_verify_ctl *rv;	/* verify ADDRESS */
 	struct control_job *job;	/* control_queue.c */
 	struct control_showjob *show;	/* control_show.c */
 };

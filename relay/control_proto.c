@@ -23,6 +23,7 @@ enum control_arg {
 #define OPT_BODY 0x02		/* --body */
 #define OPT_NEED_FILTER 0x04	/* a filter or --all is required */
 #define OPT_FORCE 0x08		/* --force (reload) */
+#define OPT_NOW 0x10		/* --now (verify) */
 
 static const struct control_command {
 	const char *name;
@@ -56,6 +57,8 @@ static const struct control_command {
 	{ "reload", CONTROL_RELOAD, 0, 0, ARG_NONE, OPT_FORCE,
 	  "reload [--force]" },
 	{ "ack-spool", CONTROL_ACK_SPOOL, 0, 0, ARG_NONE, 0, "ack-spool" },
+	{ "verify", CONTROL_VERIFY, 1, 1, ARG_NONE, OPT_NOW,
+	  "verify ADDRESS [--now]" },
 };
 #define NCOMMANDS (sizeof(control_commands) / sizeof(control_commands[0]))
 
@@ -80,7 +83,8 @@ control_usage(void)
 	       "  check-dns DOMAIN           audit a domain's DNS for backup-MX mistakes\n"
 	       "  reload [--force]           re-read the configuration (as SIGHUP); --force\n"
 	       "                             also drops domains that still have queued mail\n"
-	       "  ack-spool                  clear a spool damage report shown by stats\n";
+	       "  ack-spool                  clear a spool damage report shown by stats\n"
+	       "  verify ADDRESS [--now]     cached recipient answers; --now asks the sources\n";
 }
 
 long
@@ -292,6 +296,11 @@ control_request_parse(const char *line, size_t len,
 			opts_seen |= OPT_FORCE;
 			continue;
 		}
+		if (!strcmp(t, "--now")) {
+			req->now = 1;
+			opts_seen |= OPT_NOW;
+			continue;
+		}
 		opts_seen |= OPT_FILTER;
 		if (!strcmp(t, "--held")) {
 			f->held = 1;
@@ -370,6 +379,7 @@ control_request_parse(const char *line, size_t len,
 		snprintf(err, errlen, "%s takes no %s; usage: %s", c->name,
 			 (opts_seen & ~c->opts & OPT_BODY)    ? "--body"
 			 : (opts_seen & ~c->opts & OPT_FORCE) ? "--force"
+			 : (opts_seen & ~c->opts & OPT_NOW)   ? "--now"
 							      : "filters",
 			 c->usage);
 		return -1;

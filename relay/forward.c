@@ -2256,6 +2256,27 @@ forward_presuspend(struct spool_envelope *e)
 	}
 }
 
+/* forward_domain_suspended - for callout.c: is the destination that
+ * mail for pd goes to suspended (nobody answered lately)? */
+int
+forward_domain_suspended(const struct policy_domain *pd, char *why,
+			 size_t whylen)
+{
+	struct fwd_dest *dest;
+	char key[FWD_KEY_MAX];
+
+	if (pd->route_static)
+		snprintf(key, sizeof(key), "s:%s:%d:%d", pd->route_host,
+			 pd->route_port > 0 ? pd->route_port : 25, pd->tls);
+	else
+		snprintf(key, sizeof(key), "m:%s:%d", pd->name, pd->tls);
+	if ((dest = fwd_dest_find(key)) == NULL ||
+	    dest->dead_until <= fwd_now())
+		return 0;
+	snprintf(why, whylen, "%s", dest->dead_why);
+	return 1;
+}
+
 void
 forward_queued(const struct spool_envelope *e)
 {

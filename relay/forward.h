@@ -23,6 +23,13 @@ void forward_shutdown(void);
  * next_attempt), so the forwarder does not touch them now.
  */
 void forward_presuspend(struct spool_envelope *e);
+/*
+ * forward_domain_suspended - is the destination of pd's mail suspended
+ * (none of its addresses answered lately)?  1 with why filled, else 0.
+ */
+struct policy_domain;
+int forward_domain_suspended(const struct policy_domain *pd, char *why,
+			     size_t whylen);
 /* forward_queued - a message was committed and synced: deliver it soon */
 void forward_queued(const struct spool_envelope *e);
 /*

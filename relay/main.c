@@ -32,6 +32,7 @@
 #include "listen.h"
 #include "log.h"
 #include "notify.h"
+#include "rcpt_verify.h"
 #include "metrics.h"
 #include "reload.h"
 #include "smtpd.h"
@@ -136,6 +137,7 @@ main_stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	metrics_close();
 	smtpd_shutdown();
 	forward_shutdown();
+	rcpt_verify_shutdown();
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -348,6 +350,8 @@ main(int argc, char **argv)
 	if (forward_init() < 0)
 		fatal("forwarder: cannot load the queue: %s",
 		      spool_error(backmxd.spool));
+	if (rcpt_verify_init(err, sizeof(err)) < 0)
+		fatal("spool %s: %s", cfg->spool, err);
 	smtpd_init();
 	listener_start();
 	control_start();

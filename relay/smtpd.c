@@ -32,6 +32,7 @@
 #include "log.h"
 #include "milter.h"
 #include "pause.h"
+#include "rcpt_verify.h"
 #include "smtpd.h"
 #include "esmtp.h"
 #include "tls.h"
@@ -55,6 +56,8 @@ enum smtpd_state {
 	S_BDAT,		/* reading a BDAT chunk */
 	S_COMMIT,	/* waiting for the group commit */
 	S_TLS,		/* STARTTLS handshake */
+	S_WAIT,		/* an async decision (rcpt_verify): nothing is read
+			   or run until smtpd_resume */
 	S_CLOSING,	/* flush output, then close */
 	S_FILTER,	/* waiting for a connect-time filter (DNSBL) */
 };
@@ -132,6 +135,11 @@ struct session {
 	int close_after_flush;
 	int processing;			/* inside smtpd_process */
 	int dead;			/* freed at the end of the callback */
+	/* RCPT waiting for rcpt_verify (S_WAIT) */
+	struct rcpt_verify *rv;
+	struct policy_rcpt *rv_rcpt;
+	int rv_notify;
+	char *rv_orcpt;
 	/* counters for the disconnect line */
 	int n_ehlo, n_mail, n_rcpt, n_data, n_cmds;
 };
@@ -364,7 +372,9 @@ smtpd_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct session *s = w->data;
 
-	if (s->state == S_COMMIT || s->state == S_FILTER)
+
+	if (s->state == S_COMMIT || s->state == S_FILTER ||
+	    s->state == S_WAIT)
 		return;	/* our own wait; never the client's fault */
 	log_info("timeout after %s from unknown[%s]",
 		 s->state == S_DATA || s->state == S_BDAT ? "DATA"
@@ -402,6 +412,9 @@ smtpd_free(struct session *s)
 			;
 	}
 	close(s->fd);
+	rcpt_verify_cancel(s->rv);
+	free(s->rv_rcpt);
+	free(s->rv_orcpt);
 	smtpd_tx_free(s->tx);
 	dnsbl_check_cancel(s->dnsbl);
 	if (s->counted)
@@ -465,7 +478,7 @@ smtpd_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	if (s->outlen <= SMTPD_OUT_MAX && s->state != S_COMMIT &&
-	    s->state != S_FILTER &&
+	    s->state != S_FILTER && s->state != S_WAIT &&
 	    s->state != S_CLOSING && !s->close_after_flush)
 		ev_io_start(loop, &s->rio);
 }
@@ -510,7 +523,7 @@ smtpd_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		if (s->state == S_COMMIT || s->state == S_CLOSING ||
-		    s->state == S_FILTER ||
+		    s->state == S_FILTER || s->state == S_WAIT ||
 		    s->close_after_flush)
 			break;
 		if (s->state == S_DATA || s->state == S_BDAT) {
@@ -923,6 +936,158 @@ fail:
 	smtpd_tx_free(tx);
 }
 
+/* smtpd_rcpt_add - the recipient is valid: into the transaction, 250 */
+static void
+smtpd_rcpt_add(struct session *s, const struct policy_rcpt *rp, int notify,
+	       const char *orcpt)
+{
+	struct smtpd_tx *tx = s->tx;
+	const struct policy_rcpt r0 = *rp, *rr = &r0;
+	char route[POLICY_DOMAIN_MAX + 16];
+	struct smtpd_rcpt *rc;
+
+	if (tx->nrcpt == tx->rcpt_cap) {
+		int cap = tx->rcpt_cap ? tx->rcpt_cap * 2 : 4;
+		struct smtpd_rcpt *p = realloc(tx->rcpt, cap * sizeof(*p));
+
+		if (p == NULL) {
+			smtpd_reply(s, "452 4.3.0 Error: out of memory");
+			return;
+		}
+		tx->rcpt = p;
+		tx->rcpt_cap = cap;
+	}
+	rc = &tx->rcpt[tx->nrcpt];
+	memset(rc, 0, sizeof(*rc));
+	rc->address = strdup(rr->address);
+	rc->notify = notify;
+	if (orcpt != NULL)
+		rc->orcpt = strdup(orcpt);
+	else if (rr->percent_hack)
+		rc->orcpt = strdup(rr->orcpt);
+	if (rr->percent_hack && rr->domain != NULL) {
+		if (rr->domain->route_literal)
+			snprintf(route, sizeof(route), "[%s]:%d",
+				 rr->domain->route_host, rr->domain->route_port);
+		else
+			snprintf(route, sizeof(route), "%s:%d",
+				 rr->domain->route_host, rr->domain->route_port);
+		rc->route = strdup(route);
+		stats.percent_hack++;
+		log_info("percent-hack %s -> %s (from unknown[%s])",
+			 rr->path.address, rr->address, s->addr);
+	}
+	if (rc->address == NULL ||
+	    ((orcpt != NULL || rr->percent_hack) && rc->orcpt == NULL) ||
+	    (rr->percent_hack && rr->domain != NULL && rc->route == NULL)) {
+		free(rc->address);
+		free(rc->orcpt);
+		free(rc->route);
+		memset(rc, 0, sizeof(*rc));
+		smtpd_reply(s, "452 4.3.0 Error: out of memory");
+		return;
+	}
+	tx->nrcpt++;
+	s->n_rcpt++;
+	smtpd_reply(s, "250 2.1.5 Ok");
+}
+
+/*
+ * smtpd_pause / smtpd_resume - an async decision (rcpt_verify; a milter
+ * may use the same) holds the session: no input is read and no
+ * pipelined command runs until smtpd_resume, called from the decision's
+ * callback after the reply was queued.
+ */
+static void
+smtpd_pause(struct session *s)
+{
+	s->state = S_WAIT;
+	ev_io_stop(backmxd.loop, &s->rio);
+}
+
+static void
+smtpd_resume(struct session *s)
+{
+	if (s->state == S_WAIT)
+		s->state = S_CMD;
+	s->processing = 1;
+	smtpd_process(s);	/* commands pipelined behind the wait */
+	s->processing = 0;
+	smtpd_flush(s);
+	if (s->close_after_flush && s->outlen == 0 && s->state != S_COMMIT)
+		s->dead = 1;
+	if (smtpd_done(s))
+		return;
+	if ((s->state == S_CMD || s->state == S_DATA || s->state == S_BDAT) &&
+	    !s->close_after_flush && s->outlen <= SMTPD_OUT_MAX)
+		ev_io_start(backmxd.loop, &s->rio);
+}
+
+/* smtpd_rcpt_refused - count, log and reply a refused recipient */
+static void
+smtpd_rcpt_refused(struct session *s, const char *addr,
+		   const struct result *res)
+{
+	if (!strcmp(res->enh, "5.1.1"))
+		stats.refused_user++;
+	else
+		stats.refused_other++;
+	log_info("reject: RCPT from [%s]: %d %s <%s>: %s; from=<%s> "
+		 "helo=<%s>",
+		 s->addr, res->code, res->enh, addr, res->text,
+		 s->tx ? s->tx->sender : "", s->helo);
+	smtpd_reply_result(s, res);
+}
+
+static void
+smtpd_rcpt_verified_cb(void *arg, const struct result *res)
+{
+	struct session *s = arg;
+
+	s->rv = NULL;
+	if (s->tx != NULL && res->code / 100 == 2)
+		smtpd_rcpt_add(s, s->rv_rcpt, s->rv_notify, s->rv_orcpt);
+	else
+		smtpd_rcpt_refused(s, s->rv_rcpt->address, res);
+	free(s->rv_rcpt);
+	free(s->rv_orcpt);
+	s->rv_rcpt = NULL;
+	s->rv_orcpt = NULL;
+	smtpd_resume(s);
+}
+
+/*
+ * smtpd_rcpt_wait - r needs the other recipient sources: 1 when handled
+ * (refused now, or pending: the session waits), 0 when valid now
+ */
+static int
+smtpd_rcpt_wait(struct session *s, const struct policy_rcpt *r, int notify,
+		const char *orcpt)
+{
+	struct result res;
+
+	if ((s->rv_rcpt = malloc(sizeof(*r))) == NULL) {
+		smtpd_reply(s, "452 4.3.0 Error: out of memory");
+		return 1;
+	}
+	*s->rv_rcpt = *r;
+	s->rv_notify = notify;
+	s->rv_orcpt = orcpt ? strdup(orcpt) : NULL;
+	if (rcpt_verify_start(r, smtpd_rcpt_verified_cb, s, &s->rv, &res) ==
+	    1) {
+		smtpd_pause(s);
+		return 1;
+	}
+	free(s->rv_rcpt);
+	free(s->rv_orcpt);
+	s->rv_rcpt = NULL;
+	s->rv_orcpt = NULL;
+	if (res.code / 100 == 2)
+		return 0;
+	smtpd_rcpt_refused(s, r->address, &res);
+	return 1;
+}
+
 static void
 smtpd_cmd_rcpt(struct session *s, char *arg)
 {
@@ -930,11 +1095,10 @@ smtpd_cmd_rcpt(struct session *s, char *arg)
 	struct smtpd_tx *tx = s->tx;
 	struct policy_rcpt r;
 	struct result res;
-	struct smtpd_rcpt *rc;
 	struct esmtp_rcpt rp;
 	char route[POLICY_DOMAIN_MAX + 16];
 	size_t end;
-	int flags = POLICY_PARSE_RCPT;
+	int rc, flags = POLICY_PARSE_RCPT;
 
 	if (tx == NULL) {
 		smtpd_reply(s, "503 5.5.1 Error: need MAIL command");
@@ -954,8 +1118,8 @@ smtpd_cmd_rcpt(struct session *s, char *arg)
 	}
 	if (tx->smtputf8)
 		flags |= POLICY_PARSE_SMTPUTF8;
-	if (policy_check_rcpt(cfg->policy, arg, strlen(arg), flags, &r, &end,
-			      &res) < 0) {
+	if ((rc = policy_check_rcpt(cfg->policy, arg, strlen(arg), flags, &r,
+				    &end, &res)) < 0) {
 		if (!strcmp(res.enh, "5.7.1"))
 			stats.refused_relay++;
 		else if (!strcmp(res.enh, "5.1.1"))
@@ -989,50 +1153,9 @@ smtpd_cmd_rcpt(struct session *s, char *arg)
 		smtpd_reply_result(s, &res);
 		return;
 	}
-	if (tx->nrcpt == tx->rcpt_cap) {
-		int cap = tx->rcpt_cap ? tx->rcpt_cap * 2 : 4;
-		struct smtpd_rcpt *p = realloc(tx->rcpt, cap * sizeof(*p));
-
-		if (p == NULL) {
-			smtpd_reply(s, "452 4.3.0 Error: out of memory");
-			return;
-		}
-		tx->rcpt = p;
-		tx->rcpt_cap = cap;
-	}
-	rc = &tx->rcpt[tx->nrcpt];
-	memset(rc, 0, sizeof(*rc));
-	rc->address = strdup(r.address);
-	rc->notify = rp.notify;
-	if (rp.orcpt != NULL)
-		rc->orcpt = strdup(rp.orcpt);
-	else if (r.percent_hack)
-		rc->orcpt = strdup(r.orcpt);
-	if (r.percent_hack && r.domain != NULL) {
-		if (r.domain->route_literal)
-			snprintf(route, sizeof(route), "[%s]:%d",
-				 r.domain->route_host, r.domain->route_port);
-		else
-			snprintf(route, sizeof(route), "%s:%d",
-				 r.domain->route_host, r.domain->route_port);
-		rc->route = strdup(route);
-		stats.percent_hack++;
-		log_info("percent-hack %s -> %s (from unknown[%s])",
-			 r.path.address, r.address, s->addr);
-	}
-	if (rc->address == NULL ||
-	    ((rp.orcpt != NULL || r.percent_hack) && rc->orcpt == NULL) ||
-	    (r.percent_hack && r.domain != NULL && rc->route == NULL)) {
-		free(rc->address);
-		free(rc->orcpt);
-		free(rc->route);
-		memset(rc, 0, sizeof(*rc));
-		smtpd_reply(s, "452 4.3.0 Error: out of memory");
+	if (rc == 1 && smtpd_rcpt_wait(s, &r, rp.notify, rp.orcpt))
 		return;
-	}
-	tx->nrcpt++;
-	s->n_rcpt++;
-	smtpd_reply(s, "250 2.1.5 Ok");
+	smtpd_rcpt_add(s, &r, rp.notify, rp.orcpt);
 }
 
 /* smtpd_emit_flush - append the staged octets to the spool writer */

@@ -47,6 +47,17 @@ struct stats {
 	uint64_t milter_latency_ms;	/* sum of milter reply waits */
 	uint64_t milter_replies;	/* replies waited for */
 	uint64_t dns_deferred;		/* deliveries deferred by a DNS answer */
+	/* recipient verification (rcpt_verify.c, callout.c) */
+	uint64_t verify_hits;		/* answered from the cache */
+	uint64_t verify_misses;		/* not cached: a source was asked */
+	uint64_t verify_callouts;	/* RCPT TO questions sent to a primary */
+	uint64_t verify_ldap;		/* LDAP lookups sent */
+	uint64_t verify_valid;		/* verdicts: 250 (not from a file) */
+	uint64_t verify_invalid;	/* 550 5.1.1 */
+	uint64_t verify_unknown;	/* 450 4.4.3 */
+	uint64_t verify_stale;		/* 250 on a stale cached yes */
+	uint64_t accept_when_refused;	/* 451 4.7.1: the primary is up */
+	uint64_t accept_when_accepted;	/* taken while the primary is down */
 	uint64_t sessions_active;	/* gauge */
 	uint64_t deliveries_active;	/* gauge */
 };

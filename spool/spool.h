@@ -209,6 +209,50 @@ int spool_body_read(struct spool *s, const char *id, uint32_t n,
 		    const void **data, size_t *len);
 
 /* ------------------------------------------------------------------ */
+/* Recipient verification cache (verify.c): verify.db in the spool's
+ * environment, one transactional record per key ("c:addr" for callout
+ * answers, "l:addr" for LDAP answers), kept across restarts. */
+
+#define SPOOL_VERIFY_KEY_MAX 300
+#define SPOOL_VERIFY_TEXT_MAX 256
+
+struct spool_verify_entry {
+	int answer;		/* 1 valid, 0 invalid */
+	int code;		/* the source's reply code (250, 550, ...) */
+	int64_t time;		/* when it was asked */
+	int64_t keep_until;	/* removed after this */
+	char text[SPOOL_VERIFY_TEXT_MAX];	/* the primary's reply text */
+};
+
+struct spool_verify;
+
+/*
+ * spool_verify_open - open (create) verify.db in s's environment, at
+ * most max_entries records (0 = 100000).  spool_verify_close before
+ * spool_close.  NULL with err set on failure.
+ */
+struct spool_verify *spool_verify_open(struct spool *s, uint64_t max_entries,
+				       char *err, size_t errlen);
+void spool_verify_close(struct spool_verify *v);
+/* spool_verify_get - 1 found (*e filled), 0 not cached, -1 error */
+int spool_verify_get(struct spool_verify *v, const char *key,
+		     struct spool_verify_entry *e);
+/*
+ * spool_verify_put - store e under key in its own transaction (no sync:
+ * the next group commit flushes it; losing the last answers in a crash
+ * costs one more callout).  Over max_entries, expired records go first,
+ * then the oldest found by a bounded scan.  0 / -1.
+ */
+int spool_verify_put(struct spool_verify *v, const char *key,
+		     const struct spool_verify_entry *e, int64_t now);
+int spool_verify_del(struct spool_verify *v, const char *key);
+/* spool_verify_expire - drop records past keep_until; returns how many */
+int spool_verify_expire(struct spool_verify *v, int64_t now);
+uint64_t spool_verify_count(const struct spool_verify *v);
+/* spool_verify_error - the last error text */
+const char *spool_verify_error(const struct spool_verify *v);
+
+/* ------------------------------------------------------------------ */
 /* Retry schedule (schedule.c): pure, time is a parameter */
 
 struct schedule;

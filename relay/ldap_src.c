@@ -1,0 +1,384 @@
+/*
+ * ldap_src.c - the ldap:FILE recipient source (see ldap_src.h).  One
+ * connection per FILE; searches are sent with ldap_search_ext and their
+ * results collected with ldap_result(timeout 0) when libev says the
+ * connection's descriptor is readable, so a lookup never blocks the loop.
+ *
+ * XXX: the TCP connect (and the StartTLS handshake) happen inside
+ * libldap's first call on a new connection; they are bounded by
+ * LDAP_OPT_NETWORK_TIMEOUT (at most 2 s) and retried at most once per
+ * `timeout` after a failure, so a dead directory costs the loop at most
+ * 2 s per `timeout`.  A localhost or LAN directory refuses at once.
+ *
+ * Called by rcpt_verify.c (lookups) and config_rcpt.c (-t checks).
+ */
+#include <ldap.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backmxd.h"
+#include "ldap_src.h"
+#include "log.h"
+
+
+#define LDAP_CONNECT_TIMEOUT_MAX 2
+
+unsigned long long ldap_src_lookups, ldap_src_errors;
+
+
+struct ldap_src_req {
+	struct ldap_src_req *next;
+	struct ldap_conn *lc;
+	int msgid;			/* -1 until sent */
+	char filter[LDAP_FILTER_MAX];
+	ev_timer timer;
+	ldap_src_cb cb;
+	void *arg;
+};
+
+enum lc_state { LC_DOWN, LC_BINDING, LC_READY };
+
+struct ldap_conn {
+	struct ldap_conn *next;
+	char file[4096];
+	struct ldap_cfg cfg;
+	int cfg_ok;
+	LDAP *ld;
+	enum lc_state state;
+	int bind_msgid;
+	ev_io io;
+	ev_timer kick;			/* open / send from the loop */
+	double retry_after;
+	struct ldap_src_req *reqs;
+	char why[256];
+};
+
+static struct ldap_conn *ldap_conns;
+
+/* ------------------------------------------------------------------ */
+/* requests */
+
+static void
+req_unlink(struct ldap_src_req *q)
+{
+	struct ldap_src_req **pp;
+
+	for (pp = &q->lc->reqs; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == q) {
+			*pp = q->next;
+			break;
+		}
+}
+
+/* req_done - unlink, answer, free */
+static void
+req_done(struct ldap_src_req *q, enum policy_answer a, const char *why)
+{
+	ev_timer_stop(backmxd.loop, &q->timer);
+	req_unlink(q);
+	if (a == POLICY_ANS_UNKNOWN)
+		ldap_src_errors++;
+	q->cb(q->arg, a, why);
+	free(q);
+}
+
+static void lc_close(struct ldap_conn *lc, const char *why);
+
+static void
+req_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ldap_src_req *q = w->data;
+
+	struct ldap_conn *lc = q->lc;
+
+	if (q->msgid >= 0 && lc->ld != NULL)
+		ldap_abandon_ext(lc->ld, q->msgid, NULL, NULL);
+	req_done(q, POLICY_ANS_UNKNOWN, "LDAP lookup timed out");
+	if (lc->state == LC_BINDING)
+		lc_close(lc, "bind timed out");
+}
+
+static void
+req_send(struct ldap_src_req *q)
+{
+	struct ldap_conn *lc = q->lc;
+	struct timeval tv = { lc->cfg.timeout, 0 };
+	char *attrs[] = { LDAP_NO_ATTRS, NULL };
+	int rc;
+
+	rc = ldap_search_ext(lc->ld, lc->cfg.base, LDAP_SCOPE_SUBTREE,
+			     q->filter, attrs, 1, NULL, NULL, &tv, 2,
+			     &q->msgid);
+	if (rc != LDAP_SUCCESS) {
+		q->msgid = -1;
+		lc_close(lc, ldap_err2string(rc));
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* the connection */
+
+static void lc_io_cb(struct ev_loop *loop, ev_io *w, int revents);
+
+static void
+lc_close(struct ldap_conn *lc, const char *why)
+{
+	struct ldap_src_req *q, *next;
+	char msg[250];
+
+	snprintf(msg, sizeof(msg), "LDAP %.100s: %.120s", lc->cfg.uri, why);
+	if (lc->ld != NULL) {
+		log_warn("ldap: %s: %s", lc->cfg.uri, why);
+		ev_io_stop(backmxd.loop, &lc->io);
+		ldap_unbind_ext(lc->ld, NULL, NULL);
+		lc->ld = NULL;
+	}
+	lc->state = LC_DOWN;
+	lc->retry_after = ev_now(backmxd.loop) + lc->cfg.timeout;
+	snprintf(lc->why, sizeof(lc->why), "%s", msg);
+	/* every waiting lookup: unknown (verify_down decides) */
+	for (q = lc->reqs; q != NULL; q = next) {
+		next = q->next;
+		req_done(q, POLICY_ANS_UNKNOWN, msg);
+	}
+}
+
+static void
+lc_ready(struct ldap_conn *lc)
+{
+	struct ldap_src_req *q, *next;
+
+	lc->state = LC_READY;
+	for (q = lc->reqs; q != NULL && lc->state == LC_READY; q = next) {
+		next = q->next;
+		if (q->msgid < 0)
+			req_send(q);
+	}
+}
+
+/* lc_watch - put the connection's descriptor under an ev_io */
+static int
+lc_watch(struct ldap_conn *lc)
+{
+	int fd = -1;
+
+	if (ldap_get_option(lc->ld, LDAP_OPT_DESC, &fd) != LDAP_OPT_SUCCESS ||
+	    fd < 0)
+		return -1;
+	ev_io_stop(backmxd.loop, &lc->io);
+	ev_io_init(&lc->io, lc_io_cb, fd, EV_READ);
+	lc->io.data = lc;
+	ev_io_start(backmxd.loop, &lc->io);
+	return 0;
+}
+
+static void
+lc_open(struct ldap_conn *lc)
+{
+	struct timeval ntv = { lc->cfg.timeout < LDAP_CONNECT_TIMEOUT_MAX
+				   ? lc->cfg.timeout
+				   : LDAP_CONNECT_TIMEOUT_MAX,
+			       0 };
+	int v3 = LDAP_VERSION3, rc;
+	struct berval cred;
+
+	if (ldap_initialize(&lc->ld, lc->cfg.uri) != LDAP_SUCCESS) {
+		lc->ld = NULL;
+		lc_close(lc, "bad server_host");
+		return;
+	}
+	ldap_set_option(lc->ld, LDAP_OPT_PROTOCOL_VERSION, &v3);
+	ldap_set_option(lc->ld, LDAP_OPT_NETWORK_TIMEOUT, &ntv);
+	ldap_set_option(lc->ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
+	if (lc->cfg.start_tls) {
+		/* bounded by the network timeout (see the file's head) */
+		rc = ldap_start_tls_s(lc->ld, NULL, NULL);
+		if (rc != LDAP_SUCCESS) {
+			lc_close(lc, ldap_err2string(rc));
+			return;
+		}
+	}
+	cred.bv_val = lc->cfg.bind_pw;
+	cred.bv_len = strlen(lc->cfg.bind_pw);
+	/* a simple bind (anonymous without bind_dn): the first call
+	 * connects, the answer comes through ldap_result */
+	rc = ldap_sasl_bind(lc->ld, lc->cfg.bind_dn[0] ? lc->cfg.bind_dn : "",
+			    LDAP_SASL_SIMPLE, &cred, NULL, NULL,
+			    &lc->bind_msgid);
+	if (rc != LDAP_SUCCESS) {
+		lc_close(lc, ldap_err2string(rc));
+		return;
+	}
+	if (lc_watch(lc) < 0) {
+		lc_close(lc, "no connection descriptor");
+		return;
+	}
+	lc->state = LC_BINDING;
+}
+
+static struct ldap_src_req *
+lc_find(struct ldap_conn *lc, int msgid)
+{
+	for (struct ldap_src_req *q = lc->reqs; q != NULL; q = q->next)
+		if (q->msgid == msgid)
+			return q;
+	return NULL;
+}
+
+static void
+lc_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct ldap_conn *lc = w->data;
+	struct timeval zero = { 0, 0 };
+	LDAPMessage *msg;
+	int rc, err, n;
+
+	while (lc->ld != NULL) {
+		msg = NULL;
+		rc = ldap_result(lc->ld, LDAP_RES_ANY, LDAP_MSG_ALL, &zero,
+				 &msg);
+		if (rc == 0)
+			return;
+		if (rc < 0) {
+			ldap_get_option(lc->ld, LDAP_OPT_RESULT_CODE, &err);
+			lc_close(lc, ldap_err2string(err));
+			return;
+		}
+		n = ldap_msgid(msg);
+		if (lc->state == LC_BINDING && n == lc->bind_msgid) {
+			rc = ldap_parse_result(lc->ld, msg, &err, NULL, NULL,
+					       NULL, NULL, 1);
+			if (rc != LDAP_SUCCESS || err != LDAP_SUCCESS) {
+				lc_close(lc, ldap_err2string(
+						 rc != LDAP_SUCCESS ? rc : err));
+				return;
+			}
+			lc_ready(lc);
+			continue;
+		}
+		{
+			struct ldap_src_req *q = lc_find(lc, n);
+			int entries = ldap_count_entries(lc->ld, msg);
+			LDAPMessage *res = msg;
+
+			/* the result message follows the entries */
+			while (res != NULL &&
+			       ldap_msgtype(res) != LDAP_RES_SEARCH_RESULT)
+				res = ldap_next_message(lc->ld, res);
+			err = LDAP_OTHER;
+			if (res != NULL)
+				ldap_parse_result(lc->ld, res, &err, NULL, NULL,
+						  NULL, NULL, 0);
+			ldap_msgfree(msg);
+			if (q == NULL)
+				continue;	/* abandoned */
+			if (entries > 0)
+				req_done(q, POLICY_ANS_YES, NULL);
+			else if (err == LDAP_SUCCESS ||
+				 err == LDAP_NO_SUCH_OBJECT)
+				req_done(q, POLICY_ANS_NO, NULL);
+			else
+				req_done(q, POLICY_ANS_UNKNOWN,
+					 ldap_err2string(err));
+		}
+	}
+}
+
+static void
+lc_kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ldap_conn *lc = w->data;
+
+	if (lc->reqs == NULL)
+		return;
+	if (lc->state == LC_DOWN)
+		lc_open(lc);
+	else if (lc->state == LC_READY)
+		lc_ready(lc);
+}
+
+static struct ldap_conn *
+lc_get(const char *file, char *why, size_t whylen)
+{
+	struct ldap_conn *lc;
+
+	for (lc = ldap_conns; lc != NULL; lc = lc->next)
+		if (!strcmp(lc->file, file))
+			return lc;
+	if ((lc = calloc(1, sizeof(*lc))) == NULL)
+		return NULL;
+	snprintf(lc->file, sizeof(lc->file), "%s", file);
+	ev_timer_init(&lc->kick, lc_kick_cb, 0., 0.);
+	lc->kick.data = lc;
+	if (ldap_conf_parse(file, &lc->cfg, backmxd.cfg ? backmxd.cfg->user : NULL, why, whylen) == 0)
+		lc->cfg_ok = 1;
+	else
+		log_err("ldap: %s", why);
+	lc->next = ldap_conns;
+	ldap_conns = lc;
+	return lc;
+}
+
+struct ldap_src_req *
+ldap_src_lookup(const char *file, const char *address, ldap_src_cb cb,
+		void *arg)
+{
+	struct ldap_conn *lc;
+	struct ldap_src_req *q;
+	char why[400];
+
+	if ((lc = lc_get(file, why, sizeof(why))) == NULL || !lc->cfg_ok)
+		return NULL;
+	if (lc->state == LC_DOWN && ev_now(backmxd.loop) < lc->retry_after)
+		return NULL;	/* failed lately: unknown at once */
+	if ((q = calloc(1, sizeof(*q))) == NULL)
+		return NULL;
+	if (policy_ldap_filter(lc->cfg.filter, address, q->filter,
+			       sizeof(q->filter)) < 0) {
+		free(q);
+		return NULL;
+	}
+	ldap_src_lookups++;
+	q->lc = lc;
+	q->msgid = -1;
+	q->cb = cb;
+	q->arg = arg;
+	ev_timer_init(&q->timer, req_timer_cb, (double)lc->cfg.timeout, 0.);
+	q->timer.data = q;
+	ev_timer_start(backmxd.loop, &q->timer);
+	q->next = lc->reqs;
+	lc->reqs = q;
+	/* never answer inside this call: open or send from the loop */
+	ev_timer_stop(backmxd.loop, &lc->kick);
+	ev_timer_set(&lc->kick, 0., 0.);
+	ev_timer_start(backmxd.loop, &lc->kick);
+	return q;
+}
+
+void
+ldap_src_cancel(struct ldap_src_req *q)
+{
+	if (q == NULL)
+		return;
+	ev_timer_stop(backmxd.loop, &q->timer);
+	if (q->msgid >= 0 && q->lc->ld != NULL)
+		ldap_abandon_ext(q->lc->ld, q->msgid, NULL, NULL);
+	req_unlink(q);
+	free(q);
+}
+
+void
+ldap_src_shutdown(void)
+{
+	struct ldap_conn *lc, *next;
+
+	for (lc = ldap_conns; lc != NULL; lc = next) {
+		next = lc->next;
+		ev_timer_stop(backmxd.loop, &lc->kick);
+		lc_close(lc, "shutting down");
+		free(lc);
+	}
+	ldap_conns = NULL;
+}
