@@ -94,8 +94,12 @@ def test_docs_conf_directives(world):
                       set(CONTRACT_DOMAIN)) - documented)
     assert not missing, ('directives without an entry (.It Ic NAME) in '
                          'man/backmx.conf.5: %s' % ', '.join(missing))
-    # and nothing documented that the parser does not know
-    extra = sorted(documented - glob - domain)
+    # and nothing documented that the parser does not know (directives
+    # parsed by a helper, relay/config_rcpt.c, count as known)
+    helper = _read(os.path.join(ROOT, 'relay', 'config_rcpt.c'))
+    known = set(re.findall(r'strcmp\(\s*kw\s*,\s*"([a-z_]+)"\s*\)',
+                           helper))
+    extra = sorted(documented - glob - domain - known)
     assert not extra, ('backmx.conf.5 documents directives config.c does '
                        'not parse: %s' % ', '.join(extra))
 
