@@ -993,34 +993,18 @@ smtpd_rcpt_add(struct session *s, const struct policy_rcpt *rp, int notify,
 }
 
 /*
- * smtpd_pause / smtpd_resume - an async decision (rcpt_verify; a milter
- * may use the same) holds the session: no input is read and no
- * pipelined command runs until smtpd_resume, called from the decision's
+ * smtpd_pause / smtpd_resume - an async decision (rcpt_verify) holds the
+ * session: no input is read and no pipelined command runs until
+ * smtpd_resume (shared with the milter path), called from the decision's
  * callback after the reply was queued.
  */
+static void smtpd_resume(struct session *s);
+
 static void
 smtpd_pause(struct session *s)
 {
 	s->state = S_WAIT;
 	ev_io_stop(backmxd.loop, &s->rio);
-}
-
-static void
-smtpd_resume(struct session *s)
-{
-	if (s->state == S_WAIT)
-		s->state = S_CMD;
-	s->processing = 1;
-	smtpd_process(s);	/* commands pipelined behind the wait */
-	s->processing = 0;
-	smtpd_flush(s);
-	if (s->close_after_flush && s->outlen == 0 && s->state != S_COMMIT)
-		s->dead = 1;
-	if (smtpd_done(s))
-		return;
-	if ((s->state == S_CMD || s->state == S_DATA || s->state == S_BDAT) &&
-	    !s->close_after_flush && s->outlen <= SMTPD_OUT_MAX)
-		ev_io_start(backmxd.loop, &s->rio);
 }
 
 /* smtpd_rcpt_refused - count, log and reply a refused recipient */
