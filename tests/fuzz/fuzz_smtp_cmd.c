@@ -51,6 +51,41 @@ forward_flush(const char *domain)
 	return domain == NULL || domain[0] == 'a';
 }
 
+/* callouts (via rcpt_verify) ask whether the primary is suspended; the
+ * fuzzer's domains use no callout, and nothing is ever suspended */
+int
+forward_domain_suspended(const struct policy_domain *pd, char *why,
+			     size_t whylen)
+{
+	return 0;
+}
+
+/* the queue operations of the control socket (linked in with control.c,
+ * which ETRN shares); the fuzzer never drives them */
+int
+forward_hold(const char *id_or_domain, int hold)
+{
+	return -1;
+}
+
+int
+forward_flush_id(const char *id, int requeue)
+{
+	return -1;
+}
+
+int
+forward_delete(const char *id)
+{
+	return -1;
+}
+
+int
+forward_bounce(const char *id)
+{
+	return -1;
+}
+
 static void
 fuzz_write_file(const char *path, const char *text)
 {
