@@ -173,7 +173,7 @@ check-asan: deps-test $(BUILD)/asan/backmxd all
 	@ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=1} \
 	 UBSAN_OPTIONS=$${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
 	 LSAN_OPTIONS=$${LSAN_OPTIONS:-print_suppressions=0} \
-	 BACKMXD=$(BUILD)/asan/backmxd \
+	 BACKMXD=$(abspath $(BUILD))/asan/backmxd \
 	 sh tests/integration/run.sh $(BUILD) $(CHECK_ASAN_ARGS) || true
 	@sh tests/summary.sh $(BUILD)/results
 
