@@ -141,34 +141,8 @@ def _tags(msgs):
     return out
 
 
-def _mount_tmpfs(path, size):
-    os.makedirs(path, exist_ok=True)
-    r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=%s' % size,
-                        'tmpfs', path], capture_output=True, text=True)
-    assert r.returncode == 0, 'mount tmpfs %s: %s' % (path, r.stderr.strip())
-
-
-def _umount(path):
-    subprocess.run(['umount', '-l', path], capture_output=True)
-
-
-def _free(path):
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
-
-
-def _fill(path, leave):
-    """Write a filler file so that about `leave` bytes stay free."""
-    want = _free(os.path.dirname(path)) - leave
-    with open(path, 'ab', buffering=0) as f:
-        chunk = b'\0' * (1 << 20)
-        while want > 0:
-            try:
-                n = f.write(chunk[:min(len(chunk), want)])
-            except OSError:
-                break
-            want -= n
-    return _free(os.path.dirname(path))
+from diskfill import mount_tmpfs as _mount_tmpfs, umount as _umount, \
+    free as _free, fill as _fill
 
 
 def _wait_delivered(p, tags, timeout):

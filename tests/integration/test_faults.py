@@ -33,32 +33,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _mount_tmpfs(path, size):
-    os.makedirs(path, exist_ok=True)
-    r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=%s' % size,
-                        'tmpfs', path], capture_output=True, text=True)
-    assert r.returncode == 0, 'mount tmpfs %s: %s' % (path, r.stderr.strip())
-
-
-def _umount(path):
-    subprocess.run(['umount', '-l', path], capture_output=True)
-
-
-def _free(path):
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
-
-
-def _fill(path, leave):
-    want = _free(os.path.dirname(path)) - leave
-    with open(path, 'ab', buffering=0) as f:
-        chunk = b'\0' * (1 << 20)
-        while want > 0:
-            try:
-                n = f.write(chunk[:min(len(chunk), want)])
-            except OSError:
-                break
-            want -= n
+from diskfill import mount_tmpfs as _mount_tmpfs, umount as _umount, \
+    free as _free, fill as _fill
 
 
 def _accepts(b, rcpt='alice@backup.example'):
