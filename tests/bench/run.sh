@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # tests/bench/run.sh - backmx side by side with Postfix as a backup MX.
 #
-# usage: tests/bench/run.sh BUILD [--quick|--full] [--rounds N]
+# usage: tests/bench/run.sh BUILD [--quick|--full] [--rounds N] [--only NAME,...]
 #        tests/bench/run.sh BUILD --scale
+#
+# --only NAME,... runs only those rows: "core" (the built-in rows below)
+# and/or the NAME of row files tests/bench/row_NAME.sh (see "Row files").
 #
 # --scale runs only the scale runs (tests/bench/scale.sh, no Postfix rows):
 # 10 000 idle sessions held (memory, latency of fresh sessions) and a spool
@@ -17,19 +20,43 @@
 # spooling on the same filesystem.  Each row runs alternately A B A B for
 # N rounds and prints medians, min-max and the backmx/Postfix ratio.
 # This is a benchmark: nothing here passes or fails on timing.
+#
+# Row files: every tests/bench/row_NAME.sh adds rows.  After the built-in
+# rows, run.sh runs each file in its own subshell, after sourcing it, as
+#     bench_row_setup            (optional, once)
+#     bench_row ROUND ROUNDS     (once per round, ROUND = 1..ROUNDS)
+#     bench_row_teardown         (optional, once, also on failure)
+# Everything of run.sh is visible to it: $BUILD $ROOT $B $PF $BX $MODE $NMSG
+# $PF_PORT $BX_PORT $SINK_PORT $DOMAIN, pf_start/pf_stop/pf_clean,
+# bx_start [CONF]/bx_stop/bx_clean, sink_start/sink_stop/wait_sink/sink_count,
+# wait_port, now, cpu_of, pf_pids, pss_kib, run_accept.  A figure is kept with
+#     record ROW SYS VALUE      (SYS: backmx or postfix; one call per round)
+# and shows in the summary under ROW, in the order rows were first
+# recorded, with the backmx/Postfix ratio.  Rows whose name starts with
+# idle, cpu, fsync, restart or lat, or ends in _ms, _s or _kib are "lower
+# is better" (the ratio is then postfix/backmx).  A row file may also
+#     note "TEXT"               (printed under the summary)
+# Files it changes are put back after it: $PF/etc/main.cf, master.cf and
+# $BX/backmx.conf are restored, Postfix and backmx stopped.  Write your own
+# backmx config (e.g. "$BX/NAME.conf" from backmx.conf plus lines) and
+# start it with bx_start "$BX/NAME.conf"; change Postfix with
+# postconf -c "$PF/etc" -e 'x = y' (then pf_stop; pf_start).  A failing
+# row file prints a warning and the other rows go on.
 set -euo pipefail
 
 BUILD=${1:-build}
 shift || true
 MODE=quick
 ROUNDS=3
+ONLY=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) MODE=quick ;;
 	--full) MODE=full ;;
 	--scale) MODE=scale ;;
 	--rounds) ROUNDS=$2; shift ;;
-	*) echo "usage: $0 BUILD [--quick|--full] [--rounds N] | --scale" >&2; exit 2 ;;
+	--only) ONLY=",$2,"; shift ;;
+	*) echo "usage: $0 BUILD [--quick|--full] [--rounds N] [--only NAME,...] | --scale" >&2; exit 2 ;;
 	esac
 	shift
 done
@@ -145,7 +172,7 @@ pf_stop() { /usr/sbin/postfix -c "$PF/etc" stop >/dev/null 2>&1 || true; sleep 1
 pf_clean() { pf_stop; /usr/sbin/postsuper -c "$PF/etc" -d ALL >/dev/null 2>&1 || true; }
 pf_queue_empty() { [ -z "$(find "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred" "$PF/queue/maildrop" -type f 2>/dev/null | head -1)" ]; }
 pf_queue_count() { find "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred" "$PF/queue/maildrop" -type f 2>/dev/null | wc -l; }
-bx_start() { "$BUILD/backmxd" -f -c "$BX/backmx.conf" 2>>"$BX/log" & wait_port $BX_PORT; for _ in $(seq 1 100); do [ -s "$B/bx.pid" ] && break; sleep 0.1; done; }
+bx_start() { "$BUILD/backmxd" -f -c "${1:-$BX/backmx.conf}" 2>>"$BX/log" & wait_port $BX_PORT; for _ in $(seq 1 100); do [ -s "$B/bx.pid" ] && break; sleep 0.1; done; }
 bx_stop() { [ -f "$B/bx.pid" ] && kill "$(cat "$B/bx.pid")" 2>/dev/null; sleep 0.3; while [ -f "$B/bx.pid" ] && kill -0 "$(cat "$B/bx.pid")" 2>/dev/null; do sleep 0.1; done; rm -f "$B/bx.pid"; }
 bx_clean() { bx_stop; rm -rf "$BX/spool"; }
 bx_queue_count() { "$BUILD/backmxctl" -s "$BX/control.sock" queue --json 2>/dev/null | wc -l; }
@@ -179,8 +206,14 @@ EOF
 }
 pf_pids() { pgrep -f "$PF/etc" | tr '\n' ' '; local m; m=$(head -1 "$PF/queue/pid/master.pid" 2>/dev/null | tr -d ' '); [ -n "$m" ] && pgrep -P "$m" | tr '\n' ' '; echo "$m"; }
 
-declare -A RES
-record() { RES["$1|$2"]="${RES["$1|$2"]:-} $3"; }
+# every recorded figure, one "ROW SYS VALUE" line (row files run in
+# subshells, so the summary is built from this file)
+RESULTS=$B/results
+: >"$RESULTS"
+: >"$B/notes"
+record() { echo "$1 $2 $3" >>"$RESULTS"; }
+note() { echo "$*" >>"$B/notes"; }
+wants() { [ -z "$ONLY" ] || [[ "$ONLY" == *",$1,"* ]]; }
 
 # accept ROW SYS SESSIONS RCPTS N: smtp-source, primary down
 run_accept() {
@@ -282,7 +315,7 @@ echo "backmx bench ($MODE, $ROUNDS rounds, $(nproc) cores, spool fs: $(df -h "$B
 echo "raw durable writes on $B:"
 $PY "$ROOT/tests/bench/fsync_rate.py" "$B" | sed 's/^/  /'
 
-for round in $(seq 1 "$ROUNDS"); do
+wants core && for round in $(seq 1 "$ROUNDS"); do
 	echo "round $round/$ROUNDS ..." >&2
 	sink_stop
 	for s in $SESSIONS; do
@@ -293,29 +326,67 @@ for round in $(seq 1 "$ROUNDS"); do
 	for sys in backmx postfix; do run_e2e $sys $NMSG; done
 	for sys in backmx postfix; do run_idle $sys $NIDLE; done
 done
-for sys in backmx postfix; do run_fsync $sys; done
+wants core && for sys in backmx postfix; do run_fsync $sys; done
 bx_stop; pf_stop
 
-rows=""
-for s in $SESSIONS; do rows="$rows accept_s$s"; done
-rows="$rows accept_10rcpt flush end_to_end idle_kib_per_session cpu_ms_per_msg fsyncs_per_msg"
-printf '\n%-22s %22s %22s %8s\n' "row (msg/s unless noted)" "backmx median [min-max]" "postfix median [min-max]" "ratio"
-for row in $rows; do
-	$PY - "$row" "${RES["$row|backmx"]:-}" "${RES["$row|postfix"]:-}" <<'EOF'
-import sys, statistics
-row, a, b = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
-def fmt(v):
-    if not v: return 'n/a'
-    v = [float(x) for x in v]
-    return '%.1f [%.1f-%.1f]' % (statistics.median(v), min(v), max(v))
-ratio = 'n/a'
-if a and b:
-    ma, mb = statistics.median(float(x) for x in a), statistics.median(float(x) for x in b)
-    if mb > 0 and ma > 0:
-        # lower is better for memory, cpu and fsyncs: report postfix/backmx
-        lower = row.startswith(('idle', 'cpu', 'fsync'))
-        ratio = '%.2fx' % ((mb / ma) if lower else (ma / mb))
-print('%-22s %22s %22s %8s' % (row, fmt(a), fmt(b), ratio))
-EOF
+# ------------------------------------------------------------ row files
+cp "$PF/etc/main.cf" "$B/main.cf.orig"; cp "$PF/etc/master.cf" "$B/master.cf.orig"
+cp "$BX/backmx.conf" "$B/backmx.conf.orig"
+for f in "$ROOT"/tests/bench/row_*.sh; do
+	[ -e "$f" ] || continue
+	name=$(basename "$f" .sh); name=${name#row_}
+	wants "$name" || continue
+	echo "rows of $name ..." >&2
+	rc=0
+	(
+		set -euo pipefail
+		# shellcheck source=/dev/null
+		. "$f"
+		if declare -F bench_row_teardown >/dev/null; then trap 'bench_row_teardown; cleanup' EXIT; fi
+		if declare -F bench_row_setup >/dev/null; then bench_row_setup; fi
+		for round in $(seq 1 "$ROUNDS"); do
+			echo "  $name round $round/$ROUNDS ..." >&2
+			bench_row "$round" "$ROUNDS"
+		done
+	) || rc=$?
+	[ "$rc" -eq 0 ] || echo "warning: tests/bench/row_$name.sh failed (exit $rc); its rows may be missing" >&2
+	bx_stop; pf_stop; sink_stop
+	cp "$B/main.cf.orig" "$PF/etc/main.cf"; cp "$B/master.cf.orig" "$PF/etc/master.cf"
+	cp "$B/backmx.conf.orig" "$BX/backmx.conf"
 done
-echo "(ratio: how many times better backmx is; for idle/cpu/fsync rows lower is better)"
+
+$PY - "$RESULTS" "$B/notes" <<'EOF'
+import sys, statistics
+rows, order = {}, []
+for line in open(sys.argv[1]):
+    f = line.split()
+    if len(f) != 3:
+        continue
+    if f[0] not in rows:
+        rows[f[0]] = {}
+        order.append(f[0])
+    try:
+        rows[f[0]].setdefault(f[1], []).append(float(f[2]))
+    except ValueError:
+        pass
+def fmt(v):
+    if not v:
+        return 'n/a'
+    return '%.1f [%.1f-%.1f]' % (statistics.median(v), min(v), max(v))
+def lower_better(row):
+    return row.startswith(('idle', 'cpu', 'fsync', 'restart', 'lat')) or row.endswith(('_ms', '_s', '_kib'))
+w = max([24] + [len(r) for r in order])
+print('\n%-*s %22s %22s %8s' % (w, 'row (msg/s unless noted)', 'backmx median [min-max]', 'postfix median [min-max]', 'ratio'))
+for row in order:
+    a, b = rows[row].get('backmx', []), rows[row].get('postfix', [])
+    ratio = 'n/a'
+    if a and b:
+        ma, mb = statistics.median(a), statistics.median(b)
+        if mb > 0 and ma > 0:
+            ratio = '%.2fx' % ((mb / ma) if lower_better(row) else (ma / mb))
+    print('%-*s %22s %22s %8s' % (w, row, fmt(a), fmt(b), ratio))
+print('(ratio: how many times better backmx is; for idle/cpu/fsync/restart/latency rows lower is better)')
+for line in open(sys.argv[2]):
+    print(line.rstrip())
+EOF
+echo "load: $(uptime)"
