@@ -1,10 +1,11 @@
 /*
  * checkdns.c - `backmxctl check-dns DOMAIN`: audits a domain's public DNS
- * for the mistakes that break a backup MX (we are absent, best or equal-
- * best; IP-literal, CNAME or addressless targets; a single MX; null MX;
- * SPF; MTA-STS; our TLSA for DANE).  Called by control.c; uses dns.h for
- * every lookup and reports through the caller's line/done callbacks once
- * all lookups are back, in a fixed order, so output is reproducible.
+ * for the mistakes that break a backup MX.  This file owns one audit's
+ * life: it starts every lookup through dns.h, collects the answers, and
+ * once all are back calls the reports of checkdns_mx.c (MX set, targets),
+ * checkdns_spf.c and checkdns_tls.c (MTA-STS, TLSA) in a fixed order, so
+ * output is reproducible; the line helpers they share are here too.
+ * Called by control.c; see checkdns.h for the callbacks and who frees.
  */
 #include <sys/socket.h>
 
@@ -20,104 +21,17 @@
 
 #include "backmxd.h"
 #include "checkdns.h"
+#include "checkdns_int.h"
 #include "config.h"
 #include "dns.h"
 #include "mtasts.h"
 #include "policy.h"
 
-#define CHECKDNS_MX_MAX 32   /* MX records examined */
-#define CHECKDNS_ADDR_MAX 16 /* addresses kept per name */
-#define CHECKDNS_TXT_MAX 16  /* TXT strings kept per name */
-#define CHECKDNS_LINE_MAX 768
-#define CHECKDNS_FETCH_TIMEOUT 15. /* seconds, MTA-STS policy fetch */
-
-struct checkdns;
-
-struct checkdns_lookup {
-	struct checkdns *c;
-	struct dns_query *q;
-	void (*take)(struct checkdns_lookup *, const struct dns_result *);
-	int index; /* MX target for target lookups */
-	int started;
-	int done;
-	enum dns_status status;
-	int secure;
-	char why[160];
-};
-
-struct checkdns_addrs {
-	struct sockaddr_storage a[CHECKDNS_ADDR_MAX];
-	int n;
-};
-
-struct checkdns_target {
-	char host[POLICY_DOMAIN_MAX + 1];
-	int pref;
-	int literal; /* an IP address where a name belongs */
-	int self;    /* our hostname or an alias */
-	struct checkdns_lookup a, aaaa;
-	char canon[POLICY_DOMAIN_MAX + 1]; /* CNAME target, "" if none */
-	struct checkdns_addrs addrs;
-};
-
-struct checkdns_txt {
-	char *s[CHECKDNS_TXT_MAX];
-	int n;
-};
-
-struct checkdns {
-	struct dns *dns;
-	checkdns_line_cb line_cb;
-	checkdns_done_cb done_cb;
-	void *arg;
-
-	char domain[POLICY_DOMAIN_MAX + 1]; /* lowercase, no trailing dot */
-	char hostname[POLICY_DOMAIN_MAX + 1];
-	char **own; /* hostname and aliases */
-	int nown;
-	int configured; /* domain has a block in the config */
-	enum policy_tls tls;
-
-	int pending;
-	int reporting;
-	int cancelled;
-	int nfail;
-
-	struct checkdns_lookup mx_l;
-	struct policy_mx mx[CHECKDNS_MX_MAX];
-	int nmx;
-	int mx_more; /* records beyond CHECKDNS_MX_MAX */
-
-	struct checkdns_lookup txt_l; /* TXT DOMAIN (SPF) */
-	struct checkdns_txt txt;
-	struct checkdns_lookup sts_l; /* TXT _mta-sts.DOMAIN */
-	struct checkdns_txt sts;
-	char sts_id[MTASTS_ID_MAX + 1];
-	int sts_valid;                    /* exactly one valid v=STSv1 */
-	struct checkdns_lookup stshost_l; /* A mta-sts.DOMAIN */
-	struct ev_loop *loop;             /* NULL: policies are not fetched */
-	char *cafile;                     /* tls_ca, NULL = system store */
-	struct mtasts_fetch *fetch;
-	int fetch_done;
-	int fetch_ok;
-	struct mtasts_policy policy;
-	char fetch_err[512];
-	struct checkdns_lookup tlsa_l; /* TLSA _25._tcp.HOSTNAME */
-	int ntlsa, ntlsa_usable;
-	struct checkdns_lookup self_a, self_aaaa;
-	struct checkdns_addrs self_addrs;
-
-	struct checkdns_target *targets;
-	int ntargets;
-};
-
-static void checkdns_report(struct checkdns *c);
-
 /*
  * checkdns_name_norm - lowercase copy of name without a trailing dot;
  * -1 unless it is a host name: LDH or '_' labels of 1-63 octets.
  */
-static int
+int
 checkdns_name_norm(const char *name, char *out, size_t outlen)
 {
 	size_t i, label = 0, len = strlen(name);
@@ -239,7 +153,7 @@ checkdns_lookup_cb(void *arg, const struct dns_result *r)
 }
 
 /* checkdns_lookup_start - 0, or -1 when the query could not start */
-static int
+int
 checkdns_lookup_start(struct checkdns *c, struct checkdns_lookup *l,
                       const char *name, int rrtype,
                       void (*take)(struct checkdns_lookup *,
@@ -270,7 +184,7 @@ checkdns_addrs_take(struct checkdns_addrs *a, const struct dns_result *r)
 		a->a[a->n++] = r->addr[i];
 }
 
-static void
+void
 checkdns_txt_take(struct checkdns_txt *t, const struct dns_result *r)
 {
 	int i;
@@ -288,95 +202,10 @@ checkdns_take_txt(struct checkdns_lookup *l, const struct dns_result *r)
 	checkdns_txt_take(&l->c->txt, r);
 }
 
-/* checkdns_fetch_cb - the MTA-STS policy, or why there is none */
-static void
-checkdns_fetch_cb(void *arg, const struct mtasts_policy *policy,
-                  const char *err)
-{
-	struct checkdns *c = arg;
-
-	c->fetch = NULL;
-	c->fetch_done = 1;
-	if (policy != NULL) {
-		c->fetch_ok = 1;
-		c->policy = *policy;
-	} else
-		snprintf(c->fetch_err, sizeof(c->fetch_err), "%s",
-		         err != NULL ? err : "failed");
-	if (--c->pending == 0)
-		checkdns_report(c);
-}
-
-/* checkdns_take_stshost - mta-sts.DOMAIN resolved: fetch the policy */
-static void
-checkdns_take_stshost(struct checkdns_lookup *l, const struct dns_result *r)
-{
-	struct checkdns *c = l->c;
-	char err[200];
-	socklen_t salen;
-
-	if (r->status != DNS_OK || r->n == 0) {
-		c->fetch_done = 1;
-		snprintf(c->fetch_err, sizeof(c->fetch_err), "mta-sts.%s: %s",
-		         c->domain,
-		         r->status == DNS_OK ? "no address" : r->why);
-		return;
-	}
-	salen = r->addr[0].ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-	                                         : sizeof(struct sockaddr_in);
-	c->fetch = mtasts_fetch_start(c->loop, c->domain,
-	                              (const struct sockaddr *)&r->addr[0],
-	                              salen, c->cafile, CHECKDNS_FETCH_TIMEOUT,
-	                              checkdns_fetch_cb, c, err, sizeof(err));
-	if (c->fetch == NULL) {
-		c->fetch_done = 1;
-		snprintf(c->fetch_err, sizeof(c->fetch_err), "%s", err);
-		return;
-	}
-	c->pending++;
-}
-
-static int checkdns_lookup_start(struct checkdns *, struct checkdns_lookup *,
-                                 const char *, int,
-                                 void (*)(struct checkdns_lookup *,
-                                          const struct dns_result *));
-
-/* checkdns_take_sts - _mta-sts TXT; a valid record leads to the policy */
-static void
-checkdns_take_sts(struct checkdns_lookup *l, const struct dns_result *r)
-{
-	struct checkdns *c = l->c;
-	char name[POLICY_DOMAIN_MAX + 16];
-
-	checkdns_txt_take(&c->sts, r);
-	if (c->sts.n == 0 || mtasts_txt_select(c->sts.s, c->sts.n, c->sts_id,
-	                                       sizeof(c->sts_id)) == -1)
-		return;
-	c->sts_valid = 1;
-	if (c->loop == NULL)
-		return;
-	snprintf(name, sizeof(name), "mta-sts.%s", c->domain);
-	checkdns_lookup_start(c, &c->stshost_l, name, DNS_T_A,
-	                      checkdns_take_stshost);
-}
-
 static void
 checkdns_take_self(struct checkdns_lookup *l, const struct dns_result *r)
 {
 	checkdns_addrs_take(&l->c->self_addrs, r);
-}
-
-static void
-checkdns_take_tlsa(struct checkdns_lookup *l, const struct dns_result *r)
-{
-	int i;
-
-	if (r->status != DNS_OK)
-		return;
-	l->c->ntlsa = r->n;
-	for (i = 0; i < r->n; i++)
-		if (r->tlsa[i].usage == 2 || r->tlsa[i].usage == 3)
-			l->c->ntlsa_usable++;
 }
 
 static void
@@ -524,11 +353,7 @@ fail:
 /* ------------------------------------------------------------------ */
 /* the report */
 
-static void checkdns_line(struct checkdns *c, const char *level,
-                          const char *check, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void
+void
 checkdns_line(struct checkdns *c, const char *level, const char *check,
               const char *fmt, ...)
 {
@@ -545,7 +370,7 @@ checkdns_line(struct checkdns *c, const char *level, const char *check,
 	c->line_cb(c->arg, level, check, text);
 }
 
-static const char *
+const char *
 checkdns_addr_str(const struct sockaddr_storage *ss, char *buf, size_t len)
 {
 	const void *a =
@@ -558,7 +383,7 @@ checkdns_addr_str(const struct sockaddr_storage *ss, char *buf, size_t len)
 	return buf;
 }
 
-static int
+int
 checkdns_addr_eq(const struct sockaddr_storage *x,
                  const struct sockaddr_storage *y)
 {
@@ -576,7 +401,7 @@ checkdns_addr_eq(const struct sockaddr_storage *x,
 }
 
 /* checkdns_addrs_text - "a, b, c" into buf */
-static void
+void
 checkdns_addrs_text(const struct checkdns_addrs *a, char *buf, size_t len)
 {
 	char one[INET6_ADDRSTRLEN];
@@ -594,473 +419,8 @@ checkdns_addrs_text(const struct checkdns_addrs *a, char *buf, size_t len)
 	}
 }
 
-static void
-checkdns_report_self(struct checkdns *c)
-{
-	int i, j, best = -1, ours = -1, nreal = 0, nhosts = 0;
-	char shared[256] = "";
-	const char *primary = NULL;
-
-	for (i = 0; i < c->ntargets; i++) {
-		const struct checkdns_target *t = &c->targets[i];
-
-		nreal++;
-		if (best == -1 || t->pref < best)
-			best = t->pref;
-		if (t->self && (ours == -1 || t->pref < ours))
-			ours = t->pref;
-		for (j = 0; j < i; j++)
-			if (strcmp(t->host, c->targets[j].host) == 0)
-				break;
-		if (j == i)
-			nhosts++; /* first time this host is listed */
-	}
-	if (nreal == 0)
-		return;
-	for (i = 0; i < c->ntargets; i++) {
-		const struct checkdns_target *t = &c->targets[i];
-		size_t o;
-
-		if (t->self)
-			continue;
-		if (t->pref == best && primary == NULL)
-			primary = t->host;
-		if (ours != -1 && t->pref == ours) {
-			o = strlen(shared);
-			if (snprintf(shared + o, sizeof(shared) - o, "%s%s",
-			             o ? ", " : "", t->host) < 0)
-				shared[o] = '\0';
-		}
-	}
-
-	if (c->hostname[0] == '\0')
-		checkdns_line(c, "FAIL", "self",
-		              "no hostname configured: "
-		              "cannot tell where this backup MX stands");
-	else if (ours == -1)
-		checkdns_line(
-		    c, "FAIL", "self",
-		    "%s is not in the MX set: "
-		    "senders never try this backup MX; publish "
-		    "\"MX %d %s.\" (a preference above the primary's %d)",
-		    c->hostname, best + 10, c->hostname, best);
-	else if (ours == best && shared[0] == '\0')
-		checkdns_line(
-		    c, "FAIL", "self",
-		    "%s is the best MX (%d): "
-		    "mail for %s comes to us first and has no primary to go "
-		    "to (it would loop back to us); the primary needs a "
-		    "lower preference",
-		    c->hostname, ours, c->domain);
-	else if (ours == best)
-		checkdns_line(
-		    c, "FAIL", "self",
-		    "%s shares the best "
-		    "preference %d with %s: senders pick us at random "
-		    "instead of the primary; give us a higher number",
-		    c->hostname, ours, shared);
-	else
-		checkdns_line(c, "OK", "self",
-		              "%s is MX %d, behind the "
-		              "primary %s (%d)",
-		              c->hostname, ours,
-		              primary != NULL ? primary : "?", best);
-
-	if (ours != -1) {
-		if (shared[0] != '\0')
-			checkdns_line(
-			    c, "WARN", "equal-pref",
-			    "preference "
-			    "%d is shared by %s and %s: equal preferences "
-			    "share the load at random, they do not fail "
-			    "over; if failover was meant, use distinct "
-			    "numbers",
-			    ours, c->hostname, shared);
-		else
-			checkdns_line(c, "OK", "equal-pref",
-			              "no other MX "
-			              "shares our preference %d",
-			              ours);
-	}
-
-	if (nhosts == 1)
-		checkdns_line(c, "WARN", "redundancy",
-		              "single MX host (%s): "
-		              "no redundancy",
-		              c->targets[0].host);
-	else
-		checkdns_line(c, "OK", "redundancy", "%d MX hosts", nhosts);
-}
-
-static void
-checkdns_report_target(struct checkdns *c, const struct checkdns_target *t)
-{
-	char addrs[512];
-	int i, j;
-
-	if (t->literal) {
-		checkdns_line(
-		    c, "FAIL", "target",
-		    "%s (%d) is an IP address, "
-		    "not a host name: MX data must be a name with A/AAAA "
-		    "records (RFC 5321 5.1); senders look it up as a name "
-		    "and find nothing",
-		    t->host, t->pref);
-		return;
-	}
-	checkdns_addrs_text(&t->addrs, addrs, sizeof(addrs));
-	if (t->addrs.n == 0) {
-		const struct checkdns_lookup *bad = NULL;
-
-		if (t->a.status == DNS_BOGUS || t->aaaa.status == DNS_BOGUS) {
-			bad = t->a.status == DNS_BOGUS ? &t->a : &t->aaaa;
-			checkdns_line(c, "FAIL", "target", "%s (%d): %s",
-			              t->host, t->pref, bad->why);
-		} else if (t->a.status == DNS_TEMPFAIL ||
-		           t->aaaa.status == DNS_TEMPFAIL) {
-			bad = t->a.status == DNS_TEMPFAIL ? &t->a : &t->aaaa;
-			checkdns_line(c, "WARN", "target",
-			              "%s (%d): address "
-			              "lookup failed: %s",
-			              t->host, t->pref, bad->why);
-		} else if (t->canon[0] != '\0')
-			checkdns_line(
-			    c, "FAIL", "target",
-			    "%s (%d) is a CNAME "
-			    "to %s, which has no A or AAAA record: senders "
-			    "cannot reach it",
-			    t->host, t->pref, t->canon);
-		else if (t->a.status == DNS_NXDOMAIN)
-			checkdns_line(
-			    c, "FAIL", "target",
-			    "%s (%d) does not "
-			    "exist (NXDOMAIN): senders cannot reach it",
-			    t->host, t->pref);
-		else
-			checkdns_line(c, "FAIL", "target",
-			              "%s (%d) has no A "
-			              "or AAAA record: senders cannot reach it",
-			              t->host, t->pref);
-		return;
-	}
-	if (t->canon[0] != '\0')
-		checkdns_line(
-		    c, "WARN", "target",
-		    "%s (%d) is a CNAME to %s "
-		    "(%s): MX targets must not be aliases (RFC 2181 10.3); "
-		    "strict senders refuse it, point the MX at %s",
-		    t->host, t->pref, t->canon, addrs, t->canon);
-	else
-		checkdns_line(c, "OK", "target", "%s (%d): %s%s", t->host,
-		              t->pref, addrs, t->self ? " (us)" : "");
-	if (t->self)
-		return;
-	for (i = 0; i < t->addrs.n; i++)
-		for (j = 0; j < c->self_addrs.n; j++)
-			if (checkdns_addr_eq(&t->addrs.a[i],
-			                     &c->self_addrs.a[j])) {
-				char one[INET6_ADDRSTRLEN];
-
-				checkdns_line(
-				    c, "WARN", "target",
-				    "%s (%d) "
-				    "has our address %s but is neither our "
-				    "hostname nor a hostname_alias: backmx "
-				    "will "
-				    "not know itself in the MX set (add "
-				    "\"hostname_alias %s\")",
-				    t->host, t->pref,
-				    checkdns_addr_str(&t->addrs.a[i], one,
-				                      sizeof(one)),
-				    t->host);
-				return;
-			}
-}
-
-/* checkdns_cidr_covers - does "ADDR[/BITS]" cover one of addrs? */
-static int
-checkdns_cidr_covers(const char *spec, int family,
-                     const struct checkdns_addrs *addrs)
-{
-	char buf[64], *slash;
-	unsigned char net[16];
-	int bits, max = family == AF_INET ? 32 : 128, i;
-
-	if (strlen(spec) >= sizeof(buf))
-		return 0;
-	snprintf(buf, sizeof(buf), "%s", spec);
-	bits = max;
-	if ((slash = strchr(buf, '/')) != NULL) {
-		char *ep;
-		long b;
-
-		*slash = '\0';
-		b = strtol(slash + 1, &ep, 10);
-		if (*ep != '\0' || slash[1] == '\0' || b < 0 || b > max)
-			return 0;
-		bits = (int)b;
-	}
-	if (inet_pton(family, buf, net) != 1)
-		return 0;
-	for (i = 0; i < addrs->n; i++) {
-		const unsigned char *a;
-		int full = bits / 8, rest = bits % 8;
-
-		if (addrs->a[i].ss_family != family)
-			continue;
-		a = family == AF_INET
-		        ? (const unsigned char *)&(
-		              (const struct sockaddr_in *)&addrs->a[i])
-		              ->sin_addr
-		        : (const unsigned char *)&(
-		              (const struct sockaddr_in6 *)&addrs->a[i])
-		              ->sin6_addr;
-		if (memcmp(a, net, full) != 0)
-			continue;
-		if (rest != 0 &&
-		    ((a[full] ^ net[full]) & (0xff << (8 - rest)) & 0xff) != 0)
-			continue;
-		return 1;
-	}
-	return 0;
-}
-
-static void
-checkdns_report_spf(struct checkdns *c)
-{
-	const char *spf = NULL;
-	char buf[512], *tok, *save;
-	int i, nspf = 0, mx = 0, covered = 0, indirect = 0;
-
-	if (c->txt_l.status == DNS_TEMPFAIL || c->txt_l.status == DNS_BOGUS) {
-		checkdns_line(c, "WARN", "spf", "TXT lookup for %s failed: %s",
-		              c->domain, c->txt_l.why);
-		return;
-	}
-	for (i = 0; i < c->txt.n; i++)
-		if (strncasecmp(c->txt.s[i], "v=spf1", 6) == 0 &&
-		    (c->txt.s[i][6] == '\0' || c->txt.s[i][6] == ' ')) {
-			spf = c->txt.s[i];
-			nspf++;
-		}
-	if (nspf == 0) {
-		checkdns_line(
-		    c, "WARN", "spf",
-		    "no SPF record (v=spf1) for "
-		    "%s: receivers cannot tell its mail from forgeries; "
-		    "publish one (\"v=spf1 mx -all\" covers this backup MX)",
-		    c->domain);
-		return;
-	}
-	if (nspf > 1) {
-		checkdns_line(c, "FAIL", "spf",
-		              "%d SPF records for %s: RFC "
-		              "7208 4.5 makes that a permanent error at every "
-		              "receiver; merge them into one",
-		              nspf, c->domain);
-		return;
-	}
-	snprintf(buf, sizeof(buf), "%s", spf);
-	for (tok = strtok_r(buf + 6, " ", &save); tok != NULL;
-	     tok = strtok_r(NULL, " ", &save)) {
-		char q = '+';
-
-		if (strchr("+-~?", *tok) != NULL)
-			q = *tok++;
-		if (strcasecmp(tok, "mx") == 0 ||
-		    strncasecmp(tok, "mx:", 3) == 0 ||
-		    strncasecmp(tok, "mx/", 3) == 0) {
-			if (q == '+')
-				mx = 1;
-		} else if (strncasecmp(tok, "ip4:", 4) == 0) {
-			if (q == '+' && checkdns_cidr_covers(tok + 4, AF_INET,
-			                                     &c->self_addrs))
-				covered = 1;
-		} else if (strncasecmp(tok, "ip6:", 4) == 0) {
-			if (q == '+' && checkdns_cidr_covers(tok + 4, AF_INET6,
-			                                     &c->self_addrs))
-				covered = 1;
-		} else if (strncasecmp(tok, "include:", 8) == 0 ||
-		           strncasecmp(tok, "redirect=", 9) == 0 ||
-		           strcasecmp(tok, "a") == 0 ||
-		           strncasecmp(tok, "a:", 2) == 0 ||
-		           strncasecmp(tok, "a/", 2) == 0 ||
-		           strncasecmp(tok, "exists:", 7) == 0)
-			indirect = 1;
-	}
-	if (mx)
-		checkdns_line(c, "OK", "spf",
-		              "\"%.200s\" uses mx: every MX "
-		              "host, this backup included, may send as %s",
-		              spf, c->domain);
-	else if (covered)
-		checkdns_line(c, "OK", "spf", "\"%.200s\" lists our address",
-		              spf);
-	else
-		checkdns_line(
-		    c, "WARN", "spf",
-		    "\"%.200s\" does not use mx "
-		    "and does not list our address%s: relaying through us "
-		    "keeps the original sender, which is fine as long as the "
-		    "primary does not SPF-check mail from its backup MX; "
-		    "but bounces and notices we send for %s would fail SPF "
-		    "(add mx)",
-		    spf, indirect ? " (include:/a/redirect= not expanded)" : "",
-		    c->domain);
-}
-
-static void
-checkdns_report_sts(struct checkdns *c)
-{
-	const char *us = c->hostname[0] != '\0' ? c->hostname : "our hostname";
-	char miss[512] = "";
-	size_t o;
-	int i, nsts = 0, enforce;
-
-	if (c->sts_l.status == DNS_TEMPFAIL || c->sts_l.status == DNS_BOGUS) {
-		checkdns_line(c, "WARN", "mta-sts",
-		              "TXT lookup for "
-		              "_mta-sts.%s failed: %s",
-		              c->domain, c->sts_l.why);
-		return;
-	}
-	for (i = 0; i < c->sts.n; i++)
-		if (strncmp(c->sts.s[i], "v=STSv1", 7) == 0)
-			nsts++;
-	if (nsts == 0) {
-		checkdns_line(c, "OK", "mta-sts",
-		              "no MTA-STS record "
-		              "(_mta-sts.%s): no policy that must list us",
-		              c->domain);
-		return;
-	}
-	if (!c->sts_valid) {
-		checkdns_line(
-		    c, "WARN", "mta-sts",
-		    "_mta-sts.%s TXT is "
-		    "invalid or there are %d v=STSv1 records: senders see no "
-		    "policy (RFC 8461 3.1)",
-		    c->domain, nsts);
-		return;
-	}
-	checkdns_line(c, "OK", "mta-sts", "MTA-STS record present (id=%s)",
-	              c->sts_id);
-	if (!c->fetch_done) {
-		checkdns_line(
-		    c, "WARN", "mta-sts",
-		    "policy not fetched (no "
-		    "event loop to fetch it on): make sure the mx: lines of "
-		    "https://mta-sts.%s/.well-known/mta-sts.txt match %s, or "
-		    "senders enforcing the policy will never use this backup "
-		    "MX",
-		    c->domain, us);
-		return;
-	}
-	if (!c->fetch_ok) {
-		checkdns_line(
-		    c, "WARN", "mta-sts",
-		    "policy fetch from "
-		    "https://mta-sts.%s/.well-known/mta-sts.txt failed: %s "
-		    "(senders without a cached policy act as if there were "
-		    "none)",
-		    c->domain, c->fetch_err);
-		return;
-	}
-	if (c->policy.mode == MTASTS_MODE_NONE) {
-		checkdns_line(c, "OK", "mta-sts",
-		              "policy mode none: not "
-		              "enforced");
-		return;
-	}
-	for (i = 0; i < c->ntargets; i++) {
-		const char *h = c->targets[i].host;
-
-		if (c->targets[i].self || mtasts_mx_match(&c->policy, h))
-			continue;
-		o = strlen(miss);
-		if (snprintf(miss + o, sizeof(miss) - o, "%s%s", o ? ", " : "",
-		             h) < 0)
-			miss[o] = '\0';
-	}
-	enforce = c->policy.mode == MTASTS_MODE_ENFORCE;
-	if (c->hostname[0] != '\0' && !mtasts_mx_match(&c->policy, us))
-		checkdns_line(
-		    c, enforce ? "FAIL" : "WARN", "mta-sts",
-		    "policy "
-		    "(mode %s) has no mx: pattern matching %s: senders %s "
-		    "never deliver to this backup MX; add \"mx: %s\"",
-		    mtasts_mode_str(c->policy.mode), us,
-		    enforce ? "enforcing it" : "would, once it is enforced,",
-		    us);
-	else
-		checkdns_line(c, "OK", "mta-sts",
-		              "policy (mode %s) matches "
-		              "%s",
-		              mtasts_mode_str(c->policy.mode), us);
-	if (miss[0] != '\0')
-		checkdns_line(
-		    c, enforce ? "FAIL" : "WARN", "mta-sts",
-		    "policy "
-		    "(mode %s) does not match MX host(s) %s: enforcing "
-		    "senders skip them",
-		    mtasts_mode_str(c->policy.mode), miss);
-}
-
-static void
-checkdns_report_tlsa(struct checkdns *c)
-{
-	const struct checkdns_lookup *l = &c->tlsa_l;
-
-	if (!l->started)
-		return;
-	switch (l->status) {
-	case DNS_OK:
-		if (!l->secure)
-			checkdns_line(
-			    c, "WARN", "tlsa",
-			    "_25._tcp.%s has %d "
-			    "TLSA record(s) but they are not DNSSEC-validated "
-			    "(unsigned zone, or no dns_trust_anchor): DANE "
-			    "senders ignore them",
-			    c->hostname, c->ntlsa);
-		else if (c->ntlsa_usable == 0)
-			checkdns_line(
-			    c, "WARN", "tlsa",
-			    "_25._tcp.%s has %d "
-			    "TLSA record(s), none DANE-TA(2) or DANE-EE(3): "
-			    "senders require TLS but authenticate nothing",
-			    c->hostname, c->ntlsa);
-		else
-			checkdns_line(c, "OK", "tlsa",
-			              "_25._tcp.%s: %d "
-			              "usable TLSA record(s), DNSSEC-validated",
-			              c->hostname, c->ntlsa_usable);
-		break;
-	case DNS_NODATA:
-	case DNS_NXDOMAIN:
-		checkdns_line(
-		    c, "FAIL", "tlsa",
-		    "%s uses DANE (tls dane) but "
-		    "_25._tcp.%s has no TLSA record: DANE senders reach this "
-		    "backup MX without authentication, a downgrade path "
-		    "around the primary's TLSA",
-		    c->domain, c->hostname);
-		break;
-	case DNS_BOGUS:
-		checkdns_line(c, "FAIL", "tlsa", "_25._tcp.%s: %s", c->hostname,
-		              l->why);
-		break;
-	case DNS_TEMPFAIL:
-		checkdns_line(c, "WARN", "tlsa",
-		              "TLSA lookup for _25._tcp.%s "
-		              "failed: %s",
-		              c->hostname, l->why);
-		break;
-	}
-}
-
 /* checkdns_report - every lookup is back: say it all, then done_cb */
-static void
+void
 checkdns_report(struct checkdns *c)
 {
 	char list[1024];

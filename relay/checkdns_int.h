@@ -1,0 +1,136 @@
+/*
+ * checkdns_int.h - what the files of the check-dns audit share: the
+ * state of one audit (struct checkdns), its lookups, and the report
+ * functions each file contributes.  checkdns.c runs the lookups and calls
+ * the reports in a fixed order; checkdns_mx.c judges the MX set and its
+ * targets, checkdns_spf.c the SPF record, checkdns_tls.c MTA-STS and TLSA.
+ * Private to relay/checkdns*.c.
+ */
+#ifndef BACKMX_CHECKDNS_INT_H
+#define BACKMX_CHECKDNS_INT_H
+
+#include <sys/socket.h>
+
+#include <stddef.h>
+
+#include "dns.h"
+#include "mtasts.h"
+#include "policy.h"
+
+#define CHECKDNS_MX_MAX 32   /* MX records examined */
+#define CHECKDNS_ADDR_MAX 16 /* addresses kept per name */
+#define CHECKDNS_TXT_MAX 16  /* TXT strings kept per name */
+#define CHECKDNS_LINE_MAX 768
+#define CHECKDNS_FETCH_TIMEOUT 15. /* seconds, MTA-STS policy fetch */
+
+struct checkdns;
+
+struct checkdns_lookup {
+	struct checkdns *c;
+	struct dns_query *q;
+	void (*take)(struct checkdns_lookup *, const struct dns_result *);
+	int index; /* MX target for target lookups */
+	int started;
+	int done;
+	enum dns_status status;
+	int secure;
+	char why[160];
+};
+
+struct checkdns_addrs {
+	struct sockaddr_storage a[CHECKDNS_ADDR_MAX];
+	int n;
+};
+
+struct checkdns_target {
+	char host[POLICY_DOMAIN_MAX + 1];
+	int pref;
+	int literal; /* an IP address where a name belongs */
+	int self;    /* our hostname or an alias */
+	struct checkdns_lookup a, aaaa;
+	char canon[POLICY_DOMAIN_MAX + 1]; /* CNAME target, "" if none */
+	struct checkdns_addrs addrs;
+};
+
+struct checkdns_txt {
+	char *s[CHECKDNS_TXT_MAX];
+	int n;
+};
+
+struct checkdns {
+	struct dns *dns;
+	checkdns_line_cb line_cb;
+	checkdns_done_cb done_cb;
+	void *arg;
+
+	char domain[POLICY_DOMAIN_MAX + 1]; /* lowercase, no trailing dot */
+	char hostname[POLICY_DOMAIN_MAX + 1];
+	char **own; /* hostname and aliases */
+	int nown;
+	int configured; /* domain has a block in the config */
+	enum policy_tls tls;
+
+	int pending;
+	int reporting;
+	int cancelled;
+	int nfail;
+
+	struct checkdns_lookup mx_l;
+	struct policy_mx mx[CHECKDNS_MX_MAX];
+	int nmx;
+	int mx_more; /* records beyond CHECKDNS_MX_MAX */
+
+	struct checkdns_lookup txt_l; /* TXT DOMAIN (SPF) */
+	struct checkdns_txt txt;
+	struct checkdns_lookup sts_l; /* TXT _mta-sts.DOMAIN */
+	struct checkdns_txt sts;
+	char sts_id[MTASTS_ID_MAX + 1];
+	int sts_valid;                    /* exactly one valid v=STSv1 */
+	struct checkdns_lookup stshost_l; /* A mta-sts.DOMAIN */
+	struct ev_loop *loop;             /* NULL: policies are not fetched */
+	char *cafile;                     /* tls_ca, NULL = system store */
+	struct mtasts_fetch *fetch;
+	int fetch_done;
+	int fetch_ok;
+	struct mtasts_policy policy;
+	char fetch_err[512];
+	struct checkdns_lookup tlsa_l; /* TLSA _25._tcp.HOSTNAME */
+	int ntlsa, ntlsa_usable;
+	struct checkdns_lookup self_a, self_aaaa;
+	struct checkdns_addrs self_addrs;
+
+	struct checkdns_target *targets;
+	int ntargets;
+};
+
+/* checkdns.c */
+int checkdns_name_norm(const char *name, char *out, size_t outlen);
+int checkdns_lookup_start(struct checkdns *c, struct checkdns_lookup *l,
+                          const char *name, int rrtype,
+                          void (*take)(struct checkdns_lookup *,
+                                       const struct dns_result *));
+void checkdns_txt_take(struct checkdns_txt *t, const struct dns_result *r);
+void checkdns_report(struct checkdns *c);
+void checkdns_line(struct checkdns *c, const char *level, const char *check,
+                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+const char *checkdns_addr_str(const struct sockaddr_storage *ss, char *buf,
+                              size_t len);
+int checkdns_addr_eq(const struct sockaddr_storage *x,
+                     const struct sockaddr_storage *y);
+void checkdns_addrs_text(const struct checkdns_addrs *a, char *buf, size_t len);
+
+/* checkdns_mx.c */
+void checkdns_report_self(struct checkdns *c);
+void checkdns_report_target(struct checkdns *c,
+                            const struct checkdns_target *t);
+
+/* checkdns_spf.c */
+void checkdns_report_spf(struct checkdns *c);
+
+/* checkdns_tls.c */
+void checkdns_take_sts(struct checkdns_lookup *l, const struct dns_result *r);
+void checkdns_take_tlsa(struct checkdns_lookup *l, const struct dns_result *r);
+void checkdns_report_sts(struct checkdns *c);
+void checkdns_report_tlsa(struct checkdns *c);
+
+#endif
