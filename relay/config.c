@@ -20,6 +20,7 @@
 
 #include "config_private.h"
 #include "config_filter.h"
+#include "config_peer.h"
 #include "config_rcpt.h"
 
 #define CONFIG_MAX_TOKENS 64
@@ -604,6 +605,8 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 			config_msg(x, 1, "%s", ebuf);
 	} else if (config_rcpt_global(x, c, kw, v, nv)) {
 		/* callout_*, verify_cache_max: config_rcpt.c */
+	} else if (config_peer_global(x, c, kw, v, nv)) {
+		/* peer, peer_*, takeover_after: config_peer.c */
 	} else if (config_is_domain_keyword(kw)) {
 		config_msg(x, 1, "%s: only allowed inside a domain block", kw);
 	} else {
@@ -798,6 +801,7 @@ config_load(const char *path, char *diag, size_t diaglen, int *nerr)
 		config_msg(&x, 1, "tls_cert and tls_key must be given together");
 	if (config_filter_check(c, line, sizeof(line)) < 0)
 		config_msg(&x, 1, "%s", line);
+	config_peer_end(&x, c);
 	c->hostname = c->policy->hostname;
 	*nerr = x.nerr;
 	if (x.nerr > 0) {
@@ -828,5 +832,6 @@ config_free(struct config *c)
 	free(c->retry);
 	free(c->etrn_allow);
 	config_filter_free(c);
+	config_peer_free(c);
 	free(c);
 }

@@ -75,6 +75,7 @@ struct config {
 	int netrn_allow;
 
 	struct config_filter *filter;	/* config_filter.h: milter, dnsbl... */
+	struct config_peer *peer;	/* config_peer.h; NULL = no mirror */
 };
 
 /*

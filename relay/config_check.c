@@ -24,6 +24,7 @@
 #include <openssl/x509.h>
 
 #include "config_check.h"
+#include "config_peer.h"
 
 #define CHECK_EXPIRY_WARN (14 * 86400)
 
@@ -252,5 +253,6 @@ config_check(const struct config *c, char *diag, size_t diaglen)
 					  diaglen);
 	}
 	nerr += config_check_spool(c, diag, diaglen);
+	nerr += config_peer_check_files(c, diag, diaglen);
 	return nerr;
 }

@@ -32,6 +32,7 @@
 #include "listen.h"
 #include "log.h"
 #include "notify.h"
+#include "peer.h"
 #include "rcpt_verify.h"
 #include "metrics.h"
 #include "reload.h"
@@ -136,6 +137,7 @@ main_stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	control_close();
 	metrics_close();
 	smtpd_shutdown();
+	peer_shutdown();
 	forward_shutdown();
 	rcpt_verify_shutdown();
 	ev_break(loop, EVBREAK_ALL);
@@ -300,6 +302,8 @@ main(int argc, char **argv)
 	}
 	if (control_open(cfg, err, sizeof(err)) < 0)
 		fatal("%s", err);
+	if (peer_open(cfg, err, sizeof(err)) < 0)
+		fatal("%s", err);
 	if (cfg->metrics != NULL && metrics_open(cfg, err, sizeof(err)) < 0)
 		fatal("%s", err);
 	main_own_addrs(cfg);
@@ -353,6 +357,7 @@ main(int argc, char **argv)
 	if (rcpt_verify_init(err, sizeof(err)) < 0)
 		fatal("spool %s: %s", cfg->spool, err);
 	smtpd_init();
+	peer_start(NULL);
 	listener_start();
 	control_start();
 	if (cfg->metrics != NULL)

@@ -9,6 +9,9 @@
 #                            the CA: mta-sts.sts.example, mta-sts.backup.example,
 #                            mta-sts.dane.example
 #   wrong.tlsa311            hex SHA-256 of wrong's SPKI (a TLSA that does not match mx1)
+#   peera/peerb/peerx.pem/.key  mirror nodes peer{a,b,x}.test.example (server and
+#                            client auth), signed by the CA; peerx is a wrong name
+#   rogue.pem/rogue.key      peerb.test.example, self-signed (not from the CA)
 set -eu
 d=$1
 mkdir -p "$d"
@@ -31,6 +34,15 @@ openssl x509 -req -in mta-sts.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
 	-out mta-sts.pem -days 30 -extfile mta-sts.ext 2>/dev/null
 openssl x509 -in wrong.pem -noout -pubkey | openssl pkey -pubin -outform DER |
 	openssl dgst -sha256 -hex | sed 's/^.*= //' > wrong.tlsa311
+for n in peera peerb peerx; do
+	openssl req -newkey rsa:2048 -nodes -keyout $n.key -out $n.csr \
+		-subj "/CN=$n.test.example" 2>/dev/null
+	printf 'subjectAltName=DNS:%s.test.example\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n' $n > $n.ext
+	openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+		-out $n.pem -days 30 -extfile $n.ext 2>/dev/null
+done
+openssl req -x509 -newkey rsa:2048 -nodes -keyout rogue.key -out rogue.pem -days 30 \
+	-subj "/CN=peerb.test.example" -addext "subjectAltName=DNS:peerb.test.example" 2>/dev/null
 # last: its presence means the directory is complete
 openssl x509 -in mx1.pem -noout -pubkey | openssl pkey -pubin -outform DER |
 	openssl dgst -sha256 -hex | sed 's/^.*= //' > mx1.tlsa311

@@ -1,0 +1,130 @@
+"""The link between two mirror nodes (issue 18, relay/peer.c).
+
+Tried: `backmxd -t` accepts a complete peer configuration and refuses an
+incomplete one, a bad peer_ack, a key that does not match the
+certificate; two nodes with certificates from peer_ca in each other's
+names bring up both connections; connections to peer_listen without a
+certificate, with one in another name, with a self-signed one, or with
+plain-text garbage are refused and logged; a client with the right
+certificate that then sends garbage frames is closed; the node lives on
+and still accepts mail.
+"""
+import os
+import random
+import socket
+import ssl
+import subprocess
+import time
+
+from mirror import A_ADDR, PEER_PORT, node_a, node_b, wait_linked
+
+
+def _t(world, b):
+    return subprocess.run([world.backmxd, '-t', '-c', b.conf_path],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_peer_config_t(world):
+    a = node_a(world, start=False)
+    p = _t(world, a)
+    assert p.returncode == 0, p.stderr
+    c = world.certs
+    bad = node_a(world, start=False, key=os.path.join(c, 'peerb.key'))
+    p = _t(world, bad)
+    assert p.returncode == 1 and 'does not match peer_cert' in p.stderr, p.stderr
+    for extra, want in (('peer_ack maybe\n', 'peer_ack: expected'),
+                        ('takeover_after 0\n', 'takeover_after: expected'),
+                        ('peer_listen 127.0.0.3:4226\n', 'peer_listen: given twice')):
+        b = node_a(world, start=False, extra=extra)
+        p = _t(world, b)
+        assert p.returncode == 1 and want in p.stderr, (extra, p.stderr)
+    # a lone peer_ack: the rest is missing
+    lone = world.backmx(start=False, extra='peer_ack local\n')
+    p = _t(world, lone)
+    assert p.returncode == 1 and 'without "peer NAME' in p.stderr, p.stderr
+    assert 'needs peer_cert' in p.stderr, p.stderr
+    name = world.backmx(start=False, extra='peer bad_name 127.0.0.9:1\n')
+    p = _t(world, name)
+    assert p.returncode == 1 and 'is not a host name' in p.stderr, p.stderr
+
+
+def test_peer_link_up(world):
+    a = node_a(world)
+    b = node_b(world)
+    wait_linked(a, b)
+    # the links carry pings: still up a few seconds later
+    time.sleep(2)
+    assert 'closed' not in a.log_text().split('link from')[-1], a.log_tail()
+
+
+def _tls_client(world, cert):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if cert:
+        c = world.certs
+        ctx.load_cert_chain(os.path.join(c, cert + '.pem'),
+                            os.path.join(c, cert + '.key'))
+    raw = socket.create_connection((A_ADDR, PEER_PORT), timeout=5)
+    s = ctx.wrap_socket(raw)
+    return s
+
+
+def _try(world, cert, payload=b''):
+    try:
+        s = _tls_client(world, cert)
+        if payload:
+            s.sendall(payload)
+        # the refusal may come after our side of the handshake (TLS 1.3)
+        s.settimeout(5)
+        data = s.recv(100)
+        s.close()
+        return data
+    except (OSError, ssl.SSLError):
+        return None
+
+
+def test_peer_refused(world):
+    a = node_a(world)
+    _try(world, None)
+    a.wait_log(r'peer: refused connection from 127\.0\.0\.1: .*'
+               r'(did not return a certificate|no client certificate)')
+    _try(world, 'peerx')
+    a.wait_log(r'peer: refused connection from 127\.0\.0\.1: .*hostname mismatch')
+    _try(world, 'rogue')
+    a.wait_log(r'peer: refused connection from 127\.0\.0\.1: .*self.signed')
+    # the right certificate, then no HELLO but a frame of an unknown type
+    _try(world, 'peerb', b'\x00\x00\x00\x00\x63')
+    a.wait_log(r'peer: refused connection from 127\.0\.0\.1: unknown frame type')
+    # a length over the limit
+    _try(world, 'peerb', b'\xff\xff\xff\xff\x02')
+    a.wait_log(r'refused connection from 127\.0\.0\.1: frame over the size limit')
+    # plain-text garbage instead of a ClientHello
+    rnd = random.Random(18)
+    for _ in range(5):
+        with socket.create_connection((A_ADDR, PEER_PORT), timeout=5) as s:
+            try:
+                s.sendall(bytes(rnd.getrandbits(8) for _ in range(4096)))
+                s.settimeout(5)
+                s.recv(100)
+            except OSError:
+                pass
+    a.wait_log(r'refused connection from 127\.0\.0\.1: TLS handshake')
+    assert a.running(), 'backmxd died on garbage:\n' + a.log_tail()
+    s = a.smtp()
+    assert s.noop()[0] == 250
+    s.quit()
+
+
+def test_peer_garbage_after_hello(world):
+    """An authenticated peer that sends a bad frame after HELLO is closed."""
+    a = node_a(world)
+    s = _tls_client(world, 'peerb')
+    name = b'peerb.test.example'
+    hello = bytes([0, 0, 0, 3 + len(name), 1, 1, 0, len(name)]) + name
+    s.sendall(hello)
+    a.wait_log(r'peer: replica link from peerb\.test\.example \(127\.0\.0\.1\) up')
+    s.sendall(b'\x00\x00\x00\x07\x03garbage')   # an ACK of 7 octets
+    a.wait_log(r'replica link from 127\.0\.0\.1 closed: ACK/STATE of a bad size')
+    s.close()
+    assert a.running()
