@@ -249,3 +249,34 @@ esmtp_xtext_decode(const char *in, size_t len, char *out, size_t outlen)
 	out[o] = '\0';
 	return (int)o;
 }
+
+int
+esmtp_xtext_encode(const char *in, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	int keep = policy_xtext_valid(in, strlen(in));
+	size_t o = 0;
+
+	if (outlen == 0)
+		return -1;
+	for (; *in != '\0'; in++) {
+		unsigned char c = (unsigned char)*in;
+
+		if (keep || (c >= '!' && c <= '~' && c != '+' && c != '=')) {
+			if (o + 1 >= outlen)
+				goto full;
+			out[o++] = (char)c;
+			continue;
+		}
+		if (o + 3 >= outlen)
+			goto full;
+		out[o++] = '+';
+		out[o++] = hex[c >> 4];
+		out[o++] = hex[c & 15];
+	}
+	out[o] = '\0';
+	return (int)o;
+full:
+	out[o] = '\0';
+	return -1;
+}

@@ -60,4 +60,10 @@ int esmtp_notify_parse(const char *v);
  * or out is too small */
 int esmtp_xtext_decode(const char *in, size_t len, char *out, size_t outlen);
 
+/* esmtp_xtext_encode - in as RFC 3461 xtext: octets outside "!".."~",
+ * '+' and '=' as "+XX"; in that is valid xtext already is copied as it
+ * is (ENVID and ORCPT are stored as received).  The length, or -1 when
+ * out is too small: out then holds as much as fits, never a cut "+XX" */
+int esmtp_xtext_encode(const char *in, char *out, size_t outlen);
+
 #endif

@@ -5,7 +5,8 @@
  * as the session hands it over).  Checks: a refusal carries a 5xx reply;
  * what is accepted holds up (ENVID/ORCPT within their limits and valid
  * xtext, NOTIFY=NEVER alone); xtext decoding never writes past out and
- * decodes what it accepts to no more octets than it read.
+ * decodes what it accepts to no more octets than it read; encoding
+ * always gives valid xtext within its buffer, and decodes back.
  */
 #include <assert.h>
 #include <stdint.h>
@@ -56,6 +57,30 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	                       (size_t)(data[0] >> 1) % sizeof(out));
 	assert(n < 0 || (size_t)n <= size - 1);
 	assert(n < 0 || (size_t)n < (size_t)(data[0] >> 1) % sizeof(out));
+
+	/* encoding: always valid xtext, within out; what was not xtext
+	 * decodes back to the input */
+	{
+		char enc[256], dec[256];
+		size_t in_len = strnlen((const char *)data + 1, size - 1);
+		char *in = strndup((const char *)data + 1, in_len);
+
+		if (in != NULL) {
+			int was = policy_xtext_valid(in, in_len);
+
+			n = esmtp_xtext_encode(in, enc, sizeof(enc));
+			assert(strlen(enc) < sizeof(enc));
+			assert(policy_xtext_valid(enc, strlen(enc)));
+			if (n >= 0 && !was) {
+				assert((size_t)n == strlen(enc));
+				assert(esmtp_xtext_decode(enc, n, dec,
+				                          sizeof(dec)) ==
+				       (int)in_len);
+				assert(memcmp(dec, in, in_len) == 0);
+			}
+			free(in);
+		}
+	}
 	free(buf);
 	return 0;
 }

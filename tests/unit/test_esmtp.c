@@ -1,6 +1,6 @@
 /*
  * test_esmtp.c - policy/esmtp.c: MAIL and RCPT parameters, NOTIFY lists,
- * xtext decoding; every refusal with its exact reply.
+ * xtext decoding and encoding; every refusal with its exact reply.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -279,6 +279,32 @@ test_xtext_decode(void **state)
 	assert_int_equal(esmtp_xtext_decode("", 0, out, 0), -1);
 }
 
+static void
+test_xtext_encode(void **state)
+{
+	char out[64], back[64];
+
+	assert_int_equal(esmtp_xtext_encode("a+b=c d", out, sizeof(out)), 13);
+	assert_string_equal(out, "a+2Bb+3Dc+20d");
+	/* valid xtext is kept as received (ENVID/ORCPT are stored so) */
+	assert_int_equal(esmtp_xtext_encode("bob+40x", out, sizeof(out)), 7);
+	assert_string_equal(out, "bob+40x");
+	assert_int_equal(esmtp_xtext_encode("\x01\xff", out, sizeof(out)), 6);
+	assert_string_equal(out, "+01+FF");
+	assert_int_equal(esmtp_xtext_encode("", out, sizeof(out)), 0);
+	assert_string_equal(out, "");
+	/* too small: a prefix that is still xtext, never half an escape */
+	assert_int_equal(esmtp_xtext_encode("ab cd", out, 5), -1);
+	assert_string_equal(out, "ab");
+	assert_int_equal(esmtp_xtext_encode("abcd", out, 4), -1);
+	assert_string_equal(out, "abc");
+	assert_int_equal(esmtp_xtext_encode("x", out, 0), -1);
+	/* round trip */
+	assert_int_equal(esmtp_xtext_encode("a b+c", out, sizeof(out)), 9);
+	assert_int_equal(esmtp_xtext_decode(out, 9, back, sizeof(back)), 5);
+	assert_string_equal(back, "a b+c");
+}
+
 int
 main(void)
 {
@@ -295,6 +321,7 @@ main(void)
 	    cmocka_unit_test(test_rcpt_refused),
 	    cmocka_unit_test(test_rcpt_orcpt_length),
 	    cmocka_unit_test(test_xtext_decode),
+	    cmocka_unit_test(test_xtext_encode),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
