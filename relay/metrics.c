@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "metrics_domain.h"
+#include "milter.h"
 #include "stats.h"
 
 #define METRICS_CLIENTS_MAX 32
@@ -222,6 +223,7 @@ metrics_page(struct json_buf *b)
 			(unsigned long long)msgs, (unsigned long long)bytes,
 			(long long)(oldest > 0 && now > oldest ? now - oldest
 							       : 0));	metrics_domain_page(b);
+	milter_metrics_page(b);
 }
 
 /* ------------------------------------------------------------------ */

@@ -1,11 +1,14 @@
 /*
  * milter.c - the milter client on the loop (milter.h).
  *
- * Called by smtpd.c at the end of a message; uses milter_proto.c for
+ * Called by smtpd_milter.c at the end of a message; uses milter_proto.c for
  * framing, cfg->filter for the milters, milter_timeout and
  * milter_default_action.  One connection per milter per message, the
- * milters one after another: each sees the message as received, their
- * modifications are applied in order by smtpd.c.  Steps the milter asked
+ * milters one after another: the header and body edits of one are
+ * applied (milter_apply_file) before the next sees the message; the
+ * recipient changes are applied by smtpd_milter.c at the end.  Each
+ * milter's wait and outcome are logged and counted (milter_metrics.c).
+ * Steps the milter asked
  * to skip (SMFIP_NO*) are not sent, replies it will not give (SMFIP_NR*)
  * are not waited for.  A callback never runs inside milter_run().
  */
@@ -32,7 +35,9 @@
 #define SMFIF_DELRCPT 0x08
 #define SMFIF_CHGHDRS 0x10
 #define SMFIF_QUARANTINE 0x20
-#define MILTER_ACTIONS 0x3f
+#define SMFIF_CHGFROM 0x40
+#define SMFIF_ADDRCPT_PAR 0x80
+#define MILTER_ACTIONS 0xff
 
 #define SMFIP_NOCONNECT 0x1
 #define SMFIP_NOHELO 0x2
@@ -88,6 +93,10 @@ struct milter_run {
 	uint32_t actions, proto;
 	int waiting;		/* a reply is owed */
 	double sent_at;
+	double wait;			/* this milter's reply waits, seconds */
+	enum milter_verdict own;	/* what this milter said */
+	int failed;			/* ... or it failed */
+	FILE *own_data;			/* the message as edited so far */
 	unsigned char *out;
 	size_t outlen, outcap;
 	unsigned char *in;
@@ -206,6 +215,8 @@ static void
 milter_set_verdict(struct milter_run *r, enum milter_verdict v,
 		   const char *reply, const char *why)
 {
+	if (v > r->own)
+		r->own = v;
 	if (v <= r->res.verdict && r->res.verdict != MILTER_CONTINUE)
 		return;
 	r->res.verdict = v;
@@ -215,11 +226,82 @@ milter_set_verdict(struct milter_run *r, enum milter_verdict v,
 		 why);
 }
 
+static void milter_free_headers(struct milter_run *r);
+static int milter_parse_headers(struct milter_run *r);
+
+/* milter_chain - bake the header and body edits so far into a new copy
+ * of the message, which the next milter is shown; 0, or -1 */
+static int
+milter_chain(struct milter_run *r)
+{
+	struct milter_mod **pp, *m;
+	int edits = r->res.body != NULL;
+	FILE *f;
+
+	for (m = r->res.mods; m != NULL; m = m->next)
+		if (m->kind == MILTER_MOD_ADDHDR ||
+		    m->kind == MILTER_MOD_INSHDR || m->kind == MILTER_MOD_CHGHDR)
+			edits = 1;
+	if (!edits)
+		return 0;
+	if ((f = milter_apply_file(&r->res, r->m.data)) == NULL)
+		return -1;
+	/* applied: only the recipient changes stay for smtpd_milter.c */
+	for (pp = &r->res.mods; (m = *pp) != NULL;)
+		if (m->kind == MILTER_MOD_ADDRCPT || m->kind == MILTER_MOD_DELRCPT)
+			pp = &m->next;
+		else {
+			*pp = m->next;
+			free(m->name);
+			free(m->value);
+			free(m);
+		}
+	if (r->res.body != NULL)
+		fclose(r->res.body);
+	r->res.body = NULL;
+	if (r->own_data != NULL)
+		fclose(r->own_data);
+	r->own_data = r->m.data = f;
+	milter_free_headers(r);
+	if (milter_parse_headers(r) < 0)
+		milter_free_headers(r);
+	return 0;
+}
+
+/* milter_account - this milter's outcome and wait: log line, metrics */
+static void
+milter_account(struct milter_run *r)
+{
+	static const char *const names[] = {
+		[MILTER_CONTINUE] = "accepted",	  [MILTER_DISCARD] = "discarded",
+		[MILTER_QUARANTINE] = "quarantined", [MILTER_TEMPFAIL] = "tempfailed",
+		[MILTER_REJECT] = "rejected",
+	};
+	const char *o = r->failed ? "failed" : names[r->own];
+
+	log_msg(r->m.queue_id, "milter %s: %s, waited %.3fs", r->cm->spec, o,
+		r->wait);
+	milter_metrics_record(r->cm->spec, r->wait, o);
+}
+
 /* milter_finish_one - this milter is done; the next, or the verdict */
 static void
 milter_finish_one(struct milter_run *r)
 {
 	milter_conn_close(r);
+	milter_account(r);
+	if (r->res.verdict != MILTER_REJECT &&
+	    r->res.verdict != MILTER_TEMPFAIL &&
+	    r->res.verdict != MILTER_DISCARD &&
+	    r->idx + 1 < backmxd.cfg->filter->nmilter && milter_chain(r) < 0) {
+		log_err("%s: milter: cannot copy the edited message",
+			r->m.queue_id);
+		r->res.verdict = MILTER_TEMPFAIL;
+		snprintf(r->res.reply, sizeof(r->res.reply),
+			 "451 4.3.0 Error: local error in processing");
+		snprintf(r->res.why, sizeof(r->res.why),
+			 "milter chain: cannot copy the edited message");
+	}
 	if (r->res.verdict == MILTER_REJECT || r->res.verdict == MILTER_TEMPFAIL ||
 	    r->res.verdict == MILTER_DISCARD ||
 	    ++r->idx >= backmxd.cfg->filter->nmilter) {
@@ -230,6 +312,9 @@ milter_finish_one(struct milter_run *r)
 		if (res != NULL) {
 			*res = r->res;
 			memset(&r->res, 0, sizeof(r->res));
+			/* the edited copy goes with the result */
+			res->message = r->own_data;
+			r->own_data = NULL;
 		}
 		switch (res != NULL ? res->verdict : MILTER_TEMPFAIL) {
 		case MILTER_CONTINUE:
@@ -264,6 +349,7 @@ milter_fail(struct milter_run *r, const char *why)
 	char w[200];
 
 	stats.milter_failed++;
+	r->failed = 1;
 	snprintf(w, sizeof(w), "%s; milter_default_action=%s", why,
 		 config_filter_action_str(f->milter_default_action));
 	log_warn("%s: milter %s: %s", r->m.queue_id, r->cm->spec, w);
@@ -394,6 +480,33 @@ milter_reply(struct milter_run *r, char cmd, const unsigned char *d,
 				      0, s[0], NULL) < 0
 			       ? -1
 			       : 0;
+	case '2': /* SMFIR_ADDRCPT_PAR: ESMTP arguments are not kept */
+		if (!(r->actions & SMFIF_ADDRCPT_PAR) ||
+		    (milter_strings(d, dl, s, 2) < 0 &&
+		     milter_strings(d, dl, s, 1) < 0))
+			return -1;
+		return milter_mod_add(r, MILTER_MOD_ADDRCPT, 0, s[0], NULL) < 0
+			       ? -1
+			       : 0;
+	case 'e': { /* SMFIR_CHGFROM: the envelope sender; arguments ignored */
+		size_t l;
+
+		if (!(r->actions & SMFIF_CHGFROM) ||
+		    (milter_strings(d, dl, s, 2) < 0 &&
+		     milter_strings(d, dl, s, 1) < 0))
+			return -1;
+		l = strlen(s[0]);
+		if (l >= 2 && s[0][0] == '<' && s[0][l - 1] == '>')
+			snprintf(r->res.sender, sizeof(r->res.sender), "%.*s",
+				 (int)(l - 2), s[0] + 1);
+		else
+			snprintf(r->res.sender, sizeof(r->res.sender), "%s",
+				 s[0]);
+		r->res.chgfrom = 1;
+		/* the next milter's MAIL FROM is the new sender */
+		r->m.sender = r->res.sender;
+		return 0;
+	}
 	case 'b':
 		if (!(r->actions & SMFIF_CHGBODY))
 			return -1;
@@ -473,6 +586,7 @@ milter_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			stats.milter_replies++;
 			stats.milter_latency_ms += (uint64_t)(
 				(ev_now(loop) - r->sent_at) * 1000);
+			r->wait += ev_now(loop) - r->sent_at;
 			r->waiting = 0;
 			ev_io_stop(loop, &r->rio);
 			ev_timer_stop(loop, &r->timer);
@@ -688,6 +802,9 @@ milter_conn_start(struct milter_run *r)
 	uint32_t v[3];
 
 	r->cm = &f->milter[r->idx];
+	r->wait = 0;
+	r->own = MILTER_CONTINUE;
+	r->failed = 0;
 	r->step = MS_OPTNEG;
 	r->sub = 0;
 	r->body_done = r->skip_body = 0;
@@ -812,8 +929,22 @@ milter_result_free(struct milter_result *res)
 	}
 	if (res->body != NULL)
 		fclose(res->body);
+	if (res->message != NULL)
+		fclose(res->message);
 	free(res->rcpt_rejected);
 	free(res);
+}
+
+static void
+milter_free_headers(struct milter_run *r)
+{
+	for (int i = 0; i < r->nhdrs; i++) {
+		free(r->hdrs[i].name);
+		free(r->hdrs[i].value);
+	}
+	free(r->hdrs);
+	r->hdrs = NULL;
+	r->nhdrs = 0;
 }
 
 void
@@ -822,11 +953,9 @@ milter_cancel(struct milter_run *r)
 	if (r == NULL)
 		return;
 	milter_conn_close(r);
-	for (int i = 0; i < r->nhdrs; i++) {
-		free(r->hdrs[i].name);
-		free(r->hdrs[i].value);
-	}
-	free(r->hdrs);
+	milter_free_headers(r);
+	if (r->own_data != NULL)
+		fclose(r->own_data);
 	free(r->out);
 	free(r->in);
 	/* what a cancelled run collected */

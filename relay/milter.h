@@ -9,6 +9,10 @@
  * macros), non-blocking, each reply bounded by milter_timeout.  The
  * callback gets the verdict and the modifications to apply; a milter
  * that is down, slow or speaks garbage gets milter_default_action.
+ * Milters are chained: the header and body edits of one are applied
+ * before the next one is asked (it sees the message as edited, and the
+ * sender as changed by SMFIR_CHGFROM).  Each milter's time and outcome
+ * go to the log and to milter_metrics.c.
  *
  * The pure packet codec (milter_proto.c) is shared with the fuzz target.
  */
@@ -56,6 +60,10 @@ struct milter_result {
 	struct milter_mod *mods;	/* in order received */
 	FILE *body;		/* replaced body (CRLF text) or NULL */
 	int *rcpt_rejected;	/* per recipient: a milter refused it */
+	FILE *message;		/* the message with the header/body edits of
+				   the milters applied, or NULL: unchanged */
+	int chgfrom;		/* a milter changed the envelope sender */
+	char sender[520];	/* ... to this (no angle brackets) */
 };
 
 /* what the milters see; all strings owned by the caller */
@@ -108,4 +116,15 @@ struct spool_writer;
  */
 int milter_apply(const struct milter_result *res, FILE *data,
 		 struct spool_writer *w, uint64_t *size);
+/* milter_apply_file - the same into a new temporary file, rewound;
+ * NULL when it could not be written */
+FILE *milter_apply_file(const struct milter_result *res, FILE *data);
+
+/* milter_metrics.c - per milter (by its spec): one conversation's
+ * wait in seconds and its outcome ("accepted", "rejected", "tempfailed",
+ * "discarded", "quarantined", "failed"); the Prometheus families */
+struct json_buf;
+void milter_metrics_record(const char *spec, double seconds,
+			   const char *outcome);
+void milter_metrics_page(struct json_buf *b);
 #endif

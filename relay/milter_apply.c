@@ -1,10 +1,12 @@
 /*
- * milter_apply.c - write a message into the spool with the milters'
- * header modifications and body replacement applied (milter.h).
+ * milter_apply.c - write a message with the milters' header
+ * modifications and body replacement applied (milter.h): into the spool
+ * (milter_apply), or into a file for the next milter of a chain
+ * (milter_apply_file, so that it sees the edits of those before it).
  *
- * Called by smtpd.c once the milters answered; reads the message as
- * received from its temporary file, holds only the header in memory
- * (bounded), streams the body.
+ * Called by smtpd_milter.c once the milters answered and by milter.c
+ * between two milters; reads the message from its temporary file, holds
+ * only the header in memory (bounded), streams the body.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -80,9 +82,23 @@ apply_name_is(const char *field, const char *name)
 	       (field[n] == ':' || field[n] == ' ' || field[n] == '\t');
 }
 
-int
-milter_apply(const struct milter_result *res, FILE *data,
-	     struct spool_writer *w, uint64_t *size)
+typedef int (*apply_put_fn)(void *arg, const void *p, size_t n);
+
+static int
+apply_put_spool(void *arg, const void *p, size_t n)
+{
+	return spool_writer_append(arg, p, n);
+}
+
+static int
+apply_put_file(void *arg, const void *p, size_t n)
+{
+	return fwrite(p, 1, n, arg) == n ? 0 : -1;
+}
+
+static int
+apply_to(const struct milter_result *res, FILE *data, apply_put_fn put,
+	 void *w, uint64_t *size)
 {
 	struct apply_hdrs h = {0};
 	char line[2048], buf[65536];
@@ -169,12 +185,12 @@ milter_apply(const struct milter_result *res, FILE *data,
 	for (int i = 0; i < h.n; i++) {
 		size_t l = strlen(h.f[i]);
 
-		if (spool_writer_append(w, h.f[i], l) < 0)
+		if (put(w, h.f[i], l) < 0)
 			goto out;
 		*size += l;
 	}
 	if (res->body != NULL) {
-		if (spool_writer_append(w, "\r\n", 2) < 0)
+		if (put(w, "\r\n", 2) < 0)
 			goto out;
 		*size += 2;
 		rewind(res->body);
@@ -201,18 +217,18 @@ milter_apply(const struct milter_result *res, FILE *data,
 				ob[o++] = c;
 				cr = c == '\r';
 			}
-			if (spool_writer_append(w, ob, o) < 0)
+			if (put(w, ob, o) < 0)
 				goto out;
 			*size += o;
 		}
 		if (cr) {
-			if (spool_writer_append(w, "\n", 1) < 0)
+			if (put(w, "\n", 1) < 0)
 				goto out;
 			*size += 1;
 		}
 	} else
 		while ((n = fread(buf, 1, sizeof(buf), data)) > 0) {
-			if (spool_writer_append(w, buf, n) < 0)
+			if (put(w, buf, n) < 0)
 				goto out;
 			*size += n;
 		}
@@ -222,4 +238,28 @@ out:
 		free(h.f[i]);
 	free(h.f);
 	return rc;
+}
+
+int
+milter_apply(const struct milter_result *res, FILE *data,
+	     struct spool_writer *w, uint64_t *size)
+{
+	return apply_to(res, data, apply_put_spool, w, size);
+}
+
+FILE *
+milter_apply_file(const struct milter_result *res, FILE *data)
+{
+	FILE *out = tmpfile();
+	uint64_t size = 0;
+
+	if (out == NULL)
+		return NULL;
+	if (apply_to(res, data, apply_put_file, out, &size) < 0 ||
+	    fflush(out) != 0) {
+		fclose(out);
+		return NULL;
+	}
+	rewind(out);
+	return out;
 }

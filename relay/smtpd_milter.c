@@ -84,6 +84,37 @@ smtpd_rcpt_edit(struct smtpd_tx *tx, const struct milter_result *res)
 	return tx->nrcpt;
 }
 
+/* smtpd_milter_chgfrom - SMFIR_CHGFROM: the new envelope sender, if
+ * it is a path we would have taken in MAIL FROM (else it is ignored) */
+static int
+smtpd_milter_chgfrom(struct smtpd_tx *tx, const char *sender)
+{
+	char buf[POLICY_PATH_MAX + 3];
+	struct policy_path path;
+	struct result res;
+	size_t end;
+	char *n;
+
+	memset(&res, 0, sizeof(res));
+	snprintf(buf, sizeof(buf), "<%s>", sender);
+	if (policy_parse_path(buf, strlen(buf),
+	                      tx->smtputf8 ? POLICY_PARSE_SMTPUTF8 : 0, &path,
+	                      &end, &res) < 0 ||
+	    buf[end] != '\0' || path.kind == POLICY_PATH_POSTMASTER) {
+		log_msg(tx->id, "milter: sender change to <%.200s> ignored: %s",
+		        sender, res.text);
+		return 0;
+	}
+	n = strdup(path.kind == POLICY_PATH_NULL ? "" : path.address);
+	if (n == NULL)
+		return -1;
+	log_msg(tx->id, "milter: sender changed from <%s> to <%s>", tx->sender,
+	        n);
+	free(tx->sender);
+	tx->sender = n;
+	return 0;
+}
+
 /* smtpd_milter_cb - the milters' verdict on the message */
 static void
 smtpd_milter_cb(void *arg, struct milter_result *res)
@@ -123,7 +154,13 @@ smtpd_milter_cb(void *arg, struct milter_result *res)
 		smtpd_reply(s, "554 5.7.1 Error: all recipients rejected");
 		goto drop;
 	}
-	if (milter_apply(res, tx->milter_fp, tx->w, &size) < 0) {
+	if (res->chgfrom && smtpd_milter_chgfrom(tx, res->sender) < 0) {
+		smtpd_reply(s, "451 4.3.0 Error: local error in processing");
+		goto drop;
+	}
+	/* the copy with the edits of all but the last milter, if any */
+	if (milter_apply(res, res->message ? res->message : tx->milter_fp,
+	                 tx->w, &size) < 0) {
 		tx->spool_failed = 1;
 		tx->spool_err = spool_errno(backmxd.spool);
 	}

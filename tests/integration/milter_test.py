@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A small milter on Debian's python3-milter for test_milter.py.
 
-usage: milter_test.py PORT LOGFILE
+usage: milter_test.py PORT LOGFILE [ADDR]
 
 What it does is chosen by the message's Subject:
   reject      554 5.7.1 (via setreply) at end of message
@@ -11,6 +11,7 @@ What it does is chosen by the message's Subject:
   modify      add, insert, change and delete header fields, add
               bob@backup.example, delete carol@backup.example, replace body
   accept      ACCEPT at the first header (nothing else is seen)
+  chgfrom     change the envelope sender to changed@sender.example
 anything else CONTINUE.  postmaster@... is rejected at RCPT.
 Each message's macros and what the milter saw go to LOGFILE, a JSON line
 per message.
@@ -103,6 +104,9 @@ class TestMilter(Milter.Base):
         if s == 'quarantine':
             self.quarantine('held by the test milter')
             return Milter.CONTINUE
+        if s == 'chgfrom':
+            self.chgfrom('<changed@sender.example>')
+            return Milter.CONTINUE
         if s == 'modify':
             self.addheader('X-Added', 'by the test milter')
             self.addheader('X-First', 'inserted at the top', 0)
@@ -117,8 +121,10 @@ class TestMilter(Milter.Base):
 def main():
     Milter.factory = TestMilter
     Milter.set_flags(Milter.ADDHDRS + Milter.CHGHDRS + Milter.ADDRCPT +
-                     Milter.DELRCPT + Milter.CHGBODY + Milter.QUARANTINE)
-    Milter.runmilter('backmxtest', 'inet:%s@127.0.0.7' % sys.argv[1], 30)
+                     Milter.DELRCPT + Milter.CHGBODY + Milter.QUARANTINE +
+                     Milter.CHGFROM)
+    addr = sys.argv[3] if len(sys.argv) > 3 else '127.0.0.7'
+    Milter.runmilter('backmxtest', 'inet:%s@%s' % (sys.argv[1], addr), 30)
 
 
 if __name__ == '__main__':

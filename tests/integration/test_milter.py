@@ -29,16 +29,18 @@ def _wait_port(host, port, timeout=15):
 
 
 class PyMilter:
-    def __init__(self, world):
-        self.log = os.path.join(world.workdir, 'pymilter-%d.log' % os.getpid())
+    def __init__(self, world, port=None):
+        port = port or PYMILTER_PORT
+        self.log = os.path.join(world.workdir, 'pymilter-%d-%d.log'
+                                % (os.getpid(), port))
         if os.path.exists(self.log):
             os.unlink(self.log)
         self.p = subprocess.Popen(['/usr/bin/python3',
                                    os.path.join(HERE, 'milter_test.py'),
-                                   str(PYMILTER_PORT), self.log],
+                                   str(port), self.log],
                                   stdout=subprocess.DEVNULL,
                                   stderr=open(self.log + '.err', 'w'))
-        _wait_port('127.0.0.7', PYMILTER_PORT)
+        _wait_port('127.0.0.7', port)
 
     def seen(self):
         if not os.path.exists(self.log):
@@ -269,6 +271,68 @@ def test_milter_two_in_order(world):
         p.wait_messages(1, timeout=15)
     finally:
         m.stop()
+
+
+def test_milter_chgfrom(world):
+    """SMFIR_CHGFROM: the primary gets the milter's envelope sender"""
+    m = PyMilter(world)
+    try:
+        p = world.sinks['primary']
+        b = _backmx(world)
+        assert _send(b, 'chgfrom') is None
+        msg = p.wait_messages(1, timeout=15)[0]
+        assert msg['mail_from'] == 'changed@sender.example', msg
+        b.wait_log(r'milter: sender changed from <sender@sender\.example> '
+                   r'to <changed@sender\.example>')
+        b.wait_log(r'from=<changed@sender\.example>, size=')
+    finally:
+        m.stop()
+
+
+def test_milter_chain_sees_edits(world):
+    """two milters: the second is shown the first one's header and body
+    edits and its sender change; both are logged and counted with their
+    wait"""
+    m1 = PyMilter(world)
+    m2 = PyMilter(world, port=PYMILTER_PORT + 10)
+    try:
+        p = world.sinks['primary']
+        b = _backmx(world, extra='milter inet:127.0.0.7:%d\n'
+                    % (PYMILTER_PORT + 10), metrics='127.0.0.3:9426')
+        assert _send(b, 'modify', rcpts=('alice@backup.example',
+                                         'carol@backup.example')) is None
+        msg = p.wait_messages(1, timeout=15)[0]
+        head, _, body = msg['data'].partition(b'\r\n\r\n')
+        assert b'Subject: modified by the milter' in head, head
+        assert body == b'the body the milter wrote\r\n', body
+        seen = m2.seen()
+        assert len(seen) == 1, seen
+        hdrs = [[h[0], h[1].strip()] for h in seen[0]['headers']]
+        assert ['X-Added', 'by the test milter'] in hdrs, hdrs
+        assert ['X-First', 'inserted at the top'] == hdrs[0], hdrs
+        assert ['Subject', 'modified by the milter'] in hdrs, hdrs
+        assert not [h for h in hdrs if h[0] == 'X-Remove'], hdrs
+        assert seen[0]['body'] == 'the body the milter wrote\r\n', seen
+        assert m1.seen()[0]['body'].startswith('the original body')
+        for port in (PYMILTER_PORT, PYMILTER_PORT + 10):
+            b.wait_log(r'milter inet:127\.0\.0\.7:%d: accepted, waited '
+                       r'[0-9.]+s' % port)
+        r = subprocess.run(['curl', '-s', '--max-time', '10',
+                            'http://127.0.0.3:9426/metrics'],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        for port in (PYMILTER_PORT, PYMILTER_PORT + 10):
+            lab = 'milter="inet:127.0.0.7:%d"' % port
+            assert ('backmx_milter_outcomes_total{%s,outcome="accepted"} 1'
+                    % lab) in r.stdout, r.stdout
+            assert ('backmx_milter_latency_seconds_count{%s} 1' % lab) \
+                in r.stdout, r.stdout
+        pt = subprocess.run(['promtool', 'check', 'metrics'], input=r.stdout,
+                            capture_output=True, text=True, timeout=30)
+        assert pt.returncode == 0, pt.stdout + pt.stderr
+    finally:
+        m1.stop()
+        m2.stop()
 
 
 # ---------------------------------------------------------------- rspamd
