@@ -82,13 +82,13 @@ proxy_parse_v1(const unsigned char *buf, size_t len, struct proxy_hdr *h,
 		}
 		return 0;
 	}
-	if (end + 1 >= len) {
-		if (end + 2 > PROXY_V1_MAX) {
-			*why = "v1 header longer than 107 octets";
-			return -1;
-		}
-		return 0;	/* the LF is still to come */
+	/* CRLF included: a CR at octet 107 leaves no room for its LF */
+	if (end + 2 > PROXY_V1_MAX) {
+		*why = "v1 header longer than 107 octets";
+		return -1;
 	}
+	if (end + 1 >= len)
+		return 0;	/* the LF is still to come */
 	if (buf[end + 1] != '\n') {
 		*why = "v1 header: CR without LF";
 		return -1;
