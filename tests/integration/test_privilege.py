@@ -1,0 +1,77 @@
+"""Privilege after start: backmxd started as root with `user backmx`
+runs every protocol line as that user, with no capability left.
+
+/proc/PID/status of the running daemon (and of each of its threads):
+real, effective, saved and filesystem Uid and Gid all the user's, no
+supplementary group 0, CapEff/CapPrm/CapAmb zero; and a session, a
+delivery and a SIGHUP reload later it is still so.
+"""
+import os
+import pwd
+import signal
+
+USER = 'backmx'
+
+
+def _status(path):
+    out = {}
+    with open(path) as f:
+        for line in f:
+            k, _, v = line.partition(':')
+            out[k] = v.split()
+    return out
+
+
+def _check(pid, uid, gid):
+    paths = ['/proc/%d/status' % pid]
+    tdir = '/proc/%d/task' % pid
+    paths += [os.path.join(tdir, t, 'status') for t in os.listdir(tdir)]
+    for p in paths:
+        st = _status(p)
+        assert st['Uid'] == [str(uid)] * 4, (p, st['Uid'])
+        assert st['Gid'] == [str(gid)] * 4, (p, st['Gid'])
+        assert '0' not in st.get('Groups', []), (p, st['Groups'])
+        for cap in ('CapEff', 'CapPrm', 'CapAmb'):
+            assert int(st[cap][0], 16) == 0, (p, cap, st[cap])
+
+
+def _open_path(d):
+    """the run's work directories are 0700: open the way down for the
+    user for this test only (as test_faults does)"""
+    opened = []
+    while d not in ('/', '/tmp'):
+        mode = os.stat(d).st_mode & 0o7777
+        if not mode & 0o001:
+            os.chmod(d, mode | 0o011)
+            opened.append((d, mode))
+        d = os.path.dirname(d)
+    return opened
+
+
+def test_privilege_dropped_after_start(world):
+    if os.geteuid() != 0:
+        return      # the drop is only meaningful when started as root
+    pw = pwd.getpwnam(USER)
+    b = world.backmx(start=False, user=USER)
+    opened = _open_path(b.dir)
+    try:
+        for root, dirs, files in os.walk(b.dir):
+            for n in dirs + files:
+                os.chown(os.path.join(root, n), pw.pw_uid, pw.pw_gid)
+        os.chown(b.dir, pw.pw_uid, pw.pw_gid)
+        b.start()
+        b.wait_log(r'running as %s \(uid %d\)' % (USER, pw.pw_uid))
+        _check(b.pid, pw.pw_uid, pw.pw_gid)
+        p = world.sinks['primary']
+        s = b.smtp()
+        s.sendmail('a@sender.example', ['bob@backup.example'],
+                   b'Subject: priv\r\n\r\nhello\r\n')
+        s.quit()
+        p.wait_messages(1, timeout=20)
+        os.kill(b.pid, signal.SIGHUP)
+        b.wait_log(r'reload', timeout=10)
+        _check(b.pid, pw.pw_uid, pw.pw_gid)
+        assert b.stop() == 0
+    finally:
+        for d, mode in opened:
+            os.chmod(d, mode)
