@@ -140,6 +140,14 @@ ldap_conf_parse(const char *file, struct ldap_cfg *c, const char *user,
 				goto fail;
 			}
 			c->timeout = (int)t;
+		} else if (!strcmp(k, "tls_ca_cert_file")) {
+			if (access(v, R_OK) < 0) {
+				snprintf(err, errlen,
+					 "%s:%d: tls_ca_cert_file %s: %s", file,
+					 lineno, v, strerror(errno));
+				goto fail;
+			}
+			snprintf(c->ca_file, sizeof(c->ca_file), "%s", v);
 		} else if (!strcmp(k, "start_tls")) {
 			if (!strcasecmp(v, "yes") || !strcasecmp(v, "on"))
 				c->start_tls = 1;

@@ -1,14 +1,12 @@
 /*
  * ldap_src.c - the ldap:FILE recipient source (see ldap_src.h).  One
- * connection per FILE; searches are sent with ldap_search_ext and their
- * results collected with ldap_result(timeout 0) when libev says the
- * connection's descriptor is readable, so a lookup never blocks the loop.
- *
- * XXX: the TCP connect (and the StartTLS handshake) happen inside
- * libldap's first call on a new connection; they are bounded by
- * LDAP_OPT_NETWORK_TIMEOUT (at most 2 s) and retried at most once per
- * `timeout` after a failure, so a dead directory costs the loop at most
- * 2 s per `timeout`.  A localhost or LAN directory refuses at once.
+ * connection per FILE.  It is opened and bound by a worker thread
+ * (ldap_open.c: connect, StartTLS, bind never run on the loop); once
+ * bound, searches are sent with ldap_search_ext and their results
+ * collected with ldap_result(timeout 0) when libev says the connection's
+ * descriptor is readable, so a lookup never blocks the loop.  A lookup
+ * made while the connection is being opened waits for it, bounded by its
+ * own timer.
  *
  * Called by rcpt_verify.c (lookups) and config_rcpt.c (-t checks).
  */
@@ -19,11 +17,10 @@
 #include <unistd.h>
 
 #include "backmxd.h"
+#include "ldap_open.h"
 #include "ldap_src.h"
 #include "log.h"
 
-
-#define LDAP_CONNECT_TIMEOUT_MAX 2
 
 unsigned long long ldap_src_lookups, ldap_src_errors;
 
@@ -38,7 +35,7 @@ struct ldap_src_req {
 	void *arg;
 };
 
-enum lc_state { LC_DOWN, LC_BINDING, LC_READY };
+enum lc_state { LC_DOWN, LC_OPENING, LC_READY };
 
 struct ldap_conn {
 	struct ldap_conn *next;
@@ -47,7 +44,7 @@ struct ldap_conn {
 	int cfg_ok;
 	LDAP *ld;
 	enum lc_state state;
-	int bind_msgid;
+	struct ldap_open *opening;	/* LC_OPENING: the worker's job */
 	ev_io io;
 	ev_timer kick;			/* open / send from the loop */
 	double retry_after;
@@ -95,9 +92,9 @@ req_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (q->msgid >= 0 && lc->ld != NULL)
 		ldap_abandon_ext(lc->ld, q->msgid, NULL, NULL);
-	req_done(q, POLICY_ANS_UNKNOWN, "LDAP lookup timed out");
-	if (lc->state == LC_BINDING)
-		lc_close(lc, "bind timed out");
+	req_done(q, POLICY_ANS_UNKNOWN,
+		 lc->state == LC_OPENING ? "LDAP connect/bind timed out"
+					 : "LDAP lookup timed out");
 }
 
 static void
@@ -129,6 +126,12 @@ lc_close(struct ldap_conn *lc, const char *why)
 	char msg[250];
 
 	snprintf(msg, sizeof(msg), "LDAP %.100s: %.120s", lc->cfg.uri, why);
+	if (lc->opening != NULL) {
+		ldap_open_cancel(lc->opening);
+		lc->opening = NULL;
+	}
+	if (lc->ld == NULL && lc->state != LC_DOWN)
+		log_warn("ldap: %s: %s", lc->cfg.uri, why);
 	if (lc->ld != NULL) {
 		log_warn("ldap: %s: %s", lc->cfg.uri, why);
 		ev_io_stop(backmxd.loop, &lc->io);
@@ -174,48 +177,37 @@ lc_watch(struct ldap_conn *lc)
 	return 0;
 }
 
+/* lc_opened - the worker's answer: a bound handle, or why not */
 static void
-lc_open(struct ldap_conn *lc)
+lc_opened(void *arg, LDAP *ld, const char *why)
 {
-	struct timeval ntv = { lc->cfg.timeout < LDAP_CONNECT_TIMEOUT_MAX
-				   ? lc->cfg.timeout
-				   : LDAP_CONNECT_TIMEOUT_MAX,
-			       0 };
-	int v3 = LDAP_VERSION3, rc;
-	struct berval cred;
+	struct ldap_conn *lc = arg;
 
-	if (ldap_initialize(&lc->ld, lc->cfg.uri) != LDAP_SUCCESS) {
-		lc->ld = NULL;
-		lc_close(lc, "bad server_host");
+	lc->opening = NULL;
+	if (ld == NULL) {
+		lc_close(lc, why);
 		return;
 	}
-	ldap_set_option(lc->ld, LDAP_OPT_PROTOCOL_VERSION, &v3);
-	ldap_set_option(lc->ld, LDAP_OPT_NETWORK_TIMEOUT, &ntv);
-	ldap_set_option(lc->ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
-	if (lc->cfg.start_tls) {
-		/* bounded by the network timeout (see the file's head) */
-		rc = ldap_start_tls_s(lc->ld, NULL, NULL);
-		if (rc != LDAP_SUCCESS) {
-			lc_close(lc, ldap_err2string(rc));
-			return;
-		}
-	}
-	cred.bv_val = lc->cfg.bind_pw;
-	cred.bv_len = strlen(lc->cfg.bind_pw);
-	/* a simple bind (anonymous without bind_dn): the first call
-	 * connects, the answer comes through ldap_result */
-	rc = ldap_sasl_bind(lc->ld, lc->cfg.bind_dn[0] ? lc->cfg.bind_dn : "",
-			    LDAP_SASL_SIMPLE, &cred, NULL, NULL,
-			    &lc->bind_msgid);
-	if (rc != LDAP_SUCCESS) {
-		lc_close(lc, ldap_err2string(rc));
-		return;
-	}
+	lc->ld = ld;
 	if (lc_watch(lc) < 0) {
 		lc_close(lc, "no connection descriptor");
 		return;
 	}
-	lc->state = LC_BINDING;
+	lc_ready(lc);
+}
+
+static void
+lc_open(struct ldap_conn *lc)
+{
+	char why[200];
+
+	lc->opening = ldap_open_start(&lc->cfg, lc_opened, lc, why,
+				      sizeof(why));
+	if (lc->opening == NULL) {
+		lc_close(lc, why);
+		return;
+	}
+	lc->state = LC_OPENING;
 }
 
 static struct ldap_src_req *
@@ -247,17 +239,6 @@ lc_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		n = ldap_msgid(msg);
-		if (lc->state == LC_BINDING && n == lc->bind_msgid) {
-			rc = ldap_parse_result(lc->ld, msg, &err, NULL, NULL,
-					       NULL, NULL, 1);
-			if (rc != LDAP_SUCCESS || err != LDAP_SUCCESS) {
-				lc_close(lc, ldap_err2string(
-						 rc != LDAP_SUCCESS ? rc : err));
-				return;
-			}
-			lc_ready(lc);
-			continue;
-		}
 		{
 			struct ldap_src_req *q = lc_find(lc, n);
 			int entries = ldap_count_entries(lc->ld, msg);
@@ -378,7 +359,9 @@ ldap_src_shutdown(void)
 		next = lc->next;
 		ev_timer_stop(backmxd.loop, &lc->kick);
 		lc_close(lc, "shutting down");
+		memset(lc->cfg.bind_pw, 0, sizeof(lc->cfg.bind_pw));
 		free(lc);
 	}
 	ldap_conns = NULL;
+	ldap_open_shutdown();
 }

@@ -14,9 +14,13 @@
  *                                          by root or the backmx user)
  *   timeout      = 5s                     (per lookup and connect)
  *   start_tls    = yes                    (optional)
+ *   tls_ca_cert_file = /etc/ssl/certs/x.pem (CA of the directory's
+ *                                          certificate; default the
+ *                                          system's)
  * One connection per FILE, opened on first use and after a failure
- * (at most once per timeout); an entry found = yes, none = no, any
- * error = unknown.
+ * (at most once per timeout) by a worker thread (ldap_open.c), so the
+ * loop never waits for a connect, StartTLS or bind; an entry found =
+ * yes, none = no, any error = unknown.
  */
 #ifndef BACKMX_LDAP_SRC_H
 #define BACKMX_LDAP_SRC_H
@@ -34,6 +38,7 @@ struct ldap_cfg {
 	char filter[512];
 	char bind_dn[512];
 	char bind_pw[256];
+	char ca_file[512];
 	int timeout;
 	int start_tls;
 };

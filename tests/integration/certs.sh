@@ -12,6 +12,8 @@
 #   peera/peerb/peerx.pem/.key  mirror nodes peer{a,b,x}.test.example (server and
 #                            client auth), signed by the CA; peerx is a wrong name
 #   rogue.pem/rogue.key      peerb.test.example, self-signed (not from the CA)
+#   ldap.pem/ldap.key        the test slapd (ldap_server.py): IP 127.0.0.10,
+#                            ldap.test.example, signed by the CA
 set -eu
 d=$1
 mkdir -p "$d"
@@ -32,6 +34,11 @@ openssl req -newkey rsa:2048 -nodes -keyout mta-sts.key -out mta-sts.csr \
 printf 'subjectAltName=DNS:mta-sts.sts.example,DNS:mta-sts.backup.example,DNS:mta-sts.dane.example\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > mta-sts.ext
 openssl x509 -req -in mta-sts.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
 	-out mta-sts.pem -days 30 -extfile mta-sts.ext 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout ldap.key -out ldap.csr \
+	-subj "/CN=ldap.test.example" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.10,DNS:ldap.test.example\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ldap.ext
+openssl x509 -req -in ldap.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+	-out ldap.pem -days 30 -extfile ldap.ext 2>/dev/null
 openssl x509 -in wrong.pem -noout -pubkey | openssl pkey -pubin -outform DER |
 	openssl dgst -sha256 -hex | sed 's/^.*= //' > wrong.tlsa311
 for n in peera peerb peerx; do

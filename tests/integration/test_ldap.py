@@ -1,6 +1,8 @@
 """The ldap:FILE recipient source against a real slapd (ldap_server.py):
 dave is in the directory, not in any file; slapd stopped: verify_down."""
 import os
+import socket
+import threading
 
 from ldap_server import Slapd
 from primary import Primary
@@ -40,3 +42,164 @@ def test_ldap_found_no_callout_then_down(world):
     finally:
         slapd.stop()
         p.close()
+
+
+def _ldap_file(b, name, extra, query='(uid=%u)', host='127.0.0.10'):
+    path = os.path.join(b.dir, name)
+    with open(path, 'w') as f:
+        f.write('server_host = ldap://%s:389\n'
+                'search_base = ou=people,dc=example,dc=org\n'
+                'query_filter = %s\ntimeout = 3s\n%s' % (host, query, extra))
+    return path
+
+
+def test_ldap_start_tls_and_bind(world):
+    """slapd wants TLS for everything but StartTLS, and only the bind DN
+    may read: start_tls + bind_dn/bind_pw finds dave; without StartTLS, with
+    a wrong password or without the test CA it is unknown (450); an
+    anonymous search sees nothing (550)."""
+    from ldap_server import BIND_DN, BIND_PW
+    certs = world.certs
+    slapd = Slapd(os.path.join(world.workdir, 'slapd-tls'), certs=certs,
+                  require_tls=True, require_bind=True)
+    slapd.start()
+    try:
+        kinds = ('tls', 'notls', 'badpw', 'anon', 'noca')
+        b = world.backmx(start=False, domains=''.join(
+            'domain %s.example {\n recipients ldap:%%(dir)s/%s.ldap\n}\n'
+            % (k, k) for k in kinds))
+        pw = os.path.join(b.dir, 'bind.pw')
+        bad = os.path.join(b.dir, 'bad.pw')
+        for path, text in ((pw, BIND_PW), (bad, 'wrong')):
+            with open(path, 'w') as f:
+                f.write(text + '\n')
+            os.chmod(path, 0o600)
+        ca = 'tls_ca_cert_file = %s/ca.pem\n' % certs
+        bind = 'bind_dn = %s\nbind_pw = %s\n' % (BIND_DN, pw)
+        _ldap_file(b, 'tls.ldap', 'start_tls = yes\n' + ca + bind)
+        _ldap_file(b, 'notls.ldap', bind)
+        _ldap_file(b, 'badpw.ldap', 'start_tls = yes\n' + ca +
+                   'bind_dn = %s\nbind_pw = %s\n' % (BIND_DN, bad))
+        _ldap_file(b, 'anon.ldap', 'start_tls = yes\n' + ca)
+        _ldap_file(b, 'noca.ldap', 'start_tls = yes\n' + bind)
+        b.start()
+        s = b.smtp()
+        s.mail('s@sender.example')
+        code, msg = s.rcpt('dave@tls.example')
+        assert code == 250, (code, msg)
+        code, msg = s.rcpt('nobody@tls.example')
+        assert code == 550 and b'5.1.1' in msg, (code, msg)
+        for k in ('notls', 'badpw', 'noca'):
+            code, msg = s.rcpt('dave@%s.example' % k)
+            assert code == 450 and b'4.4.3' in msg, (k, code, msg)
+        code, msg = s.rcpt('dave@anon.example')
+        assert code == 550, (code, msg)
+        s.quit()
+        log = b.log_text()
+        assert 'Confidentiality required' in log, b.log_tail()
+        assert 'Invalid credentials' in log, b.log_tail()
+        assert BIND_PW not in log
+        assert 'TLS: Connect error' in log, b.log_tail()   # noca
+    finally:
+        slapd.stop()
+
+
+def test_ldap_bind_pw_file_mode_checked(world):
+    import subprocess
+    b = world.backmx(start=False, domains=(
+        'domain pw.example {\n recipients ldap:%(dir)s/pw.ldap\n}\n'))
+    pw = os.path.join(b.dir, 'bind.pw')
+    with open(pw, 'w') as f:
+        f.write('secret\n')
+    _ldap_file(b, 'pw.ldap', 'bind_dn = cn=x\nbind_pw = %s\n' % pw)
+
+    def check():
+        r = subprocess.run([world.backmxd, '-t', '-c', b.conf_path],
+                           capture_output=True, text=True, timeout=30)
+        return r.returncode, r.stdout + r.stderr
+    os.chmod(pw, 0o644)
+    rc, out = check()
+    assert rc != 0 and 'readable by others' in out, out
+    os.chmod(pw, 0o640)
+    rc, out = check()
+    assert rc == 0, out
+    os.chown(pw, 65534, 65534)      # nobody: neither root nor backmx
+    rc, out = check()
+    assert rc != 0 and 'owned by root or the backmx user' in out, out
+
+
+def _read_lines(sock, n):
+    """n reply lines, read byte by byte (nothing read ahead)."""
+    lines, cur = [], b''
+    while len(lines) < n:
+        c = sock.recv(1)
+        if not c:
+            break
+        cur += c
+        if cur.endswith(b'\n'):
+            lines.append(cur)
+            cur = b''
+    return lines
+
+
+def test_ldap_silent_server_does_not_stall_the_loop(world):
+    """A directory that accepts TCP but never answers (with StartTLS, which
+    libldap would wait for forever on the loop): the RCPT waits for the
+    timeout and gets 450, while another session runs to its end first."""
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(('127.0.0.11', 389))
+    lsock.listen(16)
+    held = []
+
+    def hold():
+        while True:
+            try:
+                c, _ = lsock.accept()
+            except OSError:
+                return
+            held.append(c)      # never a byte back
+    threading.Thread(target=hold, daemon=True).start()
+    try:
+        b = world.backmx(start=False, domains=(
+            'domain silent.example {\n recipients ldap:%(dir)s/s.ldap\n}\n'
+            'domain plain.example {\n recipients ldap:%(dir)s/p.ldap\n}\n'
+            'domain files.example {\n recipients %(dir)s/f.rcpts\n'
+            ' route [127.0.0.5]:25\n}\n'))
+        _ldap_file(b, 's.ldap', 'start_tls = yes\n', host='127.0.0.11')
+        _ldap_file(b, 'p.ldap', '', host='127.0.0.11')
+        with open(os.path.join(b.dir, 'f.rcpts'), 'w') as f:
+            f.write('fred\n')
+        b.start()
+        for dom in ('silent', 'plain'):
+            a = socket.create_connection(('127.0.0.3', 25), 30)
+            assert _read_lines(a, 1)[0][:3] == b'220'
+            a.sendall(b'EHLO a.example\r\n')
+            while not _read_lines(a, 1)[0].startswith(b'250 '):
+                pass
+            a.sendall(b'MAIL FROM:<s@sender.example>\r\n'
+                      b'RCPT TO:<x@%s.example>\r\n' % dom.encode())
+            assert _read_lines(a, 1)[0][:3] == b'250'   # MAIL
+            # the RCPT waits for the directory; meanwhile a whole session
+            s = b.smtp()
+            s.mail('s@sender.example')
+            assert s.rcpt('fred@files.example')[0] == 250
+            s.rset()
+            s.quit()
+            a.setblocking(False)
+            try:
+                early = a.recv(100)
+            except BlockingIOError:
+                early = b''
+            assert early == b'', (dom, early)    # still waiting
+            a.setblocking(True)
+            a.settimeout(30)
+            line = _read_lines(a, 1)[0]
+            assert line.startswith(b'450') and b'4.4.3' in line, (dom, line)
+            a.close()
+            b.stop()            # a fresh connection (and retry) each round
+            b.start()
+    finally:
+        lsock.close()
+        for c in held:
+            c.close()
