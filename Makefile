@@ -6,6 +6,7 @@
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make lint       clang-format check of .lint-files, cppcheck over the tree
 #   make fuzz       run every fuzz target for FUZZ_SECONDS each
+#   make fuzz-long  every fuzz target for FUZZ_TIME (1800) s at nice 19
 #   make bench      benchmark beside Postfix (tests/bench/); BENCH_ARGS=--scale: scale runs
 #   make clean
 
@@ -153,6 +154,16 @@ fuzz-smoke:
 fuzz:
 	@$(MAKE) --no-print-directory -k $(FUZZ_BIN) || true
 	@sh tests/fuzz/run.sh $(BUILD) $(FUZZ_SECONDS) $(FUZZ_BIN)
+
+# every target for FUZZ_TIME seconds, one after another at nice 19 (the
+# cores are shared); FUZZ_TARGETS="smtp_cmd proxy" narrows it.  Figures
+# go in tests/fuzz/RESULTS.md.
+FUZZ_TIME ?= 1800
+.PHONY: fuzz-long
+fuzz-long:
+	@$(MAKE) --no-print-directory -k $(FUZZ_BIN) || true
+	@FUZZ_NICE="nice -n 19" sh tests/fuzz/run.sh $(BUILD) $(FUZZ_TIME) \
+		$(if $(FUZZ_TARGETS),$(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS)),$(FUZZ_BIN))
 
 # make check: everything, then one summary line.  Each runner appends
 # "PASS name" / "FAIL name: reason" lines to $(BUILD)/results.  The daemon

@@ -4,6 +4,7 @@
 # the repository are never written to).  Crashes, leaks and timeouts land
 # in BUILD/fuzz-artifacts/.  One line per target, "PASS fuzz_X (N execs)"
 # or "FAIL fuzz_X: reason", printed and appended to BUILD/results.
+# FUZZ_NICE (e.g. "nice -n 19") prefixes each run (make fuzz-long).
 build=${1:?usage: run.sh BUILD SECONDS BIN...}
 secs=${2:?usage: run.sh BUILD SECONDS BIN...}
 shift 2
@@ -30,14 +31,15 @@ for bin in "$@"; do
 		continue
 	fi
 	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
-		timeout $((secs + 120)) "$bin" -max_total_time="$secs" -timeout=10 \
+		$FUZZ_NICE timeout $((secs + 120)) "$bin" -max_total_time="$secs" -timeout=10 \
 		-rss_limit_mb=2048 -print_final_stats=1 \
 		-artifact_prefix="$arts/$name-" "$work" > "$log" 2>&1
 	st=$?
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
 	[ -n "$execs" ] || execs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log" | tail -n 1)
+	cov=$(sed -n 's/.*DONE *\(cov: [0-9]* ft: [0-9]*\).*/\1/p' "$log" | tail -n 1)
 	if [ "$st" -eq 0 ] && [ -n "$execs" ] && [ "$execs" -gt 0 ]; then
-		line="PASS $name ($execs execs in ${secs}s)"
+		line="PASS $name ($execs execs in ${secs}s${cov:+, $cov})"
 		echo "$line"; echo "$line" >> "$results"
 	else
 		art=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
