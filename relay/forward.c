@@ -289,6 +289,7 @@ fwd_done(struct delivery *d, struct smtp_client *reusable)
 	if (d->next != NULL)
 		d->next->prev = d->prev;
 	d->next = d->prev = NULL;
+	fwd_session_to(d, FWD_DONE);
 	fwd_results(d);
 	d->client = NULL;
 	fwd_delivery_free(d);

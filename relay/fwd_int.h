@@ -64,6 +64,21 @@ enum fwd_tlsa {
 	FWD_TLSA_ERROR,		/* bogus or failed: the host is not used */
 };
 
+/*
+ * fwd_state - where a delivery is; every change goes through
+ * fwd_session_to (fwd_session.c), which logs it at debug level
+ */
+enum fwd_state {
+	FWD_NEW,	/* created, nothing asked yet */
+	FWD_MX,		/* MX lookup of the domain */
+	FWD_ADDR,	/* A/AAAA lookups of the hosts */
+	FWD_STS,	/* the domain's MTA-STS policy (tls mta-sts) */
+	FWD_TLSA,	/* TLSA lookup of the host about to be tried */
+	FWD_CONNECT,	/* a client connecting: greeting, EHLO, STARTTLS */
+	FWD_SEND,	/* the transaction on a ready connection */
+	FWD_DONE,	/* over: results recorded */
+};
+
 struct delivery;
 
 struct fwd_query {
@@ -77,6 +92,7 @@ struct delivery {
 	char id[SPOOL_ID_LEN + 1];
 	struct spool_envelope *env;
 	struct fwd_dest *dest;
+	enum fwd_state state;
 	int is_static, literal, port, tls;
 	char domain[POLICY_DOMAIN_MAX + 1];	/* of the recipients */
 	char host[POLICY_DOMAIN_MAX + 1];	/* static route host */
@@ -166,6 +182,8 @@ int fwd_host_tls(struct delivery *d);
 void fwd_sts_start(struct delivery *d);
 
 /* fwd_session.c: one delivery */
+const char *fwd_state_name(enum fwd_state s);
+void fwd_session_to(struct delivery *d, enum fwd_state next);
 void fwd_start(struct spool_envelope *e, const int *idx, int n,
 	       struct fwd_dest *dest);
 void fwd_try_next(struct delivery *d);

@@ -259,6 +259,7 @@ fwd_resolve_hosts(struct delivery *d)
 {
 	int i, t;
 
+	fwd_session_to(d, FWD_ADDR);
 	d->nqs = 0;
 	d->outstanding = 0;
 	for (i = 0; i < d->nhosts; i++)
@@ -372,6 +373,7 @@ fwd_route_start(struct delivery *d)
 		fwd_resolve_hosts(d);
 		return;
 	}
+	fwd_session_to(d, FWD_MX);
 	d->mxq = dns_query(backmxd.dns, d->domain, DNS_T_MX, fwd_mx_cb, d);
 	if (d->mxq == NULL) {
 		struct result r;

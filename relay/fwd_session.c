@@ -4,6 +4,8 @@
  * find) through each host and address in order (fwd_try_next), the
  * SMTP client connection (smtp_client.c) and the transaction, to its end
  * (fwd_done in forward.c, which records the results with fwd_result.c).
+ * Its state (enum fwd_state) changes only in fwd_session_to, logged at
+ * debug level (backmxd -d): "ID: delivery to KEY: MX -> ADDR".
  * Caller: forward.c (fwd_start).
  */
 #include <netinet/in.h>
@@ -21,6 +23,27 @@
 
 static void fwd_client_cb(void *arg, struct smtp_client *c,
 			  const struct result *r);
+
+/* fwd_state_name - the name of a state, for logs */
+const char *
+fwd_state_name(enum fwd_state s)
+{
+	static const char *const names[] = {"NEW", "MX", "ADDR", "STS",
+					    "TLSA", "CONNECT", "SEND", "DONE"};
+
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s]
+							       : "?";
+}
+
+/* fwd_session_to - the one transition of a delivery's state */
+void
+fwd_session_to(struct delivery *d, enum fwd_state next)
+{
+	log_debug("%s: delivery to %s: %s -> %s", d->id,
+		  d->dest != NULL ? d->dest->key : "?",
+		  fwd_state_name(d->state), fwd_state_name(next));
+	d->state = next;
+}
 
 /* fwd_all - the same result for every recipient of d */
 static void
@@ -126,8 +149,10 @@ fwd_try_next(struct delivery *d)
 		p.no_starttls = d->plain && p.tls == POLICY_TLS_MAY;
 		d->plain = 0;
 		d->client = smtp_client_new(backmxd.loop, &p, fwd_client_cb, d);
-		if (d->client != NULL)
+		if (d->client != NULL) {
+			fwd_session_to(d, FWD_CONNECT);
 			return;
+		}
 		result_set(&d->last, 451, "4.3.0", "out of memory");
 	}
 	if (d->last.code == 0)
@@ -162,6 +187,7 @@ fwd_send(struct delivery *d)
 	d->tx.res = d->res;
 	d->tx.remote = d->remote;
 	d->t_send = ev_now(backmxd.loop);
+	fwd_session_to(d, FWD_SEND);
 	if (smtp_client_send(d->client, &d->tx) < 0) {
 		struct smtp_client *c = d->client;
 

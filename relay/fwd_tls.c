@@ -145,8 +145,10 @@ fwd_host_tls(struct delivery *d)
 			snprintf(name, sizeof(name), "_25._tcp.%s", h->name);
 			d->tlsaq = dns_query(backmxd.dns, name, DNS_T_TLSA,
 					     fwd_tlsa_cb, d);
-			if (d->tlsaq != NULL)
+			if (d->tlsaq != NULL) {
+				fwd_session_to(d, FWD_TLSA);
 				return 0;
+			}
 			result_set(&d->last, 451, "4.7.5", "TLSA lookup error "
 				   "for %s: resolver unavailable", name);
 			d->tlsa_state = FWD_TLSA_ERROR;
@@ -349,6 +351,7 @@ fwd_sts_start(struct delivery *d)
 {
 	char name[POLICY_DOMAIN_MAX + 16];
 
+	fwd_session_to(d, FWD_STS);
 	/* the saved policies count even when the TXT lookup fails */
 	(void)fwd_sts_cache_open();
 	snprintf(name, sizeof(name), "_mta-sts.%s", d->domain);
