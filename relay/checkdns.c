@@ -1,10 +1,13 @@
 /*
  * checkdns.c - `backmxctl check-dns DOMAIN`: audits a domain's public DNS
  * for the mistakes that break a backup MX.  This file owns one audit's
- * life: it starts every lookup through dns.h, collects the answers, and
- * once all are back calls the reports of checkdns_mx.c (MX set, targets),
- * checkdns_spf.c and checkdns_tls.c (MTA-STS, TLSA) in a fixed order, so
- * output is reproducible; the line helpers they share are here too.
+ * life: it starts the first lookups through dns.h (the other files start
+ * the ones that follow from answers), keeps every lookup on one chain so
+ * cancelling is one walk, and once all are back calls the reports of
+ * checkdns_mx.c (MX set, targets), checkdns_host.c (HELO name, PTR),
+ * checkdns_spf.c, checkdns_dmarc.c (DMARC, TLS-RPT) and checkdns_tls.c
+ * (MTA-STS, TLSA) in a fixed order, so output is reproducible; the line
+ * and address helpers they share are here too.
  * Called by control.c; see checkdns.h for the callbacks and who frees.
  */
 #include <sys/socket.h>
@@ -60,7 +63,7 @@ checkdns_name_norm(const char *name, char *out, size_t outlen)
 	return 0;
 }
 
-static int
+int
 checkdns_is_own(const struct checkdns *c, const char *host)
 {
 	int i;
@@ -81,10 +84,11 @@ checkdns_free(struct checkdns *c)
 	for (i = 0; i < c->nown; i++)
 		free(c->own[i]);
 	free(c->own);
-	for (i = 0; i < c->txt.n; i++)
-		free(c->txt.s[i]);
-	for (i = 0; i < c->sts.n; i++)
-		free(c->sts.s[i]);
+	checkdns_txt_free(&c->sts);
+	checkdns_txt_free(&c->dmarc);
+	checkdns_txt_free(&c->tlsrpt);
+	checkdns_txt_free(&c->txt);
+	checkdns_host_free(c);
 	free(c->targets);
 	free(c->cafile);
 	free(c);
@@ -94,27 +98,16 @@ checkdns_free(struct checkdns *c)
 static void
 checkdns_cancel_all(struct checkdns *c)
 {
-	struct checkdns_lookup *ls[] = {&c->mx_l,     &c->txt_l,  &c->sts_l,
-	                                &c->tlsa_l,   &c->self_a, &c->self_aaaa,
-	                                &c->stshost_l};
-	size_t i;
-	int t;
+	struct checkdns_lookup *l;
 
-	for (i = 0; i < sizeof(ls) / sizeof(ls[0]); i++)
-		if (ls[i]->q != NULL) {
-			dns_cancel(ls[i]->q);
-			ls[i]->q = NULL;
+	for (l = c->live; l != NULL; l = l->live_next)
+		if (l->q != NULL) {
+			dns_cancel(l->q);
+			l->q = NULL;
 		}
 	if (c->fetch != NULL) {
 		mtasts_fetch_cancel(c->fetch);
 		c->fetch = NULL;
-	}
-	for (t = 0; t < c->ntargets; t++) {
-		if (c->targets[t].a.q != NULL)
-			dns_cancel(c->targets[t].a.q);
-		if (c->targets[t].aaaa.q != NULL)
-			dns_cancel(c->targets[t].aaaa.q);
-		c->targets[t].a.q = c->targets[t].aaaa.q = NULL;
 	}
 }
 
@@ -162,6 +155,15 @@ checkdns_lookup_start(struct checkdns *c, struct checkdns_lookup *l,
 	l->c = c;
 	l->take = take;
 	l->started = 1;
+	l->done = 0;
+	l->status = DNS_OK;
+	l->secure = 0;
+	l->why[0] = '\0';
+	if (!l->linked) {
+		l->linked = 1;
+		l->live_next = c->live;
+		c->live = l;
+	}
 	l->q = dns_query(c->dns, name, rrtype, checkdns_lookup_cb, l);
 	if (l->q == NULL) {
 		l->done = 1;
@@ -173,15 +175,45 @@ checkdns_lookup_start(struct checkdns *c, struct checkdns_lookup *l,
 	return 0;
 }
 
-static void
+int
+checkdns_addrs_has(const struct checkdns_addrs *a,
+                   const struct sockaddr_storage *ss)
+{
+	int i;
+
+	for (i = 0; i < a->n; i++)
+		if (checkdns_addr_eq(&a->a[i], ss))
+			return 1;
+	return 0;
+}
+
+/* checkdns_addrs_add - ss unless a has it already or is full */
+void
+checkdns_addrs_add(struct checkdns_addrs *a, const struct sockaddr_storage *ss)
+{
+	if (a->n < CHECKDNS_ADDR_MAX && !checkdns_addrs_has(a, ss))
+		a->a[a->n++] = *ss;
+}
+
+void
 checkdns_addrs_take(struct checkdns_addrs *a, const struct dns_result *r)
 {
 	int i;
 
 	if (r->status != DNS_OK)
 		return;
-	for (i = 0; i < r->n && a->n < CHECKDNS_ADDR_MAX; i++)
-		a->a[a->n++] = r->addr[i];
+	for (i = 0; i < r->n; i++)
+		checkdns_addrs_add(a, &r->addr[i]);
+}
+
+void
+checkdns_txt_free(struct checkdns_txt *t)
+{
+	int i;
+
+	for (i = 0; i < t->n; i++)
+		free(t->s[i]);
+	t->n = 0;
 }
 
 void
@@ -202,10 +234,32 @@ checkdns_take_txt(struct checkdns_lookup *l, const struct dns_result *r)
 	checkdns_txt_take(&l->c->txt, r);
 }
 
+/*
+ * checkdns_self_known - our hostname's addresses are in (or there is no
+ * hostname): what others see of us is known, so the lookups that depend
+ * on it (PTR, SPF evaluation) can start.
+ */
+static void
+checkdns_self_known(struct checkdns *c)
+{
+	int i;
+
+	for (i = 0; i < c->host_addrs.n; i++)
+		checkdns_addrs_add(&c->pub, &c->host_addrs.a[i]);
+	for (i = 0; i < c->listen_addrs.n; i++)
+		checkdns_addrs_add(&c->pub, &c->listen_addrs.a[i]);
+	checkdns_host_start(c);
+}
+
 static void
 checkdns_take_self(struct checkdns_lookup *l, const struct dns_result *r)
 {
-	checkdns_addrs_take(&l->c->self_addrs, r);
+	struct checkdns *c = l->c;
+
+	checkdns_addrs_take(&c->self_addrs, r);
+	checkdns_addrs_take(&c->host_addrs, r);
+	if (c->self_a.done && c->self_aaaa.done)
+		checkdns_self_known(c);
 }
 
 static void
@@ -272,6 +326,20 @@ checkdns_take_mx(struct checkdns_lookup *l, const struct dns_result *r)
 	}
 }
 
+/* checkdns_addr_wildcard - 0.0.0.0 or :: (listen on every address) */
+static int
+checkdns_addr_wildcard(const struct sockaddr_storage *ss)
+{
+	static const unsigned char zero[16];
+
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == 0;
+	if (ss->ss_family == AF_INET6)
+		return memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr,
+		              zero, 16) == 0;
+	return 1;
+}
+
 struct checkdns *
 checkdns_start(struct dns *d, const struct config *cfg, const char *domain,
                checkdns_line_cb line_cb, checkdns_done_cb done_cb, void *arg)
@@ -292,9 +360,14 @@ checkdns_start(struct dns *d, const struct config *cfg, const char *domain,
 	c->arg = arg;
 	c->loop = backmxd.loop;
 	/* the addresses we listen on count as ours, like our name's */
-	for (i = 0;
-	     i < backmxd.nown_addrs && c->self_addrs.n < CHECKDNS_ADDR_MAX; i++)
-		c->self_addrs.a[c->self_addrs.n++] = backmxd.own_addrs[i];
+	for (i = 0; i < backmxd.nown_addrs; i++) {
+		checkdns_addrs_add(&c->self_addrs, &backmxd.own_addrs[i]);
+		checkdns_addrs_add(&c->own_addrs, &backmxd.own_addrs[i]);
+	}
+	for (i = 0; cfg != NULL && i < cfg->nlisten; i++)
+		if (!checkdns_addr_wildcard(&cfg->listen[i].ss))
+			checkdns_addrs_add(&c->listen_addrs,
+			                   &cfg->listen[i].ss);
 	if (checkdns_name_norm(domain, c->domain, sizeof(c->domain)) == -1 ||
 	    strlen(c->domain) > 240)
 		goto fail;
@@ -323,6 +396,12 @@ checkdns_start(struct dns *d, const struct config *cfg, const char *domain,
 	                                 checkdns_take_mx) == 0;
 	started += checkdns_lookup_start(c, &c->txt_l, c->domain, DNS_T_TXT,
 	                                 checkdns_take_txt) == 0;
+	snprintf(name, sizeof(name), "_dmarc.%s", c->domain);
+	started += checkdns_lookup_start(c, &c->dmarc_l, name, DNS_T_TXT,
+	                                 checkdns_take_dmarc) == 0;
+	snprintf(name, sizeof(name), "_smtp._tls.%s", c->domain);
+	started += checkdns_lookup_start(c, &c->tlsrpt_l, name, DNS_T_TXT,
+	                                 checkdns_take_tlsrpt) == 0;
 	snprintf(name, sizeof(name), "_mta-sts.%s", c->domain);
 	started += checkdns_lookup_start(c, &c->sts_l, name, DNS_T_TXT,
 	                                 checkdns_take_sts) == 0;
@@ -341,6 +420,9 @@ checkdns_start(struct dns *d, const struct config *cfg, const char *domain,
 			               checkdns_take_tlsa) == 0;
 		}
 	}
+	if (!c->self_a.started || (c->self_a.done && c->self_aaaa.done))
+		checkdns_self_known(c); /* no hostname, or neither started */
+	started += c->pending > 0;
 	if (started == 0)
 		goto fail;
 	return c;
@@ -489,10 +571,15 @@ checkdns_report(struct checkdns *c)
 		              c->domain, c->mx_l.why);
 		break;
 	}
-	/* a null MX domain wants no mail: its SPF/MTA-STS are moot */
+	/* about us, whatever the domain: what receivers see of our mail */
+	checkdns_report_helo(c);
+	checkdns_report_ptr(c);
+	/* a null MX domain wants no mail: its SPF/DMARC/TLS are moot */
 	if (c->mx_l.status != DNS_NXDOMAIN &&
 	    !(c->mx_l.status == DNS_OK && c->ntargets == 0)) {
 		checkdns_report_spf(c);
+		checkdns_report_dmarc(c);
+		checkdns_report_tlsrpt(c);
 		checkdns_report_sts(c);
 	}
 	checkdns_report_tlsa(c);

@@ -3,7 +3,9 @@
  * state of one audit (struct checkdns), its lookups, and the report
  * functions each file contributes.  checkdns.c runs the lookups and calls
  * the reports in a fixed order; checkdns_mx.c judges the MX set and its
- * targets, checkdns_spf.c the SPF record, checkdns_tls.c MTA-STS and TLSA.
+ * targets, checkdns_host.c our HELO name and reverse DNS, checkdns_spf.c
+ * the SPF record, checkdns_dmarc.c the DMARC
+ * and TLS-RPT records, checkdns_tls.c MTA-STS and TLSA.
  * Private to relay/checkdns*.c.
  */
 #ifndef BACKMX_CHECKDNS_INT_H
@@ -22,6 +24,7 @@
 #define CHECKDNS_TXT_MAX 16  /* TXT strings kept per name */
 #define CHECKDNS_LINE_MAX 768
 #define CHECKDNS_FETCH_TIMEOUT 15. /* seconds, MTA-STS policy fetch */
+#define CHECKDNS_PTR_NAMES 4       /* PTR names followed per address */
 
 struct checkdns;
 
@@ -29,8 +32,10 @@ struct checkdns_lookup {
 	struct checkdns *c;
 	struct dns_query *q;
 	void (*take)(struct checkdns_lookup *, const struct dns_result *);
-	int index; /* MX target for target lookups */
+	int index; /* which target / address / name the answer is for */
 	int started;
+	int linked;                        /* on c->live */
+	struct checkdns_lookup *live_next; /* every lookup ever started */
 	int done;
 	enum dns_status status;
 	int secure;
@@ -55,6 +60,16 @@ struct checkdns_target {
 struct checkdns_txt {
 	char *s[CHECKDNS_TXT_MAX];
 	int n;
+};
+
+/* one of our addresses: its PTR names and whether they lead back */
+struct checkdns_ptr {
+	struct sockaddr_storage addr;
+	struct checkdns_lookup ptr_l;
+	char name[CHECKDNS_PTR_NAMES][POLICY_DOMAIN_MAX + 1];
+	int nname;
+	struct checkdns_lookup fwd[CHECKDNS_PTR_NAMES];
+	int confirmed[CHECKDNS_PTR_NAMES];
 };
 
 struct checkdns {
@@ -82,6 +97,10 @@ struct checkdns {
 
 	struct checkdns_lookup txt_l; /* TXT DOMAIN (SPF) */
 	struct checkdns_txt txt;
+	struct checkdns_lookup dmarc_l; /* TXT _dmarc.DOMAIN */
+	struct checkdns_txt dmarc;
+	struct checkdns_lookup tlsrpt_l; /* TXT _smtp._tls.DOMAIN */
+	struct checkdns_txt tlsrpt;
 	struct checkdns_lookup sts_l; /* TXT _mta-sts.DOMAIN */
 	struct checkdns_txt sts;
 	char sts_id[MTASTS_ID_MAX + 1];
@@ -97,7 +116,15 @@ struct checkdns {
 	struct checkdns_lookup tlsa_l; /* TLSA _25._tcp.HOSTNAME */
 	int ntlsa, ntlsa_usable;
 	struct checkdns_lookup self_a, self_aaaa;
-	struct checkdns_addrs self_addrs;
+	struct checkdns_addrs self_addrs; /* own_addrs + host_addrs */
+	struct checkdns_addrs
+	    own_addrs; /* the machine's, as the caller knows */
+	struct checkdns_addrs host_addrs;   /* our hostname's A/AAAA */
+	struct checkdns_addrs listen_addrs; /* configured, not wildcards */
+	struct checkdns_addrs pub;          /* host + listen: what others see */
+	struct checkdns_ptr *ptrs;          /* one per pub address */
+	int nptrs;
+	struct checkdns_lookup *live; /* chain of every lookup started */
 
 	struct checkdns_target *targets;
 	int ntargets;
@@ -110,6 +137,13 @@ int checkdns_lookup_start(struct checkdns *c, struct checkdns_lookup *l,
                           void (*take)(struct checkdns_lookup *,
                                        const struct dns_result *));
 void checkdns_txt_take(struct checkdns_txt *t, const struct dns_result *r);
+void checkdns_txt_free(struct checkdns_txt *t);
+void checkdns_addrs_take(struct checkdns_addrs *a, const struct dns_result *r);
+int checkdns_addrs_has(const struct checkdns_addrs *a,
+                       const struct sockaddr_storage *ss);
+void checkdns_addrs_add(struct checkdns_addrs *a,
+                        const struct sockaddr_storage *ss);
+int checkdns_is_own(const struct checkdns *c, const char *host);
 void checkdns_report(struct checkdns *c);
 void checkdns_line(struct checkdns *c, const char *level, const char *check,
                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -124,8 +158,21 @@ void checkdns_report_self(struct checkdns *c);
 void checkdns_report_target(struct checkdns *c,
                             const struct checkdns_target *t);
 
+/* checkdns_host.c: after our hostname's addresses are known */
+void checkdns_host_start(struct checkdns *c);
+void checkdns_host_free(struct checkdns *c);
+void checkdns_report_helo(struct checkdns *c);
+void checkdns_report_ptr(struct checkdns *c);
+
 /* checkdns_spf.c */
 void checkdns_report_spf(struct checkdns *c);
+
+/* checkdns_dmarc.c */
+void checkdns_take_dmarc(struct checkdns_lookup *l, const struct dns_result *r);
+void checkdns_take_tlsrpt(struct checkdns_lookup *l,
+                          const struct dns_result *r);
+void checkdns_report_dmarc(struct checkdns *c);
+void checkdns_report_tlsrpt(struct checkdns *c);
 
 /* checkdns_tls.c */
 void checkdns_take_sts(struct checkdns_lookup *l, const struct dns_result *r);

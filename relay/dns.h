@@ -20,6 +20,7 @@
 
 #define DNS_T_A 1
 #define DNS_T_CNAME 5
+#define DNS_T_PTR 12
 #define DNS_T_MX 15
 #define DNS_T_TXT 16
 #define DNS_T_AAAA 28
@@ -50,7 +51,8 @@ struct dns_result {
 	struct policy_mx *mx;		/* DNS_T_MX (host "" for null MX ".") */
 	struct sockaddr_storage *addr;	/* DNS_T_A / AAAA (port 0) */
 	struct dns_tlsa *tlsa;		/* DNS_T_TLSA */
-	char **txt;			/* DNS_T_TXT, strings joined per RR */
+	char **txt;			/* DNS_T_TXT, strings joined per RR;
+					   DNS_T_PTR: the names, lowercase */
 	int ttl;		/* of the answer, seconds (0 if unknown) */
 };
 

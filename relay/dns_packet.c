@@ -122,7 +122,7 @@ dns_packet_result_free(struct ub_result *r)
 	free(r);
 }
 
-/* pkt_rdata - a copy of rr's rdata, MX exchange names decompressed */
+/* pkt_rdata - a copy of rr's rdata, MX exchange and PTR names decompressed */
 static char *
 pkt_rdata(const uint8_t *p, size_t len, const struct pkt_rr *rr, int *outlen)
 {
@@ -140,6 +140,19 @@ pkt_rdata(const uint8_t *p, size_t len, const struct pkt_rr *rr, int *outlen)
 		memcpy(d, p + rr->rdoff, 2);
 		memcpy(d + 2, name, (size_t)n);
 		*outlen = n + 2;
+		return d;
+	}
+	if (rr->type == 12 /* PTR */) {
+		uint8_t name[255];
+		size_t next;
+		int n = pkt_name(p, len, rr->rdoff, name, &next);
+
+		if (n < 0 || next != rr->rdoff + rr->rdlen)
+			return NULL;
+		if ((d = malloc((size_t)n)) == NULL)
+			return NULL;
+		memcpy(d, name, (size_t)n);
+		*outlen = n;
 		return d;
 	}
 	if ((d = malloc(rr->rdlen + 1)) == NULL)

@@ -279,6 +279,21 @@ dns_result_records(struct dns_result *res, const struct ub_result *r)
 				free(res->txt[n]);
 		}
 		break;
+	case DNS_T_PTR:
+		if ((res->txt = calloc(count, sizeof(*res->txt))) == NULL)
+			return -1;
+		for (i = 0; i < count; i++) {
+			char name[POLICY_DOMAIN_MAX + 2];
+
+			if (dns_parse_name((uint8_t *)r->data[i],
+			                   (size_t)r->len[i], name,
+			                   sizeof(name)) < 0 ||
+			    name[0] == '\0')
+				continue;
+			if ((res->txt[n] = strdup(name)) != NULL)
+				n++;
+		}
+		break;
 	default:
 		/* other types: the caller only learns that data exists */
 		n = count;

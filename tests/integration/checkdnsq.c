@@ -7,10 +7,13 @@
  *
  *   checkdnsq [-s SERVER] [-a TRUST_ANCHOR] [-t TIMEOUT] -H HOSTNAME
  *	       [-A ALIAS]... [-D DOMAIN[:may|encrypt|verify|dane]]...
- *	       [-C CAFILE] [-n] DOMAIN
+ *	       [-C CAFILE] [-n] [-I OWN_ADDR]... DOMAIN
  * -C is tls_ca (for the MTA-STS policy fetch); -n runs without a loop in
- * backmxd.loop, so no policy is fetched.
+ * backmxd.loop, so no policy is fetched; -I adds an address of this
+ * machine (backmxd.own_addrs, as the daemon has its listen addresses).
  */
+#include <arpa/inet.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,8 +72,9 @@ main(int argc, char **argv)
 	struct checkdns *cd;
 	struct dns *d;
 	char err[256];
+	static struct sockaddr_storage own[16];
 
-	while ((c = getopt(argc, argv, "s:a:t:H:A:D:C:n")) != -1) {
+	while ((c = getopt(argc, argv, "s:a:t:H:A:D:C:nI:")) != -1) {
 		switch (c) {
 		case 's':
 			server = optarg;
@@ -87,6 +91,25 @@ main(int argc, char **argv)
 		case 'n':
 			noloop = 1;
 			break;
+		case 'I': {
+			struct sockaddr_in *sin;
+			struct sockaddr_in6 *sin6;
+
+			if (backmxd.nown_addrs == 16)
+				usage();
+			sin = (struct sockaddr_in *)&own[backmxd.nown_addrs];
+			sin6 = (struct sockaddr_in6 *)&own[backmxd.nown_addrs];
+			if (inet_pton(AF_INET, optarg, &sin->sin_addr) == 1)
+				sin->sin_family = AF_INET;
+			else if (inet_pton(AF_INET6, optarg,
+			                   &sin6->sin6_addr) == 1)
+				sin6->sin6_family = AF_INET6;
+			else
+				usage();
+			backmxd.own_addrs = own;
+			backmxd.nown_addrs++;
+			break;
+		}
 		case 'H':
 			hostname = optarg;
 			break;

@@ -37,7 +37,7 @@ def _checkdnsq_path(world):
 
 def _check(world, domain, hostname=US, tls=None, configured=True,
            aliases=(), server='127.0.0.1', anchor=None, timeout=5, ca=None,
-           noloop=False):
+           noloop=False, own=()):
     """Run the audit; return (lines [(level, check, text)], nfail)."""
     cmd = [_checkdnsq_path(world), '-t', str(timeout), '-H', hostname]
     if server:
@@ -50,6 +50,8 @@ def _check(world, domain, hostname=US, tls=None, configured=True,
         cmd += ['-C', ca]
     if noloop:
         cmd.append('-n')
+    for a in own:
+        cmd += ['-I', a]
     if configured:
         cmd += ['-D', domain.rstrip('.') + (':' + tls if tls else '')]
     cmd.append(domain)
@@ -97,7 +99,15 @@ def test_checkdns_clean(world):
             ('OK', 'self', r'MX 20, behind the primary mx1\.test\.example \(10\)'),
             ('OK', 'target', r'mx2\.test\.example \(20\): 127\.0\.0\.3 \(us\)'),
             ('OK', 'spf', 'uses mx'),
+            ('OK', 'helo', r'mx2\.test\.example resolves to 127\.0\.0\.3$'),
+            ('OK', 'ptr', r'127\.0\.0\.3 has PTR mx2\.test\.example, forward-confirmed'),
+            ('OK', 'dmarc', r'DMARC record present \(p=reject\)'),
+            ('OK', 'tls-rpt', r'TLS-RPT record present \(1 report address\)'),
             ('OK', 'mta-sts', 'no MTA-STS record'))
+    # knowing this machine's addresses, the HELO name is confirmed ours
+    lines, nfail = _check(world, 'checkdns-clean.example', own=('127.0.0.3',))
+    assert nfail == 0, _show(lines)
+    _expect(lines, ('OK', 'helo', r'resolves to 127\.0\.0\.3 \(ours\)'))
     # a trailing dot and upper case are the same domain
     lines2, _ = _check(world, 'CHECKDNS-Clean.example.', configured=False)
     _expect(lines2, ('WARN', 'domain', 'no domain block'),
@@ -348,3 +358,55 @@ def test_checkdns_backmxctl(world):
     assert p.returncode == 1, 'rc %d\n%s%s' % (p.returncode, p.stdout, p.stderr)
     assert re.search(r'FAIL +self: mx2\.test\.example is the best MX', p.stdout), p.stdout
     assert p.stderr.strip(), 'no message on stderr'
+
+
+HOST = 'checkdns-host.example'
+
+
+def test_checkdns_helo_ptr(world):
+    # planted mistakes in zones/checkdns-host.example.zone and 127.in-addr.arpa
+    good = 'good.' + HOST
+    lines, _ = _check(world, 'checkdns-clean.example', hostname=good)
+    _expect(lines, ('OK', 'helo', r'good\.checkdns-host\.example resolves to 127\.0\.0\.31'),
+            ('OK', 'ptr', r'127\.0\.0\.31 has PTR good\.checkdns-host\.example, '
+             'forward-confirmed'))
+    assert not _has(lines, 'FAIL', 'ptr') and not _has(lines, 'FAIL', 'helo'), _show(lines)
+    # the HELO name resolves, but not to an address of this machine
+    lines, _ = _check(world, 'checkdns-clean.example', hostname=good, own=('127.0.0.3',))
+    _expect(lines, ('FAIL', 'helo', r'resolves to 127\.0\.0\.31, none of which is an '
+                    r'address of this machine \(127\.0\.0\.3\)'))
+    # no address at all
+    lines, _ = _check(world, 'checkdns-clean.example', hostname='nohelo.' + HOST)
+    _expect(lines, ('FAIL', 'helo', r'nohelo\.checkdns-host\.example .*has no A or AAAA'))
+    assert not any(c == 'ptr' for _, c, _ in lines), _show(lines)
+    # no PTR
+    lines, _ = _check(world, 'checkdns-clean.example', hostname='noptr.' + HOST)
+    _expect(lines, ('FAIL', 'ptr', r'127\.0\.0\.32 \(ours\) has no PTR record'))
+    # PTR to a name that does not lead back
+    lines, _ = _check(world, 'checkdns-clean.example', hostname='badptr.' + HOST)
+    _expect(lines, ('FAIL', 'ptr', r'127\.0\.0\.33 \(ours\) has PTR elsewhere\.checkdns-host'
+                    r'\.example, which does not resolve back'))
+    # forward-confirmed, but another name than ours: a WARN
+    lines, _ = _check(world, 'checkdns-clean.example', hostname='other.' + HOST)
+    _expect(lines, ('WARN', 'ptr', r'127\.0\.0\.34 \(ours\) has PTR named\.checkdns-host'
+                    r'\.example, forward-confirmed, but not our hostname'))
+    assert not _has(lines, 'FAIL', 'ptr'), _show(lines)
+
+
+def test_checkdns_dmarc_tlsrpt(world):
+    lines, nfail = _check(world, 'checkdns-rpt.example')
+    assert nfail == 0, _show(lines)
+    _expect(lines, ('OK', 'dmarc', r'p=none\): monitoring only'),
+            ('OK', 'tls-rpt', r'\(2 report addresses\)'))
+    lines, nfail = _check(world, 'two.checkdns-rpt.example')
+    assert nfail == 2, _show(lines)
+    _expect(lines, ('FAIL', 'dmarc', r'2 DMARC records at _dmarc\.two\.checkdns-rpt\.example'),
+            ('FAIL', 'tls-rpt', r'2 TLS-RPT records'))
+    lines, nfail = _check(world, 'bad.checkdns-rpt.example')
+    assert nfail == 2, _show(lines)
+    _expect(lines, ('FAIL', 'dmarc', r'is invalid: p=none, quarantine or reject must follow'),
+            ('FAIL', 'tls-rpt', r'has no rua= with a mailto: or https: address'))
+    lines, nfail = _check(world, 'none.checkdns-rpt.example')
+    assert nfail == 0, _show(lines)
+    _expect(lines, ('WARN', 'dmarc', r'no DMARC record \(_dmarc\.none\.checkdns-rpt\.example'),
+            ('WARN', 'tls-rpt', r'no TLS-RPT record \(_smtp\._tls\.none\.'))

@@ -175,6 +175,7 @@ answer_one(void)
 				n++;
 				break;
 			case DNS_T_TXT:
+			case DNS_T_PTR:
 				assert_true(n < 32);
 				txt[n++] = tok;
 				break;
@@ -320,9 +321,12 @@ static const struct fake zone_base[] = {
 static void
 test_checkdns_order_and_ipv6_spf(void **state)
 {
+	/* no PTR for either of our addresses in the fake: 2 FAIL */
 	assert_int_equal(
 	    run(zone_base, "mx2.example.net", "example.org", POLICY_TLS_MAY),
-	    0);
+	    2);
+	expect_line("FAIL ptr 192.0.2.2 (ours) has no PTR record");
+	expect_line("FAIL ptr 2001:db8::2 (ours) has no PTR record");
 	/* sorted by preference; our IPv6 address is in ip6:2001:db8::/32 */
 	expect_line("OK mx MX set of example.org: 10 mx1.example.org, "
 	            "20 mx2.example.net\n");
@@ -359,7 +363,7 @@ test_checkdns_spf_minus_mx(void **state)
 	/* "-mx" authorizes nobody; /31 stops short of .2; /33 is invalid */
 	assert_int_equal(run(zone_minus_mx, "mx2.example.net", "example.org",
 	                     POLICY_TLS_MAY),
-	                 0);
+	                 1); /* and no PTR */
 	expect_line("WARN spf \"v=spf1 -mx ip4:192.0.2.0/31");
 }
 
@@ -380,10 +384,11 @@ test_checkdns_many_mx(void **state)
 		              "%s%d h%d.big.example", i ? "|" : "", 100 - i, i);
 	/*
 	 * The first 32 records given are kept (h0..h31, prefs 100..69);
-	 * only h7 (93, us) has an address: 31 FAIL target lines.
+	 * only h7 (93, us) has an address: 31 FAIL target lines, and
+	 * one for its missing PTR.
 	 */
 	assert_int_equal(
-	    run(z, "h7.big.example", "big.example", POLICY_TLS_MAY), 31);
+	    run(z, "h7.big.example", "big.example", POLICY_TLS_MAY), 32);
 	expect_line("OK self h7.big.example is MX 93, behind the primary "
 	            "h31.big.example (69)");
 	expect_no("h32.big.example (");
@@ -448,7 +453,8 @@ test_checkdns_sts_no_loop(void **state)
 {
 	/* backmxd.loop is NULL here: the record is judged, nothing fetched */
 	assert_int_equal(
-	    run(zone_sts, "us.example", "s.example", POLICY_TLS_MAY), 0);
+	    run(zone_sts, "us.example", "s.example", POLICY_TLS_MAY),
+	    1); /* no PTR */
 	expect_line("OK mta-sts MTA-STS record present (id=abc)\n");
 	expect_line("WARN mta-sts policy not fetched (no event loop");
 }
@@ -491,13 +497,14 @@ test_checkdns_cancel(void **state)
 	zone = zone_tempfail;
 	running = checkdns_start(&d, cfg, "t.example", line_cb, done_cb, NULL);
 	assert_non_null(running);
-	assert_int_equal(nlive, 6); /* MX TXT STS A AAAA TLSA */
+	/* MX TXT DMARC TLS-RPT STS A AAAA TLSA */
+	assert_int_equal(nlive, 8);
 	/* the MX answer starts the target lookups */
 	assert_int_equal(answer_one(), 1);
-	assert_int_equal(nlive, 9);
+	assert_int_equal(nlive, 11);
 	checkdns_cancel(running);
 	assert_int_equal(nlive, 0);
-	assert_int_equal(ncancelled, 9);
+	assert_int_equal(ncancelled, 11);
 	assert_int_equal(nlines, 0);
 	assert_int_equal(done_calls, 0);
 	checkdns_cancel(NULL);
