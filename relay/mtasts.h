@@ -1,7 +1,8 @@
 /*
  * mtasts.h - MTA-STS (RFC 8461): the _mta-sts TXT record, the policy
- * file, MX pattern matching, the HTTPS fetch of the policy on the libev
- * loop, and an in-memory policy cache.
+ * file, MX pattern matching (mtasts.c), the HTTPS fetch of the policy on
+ * the libev loop (mtasts_fetch.c), and an in-memory policy cache
+ * (mtasts_cache.c).
  *
  * The parsers are pure and bounded (fuzzed in tests/fuzz/fuzz_mtasts.c).
  * The fetch never resolves names itself: the caller (forward.c) gives the
@@ -60,6 +61,12 @@ int mtasts_txt_select(char *const *txt, int n, char *id, size_t idlen);
  */
 int mtasts_parse_policy(const char *body, size_t len, struct mtasts_policy *out,
                         char *err, size_t errlen);
+/*
+ * mtasts_valid_name - 1 when s[0..n) is an LDH domain name of A-labels:
+ * labels 1-63 octets of letters, digits and inner hyphens, at most
+ * MTASTS_NAME_MAX in all, no trailing dot
+ */
+int mtasts_valid_name(const char *s, size_t n);
 /* mtasts_mx_match - 1 when mxhost (trailing dot allowed) matches a pattern */
 int mtasts_mx_match(const struct mtasts_policy *p, const char *mxhost);
 const char *mtasts_mode_str(enum mtasts_mode m);

@@ -3,7 +3,10 @@
  * address, driven by forward.c.  Connect, greeting, EHLO (HELO fallback),
  * STARTTLS per the domain's tls policy, then any number of transactions
  * (MAIL, RCPT..., DATA, body from the spool dot-stuffed with CRLF only,
- * final dot), each with per-recipient results, then QUIT.
+ * final dot), each with per-recipient results, then QUIT.  The connection
+ * is smtp_client.c, a transaction smtp_client_tx.c (both share
+ * smtp_client_int.h), the pure reply parser and body transformation
+ * smtp_reply.c.
  *
  * Ownership: forward.c creates a client with smtp_client_new() and ends
  * it with smtp_client_free() (abort) or smtp_client_quit() (polite: the
@@ -27,7 +30,7 @@
 struct dns_tlsa;
 
 /* ------------------------------------------------------------------ */
-/* Reply parser (pure, fuzzed) */
+/* Reply parser (pure, fuzzed; smtp_reply.c) */
 
 #define SMTP_REPLY_LINE_MAX 512	/* RFC 5321 4.5.3.1.5, with CRLF */
 #define SMTP_REPLY_LINES_MAX 64
