@@ -5,6 +5,7 @@
  * outlive a restart (RFC 8461 5).  Called by forward.c; uses mtasts.c's
  * policy parser at load.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -6,6 +6,7 @@
  * mtasts_http_response and the policy by mtasts_parse_policy.  Called by
  * forward.c; one callback per fetch, never inside mtasts_fetch_start.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
