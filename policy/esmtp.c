@@ -262,6 +262,16 @@ esmtp_xtext_encode(const char *in, char *out, size_t outlen)
 	for (; *in != '\0'; in++) {
 		unsigned char c = (unsigned char)*in;
 
+		if (keep && c == '+') {
+			/* valid xtext: an escape is copied whole or not at
+			 * all, so a full buffer never ends in a cut "+X" */
+			if (o + 3 >= outlen)
+				goto full;
+			memcpy(out + o, in, 3);
+			o += 3;
+			in += 2;
+			continue;
+		}
 		if (keep || (c >= '!' && c <= '~' && c != '+' && c != '=')) {
 			if (o + 1 >= outlen)
 				goto full;
