@@ -31,17 +31,63 @@ callout_set_store(callout_store_fn fn)
 /* ------------------------------------------------------------------ */
 /* destinations */
 
+/* dest_key - as the forwarder names the destination (fwd_dest keys) */
 static void
 dest_key(const struct policy_domain *pd, char *key, size_t len)
 {
 	if (pd->route_static)
 		snprintf(key, len, "s:%s:%d:%d", pd->route_host,
-			 pd->route_port, pd->tls);
+			 pd->route_port > 0 ? pd->route_port : 25, pd->tls);
 	else
 		snprintf(key, len, "m:%s:%d", pd->name, pd->tls);
 }
 
 static void dest_retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* dest_fill - where pd's primary is (a destination the forwarder told
+ * us about first knows only its key) */
+static void
+dest_fill(struct callout_dest *d, const struct policy_domain *pd)
+{
+	snprintf(d->domain, sizeof(d->domain), "%s", pd->name);
+	d->is_static = pd->route_static;
+	d->literal = pd->route_literal;
+	d->port = pd->route_port > 0 ? pd->route_port : 25;
+	d->tls = pd->tls;
+	snprintf(d->host, sizeof(d->host), "%s", pd->route_host);
+	d->partial = 0;
+}
+
+static struct callout_dest *
+dest_new(const char *key)
+{
+	struct callout_dest *d = calloc(1, sizeof(*d));
+
+	if (d == NULL)
+		return NULL;
+	snprintf(d->key, sizeof(d->key), "%s", key);
+	/* for logs until dest_fill: the domain or host of the key */
+	snprintf(d->domain, sizeof(d->domain), "%.*s",
+		 (int)strcspn(key + 2, ":"), key + 2);
+	d->partial = 1;
+	d->qtail = &d->qhead;
+	ev_timer_init(&d->retry, dest_retry_cb, 1., 0.);
+	d->retry.data = d;
+	d->next = callout_dests;
+	callout_dests = d;
+	return d;
+}
+
+static struct callout_dest *
+dest_find(const char *key)
+{
+	struct callout_dest *d;
+
+	for (d = callout_dests; d != NULL; d = d->next)
+		if (!strcmp(d->key, key))
+			return d;
+	return NULL;
+}
 
 static struct callout_dest *
 dest_get(const struct policy_domain *pd, int create)
@@ -50,23 +96,10 @@ dest_get(const struct policy_domain *pd, int create)
 	char key[sizeof(d->key)];
 
 	dest_key(pd, key, sizeof(key));
-	for (d = callout_dests; d != NULL; d = d->next)
-		if (!strcmp(d->key, key))
-			return d;
-	if (!create || (d = calloc(1, sizeof(*d))) == NULL)
-		return NULL;
-	snprintf(d->key, sizeof(d->key), "%s", key);
-	snprintf(d->domain, sizeof(d->domain), "%s", pd->name);
-	d->is_static = pd->route_static;
-	d->literal = pd->route_literal;
-	d->port = pd->route_port > 0 ? pd->route_port : 25;
-	d->tls = pd->tls;
-	snprintf(d->host, sizeof(d->host), "%s", pd->route_host);
-	d->qtail = &d->qhead;
-	ev_timer_init(&d->retry, dest_retry_cb, 1., 0.);
-	d->retry.data = d;
-	d->next = callout_dests;
-	callout_dests = d;
+	if ((d = dest_find(key)) == NULL && create)
+		d = dest_new(key);
+	if (d != NULL && d->partial && create)
+		dest_fill(d, pd);
 	return d;
 }
 
@@ -107,6 +140,13 @@ callout_dest_dead(struct callout_dest *d, const char *why)
 		 t, why);
 }
 
+/*
+ * The health of a primary, for accept_when: the forwarder's suspension
+ * (refreshed by its own attempts while mail waits) says down; otherwise
+ * the last minute's evidence, from deliveries (callout_note_primary) and
+ * callouts alike, the newest winning.  Without any, the caller probes,
+ * so an idle primary is asked at most once a minute.
+ */
 int
 callout_primary_state(const struct policy_domain *pd, char *why,
 		      size_t whylen)
@@ -114,7 +154,7 @@ callout_primary_state(const struct policy_domain *pd, char *why,
 	struct callout_dest *d = dest_get(pd, 0);
 	double now = callout_now();
 
-	if (dest_down(d, pd, why, whylen))
+	if (forward_domain_suspended(pd, why, whylen))
 		return -1;
 	if (d == NULL)
 		return 0;
@@ -126,6 +166,31 @@ callout_primary_state(const struct policy_domain *pd, char *why,
 		return -1;
 	}
 	return 0;
+}
+
+void
+callout_note_primary(const char *key, int answered, const char *why)
+{
+	struct callout_dest *d = dest_find(key);
+
+	if (d == NULL && (d = dest_new(key)) == NULL)
+		return;
+	/* logged when the news changes the picture */
+	if (answered && !(d->last_ok > 0 && d->last_ok >= d->last_fail))
+		log_info("callout: primary of %s answers (a delivery reached "
+			 "it)", d->domain);
+	if (!answered && !(d->last_fail > d->last_ok))
+		log_info("callout: primary of %s does not answer (a delivery):"
+			 " %.200s", d->domain, why != NULL ? why : "-");
+	if (answered) {
+		d->last_ok = callout_now();
+		/* a delivery that got through ends our suspension too */
+		d->dead_until = 0;
+	} else {
+		d->last_fail = callout_now();
+		snprintf(d->dead_why, sizeof(d->dead_why), "%s",
+			 why != NULL ? why : "delivery failed");
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -246,7 +311,17 @@ callout_dest_kick(struct callout_dest *d)
 		char why[200];
 		struct result r;
 
-		if (d->dead_until > now) {
+		if (d->dead_until > now && d->nconn > 0 &&
+		    now - d->last_try < CALLOUT_HEALTH_FRESH)
+			return;	/* the one try below is on its way */
+		if (d->dead_until > now && d->nconn == 0 &&
+		    now - d->last_fail >= CALLOUT_HEALTH_FRESH &&
+		    now - d->last_try >= CALLOUT_HEALTH_FRESH) {
+			/* suspended, but a minute without news: one
+			 * connection tries again and takes the queue (its
+			 * failure suspends anew) */
+			d->last_try = now;
+		} else if (d->dead_until > now) {
 			snprintf(why, sizeof(why), "%s", d->dead_why);
 			result_set(&r, 451, "4.4.3", "primary of %s "
 				   "suspended: %s", d->domain, why);

@@ -41,10 +41,18 @@ void callout_cancel(struct callout_req *q);
 /*
  * callout_primary_state - what is known of d's primary: -1 down (a
  * callout or the forwarder could not reach it lately; *why says how),
- * 1 up (answered SMTP within the last minute), 0 unknown.
+ * 1 up (answered SMTP within the last minute: a delivery, a callout or
+ * a probe), 0 unknown (probe it).
  */
 int callout_primary_state(const struct policy_domain *d, char *why,
 			  size_t whylen);
+/*
+ * callout_note_primary - the forwarder's word on the destination named
+ * key (its fwd_dest key, the same as ours): answered, a delivery reached
+ * the primary's SMTP (whatever it said of the recipients); else nobody
+ * answered (why).  Feeds callout_primary_state.
+ */
+void callout_note_primary(const char *key, int answered, const char *why);
 /* callout_set_store - fn(domain, address, r) after every 2xx/5xx answer */
 typedef void (*callout_store_fn)(const char *domain, const char *address,
 				 const struct result *r);

@@ -178,6 +178,7 @@ static void
 conn_start_tx(struct callout_conn *c)
 {
 	c->dest->last_ok = callout_now();
+	c->dest->dead_until = 0;	/* it answers: suspension over */
 	if (c->setup) {
 		c->setup = 0;
 		c->dest->nsetup--;

@@ -62,7 +62,9 @@ struct callout_dest {
 	ev_timer retry;			/* rate limited: try again */
 	double dead_until;
 	char dead_why[200];
-	double last_ok, last_fail;
+	double last_ok, last_fail;	/* the primary answered / did not */
+	double last_try;		/* the once-a-minute try while dead */
+	int partial;			/* only a key yet (the forwarder's) */
 };
 
 enum conn_state {

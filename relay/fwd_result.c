@@ -12,6 +12,7 @@
 
 #include "backmxd.h"
 #include "bounce.h"
+#include "callout.h"
 #include "fwd_dsn.h"
 #include "fwd_int.h"
 #include "log.h"
@@ -331,6 +332,10 @@ fwd_results(struct delivery *d)
 	free(it);
 	spool_envelope_free(e);
 	if (d->dest != NULL) {
+		/* the primary's health for accept_when (callout.c) */
+		if (d->connected || !d->suspended)
+			callout_note_primary(d->dest->key, d->connected,
+					     d->res[0].text);
 		if (ok > 0)
 			d->dest->dead_until = 0;
 		else if (bad > 0 && !d->connected && !d->suspended &&

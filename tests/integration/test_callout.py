@@ -221,27 +221,41 @@ def test_callout_cache_survives_restart(world):
 
 
 def test_accept_when_primary_down(world):
-    p = _primary()
+    """accept_when primary-down from what the daemon sees, no restart: a
+    probe says up (451 4.7.1, one probe a minute however many RCPTs); a
+    failed delivery to the same primary (other.example shares the route)
+    says down (250); a delivery that reaches it again says up (451)."""
+    p = _primary(users=('alice', 'bob'))
     try:
         b = _start(world, domains=_domains(
             extra=' accept_when primary-down\n',
-            sources='%(dir)s/verify.rcpts'))
+            sources='%(dir)s/verify.rcpts') +
+            'domain other.example {\n recipients %%(dir)s/verify.rcpts\n'
+            ' route [%s]:25\n}\n' % PRIMARY)
         code, msg = _rcpt(b, 'alice@verify.example')
         assert code == 451 and '4.7.1' in msg, (code, msg)
         # a probe, not a callout: no RCPT reached the primary
-        assert p.rcpts() == [] and p.connections >= 1
-        code, _ = _rcpt(b, 'ghost@verify.example')
-        assert code == 451, code     # primary up: nothing is taken here
+        assert p.rcpts() == [] and p.connections == 1, p.connections
+        for _ in range(3):
+            code, _ = _rcpt(b, 'ghost@verify.example')
+            assert code == 451, code     # primary up: nothing is taken here
+        assert p.connections == 1, p.connections    # no new probe
+        st = _stats(b)
+        assert st['accept_when_refused'] >= 4, st
+        # the primary goes away; mail for other.example finds it so
         p.set_mode('down')
-        # the health is re-probed at most once a minute when idle; a
-        # restart forgets it (the cache of answers is kept, not health)
-        b.stop()
-        b.start()
-        code, msg = _rcpt(b, 'alice@verify.example')
-        assert code == 250, (code, msg)
         s = b.smtp()
         s.mail('s@sender.example')
-        assert s.rcpt('alice@verify.example')[0] == 250
+        assert s.rcpt('alice@other.example')[0] == 250
+        assert s.data(b'Subject: t\r\n\r\nbody\r\n')[0] == 250
+        s.quit()
+        b.wait_log(r'to=<alice@other\.example>.*status=deferred')
+        b.wait_log(r'callout: primary of verify\.example does not answer '
+                   r'\(a delivery\)')
+        s = b.smtp()
+        s.mail('s@sender.example')
+        code, msg = s.rcpt('alice@verify.example')
+        assert code == 250, (code, msg)
         code, _ = s.data(b'Subject: t\r\n\r\nbody\r\n')
         assert code == 250
         s.quit()
@@ -249,6 +263,19 @@ def test_accept_when_primary_down(world):
         assert st['accept_when_accepted'] >= 1, st
         b.wait_log(r'accept_when primary-down: primary of verify\.example '
                    r'is down')
+        # back: the flushed deliveries reach it, and that is news enough
+        p.set_mode('up')
+        n = p.connections
+        r = b.ctl('flush')
+        assert r.returncode == 0, r.stderr
+        b.wait_log(r'to=<alice@verify\.example>.*status=bounced')
+        b.wait_log(r'callout: primary of verify\.example answers \(a '
+                   r'delivery reached it\)')
+        code, msg = _rcpt(b, 'bob@verify.example')
+        assert code == 451 and '4.7.1' in msg, (code, msg)
+        assert 'RCPT TO:<alice@verify.example>' in \
+            ' '.join('RCPT TO:' + r for r in p.rcpts())
+        assert p.connections >= n + 1
     finally:
         p.close()
 
