@@ -24,9 +24,9 @@
 #include "ldap_open.h"
 
 struct ldap_open {
-	struct ldap_open *next;		/* in lo_done */
-	struct ldap_cfg cfg;		/* a copy: the thread's own */
-	LDAP *ld;			/* bound, or NULL */
+	struct ldap_open *next; /* in lo_done */
+	struct ldap_cfg cfg;    /* a copy: the thread's own */
+	LDAP *ld;               /* bound, or NULL */
 	char why[256];
 	int cancelled, finished;
 	ldap_open_cb cb;
@@ -34,8 +34,8 @@ struct ldap_open {
 };
 
 static pthread_mutex_t lo_mutex = PTHREAD_MUTEX_INITIALIZER;
-static struct ldap_open *lo_done;	/* finished, cb not run yet */
-static int lo_closing;			/* no ev_async_send any more */
+static struct ldap_open *lo_done; /* finished, cb not run yet */
+static int lo_closing;            /* no ev_async_send any more */
 static ev_async lo_async;
 static int lo_async_on;
 
@@ -46,27 +46,27 @@ static int lo_async_on;
 static int
 lo_wait(struct ldap_open *o, int msgid, const char *what)
 {
-	struct timeval tv = { o->cfg.timeout, 0 };
+	struct timeval tv = {o->cfg.timeout, 0};
 	LDAPMessage *res = NULL;
 	int rc, err = LDAP_OTHER;
 
 	rc = ldap_result(o->ld, msgid, LDAP_MSG_ALL, &tv, &res);
 	if (rc == 0) {
 		snprintf(o->why, sizeof(o->why), "%s: no answer within %ds",
-			 what, o->cfg.timeout);
+		         what, o->cfg.timeout);
 		ldap_msgfree(res);
 		return -1;
 	}
 	if (rc < 0) {
 		ldap_get_option(o->ld, LDAP_OPT_RESULT_CODE, &err);
 		snprintf(o->why, sizeof(o->why), "%s: %s", what,
-			 ldap_err2string(err));
+		         ldap_err2string(err));
 		return -1;
 	}
 	rc = ldap_parse_result(o->ld, res, &err, NULL, NULL, NULL, NULL, 1);
 	if (rc != LDAP_SUCCESS || err != LDAP_SUCCESS) {
 		snprintf(o->why, sizeof(o->why), "%s: %s", what,
-			 ldap_err2string(rc != LDAP_SUCCESS ? rc : err));
+		         ldap_err2string(rc != LDAP_SUCCESS ? rc : err));
 		return -1;
 	}
 	return 0;
@@ -76,7 +76,7 @@ lo_wait(struct ldap_open *o, int msgid, const char *what)
 static int
 lo_options(struct ldap_open *o)
 {
-	struct timeval tv = { o->cfg.timeout, 0 };
+	struct timeval tv = {o->cfg.timeout, 0};
 	int v3 = LDAP_VERSION3, demand = LDAP_OPT_X_TLS_DEMAND, zero = 0;
 
 	ldap_set_option(o->ld, LDAP_OPT_PROTOCOL_VERSION, &v3);
@@ -84,23 +84,23 @@ lo_options(struct ldap_open *o)
 	ldap_set_option(o->ld, LDAP_OPT_TIMEOUT, &tv);
 	ldap_set_option(o->ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
 	if (!o->cfg.start_tls && strncasecmp(o->cfg.uri, "ldaps:", 6) != 0)
-		return 0;	/* no TLS on this connection */
+		return 0; /* no TLS on this connection */
 	/* the directory's certificate is always checked, whatever
 	 * ldap.conf says: a backup MX must not trust a forged one */
 	ldap_set_option(o->ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &demand);
 	if (o->cfg.ca_file[0] != '\0' &&
-	    ldap_set_option(o->ld, LDAP_OPT_X_TLS_CACERTFILE,
-			    o->cfg.ca_file) != LDAP_OPT_SUCCESS) {
-		snprintf(o->why, sizeof(o->why), "tls_ca_cert_file %.200s refused",
-			 o->cfg.ca_file);
+	    ldap_set_option(o->ld, LDAP_OPT_X_TLS_CACERTFILE, o->cfg.ca_file) !=
+	        LDAP_OPT_SUCCESS) {
+		snprintf(o->why, sizeof(o->why),
+		         "tls_ca_cert_file %.200s refused", o->cfg.ca_file);
 		return -1;
 	}
 	/* a context of this handle's own with the settings above */
 	if (ldap_set_option(o->ld, LDAP_OPT_X_TLS_NEWCTX, &zero) !=
 	    LDAP_OPT_SUCCESS) {
 		snprintf(o->why, sizeof(o->why), "TLS context: %s",
-			 o->cfg.ca_file[0] ? "bad tls_ca_cert_file"
-					   : "cannot be made");
+		         o->cfg.ca_file[0] ? "bad tls_ca_cert_file"
+		                           : "cannot be made");
 		return -1;
 	}
 	return 0;
@@ -124,7 +124,7 @@ lo_run(struct ldap_open *o)
 		rc = ldap_start_tls(o->ld, NULL, NULL, &msgid);
 		if (rc != LDAP_SUCCESS) {
 			snprintf(o->why, sizeof(o->why), "StartTLS: %s",
-				 ldap_err2string(rc));
+			         ldap_err2string(rc));
 			goto fail;
 		}
 		if (lo_wait(o, msgid, "StartTLS") < 0)
@@ -134,10 +134,10 @@ lo_run(struct ldap_open *o)
 			char *diag = NULL;
 
 			ldap_get_option(o->ld, LDAP_OPT_DIAGNOSTIC_MESSAGE,
-					&diag);
+			                &diag);
 			snprintf(o->why, sizeof(o->why), "TLS: %s%s%.150s",
-				 ldap_err2string(rc), diag ? ": " : "",
-				 diag ? diag : "");
+			         ldap_err2string(rc), diag ? ": " : "",
+			         diag ? diag : "");
 			ldap_memfree(diag);
 			goto fail;
 		}
@@ -147,10 +147,10 @@ lo_run(struct ldap_open *o)
 	cred.bv_val = o->cfg.bind_pw;
 	cred.bv_len = strlen(o->cfg.bind_pw);
 	rc = ldap_sasl_bind(o->ld, o->cfg.bind_dn, LDAP_SASL_SIMPLE, &cred,
-			    NULL, NULL, &msgid);
+	                    NULL, NULL, &msgid);
 	if (rc != LDAP_SUCCESS) {
 		snprintf(o->why, sizeof(o->why), "bind: %s",
-			 ldap_err2string(rc));
+		         ldap_err2string(rc));
 		goto fail;
 	}
 	if (lo_wait(o, msgid, "bind") < 0)
@@ -209,7 +209,7 @@ lo_async_cb(struct ev_loop *loop, ev_async *w, int revents)
 
 struct ldap_open *
 ldap_open_start(const struct ldap_cfg *cfg, ldap_open_cb cb, void *arg,
-		char *why, size_t whylen)
+                char *why, size_t whylen)
 {
 	struct ldap_open *o;
 	pthread_attr_t attr;
@@ -219,7 +219,7 @@ ldap_open_start(const struct ldap_cfg *cfg, ldap_open_cb cb, void *arg,
 	if (!lo_async_on) {
 		ev_async_init(&lo_async, lo_async_cb);
 		ev_async_start(backmxd.loop, &lo_async);
-		ev_unref(backmxd.loop);	/* never keeps the loop alive */
+		ev_unref(backmxd.loop); /* never keeps the loop alive */
 		lo_async_on = 1;
 		lo_closing = 0;
 	}
@@ -236,7 +236,7 @@ ldap_open_start(const struct ldap_cfg *cfg, ldap_open_cb cb, void *arg,
 	pthread_attr_destroy(&attr);
 	if (rc != 0) {
 		snprintf(why, whylen, "cannot start a thread: %s",
-			 strerror(rc));
+		         strerror(rc));
 		memset(o->cfg.bind_pw, 0, sizeof(o->cfg.bind_pw));
 		free(o);
 		return NULL;
@@ -253,7 +253,7 @@ ldap_open_cancel(struct ldap_open *o)
 		return;
 	pthread_mutex_lock(&lo_mutex);
 	if (!o->finished) {
-		o->cancelled = 1;	/* the thread frees it */
+		o->cancelled = 1; /* the thread frees it */
 		pthread_mutex_unlock(&lo_mutex);
 		return;
 	}

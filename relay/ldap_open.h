@@ -21,9 +21,8 @@ struct ldap_open;
 typedef void (*ldap_open_cb)(void *arg, LDAP *ld, const char *why);
 
 /* ldap_open_start - NULL (why set, cb never runs) when it cannot start */
-struct ldap_open *ldap_open_start(const struct ldap_cfg *cfg,
-				  ldap_open_cb cb, void *arg, char *why,
-				  size_t whylen);
+struct ldap_open *ldap_open_start(const struct ldap_cfg *cfg, ldap_open_cb cb,
+                                  void *arg, char *why, size_t whylen);
 void ldap_open_cancel(struct ldap_open *o);
 /* ldap_open_shutdown - no callback any more; running threads clean up */
 void ldap_open_shutdown(void);

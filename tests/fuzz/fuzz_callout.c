@@ -61,7 +61,7 @@ fuzz_filter(const char *data, size_t len)
 	    strlen(out) >= sizeof(out))
 		abort();
 	if (policy_ldap_filter("(mail=%s)", addr, out, sizeof(out)) < 0)
-		return;		/* too long for the buffer: refused */
+		return; /* too long for the buffer: refused */
 	n = strlen(out);
 	if (n < 7 || strncmp(out, "(mail=", 6) != 0 || out[n - 1] != ')')
 		abort();
@@ -103,7 +103,7 @@ fuzz_replies(const char *buf, size_t len)
 		if (n <= 0) {
 			if (n < 0 && why == NULL)
 				abort();
-			return;	/* the callout: garbage -> 451, suspended */
+			return; /* the callout: garbage -> 451, suspended */
 		}
 		if ((size_t)n > len - off || rep.code < 200 || rep.code > 599)
 			abort();
@@ -113,8 +113,10 @@ fuzz_replies(const char *buf, size_t len)
 		if (cls == 2 || cls == 5)
 			a = r;
 		else
-			result_set(&a, 451, "4.4.3", "primary of x said %d %s "
-				   "%s", r.code, r.enh, r.text);
+			result_set(&a, 451, "4.4.3",
+			           "primary of x said %d %s "
+			           "%s",
+			           r.code, r.enh, r.text);
 		if (a.code / 100 != 2 && a.code / 100 != 5 && a.code != 451)
 			abort();
 		for (size_t i = 0; a.text[i] != '\0'; i++)
