@@ -557,6 +557,9 @@ control_dispatch(struct control_client *c)
 	case CONTROL_ACK_SPOOL:
 		control_ack_spool(c);
 		break;
+	case CONTROL_PEER:
+		control_peer(c);
+		break;
 	}
 	control_kick(c);
 }

@@ -59,6 +59,7 @@ static const struct control_command {
 	{ "ack-spool", CONTROL_ACK_SPOOL, 0, 0, ARG_NONE, 0, "ack-spool" },
 	{ "verify", CONTROL_VERIFY, 1, 1, ARG_NONE, OPT_NOW,
 	  "verify ADDRESS [--now]" },
+	{ "peer", CONTROL_PEER, 0, 0, ARG_NONE, 0, "peer" },
 };
 #define NCOMMANDS (sizeof(control_commands) / sizeof(control_commands[0]))
 
@@ -84,7 +85,8 @@ control_usage(void)
 	       "  reload [--force]           re-read the configuration (as SIGHUP); --force\n"
 	       "                             also drops domains that still have queued mail\n"
 	       "  ack-spool                  clear a spool damage report shown by stats\n"
-	       "  verify ADDRESS [--now]     cached recipient answers; --now asks the sources\n";
+	       "  verify ADDRESS [--now]     cached recipient answers; --now asks the sources\n"
+	       "  peer                       mirror link, replication lag, takeover state\n";
 }
 
 long

@@ -35,6 +35,7 @@
 #include "peer.h"
 #include "rcpt_verify.h"
 #include "metrics.h"
+#include "mirror.h"
 #include "reload.h"
 #include "smtpd.h"
 #include "tls.h"
@@ -321,6 +322,7 @@ main(int argc, char **argv)
 
 		memset(&so, 0, sizeof(so));
 		so.cache_bytes = (size_t)cfg->spool_cache;
+		mirror_spool_options(cfg, &so);	/* peer: a replication master */
 		spool_set_logger(main_spool_log);
 		backmxd.spool = spool_open_opts(cfg->spool, &so, NULL, err,
 						sizeof(err));
@@ -357,7 +359,8 @@ main(int argc, char **argv)
 	if (rcpt_verify_init(err, sizeof(err)) < 0)
 		fatal("spool %s: %s", cfg->spool, err);
 	smtpd_init();
-	peer_start(NULL);
+	if (mirror_init(cfg, err, sizeof(err)) < 0)
+		fatal("%s", err);
 	listener_start();
 	control_start();
 	if (cfg->metrics != NULL)
@@ -388,6 +391,7 @@ main(int argc, char **argv)
 	if (spool_sync(backmxd.spool) < 0)
 		log_err("spool sync at exit: %s", spool_error(backmxd.spool));
 	spool_checkpoint(backmxd.spool);
+	mirror_shutdown();
 	spool_close(backmxd.spool);
 	dns_free(backmxd.dns);
 	schedule_free(backmxd.sched);

@@ -63,6 +63,7 @@ struct peer_conn {
 	uint8_t *out;
 	size_t outhead, outlen, outcap;
 	double last_rx, last_tx;
+	uint64_t incarnation; /* from the peer's HELLO */
 	char addr[80];
 	struct peer_conn *next; /* pending list */
 };
@@ -82,6 +83,7 @@ static double peer_heard;
 static struct peer_link_stats peer_st;
 static struct config_peer peer_cfg_copy;
 static int peer_started;
+static uint64_t peer_own_incarnation;
 
 static void peer_conn_cb(struct ev_loop *, ev_io *, int);
 static void peer_timer_cb(struct ev_loop *, ev_timer *, int);
@@ -110,6 +112,18 @@ peer_up(int ch)
 {
 	return ch >= 0 && ch < 2 && peer_chan[ch] != NULL &&
 	       peer_chan[ch]->state == PEER_UP;
+}
+
+void
+peer_set_incarnation(uint64_t inc)
+{
+	peer_own_incarnation = inc;
+}
+
+uint64_t
+peer_incarnation(int ch)
+{
+	return peer_up(ch) ? peer_chan[ch]->incarnation : 0;
 }
 
 size_t
@@ -391,8 +405,9 @@ static int
 peer_hello_send(struct peer_conn *c)
 {
 	uint8_t hdr[PEER_FRAME_FIXED];
-	int n = peer_frame_hello(
-	    hdr, c->outbound ? PEER_CH_OWN : PEER_CH_REPLICA, peer_self);
+	int n =
+	    peer_frame_hello(hdr, c->outbound ? PEER_CH_OWN : PEER_CH_REPLICA,
+	                     c->outbound ? peer_own_incarnation : 0, peer_self);
 
 	if (n < 0)
 		return -1;
@@ -453,6 +468,7 @@ peer_promote(struct peer_conn *c, const struct peer_frame *f)
 	}
 	peer_chan[c->ch] = c;
 	c->state = PEER_UP;
+	c->incarnation = f->incarnation;
 	if (c->outbound)
 		peer_backoff = PEER_BACKOFF_MIN;
 	peer_st.connects++;

@@ -59,6 +59,11 @@ int peer_send(int ch, const void *hdr, size_t hlen, const void *a, size_t alen,
 int peer_up(int ch);
 /* peer_last_heard - ev_now() of the last frame from the peer, 0 never */
 double peer_last_heard(void);
+/* peer_set_incarnation - the identity of our spool, sent in our HELLO on
+ * PEER_CH_OWN; peer_incarnation - the one the peer sent on ch (0 when
+ * down or not sent) */
+void peer_set_incarnation(uint64_t inc);
+uint64_t peer_incarnation(int ch);
 /* peer_queued - octets waiting to be written on channel ch */
 size_t peer_queued(int ch);
 const struct peer_link_stats *peer_stats(void);

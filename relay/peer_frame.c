@@ -66,7 +66,7 @@ peer_frame_parse(const uint8_t *buf, size_t len, struct peer_frame *f,
 	 * so a bad header is refused at once */
 	switch (f->type) {
 	case PEER_F_HELLO:
-		if (n < 4 || n > 3 + PEER_NAME_MAX)
+		if (n < 12 || n > 11 + PEER_NAME_MAX)
 			return peer_bad(err, errlen, "HELLO of a bad size");
 		break;
 	case PEER_F_REP:
@@ -97,10 +97,12 @@ peer_frame_parse(const uint8_t *buf, size_t len, struct peer_frame *f,
 			                "unknown protocol version");
 		if (f->channel != PEER_CH_OWN && f->channel != PEER_CH_REPLICA)
 			return peer_bad(err, errlen, "unknown channel");
-		if ((uint32_t)p[2] + 3 != n || !peer_name_ok(p + 3, p[2]))
+		f->incarnation =
+		    (uint64_t)peer_get32(p + 2) << 32 | peer_get32(p + 6);
+		if ((uint32_t)p[10] + 11 != n || !peer_name_ok(p + 11, p[10]))
 			return peer_bad(err, errlen, "HELLO with a bad name");
-		memcpy(f->name, p + 3, p[2]);
-		f->name[p[2]] = '\0';
+		memcpy(f->name, p + 11, p[10]);
+		f->name[p[10]] = '\0';
 		break;
 	case PEER_F_REP:
 		f->flags = peer_get32(p);
@@ -134,18 +136,21 @@ peer_hdr(uint8_t *hdr, uint8_t type, uint32_t n)
 }
 
 int
-peer_frame_hello(uint8_t *hdr, uint8_t channel, const char *name)
+peer_frame_hello(uint8_t *hdr, uint8_t channel, uint64_t incarnation,
+                 const char *name)
 {
 	size_t n = strlen(name);
 
 	if (!peer_name_ok((const uint8_t *)name, n))
 		return -1;
-	peer_hdr(hdr, PEER_F_HELLO, (uint32_t)(3 + n));
+	peer_hdr(hdr, PEER_F_HELLO, (uint32_t)(11 + n));
 	hdr[5] = PEER_PROTO_VERSION;
 	hdr[6] = channel;
-	hdr[7] = (uint8_t)n;
-	memcpy(hdr + 8, name, n);
-	return (int)(8 + n);
+	peer_put32(hdr + 7, (uint32_t)(incarnation >> 32));
+	peer_put32(hdr + 11, (uint32_t)incarnation);
+	hdr[15] = (uint8_t)n;
+	memcpy(hdr + 16, name, n);
+	return (int)(16 + n);
 }
 
 int

@@ -8,7 +8,9 @@
  * Payloads, every integer big-endian:
  *   HELLO  u8 version (PEER_PROTO_VERSION), u8 channel (PEER_CH_*:
  *          which replication group the connection carries, seen from
- *          the dialing side), u8 name length, the sender's name
+ *          the dialing side), u64 incarnation (the identity of the
+ *          dialer's spool: a new one after its disk was replaced; 0
+ *          from the accepting side), u8 name length, the sender's name
  *   REP    u32 flags (DB_REP_* of the send callback), u32 lsn file,
  *          u32 lsn offset, u32 control length, control, record (the rest)
  *   ACK    u32 lsn file, u32 lsn offset: the replica has made every
@@ -53,6 +55,7 @@ struct peer_frame {
 	uint8_t type;
 	/* HELLO */
 	uint8_t version, channel;
+	uint64_t incarnation;
 	char name[PEER_NAME_MAX + 1];
 	/* REP, ACK */
 	uint32_t flags;
@@ -77,8 +80,9 @@ int peer_frame_parse(const uint8_t *buf, size_t len, struct peer_frame *f,
  * sends hdr, then the variable parts named (REP: control then rec).
  * -1 when a part is too long.
  */
-#define PEER_FRAME_FIXED (PEER_FRAME_HDR + 3 + PEER_NAME_MAX + 16)
-int peer_frame_hello(uint8_t *hdr, uint8_t channel, const char *name);
+#define PEER_FRAME_FIXED (PEER_FRAME_HDR + 11 + PEER_NAME_MAX + 16)
+int peer_frame_hello(uint8_t *hdr, uint8_t channel, uint64_t incarnation,
+                     const char *name);
 int peer_frame_rep(uint8_t *hdr, uint32_t flags, uint32_t lsn_file,
                    uint32_t lsn_off, size_t control_len, size_t rec_len);
 int peer_frame_ack(uint8_t *hdr, uint32_t lsn_file, uint32_t lsn_off);

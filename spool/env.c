@@ -50,6 +50,15 @@ spool_errcall(const DB_ENV *env, const char *pfx, const char *msg)
 
 	if (s == NULL)
 		return;
+	/*
+	 * A replication master lists every file of the directory to rebuild
+	 * an empty client (internal init); our own lock and state files are
+	 * files (backmxd.lock, .state, .id) are not databases, which it says,
+ * harmlessly: not an error of ours.
+	 */
+	if (s->repl_role != SPOOL_REPL_NONE && strstr(msg, "fop_read_meta") &&
+	    strstr(msg, "/backmxd.") != NULL)
+		return;
 	snprintf(s->dberr, sizeof(s->dberr), "%s", msg);
 	if (s->quiet)
 		return;
@@ -467,6 +476,9 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 		         db_strerror(ret));
 		goto fail;
 	}
+	if (o != NULL && o->repl_role != SPOOL_REPL_NONE &&
+	    spool_repl_configure(s, o, err, errlen) < 0)
+		goto fail;
 	/*
 	 * DB_REGISTER + DB_RECOVER: recovery runs when a process that had
 	 * the environment open died without closing it (kill -9, crash),
@@ -476,7 +488,8 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 	ret =
 	    s->env->open(s->env, dir,
 	                 DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
-	                     DB_INIT_MPOOL | DB_RECOVER | DB_REGISTER,
+	                     DB_INIT_MPOOL | DB_RECOVER | DB_REGISTER |
+	                     (s->repl_role ? DB_INIT_REP : 0),
 	                 0600);
 	s->opening = 0;
 	if (ret != 0) {
@@ -508,6 +521,15 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 			         what);
 		}
 		goto fail;
+	}
+	/* replicated: the role before any database is touched; a client
+	 * (the peer's spool) has no handles until it is promoted */
+	if (s->repl_role != SPOOL_REPL_NONE && spool_repl_begin(s, err, errlen) < 0)
+		goto fail;
+	if (s->repl_role == SPOOL_REPL_CLIENT) {
+		s->open_ok = 1;
+		s->err = SPOOL_OK;
+		return s;
 	}
 	if (spool_db_open(s, &s->envelopes, "envelopes.db", 0, err, errlen) <
 	        0 ||

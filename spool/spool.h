@@ -44,10 +44,36 @@ enum spool_err {
 struct spool *spool_open(const char *dir, char *err, size_t errlen);
 
 /* sizes for spool_open_opts(); 0 = the default */
+struct spool_lsn {
+	uint32_t file, offset;	/* a BDB log sequence number */
+};
+
+/*
+ * spool_repl_send_fn - the transport of a replicated spool (repl.c):
+ * carry one BDB replication message (control, rec) of the spool to the
+ * other site; lsn is the record's LSN or NULL, flags SPOOL_REPL_*.  It
+ * must not call back into the spool; a message it cannot carry is
+ * dropped (return -1): BDB asks again for what the other site missed.
+ */
+typedef int (*spool_repl_send_fn)(void *arg, const void *control, size_t clen,
+				  const void *rec, size_t rlen,
+				  const struct spool_lsn *lsn, uint32_t flags);
+#define SPOOL_REPL_PERMANENT 0x04	/* DB_REP_PERMANENT: a commit */
+
+enum spool_repl_role {
+	SPOOL_REPL_NONE = 0,	/* not replicated */
+	SPOOL_REPL_MASTER,	/* our own spool: we write, the peer copies */
+	SPOOL_REPL_CLIENT,	/* the peer's spool: read-only replica, no
+				   database handles until promoted */
+};
+
 struct spool_options {
 	size_t cache_bytes;	/* BDB cache, default 64 MB */
 	uint32_t log_buffer;	/* in-memory log buffer, default 4 MB */
 	uint32_t log_file;	/* log file size, default 16 MB */
+	enum spool_repl_role repl_role;
+	spool_repl_send_fn repl_send;
+	void *repl_arg;
 };
 
 /*
@@ -80,6 +106,45 @@ int spool_damage_ack(struct spool *s, char *msg, size_t len);
 
 /* spool_count - messages and body bytes in the spool (kept in memory) */
 void spool_count(const struct spool *s, uint64_t *msgs, uint64_t *bytes);
+
+/* ------------------------------------------------------------------ */
+/* Replication (repl.c): BDB's base replication API, one site on each side */
+
+/* spool_repl_start - (re)announce the role to the other site: call when
+ * the transport comes up (a client then synchronises) */
+int spool_repl_start(struct spool *s);
+/*
+ * spool_repl_process - one message from the other site.  Returns 1 when
+ * permanent records up to *perm were written (a client acknowledges
+ * them once spool_sync() made them durable), 0 when nothing to
+ * acknowledge, -1 on an error (spool_error; the link should be reset).
+ */
+int spool_repl_process(struct spool *s, const void *control, size_t clen,
+		       const void *rec, size_t rlen, struct spool_lsn *perm);
+/*
+ * Identities.  spool_repl_incarnation - our spool's random 64-bit id,
+ * made at first use and kept in DIR/backmxd.id: a spool on a new disk
+ * has a new one, so the peer knows its replica is of an older spool
+ * (0 on error).  spool_repl_id_get/put - a 64-bit id in DIR/NAME (0 when
+ * absent); the replica keeps the id of the spool it copies in
+ * SPOOL_REPL_MASTER_FILE.
+ */
+#define SPOOL_REPL_ID_FILE "backmxd.id"
+#define SPOOL_REPL_MASTER_FILE "backmxd.master"
+uint64_t spool_repl_incarnation(struct spool *s);
+uint64_t spool_repl_id_get(struct spool *s, const char *name);
+int spool_repl_id_put(struct spool *s, const char *name, uint64_t id);
+/* spool_repl_last_perm - master: the LSN of the last commit record sent */
+struct spool_lsn spool_repl_last_perm(const struct spool *s);
+/* spool_lsn_cmp - <0, 0, >0 as a is before, at, after b */
+int spool_lsn_cmp(const struct spool_lsn *a, const struct spool_lsn *b);
+struct spool_repl_status {
+	enum spool_repl_role role;
+	int in_sync;		/* client: startup done (caught up once) */
+	struct spool_lsn next;	/* next LSN expected / to be written */
+	uint64_t msgs_processed, perm_sent;
+};
+void spool_repl_status(struct spool *s, struct spool_repl_status *st);
 
 /* ------------------------------------------------------------------ */
 /* Envelopes (message.c) */

@@ -44,6 +44,14 @@ struct spool {
 	int64_t st_when;        /* last state write by spool_sync */
 	int recount;            /* a sync failed: recount at the next one */
 	char damage[768];       /* unacknowledged damage report, or "" */
+
+	/* replication (repl.c) */
+	enum spool_repl_role repl_role;
+	spool_repl_send_fn repl_send;
+	void *repl_arg;
+	struct spool_lsn repl_last_perm; /* master: last commit record sent */
+	uint64_t repl_msgs, repl_perm_sent;
+	int repl_startup_done;
 };
 
 /* spool_fail - classify BDB/errno code ret, set the error text; -1 */
@@ -67,6 +75,10 @@ int spool_state_write(struct spool *s, int durable);
 void spool_damage_check(struct spool *s);
 /* spool_recount - messages and bytes from the database (message.c) */
 int spool_recount(struct spool *s);
+/* repl.c: before DB_ENV->open (transport, limits) and after it */
+int spool_repl_configure(struct spool *s, const struct spool_options *o,
+                         char *err, size_t errlen);
+int spool_repl_begin(struct spool *s, char *err, size_t errlen);
 /* spool_open_scan - count messages, drop orphan chunks (message.c) */
 int spool_open_scan(struct spool *s, char *err, size_t errlen);
 

@@ -21,7 +21,7 @@ fuzz_peer_reencode(const uint8_t *in, const struct peer_frame *f)
 
 	switch (f->type) {
 	case PEER_F_HELLO:
-		n = peer_frame_hello(hdr, f->channel, f->name);
+		n = peer_frame_hello(hdr, f->channel, f->incarnation, f->name);
 		break;
 	case PEER_F_REP:
 		n = peer_frame_rep(hdr, f->flags, f->lsn_file, f->lsn_off,

@@ -6,6 +6,12 @@ peerb.test.example.  Each has peer_listen on its own address, port 4225.
 """
 import os
 
+# mirror.example: MX 10 mx1 (the primary sink), MX 20 mx2 (node A) and
+# MX 20 mx2b (node B), MX 30 mx3 (the decoy)
+DOMAINS = ('domain mirror.example {\n\trecipients %(dir)s/backup.rcpts\n'
+           '\troute mx\n}\n')
+RCPT = 'alice@mirror.example'
+
 A_ADDR, B_ADDR = '127.0.0.3', '127.0.0.50'
 PEER_PORT = 4225
 
@@ -25,6 +31,7 @@ def peer_conf(world, me, other, my_addr, other_addr, ack='peer',
 
 
 def node_a(world, start=True, extra='', **kw):
+    kw.setdefault('domains', DOMAINS)
     conf = peer_conf(world, 'peera', 'peerb', A_ADDR, B_ADDR,
                      **{k: kw.pop(k) for k in list(kw)
                         if k in ('ack', 'takeover', 'cert', 'key', 'ca')})
@@ -32,6 +39,7 @@ def node_a(world, start=True, extra='', **kw):
 
 
 def node_b(world, start=True, extra='', **kw):
+    kw.setdefault('domains', DOMAINS)
     conf = peer_conf(world, 'peerb', 'peera', B_ADDR, A_ADDR,
                      **{k: kw.pop(k) for k in list(kw)
                         if k in ('ack', 'takeover', 'cert', 'key', 'ca')})

@@ -121,7 +121,8 @@ def test_peer_garbage_after_hello(world):
     a = node_a(world)
     s = _tls_client(world, 'peerb')
     name = b'peerb.test.example'
-    hello = bytes([0, 0, 0, 3 + len(name), 1, 1, 0, len(name)]) + name
+    hello = (bytes([0, 0, 0, 11 + len(name), 1, 1, 0]) + bytes(8) +
+             bytes([len(name)]) + name)
     s.sendall(hello)
     a.wait_log(r'peer: replica link from peerb\.test\.example \(127\.0\.0\.1\) up')
     s.sendall(b'\x00\x00\x00\x07\x03garbage')   # an ACK of 7 octets

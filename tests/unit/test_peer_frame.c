@@ -48,7 +48,8 @@ test_hello(void **state)
 	uint8_t b[PEER_FRAME_FIXED];
 	struct peer_frame f;
 	size_t used;
-	int n = peer_frame_hello(b, PEER_CH_OWN, "peera.test.example");
+	int n = peer_frame_hello(b, PEER_CH_OWN, 0x0123456789abcdefULL,
+	                         "peera.test.example");
 
 	assert_true(n > 0);
 	prefixes(b, n);
@@ -56,6 +57,7 @@ test_hello(void **state)
 	assert_int_equal(f.type, PEER_F_HELLO);
 	assert_int_equal(f.channel, PEER_CH_OWN);
 	assert_string_equal(f.name, "peera.test.example");
+	assert_true(f.incarnation == 0x0123456789abcdefULL);
 	/* bad version, channel, name */
 	b[5] = 2;
 	assert_int_equal(parse(b, n, &f, &used), -1);
@@ -63,10 +65,10 @@ test_hello(void **state)
 	b[6] = 7;
 	assert_int_equal(parse(b, n, &f, &used), -1);
 	b[6] = PEER_CH_REPLICA;
-	b[10] = '/';
+	b[18] = '/';
 	assert_int_equal(parse(b, n, &f, &used), -1);
-	assert_int_equal(peer_frame_hello(b, 0, "bad name"), -1);
-	assert_int_equal(peer_frame_hello(b, 0, ""), -1);
+	assert_int_equal(peer_frame_hello(b, 0, 1, "bad name"), -1);
+	assert_int_equal(peer_frame_hello(b, 0, 1, ""), -1);
 }
 
 static void
@@ -130,7 +132,7 @@ test_refused_headers(void **state)
 	static const uint8_t ack9[] = {0, 0, 0, 9, PEER_F_ACK};
 	static const uint8_t ping1[] = {0, 0, 0, 1, PEER_F_PING};
 	static const uint8_t rep15[] = {0, 0, 0, 15, PEER_F_REP};
-	static const uint8_t hello3[] = {0, 0, 0, 3, PEER_F_HELLO};
+	static const uint8_t hello3[] = {0, 0, 0, 11, PEER_F_HELLO};
 
 	assert_int_equal(parse(big, sizeof(big), &f, &used), -1);
 	assert_int_equal(parse(unknown, sizeof(unknown), &f, &used), -1);

@@ -1,0 +1,360 @@
+/*
+ * mirror.c - the glue between the two replicated spools (spool/repl.c)
+ * and the peer link (relay/peer.c); see mirror.h.
+ *
+ * Two replication groups, one per node:
+ *   our spool:    we are master; its stream goes out on PEER_CH_OWN
+ *                 (the connection we dial); the peer acknowledges with
+ *                 ACK frames the LSN up to which its copy is on disk.
+ *   peer's spool: we are client of SPOOL/replica; its stream comes in on
+ *                 PEER_CH_REPLICA; after each batch of frames that wrote
+ *                 permanent records we flush the replica's log (one
+ *                 fsync) and send an ACK of the highest such LSN.
+ * Why two groups and not one: only a master writes in a group, and both
+ * nodes accept mail all the time.
+ *
+ * Lag: every commit record of our spool that goes out is remembered
+ * with its time until the peer's ACK covers it; their number and the
+ * age of the oldest are the lag `backmxctl peer` shows.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backmxd.h"
+#include "config_peer.h"
+#include "log.h"
+#include "mirror.h"
+#include "peer.h"
+
+#define MIRROR_RING (1u << 16) /* commits remembered for the lag */
+#define MIRROR_REPLICA_CACHE (16u * 1024 * 1024)
+
+struct mirror_pending {
+	struct spool_lsn lsn;
+	double when;
+};
+
+static int mirror_on;
+static struct spool *mirror_replica;
+static const char *mirror_ack_mode = "peer";
+static long mirror_takeover_after;
+static struct mirror_pending *mirror_ring;
+static size_t mirror_head, mirror_count;
+static struct spool_lsn mirror_acked, mirror_replica_acked;
+static struct spool_lsn mirror_replica_pending;
+static int mirror_need_ack;
+static uint64_t mirror_acks_in, mirror_acks_out, mirror_errors;
+static enum mirror_takeover_state mirror_takeover;
+static double mirror_last_errlog;
+
+int
+mirror_enabled(void)
+{
+	return mirror_on;
+}
+
+const char *
+mirror_takeover_str(enum mirror_takeover_state s)
+{
+	return s == MIRROR_TAKEN_OVER ? "taken-over" : "normal";
+}
+
+/* mirror_send - a replication message of one of our spools to the link */
+static int
+mirror_send(void *arg, const void *control, size_t clen, const void *rec,
+            size_t rlen, const struct spool_lsn *lsn, uint32_t flags)
+{
+	int ch = arg == NULL ? PEER_CH_OWN : PEER_CH_REPLICA;
+	uint8_t hdr[PEER_FRAME_FIXED];
+	int n;
+
+	if (ch == PEER_CH_OWN && lsn != NULL &&
+	    (flags & SPOOL_REPL_PERMANENT) && mirror_ring != NULL) {
+		size_t i = (mirror_head + mirror_count) % MIRROR_RING;
+
+		if (mirror_count == MIRROR_RING) {
+			/* full: forget the oldest (the lag stays a lower
+			 * bound; nothing else depends on the ring) */
+			mirror_head = (mirror_head + 1) % MIRROR_RING;
+			mirror_count--;
+			i = (mirror_head + mirror_count) % MIRROR_RING;
+		}
+		mirror_ring[i].lsn = *lsn;
+		mirror_ring[i].when = ev_now(backmxd.loop);
+		mirror_count++;
+	}
+	n = peer_frame_rep(hdr, flags, lsn ? lsn->file : 0,
+	                   lsn ? lsn->offset : 0, clen, rlen);
+	if (n < 0)
+		return -1;
+	return peer_send(ch, hdr, (size_t)n, control, clen, rec, rlen);
+}
+
+void
+mirror_spool_options(const struct config *cfg, struct spool_options *so)
+{
+	if (cfg->peer == NULL)
+		return;
+	so->repl_role = SPOOL_REPL_MASTER;
+	so->repl_send = mirror_send;
+	so->repl_arg = NULL; /* PEER_CH_OWN */
+}
+
+static void
+mirror_repl_error(const char *which, struct spool *s)
+{
+	double now = ev_now(backmxd.loop);
+
+	mirror_errors++;
+	/* at most one line a second: a confused peer could send many */
+	if (now - mirror_last_errlog >= 1.0) {
+		mirror_last_errlog = now;
+		log_warn("peer: replication of %s: %s", which, spool_error(s));
+	}
+}
+
+/*
+ * mirror_replica_check - the peer's spool has the identity inc: when our
+ * replica copies another one (the peer's disk was replaced), keep the
+ * old replica aside as SPOOL/replica-ID (its mail was acknowledged and
+ * may not be delivered yet: takeover delivers it) and start a new one.
+ */
+static void
+mirror_replica_check(uint64_t inc)
+{
+	const struct config *cfg = backmxd.cfg;
+	uint64_t known;
+	char dir[4096], old[4200], why[512];
+	struct spool_options so;
+
+	if (inc == 0 || mirror_replica == NULL)
+		return;
+	known = spool_repl_id_get(mirror_replica, SPOOL_REPL_MASTER_FILE);
+	if (known == inc)
+		return;
+	if (known != 0) {
+		snprintf(dir, sizeof(dir), "%s/replica", cfg->spool);
+		snprintf(old, sizeof(old), "%s/replica-%016llx", cfg->spool,
+		         (unsigned long long)known);
+		spool_close(mirror_replica);
+		mirror_replica = NULL;
+		if (rename(dir, old) < 0) {
+			log_err(
+			    "peer: the peer's spool is a new one (id %016llx, "
+			    "was %016llx) but %s cannot be moved aside: %m; "
+			    "not replicating it",
+			    (unsigned long long)inc, (unsigned long long)known,
+			    dir);
+			return;
+		}
+		log_warn("peer: the peer's spool is a new one (id %016llx, was "
+		         "%016llx: its disk was replaced?); the replica of the "
+		         "old one is kept in %s for takeover",
+		         (unsigned long long)inc, (unsigned long long)known,
+		         old);
+		memset(&so, 0, sizeof(so));
+		so.cache_bytes = MIRROR_REPLICA_CACHE;
+		so.repl_role = SPOOL_REPL_CLIENT;
+		so.repl_send = mirror_send;
+		so.repl_arg = &mirror_on;
+		mirror_replica =
+		    spool_open_opts(dir, &so, NULL, why, sizeof(why));
+		if (mirror_replica == NULL) {
+			log_err("peer: cannot open a new replica %s: %s", dir,
+			        why);
+			return;
+		}
+	}
+	if (spool_repl_id_put(mirror_replica, SPOOL_REPL_MASTER_FILE, inc) < 0)
+		log_err("peer: %s", spool_error(mirror_replica));
+}
+
+static void
+mirror_up(int ch)
+{
+	/*
+	 * Announce the role on every new connection: the master's
+	 * NEWMASTER makes a client that lost messages ask for them; the
+	 * client's NEWCLIENT makes the master answer, so an empty replica
+	 * (a replaced disk) is rebuilt by BDB's internal init.
+	 */
+	if (ch == PEER_CH_OWN) {
+		if (spool_repl_start(backmxd.spool) < 0)
+			mirror_repl_error("our spool", backmxd.spool);
+	} else {
+		mirror_replica_check(peer_incarnation(PEER_CH_REPLICA));
+		if (mirror_replica != NULL &&
+		    spool_repl_start(mirror_replica) < 0)
+			mirror_repl_error("the peer's spool", mirror_replica);
+	}
+}
+
+static void
+mirror_down(int ch)
+{
+	if (ch == PEER_CH_REPLICA)
+		mirror_need_ack = 0;
+}
+
+/* mirror_acked_to - the peer holds our spool durably up to lsn */
+static void
+mirror_acked_to(const struct spool_lsn *lsn)
+{
+	mirror_acks_in++;
+	if (spool_lsn_cmp(lsn, &mirror_acked) > 0)
+		mirror_acked = *lsn;
+	while (mirror_count > 0 && spool_lsn_cmp(&mirror_ring[mirror_head].lsn,
+	                                         &mirror_acked) <= 0) {
+		mirror_head = (mirror_head + 1) % MIRROR_RING;
+		mirror_count--;
+	}
+}
+
+static int
+mirror_frame(int ch, const struct peer_frame *f)
+{
+	struct spool *s = ch == PEER_CH_OWN ? backmxd.spool : mirror_replica;
+	struct spool_lsn perm;
+	int r;
+
+	switch (f->type) {
+	case PEER_F_REP:
+		if (s == NULL)
+			return 0;
+		r = spool_repl_process(s, f->control, f->control_len, f->rec,
+		                       f->rec_len, &perm);
+		if (r < 0) {
+			mirror_repl_error(ch == PEER_CH_OWN
+			                      ? "our spool"
+			                      : "the peer's spool",
+			                  s);
+			return 0;
+		}
+		if (r == 1 && ch == PEER_CH_REPLICA &&
+		    spool_lsn_cmp(&perm, &mirror_replica_pending) > 0) {
+			mirror_replica_pending = perm;
+			mirror_need_ack = 1;
+		}
+		return 0;
+	case PEER_F_ACK:
+		if (ch == PEER_CH_OWN) {
+			struct spool_lsn l = {f->lsn_file, f->lsn_off};
+
+			mirror_acked_to(&l);
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+/* mirror_batch_end - after a read of several frames: make what the
+ * replica wrote durable with one fsync, then acknowledge it */
+static void
+mirror_batch_end(int ch)
+{
+	uint8_t hdr[PEER_FRAME_FIXED];
+	int n;
+
+	if (ch != PEER_CH_REPLICA || !mirror_need_ack || mirror_replica == NULL)
+		return;
+	if (spool_sync(mirror_replica) < 0) {
+		mirror_repl_error("the peer's spool (flush)", mirror_replica);
+		return; /* no ACK: the peer's clients get 451 */
+	}
+	mirror_need_ack = 0;
+	n = peer_frame_ack(hdr, mirror_replica_pending.file,
+	                   mirror_replica_pending.offset);
+	if (peer_send(PEER_CH_REPLICA, hdr, (size_t)n, NULL, 0, NULL, 0) == 0) {
+		mirror_acks_out++;
+		mirror_replica_acked = mirror_replica_pending;
+	}
+}
+
+static const struct peer_handlers mirror_handlers = {
+    mirror_up,
+    mirror_down,
+    mirror_frame,
+    mirror_batch_end,
+};
+
+int
+mirror_init(const struct config *cfg, char *err, size_t errlen)
+{
+	struct spool_options so;
+	char dir[4096], why[512];
+
+	if (cfg->peer == NULL)
+		return 0;
+	mirror_ack_mode = config_peer_ack_str(cfg->peer->ack);
+	mirror_takeover_after = cfg->peer->takeover_after;
+	if ((mirror_ring = calloc(MIRROR_RING, sizeof(*mirror_ring))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	memset(&so, 0, sizeof(so));
+	so.cache_bytes = MIRROR_REPLICA_CACHE;
+	so.repl_role = SPOOL_REPL_CLIENT;
+	so.repl_send = mirror_send;
+	so.repl_arg = &mirror_on; /* not NULL: PEER_CH_REPLICA */
+	snprintf(dir, sizeof(dir), "%s/replica", cfg->spool);
+	mirror_replica = spool_open_opts(dir, &so, NULL, why, sizeof(why));
+	if (mirror_replica == NULL) {
+		snprintf(err, errlen, "replica of the peer's spool %s: %s", dir,
+		         why);
+		return -1;
+	}
+	mirror_on = 1;
+	peer_set_incarnation(spool_repl_incarnation(backmxd.spool));
+	peer_start(&mirror_handlers);
+	return 0;
+}
+
+void
+mirror_shutdown(void)
+{
+	if (!mirror_on)
+		return;
+	peer_shutdown();
+	if (mirror_replica != NULL) {
+		spool_sync(mirror_replica);
+		spool_close(mirror_replica);
+		mirror_replica = NULL;
+	}
+	free(mirror_ring);
+	mirror_ring = NULL;
+	mirror_on = 0;
+}
+
+void
+mirror_status(struct mirror_status *st)
+{
+	struct spool_repl_status rs;
+	double now = ev_now(backmxd.loop), heard = peer_last_heard();
+
+	memset(st, 0, sizeof(*st));
+	if (!mirror_on)
+		return;
+	st->enabled = 1;
+	st->own_up = peer_up(PEER_CH_OWN);
+	st->replica_up = peer_up(PEER_CH_REPLICA);
+	st->last_heard = heard > 0 ? now - heard : -1;
+	st->last_sent = spool_repl_last_perm(backmxd.spool);
+	st->last_acked = mirror_acked;
+	st->lag_commits = mirror_count;
+	st->lag_seconds =
+	    mirror_count > 0 ? now - mirror_ring[mirror_head].when : 0;
+	if (mirror_replica != NULL) {
+		spool_repl_status(mirror_replica, &rs);
+		st->replica_in_sync = rs.in_sync;
+		st->replica_next = rs.next;
+	}
+	st->replica_acked = mirror_replica_acked;
+	st->acks_sent = mirror_acks_out;
+	st->acks_received = mirror_acks_in;
+	st->repl_errors = mirror_errors;
+	st->takeover = mirror_takeover;
+	st->ack_mode = mirror_ack_mode;
+	st->takeover_after = mirror_takeover_after;
+}
