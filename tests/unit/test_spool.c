@@ -30,7 +30,8 @@
 #include "spool.h"
 
 /* small sizes: many environments are created */
-static const struct spool_options small = {4 << 20, 1 << 20, 4 << 20};
+static const struct spool_options small = {
+    .cache_bytes = 4 << 20, .log_buffer = 1 << 20, .log_file = 4 << 20};
 static char dir[256];
 
 static int
@@ -785,7 +786,8 @@ test_disk_full(void **state)
 	struct spool *s;
 	int fd, i, failed = 0, syncfail = 0;
 	enum spool_err cls;
-	const struct spool_options tiny = {1 << 20, 256 << 10, 1 << 20};
+	const struct spool_options tiny = {
+	    .cache_bytes = 1 << 20, .log_buffer = 256 << 10, .log_file = 1 << 20};
 
 	snprintf(mnt, sizeof(mnt), "%s.tmpfs", dir);
 	assert_int_equal(mkdir(mnt, 0700), 0);
