@@ -236,12 +236,52 @@ config_check_spool(const struct config *c, char *diag, size_t len)
 	return nerr;
 }
 
+/* config_check_key_mode - a private key others can read or write */
+static int
+config_check_key_mode(const struct config *c, const char *what,
+		      const char *path, char *diag, size_t len)
+{
+	struct stat st;
+
+	if (path == NULL || stat(path, &st) < 0)
+		return 0;	/* the load reports a missing key */
+	if ((st.st_mode & 007) == 0)
+		return 0;
+	return config_check_msg(diag, len, 1,
+				"%s: %s %s has mode %04o: readable or "
+				"writable by others (chmod 0600 or 0640)",
+				c->path, what, path,
+				(unsigned)(st.st_mode & 07777));
+}
+
+int
+config_check_modes(const struct config *c, char *diag, size_t diaglen)
+{
+	struct stat st;
+	int nerr = 0;
+
+	if (c->spool != NULL && stat(c->spool, &st) == 0 &&
+	    S_ISDIR(st.st_mode) && (st.st_mode & S_IWOTH))
+		nerr += config_check_msg(diag, diaglen, 1,
+					 "%s: spool %s has mode %04o: "
+					 "world-writable (chmod 0700)",
+					 c->path, c->spool,
+					 (unsigned)(st.st_mode & 07777));
+	nerr += config_check_key_mode(c, "tls_key", c->tls_key, diag,
+				      diaglen);
+	if (c->peer != NULL)
+		nerr += config_check_key_mode(c, "peer_key", c->peer->key,
+					      diag, diaglen);
+	return nerr;
+}
+
 int
 config_check(const struct config *c, char *diag, size_t diaglen)
 {
 	char what[POLICY_DOMAIN_MAX + 64];
 	int nerr = 0;
 
+	nerr += config_check_modes(c, diag, diaglen);
 	nerr += config_check_tls(c, diag, diaglen);
 	for (int i = 0; i < c->policy->ndomains; i++) {
 		const struct policy_domain *d = c->policy->domains[i];

@@ -10,7 +10,10 @@
  *     config_check_file) readable by `user`: a SIGHUP reload runs as
  *     that user and would fail;
  *   - the spool directory usable by `user`: its parent directories
- *     searchable, the files already in it readable and writable.
+ *     searchable, the files already in it readable and writable;
+ *   - file modes (config_check_modes, also checked at every start): the
+ *     spool not world-writable, tls_key/peer_key not readable or
+ *     writable by others.
  *
  * Problems are appended to diag as "FILE: message\n" (warnings with
  * "warning: "), as config_load() does; the return value counts errors.
@@ -23,6 +26,13 @@
 #include "config.h"
 
 int config_check(const struct config *c, char *diag, size_t diaglen);
+
+/*
+ * config_check_modes - the file modes the daemon refuses to start with
+ * (also run by config_check): a world-writable spool directory, a
+ * tls_key or peer_key that others can read or write (mode & 007).
+ */
+int config_check_modes(const struct config *c, char *diag, size_t diaglen);
 
 /*
  * config_check_file - hook for recipient sources with files of their own

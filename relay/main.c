@@ -267,6 +267,19 @@ main(int argc, char **argv)
 		return 1;
 	}
 	reload_log_diag(diag);
+	/* refuse files others could read or change (see backmxd(8)) */
+	diag[0] = '\0';
+	nerr = config_check_modes(cfg, diag, DIAG_MAX);
+	if (nerr > 0) {
+		main_print_diag(diag);
+		if (!backmxd.foreground)
+			reload_log_diag(diag);
+		free(diag);
+		fprintf(stderr, "backmxd: %s: %d error(s), not starting\n",
+			main_config_path, nerr);
+		config_free(cfg);
+		return 1;
+	}
 	free(diag);
 	backmxd.cfg = cfg;
 	reload_set_path(main_config_path);

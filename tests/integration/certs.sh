@@ -51,5 +51,6 @@ done
 openssl req -x509 -newkey rsa:2048 -nodes -keyout rogue.key -out rogue.pem -days 30 \
 	-subj "/CN=peerb.test.example" -addext "subjectAltName=DNS:peerb.test.example" 2>/dev/null
 # last: its presence means the directory is complete
+chmod 600 *.key
 openssl x509 -in mx1.pem -noout -pubkey | openssl pkey -pubin -outform DER |
 	openssl dgst -sha256 -hex | sed 's/^.*= //' > mx1.tlsa311

@@ -8,7 +8,10 @@ delivery and a SIGHUP reload later it is still so.
 """
 import os
 import pwd
+import shutil
 import signal
+import stat
+import subprocess
 
 USER = 'backmx'
 
@@ -75,3 +78,57 @@ def test_privilege_dropped_after_start(world):
     finally:
         for d, mode in opened:
             os.chmod(d, mode)
+
+
+# -- file modes refused at start and by `backmxd -t` (issue 20)
+
+def _run(b, *args):
+    return subprocess.run([b.backmxd] + list(args) + ['-c', b.conf_path],
+                          capture_output=True, text=True, timeout=30,
+                          cwd=b.dir)
+
+
+def _tls_backmx(world, key_mode):
+    """a backmxd (not started) whose tls_key is a copy with key_mode"""
+    b = world.backmx(start=False)
+    key = os.path.join(b.dir, 'mx2.key')
+    shutil.copyfile(os.path.join(world.certs, 'mx2.key'), key)
+    os.chmod(key, key_mode)
+    b.write_config(tls_cert=os.path.join(world.certs, 'mx2.pem'),
+                   tls_key=key)
+    return b, key
+
+
+def test_privilege_world_writable_spool_refused(world):
+    b = world.backmx(start=False)
+    os.chmod(b.spool_dir, 0o777)
+    try:
+        for args in (('-t',), ('-f',)):
+            p = _run(b, *args)
+            assert p.returncode != 0, (args, p.stderr)
+            assert ('spool %s has mode 0777: world-writable' % b.spool_dir
+                    in p.stderr), (args, p.stderr)
+    finally:
+        os.chmod(b.spool_dir, 0o700)
+
+
+def test_privilege_key_readable_by_others_refused(world):
+    b, key = _tls_backmx(world, 0o644)
+    for args in (('-t',), ('-f',)):
+        p = _run(b, *args)
+        assert p.returncode != 0, (args, p.stderr)
+        assert ('tls_key %s has mode 0644: readable or writable by others'
+                % key in p.stderr), (args, p.stderr)
+
+
+def test_privilege_key_0600_starts_control_socket_mode(world):
+    b, key = _tls_backmx(world, 0o600)
+    p = _run(b, '-t')
+    assert p.returncode == 0, p.stderr
+    b.start()
+    try:
+        mode = os.stat(b.control_path).st_mode
+        assert stat.S_ISSOCK(mode)
+        assert mode & 0o007 == 0, oct(mode)
+    finally:
+        assert b.stop() == 0
