@@ -13,6 +13,16 @@ the point):
   endless   a multi-line banner that never ends: "too many reply
             lines", deferred after a bounded read;
   tarpit    a banner, then silence: deferred after command_timeout.
+  tlsjunk   offers STARTTLS, answers it 220, then plaintext junk instead
+            of a ServerHello; tlsclose: 220, then the connection closed;
+            tlsstall: 220, then silence.  Under `tls may` the same
+            address is tried once more in clear and the mail delivered;
+            under `tls encrypt` and `tls verify` it is deferred (4.7.5;
+            the stall 4.4.2 after command_timeout) and never a MAIL
+            command is sent in clear.
+  barelf    every reply line ends in a bare LF: taken as line ends (as
+            other clients do), the mail delivered, and what we send is
+            still CRLF only.
 
 Each deferral leaves the mail queued and the daemon running.
 """
@@ -26,7 +36,8 @@ import time
 ADDR = '127.0.0.10'
 SENDER = 'someone@sender.example'
 # a port per mode: a test never waits for the last one's socket to go
-PORTS = {'inject': 2601, 'bigline': 2602, 'endless': 2603, 'tarpit': 2604}
+PORTS = {'inject': 2601, 'bigline': 2602, 'endless': 2603, 'tarpit': 2604,
+         'tlsjunk': 2605, 'tlsclose': 2606, 'tlsstall': 2607, 'barelf': 2608}
 
 
 class HostilePrimary:
@@ -36,6 +47,8 @@ class HostilePrimary:
         self.commands = []
         self.messages = []
         self.sent = 0           # octets of the endless modes
+        self.conns = 0
+        self.raw = []           # every octet received, per connection
         self.stopping = False
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -65,6 +78,7 @@ class HostilePrimary:
 
     def _serve(self, c):
         c.settimeout(30)
+        self.conns += 1
         try:
             getattr(self, '_' + self.mode)(c)
         except (OSError, ssl.SSLError, ValueError):
@@ -95,19 +109,54 @@ class HostilePrimary:
             pass
 
     def _inject(self, c):
+        self._dialog(c, b'\r\n')
+
+    def _tlsjunk(self, c):
+        self._dialog(c, b'\r\n')
+
+    def _tlsclose(self, c):
+        self._dialog(c, b'\r\n')
+
+    def _tlsstall(self, c):
+        self._dialog(c, b'\r\n')
+
+    def _barelf(self, c):
+        self._dialog(c, b'\n')
+
+    def _dialog(self, c, eol):
         f = c.makefile('rb')
-        c.sendall(b'220 mx.hostile.example ESMTP\r\n')
+        raw = []
+        self.raw.append(raw)
+
+        def send(text):
+            c.sendall(text.replace(b'\r\n', eol))
+        send(b'220 mx.hostile.example ESMTP\r\n')
         tls = None
         while True:
             line = f.readline(4096)
             if not line:
                 return
+            raw.append(line)
             cmd = line.decode('latin-1').rstrip('\r\n')
             self.commands.append((tls is not None, cmd))
             verb = cmd.split(' ', 1)[0].split(':', 1)[0].upper()
             if verb == 'EHLO' and tls is None:
-                c.sendall(b'250-mx.hostile.example\r\n250-PIPELINING\r\n'
-                          b'250 STARTTLS\r\n')
+                send(b'250-mx.hostile.example\r\n250-PIPELINING\r\n'
+                     b'250-8BITMIME\r\n250 STARTTLS\r\n')
+            elif verb == 'STARTTLS' and self.mode == 'tlsjunk':
+                c.sendall(b'220 2.0.0 go ahead\r\n')
+                time.sleep(0.2)
+                c.sendall(b'this is not a ServerHello\r\n' * 8)
+                return
+            elif verb == 'STARTTLS' and self.mode == 'tlsclose':
+                c.sendall(b'220 2.0.0 go ahead\r\n')
+                return
+            elif verb == 'STARTTLS' and self.mode == 'tlsstall':
+                c.sendall(b'220 2.0.0 go ahead\r\n')
+                self._drain(c)
+                return
+            elif verb == 'STARTTLS' and self.mode == 'barelf':
+                send(b'454 4.7.0 not today\r\n')
             elif verb == 'STARTTLS' and tls is None:
                 # the 220 and the injected reply in one segment
                 c.sendall(b'220 2.0.0 go ahead\r\n'
@@ -119,24 +168,25 @@ class HostilePrimary:
                 c = tls
                 f = c.makefile('rb')
             elif verb == 'EHLO':
-                c.sendall(b'250-mx.hostile.example\r\n250 PIPELINING\r\n')
+                send(b'250-mx.hostile.example\r\n250 PIPELINING\r\n')
             elif verb in ('MAIL', 'RCPT', 'RSET', 'NOOP'):
-                c.sendall(b'250 2.0.0 ok\r\n')
+                send(b'250 2.0.0 ok\r\n')
             elif verb == 'DATA':
-                c.sendall(b'354 go\r\n')
+                send(b'354 go\r\n')
                 data = b''
                 while not data.endswith(b'\r\n.\r\n'):
                     chunk = f.readline(65536)
                     if not chunk:
                         return
                     data += chunk
+                raw.append(data)
                 self.messages.append((tls is not None, data))
-                c.sendall(b'250 2.0.0 queued\r\n')
+                send(b'250 2.0.0 queued\r\n')
             elif verb == 'QUIT':
-                c.sendall(b'221 2.0.0 bye\r\n')
+                send(b'221 2.0.0 bye\r\n')
                 return
             else:
-                c.sendall(b'502 5.5.2 what\r\n')
+                send(b'502 5.5.2 what\r\n')
 
 
 def _backmx(world, mode, tls='encrypt', **kw):
@@ -217,5 +267,90 @@ def test_hostile_out_tarpit_deferred(world):
     b, h = _run(world, 'tarpit', tls='may', command_timeout='2s')
     try:
         _deferred(b, 'timed out')
+    finally:
+        h.close()
+
+
+# -- STARTTLS offered, then the handshake fails
+
+def _clear_retry_delivered(world, mode, **kw):
+    b, h = _run(world, mode, tls='may', **kw)
+    try:
+        b.wait_log(r'tls may: trying \[?127\.0\.0\.10\]?[^\n]*again without '
+                   r'STARTTLS', timeout=30)
+        b.wait_log(r'to=<x@hostile\.example>, relay=[^\n]*status=sent '
+                   r'[^\n]*tls=none', timeout=30)
+        assert len(h.messages) == 1 and not h.messages[0][0], h.messages
+        # the retry in clear did not offer STARTTLS a second chance
+        starttls = [cmd for _, cmd in h.commands
+                    if cmd.upper() == 'STARTTLS']
+        assert len(starttls) == 1, h.commands
+        assert h.conns == 2, h.conns
+        assert _queue(b) == []
+    finally:
+        h.close()
+
+
+def _never_clear(world, mode, policy, enh='4.7.5 ', **kw):
+    b, h = _run(world, mode, tls=policy, **kw)
+    try:
+        _deferred(b, 'tls')
+        err = _queue(b)[0]['recipients'][0]['last_error']
+        assert err.startswith(enh), err
+        # nothing but EHLO and STARTTLS ever went out in clear
+        verbs = set(cmd.split(' ', 1)[0].upper() for _, cmd in h.commands)
+        assert verbs <= {'EHLO', 'STARTTLS', 'QUIT'}, h.commands
+        assert h.messages == [], h.messages
+        assert 'again without STARTTLS' not in b.log_text()
+    finally:
+        h.close()
+
+
+def test_hostile_out_tls_junk_may_retries_in_clear(world):
+    _clear_retry_delivered(world, 'tlsjunk')
+
+
+def test_hostile_out_tls_close_may_retries_in_clear(world):
+    _clear_retry_delivered(world, 'tlsclose')
+
+
+def test_hostile_out_tls_junk_encrypt_deferred(world):
+    _never_clear(world, 'tlsjunk', 'encrypt')
+
+
+def test_hostile_out_tls_close_verify_deferred(world):
+    _never_clear(world, 'tlsclose', 'verify')
+
+
+def test_hostile_out_tls_junk_verify_deferred(world):
+    _never_clear(world, 'tlsjunk', 'verify')
+
+
+def test_hostile_out_tls_stall_encrypt_deferred(world):
+    t = time.monotonic()
+    # a timeout, not a failed handshake: 4.4.2, after command_timeout
+    _never_clear(world, 'tlsstall', 'encrypt', enh='4.4.2 ',
+                 command_timeout='2s')
+    assert time.monotonic() - t < 20
+
+
+# -- replies ending in a bare LF
+
+def test_hostile_out_bare_lf_replies(world):
+    b, h = _run(world, 'barelf', tls='may')
+    try:
+        b.wait_log(r'to=<x@hostile\.example>, relay=[^\n]*status=sent ',
+                   timeout=30)
+        assert len(h.messages) == 1, h.messages
+        # the 454 to STARTTLS was read as one reply: we went on in clear
+        verbs = [cmd.split(' ', 1)[0].split(':', 1)[0].upper()
+                 for _, cmd in h.commands]
+        assert verbs[:2] == ['EHLO', 'STARTTLS'], h.commands
+        assert 'MAIL' in verbs and 'DATA' in verbs, h.commands
+        # whatever the primary's line ends, ours are CRLF only
+        sent = b''.join(h.raw[-1])
+        assert sent.count(b'\n') == sent.count(b'\r\n'), sent
+        assert sent.count(b'\r') == sent.count(b'\r\n'), sent
+        assert b'Subject: barelf\r\n' in h.messages[0][1]
     finally:
         h.close()
