@@ -20,6 +20,7 @@
 #include "config_rcpt.h"
 
 #define PEER_TAKEOVER_DEFAULT 600
+#define PEER_ACK_TIMEOUT_DEFAULT 5
 
 /* peer_conf_name_ok - a host name: LDH labels separated by dots */
 static int
@@ -67,6 +68,7 @@ peer_conf_get(struct config_ctx *x, struct config *c)
 			return NULL;
 		}
 		c->peer->ack = PEER_ACK_PEER;
+		c->peer->ack_timeout = PEER_ACK_TIMEOUT_DEFAULT;
 		c->peer->takeover_after = PEER_TAKEOVER_DEFAULT;
 	}
 	return c->peer;
@@ -151,14 +153,24 @@ config_peer_global(struct config_ctx *x, struct config *c, const char *kw,
 	} else if (!strcmp(kw, "peer_ca")) {
 		peer_conf_file(x, &p->ca, kw, v, nv);
 	} else if (!strcmp(kw, "peer_ack")) {
-		if (nv == 1 && !strcmp(v[0], "peer"))
+		long d = nv == 2 ? config_parse_duration(v[1])
+		                 : PEER_ACK_TIMEOUT_DEFAULT;
+
+		if ((nv == 1 || nv == 2) && !strcmp(v[0], "peer")) {
+			if (d < 1 || d > 600)
+				config_msg(x, 1,
+				           "peer_ack peer: \"%s\" is not a "
+				           "duration from 1s to 10m",
+				           v[1]);
 			p->ack = PEER_ACK_PEER;
-		else if (nv == 1 && !strcmp(v[0], "local"))
+			if (d >= 1 && d <= 600)
+				p->ack_timeout = d;
+		} else if (nv == 1 && !strcmp(v[0], "local"))
 			p->ack = PEER_ACK_LOCAL;
 		else
 			config_msg(x, 1,
-			           "peer_ack: expected \"peer\" or "
-			           "\"local\"");
+			           "peer_ack: expected \"peer [TIMEOUT]\" "
+			           "or \"local\"");
 	} else {
 		long d = nv == 1 ? config_parse_duration(v[0]) : -1;
 

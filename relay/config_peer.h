@@ -1,7 +1,7 @@
 /*
  * config_peer.h - the mirrored-spool directives of backmx.conf: `peer
  * NAME ADDR:PORT`, `peer_listen ADDR:PORT`, `peer_cert`, `peer_key`,
- * `peer_ca`, `peer_ack peer|local`, `takeover_after DURATION`.
+ * `peer_ca`, `peer_ack peer [TIMEOUT]|local`, `takeover_after DURATION`.
  *
  * config.c calls config_peer_global() for each global line it does not
  * know and config_peer_end() after the last line; config_free() calls
@@ -33,6 +33,7 @@ struct config_peer {
 	int have_listen;
 	char *cert, *key, *ca;
 	enum peer_ack_mode ack;
+	long ack_timeout;    /* peer_ack peer TIMEOUT: seconds; default 5 */
 	long takeover_after; /* seconds; default 10m */
 };
 

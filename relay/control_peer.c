@@ -19,9 +19,11 @@ control_peer(struct control_client *c)
 {
 	const struct peer_link_stats *ls = peer_stats();
 	struct mirror_status st;
+	struct mirror_gate_stats gs;
 	char sent[32], acked[32], rnext[32], racked[32];
 
 	mirror_status(&st);
+	mirror_gate_status(&gs);
 	if (!st.enabled) {
 		control_end_err(c, "no peer configured");
 		return;
@@ -42,7 +44,9 @@ control_peer(struct control_client *c)
 		    "\"takeover_after\": %ld, \"acks_sent\": %llu, "
 		    "\"acks_received\": %llu, \"replication_errors\": %llu, "
 		    "\"connects\": %llu, \"refused\": %llu, "
-		    "\"protocol_errors\": %llu}\n",
+		    "\"protocol_errors\": %llu, \"gated\": %llu, "
+		    "\"gated_acked\": %llu, \"gated_timeouts\": %llu, "
+		    "\"gated_waiting\": %llu, \"ack_timeout\": %.0f}\n",
 		    st.own_up && st.replica_up ? "true" : "false",
 		    st.own_up ? "true" : "false",
 		    st.replica_up ? "true" : "false", st.last_heard,
@@ -55,7 +59,10 @@ control_peer(struct control_client *c)
 		    (unsigned long long)st.repl_errors,
 		    (unsigned long long)ls->connects,
 		    (unsigned long long)ls->refused,
-		    (unsigned long long)ls->proto_errors);
+		    (unsigned long long)ls->proto_errors,
+		    (unsigned long long)gs.gated, (unsigned long long)gs.acked,
+		    (unsigned long long)gs.timeouts,
+		    (unsigned long long)gs.waiting, mirror_gate_timeout());
 		control_end_ok(c);
 		return;
 	}
@@ -72,6 +79,15 @@ control_peer(struct control_client *c)
 	else
 		control_line(c, "%-22s never", "last heard");
 	control_line(c, "%-22s %s", "peer_ack", st.ack_mode);
+	if (mirror_gate_timeout() > 0)
+		control_line(c,
+		             "%-22s %llu waited for the peer: %llu acked, %llu "
+		             "not within %.0fs (451), %llu waiting",
+		             "replies", (unsigned long long)gs.gated,
+		             (unsigned long long)gs.acked,
+		             (unsigned long long)gs.timeouts,
+		             mirror_gate_timeout(),
+		             (unsigned long long)gs.waiting);
 	control_line(c, "%-22s %s", "last sent LSN", sent);
 	control_line(c, "%-22s %s", "last acked LSN", acked);
 	control_line(c, "%-22s %llu message(s) / %.1fs", "lag",

@@ -137,6 +137,7 @@ main_stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	listener_stop();
 	control_close();
 	metrics_close();
+	mirror_gate_flush(); /* replies waiting for the peer: 451 */
 	smtpd_shutdown();
 	peer_shutdown();
 	forward_shutdown();

@@ -25,6 +25,7 @@
 #include "config_peer.h"
 #include "log.h"
 #include "mirror.h"
+#include "mirror_int.h"
 #include "peer.h"
 
 #define MIRROR_RING (1u << 16) /* commits remembered for the lag */
@@ -47,6 +48,7 @@ static int mirror_need_ack;
 static uint64_t mirror_acks_in, mirror_acks_out, mirror_errors;
 static enum mirror_takeover_state mirror_takeover;
 static double mirror_last_errlog;
+static double mirror_own_down_since; /* ev_now() it went down; 0 up */
 
 int
 mirror_enabled(void)
@@ -180,9 +182,15 @@ mirror_up(int ch)
 	 * (a replaced disk) is rebuilt by BDB's internal init.
 	 */
 	if (ch == PEER_CH_OWN) {
+		mirror_own_down_since = 0;
 		if (spool_repl_start(backmxd.spool) < 0)
 			mirror_repl_error("our spool", backmxd.spool);
 	} else {
+		/* the peer's LSNs can go back (a restart that lost its
+		 * unsynced log tail, a new disk): acknowledge from scratch */
+		memset(&mirror_replica_pending, 0,
+		       sizeof(mirror_replica_pending));
+		mirror_need_ack = 0;
 		mirror_replica_check(peer_incarnation(PEER_CH_REPLICA));
 		if (mirror_replica != NULL &&
 		    spool_repl_start(mirror_replica) < 0)
@@ -195,6 +203,16 @@ mirror_down(int ch)
 {
 	if (ch == PEER_CH_REPLICA)
 		mirror_need_ack = 0;
+	else
+		mirror_own_down_since = ev_now(backmxd.loop);
+}
+
+double
+mirror_own_down_for(void)
+{
+	if (mirror_own_down_since == 0)
+		return 0;
+	return ev_now(backmxd.loop) - mirror_own_down_since;
 }
 
 /* mirror_acked_to - the peer holds our spool durably up to lsn */
@@ -209,6 +227,7 @@ mirror_acked_to(const struct spool_lsn *lsn)
 		mirror_head = (mirror_head + 1) % MIRROR_RING;
 		mirror_count--;
 	}
+	mirror_gate_acked(&mirror_acked);
 }
 
 static int
@@ -306,6 +325,9 @@ mirror_init(const struct config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	mirror_on = 1;
+	mirror_own_down_since = ev_now(backmxd.loop);
+	if (cfg->peer->ack == PEER_ACK_PEER)
+		mirror_gate_init((double)cfg->peer->ack_timeout);
 	peer_set_incarnation(spool_repl_incarnation(backmxd.spool));
 	peer_start(&mirror_handlers);
 	return 0;
@@ -316,6 +338,7 @@ mirror_shutdown(void)
 {
 	if (!mirror_on)
 		return;
+	mirror_gate_flush();
 	peer_shutdown();
 	if (mirror_replica != NULL) {
 		spool_sync(mirror_replica);

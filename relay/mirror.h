@@ -45,6 +45,33 @@ struct mirror_status {
 };
 
 void mirror_status(struct mirror_status *st);
+
+/*
+ * The `peer_ack peer` gate (mirror_gate.c).  mirror_gate_commit - call
+ * right after a message's spool commit: MIRROR_GATE_NONE, nothing to
+ * wait for (no peer, `peer_ack local`, or already acknowledged);
+ * MIRROR_GATE_WAIT, done(arg, ok) is called later (never from inside
+ * this call) with ok 1 once the peer's ACK covers the commit, 0 when it
+ * did not come within the bound (`peer_ack peer TIMEOUT`, 5 s by
+ * default); MIRROR_GATE_FAILED, no ACK can come in time (the link has
+ * been down longer than the bound): answer as for ok 0 at once.
+ * mirror_gate_flush - at shutdown: every waiting done(arg, 0) now.
+ */
+typedef void mirror_gate_fn(void *arg, int ok);
+enum { MIRROR_GATE_NONE = 0, MIRROR_GATE_WAIT, MIRROR_GATE_FAILED };
+int mirror_gate_commit(mirror_gate_fn *done, void *arg);
+void mirror_gate_flush(void);
+/* the bound in seconds; 0 when replies are not gated */
+double mirror_gate_timeout(void);
+
+struct mirror_gate_stats {
+	uint64_t gated;     /* replies that needed the peer's ACK */
+	uint64_t acked;     /* ... got it in time: 250 */
+	uint64_t timeouts;  /* ... did not: 451 4.3.0 */
+	uint64_t link_down; /* of the timeouts: answered at once, link down */
+	uint64_t waiting;   /* waiting now */
+};
+void mirror_gate_status(struct mirror_gate_stats *st);
 const char *mirror_takeover_str(enum mirror_takeover_state s);
 
 #endif

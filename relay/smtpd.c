@@ -823,12 +823,17 @@ smtpd_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 
 		next = s->wait_next;
 		s->state = S_CMD;
-		if (rc < 0) {
-			/* not durable: never acknowledged; try not to
-			 * deliver it either (the client will retry) */
+		if (rc < 0 || tx->unmirrored) {
+			/* not durable (here, or on the mirror peer): never
+			 * acknowledged; try not to deliver it either (the
+			 * client will retry) */
 			spool_message_delete(backmxd.spool, tx->id);
 			stats.refused_spool++;
-			if (spool_errno(backmxd.spool) == SPOOL_ENOSPC)
+			if (rc >= 0)
+				smtpd_reply(s, "451 4.3.0 Error: the mirror "
+				               "node did not confirm its copy, "
+				               "try again later");
+			else if (spool_errno(backmxd.spool) == SPOOL_ENOSPC)
 				smtpd_reply(s, "452 4.3.1 Error: insufficient "
 				               "system storage");
 			else

@@ -21,6 +21,7 @@
 #include "config_filter.h"
 #include "forward.h"
 #include "log.h"
+#include "mirror.h"
 #include "smtpd_int.h"
 
 /* smtpd_emit_flush - append the staged octets to the spool writer */
@@ -216,6 +217,22 @@ drop:
 	smtpd_tx_reset(s);
 }
 
+/* smtpd_tx_mirrored - `peer_ack peer` (mirror_gate.c): the peer has
+ * the commit (ok), or not in time: then the group commit answers 451 */
+static void
+smtpd_tx_mirrored(void *arg, int ok)
+{
+	struct smtpd_session *s = arg;
+
+	if (!ok) {
+		s->tx->unmirrored = 1;
+		log_warn("%s: the peer did not acknowledge its copy within "
+		         "%.0fs: 451 4.3.0, message discarded",
+		         s->tx->id, mirror_gate_timeout());
+	}
+	smtpd_commit_wait(s);
+}
+
 /* smtpd_tx_commit - the envelope, the spool commit, the group commit */
 void
 smtpd_tx_commit(struct smtpd_session *s)
@@ -260,6 +277,16 @@ smtpd_tx_commit(struct smtpd_session *s)
 		goto spoolfail;
 	}
 	tx->w = NULL;
+	/* peer_ack peer: the 250 waits for the peer's copy first */
+	switch (mirror_gate_commit(smtpd_tx_mirrored, s)) {
+	case MIRROR_GATE_WAIT:
+		s->state = S_COMMIT;
+		ev_io_stop(backmxd.loop, &s->rio);
+		return;
+	case MIRROR_GATE_FAILED:
+		smtpd_tx_mirrored(s, 0);
+		return;
+	}
 	/* the 250 waits for the group commit (ev_prepare) */
 	smtpd_commit_wait(s);
 	return;

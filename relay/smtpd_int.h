@@ -102,6 +102,7 @@ struct smtpd_tx {
 	FILE *milter_fp;           /* the message for the milters */
 	struct milter_run *milter; /* pending milter conversation */
 	int held;                  /* quarantined by a milter */
+	int unmirrored;            /* peer_ack peer: no ACK in time, 451 */
 	const char **milter_rcpt;  /* what the milters were told */
 };
 

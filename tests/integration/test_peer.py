@@ -33,6 +33,9 @@ def test_peer_config_t(world):
     p = _t(world, bad)
     assert p.returncode == 1 and 'does not match peer_cert' in p.stderr, p.stderr
     for extra, want in (('peer_ack maybe\n', 'peer_ack: expected'),
+                        ('peer_ack peer 0s\n', 'is not a duration from 1s'),
+                        ('peer_ack peer soon\n', 'is not a duration from 1s'),
+                        ('peer_ack local 5s\n', 'peer_ack: expected'),
                         ('takeover_after 0\n', 'takeover_after: expected'),
                         ('peer_listen 127.0.0.3:4226\n', 'peer_listen: given twice')):
         b = node_a(world, start=False, extra=extra)
