@@ -46,7 +46,8 @@ control_peer(struct control_client *c)
 		    "\"connects\": %llu, \"refused\": %llu, "
 		    "\"protocol_errors\": %llu, \"gated\": %llu, "
 		    "\"gated_acked\": %llu, \"gated_timeouts\": %llu, "
-		    "\"gated_waiting\": %llu, \"ack_timeout\": %.0f}\n",
+		    "\"gated_waiting\": %llu, \"ack_timeout\": %.0f, "
+		    "\"replica_checkpoints\": %llu}\n",
 		    st.own_up && st.replica_up ? "true" : "false",
 		    st.own_up ? "true" : "false",
 		    st.replica_up ? "true" : "false", st.last_heard,
@@ -62,7 +63,8 @@ control_peer(struct control_client *c)
 		    (unsigned long long)ls->proto_errors,
 		    (unsigned long long)gs.gated, (unsigned long long)gs.acked,
 		    (unsigned long long)gs.timeouts,
-		    (unsigned long long)gs.waiting, mirror_gate_timeout());
+		    (unsigned long long)gs.waiting, mirror_gate_timeout(),
+		    (unsigned long long)st.replica_checkpoints);
 		control_end_ok(c);
 		return;
 	}
@@ -95,6 +97,9 @@ control_peer(struct control_client *c)
 	control_line(c, "%-22s %s, next LSN %s, acked %s", "replica of peer",
 	             st.replica_in_sync ? "in sync" : "synchronising", rnext,
 	             racked);
+	control_line(c, "%-22s %llu (its old logs removed)",
+	             "replica checkpoints",
+	             (unsigned long long)st.replica_checkpoints);
 	control_line(c, "%-22s %s (after %lds of silence)", "takeover",
 	             mirror_takeover_str(st.takeover), st.takeover_after);
 	control_line(c, "%-22s sent %llu, received %llu", "acks",

@@ -30,6 +30,7 @@
 
 #define MIRROR_RING (1u << 16) /* commits remembered for the lag */
 #define MIRROR_REPLICA_CACHE (16u * 1024 * 1024)
+#define MIRROR_CHECKPOINT_EVERY 30.0 /* seconds, as our own spool's */
 
 struct mirror_pending {
 	struct spool_lsn lsn;
@@ -49,6 +50,8 @@ static uint64_t mirror_acks_in, mirror_acks_out, mirror_errors;
 static enum mirror_takeover_state mirror_takeover;
 static double mirror_last_errlog;
 static double mirror_own_down_since; /* ev_now() it went down; 0 up */
+static ev_timer mirror_ckp_timer;
+static uint64_t mirror_replica_ckps;
 
 int
 mirror_enabled(void)
@@ -298,6 +301,23 @@ static const struct peer_handlers mirror_handlers = {
     mirror_batch_end,
 };
 
+/* mirror_ckp_cb - the replica's pages to disk and its old logs removed:
+ * a client's log otherwise keeps every record the peer ever wrote */
+static void
+mirror_ckp_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	if (mirror_replica == NULL)
+		return;
+	if (spool_repl_client_checkpoint(mirror_replica) < 0)
+		mirror_repl_error("the peer's spool (checkpoint)",
+		                  mirror_replica);
+	else
+		mirror_replica_ckps++;
+}
+
 int
 mirror_init(const struct config *cfg, char *err, size_t errlen)
 {
@@ -325,6 +345,9 @@ mirror_init(const struct config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	mirror_on = 1;
+	ev_timer_init(&mirror_ckp_timer, mirror_ckp_cb, MIRROR_CHECKPOINT_EVERY,
+	              MIRROR_CHECKPOINT_EVERY);
+	ev_timer_start(backmxd.loop, &mirror_ckp_timer);
 	mirror_own_down_since = ev_now(backmxd.loop);
 	if (cfg->peer->ack == PEER_ACK_PEER)
 		mirror_gate_init((double)cfg->peer->ack_timeout);
@@ -339,9 +362,11 @@ mirror_shutdown(void)
 	if (!mirror_on)
 		return;
 	mirror_gate_flush();
+	ev_timer_stop(backmxd.loop, &mirror_ckp_timer);
 	peer_shutdown();
 	if (mirror_replica != NULL) {
 		spool_sync(mirror_replica);
+		spool_repl_client_checkpoint(mirror_replica);
 		spool_close(mirror_replica);
 		mirror_replica = NULL;
 	}
@@ -377,6 +402,7 @@ mirror_status(struct mirror_status *st)
 	st->acks_sent = mirror_acks_out;
 	st->acks_received = mirror_acks_in;
 	st->repl_errors = mirror_errors;
+	st->replica_checkpoints = mirror_replica_ckps;
 	st->takeover = mirror_takeover;
 	st->ack_mode = mirror_ack_mode;
 	st->takeover_after = mirror_takeover_after;

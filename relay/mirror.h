@@ -39,6 +39,7 @@ struct mirror_status {
 	struct spool_lsn replica_next;  /* next LSN we expect from the peer */
 	struct spool_lsn replica_acked; /* what we acknowledged */
 	uint64_t acks_sent, acks_received, repl_errors;
+	uint64_t replica_checkpoints; /* the replica's own (old logs removed) */
 	enum mirror_takeover_state takeover;
 	const char *ack_mode; /* "peer" / "local" */
 	long takeover_after;

@@ -288,3 +288,22 @@ spool_repl_incarnation(struct spool *s)
 		return 0;
 	return id;
 }
+
+/*
+ * spool_repl_client_checkpoint - the replica's own housekeeping: its
+ * pages to disk, then the log files it no longer needs removed (without
+ * this they grow with every message the peer ever wrote).
+ */
+int
+spool_repl_client_checkpoint(struct spool *s)
+{
+	int ret;
+
+	if ((ret = s->env->memp_sync(s->env, NULL)) != 0)
+		return spool_fail(s, ret, "replica: writing pages");
+	if ((ret = s->env->txn_checkpoint(s->env, 0, 0, 0)) != 0)
+		return spool_fail(s, ret, "replica: checkpoint");
+	if ((ret = s->env->log_archive(s->env, NULL, DB_ARCH_REMOVE)) != 0)
+		return spool_fail(s, ret, "replica: removing old logs");
+	return 0;
+}

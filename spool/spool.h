@@ -134,6 +134,9 @@ int spool_repl_process(struct spool *s, const void *control, size_t clen,
 uint64_t spool_repl_incarnation(struct spool *s);
 uint64_t spool_repl_id_get(struct spool *s, const char *name);
 int spool_repl_id_put(struct spool *s, const char *name, uint64_t id);
+/* spool_repl_client_checkpoint - a replica: pages to disk, old logs
+ * removed (the master's checkpoint is its own, spool_checkpoint) */
+int spool_repl_client_checkpoint(struct spool *s);
 /* spool_repl_last_perm - master: the LSN of the last commit record sent */
 struct spool_lsn spool_repl_last_perm(const struct spool *s);
 /* spool_lsn_cmp - <0, 0, >0 as a is before, at, after b */
