@@ -569,6 +569,14 @@ fail:
 	return -1;
 }
 
+size_t
+policy_domain_nrcpts(const struct policy_domain *d)
+{
+	if (d == NULL || d->rcpts == NULL)
+		return 0;
+	return d->rcpts->count + (d->rcpts->whole ? 1 : 0);
+}
+
 int
 policy_domain_has_rcpt(const struct policy_domain *d, const char *local)
 {

@@ -161,6 +161,9 @@ int policy_is_own_name(const struct policy *p, const char *name);
  */
 int policy_domain_load_recipients(struct policy_domain *d, char *err,
 				  size_t errlen);
+/* policy_domain_nrcpts - entries the files gave d (an "@domain" entry
+ * counts as one); 0 when none were read */
+size_t policy_domain_nrcpts(const struct policy_domain *d);
 /*
  * policy_domain_has_rcpt - is local@d a valid recipient?  local is the
  * local part as sent (quoted forms allowed: "alice" matches alice).

@@ -367,7 +367,11 @@ config_domain_end(struct config_ctx *x)
 				strcat(x->diag, err);
 				strcat(x->diag, "\n");
 			}
-		}
+		} else if (policy_domain_nrcpts(d) == 0 && !d->rcpt_async)
+			config_msg(x, 0,
+				   "domain %s: %s lists nobody: every "
+				   "address but postmaster gets 550",
+				   d->name, d->recipients_file);
 	}
 	x->dom = NULL;
 }

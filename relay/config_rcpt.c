@@ -164,6 +164,30 @@ config_rcpt_domain_end(struct config_ctx *x, struct policy_domain *d)
 }
 
 int
+config_rcpt_emptied(const struct config *old, const struct config *nc,
+		    char *msg, size_t msglen)
+{
+	for (int i = 0; i < nc->policy->ndomains; i++) {
+		const struct policy_domain *d = nc->policy->domains[i], *o;
+
+		if (d->recipients_file == NULL || d->rcpt_async ||
+		    policy_domain_nrcpts(d) > 0)
+			continue;	/* ldap:/callout still answer */
+		o = policy_find_domain(old->policy, d->name);
+		if (o == NULL || policy_domain_nrcpts(o) == 0)
+			continue;
+		snprintf(msg, msglen,
+			 "domain %s: its recipients file(s) (%s) now list "
+			 "nobody, %zu entries before: a file cut short? "
+			 "keeping the running configuration (backmxctl "
+			 "reload --force to take it)",
+			 d->name, d->recipients_file, policy_domain_nrcpts(o));
+		return 1;
+	}
+	return 0;
+}
+
+int
 config_rcpt_global(struct config_ctx *x, struct config *c, const char *kw,
 		   char **v, int nv)
 {

@@ -33,5 +33,13 @@ void config_rcpt_domain_end(struct config_ctx *x, struct policy_domain *d);
 /* config_rcpt_global - 1 when kw was one of ours (handled), else 0 */
 int config_rcpt_global(struct config_ctx *x, struct config *c, const char *kw,
 		       char **v, int nv);
+/*
+ * config_rcpt_emptied - a reload's check: the first domain of nc whose
+ * recipients files now give no entry while old's gave some (a file cut
+ * short or emptied by a failed copy would make us refuse all its mail
+ * with 550).  1 with a message in msg, 0 when none.
+ */
+int config_rcpt_emptied(const struct config *old, const struct config *nc,
+			char *msg, size_t msglen);
 
 #endif

@@ -33,6 +33,30 @@ ldap_trim(char *s)
 	return s;
 }
 
+/* ldap_filter_shape - 0 when f is one parenthesised RFC 4515 filter
+ * with balanced parentheses (a line cut short is not) */
+static int
+ldap_filter_shape(const char *f)
+{
+	int depth = 1;
+
+	if (*f++ != '(')
+		return -1;
+	for (; *f != '\0'; f++) {
+		if (depth == 0)
+			return -1;	/* text after the closing ')' */
+		if (*f == '\\') {
+			if (f[1] == '\0' || f[2] == '\0')
+				return -1;
+			f += 2;
+		} else if (*f == '(')
+			depth++;
+		else if (*f == ')')
+			depth--;
+	}
+	return depth == 0 ? 0 : -1;
+}
+
 /* ldap_read_pw - the first line of the bind_pw file, with mode checks */
 static int
 ldap_read_pw(const char *path, const char *user, char *out, size_t outlen,
@@ -119,6 +143,14 @@ ldap_conf_parse(const char *file, struct ldap_cfg *c, const char *user,
 					 "%s:%d: query_filter: only %%s %%u "
 					 "%%d %%%% may follow a %%",
 					 file, lineno);
+				goto fail;
+			}
+			if (ldap_filter_shape(test) < 0) {
+				snprintf(err, errlen,
+					 "%s:%d: query_filter: expected one "
+					 "filter in balanced parentheses, "
+					 "e.g. (mail=%%s), not \"%s\"",
+					 file, lineno, v);
 				goto fail;
 			}
 		} else if (!strcmp(k, "bind_dn"))

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "backmxd.h"
+#include "config.h"
 #include "ldap_open.h"
 #include "ldap_src.h"
 #include "log.h"
@@ -281,13 +282,23 @@ lc_kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 static struct ldap_conn *
-lc_get(const char *file, char *why, size_t whylen)
+lc_find_file(const char *file)
 {
 	struct ldap_conn *lc;
 
 	for (lc = ldap_conns; lc != NULL; lc = lc->next)
 		if (!strcmp(lc->file, file))
 			return lc;
+	return NULL;
+}
+
+static struct ldap_conn *
+lc_get(const char *file, char *why, size_t whylen)
+{
+	struct ldap_conn *lc;
+
+	if ((lc = lc_find_file(file)) != NULL)
+		return lc;
 	if ((lc = calloc(1, sizeof(*lc))) == NULL)
 		return NULL;
 	snprintf(lc->file, sizeof(lc->file), "%s", file);
@@ -300,6 +311,143 @@ lc_get(const char *file, char *why, size_t whylen)
 	lc->next = ldap_conns;
 	ldap_conns = lc;
 	return lc;
+}
+
+/*
+ * lc_reset - drop the handle (a new definition): lookups in flight are
+ * sent again on the new connection, each still bounded by its timer
+ */
+static void
+lc_reset(struct ldap_conn *lc)
+{
+	struct ldap_src_req *q;
+
+	if (lc->opening != NULL) {
+		ldap_open_cancel(lc->opening);
+		lc->opening = NULL;
+	}
+	for (q = lc->reqs; q != NULL; q = q->next) {
+		if (q->msgid >= 0 && lc->ld != NULL)
+			ldap_abandon_ext(lc->ld, q->msgid, NULL, NULL);
+		q->msgid = -1;
+	}
+	if (lc->ld != NULL) {
+		ev_io_stop(backmxd.loop, &lc->io);
+		ldap_unbind_ext(lc->ld, NULL, NULL);
+		lc->ld = NULL;
+	}
+	lc->state = LC_DOWN;
+	lc->retry_after = 0;
+	lc->why[0] = '\0';
+	if (lc->reqs != NULL) {
+		ev_timer_stop(backmxd.loop, &lc->kick);
+		ev_timer_set(&lc->kick, 0., 0.);
+		ev_timer_start(backmxd.loop, &lc->kick);
+	}
+}
+
+/* lc_same - the parts of a definition a connection depends on */
+static int
+lc_same(const struct ldap_cfg *a, const struct ldap_cfg *b)
+{
+	return !strcmp(a->uri, b->uri) && !strcmp(a->base, b->base) &&
+	       !strcmp(a->filter, b->filter) &&
+	       !strcmp(a->bind_dn, b->bind_dn) &&
+	       !strcmp(a->bind_pw, b->bind_pw) &&
+	       !strcmp(a->ca_file, b->ca_file) && a->timeout == b->timeout &&
+	       a->start_tls == b->start_tls;
+}
+
+/* lc_reread - FILE again; a file that does not parse keeps the old one */
+static void
+lc_reread(struct ldap_conn *lc, const char *user)
+{
+	struct ldap_cfg *nc = calloc(1, sizeof(*nc));
+	char why[400];
+
+	if (nc == NULL)
+		return;
+	if (ldap_conf_parse(lc->file, nc, user, why, sizeof(why)) < 0) {
+		if (lc->cfg_ok)
+			log_err("ldap: %s; keeping the definition read "
+				"before (%s)", why, lc->cfg.uri);
+		else
+			log_err("ldap: %s", why);
+	} else if (!lc->cfg_ok || !lc_same(&lc->cfg, nc)) {
+		if (lc->cfg_ok)
+			log_info("ldap: %s changed: %s %s, reconnecting",
+				 lc->file, nc->uri, nc->base);
+		memset(lc->cfg.bind_pw, 0, sizeof(lc->cfg.bind_pw));
+		lc->cfg = *nc;
+		lc->cfg_ok = 1;
+		lc_reset(lc);
+	}
+	memset(nc->bind_pw, 0, sizeof(nc->bind_pw));
+	free(nc);
+}
+
+static int
+lc_in_config(const struct config *c, const char *file)
+{
+	for (int i = 0; i < c->policy->ndomains; i++) {
+		const struct policy_domain *d = c->policy->domains[i];
+
+		for (int j = 0; j < d->nsrcs; j++)
+			if (d->srcs[j].kind == POLICY_SRC_LDAP &&
+			    !strcmp(d->srcs[j].path, file))
+				return 1;
+	}
+	return 0;
+}
+
+void
+ldap_src_configure(const struct config *c)
+{
+	struct ldap_conn *lc;
+	char why[400];
+
+	/* files already known: read again (a SIGHUP) */
+	for (lc = ldap_conns; lc != NULL; lc = lc->next) {
+		if (lc_in_config(c, lc->file))
+			lc_reread(lc, c->user);
+		else if (lc->reqs == NULL && lc->state != LC_DOWN) {
+			lc_reset(lc);	/* no longer used: let it go */
+			log_info("ldap: %s is no longer used, connection "
+				 "closed", lc->file);
+		}
+	}
+	/* new ones: read now, not at the first lookup */
+	for (int i = 0; i < c->policy->ndomains; i++) {
+		const struct policy_domain *d = c->policy->domains[i];
+
+		for (int j = 0; j < d->nsrcs; j++)
+			if (d->srcs[j].kind == POLICY_SRC_LDAP &&
+			    lc_find_file(d->srcs[j].path) == NULL)
+				(void)lc_get(d->srcs[j].path, why, sizeof(why));
+	}
+}
+
+unsigned long
+ldap_src_definition_id(const char *file)
+{
+	struct ldap_conn *lc;
+	char why[400];
+	const char *parts[3];
+	unsigned long h = 2166136261UL;
+
+	if ((lc = lc_get(file, why, sizeof(why))) == NULL || !lc->cfg_ok)
+		return 0;
+	parts[0] = lc->cfg.uri;
+	parts[1] = lc->cfg.base;
+	parts[2] = lc->cfg.filter;
+	/* FNV-1a over what decides an answer (not the credentials) */
+	for (int i = 0; i < 3; i++)
+		for (const char *p = parts[i];; p++) {
+			h = ((h ^ (unsigned char)*p) * 16777619UL) & 0xffffffffUL;
+			if (*p == '\0')
+				break;
+		}
+	return h;
 }
 
 struct ldap_src_req *

@@ -59,6 +59,24 @@ struct ldap_src_req *ldap_src_lookup(const char *file, const char *address,
 void ldap_src_cancel(struct ldap_src_req *q);
 void ldap_src_shutdown(void);
 
+struct config;
+/*
+ * ldap_src_configure - at start and after every reload: each ldap:FILE
+ * of c is read (again).  A changed FILE replaces the definition and the
+ * connection (lookups in flight are sent again); one that no longer
+ * parses keeps the definition read before, logged at err; a FILE no
+ * longer named closes its connection.
+ */
+void ldap_src_configure(const struct config *c);
+
+/*
+ * ldap_src_definition_id - a hash of FILE's server, base and filter as
+ * now in use (0: FILE unusable): part of the cache key of an LDAP
+ * answer, so a changed definition is never answered from the old one's
+ * cache.
+ */
+unsigned long ldap_src_definition_id(const char *file);
+
 /*
  * ldap_src_check_file - parse FILE as backmxd -t does: every key known,
  * server_host, search_base and query_filter present, the filter

@@ -372,6 +372,7 @@ main(int argc, char **argv)
 		      spool_error(backmxd.spool));
 	if (rcpt_verify_init(err, sizeof(err)) < 0)
 		fatal("spool %s: %s", cfg->spool, err);
+	rcpt_verify_configure(cfg);
 	smtpd_init();
 	if (mirror_init(cfg, err, sizeof(err)) < 0)
 		fatal("%s", err);

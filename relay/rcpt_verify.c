@@ -61,6 +61,18 @@ rv_key(char *key, size_t len, const char *prefix, const char *address)
 		key[i] = (char)tolower((unsigned char)key[i]);
 }
 
+/* rv_ldap_key - an LDAP answer's key: the definition in use, then the
+ * address (a changed ldap:FILE starts with an empty cache) */
+static void
+rv_ldap_key(char *key, size_t len, const char *file, const char *address)
+{
+	char prefix[24];
+
+	snprintf(prefix, sizeof(prefix), "l%08lx:",
+		 ldap_src_definition_id(file));
+	rv_key(key, len, prefix, address);
+}
+
 static void
 rv_expire_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -143,6 +155,12 @@ rcpt_verify_init(char *err, size_t errlen)
 	ev_timer_start(backmxd.loop, &rv_expire);
 	ev_unref(backmxd.loop);
 	return 0;
+}
+
+void
+rcpt_verify_configure(const struct config *c)
+{
+	ldap_src_configure(c);
 }
 
 void
@@ -244,11 +262,10 @@ static void
 rv_ldap_cb(void *arg, enum policy_answer a, const char *why)
 {
 	struct rcpt_verify *v = arg;
-	char key[SPOOL_VERIFY_KEY_MAX + 1], prefix[16];
+	char key[SPOOL_VERIFY_KEY_MAX + 1];
 
 	v->lq = NULL;
-	snprintf(prefix, sizeof(prefix), "l%d:", v->src);
-	rv_key(key, sizeof(key), prefix, v->address);
+	rv_ldap_key(key, sizeof(key), v->d->srcs[v->src].path, v->address);
 	rv_trace(v, "ldap: %s%s%s",
 		 a == POLICY_ANS_YES  ? "found"
 		 : a == POLICY_ANS_NO ? "not found"
@@ -314,7 +331,7 @@ rv_step(struct rcpt_verify *v, struct result *res)
 {
 	const struct policy_domain *d = v->d;
 	struct spool_verify_entry e;
-	char key[SPOOL_VERIFY_KEY_MAX + 1], why[200], prefix[16];
+	char key[SPOOL_VERIFY_KEY_MAX + 1], why[200];
 	int st;
 
 	switch (rv_health(v, res)) {
@@ -332,8 +349,7 @@ rv_step(struct rcpt_verify *v, struct result *res)
 		const struct policy_src *s = &d->srcs[v->src];
 
 		if (s->kind == POLICY_SRC_LDAP) {
-			snprintf(prefix, sizeof(prefix), "l%d:", v->src);
-			rv_key(key, sizeof(key), prefix, v->address);
+			rv_ldap_key(key, sizeof(key), s->path, v->address);
 			if (!v->nocache &&
 			    rv_lookup(key, LDAP_CACHE_FRESH, LDAP_CACHE_FRESH,
 				      &e) == 1) {
@@ -469,7 +485,7 @@ rv_ctl_show_cache(struct rcpt_verify_ctl *c, const struct policy_domain *d,
 		  const char *address)
 {
 	struct spool_verify_entry e;
-	char key[SPOOL_VERIFY_KEY_MAX + 1], buf[512], prefix[16];
+	char key[SPOOL_VERIFY_KEY_MAX + 1], buf[512];
 	int64_t now = (int64_t)time(NULL);
 
 	for (int i = 0; i < d->nsrcs; i++) {
@@ -480,8 +496,8 @@ rv_ctl_show_cache(struct rcpt_verify_ctl *c, const struct policy_domain *d,
 			rv_key(key, sizeof(key), "c:", address);
 			name = "callout";
 		} else if (d->srcs[i].kind == POLICY_SRC_LDAP) {
-			snprintf(prefix, sizeof(prefix), "l%d:", i);
-			rv_key(key, sizeof(key), prefix, address);
+			rv_ldap_key(key, sizeof(key), d->srcs[i].path,
+				    address);
 			name = "ldap";
 		} else
 			continue;

@@ -23,6 +23,10 @@ typedef void (*rcpt_verify_cb)(void *arg, const struct result *res);
 
 /* rcpt_verify_init - open the cache (after spool_open); -1 with err */
 int rcpt_verify_init(char *err, size_t errlen);
+struct config;
+/* rcpt_verify_configure - at start and after a reload: the ldap:FILEs
+ * read (again), see ldap_src_configure */
+void rcpt_verify_configure(const struct config *c);
 /* rcpt_verify_shutdown - cancel everything, close the cache */
 void rcpt_verify_shutdown(void);
 

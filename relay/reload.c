@@ -15,7 +15,9 @@
 #include <sys/queue.h>
 
 #include "backmxd.h"
+#include "config_rcpt.h"
 #include "log.h"
+#include "rcpt_verify.h"
 #include "reload.h"
 #include "tls.h"
 
@@ -193,6 +195,11 @@ reload_config(int force, char *msg, size_t msglen)
 		config_free(nc);
 		return -1;
 	}
+	if (!force && config_rcpt_emptied(old, nc, msg, msglen)) {
+		log_err("reload: %s", msg);
+		config_free(nc);
+		return -1;
+	}
 	if (nc->nlisten != old->nlisten ||
 	    memcmp(nc->listen, old->listen, nc->nlisten * sizeof(*nc->listen)))
 		log_warn("reload: listen addresses changed; they take effect "
@@ -218,6 +225,7 @@ reload_config(int force, char *msg, size_t msglen)
 			 "their lifetime ends",
 			 ndropped, (long long)inuse, first);
 	backmxd.cfg = nc;
+	rcpt_verify_configure(nc);	/* ldap:FILEs read again */
 	/* deliveries and DNS callbacks may still point into the old
 	 * config's domain table: free it only after a grace period */
 	if ((o = calloc(1, sizeof(*o))) != NULL) {

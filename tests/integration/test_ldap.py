@@ -203,3 +203,117 @@ def test_ldap_silent_server_does_not_stall_the_loop(world):
         lsock.close()
         for c in held:
             c.close()
+
+
+def _reload(b, regex):
+    import re
+    import signal
+    before = len(re.findall(regex, b.log_text()))
+    os.kill(b.pid, signal.SIGHUP)
+    import time
+    deadline = time.monotonic() + 10
+    while len(re.findall(regex, b.log_text())) == before:
+        assert time.monotonic() < deadline, \
+            'no log line %r after SIGHUP:\n%s' % (regex, b.log_tail())
+        time.sleep(0.1)
+
+
+def test_ldap_reload_rereads_the_file(world):
+    """SIGHUP reads an ldap:FILE again: a changed definition answers at
+    once (not from the old one's cache), the open session survives; a
+    file cut short (keys missing, a filter cut mid-line) or a recipients
+    file with a bad line refuses the reload, logged with FILE:LINE, and
+    the running definition keeps answering (fresh addresses each time, so
+    the directory is asked, not the cache)."""
+    slapd = Slapd(os.path.join(world.workdir, 'slapd-reload'),
+                  people=('dave', 'erin', 'frank', 'gina', 'hank', 'ivan'))
+    slapd.start()
+    try:
+        b = world.backmx(start=False, domains=(
+            'domain ldap.example {\n recipients %(dir)s/l.rcpts '
+            'ldap:%(dir)s/x.ldap\n}\n'))
+        rcpts = os.path.join(b.dir, 'l.rcpts')
+        with open(rcpts, 'w') as f:
+            f.write('zed\n')
+        nobody = '(&(uid=%u)(sn=nobody))'
+        path = _ldap_file(b, 'x.ldap', '', query=nobody)
+        b.start()
+        s = b.smtp()
+        s.mail('s@sender.example')
+        code, msg = s.rcpt('erin@ldap.example')
+        assert code == 550 and b'5.1.1' in msg, (code, msg)    # cached no
+        good = open(path).read().replace(nobody, '(uid=%u)')
+        with open(path, 'w') as f:
+            f.write(good)
+        _reload(b, r'master\[\d+\]: reloaded /')
+        assert 'x.ldap changed: ldap://127.0.0.10:389' in b.log_text(), \
+            b.log_tail()
+        code, msg = s.rcpt('erin@ldap.example')
+        assert code == 250, ('changed ldap:FILE not used', code, msg)
+        s.rset()
+        refused = r'error: reload: .*keeping the running configuration'
+        cuts = [('keys missing', good[:good.index('search_base')],
+                 'x.ldap:0: server_host, search_base and query_filter '
+                 'are required', 'frank'),
+                ('filter cut mid-line',
+                 good[:good.index('(uid=%u)') + 5],
+                 'x.ldap:3: query_filter: expected one filter', 'gina'),
+                ('empty', '', 'x.ldap:0: server_host', 'hank')]
+        for name, text, why, who in cuts:
+            with open(path, 'w') as f:
+                f.write(text)
+            _reload(b, refused)
+            assert why in b.log_text(), (name, b.log_tail())
+            s.mail('s@sender.example')
+            code, msg = s.rcpt('%s@ldap.example' % who)
+            assert code == 250, (name, 'old definition lost', code, msg)
+            assert s.rcpt('zed@ldap.example')[0] == 250
+            s.rset()
+        # a recipients file with a bad line: refused too, the old list kept
+        with open(path, 'w') as f:
+            f.write(good)
+        with open(rcpts, 'w') as f:
+            f.write('yan\nbad entry\n')
+        _reload(b, refused)
+        assert 'l.rcpts:2: blank inside entry' in b.log_text(), b.log_tail()
+        s.mail('s@sender.example')
+        assert s.rcpt('zed@ldap.example')[0] == 250
+        code, msg = s.rcpt('yan@ldap.example')
+        assert code == 550, ('half-read recipients file used', code, msg)
+        s.quit()
+        assert b.running()
+    finally:
+        slapd.stop()
+
+
+def test_reload_refuses_an_emptied_recipients_file(world):
+    """A recipients file that lists nobody after a reload, where it listed
+    someone before (cut short to nothing by a failed copy), would turn
+    every address into 550: SIGHUP refuses it, logged, and the old list
+    answers; `backmxctl reload --force` takes it; -t warns."""
+    import subprocess
+    b = world.backmx()
+    rcpts = os.path.join(b.dir, 'backup.rcpts')
+    before = open(rcpts).read()
+    assert before.strip(), 'the default recipients file is empty'
+    first = before.split()[0]
+    open(rcpts, 'w').close()
+    _reload(b, r'error: reload: domain backup.example: its recipients '
+               r'file\(s\) .*now list nobody, \d+ entries before')
+    s = b.smtp()
+    s.mail('x@sender.example')
+    code, msg = s.rcpt('%s@backup.example' % first)
+    assert code == 250, ('emptied list taken by SIGHUP', code, msg)
+    s.quit()
+    r = subprocess.run([world.backmxd, '-t', '-c', b.conf_path],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and 'backup.rcpts lists nobody' in r.stderr, \
+        (r.returncode, r.stderr)
+    r = b.ctl('reload', '--force')
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = b.smtp()
+    s.mail('x@sender.example')
+    code, msg = s.rcpt('%s@backup.example' % first)
+    assert code == 550, ('reload --force did not take the empty list',
+                         code, msg)
+    s.quit()
