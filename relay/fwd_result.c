@@ -80,7 +80,9 @@ fwd_log_tls(const struct spool_envelope *e, int i, const char *relay,
 	fwd_delay_fmt(dc, sizeof(dc), c);
 	fwd_delay_fmt(dd, sizeof(dd), x);
 
-	metrics_domain_record(e->rcpt[i].address, status, delay, tls);
+	metrics_domain_record(e->rcpt[i].address, status, delay,
+			      d != NULL && relay != NULL && d->t_send > 0 ? c + x : -1,
+			      tls, r->enh);
 	if (r->enh[0] != '\0')
 		snprintf(dsn, sizeof(dsn), "%s", r->enh);
 	else

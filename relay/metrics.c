@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "metrics_domain.h"
+#include "metrics_queue.h"
 #include "milter.h"
 #include "stats.h"
 
@@ -222,7 +223,9 @@ metrics_page(struct json_buf *b)
 			"backmx_oldest_message_age_seconds %lld\n",
 			(unsigned long long)msgs, (unsigned long long)bytes,
 			(long long)(oldest > 0 && now > oldest ? now - oldest
-							       : 0));	metrics_domain_page(b);
+							       : 0));
+	metrics_domain_page(b);
+	metrics_queue_page(b);
 	milter_metrics_page(b);
 }
 
@@ -487,6 +490,7 @@ metrics_close(void)
 
 	while ((c = LIST_FIRST(&metrics_clients)) != NULL)
 		metrics_client_free(c);
+	metrics_queue_stop();
 	if (metrics_fd < 0)
 		return;
 	ev_io_stop(backmxd.loop, &metrics_accept_io);

@@ -195,9 +195,9 @@ def test_metrics_http_errors(world):
 
 
 def test_metrics_per_domain_promtool(world):
-    """Per-domain outcomes, TLS use and the residence histogram move with
-    real deliveries; promtool (Prometheus's own checker) finds the page
-    clean."""
+    """Per-domain outcomes, TLS outcomes, the queue gauges and the
+    residence and latency histograms move with real deliveries; promtool
+    (Prometheus's own checker) finds the page clean."""
     p, st = world.sinks['primary'], world.sinks['static']
     st.set_mode('down')
     b = world.backmx(retry='1h', metrics='%s:%d' % (ADDR, PORT))
@@ -206,27 +206,114 @@ def test_metrics_per_domain_promtool(world):
                b'Subject: d1\r\n\r\nhello\r\n')
     s.sendmail('a@sender.example', ['alice@static.example'],
                b'Subject: d2\r\n\r\nhello\r\n')
+    s.sendmail('a@sender.example', ['bob@static.example'],
+               b'Subject: d3\r\n\r\nhello\r\n')
     s.quit()
     p.wait_messages(1, timeout=15)
-    b.wait_log(r'to=<alice@static.example>.*status=deferred', timeout=15)
+    b.wait_log(r'to=<bob@static.example>.*status=deferred', timeout=15)
     time.sleep(0.5)
     text = _scrape()
     samples = _parse(text)
     dom = 'backmx_domain_recipients_total'
     assert samples[(dom, 'domain="backup.example",status="sent"')] == 1
     assert samples[(dom, 'domain="backup.example",status="deferred"')] == 0
-    assert samples[(dom, 'domain="static.example",status="deferred"')] == 1
+    assert samples[(dom, 'domain="static.example",status="deferred"')] == 2
     assert samples[(dom, 'domain="static.example",status="sent"')] == 0
-    assert samples[('backmx_domain_tls_total',
-                    'domain="backup.example",tls="no"')] == 1
+    tls = 'backmx_domain_tls_total'
+    assert samples[(tls, 'domain="backup.example",tls="none"')] == 1
+    assert samples[(tls, 'domain="backup.example",tls="verified"')] == 0
+    # the queue gauges: one sample per configured domain
+    q = 'backmx_domain_queue_messages'
+    assert samples[(q, 'domain="static.example"')] == 2, text
+    assert samples[(q, 'domain="backup.example"')] == 0, text
+    age = samples[('backmx_domain_oldest_message_age_seconds',
+                   'domain="static.example"')]
+    assert 0 <= age < 60, age
+    assert samples[('backmx_domain_oldest_message_age_seconds',
+                    'domain="backup.example"')] == 0
+    assert samples[('backmx_domain_queue_scan_age_seconds', '')] == 0
+    # residence: final outcomes only (the deferred ones are not final)
     h = 'backmx_queue_residence_seconds'
-    assert samples[(h + '_count', '')] == 1, text
-    assert samples[(h + '_bucket', 'le="+Inf"')] == 1
-    assert samples[(h + '_bucket', 'le="60"')] == 1
-    assert samples[(h + '_sum', '')] < 60
+    lb = 'domain="backup.example"'
+    assert samples[(h + '_count', lb)] == 1, text
+    assert samples[(h + '_bucket', lb + ',le="+Inf"')] == 1
+    assert samples[(h + '_bucket', lb + ',le="60"')] == 1
+    assert samples[(h + '_sum', lb)] < 60
+    assert (h + '_count', 'domain="static.example"') not in samples or \
+        samples[(h + '_count', 'domain="static.example"')] == 0
+    # latency: the attempt that reached the primary, none for the
+    # deferrals that reached no server (static is down)
+    h = 'backmx_delivery_latency_seconds'
+    assert samples[(h + '_count', lb)] == 1, text
+    assert samples[(h + '_bucket', lb + ',le="+Inf"')] == 1
+    assert samples[(h + '_bucket', lb + ',le="60"')] == 1
+    assert 0 <= samples[(h + '_sum', lb)] < 60
+    assert (h + '_count', 'domain="static.example"') not in samples or \
+        samples[(h + '_count', 'domain="static.example"')] == 0
+    # the types as Prometheus sees them
+    types = dict(re.findall(r'^# TYPE (\S+) (\S+)$', text, re.M))
+    assert types['backmx_queue_residence_seconds'] == 'histogram'
+    assert types['backmx_delivery_latency_seconds'] == 'histogram'
+    assert types['backmx_domain_queue_messages'] == 'gauge'
+    assert types['backmx_domain_oldest_message_age_seconds'] == 'gauge'
     r = subprocess.run(['promtool', 'check', 'metrics'], input=text,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, 'promtool: %s%s' % (r.stdout, r.stderr)
+    assert r.stdout.strip() == '' and r.stderr.strip() == '', \
+        'promtool lint: %s%s' % (r.stdout, r.stderr)
+    # a delivery moves them: the static destination comes back
+    st.set_mode('up')
+    f = b.ctl('flush')
+    assert f.returncode == 0, f.stderr
+    st.wait_messages(2, timeout=20)
+    b.wait_log(r'to=<bob@static.example>.*status=sent', timeout=15)
+    time.sleep(0.5)
+    samples = _parse(_scrape())
+    assert samples[(q, 'domain="static.example"')] == 0
+    assert samples[('backmx_domain_oldest_message_age_seconds',
+                    'domain="static.example"')] == 0
+    assert samples[(dom, 'domain="static.example",status="sent"')] == 2
+    assert samples[('backmx_queue_residence_seconds_count',
+                    'domain="static.example"')] == 2
+    assert samples[('backmx_delivery_latency_seconds_count',
+                    'domain="static.example"')] >= 1
+
+
+def test_metrics_queue_background_pass(world):
+    """Above the scrape-time limit (lowered to 0 by
+    BACKMXD_TEST_METRICS_SYNC_MAX) the per-domain queue gauges come from
+    a background pass: the first scrape has none yet and starts it, the
+    next shows its counts and how old they are; the daemon keeps
+    serving."""
+    import os
+    world.sinks['primary'].set_mode('down')
+    world.sinks['static'].set_mode('down')
+    os.environ['BACKMXD_TEST_METRICS_SYNC_MAX'] = '0'
+    try:
+        b = world.backmx(retry='1h', metrics='%s:%d' % (ADDR, PORT))
+    finally:
+        del os.environ['BACKMXD_TEST_METRICS_SYNC_MAX']
+    s = b.smtp()
+    for rc in (['alice@backup.example'], ['bob@backup.example'],
+               ['alice@static.example', 'carol@backup.example']):
+        s.sendmail('a@sender.example', rc, b'Subject: q\r\n\r\nhello\r\n')
+    s.quit()
+    b.wait_log(r'to=<alice@static.example>.*status=deferred', timeout=15)
+    first = _parse(_scrape())
+    q = 'backmx_domain_queue_messages'
+    assert (q, 'domain="backup.example"') not in first, first
+    deadline = time.time() + 10
+    while True:
+        samples = _parse(_scrape())
+        if (q, 'domain="backup.example"') in samples:
+            break
+        assert time.time() < deadline, 'the background pass never finished'
+        time.sleep(0.2)
+    assert samples[(q, 'domain="backup.example"')] == 3, samples
+    assert samples[(q, 'domain="static.example"')] == 1, samples
+    assert 0 <= samples[('backmx_domain_queue_scan_age_seconds', '')] < 15
+    assert samples[('backmx_spool_messages', '')] == 3
+    assert b.running()
 
 
 def test_metrics_grafana_dashboard(world):
@@ -252,5 +339,15 @@ def test_metrics_grafana_dashboard(world):
     families = set(re.findall(r'^# TYPE (\S+)', _scrape(), re.M))
     for e in exprs:
         for name in re.findall(r'\b(backmx_[a-z_]+)', e):
-            base = re.sub(r'_bucket$', '', name)
+            base = re.sub(r'_(bucket|sum|count)$', '', name)
             assert base in families, (name, e)
+    # the per-domain families issue 17 asks for each have a panel
+    used = set(re.sub(r'_(bucket|sum|count)$', '', n)
+               for e in exprs for n in re.findall(r'\b(backmx_[a-z_]+)', e))
+    for fam in ('backmx_domain_queue_messages',
+                'backmx_domain_oldest_message_age_seconds',
+                'backmx_delivery_latency_seconds',
+                'backmx_queue_residence_seconds',
+                'backmx_domain_tls_total',
+                'backmx_domain_recipients_total'):
+        assert fam in used, 'no panel shows ' + fam
