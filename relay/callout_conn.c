@@ -8,14 +8,14 @@
  * hook (the cache) even when its waiters are gone.
  *
  * Called by callout.c (callout_conn_new from the scheduler); calls dns,
- * tls.c, smtp_reply_parse/smtp_client_caps, policy_mx_cut.
+ * tls.c, net.c (socket I/O), smtp_reply_parse/smtp_client_caps,
+ * policy_mx_cut.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdarg.h>
-#include <openssl/err.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +23,7 @@
 
 #include "callout_int.h"
 #include "log.h"
+#include "net.h"
 #include "smtp_client.h"
 #include "tls.h"
 
@@ -89,7 +90,8 @@ conn_write(struct callout_conn *c, const char *fmt, ...)
 {
 	char buf[SMTP_REPLY_LINE_MAX + 64];
 	va_list ap;
-	int n, w;
+	ssize_t w;
+	int n;
 
 	va_start(ap, fmt);
 	n = vsnprintf(buf, sizeof(buf) - 2, fmt, ap);
@@ -99,11 +101,7 @@ conn_write(struct callout_conn *c, const char *fmt, ...)
 	buf[n++] = '\r';
 	buf[n++] = '\n';
 	/* a command line fits any socket buffer: one write, else error */
-	if (c->tls_on) {
-		ERR_clear_error();
-		w = SSL_write(c->ssl, buf, n);
-	} else
-		w = (int)send(c->fd, buf, n, MSG_NOSIGNAL);
+	w = net_write(c->fd, c->tls_on ? c->ssl : NULL, buf, (size_t)n, NULL);
 	if (w != n)
 		return -1;
 	ev_timer_stop(backmxd.loop, &c->timer);
@@ -385,26 +383,11 @@ conn_read(struct callout_conn *c)
 	struct smtp_reply rep;
 	const char *why = NULL;
 	ssize_t n;
-	int k;
 
-	if (c->tls_on) {
-		ERR_clear_error();
-		k = SSL_read(c->ssl, c->in + c->inlen,
-			     (int)(sizeof(c->in) - c->inlen));
-		if (k <= 0) {
-			int e = SSL_get_error(c->ssl, k);
-
-			if (e == SSL_ERROR_WANT_READ ||
-			    e == SSL_ERROR_WANT_WRITE)
-				return;
-			n = 0;
-		} else
-			n = k;
-	} else {
-		n = recv(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen, 0);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			return;
-	}
+	n = net_read(c->fd, c->tls_on ? c->ssl : NULL, c->in + c->inlen,
+		     sizeof(c->in) - c->inlen, NULL);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
 	if (n <= 0) {
 		if (c->state == C_QUIT) {
 			conn_free(c);
@@ -452,11 +435,8 @@ conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 	struct callout_conn *c = w->data;
 
 	if (c->state == C_CONNECT) {
-		int err = 0;
-		socklen_t len = sizeof(err);
+		int err = net_connect_result(c->fd);
 
-		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-			err = errno;
 		if (err != 0) {
 			callout_conn_fail(c, 1, "connect: %s", strerror(err));
 			return;

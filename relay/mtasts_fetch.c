@@ -3,8 +3,9 @@
  * non-blocking connect to the address the caller resolved, TLS with SNI
  * and the WebPKI name check for mta-sts.<domain> (tls.c's handshake
  * helper), one GET, no redirects, the response parsed by mtasts.c's
- * mtasts_http_response and the policy by mtasts_parse_policy.  Called by
- * forward.c; one callback per fetch, never inside mtasts_fetch_start.
+ * mtasts_http_response and the policy by mtasts_parse_policy.  Socket
+ * I/O through net.c.  Called by fwd_tls.c and checkdns_tls.c; one callback
+ * per fetch, never inside mtasts_fetch_start.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include <openssl/x509v3.h>
 
 #include "mtasts.h"
+#include "net.h"
 #include "tls.h"
 
 /* ------------------------------------------------------------------ */
@@ -151,36 +153,30 @@ mtasts_fetch_read(struct mtasts_fetch *f)
 {
 	char err[256];
 	size_t bodylen;
-	int r, eof = 0, rc;
+	ssize_t n;
+	int eof = 0, rc, want;
 
 	for (;;) {
 		if (f->len == MTASTS_BUF_MAX) {
 			mtasts_fetch_fail(f, "%s", "response too large");
 			return 1;
 		}
-		r = SSL_read(f->ssl, f->buf + f->len, MTASTS_BUF_MAX - f->len);
-		if (r > 0) {
-			f->len += r;
+		n = net_read(f->fd, f->ssl, f->buf + f->len,
+		             MTASTS_BUF_MAX - f->len, &want);
+		if (n > 0) {
+			f->len += (size_t)n;
 			continue;
 		}
-		switch (SSL_get_error(f->ssl, r)) {
-		case SSL_ERROR_WANT_READ:
-			mtasts_fetch_want(f, TLS_WANT_READ);
-			break;
-		case SSL_ERROR_WANT_WRITE:
-			mtasts_fetch_want(f, TLS_WANT_WRITE);
-			break;
-		case SSL_ERROR_ZERO_RETURN:
+		if (n == 0)
 			eof = 1; /* close_notify: a clean end */
-			break;
-		default:
+		else if (errno == EAGAIN)
+			mtasts_fetch_want(f, want);
+		else
 			/*
 			 * closed without close_notify: fine for a body
 			 * whose length is known, a truncation otherwise
 			 */
 			eof = -1;
-			break;
-		}
 		break;
 	}
 	rc = mtasts_http_response(f->buf, f->len, eof == 1, f->body,
@@ -216,11 +212,8 @@ mtasts_fetch_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 	switch (f->state) {
 	case MTASTS_CONNECT: {
-		int e = 0;
-		socklen_t el = sizeof(e);
+		int e = net_connect_result(f->fd);
 
-		if (getsockopt(f->fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0)
-			e = errno;
 		if (e != 0) {
 			mtasts_fetch_fail(f, "connect: %s", strerror(e));
 			return;
@@ -259,26 +252,18 @@ mtasts_fetch_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 		/* FALLTHROUGH */
 	case MTASTS_WRITE:
 		while (f->reqoff < f->reqlen) {
-			r = SSL_write(f->ssl, f->req + f->reqoff,
-			              f->reqlen - f->reqoff);
-			if (r > 0) {
-				f->reqoff += r;
+			ssize_t n = net_write(f->fd, f->ssl, f->req + f->reqoff,
+			                      f->reqlen - f->reqoff, &want);
+
+			if (n > 0) {
+				f->reqoff += (size_t)n;
 				continue;
 			}
-			switch (SSL_get_error(f->ssl, r)) {
-			case SSL_ERROR_WANT_READ:
-				mtasts_fetch_want(f, TLS_WANT_READ);
-				return;
-			case SSL_ERROR_WANT_WRITE:
-				mtasts_fetch_want(f, TLS_WANT_WRITE);
-				return;
-			default:
-				mtasts_fetch_fail(f, "send: %s",
-				                  ERR_peek_error() != 0
-				                      ? tls_errstr()
-				                      : strerror(errno));
-				return;
-			}
+			if (errno == EAGAIN)
+				mtasts_fetch_want(f, want);
+			else
+				mtasts_fetch_fail(f, "send: %s", net_error());
+			return;
 		}
 		f->state = MTASTS_READ;
 		/* FALLTHROUGH */

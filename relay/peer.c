@@ -2,8 +2,9 @@
  * peer.c - the mutually authenticated TLS link to the mirror node (see
  * peer.h): the peer_listen socket, the connection we dial with its
  * reconnect backoff, the handshake and name check, the HELLO exchange,
- * framed reads and queued writes, and liveness (PING each second, a
- * connection silent for PEER_DEAD seconds is closed).
+ * framed reads and queued writes (socket I/O through net.c), and
+ * liveness (PING each second, a connection silent for PEER_DEAD seconds
+ * is closed).
  *
  * Why two connections and not one: each carries exactly one replication
  * group, so BDB's messages need no group tag, and neither side has to
@@ -30,6 +31,7 @@
 #include "backmxd.h"
 #include "config_peer.h"
 #include "log.h"
+#include "net.h"
 #include "peer.h"
 #include "tls.h"
 
@@ -325,15 +327,12 @@ peer_queue(struct peer_conn *c, const void *p1, size_t l1, const void *p2,
 		c->outhead = 0;
 	}
 	if (c->outhead + c->outlen + need > c->outcap) {
-		size_t cap = c->outcap ? c->outcap : 65536;
-		uint8_t *n;
+		uint8_t *n = net_grow(c->out, &c->outcap,
+		                      c->outhead + c->outlen + need, 65536, 0);
 
-		while (cap < c->outlen + need)
-			cap *= 2;
-		if ((n = realloc(c->out, cap)) == NULL)
+		if (n == NULL)
 			return -1;
 		c->out = n;
-		c->outcap = cap;
 	}
 	uint8_t *w = c->out + c->outhead + c->outlen;
 
@@ -372,23 +371,12 @@ static int
 peer_flush(struct peer_conn *c)
 {
 	while (c->outlen > 0) {
-		int n = SSL_write(c->ssl, c->out + c->outhead,
-		                  c->outlen > (1u << 30) ? (1 << 30)
-		                                         : (int)c->outlen);
+		ssize_t n = net_write(
+		    c->fd, c->ssl, c->out + c->outhead,
+		    c->outlen > (1u << 30) ? (1u << 30) : c->outlen, &c->want);
 
-		if (n <= 0) {
-			int e = SSL_get_error(c->ssl, n);
-
-			if (e == SSL_ERROR_WANT_WRITE) {
-				c->want = TLS_WANT_WRITE;
-				return 0;
-			}
-			if (e == SSL_ERROR_WANT_READ) {
-				c->want = TLS_WANT_READ;
-				return 0;
-			}
-			return -1;
-		}
+		if (n <= 0)
+			return errno == EAGAIN ? 0 : -1;
 		c->want = 0;
 		c->outhead += n;
 		c->outlen -= n;
@@ -491,7 +479,8 @@ peer_read(struct peer_conn *c)
 	for (;;) {
 		size_t used, off = 0;
 		struct peer_frame f;
-		int n, r;
+		ssize_t n;
+		int r, want;
 
 		if (c->incap - c->inlen < PEER_READ_CHUNK) {
 			size_t cap =
@@ -513,23 +502,17 @@ peer_read(struct peer_conn *c)
 			c->in = nb;
 			c->incap = cap;
 		}
-		n = SSL_read(c->ssl, c->in + c->inlen,
-		             (int)(c->incap - c->inlen));
+		n = net_read(c->fd, c->ssl, c->in + c->inlen,
+		             c->incap - c->inlen, &want);
+		if (n < 0 && errno == EAGAIN) {
+			/* nothing now; TLS may wait for the socket to be
+			 * writable */
+			c->want = want == TLS_WANT_WRITE ? TLS_WANT_WRITE : 0;
+			break;
+		}
 		if (n <= 0) {
-			int e = SSL_get_error(c->ssl, n);
-
-			if (e == SSL_ERROR_WANT_READ) {
-				c->want = 0;
-				break;
-			}
-			if (e == SSL_ERROR_WANT_WRITE) {
-				c->want = TLS_WANT_WRITE;
-				break;
-			}
-			peer_close(
-			    c, e == SSL_ERROR_ZERO_RETURN ? "closed by the peer"
-			       : e == SSL_ERROR_SYSCALL   ? "connection lost"
-			                                  : tls_errstr());
+			peer_close(c,
+			           n == 0 ? "closed by the peer" : net_error());
 			return -1;
 		}
 		peer_st.bytes_in += n;
@@ -596,11 +579,8 @@ peer_conn_cb(struct ev_loop *loop, ev_io *w, int revents)
 	int r, want = 0;
 
 	if (c->state == PEER_CONNECTING) {
-		int e = 0;
-		socklen_t el = sizeof(e);
+		int e = net_connect_result(c->fd);
 
-		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
-			e = errno;
 		if (e != 0) {
 			log_debug("peer: connect to %s: %s", c->addr,
 			          strerror(e));

@@ -5,7 +5,7 @@
  * handler that writes obuf and reads replies, timeouts, QUIT.  Replies
  * of a transaction go to smtp_client_tx.c; reply parsing and the body
  * transformation are smtp_reply.c's.  Socket reads and writes go
- * through client_io_read/client_io_write only.
+ * through net.c (net_read/net_write) only.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -19,10 +19,10 @@
 #include <fcntl.h>
 #include <arpa/inet.h>
 
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "dns.h"
+#include "net.h"
 #include "smtp_client_int.h"
 #include "tls.h"
 
@@ -73,59 +73,6 @@ client_close(struct smtp_client *c)
 	c->state = C_DEAD;
 }
 
-/*
- * client_io_read / client_io_write - the only two places that touch the
- * socket: >0 octets, 0 EOF (read only), -1 with errno (EAGAIN: retry
- * when ready).
- */
-static ssize_t
-client_io_read(struct smtp_client *c, void *buf, size_t len)
-{
-	int r, e;
-
-	if (c->ssl == NULL)
-		return read(c->fd, buf, len);
-	c->ssl_want = 0;
-	r = SSL_read(c->ssl, buf, (int)len);
-	if (r > 0)
-		return r;
-	e = SSL_get_error(c->ssl, r);
-	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-		c->ssl_want = e == SSL_ERROR_WANT_READ ? TLS_WANT_READ
-						       : TLS_WANT_WRITE;
-		errno = EAGAIN;
-		return -1;
-	}
-	if (e == SSL_ERROR_ZERO_RETURN)
-		return 0;
-	ERR_clear_error();
-	errno = EIO;
-	return -1;
-}
-
-static ssize_t
-client_io_write(struct smtp_client *c, const void *buf, size_t len)
-{
-	int r, e;
-
-	if (c->ssl == NULL)
-		return send(c->fd, buf, len, MSG_NOSIGNAL);
-	c->ssl_want = 0;
-	r = SSL_write(c->ssl, buf, (int)len);
-	if (r > 0)
-		return r;
-	e = SSL_get_error(c->ssl, r);
-	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-		c->ssl_want = e == SSL_ERROR_WANT_READ ? TLS_WANT_READ
-						       : TLS_WANT_WRITE;
-		errno = EAGAIN;
-		return -1;
-	}
-	ERR_clear_error();
-	errno = EIO;
-	return -1;
-}
-
 int
 smtp_client_out_reserve(struct smtp_client *c, size_t more)
 {
@@ -141,15 +88,11 @@ smtp_client_out_reserve(struct smtp_client *c, size_t more)
 			return 0;
 	}
 	{
-		size_t ncap = c->ocap ? c->ocap : 4096;
-		char *nb;
+		char *nb = net_grow(c->obuf, &c->ocap, c->olen + more, 4096, 0);
 
-		while (ncap < c->olen + more)
-			ncap *= 2;
-		if ((nb = realloc(c->obuf, ncap)) == NULL)
+		if (nb == NULL)
 			return -1;
 		c->obuf = nb;
-		c->ocap = ncap;
 	}
 	return 0;
 }
@@ -383,11 +326,8 @@ client_reply(struct smtp_client *c, const struct smtp_reply *rep)
 static void
 client_connected(struct smtp_client *c)
 {
-	int err = 0;
-	socklen_t el = sizeof(err);
+	int err = net_connect_result(c->fd);
 
-	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
-		err = errno;
 	if (err != 0) {
 		smtp_client_fail(c, "4.4.1", "connect to %s: %s", c->relay,
 			    strerror(err));
@@ -442,8 +382,8 @@ again:
 
 	/* write what is pending */
 	while (c->olen > c->ooff) {
-		ssize_t n = client_io_write(c, c->obuf + c->ooff,
-					    c->olen - c->ooff);
+		ssize_t n = net_write(c->fd, c->ssl, c->obuf + c->ooff,
+				      c->olen - c->ooff, &c->ssl_want);
 
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
@@ -519,8 +459,8 @@ again:
 				    c->relay);
 			return;
 		}
-		n = client_io_read(c, c->ibuf + c->ilen,
-				   sizeof(c->ibuf) - c->ilen);
+		n = net_read(c->fd, c->ssl, c->ibuf + c->ilen,
+			     sizeof(c->ibuf) - c->ilen, &c->ssl_want);
 		if (n == 0) {
 			if (c->state == C_QUIT) {
 				smtp_client_free(c);

@@ -17,7 +17,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <openssl/err.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +28,7 @@
 #include "config_filter.h"
 #include "forward.h"
 #include "log.h"
+#include "net.h"
 #include "smtpd_int.h"
 #include "tls.h"
 
@@ -68,15 +68,11 @@ static void
 smtpd_out(struct smtpd_session *s, const char *p, size_t n)
 {
 	if (s->outlen + n > s->outcap) {
-		size_t cap = s->outcap ? s->outcap : 512;
-		char *o;
+		char *o = net_grow(s->out, &s->outcap, s->outlen + n, 512, 0);
 
-		while (cap < s->outlen + n)
-			cap *= 2;
-		if ((o = realloc(s->out, cap)) == NULL)
+		if (o == NULL)
 			return; /* dropped reply: the session will time out */
 		s->out = o;
-		s->outcap = cap;
 	}
 	memcpy(s->out + s->outlen, p, n);
 	s->outlen += n;
@@ -111,53 +107,21 @@ smtpd_reply_result(struct smtpd_session *s, const struct result *r)
 		smtpd_reply(s, "%d %s", r->code, r->text);
 }
 
+/*
+ * smtpd_io_write / smtpd_io_read - through net.c; TLS only once the
+ * handshake is done (the 220 to STARTTLS goes out in clear)
+ */
 static ssize_t
 smtpd_io_write(struct smtpd_session *s, const char *p, size_t n)
 {
-	if (s->ssl != NULL && s->tls) {
-		int r;
-
-		ERR_clear_error();
-		r = SSL_write(s->ssl, p, (int)n);
-		if (r > 0)
-			return r;
-		switch (SSL_get_error(s->ssl, r)) {
-		case SSL_ERROR_WANT_READ:
-		case SSL_ERROR_WANT_WRITE:
-			errno = EAGAIN;
-			return -1;
-		default:
-			errno = EPIPE;
-			return -1;
-		}
-	}
-	return send(s->fd, p, n, MSG_NOSIGNAL);
+	return net_write(s->fd, s->tls ? s->ssl : NULL, p, n, NULL);
 }
 
 /* smtpd_io_read - >0 octets, 0 EOF, -1 with errno (EAGAIN: nothing now) */
 static ssize_t
 smtpd_io_read(struct smtpd_session *s, char *p, size_t n)
 {
-	if (s->ssl != NULL && s->tls) {
-		int r;
-
-		ERR_clear_error();
-		r = SSL_read(s->ssl, p, (int)n);
-		if (r > 0)
-			return r;
-		switch (SSL_get_error(s->ssl, r)) {
-		case SSL_ERROR_WANT_READ:
-		case SSL_ERROR_WANT_WRITE:
-			errno = EAGAIN;
-			return -1;
-		case SSL_ERROR_ZERO_RETURN:
-			return 0;
-		default:
-			errno = ECONNRESET;
-			return -1;
-		}
-	}
-	return recv(s->fd, p, n, 0);
+	return net_read(s->fd, s->tls ? s->ssl : NULL, p, n, NULL);
 }
 
 /* smtpd_flush - write what we can; the rest waits for EV_WRITE */
@@ -359,20 +323,15 @@ smtpd_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 static int
 smtpd_in_room(struct smtpd_session *s, size_t n)
 {
-	size_t cap;
 	char *p;
 
 	if (s->inlen + n <= s->incap)
 		return 0;
-	cap = s->incap ? s->incap : SMTPD_IN_MIN;
-	while (cap < s->inlen + n)
-		cap *= 2;
-	if (cap > SMTPD_IN_MAX)
-		return -1;
-	if ((p = realloc(s->in, cap)) == NULL)
+	p = net_grow(s->in, &s->incap, s->inlen + n, SMTPD_IN_MIN,
+	             SMTPD_IN_MAX);
+	if (p == NULL)
 		return -1;
 	s->in = p;
-	s->incap = cap;
 	return 0;
 }
 

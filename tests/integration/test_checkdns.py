@@ -26,8 +26,8 @@ def _checkdnsq_path(world):
            '-g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined '
            '-Ipolicy -Ispool -Irelay -o %s tests/integration/checkdnsq.c '
            'relay/checkdns*.c relay/resolver.c relay/ub_ev.c relay/dns_packet.c '
-           'relay/log.c relay/mtasts*.c relay/tls.c policy/*.c -lunbound '
-           '-lev -lssl -lcrypto -lsystemd' % out)
+           'relay/log.c relay/mtasts*.c relay/net.c relay/tls.c policy/*.c '
+           '-lunbound -lev -lssl -lcrypto -lsystemd' % out)
     p = subprocess.run(cmd, shell=True, cwd=world.root, capture_output=True,
                        text=True, timeout=180)
     assert p.returncode == 0, 'building checkdnsq failed:\n%s%s' % (p.stdout, p.stderr)
