@@ -81,7 +81,12 @@ callout_conn_fail(struct callout_conn *c, int dead, const char *fmt, ...)
 	if (dead) {
 		callout_dest_dead(d, why);
 		callout_dest_fail_queue(d, &r);
-	}
+	} else if (c->setup)
+		/* the primary answers but this cannot work (TLS policy,
+		 * greeting, EHLO or MAIL FROM:<> refused): the waiting
+		 * questions are answered now, not retried on a new
+		 * connection until their deadline */
+		callout_dest_fail_queue(d, &r);
 	conn_free(c);
 }
 
@@ -129,8 +134,9 @@ conn_answer(struct callout_conn *c, const struct result *r)
 	if (q == NULL)
 		return;		/* its waiters gave up (deadline) */
 	q->conn = NULL;
-	log_info("callout: %s to=<%s>, relay=%s, %d %s %s", c->dest->domain,
-		 q->address, c->peer, r->code, r->enh, r->text);
+	log_info("callout: %s to=<%s>, relay=%s, %d %s %s, tls=%s",
+		 c->dest->domain, q->address, c->peer, r->code, r->enh, r->text,
+		 c->tls_on ? c->tls_desc : "none");
 	/* cached even when every waiter is gone */
 	if (callout_store_hook != NULL && (r->code / 100 == 2 || r->code / 100 == 5))
 		callout_store_hook(c->dest->domain, q->address, r);
@@ -266,6 +272,7 @@ conn_tls_step(struct callout_conn *c)
 		return;
 	}
 	c->tls_on = 1;
+	snprintf(c->tls_desc, sizeof(c->tls_desc), "%s", desc);
 	ev_io_stop(backmxd.loop, &c->io);
 	ev_io_set(&c->io, c->fd, EV_READ);
 	ev_io_start(backmxd.loop, &c->io);

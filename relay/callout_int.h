@@ -101,6 +101,7 @@ struct callout_conn {
 	struct sockaddr_storage addr;
 	struct dns_query *dq;
 	char peer[POLICY_DOMAIN_MAX + 8];
+	char tls_desc[64];		/* "TLSv1.3 verified"; "" in clear */
 	int starttls_offered;
 };
 

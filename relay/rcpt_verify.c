@@ -560,23 +560,31 @@ rcpt_verify_ctl_start(const char *address, int now,
 		char key[SPOOL_VERIFY_KEY_MAX + 1];
 
 		a.yes = r.listed;
-		rv_key(key, sizeof(key), "c:", r.address);
-		if (!a.yes && policy_domain_has_src(r.domain,
-						    POLICY_SRC_CALLOUT)) {
-			switch (rv_lookup(key, r.domain->verify_pos_ttl,
-					  r.domain->verify_neg_ttl, &e)) {
+		for (int i = 0; !a.yes && i < r.domain->nsrcs; i++) {
+			const struct policy_src *src = &r.domain->srcs[i];
+			long pos, neg;
+
+			if (src->kind == POLICY_SRC_CALLOUT) {
+				rv_key(key, sizeof(key), "c:", r.address);
+				pos = r.domain->verify_pos_ttl;
+				neg = r.domain->verify_neg_ttl;
+			} else if (src->kind == POLICY_SRC_LDAP) {
+				rv_ldap_key(key, sizeof(key), src->path,
+					    r.address);
+				pos = neg = LDAP_CACHE_FRESH;
+			} else
+				continue;
+			switch (rv_lookup(key, pos, neg, &e)) {
 			case 1:
 				a.yes = e.answer;
-				a.unknown = 0;
 				break;
 			case 2:
 				a.stale_yes = 1;
 				/* FALLTHROUGH */
 			default:
-				a.unknown = 1;
+				a.unknown = 1;	/* would be asked */
 			}
-		} else if (!a.yes && r.domain->rcpt_async)
-			a.unknown = 1;
+		}
 		policy_rcpt_decide(r.domain, r.address, &a, &c->res);
 		ev_timer_start(backmxd.loop, &c->defer);
 		return c;

@@ -176,7 +176,7 @@ verify_evict(struct spool_verify *v, int64_t now)
 	char okey[SPOOL_VERIFY_KEY_MAX + 1];
 	int n = 0;
 
-	if (spool_verify_expire(v, now) > 0 && v->count < v->max)
+	if (spool_verify_expire(v, now) > 0 && v->count <= v->max)
 		return;
 	if (v->db->cursor(v->db, NULL, &c, 0) != 0)
 		return;

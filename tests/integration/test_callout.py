@@ -7,6 +7,7 @@ static route, knowing bob only; the recipient file lists alice.  The world's
 MX primary sink (127.0.0.2) is used for the route-mx and catch-all case.
 """
 import json
+import os
 import socket
 import time
 
@@ -354,3 +355,83 @@ def test_callout_config_errors(world):
                  'accept_when: expected always or primary-down',
                  'callout_timeout', '/nonexistent.ldap'):
         assert want in out, (want, out)
+
+
+def test_callout_limit_one_connection_many_addresses(world):
+    """callout_limit 1: four sessions asking four different addresses at
+    once share one connection to the primary, which gets the four RCPTs in
+    turn (never two connections, never DATA); callout_rate 1: a new
+    connection within the minute waits, bounded by callout_timeout, and
+    the RCPT gets 450 4.4.3 without a second connection."""
+    p = _primary(users=('bob', 'carl'))
+    p.delay = 0.1
+    try:
+        b = _start(world, callout_limit='1', callout_rate='1',
+                   callout_timeout='4s')
+        socks = []
+        for who in ('bob', 'ghost', 'carl', 'dora'):
+            s = b.smtp()
+            s.mail('s@sender.example')
+            s.putcmd('RCPT', 'TO:<%s@verify.example>' % who)
+            socks.append(s)
+        codes = [s.getreply()[0] for s in socks]
+        for s in socks:
+            s.quit()
+        assert codes == [250, 550, 250, 550], codes
+        assert p.connections == 1, p.connections
+        assert sorted(p.rcpts()) == ['<bob@verify.example>',
+                                     '<carl@verify.example>',
+                                     '<dora@verify.example>',
+                                     '<ghost@verify.example>'], p.rcpts()
+        assert 'DATA' not in p.verbs(), p.verbs()
+        # the connection is gone (QUIT); one more a minute is allowed
+        deadline = time.time() + 5
+        while p.verbs()[-1:] != ['QUIT'] and time.time() < deadline:
+            time.sleep(0.05)
+        t = time.time()
+        code, msg = _rcpt(b, 'erik@verify.example')
+        took = time.time() - t
+        assert code == 450 and '4.4.3' in msg, (code, msg)
+        assert 3 < took < 8, took        # waited for callout_timeout
+        assert p.connections == 1, p.connections
+        # the cached answers still count, no connection needed
+        assert _rcpt(b, 'bob@verify.example')[0] == 250
+        assert p.connections == 1, p.connections
+    finally:
+        p.close()
+
+
+def test_callout_tls_per_domain(world):
+    """A callout speaks TLS as the domain's tls says: `tls verify` against
+    the primary sink with mx1's certificate (test CA) -> STARTTLS, the
+    name checked, logged with tls=; `tls encrypt` at a primary that does
+    not offer STARTTLS -> no RCPT in clear, 450 4.4.3."""
+    sink = world.sinks['primary']
+    sink.set_tls(os.path.join(world.certs, 'mx1.pem'),
+                 os.path.join(world.certs, 'mx1.key'))
+    p = _primary()
+    try:
+        domains = ('domain backup.example {\n recipients %(dir)s/backup.rcpts '
+                   'callout\n route mx\n tls verify\n}\n' +
+                   _domains(extra=' tls encrypt\n'))
+        b = _start(world, domains=domains,
+                   tls_ca=os.path.join(world.certs, 'ca.pem'))
+        code, msg = _rcpt(b, 'zed@backup.example')
+        assert code == 250, (code, msg)
+        line = b.wait_log(r'callout: backup\.example to=<zed@backup\.example>'
+                          r', relay=mx1\.test\.example[^\n]*, tls=([^\n]*)')
+        assert line.group(1).startswith('TLSv1.'), line.group(0)
+        assert 'verified' in line.group(1), line.group(0)
+        assert [r for r in sink.rcpt_log if r[1] == 'zed@backup.example'], \
+            sink.rcpt_log
+        # the threaded primary offers no STARTTLS: encrypt refuses it,
+        # at once (not after callout_timeout) and with one connection
+        t = time.time()
+        code, msg = _rcpt(b, 'bob@verify.example')
+        took = time.time() - t
+        assert code == 450 and '4.4.3' in msg, (code, msg)
+        b.wait_log(r'STARTTLS required by tls encrypt but not offered')
+        assert p.rcpts() == [], p.rcpts()
+        assert took < 5 and p.connections == 1, (took, p.connections)
+    finally:
+        p.close()

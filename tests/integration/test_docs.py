@@ -158,7 +158,16 @@ def test_docs_example_conf(world):
             src = os.path.join(CONTRIB, name)
             if name.endswith('.pem'):
                 continue
-            if os.path.exists(src):
+            if os.path.exists(src) and name.endswith('.ldap'):
+                # an ldap:FILE names its bind_pw file under /etc/backmx
+                ldap = _read(src).replace('/etc/backmx/', d + '/')
+                with open(os.path.join(d, name), 'w') as f:
+                    f.write(ldap)
+                for pw in re.findall(r'^bind_pw\s*=\s*(\S+)', ldap, re.M):
+                    with open(pw, 'w') as f:
+                        f.write('secret\n')
+                    os.chmod(pw, 0o600)
+            elif os.path.exists(src):
                 shutil.copy(src, os.path.join(d, name))
             elif name.endswith('.rcpts'):
                 with open(os.path.join(d, name), 'w') as f:

@@ -251,6 +251,11 @@ def test_ldap_reload_rereads_the_file(world):
         code, msg = s.rcpt('erin@ldap.example')
         assert code == 250, ('changed ldap:FILE not used', code, msg)
         s.rset()
+        # backmxctl verify: the cached LDAP answer of the new definition
+        r = b.ctl('verify', 'erin@ldap.example')
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert 'cache ldap: valid, 250 found in LDAP' in r.stdout, r.stdout
+        assert 'verdict: 250' in r.stdout, r.stdout
         refused = r'error: reload: .*keeping the running configuration'
         cuts = [('keys missing', good[:good.index('search_base')],
                  'x.ldap:0: server_host, search_base and query_filter '
