@@ -62,6 +62,12 @@
 #define MILTER_PROTOCOL 0x1fffff
 
 #define MILTER_HDRS_MAX (1024 * 1024)
+/* what one hostile milter can make us hold at end of message: at most
+ * MILTER_MODS_MAX header/recipient modifications of MILTER_HDRS_MAX
+ * octets in all, a replacement body of at most max_size, and progress
+ * replies for at most MILTER_PROGRESS_TIMES x milter_timeout per reply */
+#define MILTER_MODS_MAX 1000
+#define MILTER_PROGRESS_TIMES 10
 
 enum milter_step {
 	MS_OPTNEG, MS_CONNECT, MS_HELO, MS_MAIL, MS_RCPT, MS_DATA,
@@ -94,6 +100,10 @@ struct milter_run {
 	int waiting;		/* a reply is owed */
 	double sent_at;
 	double wait;			/* this milter's reply waits, seconds */
+	int nmods;			/* this milter's modifications ... */
+	size_t mods_len;		/* ... their octets */
+	uint64_t body_len;		/* its replacement body's octets */
+	const char *bad;		/* why its last reply was refused */
 	enum milter_verdict own;	/* what this milter said */
 	int failed;			/* ... or it failed */
 	FILE *own_data;			/* the message as edited so far */
@@ -371,9 +381,15 @@ static int
 milter_mod_add(struct milter_run *r, enum milter_mod_kind k, uint32_t index,
 	       const char *name, const char *value)
 {
-	struct milter_mod *m = calloc(1, sizeof(*m)), **pp;
+	struct milter_mod *m, **pp;
+	size_t l = strlen(name) + (value != NULL ? strlen(value) : 0);
 
-	if (m == NULL)
+	if (++r->nmods > MILTER_MODS_MAX ||
+	    (r->mods_len += l) > MILTER_HDRS_MAX) {
+		r->bad = "too many modifications (over 1000 or 1 MB)";
+		return -1;
+	}
+	if ((m = calloc(1, sizeof(*m))) == NULL)
 		return -1;
 	m->kind = k;
 	m->index = index;
@@ -410,7 +426,13 @@ milter_reply(struct milter_run *r, char cmd, const unsigned char *d,
 	switch (cmd) {
 	case 'c':
 		return 1;
-	case 'p':	/* progress: wait on, with a fresh timer */
+	case 'p':	/* progress: wait on, with a fresh timer, within limits */
+		if (ev_now(backmxd.loop) - r->sent_at >
+		    MILTER_PROGRESS_TIMES *
+			    backmxd.cfg->filter->milter_timeout) {
+			r->bad = "only progress replies for 10 x milter_timeout";
+			return -1;
+		}
 		ev_timer_again(backmxd.loop, &r->timer);
 		return 0;
 	case 's':
@@ -510,6 +532,10 @@ milter_reply(struct milter_run *r, char cmd, const unsigned char *d,
 	case 'b':
 		if (!(r->actions & SMFIF_CHGBODY))
 			return -1;
+		if ((r->body_len += dl) > backmxd.cfg->max_size) {
+			r->bad = "replacement body too large (over max_size)";
+			return -1;
+		}
 		if (r->res.body == NULL && (r->res.body = tmpfile()) == NULL)
 			return -1;
 		if (dl > 0 && fwrite(d, 1, dl, r->res.body) != dl)
@@ -574,11 +600,15 @@ milter_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		memmove(r->in, r->in + k, r->inlen - k);
 		r->inlen -= k;
 		if (rc < 0) {
-			char why[64];
+			char why[96];
 
-			snprintf(why, sizeof(why),
-				 "unexpected reply '%c' at step %d",
-				 cmd >= 0x20 && cmd < 0x7f ? cmd : '?', r->step);
+			if (r->bad != NULL)
+				snprintf(why, sizeof(why), "%s", r->bad);
+			else
+				snprintf(why, sizeof(why),
+					 "unexpected reply '%c' at step %d",
+					 cmd >= 0x20 && cmd < 0x7f ? cmd : '?',
+					 r->step);
 			milter_fail(r, why);
 			return;
 		}
@@ -803,6 +833,10 @@ milter_conn_start(struct milter_run *r)
 
 	r->cm = &f->milter[r->idx];
 	r->wait = 0;
+	r->nmods = 0;
+	r->mods_len = 0;
+	r->body_len = 0;
+	r->bad = NULL;
 	r->own = MILTER_CONTINUE;
 	r->failed = 0;
 	r->step = MS_OPTNEG;
