@@ -7,7 +7,9 @@
  * blocks (config_load refuses that), and a file cut between two domain
  * blocks parses but drops domains; a dropped domain that still has mail
  * in the spool is refused unless forced, so nobody bounces queued mail
- * by accident.
+ * by accident.  The file modes backmxd refuses to start with (a
+ * world-writable spool, a key file others may read: config_check_modes)
+ * refuse a reload too.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 #include <sys/queue.h>
 
 #include "backmxd.h"
+#include "config_check.h"
 #include "config_rcpt.h"
 #include "log.h"
 #include "rcpt_verify.h"
@@ -172,6 +175,21 @@ reload_config(int force, char *msg, size_t msglen)
 		return -1;
 	}
 	reload_log_diag(diag);
+	/* the file modes start refuses (a world-writable spool, a key
+	 * others can read) refuse the reload too */
+	diag[0] = '\0';
+	nerr = config_check_modes(nc, diag, RELOAD_DIAG_MAX);
+	if (nerr > 0) {
+		snprintf(msg, msglen,
+			 "%s: %d unsafe file mode(s); keeping the running "
+			 "configuration",
+			 reload_path, nerr);
+		log_err("reload: %s", msg);
+		reload_log_diag(diag);
+		free(diag);
+		config_free(nc);
+		return -1;
+	}
 	free(diag);
 	inuse = reload_dropped_in_use(old, nc, first, sizeof(first),
 				      &ndropped);

@@ -8,6 +8,7 @@ delivery and a SIGHUP reload later it is still so.
 """
 import os
 import pwd
+import re
 import shutil
 import signal
 import stat
@@ -132,3 +133,56 @@ def test_privilege_key_0600_starts_control_socket_mode(world):
         assert mode & 0o007 == 0, oct(mode)
     finally:
         assert b.stop() == 0
+
+
+RELOAD_DOMAINS = ('domain backup.example { recipients %(dir)s/backup.rcpts'
+                  '  route mx }\n'
+                  'domain reload.example { recipients *  route mx }\n')
+
+
+def _rcpt(b, rcpt):
+    s = b.smtp()
+    try:
+        s.mail('s@sender.example')
+        return s.rcpt(rcpt)[0]
+    finally:
+        s.quit()
+
+
+def _hup(b, regex):
+    os.kill(b.pid, signal.SIGHUP)
+    return b.wait_log(regex, timeout=10)
+
+
+def test_privilege_modes_checked_on_reload(world):
+    """a SIGHUP with a world-writable spool, then with a key others can
+    read: the reload is refused, logged with path and mode, the old
+    configuration kept (reload.example stays unknown); once the modes
+    are fixed the same file reloads"""
+    b = world.backmx()
+    assert _rcpt(b, 'x@reload.example') >= 500
+    key = os.path.join(b.dir, 'mx2.key')
+    shutil.copyfile(os.path.join(world.certs, 'mx2.key'), key)
+    os.chmod(key, 0o600)
+    b.write_config(domains=RELOAD_DOMAINS,
+                   tls_cert=os.path.join(world.certs, 'mx2.pem'),
+                   tls_key=key)
+    os.chmod(b.spool_dir, 0o777)
+    try:
+        _hup(b, r'reload: [^\n]*1 unsafe file mode\(s\); keeping the '
+                r'running configuration')
+        b.wait_log(r'spool %s has mode 0777: world-writable'
+                   % re.escape(b.spool_dir))
+        assert b.running()
+        assert _rcpt(b, 'x@reload.example') >= 500
+    finally:
+        os.chmod(b.spool_dir, 0o700)
+    os.chmod(key, 0o644)
+    _hup(b, r'tls_key %s has mode 0644: readable or writable by others'
+         % re.escape(key))
+    assert b.log_text().count('unsafe file mode') == 2, b.log_tail()
+    assert b.running()
+    assert _rcpt(b, 'x@reload.example') >= 500
+    os.chmod(key, 0o600)
+    _hup(b, r'reloaded [^\n]*: 2 domain\(s\)')
+    assert _rcpt(b, 'x@reload.example') == 250
