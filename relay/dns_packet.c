@@ -102,6 +102,7 @@ struct pkt_rr {
 	int olen;
 	int type, class;
 	size_t rdoff, rdlen;
+	uint32_t ttl;
 };
 
 void
@@ -193,6 +194,8 @@ pkt_parse(const uint8_t *p, size_t len, int qtype, struct ub_result *r)
 			return -1;
 		rr->type = p[off] << 8 | p[off + 1];
 		rr->class = p[off + 2] << 8 | p[off + 3];
+		rr->ttl = (uint32_t)p[off + 4] << 24 | (uint32_t)p[off + 5] << 16 |
+			  (uint32_t)p[off + 6] << 8 | p[off + 7];
 		rr->rdlen = (size_t)(p[off + 8] << 8 | p[off + 9]);
 		rr->rdoff = off + 10;
 		off = rr->rdoff + rr->rdlen;
@@ -235,6 +238,10 @@ pkt_parse(const uint8_t *p, size_t len, int qtype, struct ub_result *r)
 		r->data[n] = pkt_rdata(p, len, &rrs[i], &r->len[n]);
 		if (r->data[n] == NULL)
 			continue;	/* malformed MX: skipped, as unbound */
+		/* the answer lives as long as its shortest record */
+		if (n == 0 || rrs[i].ttl < (uint32_t)r->ttl)
+			r->ttl = rrs[i].ttl > 0x7fffffff ? 0x7fffffff
+							 : (int)rrs[i].ttl;
 		n++;
 	}
 	r->havedata = n > 0;

@@ -5,7 +5,8 @@
  * `dnsbl` zones from cfg->filter.  The cache holds one entry per (zone,
  * address): listed or not, and the TXT text, until the answer's TTL runs
  * out (negative answers: 60 s; failures are not cached).  It is bounded
- * at DNSBL_CACHE_MAX entries; the oldest entry makes room.
+ * at DNSBL_CACHE_MAX entries; the oldest entry makes room.  Each zone's
+ * answer is counted per zone (dnsbl_metrics.c).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -216,6 +217,10 @@ dnsbl_finish(struct dnsbl_check *c)
 		const char *zone = z->zone < f->ndnsbl ? f->dnsbl[z->zone].zone
 						       : "?";
 
+		if (!z->cached)
+			dnsbl_metrics_record(zone, z->listed < 0 ? DNSBL_ANS_FAILED
+					     : z->listed ? DNSBL_ANS_LISTED
+							 : DNSBL_ANS_CLEAN);
 		if (z->listed < 0) {
 			stats.dnsbl_tempfailed++;
 			continue;	/* a failure never lists */
@@ -324,6 +329,9 @@ dnsbl_check_start(const struct sockaddr_storage *ss, const char *addrtext,
 		}
 		z->cached = z->done_a = z->done_txt = 1;
 		z->listed = e->listed;
+		dnsbl_metrics_record(f->dnsbl[i].zone, e->listed
+							  ? DNSBL_ANS_LISTED
+							  : DNSBL_ANS_CLEAN);
 		snprintf(z->text, sizeof(z->text), "%s", e->text);
 		if (e->listed && unknown == 0) {
 			dnsbl_verdict_fill(v, addrtext, f->dnsbl[i].zone,

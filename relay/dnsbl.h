@@ -49,4 +49,12 @@ void dnsbl_check_cancel(struct dnsbl_check *c);
 int dnsbl_query_name(const struct sockaddr_storage *ss, const char *zone,
 		     char *out, size_t outlen);
 
+/* dnsbl_metrics.c - one zone's answer to one lookup (DNSBL_ANS_*),
+ * and the per-zone Prometheus family */
+#define DNSBL_ANS_LISTED 0
+#define DNSBL_ANS_CLEAN 1
+#define DNSBL_ANS_FAILED 2
+struct json_buf;
+void dnsbl_metrics_record(const char *zone, int answer);
+void dnsbl_metrics_page(struct json_buf *b);
 #endif

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "backmxd.h"
+#include "dnsbl.h"
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
@@ -227,6 +228,7 @@ metrics_page(struct json_buf *b)
 	metrics_domain_page(b);
 	metrics_queue_page(b);
 	milter_metrics_page(b);
+	dnsbl_metrics_page(b);
 }
 
 /* ------------------------------------------------------------------ */

@@ -2,17 +2,21 @@
  * milter.h - the Sendmail milter protocol (version 6, as Postfix speaks
  * it), client side, on the loop.
  *
- * smtpd.c calls milter_run() at the end of DATA/BDAT, before the spool
- * commit, when `milter` is configured: every milter in order gets one
- * conversation for the message (OPTNEG, connect, helo, mail, each rcpt,
- * data, headers, end of headers, body chunks, end of message, with the
- * macros), non-blocking, each reply bounded by milter_timeout.  The
- * callback gets the verdict and the modifications to apply; a milter
- * that is down, slow or speaks garbage gets milter_default_action.
- * Milters are chained: the header and body edits of one are applied
- * before the next one is asked (it sees the message as edited, and the
- * sender as changed by SMFIR_CHGFROM).  Each milter's time and outcome
- * go to the log and to milter_metrics.c.
+ * One milter connection per configured milter for the whole SMTP
+ * session (milter_session_new at the client's connect, freed with a
+ * QUIT at its end).  Each event goes to the milters, in order, at its
+ * stage: connect before the banner, HELO/EHLO, MAIL, each RCPT, DATA
+ * (milter_stage, the milter's reply is the command's reply), then at the
+ * end of data the header, end of header, body chunks and end of message
+ * (milter_message, with the modifications).  SMFIC_ABORT ends a
+ * transaction that did not reach the end of message (milter_tx_end).
+ * Steps a milter asked to skip (SMFIP_NO*) are not sent, replies it will
+ * not give (SMFIP_NR*) are not waited for; each reply is bounded by
+ * milter_timeout.  A milter that is down, slow or speaks garbage is dead
+ * for the rest of the session and gets milter_default_action at every
+ * later stage.  The header and body edits of one milter are applied
+ * before the next one sees the message.  Each milter's time and outcome
+ * per transaction go to the log and to milter_metrics.c.
  *
  * The pure packet codec (milter_proto.c) is shared with the fuzz target.
  */
@@ -59,31 +63,75 @@ struct milter_result {
 	char quarantine[256];
 	struct milter_mod *mods;	/* in order received */
 	FILE *body;		/* replaced body (CRLF text) or NULL */
-	int *rcpt_rejected;	/* per recipient: a milter refused it */
 	FILE *message;		/* the message with the header/body edits of
 				   the milters applied, or NULL: unchanged */
 	int chgfrom;		/* a milter changed the envelope sender */
 	char sender[520];	/* ... to this (no angle brackets) */
 };
 
-/* what the milters see; all strings owned by the caller */
+/* the message for milter_message; all strings owned by the caller */
 struct milter_msg {
-	const char *client_addr, *client_name, *helo, *queue_id;
-	int client_port, client_family;	/* AF_INET / AF_INET6 */
+	const char *queue_id;
 	const char *sender;
-	const char *const *rcpt;
-	int nrcpt;
-	const char *tls_version, *cipher;
-	FILE *data;		/* the message as received (CRLF), rewound */
+	FILE *data; /* the message as received (CRLF), rewound */
 };
 
-struct milter_run;
+/* the client, at milter_session_new; strings are copied */
+struct milter_client {
+	const char *client_addr, *client_name;
+	int client_port, client_family; /* AF_INET / AF_INET6 */
+};
+
+/* the stages milter_stage runs */
+enum milter_stage {
+	MILTER_ST_CONNECT = 1, /* arg NULL */
+	MILTER_ST_HELO,        /* arg: the HELO/EHLO name */
+	MILTER_ST_MAIL,        /* arg: the sender, no angle brackets */
+	MILTER_ST_RCPT,        /* arg: the recipient */
+	MILTER_ST_DATA,        /* arg NULL */
+};
+
+/* a stage's answer */
+struct milter_reply {
+	/* CONTINUE: go on (a milter may have accepted); DISCARD: go on, the
+	 * message is dropped at its end; TEMPFAIL/REJECT: refuse the
+	 * command (at RCPT that recipient only) with reply */
+	enum milter_verdict verdict;
+	char reply[512];
+	char why[256]; /* log text: which milter said what */
+	int close;     /* a 421: close the session after the reply */
+	int custom;    /* the text is the milter's (SMFIR_REPLYCODE) */
+};
+
+struct milter_sess;
+typedef void (*milter_reply_cb)(void *arg, const struct milter_reply *r);
 typedef void (*milter_cb)(void *arg, struct milter_result *r);
 
-/* milter_run - NULL (no callback) when no milter is configured */
-struct milter_run *milter_run(const struct milter_msg *m, milter_cb cb,
-			      void *arg);
-void milter_cancel(struct milter_run *r);
+/* milter_session_new - connect to every milter; NULL when none is
+ * configured (or no memory: the caller refuses the session) */
+struct milter_sess *milter_session_new(const struct milter_client *c);
+/* milter_session_tls - the TLS macros for the next HELO */
+void milter_session_tls(struct milter_sess *, const char *tls_version);
+/*
+ * milter_stage - the event to every milter in order.  0: answered now,
+ * *out filled, cb not called; 1: pending, cb(arg, reply) later (never
+ * inside this call).  The caller reads no command meanwhile.
+ */
+int milter_stage(struct milter_sess *, enum milter_stage, const char *arg,
+                 milter_reply_cb cb, void *cbarg, struct milter_reply *out);
+/*
+ * milter_message - the end of data: the message to every milter in order
+ * (DATA if not sent yet, header, end of header, body, end of message);
+ * 0 and cb(arg, result) later, never inside this call; -1 no memory.
+ */
+int milter_message(struct milter_sess *, const struct milter_msg *m,
+                   milter_cb cb, void *arg);
+/* milter_tx_end - the transaction is over (RSET, HELO, the message
+ * answered, refused): SMFIC_ABORT to the milters that are inside it; a
+ * pending milter_message is cancelled (its callback never runs) */
+void milter_tx_end(struct milter_sess *);
+/* milter_session_free - SMFIC_QUIT to each, close; no callback runs */
+void milter_session_free(struct milter_sess *);
 void milter_result_free(struct milter_result *r);
 
 /* codec (milter_proto.c) */

@@ -1,6 +1,7 @@
 /*
  * smtpd.c - the life of an inbound ESMTP session: accept (max_clients,
- * client_limits.c), the connect-time filters (DNSBL) and the banner,
+ * client_limits.c), the connect-time filters (DNSBL, then the milters'
+ * connect stage, smtpd_milter.c) and the banner,
  * reading and writing (plain or TLS), the command-line loop that feeds
  * smtpd_cmd.c's table and smtpd_body.c's readers, pausing for async
  * decisions, group commit (the 250 after DATA only once spool_sync ran),
@@ -40,7 +41,6 @@ static ev_idle smtpd_idle; /* keeps the loop from blocking on waiters */
 static char smtpd_scratch[SMTPD_SCRATCH];
 
 static void smtpd_connect_filters(struct smtpd_session *);
-static void smtpd_greet(struct smtpd_session *);
 static void smtpd_dnsbl_refuse(struct smtpd_session *,
                                const struct dnsbl_verdict *);
 
@@ -176,8 +176,8 @@ smtpd_tx_free(struct smtpd_tx *tx)
 		return;
 	if (tx->w != NULL)
 		spool_writer_abort(tx->w);
-	milter_cancel(tx->milter);
-	free(tx->milter_rcpt);
+	if (tx->milter != NULL)
+		milter_tx_end(tx->milter); /* a pending message stage */
 	if (tx->milter_fp != NULL)
 		fclose(tx->milter_fp);
 	free(tx->sender);
@@ -200,6 +200,7 @@ smtpd_tx_reset(struct smtpd_session *s)
 {
 	smtpd_tx_free(s->tx);
 	s->tx = NULL;
+	milter_tx_end(s->milters); /* SMFIC_ABORT where one is owed */
 }
 
 /* ------------------------------------------------------------------ */
@@ -252,6 +253,10 @@ smtpd_free(struct smtpd_session *s)
 	free(s->rv_rcpt);
 	free(s->rv_orcpt);
 	smtpd_tx_free(s->tx);
+	smtpd_tx_free(s->mh_tx);
+	free(s->mh_rcpt);
+	free(s->mh_orcpt);
+	milter_session_free(s->milters);
 	dnsbl_check_cancel(s->dnsbl);
 	if (s->counted)
 		client_limits_close(&s->ss);
@@ -484,7 +489,8 @@ smtpd_dnsbl_cb(void *arg, const struct dnsbl_verdict *v)
 
 	s->dnsbl = NULL;
 	if (!v->listed) {
-		smtpd_greet(s);
+		if (smtpd_milter_connect(s) == 0)
+			smtpd_greet(s);
 		return;
 	}
 	smtpd_dnsbl_refuse(s, v);
@@ -524,7 +530,8 @@ smtpd_connect_filters(struct smtpd_session *s)
 	case DNSBL_PASS:
 		break;
 	}
-	smtpd_greet(s);
+	if (smtpd_milter_connect(s) == 0)
+		smtpd_greet(s);
 }
 
 void
@@ -592,7 +599,7 @@ smtpd_session_new(int fd, const struct sockaddr *sa, socklen_t salen)
 }
 
 /* smtpd_greet - the banner, once the connect-time filters passed */
-static void
+void
 smtpd_greet(struct smtpd_session *s)
 {
 	const struct config *cfg = backmxd.cfg;
@@ -645,7 +652,8 @@ smtpd_pause(struct smtpd_session *s)
 void
 smtpd_resume(struct smtpd_session *s)
 {
-	s->state = S_CMD;
+	if (s->state == S_WAIT) /* the decision may have begun DATA */
+		s->state = S_CMD;
 	s->processing = 1;
 	smtpd_process(s);
 	s->processing = 0;

@@ -120,8 +120,7 @@ smtpd_tx_start(struct smtpd_session *s)
 		return -1;
 	}
 	snprintf(tx->id, sizeof(tx->id), "%s", spool_writer_id(tx->w));
-	if (backmxd.cfg->filter->nmilter > 0 &&
-	    (tx->milter_fp = tmpfile()) == NULL) {
+	if (s->milters != NULL && (tx->milter_fp = tmpfile()) == NULL) {
 		tx->spool_failed = 1;
 		tx->spool_err = SPOOL_EIO;
 	}
@@ -148,6 +147,14 @@ smtpd_cmd_data(struct smtpd_session *s, char *arg)
 		smtpd_reply(s, "503 5.5.1 Error: DATA after BDAT");
 		return;
 	}
+	if (s->milters != NULL && smtpd_milter_data(s))
+		return;
+	smtpd_data_go(s);
+}
+
+void
+smtpd_data_go(struct smtpd_session *s)
+{
 	s->n_data++;
 	smtpd_tx_start(s);
 	s->state = S_DATA;

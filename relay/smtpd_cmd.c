@@ -60,8 +60,6 @@ smtpd_streq(const char *a, const char *b)
 static void
 smtpd_hello(struct smtpd_session *s, char *arg, int esmtp)
 {
-	const struct config *cfg = backmxd.cfg;
-
 	while (*arg == ' ')
 		arg++;
 	if (*arg == '\0' || strlen(arg) > 255) {
@@ -89,8 +87,18 @@ smtpd_hello(struct smtpd_session *s, char *arg, int esmtp)
 		s->close_after_flush = 1;
 		return;
 	}
+	if (s->milters != NULL && smtpd_milter_helo(s, arg, esmtp))
+		return;
+	smtpd_hello_done(s, arg, esmtp);
+}
+
+void
+smtpd_hello_done(struct smtpd_session *s, const char *name, int esmtp)
+{
+	const struct config *cfg = backmxd.cfg;
+
 	smtpd_tx_reset(s);
-	snprintf(s->helo, sizeof(s->helo), "%s", arg);
+	snprintf(s->helo, sizeof(s->helo), "%s", name);
 	s->esmtp = esmtp;
 	s->n_ehlo++;
 	if (!esmtp) {
@@ -185,21 +193,38 @@ smtpd_cmd_mail(struct smtpd_session *s, char *arg)
 		smtpd_reply(s, "452 4.3.0 Error: out of memory");
 		goto fail;
 	}
-	s->tx = tx;
-	s->n_mail++;
-	smtpd_reply(s, "250 2.1.0 Ok");
+	if (s->milters != NULL && smtpd_milter_mail(s, tx))
+		return;
+	smtpd_mail_done(s, tx);
 	return;
 fail:
 	smtpd_tx_free(tx);
 }
 
+void
+smtpd_mail_done(struct smtpd_session *s, struct smtpd_tx *tx)
+{
+	s->tx = tx;
+	s->n_mail++;
+	smtpd_reply(s, "250 2.1.0 Ok");
+}
+
 /* ------------------------------------------------------------------ */
 /* MAIL, RCPT */
 
-/* smtpd_rcpt_add - the recipient is valid: into the transaction, 250 */
+/* smtpd_rcpt_add - the recipient is valid: the milters, then in */
 static void
 smtpd_rcpt_add(struct smtpd_session *s, const struct policy_rcpt *rp,
                int notify, const char *orcpt)
+{
+	if (s->milters != NULL && smtpd_milter_rcpt(s, rp, notify, orcpt))
+		return;
+	smtpd_rcpt_add_now(s, rp, notify, orcpt);
+}
+
+void
+smtpd_rcpt_add_now(struct smtpd_session *s, const struct policy_rcpt *rp,
+                   int notify, const char *orcpt)
 {
 	struct smtpd_tx *tx = s->tx;
 	const struct policy_rcpt r0 = *rp, *rr = &r0;
@@ -284,7 +309,8 @@ smtpd_rcpt_verified_cb(void *arg, const struct result *res)
 	free(s->rv_orcpt);
 	s->rv_rcpt = NULL;
 	s->rv_orcpt = NULL;
-	smtpd_resume(s);
+	if (!s->milter_wait) /* else the milters' answer resumes */
+		smtpd_resume(s);
 }
 
 /*
@@ -655,6 +681,13 @@ smtpd_command(struct smtpd_session *s, char *line)
 	          smtpd_state_name(s->state));
 	if (c->noarg && *arg != '\0') {
 		smtpd_reply(s, "501 5.5.4 Syntax: %s", c->verb);
+		return;
+	}
+	if (s->milter_denied && c->run != smtpd_cmd_quit) {
+		/* a milter refused the connection (RFC 5321 3.1) */
+		s->nerrors++;
+		smtpd_reply(s, "503 5.7.0 Error: access denied for unknown[%s]",
+		            s->addr);
 		return;
 	}
 	if (c->refuse[smtpd_phase(s)] != NULL) {

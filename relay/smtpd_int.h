@@ -98,12 +98,11 @@ struct smtpd_tx {
 	struct policy_hdrscan hs;
 	char emit[SMTPD_EMIT_BUF]; /* staging for spool appends */
 	size_t emitlen;
-	struct spool_envelope env; /* filled at commit, for the log */
-	FILE *milter_fp;           /* the message for the milters */
-	struct milter_run *milter; /* pending milter conversation */
-	int held;                  /* quarantined by a milter */
-	int unmirrored;            /* peer_ack peer: no ACK in time, 451 */
-	const char **milter_rcpt;  /* what the milters were told */
+	struct spool_envelope env;  /* filled at commit, for the log */
+	FILE *milter_fp;            /* the message for the milters */
+	struct milter_sess *milter; /* the message stage is pending */
+	int held;                   /* quarantined by a milter */
+	int unmirrored;             /* peer_ack peer: no ACK in time, 451 */
 };
 
 struct smtpd_session {
@@ -139,6 +138,16 @@ struct smtpd_session {
 	struct policy_rcpt *rv_rcpt;
 	int rv_notify;
 	char *rv_orcpt;
+	/* the milters (smtpd_milter.c): one session for the SMTP session */
+	struct milter_sess *milters;
+	int milter_denied; /* 5xx at connect: 503 to all but QUIT */
+	int milter_wait;   /* paused for a milter stage */
+	char mh_helo[256]; /* HELO/EHLO waiting for the milters */
+	int mh_esmtp;
+	struct smtpd_tx *mh_tx;      /* MAIL waiting for the milters */
+	struct policy_rcpt *mh_rcpt; /* RCPT waiting for the milters */
+	int mh_notify;
+	char *mh_orcpt;
 	/* counters for the disconnect line */
 	int n_ehlo, n_mail, n_rcpt, n_data, n_cmds;
 };
@@ -170,9 +179,20 @@ const char *smtpd_state_name(enum smtpd_state);
 void smtpd_command(struct smtpd_session *, char *line);
 /* smtpd_tls_step - one step of the STARTTLS handshake (S_TLS) */
 void smtpd_tls_step(struct smtpd_session *);
+/* smtpd_hello_done - HELO/EHLO accepted: recorded, 250 (and the EHLO
+ * keywords) */
+void smtpd_hello_done(struct smtpd_session *, const char *name, int esmtp);
+/* smtpd_mail_done - MAIL accepted: tx becomes the transaction, 250 */
+void smtpd_mail_done(struct smtpd_session *, struct smtpd_tx *tx);
+/* smtpd_rcpt_add_now - the recipient accepted by every check: into the
+ * transaction, 250 */
+void smtpd_rcpt_add_now(struct smtpd_session *, const struct policy_rcpt *,
+                        int notify, const char *orcpt);
 
 /* smtpd_body.c */
 void smtpd_cmd_data(struct smtpd_session *, char *arg);
+/* smtpd_data_go - DATA accepted: the spool writer, 354 */
+void smtpd_data_go(struct smtpd_session *);
 void smtpd_cmd_bdat(struct smtpd_session *, char *arg);
 /* smtpd_data_input - octets read in S_DATA or S_BDAT; *used: consumed */
 void smtpd_data_input(struct smtpd_session *, const char *p, size_t n,
@@ -180,7 +200,21 @@ void smtpd_data_input(struct smtpd_session *, const char *p, size_t n,
 /* smtpd_tx_commit - the envelope and the spool commit, then the wait */
 void smtpd_tx_commit(struct smtpd_session *);
 
-/* smtpd_milter.c */
+/* smtpd.c */
+/* smtpd_greet - the banner, once the connect-time filters passed */
+void smtpd_greet(struct smtpd_session *);
+
+/* smtpd_milter.c: each stage 0 when the command goes on now, 1 when it
+ * was refused or waits for the milters (the handler returns) */
+/* smtpd_milter_connect - open the milter session, its connect stage;
+ * 0: greet now; 1: pending or refused (the callback greets) */
+int smtpd_milter_connect(struct smtpd_session *);
+int smtpd_milter_helo(struct smtpd_session *, const char *name, int esmtp);
+/* smtpd_milter_mail - 1: tx was taken (kept pending or freed) */
+int smtpd_milter_mail(struct smtpd_session *, struct smtpd_tx *tx);
+int smtpd_milter_rcpt(struct smtpd_session *, const struct policy_rcpt *,
+                      int notify, const char *orcpt);
+int smtpd_milter_data(struct smtpd_session *);
 /* smtpd_milter_start - hand the received message to the milters */
 void smtpd_milter_start(struct smtpd_session *);
 

@@ -85,6 +85,46 @@ def test_dnsbl_cached(world):
     assert _stat(b, 'dnsbl_rejected') == 2
 
 
+def test_dnsbl_cache_ttl_and_zone_metrics(world):
+    """a cached answer lives for its TTL only (127.0.0.24: 2 s), then the
+    zone is asked again; each zone's answers are counted per zone"""
+    import subprocess
+    b = world.backmx(extra='dnsbl bl.example=127.0.0.[2..11]\n'
+                     'dnsbl wl.example\n', metrics='127.0.0.3:9427')
+    line, _ = _greeting('127.0.0.24')
+    assert line.startswith('554 5.7.1'), line
+    line, _ = _greeting('127.0.0.24')
+    assert line.startswith('554 5.7.1'), line
+    b.wait_log(r'CONNECT from unknown\[127\.0\.0\.24\]: 554 .*filter=dnsbl \(cached\)')
+    time.sleep(4)               # past the 2 s TTL
+    line, _ = _greeting('127.0.0.24')
+    assert line.startswith('554 5.7.1'), line
+    lines = [l for l in b.log_text().splitlines()
+             if 'CONNECT from unknown[127.0.0.24]: 554' in l]
+    assert len(lines) == 3, lines
+    assert [l.endswith('filter=dnsbl (cached)') for l in lines] == \
+        [False, True, False], lines
+    line, _ = _greeting('127.0.0.30')       # clean in both zones
+    assert line.startswith('220'), line
+    r = subprocess.run(['curl', '-s', '--max-time', '10',
+                        'http://127.0.0.3:9427/metrics'],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    m = r.stdout
+    assert 'backmx_dnsbl_answers_total{zone="bl.example",answer="listed"} 3' \
+        in m, m
+    # clean: 127.0.0.30 (and the harness's probe from 127.0.0.1)
+    import re
+    n = re.search(r'backmx_dnsbl_answers_total\{zone="bl\.example",'
+                  r'answer="clean"\} (\d+)', m)
+    assert n and int(n.group(1)) >= 1, m
+    assert 'backmx_dnsbl_answers_total{zone="wl.example",answer="clean"} ' \
+        in m, m
+    pt = subprocess.run(['promtool', 'check', 'metrics'], input=m,
+                        capture_output=True, text=True, timeout=30)
+    assert pt.returncode == 0, pt.stdout + pt.stderr
+
+
 def test_dnsbl_failure_never_blocks(world):
     p = world.sinks['primary']
     # down.example is not served at all: the resolver gets REFUSED and

@@ -42,11 +42,28 @@ class PyMilter:
                                   stderr=open(self.log + '.err', 'w'))
         _wait_port('127.0.0.7', port)
 
-    def seen(self):
+    def lines(self):
         if not os.path.exists(self.log):
             return []
         with open(self.log) as f:
             return [json.loads(l) for l in f if l.strip()]
+
+    def seen(self):
+        """the messages the milter saw to their end (or accepted)"""
+        return [l for l in self.lines() if 'headers' in l]
+
+    def events(self, action):
+        return [l for l in self.lines() if l['action'] == action]
+
+    def wait_event(self, action, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ev = self.events(action)
+            if ev:
+                return ev
+            time.sleep(0.1)
+        raise AssertionError('milter logged no %r: %r' % (action,
+                                                          self.lines()))
 
     def stop(self):
         self.p.kill()
@@ -64,13 +81,14 @@ def _backmx(world, **kw):
 
 
 def _send(b, subject, rcpts=('alice@backup.example',), extra_hdr=''):
+    """None when accepted, else the refusal (at MAIL, RCPT or DATA)"""
     s = b.smtp()
     try:
         s.sendmail('sender@sender.example', list(rcpts),
                    ('Subject: %s\r\nX-Remove: this goes\r\n%s\r\n'
                     'the original body\r\n' % (subject, extra_hdr)).encode())
         return None
-    except smtplib.SMTPDataError as e:
+    except (smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as e:
         return e
     finally:
         try:
@@ -171,7 +189,9 @@ def test_milter_rcpt_reject_and_accept(world):
                                     'postmaster@backup.example')) is None
         msg = p.wait_messages(1, timeout=15)[0]
         assert msg['rcpt_tos'] == ['alice@backup.example'], msg
-        b.wait_log(r'milter-reject: RCPT <postmaster@backup\.example>')
+        b.wait_log(r'NOQUEUE: milter-reject: RCPT from unknown\[127\.0\.0\.1\]: '
+                   r'550 5\.1\.1 refused by the test milter; '
+                   r'from=<sender@sender\.example> to=<postmaster@backup\.example>')
         p.clear()
         assert _send(b, 'accept') is None
         msg = p.wait_messages(1, timeout=15)[0]
