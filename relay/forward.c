@@ -6,29 +6,23 @@
  * limits, the FIFO of messages waiting for a slot (a delivery's end hands
  * its connection to the next of them) and their suspension when nobody
  * answers.  Routing is fwd_route.c, results fwd_result.c, operator
- * commands fwd_ops.c.  Callers: main.c, smtpd.c (queued), callout.c.
+ * commands fwd_ops.c.  Everything reaches the daemon through the struct
+ * forwarder it is given (fwd_int.h); fwd_glue.c makes the daemon's one
+ * and gives the public forward_* API on it (main.c, smtpd.c, callout.c,
+ * control.c call that).  The time is fw->now(), never the wall clock.
  */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "backmxd.h"
 #include "bounce.h"
-#include "forward.h"
 #include "fwd_dsn.h"
 #include "fwd_int.h"
 #include "log.h"
 #include "smtp_client.h"
 #include "stats.h"
 
-struct delivery *fwd_list;
-struct fwd_dest *fwd_dests;
-int fwd_active;
-static int fwd_stopped;
-static ev_timer fwd_timer;
 /*
  * Messages blocked by max_per_destination wait in their destination's
  * FIFO (fwd_dest.wait), not in the schedule: a delivery's end hands its
@@ -38,17 +32,15 @@ static ev_timer fwd_timer;
  * schedule until the waiting drains.
  */
 #define FWD_WAIT_MAX 20000
-size_t fwd_nwaiting;
-static int fwd_release_depth;	/* a release that fails at once recurses */
-static int fwd_release_pending;	/* the timer finishes a cut-off release */
 
 static void fwd_timer_cb(struct ev_loop *, ev_timer *, int);
-static void fwd_process(const char *id);
+static void fwd_process(struct forwarder *fw, const char *id);
 
+/* fwd_now - the forwarder's clock in whole seconds */
 int64_t
-fwd_now(void)
+fwd_now(const struct forwarder *fw)
 {
-	return (int64_t)ev_now(backmxd.loop);
+	return (int64_t)fw->now(fw);
 }
 const char *
 fwd_rcpt_domain(const char *addr)
@@ -87,39 +79,39 @@ fwd_jitter_seed(const char *id)
 
 /* fwd_dest_find - the destination of key, or NULL (never creates) */
 struct fwd_dest *
-fwd_dest_find(const char *key)
+fwd_dest_find(struct forwarder *fw, const char *key)
 {
 	struct fwd_dest *d;
 
-	for (d = fwd_dests; d != NULL; d = d->next)
+	for (d = fw->dests; d != NULL; d = d->next)
 		if (!strcmp(d->key, key))
 			return d;
 	return NULL;
 }
 
 static struct fwd_dest *
-fwd_dest_get(const char *key)
+fwd_dest_get(struct forwarder *fw, const char *key)
 {
 	struct fwd_dest *d;
 
-	if ((d = fwd_dest_find(key)) != NULL)
+	if ((d = fwd_dest_find(fw, key)) != NULL)
 		return d;
 	if ((d = calloc(1, sizeof(*d))) == NULL)
 		return NULL;
 	snprintf(d->key, sizeof(d->key), "%s", key);
-	d->next = fwd_dests;
-	fwd_dests = d;
+	d->next = fw->dests;
+	fw->dests = d;
 	return d;
 }
 long
-fwd_lifetime(const struct spool_envelope *e)
+fwd_lifetime(const struct forwarder *fw, const struct spool_envelope *e)
 {
-	long lt = backmxd.cfg->queue_lifetime;
+	long lt = fwd_cfg(fw)->queue_lifetime;
 	int i;
 
 	for (i = 0; i < e->nrcpt; i++) {
 		const struct policy_domain *pd = policy_find_domain(
-		    backmxd.cfg->policy, fwd_rcpt_domain(e->rcpt[i].address));
+		    fwd_cfg(fw)->policy, fwd_rcpt_domain(e->rcpt[i].address));
 
 		if (pd != NULL && pd->queue_lifetime > 0) {
 			lt = pd->queue_lifetime;
@@ -130,46 +122,46 @@ fwd_lifetime(const struct spool_envelope *e)
 }
 
 int
-fwd_msg_inflight(const char *id)
+fwd_msg_inflight(const struct forwarder *fw, const char *id)
 {
 	struct delivery *d;
 
-	for (d = fwd_list; d != NULL; d = d->next)
+	for (d = fw->list; d != NULL; d = d->next)
 		if (!strcmp(d->id, id))
 			return 1;
 	return 0;
 }
 
 static int
-fwd_maxpd(void)
+fwd_maxpd(const struct forwarder *fw)
 {
-	return backmxd.cfg->max_per_destination > 0
-		   ? backmxd.cfg->max_per_destination : 20;
+	return fwd_cfg(fw)->max_per_destination > 0
+		   ? fwd_cfg(fw)->max_per_destination : 20;
 }
 
 static int
-fwd_maxd(void)
+fwd_maxd(const struct forwarder *fw)
 {
-	return backmxd.cfg->max_deliveries > 0 ? backmxd.cfg->max_deliveries
+	return fwd_cfg(fw)->max_deliveries > 0 ? fwd_cfg(fw)->max_deliveries
 					       : 100;
 }
 
 /* fwd_wait_add - id waits for a free slot of dest */
 static void
-fwd_wait_add(struct fwd_dest *dest, const char *id)
+fwd_wait_add(struct forwarder *fw, struct fwd_dest *dest, const char *id)
 {
 	size_t before;
 
 	if (dest->wait == NULL && (dest->wait = schedule_new()) == NULL) {
-		schedule_set(backmxd.sched, id, fwd_now() + 1);
+		schedule_set(fw->sched, id, fwd_now(fw) + 1);
 		return;
 	}
 	before = schedule_size(dest->wait);
 	if (schedule_set(dest->wait, id, dest->wseq++) < 0) {
-		schedule_set(backmxd.sched, id, fwd_now() + 1);
+		schedule_set(fw->sched, id, fwd_now(fw) + 1);
 		return;
 	}
-	fwd_nwaiting += schedule_size(dest->wait) - before;
+	fw->nwaiting += schedule_size(dest->wait) - before;
 }
 
 /*
@@ -179,48 +171,48 @@ fwd_wait_add(struct fwd_dest *dest, const char *id)
  * ended and rescheduled it) is left to the schedule.
  */
 static void
-fwd_wait_release(struct fwd_dest *dest)
+fwd_wait_release(struct forwarder *fw, struct fwd_dest *dest)
 {
 	char id[SPOOL_ID_LEN + 1];
 
-	if (fwd_release_depth >= 4) {
-		fwd_release_pending = 1;
+	if (fw->release_depth >= 4) {
+		fw->release_pending = 1;
 		return;
 	}
-	fwd_release_depth++;
-	while (dest->wait != NULL && !fwd_stopped &&
-	       dest->active < fwd_maxpd() && fwd_active < fwd_maxd() &&
+	fw->release_depth++;
+	while (dest->wait != NULL && !fw->stopped &&
+	       dest->active < fwd_maxpd(fw) && fw->active < fwd_maxd(fw) &&
 	       schedule_pop_due(dest->wait, INT64_MAX, id) == 1) {
-		fwd_nwaiting--;
-		if (schedule_when(backmxd.sched, id) >= 0)
+		fw->nwaiting--;
+		if (schedule_when(fw->sched, id) >= 0)
 			continue;
-		fwd_process(id);
+		fwd_process(fw, id);
 	}
-	fwd_release_depth--;
+	fw->release_depth--;
 }
 
 /* fwd_wait_release_all - capacity freed somewhere: every destination */
 void
-fwd_wait_release_all(void)
+fwd_wait_release_all(struct forwarder *fw)
 {
 	struct fwd_dest *dd;
 
-	for (dd = fwd_dests; dd != NULL && fwd_active < fwd_maxd();
+	for (dd = fw->dests; dd != NULL && fw->active < fwd_maxd(fw);
 	     dd = dd->next)
 		if (dd->wait != NULL && schedule_size(dd->wait) > 0)
-			fwd_wait_release(dd);
+			fwd_wait_release(fw, dd);
 }
 
 /* fwd_reschedule - the next attempt of e's pending recipients */
 void
-fwd_reschedule(const struct spool_envelope *e)
+fwd_reschedule(struct forwarder *fw, const struct spool_envelope *e)
 {
 	int64_t t = -1;
 	uint32_t tag = 0;
 	int i, mixed = 0;
 	unsigned flags = 0;
 
-	if (e->held || fwd_msg_inflight(e->id))
+	if (e->held || fwd_msg_inflight(fw, e->id))
 		return;
 	for (i = 0; i < e->nrcpt; i++)
 		if (e->rcpt[i].state == SPOOL_RCPT_PENDING) {
@@ -238,13 +230,13 @@ fwd_reschedule(const struct spool_envelope *e)
 			   (e->rcpt[i].flags & SPOOL_RCPT_F_BOUNCE) &&
 			   (t < 0 || e->rcpt[i].next_attempt < t))
 			t = e->rcpt[i].next_attempt;	/* a bounce owed */
-	t = fwd_dsn_warn_wakeup(e, t, fwd_now(), fwd_lifetime(e));
-	if (t >= 0 && schedule_set(backmxd.sched, e->id, t) == 0) {
+	t = fwd_dsn_warn_wakeup(fw, e, t, fwd_now(fw), fwd_lifetime(fw, e));
+	if (t >= 0 && schedule_set(fw->sched, e->id, t) == 0) {
 		/* one domain: ETRN and flush DOMAIN find it without
 		 * reading the envelope; several: they read it */
-		schedule_set_tag(backmxd.sched, e->id, mixed ? 0 : tag);
+		schedule_set_tag(fw->sched, e->id, mixed ? 0 : tag);
 		/* a recovered destination makes due only these */
-		schedule_set_flags(backmxd.sched, e->id, flags);
+		schedule_set_flags(fw->sched, e->id, flags);
 	}
 }
 /*
@@ -252,11 +244,11 @@ fwd_reschedule(const struct spool_envelope *e)
  * own: deliveries of the caller already counted in dest->active.
  */
 int
-fwd_suspended(const struct fwd_dest *dest, int own)
+fwd_suspended(const struct forwarder *fw, const struct fwd_dest *dest, int own)
 {
-	return dest->idle == NULL && dest->dead_until > fwd_now() &&
+	return dest->idle == NULL && dest->dead_until > fwd_now(fw) &&
 	       (dest->active > own ||
-		ev_now(backmxd.loop) - dest->last_probe < 1.0);
+		fw->now(fw) - dest->last_probe < 1.0);
 }
 /*
  * fwd_dest_dead - nobody answered: suspend the destination for the first
@@ -264,28 +256,29 @@ fwd_suspended(const struct fwd_dest *dest, int own)
  * through ends it at once.
  */
 void
-fwd_dest_dead(struct fwd_dest *dest, const char *why)
+fwd_dest_dead(struct forwarder *fw, struct fwd_dest *dest, const char *why)
 {
-	long t = backmxd.cfg->nretry > 0 ? backmxd.cfg->retry[0] : 300;
+	long t = fwd_cfg(fw)->nretry > 0 ? fwd_cfg(fw)->retry[0] : 300;
 
 	if (t < 1)
 		t = 1;
 	if (t > 300)
 		t = 300;
-	dest->dead_until = fwd_now() + t;
+	dest->dead_until = fwd_now(fw) + t;
 	snprintf(dest->dead_why, sizeof(dest->dead_why), "%s", why);
 }
 /* fwd_done - d is over: record, free, start what may start now */
 void
 fwd_done(struct delivery *d, struct smtp_client *reusable)
 {
+	struct forwarder *fw = d->fw;
 	struct fwd_dest *dest = d->dest;
 
 	/* unlink first so the message counts as no longer in flight */
 	if (d->prev != NULL)
 		d->prev->next = d->next;
-	else if (fwd_list == d)
-		fwd_list = d->next;
+	else if (fw->list == d)
+		fw->list = d->next;
 	if (d->next != NULL)
 		d->next->prev = d->prev;
 	d->next = d->prev = NULL;
@@ -293,25 +286,25 @@ fwd_done(struct delivery *d, struct smtp_client *reusable)
 	fwd_results(d);
 	d->client = NULL;
 	fwd_delivery_free(d);
-	if (fwd_stopped) {
-		smtp_client_free(reusable);
+	if (fw->stopped) {
+		fw->io->client_free(reusable);
 		return;
 	}
 	if (dest != NULL) {
 		/* the next message waiting for this destination takes the
 		 * connection over; then due messages may */
 		dest->idle = reusable;
-		fwd_wait_release(dest);
+		fwd_wait_release(fw, dest);
 		if (dest->idle != NULL)
-			fwd_timer_cb(backmxd.loop, &fwd_timer, 0);
+			fwd_run(fw);
 		if (dest->idle != NULL) {
-			smtp_client_quit(dest->idle);
+			fw->io->client_quit(dest->idle);
 			dest->idle = NULL;
 		}
 	} else if (reusable != NULL)
-		smtp_client_quit(reusable);
-	fwd_wait_release_all();
-	fwd_arm();
+		fw->io->client_quit(reusable);
+	fwd_wait_release_all(fw);
+	fwd_arm(fw);
 }
 /*
  * fwd_process - one due message.  Only its recipients whose own time has
@@ -321,23 +314,23 @@ fwd_done(struct delivery *d, struct smtp_client *reusable)
  * every pending recipient is tried once.
  */
 static void
-fwd_process(const char *id)
+fwd_process(struct forwarder *fw, const char *id)
 {
 	struct spool_envelope *e;
 	int *idx, i, j, n, started = 0, blocked = 0, anydue = 0, warned;
 	struct fwd_dest *wait = NULL;
 	char (*keys)[FWD_KEY_MAX];
 	char *done;
-	int maxpd = fwd_maxpd();
-	int64_t now = fwd_now();
+	int maxpd = fwd_maxpd(fw);
+	int64_t now = fwd_now(fw);
 
-	if (fwd_msg_inflight(id))
+	if (fwd_msg_inflight(fw, id))
 		return;		/* its end reschedules it */
-	e = spool_envelope_get(backmxd.spool, id);
+	e = spool_envelope_get(fw->spool, id);
 	if (e == NULL) {
-		if (spool_errno(backmxd.spool) != SPOOL_ENOTFOUND) {
-			log_err("%s: %s", id, spool_error(backmxd.spool));
-			schedule_set(backmxd.sched, id, fwd_now() + 60);
+		if (spool_errno(fw->spool) != SPOOL_ENOTFOUND) {
+			log_err("%s: %s", id, spool_error(fw->spool));
+			schedule_set(fw->sched, id, fwd_now(fw) + 60);
 		}
 		return;
 	}
@@ -347,23 +340,23 @@ fwd_process(const char *id)
 	}
 	if (fwd_dsn_owes(e)) {
 		/* first the bounce an allocation failure held back */
-		fwd_commit(e, NULL, 0);
+		fwd_commit(fw, e, NULL, 0);
 		spool_envelope_free(e);
 		return;
 	}
-	if (fwd_expired(e, now)) {
-		fwd_expire_now(e, NULL);
+	if (fwd_expired(fw, e, now)) {
+		fwd_expire_now(fw, e, NULL);
 		spool_envelope_free(e);
 		return;
 	}
-	warned = fwd_dsn_delay_warn(e, now, fwd_lifetime(e));
+	warned = fwd_dsn_delay_warn(fw, e, now, fwd_lifetime(fw, e));
 	for (i = 0; i < e->nrcpt; i++)
 		if (e->rcpt[i].state == SPOOL_RCPT_PENDING &&
 		    e->rcpt[i].next_attempt <= now)
 			anydue = 1;
 	if (warned && !anydue) {
 		/* woken for the warning only */
-		fwd_reschedule(e);
+		fwd_reschedule(fw, e);
 		spool_envelope_free(e);
 		return;
 	}
@@ -375,7 +368,7 @@ fwd_process(const char *id)
 		free(idx);
 		free(keys);
 		free(done);
-		schedule_set(backmxd.sched, id, fwd_now() + 60);
+		schedule_set(fw->sched, id, fwd_now(fw) + 60);
 		spool_envelope_free(e);
 		return;
 	}
@@ -387,7 +380,7 @@ fwd_process(const char *id)
 			done[i] = 1;
 			continue;
 		}
-		if (fwd_route(e, i, keys[i], sizeof(keys[i]), NULL, &r) < 0) {
+		if (fwd_route(fw, e, i, keys[i], sizeof(keys[i]), NULL, &r) < 0) {
 			/* not routable now: a temporary error */
 			struct spool_rcpt *rc = &e->rcpt[i];
 
@@ -402,19 +395,19 @@ fwd_process(const char *id)
 				rc->last_error = strdup(buf);
 			}
 			rc->next_attempt = schedule_deferral(
-			    backmxd.cfg->retry, backmxd.cfg->nretry, &rc->step,
+			    fwd_cfg(fw)->retry, fwd_cfg(fw)->nretry, &rc->step,
 			    rc->next_attempt, now, now,
-			    e->arrival + fwd_lifetime(e),
+			    e->arrival + fwd_lifetime(fw, e),
 			    fwd_jitter_seed(e->id));
 			rc->flags |= SPOOL_RCPT_F_CONN;
-			fwd_log(e, i, NULL, &r, "deferred", 0);
+			fwd_log(fw, e, i, NULL, &r, "deferred", 0);
 			stats.deferred++;
 			done[i] = 1;
 			blocked = -1;	/* envelope changed */
 		}
 	}
 	if (blocked < 0) {
-		spool_envelope_put(backmxd.spool, e);
+		spool_envelope_put(fw->spool, e);
 		blocked = 0;
 	}
 	for (i = 0; i < n; i++) {
@@ -428,7 +421,7 @@ fwd_process(const char *id)
 				idx[m++] = j;
 				done[j] = 1;
 			}
-		dest = fwd_dest_get(keys[i]);
+		dest = fwd_dest_get(fw, keys[i]);
 		if (dest == NULL) {
 			blocked++;
 			continue;
@@ -443,103 +436,119 @@ fwd_process(const char *id)
 		}
 		{
 			struct spool_envelope *copy =
-			    spool_envelope_get(backmxd.spool, id);
+			    spool_envelope_get(fw->spool, id);
 
 			if (copy != NULL) {
-				fwd_start(copy, idx, m, dest);
+				fwd_start(fw, copy, idx, m, dest);
 				started++;
 			}
 		}
 	}
 	if (started == 0 && wait != NULL)
-		fwd_wait_add(wait, id);
+		fwd_wait_add(fw, wait, id);
 	else if (started == 0 && blocked > 0)
-		schedule_set(backmxd.sched, id, fwd_now() + 1);
+		schedule_set(fw->sched, id, fwd_now(fw) + 1);
 	else if (started == 0)
-		fwd_reschedule(e);
+		fwd_reschedule(fw, e);
 	free(idx);
 	free(keys);
 	free(done);
 	spool_envelope_free(e);
 }
 
+/*
+ * fwd_run - start what is due: a cut-off release first, then due
+ * messages of the schedule while the limits allow; re-arms the timer
+ */
+void
+fwd_run(struct forwarder *fw)
+{
+	char id[SPOOL_ID_LEN + 1];
+	int maxd = fwd_maxd(fw);
+	int64_t now = fwd_now(fw);
+
+	if (fw->stopped)
+		return;
+	if (fw->release_pending && fw->release_depth == 0) {
+		fw->release_pending = 0;
+		fwd_wait_release_all(fw);
+	}
+	while (fw->active < maxd && fw->nwaiting < FWD_WAIT_MAX &&
+	       schedule_pop_due(fw->sched, now, id) == 1)
+		fwd_process(fw, id);
+	fwd_arm(fw);
+}
+
 static void
 fwd_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	char id[SPOOL_ID_LEN + 1];
-	int maxd = fwd_maxd();
-	int64_t now = fwd_now();
-
-	if (fwd_stopped)
-		return;
-	if (fwd_release_pending && fwd_release_depth == 0) {
-		fwd_release_pending = 0;
-		fwd_wait_release_all();
-	}
-	while (fwd_active < maxd && fwd_nwaiting < FWD_WAIT_MAX &&
-	       schedule_pop_due(backmxd.sched, now, id) == 1)
-		fwd_process(id);
-	fwd_arm();
+	fwd_run(w->data);
 }
 
 /* fwd_arm - the timer at the earliest due time, nothing when empty */
 void
-fwd_arm(void)
+fwd_arm(struct forwarder *fw)
 {
 	int64_t t;
 	char id[SPOOL_ID_LEN + 1];
 	double delay;
 
-	if (fwd_stopped)
+	if (fw->stopped)
 		return;
-	ev_timer_stop(backmxd.loop, &fwd_timer);
-	if (fwd_active >= fwd_maxd())
+	ev_timer_stop(fw->loop, &fw->timer);
+	if (fw->active >= fwd_maxd(fw))
 		return;		/* the end of a delivery re-arms */
-	if (fwd_release_pending) {
-		ev_timer_set(&fwd_timer, 0., 0.);
-		ev_timer_start(backmxd.loop, &fwd_timer);
+	if (fw->release_pending) {
+		ev_timer_set(&fw->timer, 0., 0.);
+		ev_timer_start(fw->loop, &fw->timer);
 		return;
 	}
-	if (fwd_nwaiting >= FWD_WAIT_MAX)
+	if (fw->nwaiting >= FWD_WAIT_MAX)
 		return;		/* as the waiting drains */
-	if (schedule_peek(backmxd.sched, &t, id) != 1)
+	if (schedule_peek(fw->sched, &t, id) != 1)
 		return;
-	delay = (double)t - ev_now(backmxd.loop);
+	delay = (double)t - fw->now(fw);
 	if (delay < 0)
 		delay = 0;
-	ev_timer_set(&fwd_timer, delay, 0.);
-	ev_timer_start(backmxd.loop, &fwd_timer);
+	ev_timer_set(&fw->timer, delay, 0.);
+	ev_timer_start(fw->loop, &fw->timer);
 }
 
 static int
 fwd_init_cb(void *arg, const struct spool_envelope *e)
 {
-	fwd_reschedule(e);
+	fwd_reschedule(arg, e);
 	return 0;
 }
 
+/*
+ * fwd_init - fw's loop, clock, spool, schedule, resolver, config and io
+ * are set: clear its state, rebuild the schedule from the spool, arm the
+ * timer.  0, or -1 when the spool cannot be read.
+ */
 int
-forward_init(void)
+fwd_init(struct forwarder *fw)
 {
-	const char *fail = getenv("BACKMXD_TEST_BOUNCE_ENOMEM");
-
-	/* the integration tests' allocation-failure injection */
-	if (fail != NULL)
-		bounce_fail_allocs(atoi(fail));
-	ev_timer_init(&fwd_timer, fwd_timer_cb, 0., 0.);
-	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
-	if (spool_scan(backmxd.spool, "", 0, fwd_init_cb, NULL) < 0)
+	fw->list = NULL;
+	fw->dests = NULL;
+	fw->active = 0;
+	fw->stopped = 0;
+	fw->nwaiting = 0;
+	fw->release_depth = fw->release_pending = 0;
+	ev_timer_init(&fw->timer, fwd_timer_cb, 0., 0.);
+	fw->timer.data = fw;
+	if (spool_scan(fw->spool, "", 0, fwd_init_cb, fw) < 0)
 		return -1;
-	fwd_arm();
+	fwd_arm(fw);
 	return 0;
 }
 void
-forward_presuspend(struct spool_envelope *e)
+fwd_presuspend(struct forwarder *fw, struct spool_envelope *e)
 {
-	int64_t now = fwd_now();
+	int64_t now = fwd_now(fw);
 	int i;
 
-	if (fwd_stopped || e->held)
+	if (fw->stopped || e->held)
 		return;
 	for (i = 0; i < e->nrcpt; i++) {
 		struct spool_rcpt *rc = &e->rcpt[i];
@@ -547,9 +556,9 @@ forward_presuspend(struct spool_envelope *e)
 		char key[FWD_KEY_MAX], buf[400];
 
 		if (rc->state != SPOOL_RCPT_PENDING || rc->attempts > 0 ||
-		    fwd_route(e, i, key, sizeof(key), NULL, NULL) < 0 ||
-		    (dest = fwd_dest_find(key)) == NULL ||
-		    !fwd_suspended(dest, 0))
+		    fwd_route(fw, e, i, key, sizeof(key), NULL, NULL) < 0 ||
+		    (dest = fwd_dest_find(fw, key)) == NULL ||
+		    !fwd_suspended(fw, dest, 0))
 			continue;
 		snprintf(buf, sizeof(buf), "4.4.1 " FWD_SUSPENDED_TEXT "%.200s",
 			 dest->dead_why);
@@ -560,20 +569,20 @@ forward_presuspend(struct spool_envelope *e)
 		rc->step = 1;
 		rc->flags |= SPOOL_RCPT_F_CONN;
 		rc->next_attempt = schedule_backoff(
-		    backmxd.cfg->retry, backmxd.cfg->nretry, 1, now,
+		    fwd_cfg(fw)->retry, fwd_cfg(fw)->nretry, 1, now,
 		    fwd_jitter_seed(e->id));
-		if (rc->next_attempt > e->arrival + fwd_lifetime(e))
-			rc->next_attempt = e->arrival + fwd_lifetime(e);
+		if (rc->next_attempt > e->arrival + fwd_lifetime(fw, e))
+			rc->next_attempt = e->arrival + fwd_lifetime(fw, e);
 		if (rc->next_attempt <= now)
 			rc->next_attempt = now + 1;
 	}
 }
 
-/* forward_domain_suspended - for callout.c: is the destination that
+/* fwd_domain_suspended - for callout.c: is the destination that
  * mail for pd goes to suspended (nobody answered lately)? */
 int
-forward_domain_suspended(const struct policy_domain *pd, char *why,
-			 size_t whylen)
+fwd_domain_suspended(struct forwarder *fw, const struct policy_domain *pd,
+		     char *why, size_t whylen)
 {
 	struct fwd_dest *dest;
 	char key[FWD_KEY_MAX];
@@ -583,15 +592,15 @@ forward_domain_suspended(const struct policy_domain *pd, char *why,
 			 pd->route_port > 0 ? pd->route_port : 25, pd->tls);
 	else
 		snprintf(key, sizeof(key), "m:%s:%d", pd->name, pd->tls);
-	if ((dest = fwd_dest_find(key)) == NULL ||
-	    dest->dead_until <= fwd_now())
+	if ((dest = fwd_dest_find(fw, key)) == NULL ||
+	    dest->dead_until <= fwd_now(fw))
 		return 0;
 	snprintf(why, whylen, "%s", dest->dead_why);
 	return 1;
 }
 
 void
-forward_queued(const struct spool_envelope *e)
+fwd_queued(struct forwarder *fw, const struct spool_envelope *e)
 {
 	int i;
 
@@ -608,29 +617,29 @@ forward_queued(const struct spool_envelope *e)
 			    sizeof(FWD_SUSPENDED_TEXT) - 1) != 0)
 			continue;
 		result_set(&r, 451, "4.4.1", "%s", rc->last_error + 6);
-		fwd_log(e, i, NULL, &r, "deferred", 0);
+		fwd_log(fw, e, i, NULL, &r, "deferred", 0);
 		stats.deferred++;
 	}
-	fwd_reschedule(e);
-	if (!fwd_stopped)
-		fwd_arm();
+	fwd_reschedule(fw, e);
+	if (!fw->stopped)
+		fwd_arm(fw);
 }
 void
-forward_shutdown(void)
+fwd_shutdown(struct forwarder *fw)
 {
 	struct fwd_dest *dd;
 
-	fwd_stopped = 1;
-	if (backmxd.loop != NULL)
-		ev_timer_stop(backmxd.loop, &fwd_timer);
-	while (fwd_list != NULL)
-		fwd_delivery_free(fwd_list);
-	while ((dd = fwd_dests) != NULL) {
-		fwd_dests = dd->next;
-		smtp_client_free(dd->idle);
+	fw->stopped = 1;
+	if (fw->loop != NULL)
+		ev_timer_stop(fw->loop, &fw->timer);
+	while (fw->list != NULL)
+		fwd_delivery_free(fw->list);
+	while ((dd = fw->dests) != NULL) {
+		fw->dests = dd->next;
+		fw->io->client_free(dd->idle);
 		if (dd->wait != NULL)
 			schedule_free(dd->wait);
 		free(dd);
 	}
-	fwd_nwaiting = 0;
+	fw->nwaiting = 0;
 }

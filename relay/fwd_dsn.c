@@ -5,16 +5,15 @@
  * failed allocation or spool write (SPOOL_RCPT_F_BOUNCE: the message
  * stays until its bounce is queued), and the queueing of any DSN with
  * its log lines.  forward.c calls it; it composes with bounce.c and hands
- * the new message to forward_queued().  Time and lifetime are parameters.
+ * the new message to fwd_queued().  Time and lifetime are parameters.
  */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "backmxd.h"
-#include "forward.h"
 #include "fwd_dsn.h"
+#include "fwd_int.h"
 #include "log.h"
 #include "stats.h"
 
@@ -32,8 +31,9 @@ fwd_dsn_domain(const char *addr)
  * keeps what it needs to try again)
  */
 int
-fwd_dsn_send(const struct spool_envelope *e, struct bounce_item *it, int n,
-	     enum bounce_kind kind, int64_t until, int64_t now)
+fwd_dsn_send(struct forwarder *fw, const struct spool_envelope *e,
+	     struct bounce_item *it, int n, enum bounce_kind kind, int64_t until,
+	     int64_t now)
 {
 	static const char *const what[] = {"bounce", "delay notification",
 					   "delivery notification"};
@@ -45,8 +45,8 @@ fwd_dsn_send(const struct spool_envelope *e, struct bounce_item *it, int n,
 
 	if (n == 0)
 		return 0;
-	r = bounce_create_kind(backmxd.spool, e, it, n, kind,
-			       backmxd.cfg->hostname, now, until, &b, err,
+	r = bounce_create_kind(fw->spool, e, it, n, kind,
+			       fwd_cfg(fw)->hostname, now, until, &b, err,
 			       sizeof(err));
 	if (r < 0) {
 		log_err("%s: cannot queue the %s: %s", e->id, what[kind], err);
@@ -65,16 +65,16 @@ fwd_dsn_send(const struct spool_envelope *e, struct bounce_item *it, int n,
 		line[kind], b->id);
 	log_msg(b->id, "from=<>, size=%llu, nrcpt=1 (queue active)",
 		(unsigned long long)b->size);
-	forward_queued(b);
+	fwd_queued(fw, b);
 	spool_envelope_free(b);
 	return 0;
 }
 
 /* fwd_dsn_owed_wait - how long a DSN that could not be queued waits */
 long
-fwd_dsn_owed_wait(void)
+fwd_dsn_owed_wait(const struct forwarder *fw)
 {
-	long t = backmxd.cfg->nretry > 0 ? backmxd.cfg->retry[0] : 60;
+	long t = fwd_cfg(fw)->nretry > 0 ? fwd_cfg(fw)->retry[0] : 60;
 
 	return t < 1 ? 1 : t > 60 ? 60 : t;
 }
@@ -103,7 +103,7 @@ fwd_dsn_status_of(const char *err, char *enh, size_t len)
  * last error; the flag is cleared once queued
  */
 void
-fwd_dsn_owed(struct spool_envelope *e, int64_t now)
+fwd_dsn_owed(struct forwarder *fw, struct spool_envelope *e, int64_t now)
 {
 	struct bounce_item *it;
 	int i, n = 0;
@@ -139,7 +139,7 @@ fwd_dsn_owed(struct spool_envelope *e, int64_t now)
 				   rc->last_error ? rc->last_error : "");
 		n++;
 	}
-	if (fwd_dsn_send(e, it, n, BOUNCE_FAILED, 0, now) == 0)
+	if (fwd_dsn_send(fw, e, it, n, BOUNCE_FAILED, 0, now) == 0)
 		for (i = 0; i < n; i++)
 			e->rcpt[it[i].rcpt].flags &= ~SPOOL_RCPT_F_BOUNCE;
 	free(it);
@@ -147,14 +147,15 @@ fwd_dsn_owed(struct spool_envelope *e, int64_t now)
 
 /* fwd_dsn_delay_warning - delay_warning of e's domain, else the global one */
 static long
-fwd_dsn_delay_warning(const struct spool_envelope *e)
+fwd_dsn_delay_warning(const struct forwarder *fw,
+		      const struct spool_envelope *e)
 {
-	long w = backmxd.cfg->delay_warning;
+	long w = fwd_cfg(fw)->delay_warning;
 	int i;
 
 	for (i = 0; i < e->nrcpt; i++) {
 		const struct policy_domain *pd = policy_find_domain(
-		    backmxd.cfg->policy, fwd_dsn_domain(e->rcpt[i].address));
+		    fwd_cfg(fw)->policy, fwd_dsn_domain(e->rcpt[i].address));
 
 		if (pd != NULL && pd->delay_warning != 0) {
 			w = pd->delay_warning > 0 ? pd->delay_warning : 0;
@@ -170,13 +171,14 @@ fwd_dsn_delay_warning(const struct spool_envelope *e)
  * (NOTIFY), or the lifetime ends first
  */
 int64_t
-fwd_dsn_warn_time(const struct spool_envelope *e, long lifetime)
+fwd_dsn_warn_time(const struct forwarder *fw, const struct spool_envelope *e,
+		  long lifetime)
 {
 	long w;
 	int i;
 
 	if (e->delay_warned || e->is_bounce || e->sender == NULL ||
-	    e->sender[0] == '\0' || (w = fwd_dsn_delay_warning(e)) <= 0 ||
+	    e->sender[0] == '\0' || (w = fwd_dsn_delay_warning(fw, e)) <= 0 ||
 	    w >= lifetime)
 		return -1;
 	for (i = 0; i < e->nrcpt; i++)
@@ -188,10 +190,10 @@ fwd_dsn_warn_time(const struct spool_envelope *e, long lifetime)
 
 /* fwd_dsn_warn_wakeup - schedule time t, earlier when the warning is due */
 int64_t
-fwd_dsn_warn_wakeup(const struct spool_envelope *e, int64_t t, int64_t now,
-		    long lifetime)
+fwd_dsn_warn_wakeup(const struct forwarder *fw, const struct spool_envelope *e,
+		    int64_t t, int64_t now, long lifetime)
 {
-	int64_t wt = fwd_dsn_warn_time(e, lifetime);
+	int64_t wt = fwd_dsn_warn_time(fw, e, lifetime);
 
 	if (t < 0 || wt < 0 || wt <= now || wt >= t)
 		return t;
@@ -205,10 +207,11 @@ fwd_dsn_warn_wakeup(const struct spool_envelope *e, int64_t t, int64_t now,
  * A failure leaves it for the next attempt.
  */
 int
-fwd_dsn_delay_warn(struct spool_envelope *e, int64_t now, long lifetime)
+fwd_dsn_delay_warn(struct forwarder *fw, struct spool_envelope *e, int64_t now,
+		   long lifetime)
 {
 	struct bounce_item *it;
-	int64_t wt = fwd_dsn_warn_time(e, lifetime);
+	int64_t wt = fwd_dsn_warn_time(fw, e, lifetime);
 	int i, n = 0;
 
 	if (wt < 0 || now < wt)
@@ -234,16 +237,16 @@ fwd_dsn_delay_warn(struct spool_envelope *e, int64_t now, long lifetime)
 			result_set(&it[n].res, 0, "4.0.0", "not yet delivered");
 		n++;
 	}
-	if (fwd_dsn_send(e, it, n, BOUNCE_DELAYED, e->arrival + lifetime,
+	if (fwd_dsn_send(fw, e, it, n, BOUNCE_DELAYED, e->arrival + lifetime,
 			 now) < 0) {
 		free(it);
 		return 0;
 	}
 	free(it);
 	e->delay_warned = 1;
-	if (spool_envelope_put(backmxd.spool, e) < 0)
+	if (spool_envelope_put(fw->spool, e) < 0)
 		log_err("%s: cannot update the spool: %s", e->id,
-			spool_error(backmxd.spool));
+			spool_error(fw->spool));
 	return 1;
 }
 

@@ -1,10 +1,12 @@
 /*
  * fwd_int.h - what the forwarder's files (forward.c, fwd_route.c,
- * fwd_tls.c, fwd_session.c, fwd_result.c, fwd_ops.c) share: a
- * destination, a delivery and its hosts, and the functions one file
- * calls in another.  Not for use outside the forwarder (forward.h is
- * its interface).  A delivery is owned by fwd_list from fwd_start until
- * fwd_done or fwd_delivery_free; a destination lives until shutdown.
+ * fwd_tls.c, fwd_session.c, fwd_result.c, fwd_ops.c, fwd_dsn.c,
+ * fwd_glue.c) share: the forwarder context (struct forwarder) and its
+ * seam to the outside (struct fwd_io), a destination, a delivery and its
+ * hosts, and the functions one file calls in another.  Not for use
+ * outside the forwarder and its unit test (forward.h is its interface).
+ * A delivery is owned by fw->list from fwd_start until fwd_done or
+ * fwd_delivery_free; a destination lives until fwd_shutdown.
  */
 #ifndef BACKMX_FWD_INT_H
 #define BACKMX_FWD_INT_H
@@ -14,6 +16,7 @@
 #include <sys/socket.h>
 
 #include "bounce.h"
+#include "config.h"
 #include "dns.h"
 #include "mtasts.h"
 #include "policy.h"
@@ -80,6 +83,79 @@ enum fwd_state {
 };
 
 struct delivery;
+struct forwarder;
+
+/*
+ * fwd_io - the forwarder's outside world behind function pointers: the
+ * resolver (dns.c) and the SMTP client (smtp_client.c).  fwd_io_real
+ * calls them; a unit test gives a fake that records queries and
+ * connections and answers them when the test says (tests/unit/
+ * test_forwarder.c), so a delivery runs its real code without sockets.
+ */
+struct fwd_io {
+	struct dns_query *(*dns_query)(struct forwarder *fw, const char *name,
+				       int rrtype, dns_cb cb, void *arg);
+	void (*dns_cancel)(struct forwarder *fw, struct dns_query *q);
+	struct smtp_client *(*client_new)(struct forwarder *fw,
+					  const struct smtp_client_params *p,
+					  smtp_client_cb cb, void *arg);
+	int (*client_send)(struct smtp_client *c, struct smtp_client_tx *tx);
+	void (*client_set_cb)(struct smtp_client *c, smtp_client_cb cb,
+			      void *arg);
+	int (*client_usable)(const struct smtp_client *c);
+	const char *(*client_relay)(const struct smtp_client *c);
+	const char *(*client_tls)(const struct smtp_client *c);
+	void (*client_times)(const struct smtp_client *c, double *setup,
+			     int *use);
+	int (*client_tls_failed)(const struct smtp_client *c);
+	int (*client_has)(const struct smtp_client *c, int cap);
+	void (*client_quit)(struct smtp_client *c);
+	void (*client_free)(struct smtp_client *c);
+};
+
+/* the real resolver and SMTP client (fwd_session.c) */
+extern const struct fwd_io fwd_io_real;
+
+/*
+ * forwarder - everything the forwarder's files use, passed explicitly
+ * (only fwd_glue.c fills one from the daemon's global `backmxd`).
+ *
+ * The configuration is reached through cfg, a pointer to the daemon's
+ * pointer: a SIGHUP reload (reload.c) swaps the config whole, and every
+ * read through fwd_cfg() sees the new one.  The own-address list is
+ * reached the same way (main.c allocates it).  now() is the clock in
+ * seconds (ev_now of the loop; a fake one in the unit tests); every
+ * time the forwarder reads goes through it.
+ */
+struct forwarder {
+	/* given by the creator before fwd_init */
+	struct ev_loop *loop;
+	double (*now)(const struct forwarder *fw);
+	struct spool *spool;
+	struct schedule *sched;		/* next attempt per queued message */
+	struct dns *dns;
+	struct config *const *cfg;	/* *cfg: the current config */
+	struct sockaddr_storage *const *own_addrs;	/* for the MX cut */
+	const int *nown_addrs;
+	const struct fwd_io *io;
+	void *io_arg;			/* for the io functions' own use */
+
+	/* the forwarder's state (forward.c) */
+	struct delivery *list;		/* deliveries in flight */
+	struct fwd_dest *dests;
+	int active;			/* deliveries in flight, in all */
+	int stopped;
+	ev_timer timer;			/* at the schedule's earliest entry */
+	size_t nwaiting;		/* ids in the destinations' FIFOs */
+	int release_depth;		/* a release that fails at once recurses */
+	int release_pending;		/* the timer finishes a cut-off release */
+};
+
+static inline const struct config *
+fwd_cfg(const struct forwarder *fw)
+{
+	return *fw->cfg;
+}
 
 struct fwd_query {
 	struct delivery *d;
@@ -88,6 +164,7 @@ struct fwd_query {
 };
 
 struct delivery {
+	struct forwarder *fw;
 	struct delivery *next, *prev;
 	char id[SPOOL_ID_LEN + 1];
 	struct spool_envelope *env;
@@ -151,29 +228,35 @@ struct delivery {
 #define FWD_SCHED_CONN 0x01
 
 /* forward.c: the queue, destinations and their FIFOs */
-extern struct delivery *fwd_list;
-extern struct fwd_dest *fwd_dests;
-extern int fwd_active;
-extern size_t fwd_nwaiting;
-
-int64_t fwd_now(void);
+int fwd_init(struct forwarder *fw);
+void fwd_shutdown(struct forwarder *fw);
+void fwd_run(struct forwarder *fw);
+void fwd_queued(struct forwarder *fw, const struct spool_envelope *e);
+void fwd_presuspend(struct forwarder *fw, struct spool_envelope *e);
+int fwd_domain_suspended(struct forwarder *fw, const struct policy_domain *pd,
+			 char *why, size_t whylen);
+int64_t fwd_now(const struct forwarder *fw);
 const char *fwd_rcpt_domain(const char *addr);
 uint32_t fwd_domain_tag(const char *domain);
 unsigned fwd_jitter_seed(const char *id);
-struct fwd_dest *fwd_dest_find(const char *key);
-long fwd_lifetime(const struct spool_envelope *e);
-int fwd_msg_inflight(const char *id);
-void fwd_wait_release_all(void);
-void fwd_reschedule(const struct spool_envelope *e);
-int fwd_suspended(const struct fwd_dest *dest, int own);
-void fwd_dest_dead(struct fwd_dest *dest, const char *why);
+struct fwd_dest *fwd_dest_find(struct forwarder *fw, const char *key);
+long fwd_lifetime(const struct forwarder *fw, const struct spool_envelope *e);
+int fwd_msg_inflight(const struct forwarder *fw, const char *id);
+void fwd_wait_release_all(struct forwarder *fw);
+void fwd_reschedule(struct forwarder *fw, const struct spool_envelope *e);
+int fwd_suspended(const struct forwarder *fw, const struct fwd_dest *dest,
+		  int own);
+void fwd_dest_dead(struct forwarder *fw, struct fwd_dest *dest,
+		   const char *why);
 void fwd_done(struct delivery *d, struct smtp_client *reusable);
-void fwd_arm(void);
+void fwd_arm(struct forwarder *fw);
 
 /* fwd_route.c: the route of a recipient, the hosts of a delivery */
-int fwd_route(const struct spool_envelope *e, int i, char *key,
-	      size_t keylen, struct delivery *d, struct result *r);
-int fwd_is_own_addr(const struct sockaddr_storage *ss, int port);
+int fwd_route(const struct forwarder *fw, const struct spool_envelope *e,
+	      int i, char *key, size_t keylen, struct delivery *d,
+	      struct result *r);
+int fwd_is_own_addr(const struct forwarder *fw,
+		    const struct sockaddr_storage *ss, int port);
 void fwd_hosts_ready(struct delivery *d);
 void fwd_route_start(struct delivery *d);
 
@@ -184,21 +267,30 @@ void fwd_sts_start(struct delivery *d);
 /* fwd_session.c: one delivery */
 const char *fwd_state_name(enum fwd_state s);
 void fwd_session_to(struct delivery *d, enum fwd_state next);
-void fwd_start(struct spool_envelope *e, const int *idx, int n,
-	       struct fwd_dest *dest);
+void fwd_start(struct forwarder *fw, struct spool_envelope *e,
+	       const int *idx, int n, struct fwd_dest *dest);
 void fwd_try_next(struct delivery *d);
 void fwd_fail_route(struct delivery *d, const struct result *r);
 void fwd_delivery_free(struct delivery *d);
 
 /* fwd_result.c: replies into the spool, logs, bounces */
 void fwd_results(struct delivery *d);
-void fwd_commit(struct spool_envelope *e, struct bounce_item *it, int nit);
-int fwd_expired(const struct spool_envelope *e, int64_t now);
-void fwd_expire_now(struct spool_envelope *e, const char *why);
-void fwd_log(const struct spool_envelope *e, int i, const char *relay,
-	     const struct result *r, const char *status, int remote);
+void fwd_commit(struct forwarder *fw, struct spool_envelope *e,
+		struct bounce_item *it, int nit);
+int fwd_expired(const struct forwarder *fw, const struct spool_envelope *e,
+		int64_t now);
+void fwd_expire_now(struct forwarder *fw, struct spool_envelope *e,
+		    const char *why);
+void fwd_log(const struct forwarder *fw, const struct spool_envelope *e,
+	     int i, const char *relay, const struct result *r,
+	     const char *status, int remote);
 
-/* fwd_ops.c */
-int fwd_flush_match(const char *domain, const char *key, int conn_only);
+/* fwd_ops.c: operator commands */
+int fwd_flush_match(struct forwarder *fw, const char *domain,
+		    const char *key, int conn_only);
+int fwd_flush_id(struct forwarder *fw, const char *id, int requeue);
+int fwd_hold(struct forwarder *fw, const char *id_or_domain, int hold);
+int fwd_delete(struct forwarder *fw, const char *id);
+int fwd_bounce(struct forwarder *fw, const char *id);
 
 #endif

@@ -11,12 +11,11 @@
 #include <string.h>
 #include <strings.h>
 
-#include "backmxd.h"
-#include "forward.h"
 #include "fwd_int.h"
 #include "log.h"
 
 struct fwd_collect {
+	struct forwarder *fw;
 	const char *domain;	/* match recipients at domain, or NULL */
 	const char *key;	/* match recipients routed to key, or NULL */
 	int pending_only;	/* only pending recipients count */
@@ -30,6 +29,7 @@ static int
 fwd_collect_cb(void *arg, const struct spool_envelope *e)
 {
 	struct fwd_collect *c = arg;
+	const struct forwarder *fw = c->fw;
 	int i, hit = 0;
 
 	if (c->skip_held && e->held)
@@ -46,7 +46,7 @@ fwd_collect_cb(void *arg, const struct spool_envelope *e)
 			       c->domain) != 0)
 			continue;
 		if (c->key != NULL &&
-		    (fwd_route(e, i, key, sizeof(key), NULL, NULL) < 0 ||
+		    (fwd_route(fw, e, i, key, sizeof(key), NULL, NULL) < 0 ||
 		     strcmp(key, c->key) != 0))
 			continue;
 		hit = 1;
@@ -72,7 +72,7 @@ static int
 fwd_flush_unknown(void *arg, const char *id)
 {
 	struct fwd_collect *c = arg;
-	struct spool_envelope *e = spool_envelope_get(backmxd.spool, id);
+	struct spool_envelope *e = spool_envelope_get(c->fw->spool, id);
 	int n0 = c->n, hit;
 
 	if (e == NULL)
@@ -89,10 +89,11 @@ fwd_flush_unknown(void *arg, const char *id)
  * where mail for domain goes?  Its MX destination, or its static route.
  */
 static int
-fwd_dest_serves(const struct fwd_dest *dest, const char *domain)
+fwd_dest_serves(const struct forwarder *fw, const struct fwd_dest *dest,
+		const char *domain)
 {
 	const struct policy_domain *pd =
-	    policy_find_domain(backmxd.cfg->policy, domain);
+	    policy_find_domain(fwd_cfg(fw)->policy, domain);
 	size_t dl = strlen(domain);
 	char key[FWD_KEY_MAX];
 
@@ -113,13 +114,15 @@ fwd_dest_serves(const struct fwd_dest *dest, const char *domain)
  * recovered destination), never ones its primary deferred itself
  */
 int
-fwd_flush_match(const char *domain, const char *key, int conn_only)
+fwd_flush_match(struct forwarder *fw, const char *domain, const char *key,
+		int conn_only)
 {
 	struct fwd_collect c = {0};
-	int i, rate = backmxd.cfg->drain_rate, n = 0;
-	int64_t now = fwd_now();
+	int i, rate = fwd_cfg(fw)->drain_rate, n = 0;
+	int64_t now = fwd_now(fw);
 	char mxdom[POLICY_DOMAIN_MAX + 1];
 
+	c.fw = fw;
 	c.domain = domain;
 	c.key = key;
 	c.pending_only = 1;
@@ -127,9 +130,9 @@ fwd_flush_match(const char *domain, const char *key, int conn_only)
 	c.skip_held = 1;
 	/* the operator (or the primary, by ETRN) says: try now; a flush
 	 * of one domain ends only the suspension of its destinations */
-	for (struct fwd_dest *dd = fwd_dests; dd != NULL; dd = dd->next)
+	for (struct fwd_dest *dd = fw->dests; dd != NULL; dd = dd->next)
 		if (key != NULL ? !strcmp(dd->key, key)
-		    : domain == NULL || fwd_dest_serves(dd, domain)) {
+		    : domain == NULL || fwd_dest_serves(fw, dd, domain)) {
 			if (dd->dead_until > now && !conn_only)
 				log_info("delivery to %s resumed by a flush "
 					 "(was suspended: %.200s)", dd->key + 2,
@@ -151,11 +154,11 @@ fwd_flush_match(const char *domain, const char *key, int conn_only)
 				tag = fwd_domain_tag(mxdom);
 			}
 		}
-		n = (int)schedule_advance_match(backmxd.sched, now, tag,
+		n = (int)schedule_advance_match(fw->sched, now, tag,
 						FWD_SCHED_CONN,
 						fwd_flush_unknown, &c);
 		free(c.ids);
-		fwd_arm();
+		fwd_arm(fw);
 		return n;
 	}
 	if (domain == NULL && key == NULL && rate <= 0) {
@@ -165,11 +168,11 @@ fwd_flush_match(const char *domain, const char *key, int conn_only)
 		 * no envelope is read: O(n) in memory, a few ms for a
 		 * million, where a spool scan stalls the loop for seconds.
 		 */
-		n = (int)schedule_advance_all(backmxd.sched, now);
-		for (struct delivery *d = fwd_list; d != NULL; d = d->next)
+		n = (int)schedule_advance_all(fw->sched, now);
+		for (struct delivery *d = fw->list; d != NULL; d = d->next)
 			n++;
-		fwd_arm();
-		return n + (int)fwd_nwaiting;
+		fwd_arm(fw);
+		return n + (int)fw->nwaiting;
 	}
 	if (key != NULL && domain == NULL && !strncmp(key, "m:", 2)) {
 		/* an MX-routed destination ("m:DOMAIN:TLS") is its domain */
@@ -187,41 +190,35 @@ fwd_flush_match(const char *domain, const char *key, int conn_only)
 		 * entries' domain tags, reading only the envelopes of
 		 * messages for several domains */
 		c.domain = domain;
-		n = (int)schedule_advance_tag(backmxd.sched, now,
+		n = (int)schedule_advance_tag(fw->sched, now,
 					      fwd_domain_tag(domain),
 					      fwd_flush_unknown, &c);
-		for (struct delivery *d = fwd_list; d != NULL; d = d->next)
+		for (struct delivery *d = fw->list; d != NULL; d = d->next)
 			if (!strcasecmp(d->domain, domain))
 				n++;
 		free(c.ids);
-		fwd_arm();
+		fwd_arm(fw);
 		return n;
 	}
-	if (spool_scan(backmxd.spool, "", 0, fwd_collect_cb, &c) < 0) {
+	if (spool_scan(fw->spool, "", 0, fwd_collect_cb, &c) < 0) {
 		free(c.ids);
 		return -1;
 	}
 	for (i = 0; i < c.n; i++) {
-		if (fwd_msg_inflight(c.ids[i]))
+		if (fwd_msg_inflight(fw, c.ids[i]))
 			continue;
-		schedule_set(backmxd.sched, c.ids[i],
+		schedule_set(fw->sched, c.ids[i],
 			     rate > 0 ? now + n / rate : now);
 		n++;
 	}
 	free(c.ids);
-	fwd_arm();
+	fwd_arm(fw);
 	/* every pending message counts, those in flight too */
 	return c.n;
 }
-int
-forward_flush(const char *domain)
-{
-	return fwd_flush_match(domain, NULL, 0);
-}
-
 /* fwd_wake_dests - end the suspension of e's pending destinations */
 static void
-fwd_wake_dests(const struct spool_envelope *e)
+fwd_wake_dests(struct forwarder *fw, const struct spool_envelope *e)
 {
 	struct fwd_dest *dest;
 	char key[FWD_KEY_MAX];
@@ -229,22 +226,22 @@ fwd_wake_dests(const struct spool_envelope *e)
 
 	for (i = 0; i < e->nrcpt; i++)
 		if (e->rcpt[i].state == SPOOL_RCPT_PENDING &&
-		    fwd_route(e, i, key, sizeof(key), NULL, NULL) == 0 &&
-		    (dest = fwd_dest_find(key)) != NULL)
+		    fwd_route(fw, e, i, key, sizeof(key), NULL, NULL) == 0 &&
+		    (dest = fwd_dest_find(fw, key)) != NULL)
 			dest->dead_until = 0;
 }
 
 int
-forward_flush_id(const char *id, int requeue)
+fwd_flush_id(struct forwarder *fw, const char *id, int requeue)
 {
 	struct spool_envelope *e;
-	int64_t now = fwd_now();
+	int64_t now = fwd_now(fw);
 	int i, changed = 0;
 
-	if (fwd_msg_inflight(id))
+	if (fwd_msg_inflight(fw, id))
 		return 1;
-	if ((e = spool_envelope_get(backmxd.spool, id)) == NULL)
-		return spool_errno(backmxd.spool) == SPOOL_ENOTFOUND ? 0 : -1;
+	if ((e = spool_envelope_get(fw->spool, id)) == NULL)
+		return spool_errno(fw->spool) == SPOOL_ENOTFOUND ? 0 : -1;
 	if (e->held) {
 		spool_envelope_free(e);
 		return 0;
@@ -264,20 +261,20 @@ forward_flush_id(const char *id, int requeue)
 		spool_envelope_free(e);
 		return 0;
 	}
-	if (requeue && spool_envelope_put(backmxd.spool, e) < 0) {
+	if (requeue && spool_envelope_put(fw->spool, e) < 0) {
 		log_err("%s: cannot update the spool: %s", id,
-			spool_error(backmxd.spool));
+			spool_error(fw->spool));
 		spool_envelope_free(e);
 		return -1;
 	}
-	fwd_wake_dests(e);
+	fwd_wake_dests(fw, e);
 	if (requeue)
 		log_msg(id, "requeued by the operator");
 	/* one waiting for a destination slot is taken back from its FIFO
 	 * (fwd_wait_release skips ids the schedule holds) */
-	schedule_set(backmxd.sched, id, now);
+	schedule_set(fw->sched, id, now);
 	spool_envelope_free(e);
-	fwd_arm();
+	fwd_arm(fw);
 	return 1;
 }
 
@@ -297,9 +294,9 @@ fwd_is_id(const char *s)
 }
 
 static int
-fwd_hold_one(const char *id, int hold)
+fwd_hold_one(struct forwarder *fw, const char *id, int hold)
 {
-	struct spool_envelope *e = spool_envelope_get(backmxd.spool, id);
+	struct spool_envelope *e = spool_envelope_get(fw->spool, id);
 	int i;
 
 	if (e == NULL)
@@ -312,29 +309,30 @@ fwd_hold_one(const char *id, int hold)
 	if (!hold)
 		for (i = 0; i < e->nrcpt; i++)
 			if (e->rcpt[i].state == SPOOL_RCPT_PENDING &&
-			    e->rcpt[i].next_attempt > fwd_now())
-				e->rcpt[i].next_attempt = fwd_now();
-	if (spool_envelope_put(backmxd.spool, e) < 0) {
+			    e->rcpt[i].next_attempt > fwd_now(fw))
+				e->rcpt[i].next_attempt = fwd_now(fw);
+	if (spool_envelope_put(fw->spool, e) < 0) {
 		log_err("%s: cannot update the spool: %s", id,
-			spool_error(backmxd.spool));
+			spool_error(fw->spool));
 		spool_envelope_free(e);
 		return -1;
 	}
 	log_msg(id, "%s by the operator", hold ? "held" : "released");
 	if (hold)
-		schedule_remove(backmxd.sched, id);
+		schedule_remove(fw->sched, id);
 	else
-		fwd_reschedule(e);
+		fwd_reschedule(fw, e);
 	spool_envelope_free(e);
 	return 1;
 }
 
 int
-forward_hold(const char *id_or_domain, int hold)
+fwd_hold(struct forwarder *fw, const char *id_or_domain, int hold)
 {
 	struct fwd_collect c = {0};
 	int i, n = 0;
 
+	c.fw = fw;
 	if (fwd_is_id(id_or_domain)) {
 		char id[SPOOL_ID_LEN + 1];
 
@@ -343,15 +341,15 @@ forward_hold(const char *id_or_domain, int hold)
 						   id_or_domain[i] <= 'F'
 					       ? id_or_domain[i] + 32
 					       : id_or_domain[i]);
-		n = fwd_hold_one(id, hold);
+		n = fwd_hold_one(fw, id, hold);
 		if (n >= 0) {
-			fwd_arm();
+			fwd_arm(fw);
 			return n;
 		}
 		/* fall through: maybe a domain that looks like hex */
 	}
 	c.domain = id_or_domain;
-	if (spool_scan(backmxd.spool, "", 0, fwd_collect_cb, &c) < 0) {
+	if (spool_scan(fw->spool, "", 0, fwd_collect_cb, &c) < 0) {
 		free(c.ids);
 		return -1;
 	}
@@ -361,20 +359,20 @@ forward_hold(const char *id_or_domain, int hold)
 	}
 	n = 0;
 	for (i = 0; i < c.n; i++)
-		if (fwd_hold_one(c.ids[i], hold) > 0)
+		if (fwd_hold_one(fw, c.ids[i], hold) > 0)
 			n++;
 	free(c.ids);
-	fwd_arm();
+	fwd_arm(fw);
 	return n;
 }
 
 /* fwd_abort_msg - stop deliveries of id without recording results */
 static void
-fwd_abort_msg(const char *id)
+fwd_abort_msg(struct forwarder *fw, const char *id)
 {
 	struct delivery *d, *next;
 
-	for (d = fwd_list; d != NULL; d = next) {
+	for (d = fw->list; d != NULL; d = next) {
 		next = d->next;
 		if (!strcmp(d->id, id))
 			fwd_delivery_free(d);
@@ -382,39 +380,39 @@ fwd_abort_msg(const char *id)
 }
 
 int
-forward_delete(const char *id)
+fwd_delete(struct forwarder *fw, const char *id)
 {
-	struct spool_envelope *e = spool_envelope_get(backmxd.spool, id);
+	struct spool_envelope *e = spool_envelope_get(fw->spool, id);
 
 	if (e == NULL)
 		return -1;
 	spool_envelope_free(e);
-	fwd_abort_msg(id);
-	schedule_remove(backmxd.sched, id);
-	if (spool_message_delete(backmxd.spool, id) < 0) {
+	fwd_abort_msg(fw, id);
+	schedule_remove(fw->sched, id);
+	if (spool_message_delete(fw->spool, id) < 0) {
 		log_err("%s: cannot remove from the spool: %s", id,
-			spool_error(backmxd.spool));
+			spool_error(fw->spool));
 		return -1;
 	}
 	log_msg(id, "removed by the operator");
-	fwd_wait_release_all();
-	fwd_arm();
+	fwd_wait_release_all(fw);
+	fwd_arm(fw);
 	return 0;
 }
 
 int
-forward_bounce(const char *id)
+fwd_bounce(struct forwarder *fw, const char *id)
 {
-	struct spool_envelope *e = spool_envelope_get(backmxd.spool, id);
+	struct spool_envelope *e = spool_envelope_get(fw->spool, id);
 
 	if (e == NULL)
 		return -1;
-	fwd_abort_msg(id);
-	schedule_remove(backmxd.sched, id);
-	fwd_expire_now(e, "delivery cancelled by the operator");
+	fwd_abort_msg(fw, id);
+	schedule_remove(fw->sched, id);
+	fwd_expire_now(fw, e, "delivery cancelled by the operator");
 	spool_envelope_free(e);
-	fwd_wait_release_all();
-	fwd_arm();
+	fwd_wait_release_all(fw);
+	fwd_arm(fw);
 	return 0;
 }
 

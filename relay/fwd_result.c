@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backmxd.h"
 #include "bounce.h"
 #include "callout.h"
 #include "fwd_dsn.h"
@@ -50,15 +49,15 @@ fwd_delay_fmt(char *buf, size_t n, double v)
  * carried it) is appended as tls=...
  */
 static void
-fwd_log_tls(const struct spool_envelope *e, int i, const char *relay,
-	    const struct result *r, const char *status, int remote,
-	    const char *tls)
+fwd_log_tls(const struct forwarder *fw, const struct spool_envelope *e, int i,
+	    const char *relay, const struct result *r, const char *status,
+	    int remote, const char *tls)
 {
 	char dsn[16], tl[80], cu[32], db[16], dc[16], dd[16];
 	const struct delivery *d = fwd_log_d;
 	/* arrival has whole seconds: the delay is shown to 0.1 s as
 	 * operators expect (delay=0.4), never negative */
-	double now = ev_now(backmxd.loop);
+	double now = fw->now(fw);
 	double delay = now - (double)e->arrival, c = 0, x = 0;
 
 	if (delay < 0)
@@ -114,10 +113,11 @@ fwd_log_tls(const struct spool_envelope *e, int i, const char *relay,
 }
 
 void
-fwd_log(const struct spool_envelope *e, int i, const char *relay,
-	const struct result *r, const char *status, int remote)
+fwd_log(const struct forwarder *fw, const struct spool_envelope *e, int i,
+	const char *relay, const struct result *r, const char *status,
+	int remote)
 {
-	fwd_log_tls(e, i, relay, r, status, remote, NULL);
+	fwd_log_tls(fw, e, i, relay, r, status, remote, NULL);
 }
 
 static void
@@ -145,16 +145,17 @@ fwd_set_error(struct spool_rcpt *rc, const struct result *r, int remote,
  * DSN twice, never lose one.
  */
 void
-fwd_commit(struct spool_envelope *e, struct bounce_item *it, int nit)
+fwd_commit(struct forwarder *fw, struct spool_envelope *e,
+	   struct bounce_item *it, int nit)
 {
 	int i, open = 0, owed = 0;
-	int64_t now = fwd_now();
+	int64_t now = fwd_now(fw);
 
-	if (nit > 0 && fwd_dsn_send(e, it, nit, BOUNCE_FAILED, 0, now) == 0)
+	if (nit > 0 && fwd_dsn_send(fw, e, it, nit, BOUNCE_FAILED, 0, now) == 0)
 		for (i = 0; i < nit; i++)
 			e->rcpt[it[i].rcpt].flags &= ~SPOOL_RCPT_F_BOUNCE;
 	/* those an allocation or the spool failed before */
-	fwd_dsn_owed(e, now);
+	fwd_dsn_owed(fw, e, now);
 	for (i = 0; i < e->nrcpt; i++) {
 		struct spool_rcpt *rc = &e->rcpt[i];
 
@@ -163,27 +164,27 @@ fwd_commit(struct spool_envelope *e, struct bounce_item *it, int nit)
 		else if (rc->state == SPOOL_RCPT_FAILED &&
 			 (rc->flags & SPOOL_RCPT_F_BOUNCE)) {
 			/* the message stays until its bounce is queued */
-			rc->next_attempt = now + fwd_dsn_owed_wait();
+			rc->next_attempt = now + fwd_dsn_owed_wait(fw);
 			owed++;
 		}
 	}
 	if (open == 0 && owed == 0) {
-		schedule_remove(backmxd.sched, e->id);
-		if (spool_message_delete(backmxd.spool, e->id) < 0) {
+		schedule_remove(fw->sched, e->id);
+		if (spool_message_delete(fw->spool, e->id) < 0) {
 			/* (disk full) the spool still says pending: keep it
 			 * scheduled, a later attempt or flush sends it again
 			 * (a duplicate, never a loss) and removes it */
 			log_err("%s: cannot remove from the spool: %s", e->id,
-				spool_error(backmxd.spool));
-			schedule_set(backmxd.sched, e->id, fwd_now() + 60);
+				spool_error(fw->spool));
+			schedule_set(fw->sched, e->id, fwd_now(fw) + 60);
 		} else
 			log_msg(e->id, "removed");
 		return;
 	}
-	if (spool_envelope_put(backmxd.spool, e) < 0)
+	if (spool_envelope_put(fw->spool, e) < 0)
 		log_err("%s: cannot update the spool: %s", e->id,
-			spool_error(backmxd.spool));
-	fwd_reschedule(e);
+			spool_error(fw->spool));
+	fwd_reschedule(fw, e);
 }
 
 /*
@@ -191,9 +192,10 @@ fwd_commit(struct spool_envelope *e, struct bounce_item *it, int nit)
  * has its time run out?  Then the pending recipient fails with 4.4.7.
  */
 int
-fwd_expired(const struct spool_envelope *e, int64_t now)
+fwd_expired(const struct forwarder *fw, const struct spool_envelope *e,
+	    int64_t now)
 {
-	return now >= e->arrival + fwd_lifetime(e);
+	return now >= e->arrival + fwd_lifetime(fw, e);
 }
 /* fwd_all_temporary - every result of d is a 4xx */
 static int
@@ -210,18 +212,19 @@ fwd_all_temporary(const struct delivery *d)
 void
 fwd_results(struct delivery *d)
 {
+	struct forwarder *fw = d->fw;
 	struct spool_envelope *e;
 	struct bounce_item *it;
 	struct bounce_item *rl;
-	int64_t now = fwd_now();
+	int64_t now = fwd_now(fw);
 	int i, nit = 0, nrl = 0, ok = 0, bad = 0, conn = 0;
 
-	e = spool_envelope_get(backmxd.spool, d->id);
+	e = spool_envelope_get(fw->spool, d->id);
 	if (e == NULL) {
 		/* deleted meanwhile, or unreadable now: then try again */
-		if (spool_errno(backmxd.spool) != SPOOL_ENOTFOUND) {
-			log_err("%s: %s", d->id, spool_error(backmxd.spool));
-			schedule_set(backmxd.sched, d->id, fwd_now() + 60);
+		if (spool_errno(fw->spool) != SPOOL_ENOTFOUND) {
+			log_err("%s: %s", d->id, spool_error(fw->spool));
+			schedule_set(fw->sched, d->id, fwd_now(fw) + 60);
 		}
 		return;
 	}
@@ -248,7 +251,7 @@ fwd_results(struct delivery *d)
 			rc->state = SPOOL_RCPT_DELIVERED;
 			free(rc->last_error);
 			rc->last_error = NULL;
-			fwd_log_tls(e, k, relay, r, "sent", 1, tls);
+			fwd_log_tls(fw, e, k, relay, r, "sent", 1, tls);
 			stats.delivered++;
 			if (tls != NULL && strcmp(tls, "none") != 0) {
 				stats.tls_outbound++;
@@ -271,7 +274,7 @@ fwd_results(struct delivery *d)
 			continue;
 		}
 		fwd_set_error(rc, r, d->remote[i], relay);
-		if (cls == 5 || (cls == 4 && fwd_expired(e, now))) {
+		if (cls == 5 || (cls == 4 && fwd_expired(fw, e, now))) {
 			rc->state = SPOOL_RCPT_FAILED;
 			rc->flags |= SPOOL_RCPT_F_BOUNCE;
 			if (it != NULL) {
@@ -298,7 +301,7 @@ fwd_results(struct delivery *d)
 					(long long)(now - e->arrival),
 					rc->last_error);
 			else
-				fwd_log_tls(e, k, relay, r, "bounced",
+				fwd_log_tls(fw, e, k, relay, r, "bounced",
 					    d->remote[i], tls);
 			stats.bounced++;
 			bad++;
@@ -307,16 +310,16 @@ fwd_results(struct delivery *d)
 		/* its own schedule, whatever else went to the destination:
 		 * an early attempt (flush) keeps the step and the time */
 		rc->next_attempt = schedule_deferral(
-		    backmxd.cfg->retry, backmxd.cfg->nretry, &rc->step,
+		    fwd_cfg(fw)->retry, fwd_cfg(fw)->nretry, &rc->step,
 		    rc->next_attempt, d->started, now,
-		    e->arrival + fwd_lifetime(e), fwd_jitter_seed(e->id));
+		    e->arrival + fwd_lifetime(fw, e), fwd_jitter_seed(e->id));
 		if (d->remote[i])
 			rc->flags &= ~SPOOL_RCPT_F_CONN;
 		else {
 			rc->flags |= SPOOL_RCPT_F_CONN;
 			conn++;
 		}
-		fwd_log_tls(e, k, relay, r, "deferred", d->remote[i], tls);
+		fwd_log_tls(fw, e, k, relay, r, "deferred", d->remote[i], tls);
 		stats.deferred++;
 		if (!d->remote[i] && (!strncmp(r->enh, "4.7.4", 5) ||
 				      !strncmp(r->enh, "4.7.5", 5)))
@@ -326,11 +329,11 @@ fwd_results(struct delivery *d)
 	fwd_log_d = NULL;
 	/* before fwd_commit, which may delete the body it quotes */
 	if (nrl > 0)
-		(void)fwd_dsn_send(e, rl, nrl, BOUNCE_RELAYED, 0, now);
+		(void)fwd_dsn_send(fw, e, rl, nrl, BOUNCE_RELAYED, 0, now);
 	free(rl);
-	/* the fwd_list entry is removed by the caller first, so the
+	/* the fw->list entry is removed by the caller first, so the
 	 * reschedule in fwd_commit sees the message as not in flight */
-	fwd_commit(e, it, nit);
+	fwd_commit(fw, e, it, nit);
 	free(it);
 	spool_envelope_free(e);
 	if (d->dest != NULL) {
@@ -342,7 +345,7 @@ fwd_results(struct delivery *d)
 			d->dest->dead_until = 0;
 		else if (bad > 0 && !d->connected && !d->suspended &&
 			 fwd_all_temporary(d))
-			fwd_dest_dead(d->dest, d->res[0].text);
+			fwd_dest_dead(fw, d->dest, d->res[0].text);
 		/*
 		 * Only connection-level failures count: a live primary that
 		 * defers one recipient (450) has not "recovered" when it
@@ -355,7 +358,7 @@ fwd_results(struct delivery *d)
 				int n;
 
 				d->dest->failures = 0;
-				n = fwd_flush_match(NULL, d->dest->key, 1);
+				n = fwd_flush_match(fw, NULL, d->dest->key, 1);
 				if (n > 0)
 					log_info("destination %s recovered: "
 						 "%d message(s) made due",
@@ -368,11 +371,12 @@ fwd_results(struct delivery *d)
 }
 /* fwd_expire_now - fail every pending recipient of e: time is up */
 void
-fwd_expire_now(struct spool_envelope *e, const char *why)
+fwd_expire_now(struct forwarder *fw, struct spool_envelope *e,
+	       const char *why)
 {
 	struct bounce_item *it = bounce_calloc((size_t)e->nrcpt, sizeof(*it));
 	int i, nit = 0;
-	int64_t now = fwd_now();
+	int64_t now = fwd_now(fw);
 
 	for (i = 0; i < e->nrcpt; i++) {
 		struct spool_rcpt *rc = &e->rcpt[i];
@@ -412,6 +416,6 @@ fwd_expire_now(struct spool_envelope *e, const char *why)
 						   : "delivery time expired");
 		stats.bounced++;
 	}
-	fwd_commit(e, it, nit);
+	fwd_commit(fw, e, it, nit);
 	free(it);
 }

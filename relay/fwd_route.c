@@ -13,7 +13,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "backmxd.h"
 #include "dns.h"
 #include "fwd_int.h"
 #include "route_dns.h"
@@ -30,8 +29,8 @@ fwd_rnd(unsigned n)
  * is no longer ours (and the mail is not a bounce): r says why.
  */
 int
-fwd_route(const struct spool_envelope *e, int i, char *key, size_t keylen,
-	  struct delivery *d, struct result *r)
+fwd_route(const struct forwarder *fw, const struct spool_envelope *e, int i,
+	  char *key, size_t keylen, struct delivery *d, struct result *r)
 {
 	const struct spool_rcpt *rc = &e->rcpt[i];
 	const char *dom = fwd_rcpt_domain(rc->address);
@@ -39,7 +38,7 @@ fwd_route(const struct spool_envelope *e, int i, char *key, size_t keylen,
 	char host[POLICY_DOMAIN_MAX + 1];
 	int port = 25, literal = 0, is_static = 0, tls = POLICY_TLS_MAY;
 
-	pd = policy_find_domain(backmxd.cfg->policy, dom);
+	pd = policy_find_domain(fwd_cfg(fw)->policy, dom);
 	if (pd != NULL)
 		tls = pd->tls;
 	host[0] = '\0';
@@ -103,9 +102,9 @@ bad:
 }
 /* fwd_listen_port - is port one of our SMTP listening ports? */
 static int
-fwd_listen_port(int port)
+fwd_listen_port(const struct forwarder *fw, int port)
 {
-	const struct config *cfg = backmxd.cfg;
+	const struct config *cfg = fwd_cfg(fw);
 
 	for (int i = 0; i < cfg->nlisten; i++) {
 		const struct sockaddr_storage *l = &cfg->listen[i].ss;
@@ -127,12 +126,13 @@ fwd_listen_port(int port)
  * next to us on :25) is not ourselves.
  */
 int
-fwd_is_own_addr(const struct sockaddr_storage *ss, int port)
+fwd_is_own_addr(const struct forwarder *fw, const struct sockaddr_storage *ss,
+		int port)
 {
 	int i;
 
-	for (i = 0; i < backmxd.nown_addrs; i++) {
-		const struct sockaddr_storage *o = &backmxd.own_addrs[i];
+	for (i = 0; i < *fw->nown_addrs; i++) {
+		const struct sockaddr_storage *o = &(*fw->own_addrs)[i];
 		int oport;
 
 		if (o->ss_family != ss->ss_family)
@@ -149,7 +149,7 @@ fwd_is_own_addr(const struct sockaddr_storage *ss, int port)
 			oport = ntohs(((const struct sockaddr_in6 *)(const void *)o)->sin6_port);
 		} else
 			continue;
-		if (oport == port || (oport == 0 && fwd_listen_port(port)))
+		if (oport == port || (oport == 0 && fwd_listen_port(fw, port)))
 			return 1;
 	}
 	return 0;
@@ -171,7 +171,7 @@ fwd_hosts_ready(struct delivery *d)
 		mx[i].pref = d->hosts[i].pref;
 		mx[i].self = 0;
 		for (j = 0; j < d->hosts[i].naddr; j++)
-			if (fwd_is_own_addr(&d->hosts[i].addr[j], d->port))
+			if (fwd_is_own_addr(d->fw, &d->hosts[i].addr[j], d->port))
 				mx[i].self = 1;
 	}
 	if (d->is_static) {
@@ -183,7 +183,7 @@ fwd_hosts_ready(struct delivery *d)
 		 * If we are a backup MX, do not relay to MXs with a
 		 * greater (or equal) preference value than ours.
 		 */
-		v = policy_mx_cut(backmxd.cfg->policy, mx, &n, fwd_rnd);
+		v = policy_mx_cut(fwd_cfg(d->fw)->policy, mx, &n, fwd_rnd);
 		if (v == POLICY_MX_SELF_BEST) {
 			result_set(&r, 451, "4.4.6", "mail for %s loops back "
 				   "to myself", d->domain);
@@ -257,6 +257,7 @@ fwd_addr_cb(void *arg, const struct dns_result *res)
 static void
 fwd_resolve_hosts(struct delivery *d)
 {
+	struct forwarder *fw = d->fw;
 	int i, t;
 
 	fwd_session_to(d, FWD_ADDR);
@@ -268,7 +269,7 @@ fwd_resolve_hosts(struct delivery *d)
 
 			q->d = d;
 			q->host = i;
-			q->q = dns_query(backmxd.dns, d->hosts[i].name,
+			q->q = fw->io->dns_query(fw, d->hosts[i].name,
 					 t == 0 ? DNS_T_A : DNS_T_AAAA,
 					 fwd_addr_cb, q);
 			if (q->q != NULL)
@@ -288,6 +289,7 @@ static void
 fwd_mx_cb(void *arg, const struct dns_result *res)
 {
 	struct delivery *d = arg;
+	const struct forwarder *fw = d->fw;
 	struct result r;
 	int i, nnull = 0;
 
@@ -298,7 +300,7 @@ fwd_mx_cb(void *arg, const struct dns_result *res)
 	case DNS_BOGUS:
 		/* temporary for a configured domain (route_dns.h) */
 		route_dns_mx_fail(d->id, d->domain,
-				  policy_find_domain(backmxd.cfg->policy,
+				  policy_find_domain(fwd_cfg(fw)->policy,
 						     d->domain) != NULL,
 				  res, &r);
 		fwd_fail_route(d, &r);
@@ -347,6 +349,8 @@ fwd_mx_cb(void *arg, const struct dns_result *res)
 void
 fwd_route_start(struct delivery *d)
 {
+	struct forwarder *fw = d->fw;
+
 	if (d->is_static) {
 		d->nhosts = 1;
 		snprintf(d->hosts[0].name, sizeof(d->hosts[0].name), "%s",
@@ -374,7 +378,7 @@ fwd_route_start(struct delivery *d)
 		return;
 	}
 	fwd_session_to(d, FWD_MX);
-	d->mxq = dns_query(backmxd.dns, d->domain, DNS_T_MX, fwd_mx_cb, d);
+	d->mxq = fw->io->dns_query(fw, d->domain, DNS_T_MX, fwd_mx_cb, d);
 	if (d->mxq == NULL) {
 		struct result r;
 

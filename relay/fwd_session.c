@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backmxd.h"
 #include "dns.h"
 #include "fwd_int.h"
 #include "log.h"
@@ -23,6 +22,43 @@
 
 static void fwd_client_cb(void *arg, struct smtp_client *c,
 			  const struct result *r);
+
+static struct dns_query *
+fwd_real_dns_query(struct forwarder *fw, const char *name, int rrtype,
+		   dns_cb cb, void *arg)
+{
+	return dns_query(fw->dns, name, rrtype, cb, arg);
+}
+
+static void
+fwd_real_dns_cancel(struct forwarder *fw, struct dns_query *q)
+{
+	dns_cancel(q);
+}
+
+static struct smtp_client *
+fwd_real_client_new(struct forwarder *fw, const struct smtp_client_params *p,
+		    smtp_client_cb cb, void *arg)
+{
+	return smtp_client_new(fw->loop, p, cb, arg);
+}
+
+/* fwd_io_real - the resolver and the SMTP client of the daemon */
+const struct fwd_io fwd_io_real = {
+	.dns_query = fwd_real_dns_query,
+	.dns_cancel = fwd_real_dns_cancel,
+	.client_new = fwd_real_client_new,
+	.client_send = smtp_client_send,
+	.client_set_cb = smtp_client_set_cb,
+	.client_usable = smtp_client_usable,
+	.client_relay = smtp_client_relay,
+	.client_tls = smtp_client_tls,
+	.client_times = smtp_client_times,
+	.client_tls_failed = smtp_client_tls_failed,
+	.client_has = smtp_client_has,
+	.client_quit = smtp_client_quit,
+	.client_free = smtp_client_free,
+};
 
 /* fwd_state_name - the name of a state, for logs */
 const char *
@@ -60,31 +96,32 @@ fwd_all(struct delivery *d, const struct result *r, int remote)
 void
 fwd_delivery_free(struct delivery *d)
 {
+	struct forwarder *fw = d->fw;
 	int i;
 
 	if (d->mxq != NULL)
-		dns_cancel(d->mxq);
+		fw->io->dns_cancel(fw, d->mxq);
 	for (i = 0; i < d->nqs; i++)
 		if (d->qs[i].q != NULL)
-			dns_cancel(d->qs[i].q);
+			fw->io->dns_cancel(fw, d->qs[i].q);
 	if (d->tlsaq != NULL)
-		dns_cancel(d->tlsaq);
+		fw->io->dns_cancel(fw, d->tlsaq);
 	if (d->stsq != NULL)
-		dns_cancel(d->stsq);
+		fw->io->dns_cancel(fw, d->stsq);
 	if (d->stsf != NULL)
 		mtasts_fetch_cancel(d->stsf);
 	free(d->tlsa);
-	smtp_client_free(d->client);
+	fw->io->client_free(d->client);
 	if (d->prev != NULL)
 		d->prev->next = d->next;
-	else if (fwd_list == d)
-		fwd_list = d->next;
+	else if (fw->list == d)
+		fw->list = d->next;
 	if (d->next != NULL)
 		d->next->prev = d->prev;
 	if (d->dest != NULL)
 		d->dest->active--;
-	fwd_active--;
-	stats.deliveries_active = (uint64_t)(fwd_active > 0 ? fwd_active : 0);
+	fw->active--;
+	stats.deliveries_active = (uint64_t)(fw->active > 0 ? fw->active : 0);
 	spool_envelope_free(d->env);
 	free(d->rcpt);
 	free(d->res);
@@ -104,6 +141,7 @@ fwd_fail_route(struct delivery *d, const struct result *r)
 void
 fwd_try_next(struct delivery *d)
 {
+	struct forwarder *fw = d->fw;
 	struct smtp_client_params p;
 
 	while (d->oi < d->norder) {
@@ -126,7 +164,7 @@ fwd_try_next(struct delivery *d)
 		}
 		memset(&p, 0, sizeof(p));
 		p.addr = h->addr[d->ai++];
-		if (fwd_is_own_addr(&p.addr, d->port)) {
+		if (fwd_is_own_addr(fw, &p.addr, d->port)) {
 			result_set(&d->last, 451, "4.4.6", "%s is one of our "
 				   "own addresses: not sending to myself",
 				   h->name);
@@ -138,8 +176,8 @@ fwd_try_next(struct delivery *d)
 		else
 			((struct sockaddr_in *)(void *)&p.addr)->sin_port =
 			    htons((uint16_t)d->port);
-		p.cfg = backmxd.cfg;
-		p.helo = backmxd.cfg->hostname;
+		p.cfg = fwd_cfg(fw);
+		p.helo = fwd_cfg(fw)->hostname;
 		p.mxhost = h->name;
 		p.tls = d->cur_tls;
 		if (p.tls == POLICY_TLS_DANE) {
@@ -148,7 +186,7 @@ fwd_try_next(struct delivery *d)
 		}
 		p.no_starttls = d->plain && p.tls == POLICY_TLS_MAY;
 		d->plain = 0;
-		d->client = smtp_client_new(backmxd.loop, &p, fwd_client_cb, d);
+		d->client = fw->io->client_new(fw, &p, fwd_client_cb, d);
 		if (d->client != NULL) {
 			fwd_session_to(d, FWD_CONNECT);
 			return;
@@ -164,36 +202,37 @@ fwd_try_next(struct delivery *d)
 static void
 fwd_send(struct delivery *d)
 {
+	struct forwarder *fw = d->fw;
 	int i;
 
 	snprintf(d->tlsdesc, sizeof(d->tlsdesc), "%s",
-		 smtp_client_tls(d->client) != NULL ? smtp_client_tls(d->client)
+		 fw->io->client_tls(d->client) != NULL ? fw->io->client_tls(d->client)
 						    : "none");
 	for (i = 0; i < d->nrcpt; i++) {
 		char *lb;
 
 		snprintf(d->relay[i], sizeof(d->relay[i]), "%s",
-			 smtp_client_relay(d->client));
+			 fw->io->client_relay(d->client));
 		snprintf(d->mta[i], sizeof(d->mta[i]), "%s", d->relay[i]);
 		if ((lb = strchr(d->mta[i], '[')) != NULL)
 			*lb = '\0';
 	}
-	d->dsn = smtp_client_has(d->client, SMTP_CAP_DSN);
-	d->tx.spool = backmxd.spool;
-	smtp_client_times(d->client, &d->setup, &d->conn_use);
+	d->dsn = fw->io->client_has(d->client, SMTP_CAP_DSN);
+	d->tx.spool = fw->spool;
+	fw->io->client_times(d->client, &d->setup, &d->conn_use);
 	d->tx.env = d->env;
 	d->tx.nrcpt = d->nrcpt;
 	d->tx.rcpt = d->rcpt;
 	d->tx.res = d->res;
 	d->tx.remote = d->remote;
-	d->t_send = ev_now(backmxd.loop);
+	d->t_send = fw->now(fw);
 	fwd_session_to(d, FWD_SEND);
-	if (smtp_client_send(d->client, &d->tx) < 0) {
+	if (fw->io->client_send(d->client, &d->tx) < 0) {
 		struct smtp_client *c = d->client;
 
 		d->client = NULL;
-		if (!smtp_client_usable(c)) {
-			smtp_client_free(c);
+		if (!fw->io->client_usable(c)) {
+			fw->io->client_free(c);
 			c = NULL;
 		}
 		fwd_done(d, c);
@@ -204,6 +243,7 @@ static void
 fwd_client_cb(void *arg, struct smtp_client *c, const struct result *r)
 {
 	struct delivery *d = arg;
+	struct forwarder *fw = d->fw;
 
 	if (d->tx.res == NULL) {
 		/* connect phase */
@@ -213,27 +253,27 @@ fwd_client_cb(void *arg, struct smtp_client *c, const struct result *r)
 			return;
 		}
 		d->last = *r;
-		if (smtp_client_tls_failed(c) && d->cur_tls == POLICY_TLS_MAY) {
+		if (fw->io->client_tls_failed(c) && d->cur_tls == POLICY_TLS_MAY) {
 			/*
 			 * tls may: a broken TLS stack at the primary must not
 			 * stop the mail; the same address once more in clear,
 			 * as it would be had it not offered STARTTLS.
 			 */
 			log_msg(d->id, "%s; tls may: trying %s again without "
-				"STARTTLS", r->text, smtp_client_relay(c));
+				"STARTTLS", r->text, fw->io->client_relay(c));
 			d->plain = 1;
 			d->ai--;
 		}
-		smtp_client_free(c);
+		fw->io->client_free(c);
 		d->client = NULL;
 		fwd_try_next(d);
 		return;
 	}
 	d->client = NULL;
-	if (smtp_client_usable(c))
+	if (fw->io->client_usable(c))
 		fwd_done(d, c);
 	else {
-		smtp_client_free(c);
+		fw->io->client_free(c);
 		fwd_done(d, NULL);
 	}
 }
@@ -243,8 +283,8 @@ fwd_client_cb(void *arg, struct smtp_client *c, const struct result *r)
  * destination).  Takes ownership of e.
  */
 void
-fwd_start(struct spool_envelope *e, const int *idx, int n,
-	  struct fwd_dest *dest)
+fwd_start(struct forwarder *fw, struct spool_envelope *e, const int *idx,
+	  int n, struct fwd_dest *dest)
 {
 	struct delivery *d;
 	char key[FWD_KEY_MAX];
@@ -263,26 +303,27 @@ fwd_start(struct spool_envelope *e, const int *idx, int n,
 			free(d->relay);
 			free(d);
 		}
-		schedule_set(backmxd.sched, e->id, fwd_now() + 60);
+		schedule_set(fw->sched, e->id, fwd_now(fw) + 60);
 		spool_envelope_free(e);
 		return;
 	}
 	memcpy(d->rcpt, idx, (size_t)n * sizeof(int));
 	d->nrcpt = n;
 	d->env = e;
+	d->fw = fw;
 	snprintf(d->id, sizeof(d->id), "%s", e->id);
-	fwd_route(e, idx[0], key, sizeof(key), d, NULL);
+	fwd_route(fw, e, idx[0], key, sizeof(key), d, NULL);
 	d->dest = dest;
-	d->started = fwd_now();
+	d->started = fwd_now(fw);
 	dest->active++;
-	fwd_active++;
-	stats.deliveries_active = (uint64_t)fwd_active;
-	d->next = fwd_list;
-	if (fwd_list != NULL)
-		fwd_list->prev = d;
-	fwd_list = d;
+	fw->active++;
+	stats.deliveries_active = (uint64_t)fw->active;
+	d->next = fw->list;
+	if (fw->list != NULL)
+		fw->list->prev = d;
+	fw->list = d;
 
-	if (fwd_suspended(dest, 1)) {	/* d itself is counted */
+	if (fwd_suspended(fw, dest, 1)) {	/* d itself is counted */
 		struct result r;
 
 		d->suspended = 1;
@@ -291,14 +332,14 @@ fwd_start(struct spool_envelope *e, const int *idx, int n,
 		fwd_fail_route(d, &r);
 		return;
 	}
-	if (dest->dead_until > fwd_now())
-		dest->last_probe = ev_now(backmxd.loop);
+	if (dest->dead_until > fwd_now(fw))
+		dest->last_probe = fw->now(fw);
 	if (dest->idle != NULL) {
 		/* connection reuse: RSET, then this message */
 		d->client = dest->idle;
 		dest->idle = NULL;
 		d->connected = 1;
-		smtp_client_set_cb(d->client, fwd_client_cb, d);
+		fw->io->client_set_cb(d->client, fwd_client_cb, d);
 		fwd_send(d);
 		return;
 	}

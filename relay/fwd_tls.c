@@ -12,7 +12,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "backmxd.h"
 #include "dns.h"
 #include "fwd_int.h"
 #include "log.h"
@@ -120,6 +119,7 @@ fwd_tlsa_cb(void *arg, const struct dns_result *res)
 int
 fwd_host_tls(struct delivery *d)
 {
+	struct forwarder *fw = d->fw;
 	int hi = d->order[d->oi], fresh = 0;
 	const struct fwd_host *h = &d->hosts[hi];
 
@@ -143,7 +143,7 @@ fwd_host_tls(struct delivery *d)
 			char name[POLICY_DOMAIN_MAX + 16];
 
 			snprintf(name, sizeof(name), "_25._tcp.%s", h->name);
-			d->tlsaq = dns_query(backmxd.dns, name, DNS_T_TLSA,
+			d->tlsaq = fw->io->dns_query(fw, name, DNS_T_TLSA,
 					     fwd_tlsa_cb, d);
 			if (d->tlsaq != NULL) {
 				fwd_session_to(d, FWD_TLSA);
@@ -198,12 +198,13 @@ fwd_host_tls(struct delivery *d)
 static void
 fwd_sts_ready(struct delivery *d, const struct mtasts_policy *fetched)
 {
+	const struct forwarder *fw = d->fw;
 	const struct mtasts_policy *p = fetched;
 
 	d->sts_done = 1;
 	if (p == NULL && fwd_sts_cache != NULL)
 		p = mtasts_cache_get(fwd_sts_cache, d->domain, NULL,
-				     (time_t)fwd_now(), NULL);
+				     (time_t)fwd_now(fw), NULL);
 	if (p != NULL && p->mode != MTASTS_MODE_NONE) {
 		d->sts = *p;
 		d->sts_mode = p->mode;
@@ -214,17 +215,17 @@ fwd_sts_ready(struct delivery *d, const struct mtasts_policy *fetched)
 
 /* the MTA-STS cache file in the spool directory */
 static void
-fwd_sts_cache_path(char *buf, size_t len)
+fwd_sts_cache_path(const struct forwarder *fw, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/mta-sts.cache", backmxd.cfg->spool);
+	snprintf(buf, len, "%s/mta-sts.cache", fwd_cfg(fw)->spool);
 }
 
 static void
-fwd_sts_cache_save(void)
+fwd_sts_cache_save(const struct forwarder *fw)
 {
 	char path[4096];
 
-	fwd_sts_cache_path(path, sizeof(path));
+	fwd_sts_cache_path(fw, path, sizeof(path));
 	if (mtasts_cache_save(fwd_sts_cache, path) < 0)
 		log_warn("cannot save the MTA-STS policies to %s: %s", path,
 			 strerror(errno));
@@ -232,7 +233,7 @@ fwd_sts_cache_save(void)
 
 /* fwd_sts_cache_open - the cache, loaded from the spool the first time */
 static int
-fwd_sts_cache_open(void)
+fwd_sts_cache_open(const struct forwarder *fw)
 {
 	char path[4096];
 	int n;
@@ -241,8 +242,8 @@ fwd_sts_cache_open(void)
 		return 0;
 	if ((fwd_sts_cache = mtasts_cache_new()) == NULL)
 		return -1;
-	fwd_sts_cache_path(path, sizeof(path));
-	n = mtasts_cache_load(fwd_sts_cache, path, (time_t)fwd_now());
+	fwd_sts_cache_path(fw, path, sizeof(path));
+	n = mtasts_cache_load(fwd_sts_cache, path, (time_t)fwd_now(fw));
 	if (n < 0)
 		log_warn("cannot read the MTA-STS policies in %s: %s", path,
 			 strerror(errno));
@@ -255,6 +256,7 @@ static void
 fwd_sts_fetch_cb(void *arg, const struct mtasts_policy *p, const char *err)
 {
 	struct delivery *d = arg;
+	const struct forwarder *fw = d->fw;
 
 	d->stsf = NULL;
 	if (p == NULL) {
@@ -267,10 +269,10 @@ fwd_sts_fetch_cb(void *arg, const struct mtasts_policy *p, const char *err)
 		"max_age=%ld, mx patterns=%d", d->domain, d->sts_id,
 		mtasts_mode_str(p->mode), p->max_age, p->nmx);
 	if (mtasts_cache_put(fwd_sts_cache, d->domain, d->sts_id, p,
-			     (time_t)fwd_now()) < 0)
+			     (time_t)fwd_now(fw)) < 0)
 		log_warn("MTA-STS policy of %s: cannot cache it", d->domain);
 	else
-		fwd_sts_cache_save();
+		fwd_sts_cache_save(fw);
 	fwd_sts_ready(d, p);
 }
 
@@ -279,13 +281,14 @@ static void
 fwd_sts_addr_cb(void *arg, const struct dns_result *res)
 {
 	struct delivery *d = arg;
+	struct forwarder *fw = d->fw;
 	char err[256];
 	socklen_t salen;
 
 	d->stsq = NULL;
 	if (res->status != DNS_OK || res->n == 0) {
 		if (res->rrtype == DNS_T_A) {
-			d->stsq = dns_query(backmxd.dns, res->qname,
+			d->stsq = fw->io->dns_query(fw, res->qname,
 					    DNS_T_AAAA, fwd_sts_addr_cb, d);
 			if (d->stsq != NULL)
 				return;
@@ -298,9 +301,9 @@ fwd_sts_addr_cb(void *arg, const struct dns_result *res)
 	}
 	salen = res->addr[0].ss_family == AF_INET6
 		    ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-	d->stsf = mtasts_fetch_start(backmxd.loop, d->domain,
+	d->stsf = mtasts_fetch_start(fw->loop, d->domain,
 				     (const struct sockaddr *)&res->addr[0],
-				     salen, backmxd.cfg->tls_ca,
+				     salen, fwd_cfg(fw)->tls_ca,
 				     FWD_STS_TIMEOUT, fwd_sts_fetch_cb, d, err,
 				     sizeof(err));
 	if (d->stsf == NULL) {
@@ -319,6 +322,7 @@ static void
 fwd_sts_txt_cb(void *arg, const struct dns_result *res)
 {
 	struct delivery *d = arg;
+	struct forwarder *fw = d->fw;
 	char name[POLICY_DOMAIN_MAX + 16];
 	int refetch = 0;
 
@@ -329,18 +333,18 @@ fwd_sts_txt_cb(void *arg, const struct dns_result *res)
 		fwd_sts_ready(d, NULL);
 		return;
 	}
-	if (fwd_sts_cache_open() < 0) {
+	if (fwd_sts_cache_open(fw) < 0) {
 		fwd_sts_ready(d, NULL);
 		return;
 	}
 	(void)mtasts_cache_get(fwd_sts_cache, d->domain, d->sts_id,
-			       (time_t)fwd_now(), &refetch);
+			       (time_t)fwd_now(fw), &refetch);
 	if (!refetch) {
 		fwd_sts_ready(d, NULL);
 		return;
 	}
 	snprintf(name, sizeof(name), "mta-sts.%s", d->domain);
-	d->stsq = dns_query(backmxd.dns, name, DNS_T_A, fwd_sts_addr_cb, d);
+	d->stsq = fw->io->dns_query(fw, name, DNS_T_A, fwd_sts_addr_cb, d);
 	if (d->stsq == NULL)
 		fwd_sts_ready(d, NULL);
 }
@@ -349,13 +353,14 @@ fwd_sts_txt_cb(void *arg, const struct dns_result *res)
 void
 fwd_sts_start(struct delivery *d)
 {
+	struct forwarder *fw = d->fw;
 	char name[POLICY_DOMAIN_MAX + 16];
 
 	fwd_session_to(d, FWD_STS);
 	/* the saved policies count even when the TXT lookup fails */
-	(void)fwd_sts_cache_open();
+	(void)fwd_sts_cache_open(fw);
 	snprintf(name, sizeof(name), "_mta-sts.%s", d->domain);
-	d->stsq = dns_query(backmxd.dns, name, DNS_T_TXT, fwd_sts_txt_cb, d);
+	d->stsq = fw->io->dns_query(fw, name, DNS_T_TXT, fwd_sts_txt_cb, d);
 	if (d->stsq == NULL)
 		fwd_sts_ready(d, NULL);
 }
