@@ -59,7 +59,7 @@ forward_presuspend(struct spool_envelope *e)
 
 int
 forward_domain_suspended(const struct policy_domain *pd, char *why,
-			 size_t whylen)
+                         size_t whylen)
 {
 	return fwd_domain_suspended(&fwd_daemon, pd, why, whylen);
 }

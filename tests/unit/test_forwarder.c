@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* cmocka needs the headers above first */
 #include <cmocka.h>
 
 #include "backmxd.h"
@@ -36,7 +38,7 @@ struct stats stats;
 #define T0 1800000000.0
 
 static struct forwarder fw;
-static struct config *cfg;	/* fw.cfg points here: a reload swaps it */
+static struct config *cfg; /* fw.cfg points here: a reload swaps it */
 static struct sockaddr_storage *own;
 static int nown;
 static double fake_t;
@@ -62,7 +64,7 @@ static int nq;
 
 static struct dns_query *
 fake_dns_query(struct forwarder *f, const char *name, int rrtype, dns_cb cb,
-	       void *arg)
+               void *arg)
 {
 	struct fake_q *q;
 
@@ -90,7 +92,7 @@ struct fake_client {
 	struct smtp_client_tx *tx;
 	int nsend;
 	int usable;
-	int closed;	/* quit or freed */
+	int closed; /* quit or freed */
 };
 static struct fake_client conns[64];
 static int nconn;
@@ -100,7 +102,7 @@ static int nsend;
 
 static struct smtp_client *
 fake_client_new(struct forwarder *f, const struct smtp_client_params *p,
-		smtp_client_cb cb, void *arg)
+                smtp_client_cb cb, void *arg)
 {
 	struct fake_client *c;
 	char ip[64];
@@ -112,11 +114,13 @@ fake_client_new(struct forwarder *f, const struct smtp_client_params *p,
 	c->arg = arg;
 	c->addr = p->addr;
 	c->usable = 1;
-	inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)&p->addr)
-			       ->sin_addr, ip, sizeof(ip));
+	inet_ntop(
+	    AF_INET,
+	    &((const struct sockaddr_in *)(const void *)&p->addr)->sin_addr, ip,
+	    sizeof(ip));
 	snprintf(c->relay, sizeof(c->relay), "%s[%s]:%d", p->mxhost, ip,
-		 ntohs(((const struct sockaddr_in *)(const void *)&p->addr)
-			   ->sin_port));
+	         ntohs(((const struct sockaddr_in *)(const void *)&p->addr)
+	                   ->sin_port));
 	return (struct smtp_client *)(void *)c;
 }
 
@@ -181,19 +185,19 @@ fake_close(struct smtp_client *c)
 }
 
 static const struct fwd_io fake_io = {
-	.dns_query = fake_dns_query,
-	.dns_cancel = fake_dns_cancel,
-	.client_new = fake_client_new,
-	.client_send = fake_send,
-	.client_set_cb = fake_set_cb,
-	.client_usable = fake_usable,
-	.client_relay = fake_relay,
-	.client_tls = fake_tls,
-	.client_times = fake_times,
-	.client_tls_failed = fake_tls_failed,
-	.client_has = fake_has,
-	.client_quit = fake_close,
-	.client_free = fake_close,
+    .dns_query = fake_dns_query,
+    .dns_cancel = fake_dns_cancel,
+    .client_new = fake_client_new,
+    .client_send = fake_send,
+    .client_set_cb = fake_set_cb,
+    .client_usable = fake_usable,
+    .client_relay = fake_relay,
+    .client_tls = fake_tls,
+    .client_times = fake_times,
+    .client_tls_failed = fake_tls_failed,
+    .client_has = fake_has,
+    .client_quit = fake_close,
+    .client_free = fake_close,
 };
 
 /* ---------------------------------------------------------- helpers */
@@ -207,17 +211,17 @@ load(const char *extra)
 	struct config *c;
 
 	len = snprintf(text, sizeof(text),
-		       "hostname mx2.test.example\n"
-		       "listen 127.0.0.1:2525\n"
-		       "spool %s\n"
-		       "queue_lifetime 1h\n"
-		       "%s\n"
-		       "domain s.example {\n recipients *\n"
-		       " route [192.0.2.10]:25\n}\n"
-		       "domain t.example {\n recipients *\n"
-		       " route [192.0.2.11]:25\n}\n"
-		       "domain m.example {\n recipients *\n}\n",
-		       dir, extra);
+	               "hostname mx2.test.example\n"
+	               "listen 127.0.0.1:2525\n"
+	               "spool %s\n"
+	               "queue_lifetime 1h\n"
+	               "%s\n"
+	               "domain s.example {\n recipients *\n"
+	               " route [192.0.2.10]:25\n}\n"
+	               "domain t.example {\n recipients *\n"
+	               " route [192.0.2.11]:25\n}\n"
+	               "domain m.example {\n recipients *\n}\n",
+	               dir, extra);
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, text, (size_t)len), len);
 	close(fd);
@@ -269,7 +273,7 @@ stop(void)
 	char cmd[128];
 
 	if (fw.spool == NULL)
-		return;		/* stopped already */
+		return; /* stopped already */
 
 	fwd_shutdown(&fw);
 	callout_shutdown();
@@ -293,30 +297,29 @@ teardown(void **state)
 	return 0;
 }
 
-/* queue - a message from sender to the recipients (NULL-ended), as
- * smtpd.c commits it; its id in id */
+/* queue - a message from sender to the recipients, as smtpd.c commits
+ * it; its id in id */
+#define queue(id, sender, ...)                                                 \
+	queue_list(id, sender, (const char *const[]){__VA_ARGS__, NULL})
+
 static void
-queue(char *id, const char *sender, ...)
+queue_list(char *id, const char *sender, const char *const *to)
 {
 	static const char body[] = "Subject: test\r\n\r\nhello\r\n";
 	struct spool_rcpt rc[8];
 	struct spool_envelope e;
 	struct spool_writer *w;
-	const char *a;
-	va_list ap;
 
 	memset(&e, 0, sizeof(e));
 	memset(rc, 0, sizeof(rc));
 	e.arrival = (int64_t)fake_t;
 	e.sender = (char *)sender;
 	e.rcpt = rc;
-	va_start(ap, sender);
-	while ((a = va_arg(ap, const char *)) != NULL) {
-		rc[e.nrcpt].address = (char *)a;
+	for (; *to != NULL && e.nrcpt < 8; to++) {
+		rc[e.nrcpt].address = (char *)*to;
 		rc[e.nrcpt].next_attempt = e.arrival;
 		e.nrcpt++;
 	}
-	va_end(ap);
 	assert_non_null(w = spool_writer_new(fw.spool));
 	assert_int_equal(spool_writer_append(w, body, sizeof(body) - 1), 0);
 	fwd_presuspend(&fw, &e);
@@ -393,7 +396,7 @@ refused(int c)
 	struct result r;
 
 	result_set(&r, 451, "4.4.1", "connection refused by %s",
-		   conns[c].relay);
+	           conns[c].relay);
 	conns[c].cb(conns[c].arg, (struct smtp_client *)(void *)&conns[c], &r);
 }
 
@@ -412,9 +415,10 @@ reply(int c, ...)
 		int code = va_arg(ap, int);
 
 		result_set(&tx->res[k], code,
-			   code / 100 == 2 ? "2.0.0"
-			   : code / 100 == 4 ? "4.2.0" : "5.1.1",
-			   "reply %d", code);
+		           code / 100 == 2   ? "2.0.0"
+		           : code / 100 == 4 ? "4.2.0"
+		                             : "5.1.1",
+		           "reply %d", code);
 		if (tx->remote != NULL)
 			tx->remote[k] = 1;
 	}
@@ -435,8 +439,9 @@ ip_of(int c)
 {
 	static char b[64];
 
-	inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)&conns[c].addr)->sin_addr,
-		  b, sizeof(b));
+	inet_ntop(AF_INET,
+	          &((struct sockaddr_in *)(void *)&conns[c].addr)->sin_addr, b,
+	          sizeof(b));
 	return b;
 }
 
@@ -452,8 +457,7 @@ find_q(const char *name, int type)
 }
 
 static void
-answer_mx(const char *name, int n, const char *const *hosts,
-	  const int *prefs)
+answer_mx(const char *name, int n, const char *const *hosts, const int *prefs)
 {
 	struct policy_mx mx[8];
 	struct dns_result r;
@@ -461,6 +465,7 @@ answer_mx(const char *name, int n, const char *const *hosts,
 
 	assert_true(q >= 0);
 	memset(&r, 0, sizeof(r));
+	memset(mx, 0, sizeof(mx));
 	for (int i = 0; i < n; i++) {
 		snprintf(mx[i].host, sizeof(mx[i].host), "%s", hosts[i]);
 		mx[i].pref = prefs[i];
@@ -497,9 +502,10 @@ answer_a(const char *name, const char *ip)
 	r.rrtype = DNS_T_A;
 	if (ip != NULL) {
 		ss.ss_family = AF_INET;
-		assert_int_equal(inet_pton(AF_INET, ip,
-					   &((struct sockaddr_in *)(void *)&ss)->sin_addr),
-				 1);
+		assert_int_equal(
+		    inet_pton(AF_INET, ip,
+		              &((struct sockaddr_in *)(void *)&ss)->sin_addr),
+		    1);
 		r.status = DNS_OK;
 		r.n = 1;
 		r.addr = &ss;
@@ -554,8 +560,8 @@ test_deliver_static(void **state)
 	char id[SPOOL_ID_LEN + 1];
 
 	start("");
-	queue(id, "a@sender.example", "x@s.example", NULL);
-	assert_int_equal(nconn, 0);	/* nothing before the timer */
+	queue(id, "a@sender.example", "x@s.example");
+	assert_int_equal(nconn, 0); /* nothing before the timer */
 	at(0);
 	assert_int_equal(nconn, 1);
 	assert_int_equal(nq, 0);
@@ -568,7 +574,7 @@ test_deliver_static(void **state)
 	assert_false(exists(id));
 	assert_int_equal(schedule_size(fw.sched), 0);
 	assert_int_equal(fw.active, 0);
-	assert_true(conns[0].closed);	/* nobody took it over: QUIT */
+	assert_true(conns[0].closed); /* nobody took it over: QUIT */
 	stop();
 }
 
@@ -585,7 +591,7 @@ test_backoff_first_step(void **state)
 	int64_t next;
 
 	start("retry 1m 5m 15m");
-	queue(id, "a@sender.example", "x@s.example", NULL);
+	queue(id, "a@sender.example", "x@s.example");
 	at(0);
 	refused(0);
 	assert_int_equal(rcpt_state(id, 0), SPOOL_RCPT_PENDING);
@@ -612,7 +618,7 @@ test_backoff_steps(void **state)
 	int64_t t = (int64_t)T0;
 
 	start("retry 1m 5m 15m\nqueue_lifetime 5d");
-	queue(id, "a@sender.example", "x@s.example", NULL);
+	queue(id, "a@sender.example", "x@s.example");
 	for (int k = 0; k < 4; k++) {
 		int64_t next;
 
@@ -640,7 +646,7 @@ test_flush_keeps_step(void **state)
 	struct spool_envelope *e;
 
 	start("retry 1m 5m 15m");
-	queue(id, "a@sender.example", "x@s.example", NULL);
+	queue(id, "a@sender.example", "x@s.example");
 	at(0);
 	refused(0);
 	next = rcpt_next(id, 0);
@@ -671,17 +677,17 @@ test_suspend_and_probe(void **state)
 	struct spool_envelope *e;
 
 	start("retry 1m 5m");
-	queue(a, "a@sender.example", "x@s.example", NULL);
+	queue(a, "a@sender.example", "x@s.example");
 	at(0);
 	refused(0);
 	assert_true(fwd_dest_find(&fw, "s:192.0.2.10:25:0") != NULL);
 	assert_true(fwd_dest_find(&fw, "s:192.0.2.10:25:0")->dead_until >
-		    (int64_t)T0);
+	            (int64_t)T0);
 	fake_t = T0 + 0.2;
-	queue(b, "a@sender.example", "x@s.example", NULL);
-	queue(c, "a@sender.example", "y@s.example", NULL);
+	queue(b, "a@sender.example", "x@s.example");
+	queue(c, "a@sender.example", "y@s.example");
 	at(0.2);
-	assert_int_equal(nconn, 2);	/* b probes, c is not tried */
+	assert_int_equal(nconn, 2); /* b probes, c is not tried */
 	assert_int_equal(fw.active, 1);
 	e = env(c);
 	assert_non_null(e);
@@ -692,7 +698,7 @@ test_suspend_and_probe(void **state)
 	spool_envelope_free(e);
 	refused(1);
 	at(0.9);
-	assert_int_equal(nconn, 2);	/* within the second: no knock */
+	assert_int_equal(nconn, 2); /* within the second: no knock */
 	stop();
 }
 
@@ -708,14 +714,14 @@ test_presuspend_at_accept(void **state)
 	struct spool_envelope *e;
 
 	start("retry 1m 5m");
-	queue(a, "a@sender.example", "x@s.example", NULL);
+	queue(a, "a@sender.example", "x@s.example");
 	at(0);
 	refused(0);
 	fake_t = T0 + 2;
-	queue(b, "a@sender.example", "x@s.example", NULL);
+	queue(b, "a@sender.example", "x@s.example");
 	at(2);
-	assert_int_equal(nconn, 2);	/* probe in flight */
-	queue(c, "a@sender.example", "x@s.example", NULL);
+	assert_int_equal(nconn, 2); /* probe in flight */
+	queue(c, "a@sender.example", "x@s.example");
 	e = env(c);
 	assert_non_null(e);
 	assert_int_equal(e->rcpt[0].attempts, 1);
@@ -742,16 +748,16 @@ test_recovery_makes_due(void **state)
 	struct fwd_dest *dest;
 
 	start("retry 10m 20m");
-	queue(c, "a@sender.example", "y@t.example", NULL);
+	queue(c, "a@sender.example", "y@t.example");
 	at(0);
 	up(0);
-	reply(0, 450);		/* the t.example primary defers y */
-	queue(a, "a@sender.example", "x@s.example", NULL);
+	reply(0, 450); /* the t.example primary defers y */
+	queue(a, "a@sender.example", "x@s.example");
 	at(0);
-	refused(1);		/* s.example: nobody answers */
+	refused(1); /* s.example: nobody answers */
 	assert_true(schedule_when(fw.sched, a) >= (int64_t)T0 + 600);
 	fake_t = T0 + 30;
-	queue(b, "a@sender.example", "x@s.example", NULL);
+	queue(b, "a@sender.example", "x@s.example");
 	at(30);
 	assert_int_equal(nconn, 3);
 	up(2);
@@ -788,7 +794,7 @@ test_per_rcpt_deferral(void **state)
 	int64_t next;
 
 	start("retry 1m 5m");
-	queue(a, "a@sender.example", "x@s.example", "y@s.example", NULL);
+	queue(a, "a@sender.example", "x@s.example", "y@s.example");
 	at(0);
 	assert_int_equal(nconn, 1);
 	up(0);
@@ -803,10 +809,10 @@ test_per_rcpt_deferral(void **state)
 	assert_true(next >= (int64_t)T0 + 60);
 	spool_envelope_free(e);
 	assert_int_equal(fwd_dest_find(&fw, "s:192.0.2.10:25:0")->dead_until,
-			 0);
+	                 0);
 	for (int k = 1; k <= 5; k++) {
 		fake_t = T0 + k;
-		queue(b, "a@sender.example", "z@s.example", NULL);
+		queue(b, "a@sender.example", "z@s.example");
 		at(k);
 		up(k);
 		assert_int_equal(conns[k].tx->nrcpt, 1);
@@ -817,7 +823,7 @@ test_per_rcpt_deferral(void **state)
 	at((double)(next - (int64_t)T0));
 	assert_int_equal(nconn, 7);
 	up(6);
-	assert_int_equal(conns[6].tx->nrcpt, 1);	/* only y */
+	assert_int_equal(conns[6].tx->nrcpt, 1); /* only y */
 	assert_int_equal(conns[6].tx->rcpt[0], 1);
 	reply(6, 250);
 	assert_false(exists(a));
@@ -837,15 +843,15 @@ test_sibling_keeps_schedule(void **state)
 	int64_t tx, ty;
 
 	start("retry 1m 5m");
-	queue(a, "a@sender.example", "x@s.example", "y@t.example", NULL);
+	queue(a, "a@sender.example", "x@s.example", "y@t.example");
 	at(0);
 	assert_int_equal(nconn, 2);
 	assert_string_equal(ip_of(0), "192.0.2.10");
 	up(0);
-	reply(0, 450);		/* x deferred by the s.example primary */
+	reply(0, 450); /* x deferred by the s.example primary */
 	fake_t = T0 + 30;
 	up(1);
-	reply(1, 450);		/* y, later */
+	reply(1, 450); /* y, later */
 	tx = rcpt_next(a, 0);
 	ty = rcpt_next(a, 1);
 	assert_true(ty > tx);
@@ -875,7 +881,7 @@ test_two_destinations(void **state)
 	char a[SPOOL_ID_LEN + 1];
 
 	start("");
-	queue(a, "a@sender.example", "x@s.example", "y@t.example", NULL);
+	queue(a, "a@sender.example", "x@s.example", "y@t.example");
 	at(0);
 	assert_int_equal(nconn, 2);
 	assert_int_equal(fw.active, 2);
@@ -906,18 +912,18 @@ test_lifetime_expiry_bounce(void **state)
 	int64_t t = (int64_t)T0;
 
 	start("retry 10m 20m\nqueue_lifetime 1h");
-	queue(a, "a@sender.example", "x@s.example", NULL);
+	queue(a, "a@sender.example", "x@s.example");
 	while (nconn < 10) {
 		int k = nconn;
 
 		at((double)(t - (int64_t)T0));
 		if (nconn == k)
-			break;		/* expired: no attempt */
+			break; /* expired: no attempt */
 		refused(k);
 		if (!exists(a))
 			break;
 		t = rcpt_next(a, 0);
-		assert_true(t <= (int64_t)T0 + 3600);	/* clipped */
+		assert_true(t <= (int64_t)T0 + 3600); /* clipped */
 	}
 	assert_true(nconn >= 3 && nconn < 10);
 	assert_false(exists(a));
@@ -940,8 +946,8 @@ test_late_4xx_and_5xx_bounce(void **state)
 	char a[SPOOL_ID_LEN + 1], b[SPOOL_ID_LEN + 1];
 
 	start("queue_lifetime 1h");
-	queue(a, "a@sender.example", "x@s.example", NULL);
-	queue(b, "b@sender.example", "y@t.example", NULL);
+	queue(a, "a@sender.example", "x@s.example");
+	queue(b, "b@sender.example", "y@t.example");
 	at(0);
 	assert_int_equal(nconn, 2);
 	up(0);
@@ -972,7 +978,7 @@ test_delay_warning_due(void **state)
 	int64_t next;
 
 	start("retry 1m 15m\ndelay_warning 10m\nqueue_lifetime 5d");
-	queue(a, "a@sender.example", "x@s.example", NULL);
+	queue(a, "a@sender.example", "x@s.example");
 	at(0);
 	refused(0);
 	at((double)(rcpt_next(a, 0) - (int64_t)T0));
@@ -983,7 +989,7 @@ test_delay_warning_due(void **state)
 	at(599);
 	assert_int_equal(bounces(NULL, 0), 0);
 	at(600);
-	assert_int_equal(nconn, 2);	/* woken for the warning only */
+	assert_int_equal(nconn, 2); /* woken for the warning only */
 	assert_int_equal(bounces(to, sizeof(to)), 1);
 	assert_string_equal(to, "a@sender.example");
 	e = env(a);
@@ -995,7 +1001,7 @@ test_delay_warning_due(void **state)
 	at((double)(next - (int64_t)T0));
 	assert_int_equal(nconn, 3);
 	refused(2);
-	assert_int_equal(bounces(NULL, 0), 1);	/* once */
+	assert_int_equal(bounces(NULL, 0), 1); /* once */
 	stop();
 }
 
@@ -1007,8 +1013,8 @@ static void
 test_delay_warning_none(void **state)
 {
 	struct spool_rcpt rc = {.address = "x@s.example"};
-	struct spool_envelope e = {.arrival = 1000, .sender = "a@b.example",
-				   .nrcpt = 1, .rcpt = &rc};
+	struct spool_envelope e = {
+	    .arrival = 1000, .sender = "a@b.example", .nrcpt = 1, .rcpt = &rc};
 
 	start("delay_warning 10m");
 	assert_int_equal(fwd_dsn_warn_time(&fw, &e, 3600), 1600);
@@ -1022,7 +1028,7 @@ test_delay_warning_none(void **state)
 	e.delay_warned = 1;
 	assert_int_equal(fwd_dsn_warn_time(&fw, &e, 3600), -1);
 	e.delay_warned = 0;
-	rc.notify = SPOOL_NOTIFY_FAILURE;	/* NOTIFY without DELAY */
+	rc.notify = SPOOL_NOTIFY_FAILURE; /* NOTIFY without DELAY */
 	assert_int_equal(fwd_dsn_warn_time(&fw, &e, 3600), -1);
 	stop();
 }
@@ -1041,9 +1047,9 @@ test_fifo_handover(void **state)
 	char a[SPOOL_ID_LEN + 1], b[SPOOL_ID_LEN + 1], c[SPOOL_ID_LEN + 1];
 
 	start("max_per_destination 1");
-	queue(a, "a@sender.example", "x@s.example", NULL);
-	queue(b, "a@sender.example", "y@s.example", NULL);
-	queue(c, "a@sender.example", "z@s.example", NULL);
+	queue(a, "a@sender.example", "x@s.example");
+	queue(b, "a@sender.example", "y@s.example");
+	queue(c, "a@sender.example", "z@s.example");
 	at(0);
 	assert_int_equal(nconn, 1);
 	assert_int_equal(fw.nwaiting, 2);
@@ -1078,8 +1084,8 @@ test_fifo_unusable_connection(void **state)
 	char a[SPOOL_ID_LEN + 1], b[SPOOL_ID_LEN + 1];
 
 	start("max_per_destination 1");
-	queue(a, "a@sender.example", "x@s.example", NULL);
-	queue(b, "a@sender.example", "y@s.example", NULL);
+	queue(a, "a@sender.example", "x@s.example");
+	queue(b, "a@sender.example", "y@s.example");
 	at(0);
 	up(0);
 	conns[0].usable = 0;
@@ -1105,7 +1111,7 @@ static void
 test_mx_cut(void **state)
 {
 	static const char *const hosts[] = {"mx1.m.example", "mx2.m.example",
-					    "mx3.m.example"};
+	                                    "mx3.m.example"};
 	static const int prefs[] = {10, 20, 30};
 	char a[SPOOL_ID_LEN + 1];
 	struct sockaddr_in *s4;
@@ -1117,7 +1123,7 @@ test_mx_cut(void **state)
 	s4->sin_family = AF_INET;
 	s4->sin_port = htons(25);
 	inet_pton(AF_INET, "192.0.2.22", &s4->sin_addr);
-	queue(a, "a@sender.example", "x@m.example", NULL);
+	queue(a, "a@sender.example", "x@m.example");
 	at(0);
 	assert_int_equal(nconn, 0);
 	answer_mx("m.example", 3, hosts, prefs);
@@ -1153,7 +1159,7 @@ test_mx_self_best(void **state)
 	s4->sin_family = AF_INET;
 	s4->sin_port = htons(25);
 	inet_pton(AF_INET, "192.0.2.22", &s4->sin_addr);
-	queue(a, "a@sender.example", "x@m.example", NULL);
+	queue(a, "a@sender.example", "x@m.example");
 	at(0);
 	answer_mx("m.example", 2, hosts, prefs);
 	answer_a("mx2.m.example", "192.0.2.22");
@@ -1180,7 +1186,7 @@ test_reload_seen(void **state)
 	int64_t next;
 
 	start("retry 1m\nqueue_lifetime 5d");
-	queue(a, "a@sender.example", "x@s.example", NULL);
+	queue(a, "a@sender.example", "x@s.example");
 	at(0);
 	refused(0);
 	next = rcpt_next(a, 0);
@@ -1206,9 +1212,9 @@ test_hold_release(void **state)
 	char a[SPOOL_ID_LEN + 1];
 
 	start("");
-	queue(a, "a@sender.example", "x@s.example", NULL);
+	queue(a, "a@sender.example", "x@s.example");
 	assert_int_equal(fwd_hold(&fw, a, 1), 1);
-	assert_true(schedule_when(fw.sched, a) < 0);	/* out of the schedule */
+	assert_true(schedule_when(fw.sched, a) < 0); /* out of the schedule */
 	at(0);
 	at(100);
 	assert_int_equal(nconn, 0);
