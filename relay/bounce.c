@@ -1,7 +1,7 @@
 /*
  * bounce.c - RFC 3464 DSNs: failed recipients (bounces), delayed ones
  * (delay_warning) and relayed ones (NOTIFY=SUCCESS, next hop without
- * DSN, RFC 3461 5.2.2).  forward.c hands it a batch of one message; it
+ * DSN, RFC 3461 5.2.2).  fwd_dsn.c hands it a batch of one message; it
  * decides whether a DSN is wanted (never for <> or a bounce, NOTIFY
  * honoured), composes the multipart/report
  * (text/plain, message/delivery-status, then message/rfc822 or

@@ -1,7 +1,7 @@
 /*
  * bounce.h - RFC 3464 delivery status notifications (RFC 6522
  * multipart/report) for recipients that failed for good, queued as new
- * spool messages from <> to the original sender.  forward.c calls it
+ * spool messages from <> to the original sender.  fwd_dsn.c calls it
  * with the failed batch of one message; it never bounces a bounce or a
  * null sender, and honours NOTIFY.
  *
@@ -89,8 +89,8 @@ int bounce_create_kind(struct spool *s, const struct spool_envelope *e,
 /* bounce_fail_allocs - tests: the next n allocations of bounce items
  * and bounce envelopes fail (0 = none) */
 void bounce_fail_allocs(int n);
-/* bounce_calloc - calloc that the hook above can make fail (forward.c
- * allocates its bounce items with it) */
+/* bounce_calloc - calloc that the hook above can make fail (fwd_result.c
+ * and fwd_dsn.c allocate their bounce items with it) */
 void *bounce_calloc(size_t n, size_t size);
 
 #endif

@@ -4,8 +4,10 @@
  * them with smtp_client, records per-recipient results in the spool,
  * retries on the `retry` schedule and bounces (bounce.c) when it must.
  *
- * Callers: main.c (init/shutdown), smtpd.c (a message was queued,
- * ETRN), control.c (flush, hold, release, delete, bounce).
+ * Callers: main.c (init/shutdown), smtpd.c and smtpd_body.c (a message
+ * was queued, presuspend), smtpd_cmd.c (ETRN), control_queue.c (flush,
+ * hold, release, delete, bounce), callout.c (suspended?).  Implemented
+ * by fwd_glue.c on the daemon's struct forwarder (fwd_int.h).
  */
 #ifndef BACKMX_FORWARD_H
 #define BACKMX_FORWARD_H

@@ -1,6 +1,7 @@
 /*
  * fwd_dsn.h - DSNs of the forwarder (fwd_dsn.c): queue one of a kind,
- * retry owed bounces, delay warnings.  Used by forward.c only.
+ * retry owed bounces, delay warnings.  Used by forward.c and fwd_result.c
+ * (and tests/unit/test_forwarder.c).
  */
 #ifndef BACKMX_FWD_DSN_H
 #define BACKMX_FWD_DSN_H
