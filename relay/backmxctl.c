@@ -4,7 +4,8 @@
  * request line and copies the answer (protocol in control.h) to stdout,
  * the final error and progress lines of long operations to stderr (-q:
  * no progress).  Exit 0 on success, 1 otherwise.  Needs no
- * privilege beyond access to the socket.
+ * privilege beyond access to the socket.  check-dns runs here, with the
+ * config's resolver (backmxctl_dns.c), when no daemon listens.
  */
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -16,12 +17,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backmxd.h"
+#include "backmxctl_dns.h"
 #include "config.h"
 #include "control.h"
 
 #define BACKMXCTL_CONF "/etc/backmx/backmx.conf"
 #define BACKMXCTL_SOCKET "/run/backmx/control.sock"
 #define BACKMXCTL_RESPONSE_MAX (64 * 1024 * 1024)
+
+/* the daemon's state, which the in-process check-dns borrows */
+struct backmxd backmxd;
 
 static void
 backmxctl_usage(const char *why)
@@ -105,8 +111,38 @@ backmxctl_socket_path(const char *conf, int explicit)
 	return strdup(BACKMXCTL_SOCKET);
 }
 
+/*
+ * backmxctl_check_dns_local - check-dns without a daemon: when the
+ * socket path does not exist or nobody listens on it, load conf and run
+ * the audit here.  Returns -1 (then the usual error) when the config
+ * cannot be loaded, else the exit status.
+ */
 static int
-backmxctl_connect(const char *path)
+backmxctl_check_dns_local(const char *conf, const char *path, int err,
+			  const char *domain, int json, int quiet)
+{
+	char diag[4096];
+	struct config *cfg;
+	int nerr = 0, rc;
+
+	if (err != ENOENT && err != ECONNREFUSED)
+		return -1;
+	diag[0] = '\0';
+	if ((cfg = config_load(conf, diag, sizeof(diag), &nerr)) == NULL)
+		return -1;
+	if (!quiet)
+		fprintf(stderr,
+			"backmxctl: no daemon on %s (%s): checking with the "
+			"resolver of %s\n",
+			path, strerror(err), conf);
+	rc = checkdns_local(cfg, domain, json, stdout, stderr);
+	config_free(cfg);
+	return rc;
+}
+
+/* backmxctl_try_connect - the connected socket, or -1 and *err */
+static int
+backmxctl_try_connect(const char *path, int *err)
 {
 	struct sockaddr_un sun;
 	int fd;
@@ -114,15 +150,30 @@ backmxctl_connect(const char *path)
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof(sun.sun_path)) {
-		fprintf(stderr, "backmxctl: cannot connect to %s: path too long\n",
-			path);
-		exit(1);
+		*err = ENAMETOOLONG;
+		return -1;
 	}
 	memcpy(sun.sun_path, path, strlen(path));
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		*err = errno;
+		return -1;
+	}
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		*err = errno;
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int
+backmxctl_connect(const char *path)
+{
+	int fd, err;
+
+	if ((fd = backmxctl_try_connect(path, &err)) < 0) {
 		fprintf(stderr, "backmxctl: cannot connect to %s: %s\n", path,
-			strerror(errno));
+			err == ENAMETOOLONG ? "path too long" : strerror(err));
 		exit(1);
 	}
 	return fd;
@@ -208,7 +259,20 @@ main(int argc, char **argv)
 		fprintf(stderr, "backmxctl: out of memory\n");
 		return 1;
 	}
-	fd = backmxctl_connect(path);
+	if (req.cmd == CONTROL_CHECK_DNS) {
+		int rc = -1, e;
+
+		if ((fd = backmxctl_try_connect(path, &e)) < 0 &&
+		    (rc = backmxctl_check_dns_local(conf, path, e, req.args[0],
+						    json, quiet)) >= 0)
+			return rc;
+		if (fd < 0) {
+			fprintf(stderr, "backmxctl: cannot connect to %s: %s\n",
+				path, strerror(e));
+			return 1;
+		}
+	} else
+		fd = backmxctl_connect(path);
 	for (size_t off = 0; off < len; off += (size_t)n) {
 		n = write(fd, line + off, len - off);
 		if (n < 0) {

@@ -88,6 +88,7 @@ checkdns_free(struct checkdns *c)
 	checkdns_txt_free(&c->dmarc);
 	checkdns_txt_free(&c->tlsrpt);
 	checkdns_txt_free(&c->txt);
+	checkdns_spf_free(c);
 	checkdns_host_free(c);
 	free(c->targets);
 	free(c->cafile);
@@ -232,6 +233,7 @@ static void
 checkdns_take_txt(struct checkdns_lookup *l, const struct dns_result *r)
 {
 	checkdns_txt_take(&l->c->txt, r);
+	checkdns_spf_start(l->c);
 }
 
 /*

@@ -25,8 +25,10 @@
 #define CHECKDNS_LINE_MAX 768
 #define CHECKDNS_FETCH_TIMEOUT 15. /* seconds, MTA-STS policy fetch */
 #define CHECKDNS_PTR_NAMES 4       /* PTR names followed per address */
+#define CHECKDNS_SPF_NODES 40      /* names an SPF record may lead to */
 
 struct checkdns;
+struct checkdns_spfnode;
 
 struct checkdns_lookup {
 	struct checkdns *c;
@@ -97,6 +99,8 @@ struct checkdns {
 
 	struct checkdns_lookup txt_l; /* TXT DOMAIN (SPF) */
 	struct checkdns_txt txt;
+	struct checkdns_spfnode *spf_nodes; /* what the SPF record names */
+	int nspf_nodes;
 	struct checkdns_lookup dmarc_l; /* TXT _dmarc.DOMAIN */
 	struct checkdns_txt dmarc;
 	struct checkdns_lookup tlsrpt_l; /* TXT _smtp._tls.DOMAIN */
@@ -164,7 +168,9 @@ void checkdns_host_free(struct checkdns *c);
 void checkdns_report_helo(struct checkdns *c);
 void checkdns_report_ptr(struct checkdns *c);
 
-/* checkdns_spf.c */
+/* checkdns_spf.c: start after the domain's TXT answer, judge at the end */
+void checkdns_spf_start(struct checkdns *c);
+void checkdns_spf_free(struct checkdns *c);
 void checkdns_report_spf(struct checkdns *c);
 
 /* checkdns_dmarc.c */

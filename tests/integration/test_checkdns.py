@@ -202,12 +202,13 @@ def test_checkdns_no_mx(world):
 def test_checkdns_spf(world):
     lines, nfail = _check(world, 'checkdns-spfnomx.example')
     assert nfail == 0, _show(lines)
-    _expect(lines, ('WARN', 'spf', r'"v=spf1 ip4:127\.0\.0\.2 -all" does not use mx '
-                    'and does not list our address'))
+    _expect(lines, ('WARN', 'spf', r'"v=spf1 ip4:127\.0\.0\.2 -all" gives fail for our '
+                    r'address 127\.0\.0\.3: .*\(add mx\)'))
 
     lines, nfail = _check(world, 'checkdns-spfip.example')
     assert nfail == 0, _show(lines)
-    _expect(lines, ('OK', 'spf', 'lists our address'))
+    _expect(lines, ('OK', 'spf', r'passes for our address 127\.0\.0\.3 '
+                    r'\(matched by ip4:127\.0\.0\.0/29\)$'))
 
     lines, nfail = _check(world, 'checkdns-spf2.example')
     assert nfail == 1, _show(lines)
@@ -216,6 +217,57 @@ def test_checkdns_spf(world):
     lines, nfail = _check(world, 'nospf.checkdns-spf2.example')
     assert nfail == 0, _show(lines)
     _expect(lines, ('WARN', 'spf', r'no SPF record'))
+
+
+def _spf_lines(lines):
+    return [x for x in lines if x[1] == 'spf']
+
+
+def test_checkdns_spf_include_redirect(world):
+    """SPF evaluated as a receiver does (RFC 7208 4.6): include: and
+    redirect= followed, the limit of 10 DNS-querying terms and of 2 void
+    lookups; zone checkdns-spfinc.example, one mistake per name."""
+    z = 'checkdns-spfinc.example'
+    # a chain of two includes ending in a: of our address
+    lines, nfail = _check(world, z)
+    assert nfail == 0, _show(lines)
+    assert _spf_lines(lines) == [(
+        'OK', 'spf', '"v=spf1 include:_spf.%s -all" passes for our address '
+        '127.0.0.3 (matched by include:_spf.%s > include:_inner.%s > '
+        'a:relay.%s)' % (z, z, z, z))], _show(lines)
+    # redirect= to the same chain
+    lines, nfail = _check(world, 'redir.' + z)
+    assert nfail == 0, _show(lines)
+    _expect(lines, ('OK', 'spf', r'passes for our address 127\.0\.0\.3 '
+                    r'\(matched by include:_inner\.%s > a:relay\.' % re.escape(z)))
+    # 11 DNS-querying terms through the includes: permerror, one FAIL
+    lines, nfail = _check(world, 'toomany.' + z)
+    assert nfail == 1, _show(lines)
+    assert len(_spf_lines(lines)) == 1, _show(lines)
+    _expect(lines, ('FAIL', 'spf', r'^permerror: "v=spf1 include:_a\.toomany.* mx -all" '
+                    r'takes 11 DNS-querying terms .*RFC 7208 4\.6\.4 allows 10'))
+    # include: of a name without SPF
+    lines, nfail = _check(world, 'badinc.' + z)
+    assert nfail == 1, _show(lines)
+    _expect(lines, ('FAIL', 'spf', r'permerror for our address 127\.0\.0\.3: '
+                    r'include:gone\.%s: gone\.%s has no SPF record'
+                    % (re.escape(z), re.escape(z))))
+    # a record that includes itself
+    lines, nfail = _check(world, 'loop.' + z)
+    assert nfail == 1, _show(lines)
+    _expect(lines, ('FAIL', 'spf', r'permerror: .* includes itself \(a loop\)'))
+    # three void lookups: permerror at the third, before mx could match
+    lines, nfail = _check(world, 'voids.' + z)
+    assert nfail == 1, _show(lines)
+    _expect(lines, ('FAIL', 'spf', r'permerror for our address 127\.0\.0\.3: more '
+                    r'than 2 void lookups \(the last for v3\.%s\)' % re.escape(z)))
+    # the clean zone's "mx" passes for us through the MX hosts' addresses
+    lines, nfail = _check(world, 'checkdns-clean.example')
+    _expect(lines, ('OK', 'spf', r'passes for our address 127\.0\.0\.3: it uses mx'))
+    # a machine address the record does not cover is reported too
+    lines, nfail = _check(world, z, own=('127.0.0.3', '127.0.0.77'))
+    _expect(lines, ('OK', 'spf', r'passes for our address 127\.0\.0\.3 '),
+            ('WARN', 'spf', r'gives fail for our address 127\.0\.0\.77'))
 
 
 def test_checkdns_mta_sts(world):
@@ -358,6 +410,73 @@ def test_checkdns_backmxctl(world):
     assert p.returncode == 1, 'rc %d\n%s%s' % (p.returncode, p.stdout, p.stderr)
     assert re.search(r'FAIL +self: mx2\.test\.example is the best MX', p.stdout), p.stdout
     assert p.stderr.strip(), 'no message on stderr'
+
+
+def _ctl_lines(text):
+    """backmxctl's text lines: (level, check, message)"""
+    out = []
+    for line in text.splitlines():
+        m = re.match(r'^(OK|WARN|FAIL) +([a-z-]+): (.*)$', line)
+        assert m, 'not a check-dns line: %r' % line
+        out.append(m.groups())
+    return out
+
+
+def test_checkdns_backmxctl_no_daemon(world):
+    """No daemon: backmxctl reads -c, runs the audit itself with the
+    configured resolver (dns 127.0.0.1:53, the world's nsd, which the host
+    resolver does not know), and gives the same lines, --json included;
+    the exit status still says whether a check FAILed."""
+    import json
+    b = world.backmx(domains=CTL_DOMAINS, start=False)
+    assert not os.path.exists(b.control_path)
+    p = b.ctl('check-dns', 'checkdns-clean.example')
+    assert p.returncode == 0, 'rc %d\n%s%s' % (p.returncode, p.stdout, p.stderr)
+    assert 'no daemon on %s' % b.control_path in p.stderr, p.stderr
+    assert 'checking with the resolver of %s' % b.conf_path in p.stderr, p.stderr
+    lines = _ctl_lines(p.stdout)
+    assert ('OK', 'self', 'mx2.test.example is MX 20, behind the primary '
+            'mx1.test.example (10)') in lines or \
+        any(lv == 'OK' and c == 'self' and 'MX 20' in t for lv, c, t in lines), p.stdout
+    assert not any(lv == 'FAIL' for lv, _, _ in lines), p.stdout
+    # the listen address (127.0.0.3) counts as ours, as in the daemon
+    assert any(lv == 'OK' and c == 'helo' and '(ours)' in t for lv, c, t in lines), p.stdout
+    assert any(lv == 'OK' and c == 'spf' and 'passes for our address 127.0.0.3' in t
+               for lv, c, t in lines), p.stdout
+    # the same audit as the daemon's: start it and compare the lines
+    b.start()
+    d = b.ctl('check-dns', 'checkdns-clean.example')
+    assert d.returncode == 0, d.stderr
+    assert 'no daemon' not in d.stderr
+    assert _ctl_lines(d.stdout) == lines, (d.stdout, p.stdout)
+    b.stop()
+    # a stale socket file (nobody listening: ECONNREFUSED) is "no daemon" too
+    import socket
+    if os.path.exists(b.control_path):
+        os.unlink(b.control_path)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(b.control_path)
+    stale.close()
+    assert os.path.exists(b.control_path)
+    # --json, one object per line; a FAIL gives exit 1 and the count
+    p = b.ctl('check-dns', '--json', 'checkdns-best.example')
+    assert p.returncode == 1, 'rc %d\n%s%s' % (p.returncode, p.stdout, p.stderr)
+    objs = [json.loads(x) for x in p.stdout.splitlines()]
+    assert objs and all(set(o) == {'status', 'check', 'message'} for o in objs), p.stdout
+    assert any(o['status'] == 'FAIL' and o['check'] == 'self' and
+               'is the best MX' in o['message'] for o in objs), p.stdout
+    assert re.search(r'check-dns checkdns-best\.example: \d+ checks? failed', p.stderr), p.stderr
+    assert 'no daemon on %s (Connection refused)' % b.control_path in p.stderr, p.stderr
+    # -q: no notice, same output
+    q = b.ctl('-q', 'check-dns', '--json', 'checkdns-best.example')
+    assert q.returncode == 1 and 'no daemon' not in q.stderr, q.stderr
+    assert q.stdout == p.stdout
+    # a config that does not load: the connect error, no audit
+    with open(b.conf_path, 'a') as f:
+        f.write('no_such_directive 1\n')
+    p = b.ctl('check-dns', 'checkdns-clean.example')
+    assert p.returncode == 1 and p.stdout == '', (p.stdout, p.stderr)
+    assert 'cannot' in p.stderr, p.stderr
 
 
 HOST = 'checkdns-host.example'

@@ -334,8 +334,11 @@ test_checkdns_order_and_ipv6_spf(void **state)
 	            "mx1.example.org (10)\n");
 	expect_line("OK target mx2.example.net (20): 192.0.2.2, 2001:db8::2 "
 	            "(us)\n");
-	expect_line("OK spf \"v=spf1 ip6:2001:db8::/32 -mx -all\" lists our "
-	            "address\n");
+	expect_line("OK spf \"v=spf1 ip6:2001:db8::/32 -mx -all\" passes for "
+	            "our address 2001:db8::2 (matched by ip6:2001:db8::/32)\n");
+	/* our IPv4 address is an MX host's, and -mx says fail */
+	expect_line("WARN spf \"v=spf1 ip6:2001:db8::/32 -mx -all\" gives "
+	            "fail for our address 192.0.2.2: ");
 	/* mx lines come before targets, targets before spf */
 	assert_true(strstr(out, "OK mx") < strstr(out, "OK self"));
 	assert_true(strstr(out, "OK target mx1") <
@@ -360,11 +363,13 @@ static const struct fake zone_minus_mx[] = {
 static void
 test_checkdns_spf_minus_mx(void **state)
 {
-	/* "-mx" authorizes nobody; /31 stops short of .2; /33 is invalid */
+	/* ip4:192.0.2.2/33 is a syntax error: the record is a permerror
+	 * whatever comes first (RFC 7208 4.6), so FAIL; and no PTR */
 	assert_int_equal(run(zone_minus_mx, "mx2.example.net", "example.org",
 	                     POLICY_TLS_MAY),
-	                 1); /* and no PTR */
-	expect_line("WARN spf \"v=spf1 -mx ip4:192.0.2.0/31");
+	                 2);
+	expect_line("FAIL spf permerror for our address 192.0.2.2: "
+	            "example.org: \"ip4:192.0.2.2/33\" is not an SPF term");
 }
 
 static void
