@@ -1,8 +1,8 @@
 /*
  * env.c - the Berkeley DB environment of the spool: the lock file that
  * keeps a second backmxd out, open with recovery (DB_RECOVER|DB_REGISTER,
- * so a process killed with -9 is recovered at the next open), the two
- * databases, group commit (spool_sync), checkpoints and log removal,
+ * so a process killed with -9 is recovered at the next open), the
+ * databases (envelopes, body, the next-attempt index), group commit (spool_sync), checkpoints and log removal,
  * error classes and the queue-id generator.  Called by relay/main.c;
  * message.c holds the records.  Never logs: errors go to spool_error().
  */
@@ -539,8 +539,21 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 		cls = s->err;
 		goto fail;
 	}
+	if (spool_next_open(s, err, errlen) < 0)
+		goto fail;
 	spool_damage_check(s);
 	s->open_ok = 1;
+	/*
+	 * Before anything changes: the state file no longer says clean
+	 * and names where orphans may start, on disk, so a crash from now
+	 * on is never taken for a clean close (startup.c).
+	 */
+	if (spool_state_write(s, 1) < 0) {
+		snprintf(err, errlen, "writing the state file in %s: %s", dir,
+		         strerror(errno));
+		cls = errno == ENOSPC ? SPOOL_ENOSPC : SPOOL_EIO;
+		goto fail;
+	}
 	/* start from a fresh checkpoint after recovery; failure is harmless */
 	spool_checkpoint(s);
 	s->err = SPOOL_OK;
@@ -557,8 +570,12 @@ spool_close(struct spool *s)
 {
 	if (s == NULL)
 		return;
-	if (s->open_ok)
+	if (s->open_ok) {
+		s->closing = 1;
 		spool_state_write(s, 1);
+	}
+	if (s->next != NULL)
+		s->next->close(s->next, 0);
 	if (s->body != NULL)
 		s->body->close(s->body, 0);
 	if (s->envelopes != NULL)

@@ -2,10 +2,11 @@
  * message.c - the records of the spool: the versioned envelope format
  * (spool_envelope_encode/decode), the body writer (chunks in their own
  * short transactions, envelope + last chunk in one), envelope reads and
- * rewrites, delete, bounded scans, body reads, and the scan at open that
- * counts messages and removes orphan chunks.  Every transaction begins
- * and ends inside one call.  Used by relay/ (smtpd, forward,
- * control); env.c owns the environment.
+ * rewrites, delete, bounded scans, body reads.  Every write of an
+ * envelope updates its next-attempt index entry (next.c) in the same
+ * transaction.  Every transaction begins and ends inside one call.  Used
+ * by relay/ (smtpd, forward, control); env.c owns the environment,
+ * startup.c the scan at open.
  */
 #include <errno.h>
 #include <limits.h>
@@ -356,7 +357,7 @@ spool_body_remove(struct spool *s, DB_TXN *txn, const char *id)
 }
 
 /* spool_txn_body_remove - delete the chunks of id in a transaction */
-static int
+int
 spool_txn_body_remove(struct spool *s, const char *id)
 {
 	DB_TXN *txn;
@@ -376,6 +377,7 @@ spool_txn_body_remove(struct spool *s, const char *id)
 
 struct spool_writer {
 	struct spool *s;
+	struct spool_writer *prev, *next; /* s->wfirst..wlast, by id */
 	char id[SPOOL_ID_LEN + 1];
 	unsigned char *buf; /* SPOOL_CHUNK octets */
 	size_t fill;
@@ -397,6 +399,13 @@ spool_writer_new(struct spool *s)
 	}
 	w->s = s;
 	spool_id_next(s, w->id);
+	/* ids grow: the list stays in id order, its head the oldest */
+	w->prev = s->wlast;
+	if (s->wlast != NULL)
+		s->wlast->next = w;
+	else
+		s->wfirst = w;
+	s->wlast = w;
 	return w;
 }
 
@@ -469,6 +478,16 @@ spool_writer_append(struct spool_writer *w, const void *data, size_t len)
 static void
 writer_free(struct spool_writer *w)
 {
+	struct spool *s = w->s;
+
+	if (w->prev != NULL)
+		w->prev->next = w->next;
+	else
+		s->wfirst = w->next;
+	if (w->next != NULL)
+		w->next->prev = w->prev;
+	else
+		s->wlast = w->prev;
 	free(w->buf);
 	free(w);
 }
@@ -484,8 +503,14 @@ spool_writer_abort(struct spool_writer *w)
 
 	if (w == NULL)
 		return;
-	if (w->nchunks > 0 && (ret = spool_txn_body_remove(w->s, w->id)) != 0)
-		spool_fail(w->s, ret, "removing body of aborted %s", w->id);
+	if (w->nchunks > 0 && (ret = spool_txn_body_remove(w->s, w->id)) != 0) {
+		struct spool *s = w->s;
+
+		spool_fail(s, ret, "removing body of aborted %s", w->id);
+		/* the next open removes them (startup.c) */
+		if (s->orphan_min[0] == '\0' || strcmp(w->id, s->orphan_min) < 0)
+			memcpy(s->orphan_min, w->id, sizeof(s->orphan_min));
+	}
 	writer_free(w);
 }
 
@@ -518,7 +543,8 @@ spool_writer_commit(struct spool_writer *w, struct spool_envelope *e)
 	dbt_init(&key, w->id, SPOOL_ID_LEN);
 	dbt_init(&data, rec, reclen);
 	if ((ret = s->envelopes->put(s->envelopes, txn, &key, &data,
-	                             DB_NOOVERWRITE)) != 0)
+	                             DB_NOOVERWRITE)) != 0 ||
+	    (ret = spool_next_update(s, txn, NULL, e)) != 0)
 		goto fail;
 	ret = txn->commit(txn, DB_TXN_NOSYNC);
 	txn = NULL;
@@ -587,10 +613,14 @@ spool_envelope_get(struct spool *s, const char *id)
 	return e;
 }
 
-/* envelope_size_locked - size of the stored envelope id, read in txn */
+/*
+ * envelope_old_locked - the stored envelope id, read in txn (write
+ * locked): *size its size, its next-attempt index entry replaced by
+ * that of new (NULL: removed)
+ */
 static int
-envelope_size_locked(struct spool *s, DB_TXN *txn, const char *id,
-                     uint64_t *size)
+envelope_old_locked(struct spool *s, DB_TXN *txn, const char *id,
+                    uint64_t *size, const struct spool_envelope *new)
 {
 	struct spool_envelope *old;
 	DBT key, data;
@@ -604,9 +634,10 @@ envelope_size_locked(struct spool *s, DB_TXN *txn, const char *id,
 		return ret;
 	old = spool_envelope_decode(data.data, data.size);
 	*size = old != NULL ? old->size : 0;
+	ret = spool_next_update(s, txn, old, new);
 	spool_envelope_free(old);
 	free(data.data);
-	return 0;
+	return ret;
 }
 
 /* spool_envelope_put - rewrite an existing envelope (NOSYNC commit) */
@@ -629,7 +660,7 @@ spool_envelope_put(struct spool *s, const struct spool_envelope *e)
 		free(rec);
 		return spool_fail(s, ret, "updating %s", e->id);
 	}
-	ret = envelope_size_locked(s, txn, e->id, &oldsize);
+	ret = envelope_old_locked(s, txn, e->id, &oldsize, e);
 	if (ret == DB_NOTFOUND) {
 		txn->abort(txn);
 		free(rec);
@@ -666,7 +697,7 @@ spool_message_delete(struct spool *s, const char *id)
 		                        id ? id : "(null)");
 	if ((ret = s->env->txn_begin(s->env, NULL, &txn, 0)) != 0)
 		return spool_fail(s, ret, "deleting %s", id);
-	ret = envelope_size_locked(s, txn, id, &size);
+	ret = envelope_old_locked(s, txn, id, &size, NULL);
 	if (ret == DB_NOTFOUND) {
 		txn->abort(txn);
 		return spool_fail_class(s, SPOOL_ENOTFOUND, "no message %s",
@@ -806,180 +837,4 @@ spool_body_read(struct spool *s, const char *id, uint32_t n, const void **data,
 	*data = s->rbuf;
 	*len = d.size;
 	return 1;
-}
-
-/* ------------------------------------------------------------------ */
-/* At open */
-
-/* id_from_key - the (secs, counter) of a 12-hex-digit key; 0 if not */
-static int
-id_from_key(const unsigned char *k, size_t n, uint32_t *secs, uint32_t *count)
-{
-	char id[SPOOL_ID_LEN + 1];
-
-	if (n < SPOOL_ID_LEN)
-		return 0;
-	memcpy(id, k, SPOOL_ID_LEN);
-	id[SPOOL_ID_LEN] = '\0';
-	if (!spool_id_valid(id))
-		return 0;
-	*count = (uint32_t)strtoul(id + 8, NULL, 16);
-	id[8] = '\0';
-	*secs = (uint32_t)strtoul(id, NULL, 16);
-	return 1;
-}
-
-static void
-id_seen(struct spool *s, const unsigned char *k, size_t n)
-{
-	uint32_t secs, count;
-
-	if (!id_from_key(k, n, &secs, &count))
-		return;
-	if (secs > s->id_secs || (secs == s->id_secs && count > s->id_count)) {
-		s->id_secs = secs;
-		s->id_count = count;
-	}
-}
-
-/*
- * spool_recount - count messages and bytes from envelopes.db again.
- * After a failed group commit the in-memory count no longer matches
- * what is stored (a message whose commit never reached the disk, a
- * delete that failed for lack of space): the database says what is.
- */
-int
-spool_recount(struct spool *s)
-{
-	unsigned char kbuf[64];
-	uint64_t msgs = 0, bytes = 0;
-	DBC *c;
-	DBT key, data;
-	int ret;
-
-	if ((ret = s->envelopes->cursor(s->envelopes, NULL, &c, 0)) != 0)
-		return -1;
-	dbt_init(&key, kbuf, 0);
-	key.ulen = sizeof(kbuf);
-	key.flags = DB_DBT_USERMEM;
-	dbt_init(&data, NULL, 0);
-	data.flags = DB_DBT_REALLOC;
-	while ((ret = c->get(c, &key, &data, DB_NEXT)) == 0) {
-		struct spool_envelope *e;
-
-		msgs++;
-		if ((e = spool_envelope_decode(data.data, data.size)) != NULL)
-			bytes += e->size;
-		spool_envelope_free(e);
-	}
-	free(data.data);
-	c->close(c);
-	if (ret != DB_NOTFOUND)
-		return -1;
-	s->msgs = msgs;
-	s->bytes = bytes;
-	return 0;
-}
-
-/*
- * spool_open_scan - count messages and bytes, find the largest id so
- * new ids follow it, and remove body chunks whose envelope does not
- * exist (a crash in the middle of a message).  The body walk jumps from
- * one message to the next, so it reads one page per message.
- */
-int
-spool_open_scan(struct spool *s, char *err, size_t errlen)
-{
-	unsigned char kbuf[64];
-	char(*orphans)[SPOOL_ID_LEN + 1] = NULL, id[SPOOL_ID_LEN + 1];
-	size_t norphans = 0, cap = 0, i;
-	DBC *c;
-	DBT key, data;
-	int ret;
-
-	s->msgs = s->bytes = 0;
-	s->id_secs = s->id_count = 0;
-	if ((ret = s->envelopes->cursor(s->envelopes, NULL, &c, 0)) != 0)
-		goto fail;
-	dbt_init(&key, kbuf, 0);
-	key.ulen = sizeof(kbuf);
-	key.flags = DB_DBT_USERMEM;
-	dbt_init(&data, NULL, 0);
-	data.flags = DB_DBT_REALLOC;
-	while ((ret = c->get(c, &key, &data, DB_NEXT)) == 0) {
-		struct spool_envelope *e;
-
-		s->msgs++;
-		if ((e = spool_envelope_decode(data.data, data.size)) != NULL)
-			s->bytes += e->size;
-		spool_envelope_free(e);
-		id_seen(s, kbuf, key.size);
-	}
-	free(data.data);
-	c->close(c);
-	if (ret != DB_NOTFOUND)
-		goto fail;
-
-	if ((ret = s->body->cursor(s->body, NULL, &c, 0)) != 0)
-		goto fail;
-	dbt_init(&key, kbuf, 0);
-	key.ulen = sizeof(kbuf);
-	key.flags = DB_DBT_USERMEM;
-	dbt_init(&data, NULL, 0);
-	data.flags = DB_DBT_PARTIAL;
-	ret = c->get(c, &key, &data, DB_FIRST);
-	while (ret == 0) {
-		DBT ekey;
-
-		if (key.size < SPOOL_ID_LEN) {
-			ret = c->get(c, &key, &data, DB_NEXT);
-			continue;
-		}
-		id_seen(s, kbuf, key.size);
-		memcpy(id, kbuf, SPOOL_ID_LEN);
-		id[SPOOL_ID_LEN] = '\0';
-		dbt_init(&ekey, id, SPOOL_ID_LEN);
-		ret = s->envelopes->exists(s->envelopes, NULL, &ekey, 0);
-		if (ret == DB_NOTFOUND) {
-			if (norphans == cap) {
-				void *n;
-
-				cap = cap ? cap * 2 : 16;
-				if ((n = realloc(orphans,
-				                 cap * sizeof(*orphans))) ==
-				    NULL) {
-					c->close(c);
-					free(orphans);
-					snprintf(err, errlen, "out of memory");
-					s->err = SPOOL_EIO;
-					return -1;
-				}
-				orphans = n;
-			}
-			memcpy(orphans[norphans++], id, sizeof(id));
-		} else if (ret != 0)
-			break;
-		/* past every chunk of id: id + ff ff ff ff + 00 */
-		memcpy(kbuf, id, SPOOL_ID_LEN);
-		memset(kbuf + SPOOL_ID_LEN, 0xff, 4);
-		kbuf[SPOOL_BODY_KEYLEN] = 0;
-		key.size = SPOOL_BODY_KEYLEN + 1;
-		ret = c->get(c, &key, &data, DB_SET_RANGE);
-	}
-	c->close(c);
-	if (ret != DB_NOTFOUND) {
-		free(orphans);
-		goto fail;
-	}
-	for (i = 0; i < norphans; i++)
-		if ((ret = spool_txn_body_remove(s, orphans[i])) != 0) {
-			free(orphans);
-			goto fail;
-		}
-	free(orphans);
-	return 0;
-fail:
-	spool_fail(s, ret, "scanning the spool");
-	snprintf(err, errlen, "%s", s->errbuf);
-	return -1;
 }

@@ -8,7 +8,9 @@
  *
  * The second needs a witness outside the log: backmxd.state in the spool
  * directory holds the end of the log known to be on disk (an LSN) and
- * the message count, rewritten at every checkpoint and at close.  When
+ * the message count, rewritten at every checkpoint and at close.  It
+ * also carries what startup.c needs to open without reading every
+ * envelope: "clean MSGS BYTES" after a clean close, "orphans_from ID".  When
  * recovery leaves the log ending before that LSN, records we had on disk
  * are gone: that is reported (spool_damage) and kept in the state file
  * until the operator acknowledges it (spool_damage_ack).
@@ -93,8 +95,13 @@ spool_state_read(struct spool *s)
 	unsigned long long v;
 	unsigned a, b;
 
+	unsigned long long w;
+	char id[32];
+
 	s->st_file = s->st_offset = 0;
-	s->st_msgs = 0;
+	s->st_msgs = s->st_bytes = 0;
+	s->st_clean = 0;
+	s->st_orphans[0] = '\0'; /* unknown: every chunk may be an orphan */
 	s->damage[0] = '\0';
 	spool_state_path(s, path, sizeof(path));
 	if ((fp = fopen(path, "r")) == NULL)
@@ -106,6 +113,13 @@ spool_state_read(struct spool *s)
 			s->st_offset = b;
 		} else if (sscanf(line, "messages %llu", &v) == 1)
 			s->st_msgs = v;
+		else if (sscanf(line, "clean %llu %llu", &v, &w) == 2) {
+			s->st_clean = 1;
+			s->st_msgs = v;
+			s->st_bytes = w;
+		} else if (sscanf(line, "orphans_from %31s", id) == 1 &&
+		           (strcmp(id, "-") == 0 || spool_id_valid(id)))
+			memcpy(s->st_orphans, id, strlen(id) + 1);
 		else if (strncmp(line, "damage ", 7) == 0)
 			snprintf(s->damage, sizeof(s->damage), "%.700s", line + 7);
 	}
@@ -117,7 +131,8 @@ spool_state_read(struct spool *s)
 int
 spool_state_write(struct spool *s, int durable)
 {
-	char path[4096], tmp[4200], buf[1024];
+	char path[4096], tmp[4200], buf[1024], clean[80];
+	char orphans[SPOOL_ID_LEN + 1];
 	DB_LOG_STAT *ls = NULL;
 	int fd, n, ok;
 
@@ -131,10 +146,20 @@ spool_state_write(struct spool *s, int durable)
 		s->st_offset = ls->st_disk_offset;
 	}
 	free(ls);
-	n = snprintf(buf, sizeof(buf), "lsn %u %u\nmessages %llu\n%s%s%s",
+	/* the counts hold at a close after which nothing runs, unless a
+	 * failed sync left them to be recounted */
+	clean[0] = '\0';
+	if (s->closing && !s->recount)
+		snprintf(clean, sizeof(clean), "clean %llu %llu\n",
+		         (unsigned long long)s->msgs,
+		         (unsigned long long)s->bytes);
+	spool_orphans_from(s, s->closing, orphans);
+	n = snprintf(buf, sizeof(buf),
+	             "lsn %u %u\nmessages %llu\n%sorphans_from %s\n%s%s%s",
 	             (unsigned)s->st_file, (unsigned)s->st_offset,
-	             (unsigned long long)s->msgs, s->damage[0] ? "damage " : "",
-	             s->damage, s->damage[0] ? "\n" : "");
+	             (unsigned long long)s->msgs, clean, orphans,
+	             s->damage[0] ? "damage " : "", s->damage,
+	             s->damage[0] ? "\n" : "");
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		return -1;
 	spool_state_path(s, path, sizeof(path));
@@ -148,6 +173,14 @@ spool_state_write(struct spool *s, int durable)
 	if (!ok || rename(tmp, path) < 0) {
 		unlink(tmp);
 		return -1;
+	}
+	/* a durable write is one the next open may rely on: the rename too */
+	if (durable && (fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >=
+	                   0) {
+		ok = fsync(fd) == 0;
+		close(fd);
+		if (!ok)
+			return -1;
 	}
 	return 0;
 }

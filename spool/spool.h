@@ -5,6 +5,7 @@
  * DB_REGISTER) in one directory holds:
  *   envelopes.db  id -> serialized envelope (sender, DSN, per-rcpt state)
  *   body.db       id + chunk number -> body chunk (64 KiB pages)
+ *   next.db       next attempt + id + tag + flags (the next-attempt index)
  * Everything runs in the daemon's one thread; every transaction begins
  * and ends inside one call, so no lock is ever held across the loop.
  *
@@ -14,7 +15,8 @@
  * committed before it (group commit).
  *
  * The schedule (schedule.c) is an in-memory min-heap of (time, id) that
- * is rebuilt from envelopes.db at open; it is pure (time is a parameter).
+ * is rebuilt at start from next.db (next.c), the persistent index of
+ * next attempts; it is pure (time is a parameter).
  *
  * spool/ never logs: functions return -1 and spool_error() says why.
  * Ownership: spool_envelope_get() returns an envelope the caller frees
@@ -245,6 +247,36 @@ int spool_message_delete(struct spool *s, const char *id);
 int spool_scan(struct spool *s, const char *after, int max,
 	       int (*fn)(void *arg, const struct spool_envelope *e),
 	       void *arg);
+
+/* ------------------------------------------------------------------ */
+/* The next-attempt index (next.c): next.db, one entry per scheduled
+ * message, kept in the transaction of its envelope, read in time order
+ * at start instead of every envelope. */
+
+#define SPOOL_NEXT_CONN 0x01	/* a pending recipient has SPOOL_RCPT_F_CONN */
+#define SPOOL_NEXT_WARN 0x02	/* pending, no delay warning sent yet, not
+				   a DSN: a delay warning may be owed */
+
+struct spool_next {
+	int64_t t;		/* earliest next attempt (or owed DSN) */
+	char id[SPOOL_ID_LEN + 1];
+	uint32_t tag;		/* spool_domain_tag of the one domain of its
+				   pending recipients, 0 when several/none */
+	unsigned flags;		/* SPOOL_NEXT_* */
+};
+
+/* spool_next_of - e's entry: 1 and *n, 0 when it has none (held, done) */
+int spool_next_of(const struct spool_envelope *e, struct spool_next *n);
+/* spool_domain_tag - FNV-1a of the lower-case domain, never 0 */
+uint32_t spool_domain_tag(const char *domain);
+/*
+ * spool_next_scan - entries after *after (NULL: from the first) in time
+ * order, at most max (0 = all); fn returns non-zero to stop.  The
+ * number visited, or -1.  fn may change the spool.
+ */
+int spool_next_scan(struct spool *s, const struct spool_next *after, int max,
+		    int (*fn)(void *arg, const struct spool_next *n),
+		    void *arg);
 
 /* ------------------------------------------------------------------ */
 /* Writing a new message (message.c) */

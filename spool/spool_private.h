@@ -11,11 +11,16 @@
 #include "spool.h"
 
 #define SPOOL_BODY_KEYLEN (SPOOL_ID_LEN + 4) /* id + big-endian chunk */
+/* next.db: be64 time (sign bit flipped) + id + be32 tag + u8 flags */
+#define SPOOL_NEXT_KEYLEN (8 + SPOOL_ID_LEN + 4 + 1)
+
+struct spool_writer;
 
 struct spool {
 	DB_ENV *env;
 	DB *envelopes; /* envelopes.db: id -> record */
 	DB *body;      /* body.db: id + chunk -> octets */
+	DB *next;      /* next.db: the next-attempt index (next.c) */
 	int lockfd;    /* flock()ed backmxd.lock */
 	char *dir;
 
@@ -29,6 +34,11 @@ struct spool {
 	uint64_t msgs; /* spool_count() */
 	uint64_t bytes;
 
+	/* orphan chunks (startup.c): live writers, oldest first, and the
+	 * smallest id whose chunks a failed abort may have left */
+	struct spool_writer *wfirst, *wlast;
+	char orphan_min[SPOOL_ID_LEN + 1];
+
 	void *rbuf; /* spool_body_read() data */
 	size_t rbufcap;
 
@@ -41,8 +51,13 @@ struct spool {
 	char recover_first[256];
 	uint32_t st_file, st_offset; /* backmxd.state: log end known on disk */
 	uint64_t st_msgs;
+	int st_clean;           /* closed cleanly: st_msgs/st_bytes hold */
+	uint64_t st_bytes;
+	char st_orphans[SPOOL_ID_LEN + 1]; /* chunks from here on may be
+	                                      orphans; "" all, "-" none */
 	int64_t st_when;        /* last state write by spool_sync */
 	int recount;            /* a sync failed: recount at the next one */
+	int closing;            /* spool_close: the state file says clean */
 	char damage[768];       /* unacknowledged damage report, or "" */
 
 	/* replication (repl.c) */
@@ -73,13 +88,23 @@ int spool_space_check(const char *dir, size_t cache, uint32_t logbuf,
 int spool_state_read(struct spool *s);
 int spool_state_write(struct spool *s, int durable);
 void spool_damage_check(struct spool *s);
-/* spool_recount - messages and bytes from the database (message.c) */
+/* spool_recount - messages and bytes from the database (startup.c) */
 int spool_recount(struct spool *s);
 /* repl.c: before DB_ENV->open (transport, limits) and after it */
 int spool_repl_configure(struct spool *s, const struct spool_options *o,
                          char *err, size_t errlen);
 int spool_repl_begin(struct spool *s, char *err, size_t errlen);
-/* spool_open_scan - count messages, drop orphan chunks (message.c) */
+/* spool_open_scan - count messages, drop orphan chunks (startup.c) */
 int spool_open_scan(struct spool *s, char *err, size_t errlen);
+/* spool_orphans_from - the state file's orphans_from now (startup.c) */
+void spool_orphans_from(const struct spool *s, int closing,
+                        char id[SPOOL_ID_LEN + 1]);
+/* spool_txn_body_remove - the chunks of id, in a transaction (BDB code) */
+int spool_txn_body_remove(struct spool *s, const char *id);
+/* next.c: the next-attempt index */
+int spool_next_open(struct spool *s, char *err, size_t errlen);
+int spool_next_update(struct spool *s, DB_TXN *txn,
+                      const struct spool_envelope *old,
+                      const struct spool_envelope *new);
 
 #endif

@@ -11,7 +11,7 @@
  * BUILD/bulk_load, or from the top of the tree:
  *
  *   gcc -std=gnu11 -D_GNU_SOURCE -O2 -Ispool -o build/bulk_load \
- *       tests/bench/bulk_load.c spool/env.c spool/message.c -ldb-5.3
+ *       tests/bench/bulk_load.c spool/[a-z]*.c -ldb-5.3
  *   build/bulk_load SPOOLDIR N [SIZE [DOMAIN [DELAY]]]
  *
  * Defaults: SIZE 1024, DOMAIN bench.example, DELAY 86400.  N = 0 adds

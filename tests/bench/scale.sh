@@ -271,7 +271,7 @@ if [[ " $PARTS " == *" spool "* ]]; then
 	say "building bulk_load ..."
 	gcc -std=gnu11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Wno-unused-parameter \
 		-I"$ROOT/spool" -o "$BUILD/bulk_load" "$ROOT/tests/bench/bulk_load.c" \
-		"$ROOT/spool/env.c" "$ROOT/spool/message.c" -ldb-5.3
+		$(ls "$ROOT"/spool/*.c) -ldb-5.3
 fi
 
 for round in $(seq 1 "$ROUNDS"); do

@@ -5,7 +5,7 @@
  * Not built by default; from the top of the tree:
  *
  *   gcc -std=gnu11 -D_GNU_SOURCE -O2 -Ispool -o build/spool_bench \
- *       tests/bench/spool_bench.c spool/env.c spool/message.c -ldb-5.3
+ *       tests/bench/spool_bench.c spool/[a-z]*.c -ldb-5.3
  *   build/spool_bench [DIR]     (default: a new directory in /var/tmp)
  *
  * Run it on the file system the real spool will live on: the figures
