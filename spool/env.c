@@ -531,6 +531,11 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 		s->err = SPOOL_OK;
 		return s;
 	}
+	if (spool_log_check(s) < 0) {
+		snprintf(err, errlen, "%s", s->errbuf);
+		cls = s->err;
+		goto fail;
+	}
 	if (spool_db_open(s, &s->envelopes, "envelopes.db", 0, err, errlen) <
 	        0 ||
 	    spool_db_open(s, &s->body, "body.db", 65536, err, errlen) < 0)

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -186,21 +187,59 @@ spool_state_write(struct spool *s, int durable)
 }
 
 /*
- * spool_damage_check - after recovery: does the log still reach the LSN
- * the state file says was on disk?  Sets s->damage (kept until acked).
+ * spool_log_check - right after recovery, before any database is open:
+ * does the log still reach the LSN the state file says was on disk?
+ * When it does not, the database files may hold pages written after
+ * the log's new end (a checkpoint flushed them): their LSNs are reset,
+ * as for files moved from another environment, or the first change to
+ * such a page fails ("LSN past end of log") and the spool is useless.
+ * The counts and orphans_from of the state file no longer hold either.
+ * 0, or -1 when a reset failed (errno-like BDB code in s->errbuf).
+ */
+int
+spool_log_check(struct spool *s)
+{
+	DB_LOG_STAT *ls = NULL;
+	DIR *d;
+	struct dirent *de;
+	int ret = 0;
+
+	s->log_short = 0;
+	if (s->st_file == 0 || s->env->log_stat(s->env, &ls, 0) != 0)
+		return 0;
+	s->log_file = ls->st_cur_file;
+	s->log_offset = ls->st_cur_offset;
+	free(ls);
+	if (s->log_file > s->st_file ||
+	    (s->log_file == s->st_file && s->log_offset >= s->st_offset))
+		return 0;
+	s->log_short = 1;
+	s->st_clean = 0;
+	s->st_orphans[0] = '\0';
+	if ((d = opendir(s->dir)) == NULL)
+		return spool_fail(s, errno, "reading %s", s->dir);
+	while (ret == 0 && (de = readdir(d)) != NULL) {
+		size_t n = strlen(de->d_name);
+
+		if (n > 3 && strcmp(de->d_name + n - 3, ".db") == 0 &&
+		    (ret = s->env->lsn_reset(s->env, de->d_name, 0)) != 0)
+			spool_fail(s, ret, "resetting the LSNs of %s after a "
+			           "damaged log", de->d_name);
+	}
+	closedir(d);
+	return ret != 0 ? -1 : 0;
+}
+
+/*
+ * spool_damage_check - after the count: the report of what
+ * spool_log_check found (s->damage, kept until acked).
  */
 void
 spool_damage_check(struct spool *s)
 {
-	DB_LOG_STAT *ls = NULL;
-	uint32_t f, o;
-
-	if (s->st_file == 0 || s->env->log_stat(s->env, &ls, 0) != 0)
+	if (s->st_file == 0)
 		return;
-	f = ls->st_cur_file;
-	o = ls->st_cur_offset;
-	free(ls);
-	if (f > s->st_file || (f == s->st_file && o >= s->st_offset)) {
+	if (!s->log_short) {
 		if (s->recover_msgs == 0)
 			return;
 		/* BDB complained during recovery but the log is long enough */
@@ -217,13 +256,14 @@ spool_damage_check(struct spool *s)
 	         "ends at %u/%u but reached %u/%u on disk before; mail "
 	         "accepted after that point is lost (%llu message(s) queued "
 	         "then, %llu now)%s%.200s",
-	         (unsigned)f, (unsigned)o, (unsigned)s->st_file,
-	         (unsigned)s->st_offset, (unsigned long long)s->st_msgs,
-	         (unsigned long long)s->msgs, s->recover_msgs ? "; BDB said: " : "",
+	         (unsigned)s->log_file, (unsigned)s->log_offset,
+	         (unsigned)s->st_file, (unsigned)s->st_offset,
+	         (unsigned long long)s->st_msgs, (unsigned long long)s->msgs,
+	         s->recover_msgs ? "; BDB said: " : "",
 	         s->recover_msgs ? s->recover_first : "");
 	/* the witness follows the log we have now */
-	s->st_file = f;
-	s->st_offset = o;
+	s->st_file = s->log_file;
+	s->st_offset = s->log_offset;
 }
 
 const char *

@@ -59,6 +59,8 @@ struct spool {
 	int recount;            /* a sync failed: recount at the next one */
 	int closing;            /* spool_close: the state file says clean */
 	char damage[768];       /* unacknowledged damage report, or "" */
+	int log_short;          /* the log ends before st_file/st_offset */
+	uint32_t log_file, log_offset; /* where it ends after recovery */
 
 	/* replication (repl.c) */
 	enum spool_repl_role repl_role;
@@ -87,6 +89,7 @@ int spool_space_check(const char *dir, size_t cache, uint32_t logbuf,
                       char *err, size_t errlen);
 int spool_state_read(struct spool *s);
 int spool_state_write(struct spool *s, int durable);
+int spool_log_check(struct spool *s);
 void spool_damage_check(struct spool *s);
 /* spool_recount - messages and bytes from the database (startup.c) */
 int spool_recount(struct spool *s);

@@ -24,7 +24,8 @@
 
 #include "spool.h"
 
-static const struct spool_options small = {4 << 20, 1 << 20, 4 << 20};
+static const struct spool_options small = {
+    .cache_bytes = 4 << 20, .log_buffer = 1 << 20, .log_file = 4 << 20};
 static char dir[256];
 
 static int
