@@ -508,7 +508,8 @@ spool_writer_abort(struct spool_writer *w)
 
 		spool_fail(s, ret, "removing body of aborted %s", w->id);
 		/* the next open removes them (startup.c) */
-		if (s->orphan_min[0] == '\0' || strcmp(w->id, s->orphan_min) < 0)
+		if (s->orphan_min[0] == '\0' ||
+		    strcmp(w->id, s->orphan_min) < 0)
 			memcpy(s->orphan_min, w->id, sizeof(s->orphan_min));
 	}
 	writer_free(w);

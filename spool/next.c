@@ -108,7 +108,8 @@ next_key(unsigned char k[SPOOL_NEXT_KEYLEN], const struct spool_next *n)
 		k[i] = (unsigned char)(t >> (56 - 8 * i));
 	memcpy(k + 8, n->id, SPOOL_ID_LEN);
 	for (i = 0; i < 4; i++)
-		k[8 + SPOOL_ID_LEN + i] = (unsigned char)(n->tag >> (24 - 8 * i));
+		k[8 + SPOOL_ID_LEN + i] =
+		    (unsigned char)(n->tag >> (24 - 8 * i));
 	k[SPOOL_NEXT_KEYLEN - 1] = (unsigned char)n->flags;
 }
 

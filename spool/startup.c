@@ -194,8 +194,8 @@ spool_orphans_from(const struct spool *s, int closing,
 	else if (closing)
 		snprintf(id, SPOOL_ID_LEN + 1, "-");
 	else
-		snprintf(id, SPOOL_ID_LEN + 1, "%08x%04x",
-		         (unsigned)s->id_secs, (unsigned)s->id_count);
+		snprintf(id, SPOOL_ID_LEN + 1, "%08x%04x", (unsigned)s->id_secs,
+		         (unsigned)s->id_count);
 	if (s->orphan_min[0] != '\0' &&
 	    (id[0] == '-' || strcmp(s->orphan_min, id) < 0))
 		memcpy(id, s->orphan_min, SPOOL_ID_LEN + 1);
