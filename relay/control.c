@@ -560,6 +560,9 @@ control_dispatch(struct control_client *c)
 	case CONTROL_PEER:
 		control_peer(c);
 		break;
+	case CONTROL_TAKEOVER:
+		control_takeover(c);
+		break;
 	}
 	control_kick(c);
 }

@@ -63,6 +63,7 @@ enum control_cmd {
 	CONTROL_RESUME,
 	CONTROL_VERIFY,		/* verify ADDRESS [--now] */
 	CONTROL_PEER,		/* the mirror link (control_peer.c) */
+	CONTROL_TAKEOVER,	/* deliver the peer's mail (control_peer.c) */
 };
 
 /* the message filters of queue/hold/release/delete/bounce/flush/requeue */

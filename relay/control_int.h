@@ -84,6 +84,7 @@ void control_showjob_free(struct control_showjob *s);
 
 /* control_peer.c: backmxctl peer */
 void control_peer(struct control_client *c);
+void control_takeover(struct control_client *c);
 
 /* pause.c, the control side */
 void control_pause(struct control_client *c, int pause);

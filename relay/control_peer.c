@@ -1,6 +1,7 @@
 /*
  * control_peer.c - `backmxctl peer`: the mirror link and replication
- * state (relay/mirror.c) as text lines or one JSON object.
+ * state (relay/mirror.c) as text lines or one JSON object; `backmxctl
+ * takeover`: deliver the mail held for the peer now.
  */
 #include <stdio.h>
 
@@ -20,10 +21,12 @@ control_peer(struct control_client *c)
 	const struct peer_link_stats *ls = peer_stats();
 	struct mirror_status st;
 	struct mirror_gate_stats gs;
+	struct mirror_takeover_stats ts;
 	char sent[32], acked[32], rnext[32], racked[32];
 
 	mirror_status(&st);
 	mirror_gate_status(&gs);
+	mirror_takeover_status(&ts);
 	if (!st.enabled) {
 		control_end_err(c, "no peer configured");
 		return;
@@ -47,7 +50,11 @@ control_peer(struct control_client *c)
 		    "\"protocol_errors\": %llu, \"gated\": %llu, "
 		    "\"gated_acked\": %llu, \"gated_timeouts\": %llu, "
 		    "\"gated_waiting\": %llu, \"ack_timeout\": %.0f, "
-		    "\"replica_checkpoints\": %llu}\n",
+		    "\"replica_checkpoints\": %llu, \"takeovers\": %llu, "
+		    "\"taken_messages\": %llu, \"taken_bytes\": %llu, "
+		    "\"taken_already\": %llu, \"taken_reid\": %llu, "
+		    "\"list_sent\": %llu, \"not_redelivered\": %llu, "
+		    "\"duplicates\": %llu, \"forward_held\": %s}\n",
 		    st.own_up && st.replica_up ? "true" : "false",
 		    st.own_up ? "true" : "false",
 		    st.replica_up ? "true" : "false", st.last_heard,
@@ -64,7 +71,15 @@ control_peer(struct control_client *c)
 		    (unsigned long long)gs.gated, (unsigned long long)gs.acked,
 		    (unsigned long long)gs.timeouts,
 		    (unsigned long long)gs.waiting, mirror_gate_timeout(),
-		    (unsigned long long)st.replica_checkpoints);
+		    (unsigned long long)st.replica_checkpoints,
+		    (unsigned long long)ts.takeovers,
+		    (unsigned long long)ts.messages,
+		    (unsigned long long)ts.bytes,
+		    (unsigned long long)ts.already, (unsigned long long)ts.reid,
+		    (unsigned long long)ts.list_sent,
+		    (unsigned long long)ts.not_redelivered,
+		    (unsigned long long)ts.duplicates,
+		    mirror_forward_held() ? "true" : "false");
 		control_end_ok(c);
 		return;
 	}
@@ -102,6 +117,22 @@ control_peer(struct control_client *c)
 	             (unsigned long long)st.replica_checkpoints);
 	control_line(c, "%-22s %s (after %lds of silence)", "takeover",
 	             mirror_takeover_str(st.takeover), st.takeover_after);
+	control_line(
+	    c,
+	    "%-22s %llu time(s), %llu message(s) / %llu octets "
+	    "imported (%llu before, %llu under a new id)",
+	    "taken over", (unsigned long long)ts.takeovers,
+	    (unsigned long long)ts.messages, (unsigned long long)ts.bytes,
+	    (unsigned long long)ts.already, (unsigned long long)ts.reid);
+	control_line(c,
+	             "%-22s %llu id(s) sent to the peer; of ours the peer "
+	             "delivered: %llu removed here, %llu duplicates",
+	             "takeover lists", (unsigned long long)ts.list_sent,
+	             (unsigned long long)ts.not_redelivered,
+	             (unsigned long long)ts.duplicates);
+	if (mirror_forward_held())
+		control_line(c, "%-22s waiting for the peer's takeover list",
+		             "forwarding");
 	control_line(c, "%-22s sent %llu, received %llu", "acks",
 	             (unsigned long long)st.acks_sent,
 	             (unsigned long long)st.acks_received);
@@ -112,5 +143,23 @@ control_peer(struct control_client *c)
 	             (unsigned long long)ls->refused,
 	             (unsigned long long)ls->proto_errors,
 	             (unsigned long long)st.repl_errors);
+	control_end_ok(c);
+}
+
+void
+control_takeover(struct control_client *c)
+{
+	char err[1024];
+
+	if (!mirror_enabled()) {
+		control_end_err(c, "no peer configured");
+		return;
+	}
+	if (mirror_takeover_now("asked by backmxctl takeover", err,
+	                        sizeof(err)) < 0) {
+		control_end_err(c, "%s", err);
+		return;
+	}
+	control_line(c, "the mail held for the peer is being delivered by us");
 	control_end_ok(c);
 }

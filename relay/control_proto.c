@@ -60,6 +60,7 @@ static const struct control_command {
 	{ "verify", CONTROL_VERIFY, 1, 1, ARG_NONE, OPT_NOW,
 	  "verify ADDRESS [--now]" },
 	{ "peer", CONTROL_PEER, 0, 0, ARG_NONE, 0, "peer" },
+	{ "takeover", CONTROL_TAKEOVER, 0, 0, ARG_NONE, 0, "takeover" },
 };
 #define NCOMMANDS (sizeof(control_commands) / sizeof(control_commands[0]))
 
@@ -86,7 +87,8 @@ control_usage(void)
 	       "                             also drops domains that still have queued mail\n"
 	       "  ack-spool                  clear a spool damage report shown by stats\n"
 	       "  verify ADDRESS [--now]     cached recipient answers; --now asks the sources\n"
-	       "  peer                       mirror link, replication lag, takeover state\n";
+	       "  peer                       mirror link, replication lag, takeover state\n"
+	       "  takeover                   deliver the mail held for the mirror peer now\n";
 }
 
 long

@@ -20,6 +20,7 @@
 #include "fwd_dsn.h"
 #include "fwd_int.h"
 #include "log.h"
+#include "mirror.h"
 #include "smtp_client.h"
 #include "stats.h"
 
@@ -469,6 +470,14 @@ fwd_run(struct forwarder *fw)
 
 	if (fw->stopped)
 		return;
+	if (mirror_forward_held()) {
+		/* a mirror node at start: first the peer's word on what it
+		 * delivered for us (relay/mirror_takeover.c) */
+		ev_timer_stop(fw->loop, &fw->timer);
+		ev_timer_set(&fw->timer, 0.5, 0.);
+		ev_timer_start(fw->loop, &fw->timer);
+		return;
+	}
 	if (fw->release_pending && fw->release_depth == 0) {
 		fw->release_pending = 0;
 		fwd_wait_release_all(fw);

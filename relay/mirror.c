@@ -47,11 +47,11 @@ static struct spool_lsn mirror_acked, mirror_replica_acked;
 static struct spool_lsn mirror_replica_pending;
 static int mirror_need_ack;
 static uint64_t mirror_acks_in, mirror_acks_out, mirror_errors;
-static enum mirror_takeover_state mirror_takeover;
 static double mirror_last_errlog;
 static double mirror_own_down_since; /* ev_now() it went down; 0 up */
 static ev_timer mirror_ckp_timer;
 static uint64_t mirror_replica_ckps;
+static uint64_t mirror_incarnation; /* our spool's identity */
 
 int
 mirror_enabled(void)
@@ -104,6 +104,59 @@ mirror_spool_options(const struct config *cfg, struct spool_options *so)
 	so->repl_role = SPOOL_REPL_MASTER;
 	so->repl_send = mirror_send;
 	so->repl_arg = NULL; /* PEER_CH_OWN */
+	/* the node whose peer_listen sorts first is node 1 (even id
+	 * counters), the other node 2 (odd): both work it out the same */
+	so->id_node = memcmp(&cfg->peer->listen, &cfg->peer->addr,
+	                     sizeof(cfg->peer->addr)) <= 0
+	                  ? 1
+	                  : 2;
+}
+
+static void mirror_repl_error(const char *which, struct spool *s);
+
+static int
+mirror_replica_open(const char *dir, char *why, size_t whylen)
+{
+	struct spool_options so;
+
+	memset(&so, 0, sizeof(so));
+	so.cache_bytes = MIRROR_REPLICA_CACHE;
+	so.repl_role = SPOOL_REPL_CLIENT;
+	so.repl_send = mirror_send;
+	so.repl_arg = &mirror_on; /* not NULL: PEER_CH_REPLICA */
+	mirror_replica = spool_open_opts(dir, &so, NULL, why, whylen);
+	return mirror_replica != NULL ? 0 : -1;
+}
+
+int
+mirror_replica_release(char *dir, size_t len)
+{
+	if (mirror_replica == NULL)
+		return -1;
+	snprintf(dir, len, "%s/replica", backmxd.cfg->spool);
+	spool_repl_client_checkpoint(mirror_replica);
+	spool_close(mirror_replica);
+	mirror_replica = NULL;
+	mirror_need_ack = 0;
+	return 0;
+}
+
+int
+mirror_replica_reopen(void)
+{
+	char dir[4096], why[512];
+
+	if (mirror_replica != NULL)
+		return 0;
+	snprintf(dir, sizeof(dir), "%s/replica", backmxd.cfg->spool);
+	if (mirror_replica_open(dir, why, sizeof(why)) < 0) {
+		log_err("peer: cannot open a new replica %s: %s", dir, why);
+		return -1;
+	}
+	memset(&mirror_replica_pending, 0, sizeof(mirror_replica_pending));
+	if (peer_up(PEER_CH_REPLICA) && spool_repl_start(mirror_replica) < 0)
+		mirror_repl_error("the peer's spool", mirror_replica);
+	return 0;
 }
 
 static void
@@ -131,7 +184,6 @@ mirror_replica_check(uint64_t inc)
 	const struct config *cfg = backmxd.cfg;
 	uint64_t known;
 	char dir[4096], old[4200], why[512];
-	struct spool_options so;
 
 	if (inc == 0 || mirror_replica == NULL)
 		return;
@@ -158,14 +210,9 @@ mirror_replica_check(uint64_t inc)
 		         "old one is kept in %s for takeover",
 		         (unsigned long long)inc, (unsigned long long)known,
 		         old);
-		memset(&so, 0, sizeof(so));
-		so.cache_bytes = MIRROR_REPLICA_CACHE;
-		so.repl_role = SPOOL_REPL_CLIENT;
-		so.repl_send = mirror_send;
-		so.repl_arg = &mirror_on;
-		mirror_replica =
-		    spool_open_opts(dir, &so, NULL, why, sizeof(why));
-		if (mirror_replica == NULL) {
+		/* its old spool is gone for good: its mail is ours */
+		mirror_takeover_aside(old);
+		if (mirror_replica_open(dir, why, sizeof(why)) < 0) {
 			log_err("peer: cannot open a new replica %s: %s", dir,
 			        why);
 			return;
@@ -194,7 +241,10 @@ mirror_up(int ch)
 		memset(&mirror_replica_pending, 0,
 		       sizeof(mirror_replica_pending));
 		mirror_need_ack = 0;
+		mirror_takeover_heard();
 		mirror_replica_check(peer_incarnation(PEER_CH_REPLICA));
+		/* what we delivered for its spool while it was away */
+		mirror_takeover_send_list(peer_incarnation(PEER_CH_REPLICA));
 		if (mirror_replica != NULL &&
 		    spool_repl_start(mirror_replica) < 0)
 			mirror_repl_error("the peer's spool", mirror_replica);
@@ -259,6 +309,21 @@ mirror_frame(int ch, const struct peer_frame *f)
 			mirror_need_ack = 1;
 		}
 		return 0;
+	case PEER_F_TAKEN:
+		if (ch == PEER_CH_OWN &&
+		    mirror_takeover_list_in(f, mirror_incarnation) == 1) {
+			uint8_t hdr[PEER_FRAME_FIXED];
+			int n = peer_frame_state(hdr, 0, PEER_STATE_LIST_DONE);
+
+			peer_send(PEER_CH_OWN, hdr, (size_t)n, NULL, 0, NULL,
+			          0);
+		}
+		return 0;
+	case PEER_F_STATE:
+		if (ch == PEER_CH_REPLICA && (f->state & PEER_STATE_LIST_DONE))
+			mirror_takeover_list_done(
+			    peer_incarnation(PEER_CH_REPLICA));
+		return 0;
 	case PEER_F_ACK:
 		if (ch == PEER_CH_OWN) {
 			struct spool_lsn l = {f->lsn_file, f->lsn_off};
@@ -321,7 +386,6 @@ mirror_ckp_cb(struct ev_loop *loop, ev_timer *w, int revents)
 int
 mirror_init(const struct config *cfg, char *err, size_t errlen)
 {
-	struct spool_options so;
 	char dir[4096], why[512];
 
 	if (cfg->peer == NULL)
@@ -332,14 +396,8 @@ mirror_init(const struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	memset(&so, 0, sizeof(so));
-	so.cache_bytes = MIRROR_REPLICA_CACHE;
-	so.repl_role = SPOOL_REPL_CLIENT;
-	so.repl_send = mirror_send;
-	so.repl_arg = &mirror_on; /* not NULL: PEER_CH_REPLICA */
 	snprintf(dir, sizeof(dir), "%s/replica", cfg->spool);
-	mirror_replica = spool_open_opts(dir, &so, NULL, why, sizeof(why));
-	if (mirror_replica == NULL) {
+	if (mirror_replica_open(dir, why, sizeof(why)) < 0) {
 		snprintf(err, errlen, "replica of the peer's spool %s: %s", dir,
 		         why);
 		return -1;
@@ -351,7 +409,9 @@ mirror_init(const struct config *cfg, char *err, size_t errlen)
 	mirror_own_down_since = ev_now(backmxd.loop);
 	if (cfg->peer->ack == PEER_ACK_PEER)
 		mirror_gate_init((double)cfg->peer->ack_timeout);
-	peer_set_incarnation(spool_repl_incarnation(backmxd.spool));
+	mirror_incarnation = spool_repl_incarnation(backmxd.spool);
+	peer_set_incarnation(mirror_incarnation);
+	mirror_takeover_init(cfg->peer->takeover_after);
 	peer_start(&mirror_handlers);
 	return 0;
 }
@@ -363,6 +423,7 @@ mirror_shutdown(void)
 		return;
 	mirror_gate_flush();
 	ev_timer_stop(backmxd.loop, &mirror_ckp_timer);
+	mirror_takeover_shutdown();
 	peer_shutdown();
 	if (mirror_replica != NULL) {
 		spool_sync(mirror_replica);
@@ -403,7 +464,7 @@ mirror_status(struct mirror_status *st)
 	st->acks_received = mirror_acks_in;
 	st->repl_errors = mirror_errors;
 	st->replica_checkpoints = mirror_replica_ckps;
-	st->takeover = mirror_takeover;
+	st->takeover = mirror_takeover_state();
 	st->ack_mode = mirror_ack_mode;
 	st->takeover_after = mirror_takeover_after;
 }

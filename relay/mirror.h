@@ -75,4 +75,25 @@ struct mirror_gate_stats {
 void mirror_gate_status(struct mirror_gate_stats *st);
 const char *mirror_takeover_str(enum mirror_takeover_state s);
 
+/*
+ * Takeover (mirror_takeover.c).  mirror_takeover_now - deliver the mail
+ * held in our replica of the peer's spool as ours now (`backmxctl
+ * takeover`; also by itself after `takeover_after` of silence); -1 with
+ * err when it failed or was done already.  mirror_forward_held - 1
+ * while our forwarder waits at start for the peer's list of our
+ * messages it delivered (at most takeover_after).
+ */
+int mirror_takeover_now(const char *why, char *err, size_t errlen);
+enum mirror_takeover_state mirror_takeover_state(void);
+int mirror_forward_held(void);
+struct mirror_takeover_stats {
+	uint64_t takeovers;       /* times we took the peer's mail over */
+	uint64_t messages, bytes; /* ... messages imported into our spool */
+	uint64_t already, reid;   /* imported before; under a new id */
+	uint64_t list_sent;       /* ids sent back to the returned peer */
+	uint64_t not_redelivered; /* ours the peer delivered: removed here */
+	uint64_t duplicates;      /* ours delivered by both nodes */
+};
+void mirror_takeover_status(struct mirror_takeover_stats *st);
+
 #endif

@@ -10,6 +10,28 @@
 /* mirror.c: seconds our spool's link has been down (0 when up) */
 double mirror_own_down_for(void);
 
+/* mirror.c: the live replica.  mirror_replica_release - close it, its
+ * directory into dir (0; -1 when there is none); mirror_replica_reopen -
+ * a new, empty one in SPOOL/replica */
+int mirror_replica_release(char *dir, size_t len);
+int mirror_replica_reopen(void);
+
+/* mirror_takeover.c */
+void mirror_takeover_init(long after);
+void mirror_takeover_shutdown(void);
+/* mirror_takeover_aside - the replica of a spool the peer lost for good
+ * (SPOOL/replica-ID): taken over at once */
+int mirror_takeover_aside(const char *dir);
+/* mirror_takeover_heard - the peer's connection is up again */
+void mirror_takeover_heard(void);
+/* the TAKEN list: sent to the peer for its spool inc; the peer has
+ * applied it (its STATE); the peer's list for our spool ours came in
+ * (1: applied, tell the peer) */
+void mirror_takeover_send_list(uint64_t inc);
+void mirror_takeover_list_done(uint64_t inc);
+struct peer_frame;
+int mirror_takeover_list_in(const struct peer_frame *f, uint64_t ours);
+
 /* mirror_gate.c */
 /* mirror_gate_init - `peer_ack peer`: gate replies, wait at most timeout */
 void mirror_gate_init(double timeout);

@@ -82,6 +82,10 @@ peer_frame_parse(const uint8_t *buf, size_t len, struct peer_frame *f,
 		if (n != 0)
 			return peer_bad(err, errlen, "PING with a payload");
 		break;
+	case PEER_F_TAKEN:
+		if (n < 9 || (n - 9) % PEER_ID_LEN != 0)
+			return peer_bad(err, errlen, "TAKEN of a bad size");
+		break;
 	default:
 		return peer_bad(err, errlen, "unknown frame type");
 	}
@@ -122,6 +126,22 @@ peer_frame_parse(const uint8_t *buf, size_t len, struct peer_frame *f,
 	case PEER_F_STATE:
 		f->held = peer_get32(p);
 		f->state = peer_get32(p + 4);
+		break;
+	case PEER_F_TAKEN:
+		f->incarnation =
+		    (uint64_t)peer_get32(p) << 32 | peer_get32(p + 4);
+		if (p[8] > 1)
+			return peer_bad(err, errlen, "TAKEN with a bad flag");
+		f->last = p[8];
+		f->ids = p + 9;
+		f->nids = (n - 9) / PEER_ID_LEN;
+		for (uint32_t i = 0; i < n - 9; i++) {
+			uint8_t c = f->ids[i];
+
+			if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+				return peer_bad(err, errlen,
+				                "TAKEN with a bad queue id");
+		}
 		break;
 	}
 	*used = PEER_FRAME_HDR + n;
@@ -191,4 +211,16 @@ peer_frame_state(uint8_t *hdr, uint32_t held, uint32_t state)
 	peer_put32(hdr + 5, held);
 	peer_put32(hdr + 9, state);
 	return PEER_FRAME_HDR + 8;
+}
+
+int
+peer_frame_taken(uint8_t *hdr, uint64_t incarnation, int last, size_t nids)
+{
+	if (nids > PEER_TAKEN_MAX)
+		return -1;
+	peer_hdr(hdr, PEER_F_TAKEN, (uint32_t)(9 + nids * PEER_ID_LEN));
+	peer_put32(hdr + 5, (uint32_t)(incarnation >> 32));
+	peer_put32(hdr + 9, (uint32_t)incarnation);
+	hdr[13] = last ? 1 : 0;
+	return PEER_FRAME_HDR + 9;
 }

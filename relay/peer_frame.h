@@ -17,6 +17,11 @@
  *          permanent record up to there durable on its disk
  *   PING   empty (liveness; either side, any time)
  *   STATE  u32 messages held, u32 flags (PEER_STATE_*): the sender's view
+ *   TAKEN  u64 incarnation (the spool the ids are of), u8 last (1 on
+ *          the last frame of the list), then 12-octet queue ids (hex):
+ *          the messages of that spool the sender took over and delivers
+ *          itself; sent on the connection carrying that spool, right
+ *          after it is up (empty and last when there are none)
  * Anything else (an unknown type, a payload of the wrong size, a length
  * over the limit, a name that is not LDH) is a protocol error: the link
  * closes.  peer_frame_parse() is what the fuzz target drives.
@@ -34,6 +39,8 @@
  * replies under 1 MiB */
 #define PEER_FRAME_MAX (4u * 1024 * 1024)
 #define PEER_NAME_MAX 253
+#define PEER_ID_LEN 12 /* a queue id in a TAKEN frame */
+#define PEER_TAKEN_MAX ((PEER_FRAME_MAX - 9) / PEER_ID_LEN)
 
 enum peer_frame_type {
 	PEER_F_HELLO = 1,
@@ -41,6 +48,7 @@ enum peer_frame_type {
 	PEER_F_ACK = 3,
 	PEER_F_PING = 4,
 	PEER_F_STATE = 5,
+	PEER_F_TAKEN = 6,
 };
 
 /* the two replication groups a node takes part in */
@@ -49,7 +57,8 @@ enum peer_channel {
 	PEER_CH_REPLICA = 1, /* the peer's spool (we hold its replica) */
 };
 
-#define PEER_STATE_TAKEOVER 0x01 /* the sender took over our mail */
+#define PEER_STATE_TAKEOVER 0x01  /* the sender took over our mail */
+#define PEER_STATE_LIST_DONE 0x02 /* the sender applied our TAKEN list */
 
 struct peer_frame {
 	uint8_t type;
@@ -64,6 +73,10 @@ struct peer_frame {
 	uint32_t control_len, rec_len;
 	/* STATE */
 	uint32_t held, state;
+	/* TAKEN (and incarnation) */
+	uint8_t last;
+	const uint8_t *ids; /* nids * PEER_ID_LEN octets, into the input */
+	uint32_t nids;
 };
 
 /*
@@ -88,5 +101,8 @@ int peer_frame_rep(uint8_t *hdr, uint32_t flags, uint32_t lsn_file,
 int peer_frame_ack(uint8_t *hdr, uint32_t lsn_file, uint32_t lsn_off);
 int peer_frame_ping(uint8_t *hdr);
 int peer_frame_state(uint8_t *hdr, uint32_t held, uint32_t state);
+/* peer_frame_taken - header of a TAKEN frame of nids ids (then send
+ * the nids * PEER_ID_LEN octets); -1 when nids > PEER_TAKEN_MAX */
+int peer_frame_taken(uint8_t *hdr, uint64_t incarnation, int last, size_t nids);
 
 #endif

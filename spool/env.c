@@ -184,12 +184,20 @@ spool_id_next(struct spool *s, char id[SPOOL_ID_LEN + 1])
 {
 	uint32_t now = (uint32_t)time(NULL);
 
+	/* a mirror node's counters have its parity (id_node 1 even, 2 odd) */
+	uint32_t first = s->id_node == 2 ? 1 : 0;
+
 	if (now > s->id_secs) {
 		s->id_secs = now;
-		s->id_count = 0;
-	} else if (++s->id_count > 0xffff) {
-		s->id_secs++;
-		s->id_count = 0;
+		s->id_count = first;
+	} else {
+		s->id_count++;
+		if (s->id_node != 0 && (s->id_count & 1) != first)
+			s->id_count++;
+		if (s->id_count > 0xffff) {
+			s->id_secs++;
+			s->id_count = first;
+		}
 	}
 	snprintf(id, SPOOL_ID_LEN + 1, "%08x%04x", (unsigned)s->id_secs,
 	         (unsigned)s->id_count);
@@ -458,6 +466,7 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 		s->env = NULL;
 		goto fail;
 	}
+	s->id_node = o != NULL ? o->id_node : 0;
 	s->env->app_private = s;
 	s->env->set_errcall(s->env, spool_errcall);
 	s->env->set_msgcall(s->env, spool_msgcall);

@@ -76,6 +76,10 @@ struct spool_options {
 	enum spool_repl_role repl_role;
 	spool_repl_send_fn repl_send;
 	void *repl_arg;
+	/* 1 or 2 on the two mirror nodes: ids of node 1 end in an even
+	 * counter, of node 2 in an odd one, so they never collide when one
+	 * node takes the other's mail over (0: any counter) */
+	int id_node;
 };
 
 /*
@@ -139,6 +143,23 @@ int spool_repl_id_put(struct spool *s, const char *name, uint64_t id);
 /* spool_repl_client_checkpoint - a replica: pages to disk, old logs
  * removed (the master's checkpoint is its own, spool_checkpoint) */
 int spool_repl_client_checkpoint(struct spool *s);
+/*
+ * Takeover (repl_import.c).  spool_import - copy every message of src
+ * into dst, ids kept (an id dst holds already: skipped when it is the
+ * same message, else a fresh id of dst); fn(arg, e, origin_id) for each
+ * message imported (e as stored in dst).  Commits without sync: the
+ * caller syncs dst.  0, or -1 with dst's error set.
+ */
+struct spool_envelope;
+struct spool_import_stats {
+	uint64_t imported, bytes;
+	uint64_t already; /* the same message was in dst (imported before) */
+	uint64_t reid;    /* stored under a new id: the id was taken */
+};
+typedef void spool_import_fn(void *arg, const struct spool_envelope *e,
+			     const char *origin_id);
+int spool_import(struct spool *dst, struct spool *src, spool_import_fn *fn,
+		 void *arg, struct spool_import_stats *st);
 /* spool_repl_last_perm - master: the LSN of the last commit record sent */
 struct spool_lsn spool_repl_last_perm(const struct spool *s);
 /* spool_lsn_cmp - <0, 0, >0 as a is before, at, after b */

@@ -30,6 +30,7 @@ struct spool {
 
 	uint32_t id_secs; /* last id handed out */
 	uint32_t id_count;
+	int id_node; /* spool_options.id_node: the counter's parity */
 
 	uint64_t msgs; /* spool_count() */
 	uint64_t bytes;

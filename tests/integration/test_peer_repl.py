@@ -4,8 +4,9 @@ Tried: with the primary down, mail accepted by each node is in the other
 node's replica (SPOOL/replica, read with db5.3_dump) and `backmxctl peer`
 shows the peer acknowledged everything (lag 0, last acked LSN = last sent);
 a node whose spool directory was deleted comes back, rebuilds its replica
-of the peer's spool from the peer (BDB internal init), and the peer keeps
-its replica of the lost spool aside (replica-ID) and copies the new one.
+of the peer's spool from the peer (BDB internal init), and the peer takes
+the mail of the lost spool over (its replica, kept aside as replica-ID,
+imported into its own spool, ids kept) and copies the new one.
 """
 import json
 import os
@@ -116,13 +117,16 @@ def test_peer_repl_empty_node_resyncs(world):
     os.makedirs(b.spool_dir)
     b.start()
     wait_linked(a, b)
-    # B's replica of A is rebuilt from A
-    assert wait_replica(b, ida) == ida
-    # A kept its copy of B's old spool aside, and copies the new one
+    # A kept its copy of B's old spool aside and, that spool being gone
+    # for good, took its mail over at once (ids kept), then copies the new one
     a.wait_log(r'peer: the peer.s spool is a new one .* kept in \S+replica-')
+    a.wait_log(r'takeover: 4 message\(s\) .* of the peer.s spool')
     old = [d for d in os.listdir(a.spool_dir) if d.startswith('replica-')]
-    assert len(old) == 1, os.listdir(a.spool_dir)
-    assert replica_ids(a, old[0]) == idb
+    assert old == [], os.listdir(a.spool_dir)
+    assert queue_ids(a) == ida | idb
+    # B's replica of A is rebuilt from A: A's own mail and B's old mail
+    # that A delivers now
+    assert wait_replica(b, ida | idb) == ida | idb
     send(b, 3, 'to-new-b')
     wait_acked(b)
     idb2 = queue_ids(b)

@@ -142,6 +142,46 @@ test_refused_headers(void **state)
 	assert_int_equal(parse(hello3, sizeof(hello3), &f, &used), -1);
 }
 
+/* TAKEN: incarnation, last flag, 12-octet hex ids; bad ones refused */
+static void
+test_taken(void **state)
+{
+	uint8_t b[PEER_FRAME_FIXED + 3 * PEER_ID_LEN];
+	static const char ids[] = "6b115f9a00006b115f9a00026b115f9a0004";
+	struct peer_frame f;
+	size_t used;
+	int n = peer_frame_taken(b, 0x0123456789abcdefULL, 1, 3);
+
+	assert_int_equal(n, PEER_FRAME_HDR + 9);
+	memcpy(b + n, ids, 3 * PEER_ID_LEN);
+	prefixes(b, (size_t)n + 3 * PEER_ID_LEN);
+	assert_int_equal(parse(b, (size_t)n + 3 * PEER_ID_LEN, &f, &used), 1);
+	assert_int_equal(f.type, PEER_F_TAKEN);
+	assert_true(f.incarnation == 0x0123456789abcdefULL);
+	assert_int_equal(f.last, 1);
+	assert_int_equal(f.nids, 3);
+	assert_memory_equal(f.ids, ids, 3 * PEER_ID_LEN);
+	/* an empty last list */
+	n = peer_frame_taken(b, 7, 1, 0);
+	assert_int_equal(parse(b, (size_t)n, &f, &used), 1);
+	assert_int_equal(f.nids, 0);
+	/* an id that is not lowercase hex */
+	n = peer_frame_taken(b, 7, 0, 1);
+	memcpy(b + n, "6b115f9a000G", PEER_ID_LEN);
+	assert_int_equal(parse(b, (size_t)n + PEER_ID_LEN, &f, &used), -1);
+	/* a flag other than 0/1 */
+	memcpy(b + n, "6b115f9a0000", PEER_ID_LEN);
+	b[13] = 2;
+	assert_int_equal(parse(b, (size_t)n + PEER_ID_LEN, &f, &used), -1);
+	/* a length that is no whole number of ids, from the header alone */
+	{
+		static const uint8_t odd[] = {0, 0, 0, 10, PEER_F_TAKEN};
+
+		assert_int_equal(parse(odd, sizeof(odd), &f, &used), -1);
+	}
+	assert_int_equal(peer_frame_taken(b, 7, 1, PEER_TAKEN_MAX + 1), -1);
+}
+
 int
 main(void)
 {
@@ -150,6 +190,7 @@ main(void)
 	    cmocka_unit_test(test_rep),
 	    cmocka_unit_test(test_small_frames),
 	    cmocka_unit_test(test_refused_headers),
+	    cmocka_unit_test(test_taken),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
