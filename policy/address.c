@@ -1,10 +1,11 @@
 /*
- * address.c - RFC 5321 path parsing and the RCPT decision (the open-relay
- * gate), the percent hack, local-part comparison keys, xtext checks.
+ * address.c - RFC 5321 path syntax: path parsing, local-part comparison
+ * keys, xtext checks.  Syntax only: it looks nothing up (the RCPT
+ * decision on top of it is rcpt_gate.c's).
  *
- * relay/smtpd.c calls policy_parse_path for MAIL FROM and
- * policy_check_rcpt for RCPT TO; both return a struct result to reply
- * with.  Lookups go to domains.c.  Quoted local parts are kept exactly as
+ * relay/smtpd_cmd.c calls policy_parse_path for MAIL FROM; rcpt_gate.c
+ * calls it for RCPT TO and uses the helpers of address.h.  Both return a
+ * struct result to reply with.  Quoted local parts are kept exactly as
  * sent and never dequoted for routing: only the comparison key unquotes.
  */
 #include <arpa/inet.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "address.h"
 #include "policy.h"
 
 /* ------------------------------------------------------------------ */
@@ -76,7 +78,7 @@ addr_utf8_len(const unsigned char *s, size_t n)
 
 /* addr_dot_string - Dot-string: atoms of atext joined by single dots;
  * utf8 lets octets >= 0x80 count as atext (RFC 6531) */
-static int
+int
 addr_dot_string(const char *s, size_t n, int utf8)
 {
 	size_t i, atom = 0;
@@ -100,7 +102,7 @@ addr_dot_string(const char *s, size_t n, int utf8)
 
 /* addr_domain_syntax - sub-domain *("." sub-domain), Let-dig [Ldh-str],
  * labels of at most 63 octets; utf8 admits U-labels */
-static int
+int
 addr_domain_syntax(const char *s, size_t n, int utf8)
 {
 	size_t i, label = 0;
@@ -241,7 +243,7 @@ policy_local_canon(const char *local, char *out, size_t outlen)
 /* path parsing */
 
 /* addr_join - dst = a b c; -1 (dst empty) if it does not fit */
-static int
+int
 addr_join(char *dst, size_t dstlen, const char *a, const char *b, const char *c)
 {
 	size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
@@ -511,148 +513,6 @@ policy_parse_path(const char *s, size_t len, int flags, struct policy_path *out,
 	*endp = close + 1;
 	result_set(res, 250, "2.1.0", "Ok");
 	return 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* the RCPT decision */
-
-static int
-addr_deny(struct result *res, const char *addr, const char *why)
-{
-	result_set(res, 550, "5.7.1", "<%s>: relaying denied (%s)", addr, why);
-	return -1;
-}
-
-/* addr_percent_hack - user%target@us: RFC-less convention, gated by the
- * target's percent_hack on and static route (digest section 5) */
-static int
-addr_percent_hack(const struct policy *p, struct policy_rcpt *out,
-                  struct result *res)
-{
-	const struct policy_path *path = &out->path;
-	const struct policy_domain *d;
-	const char *pct = strchr(path->local, '%'), *target;
-	char user[POLICY_LOCAL_MAX + 1];
-	size_t ulen;
-	int listed;
-
-	if (strchr(pct + 1, '%') != NULL)
-		return addr_deny(res, path->address, "more than one %");
-	if (strchr(path->local, '!') != NULL)
-		return addr_deny(res, path->address, "% with !");
-	ulen = pct - path->local;
-	target = pct + 1;
-	if (ulen == 0 || ulen >= sizeof(user) ||
-	    !addr_dot_string(path->local, ulen, path->utf8))
-		return addr_deny(res, path->address, "bad percent-hack user");
-	if (!addr_domain_syntax(target, strlen(target), 0))
-		return addr_deny(res, path->address, "bad percent-hack domain");
-	memcpy(user, path->local, ulen);
-	user[ulen] = '\0';
-	d = policy_find_domain(p, target);
-	if (d == NULL)
-		return addr_deny(res, path->address,
-		                 "percent-hack domain is not ours");
-	if (!d->percent_hack || !d->route_static)
-		return addr_deny(res, path->address,
-		                 "percent hack not enabled for that domain");
-	listed = policy_domain_has_rcpt(d, user);
-	if (!listed && !policy_rcpt_async(d, 0)) {
-		result_set(res, 550, "5.1.1", "<%s@%s>: recipient unknown",
-		           user, d->name);
-		return -1;
-	}
-	if (addr_join(out->address, sizeof(out->address), user, "@", d->name) <
-	        0 ||
-	    addr_join(out->orcpt, sizeof(out->orcpt), "rfc822;", path->local,
-	              "@") < 0 ||
-	    addr_join(out->orcpt + strlen(out->orcpt),
-	              sizeof(out->orcpt) - strlen(out->orcpt), path->domain, "",
-	              "") < 0) {
-		result_set(res, 501, "5.1.3", "Bad address syntax: too long");
-		return -1;
-	}
-	out->domain = d;
-	out->percent_hack = 1;
-	out->listed = listed;
-	result_set(res, 250, "2.1.5", "<%s> recipient ok", out->address);
-	return policy_rcpt_async(d, listed) ? 1 : 0;
-}
-
-int
-policy_check_rcpt(const struct policy *p, const char *s, size_t len, int flags,
-                  struct policy_rcpt *out, size_t *endp, struct result *res)
-{
-	struct policy_path *path = &out->path;
-	const struct policy_domain *d;
-	int own;
-
-	memset(out, 0, sizeof(*out));
-	if (p == NULL) {
-		result_set(res, 451, "4.3.5", "No configuration loaded");
-		return -1;
-	}
-	if (policy_parse_path(s, len, flags | POLICY_PARSE_RCPT, path, endp,
-	                      res) < 0)
-		return -1;
-	if (path->kind == POLICY_PATH_POSTMASTER) {
-		/* <Postmaster> (4.5.1): we have no mailbox of our own, so it
-		 * goes to the postmaster of our hostname's domain block, or
-		 * else of the first domain block */
-		d = policy_find_domain(p, p->hostname);
-		if (d == NULL && p->ndomains > 0)
-			d = p->domains[0];
-		if (d == NULL) {
-			result_set(res, 550, "5.1.1",
-			           "<Postmaster>: no domain to deliver to");
-			return -1;
-		}
-		out->domain = d;
-		if (addr_join(out->address, sizeof(out->address), "postmaster@",
-		              d->name, "") < 0) {
-			result_set(res, 550, "5.1.1",
-			           "<Postmaster>: domain name too long");
-			return -1;
-		}
-		result_set(res, 250, "2.1.5", "<%s> recipient ok",
-		           out->address);
-		return 0;
-	}
-	if (path->kind != POLICY_PATH_MAILBOX) {
-		result_set(res, 501, "5.1.3", "Bad address syntax");
-		return -1;
-	}
-	/* literals are never ours to relay for, not even postmaster: we do
-	 * not know every address we are reached on */
-	if (path->literal)
-		return addr_deny(res, path->address, "address literal");
-	/* RFC 5321 3.6.2 allows refusing source routes with 550, and the
-	 * contract refuses them all: none is needed to reach a backup MX */
-	if (path->source_route)
-		return addr_deny(res, path->address, "source route");
-	own = policy_is_own_name(p, path->domain_lc);
-	if (own && !path->quoted && strchr(path->local, '%') != NULL)
-		return addr_percent_hack(p, out, res);
-	d = policy_find_domain(p, path->domain_lc);
-	if (d == NULL)
-		return addr_deny(res, path->address,
-		                 own ? "our host name is not a mail domain"
-		                     : "domain is not ours");
-	/* @ % ! in a local part (quoted or not) are routing operators the
-	 * primary might act on: refuse them (Postfix "routed address") */
-	if (strpbrk(path->local, "@%!") != NULL)
-		return addr_deny(res, path->address,
-		                 "routing characters in local part");
-	out->listed = policy_domain_has_rcpt(d, path->local);
-	if (!out->listed && !policy_rcpt_async(d, 0)) {
-		result_set(res, 550, "5.1.1", "<%s>: recipient unknown",
-		           path->address);
-		return -1;
-	}
-	out->domain = d;
-	snprintf(out->address, sizeof(out->address), "%s", path->address);
-	result_set(res, 250, "2.1.5", "<%s> recipient ok", out->address);
-	return policy_rcpt_async(d, out->listed) ? 1 : 0;
 }
 
 /* ------------------------------------------------------------------ */

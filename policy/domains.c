@@ -3,7 +3,7 @@
  *
  * relay/config.c builds the table with policy_new/policy_add_domain and
  * loads each domain's recipient file with policy_domain_load_recipients;
- * address.c asks policy_find_domain and policy_domain_has_rcpt for every
+ * rcpt_gate.c asks policy_find_domain and policy_domain_has_rcpt for every
  * RCPT.  Both lookups are hash tables, so a million recipients cost one
  * probe each.  Nothing here logs: errors come back as "FILE:LINE: text".
  */

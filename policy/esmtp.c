@@ -1,7 +1,7 @@
 /*
  * esmtp.c - MAIL/RCPT ESMTP parameters and xtext (see esmtp.h).
  *
- * Called by relay/smtpd.c after policy_parse_path / policy_check_rcpt
+ * Called by relay/smtpd_cmd.c after policy_parse_path / policy_check_rcpt
  * found the end of the path; xtext syntax comes from address.c
  * (policy_xtext_valid).  Replies are exactly the ones the session gave
  * when it parsed them itself.

@@ -181,7 +181,7 @@ int policy_domain_has_rcpt(const struct policy_domain *d, const char *local);
 int policy_local_canon(const char *local, char *out, size_t outlen);
 
 /* ------------------------------------------------------------------ */
-/* Recipient decision (address.c + domains.c) */
+/* Recipient decision (rcpt_gate.c, on address.c and domains.c) */
 
 struct policy_rcpt {
 	struct policy_path path;	/* as parsed */

@@ -2,9 +2,11 @@
  * env.c - the Berkeley DB environment of the spool: the lock file that
  * keeps a second backmxd out, open with recovery (DB_RECOVER|DB_REGISTER,
  * so a process killed with -9 is recovered at the next open), the
- * databases (envelopes, body, the next-attempt index), group commit (spool_sync), checkpoints and log removal,
- * error classes and the queue-id generator.  Called by relay/main.c;
- * message.c holds the records.  Never logs: errors go to spool_error().
+ * databases (envelopes, body, the next-attempt index), group commit
+ * (spool_sync), checkpoints and log removal, BDB's messages into the
+ * error text.  Called by relay/main.c; message.c holds the records,
+ * errors.c the error state, ids.c the queue ids.  Never logs: errors go
+ * to spool_error().
  */
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -12,7 +14,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,133 +86,6 @@ spool_msgcall(const DB_ENV *env, const char *msg)
 		return;
 	snprintf(line, sizeof(line), "spool: BDB: %s", msg);
 	spool_logger(SPOOL_LOG_INFO, line);
-}
-
-/* spool_classify - which class a BDB/errno return code falls in */
-static enum spool_err
-spool_classify(struct spool *s, int ret)
-{
-	if (ret == ENOSPC || ret == EDQUOT || ret == EFBIG)
-		return SPOOL_ENOSPC;
-	/*
-	 * A failed write deep inside BDB may come back as EIO or as a
-	 * panic; its message to errcall still says why.
-	 */
-	if (strstr(s->dberr, strerror(ENOSPC)) != NULL ||
-	    strstr(s->dberr, strerror(EDQUOT)) != NULL)
-		return SPOOL_ENOSPC;
-	return SPOOL_EIO;
-}
-
-static int
-spool_vfail(struct spool *s, enum spool_err cls, int ret, const char *fmt,
-            va_list ap)
-{
-	char what[256];
-
-	vsnprintf(what, sizeof(what), fmt, ap);
-	s->err = cls;
-	if (ret == 0)
-		snprintf(s->errbuf, sizeof(s->errbuf), "%s", what);
-	else if (s->dberr[0] != '\0')
-		snprintf(s->errbuf, sizeof(s->errbuf), "%s: %s (%s)", what,
-		         db_strerror(ret), s->dberr);
-	else
-		snprintf(s->errbuf, sizeof(s->errbuf), "%s: %s", what,
-		         db_strerror(ret));
-	s->dberr[0] = '\0';
-	return -1;
-}
-
-/* spool_fail - classify BDB/errno code ret, set the error text; -1 */
-int
-spool_fail(struct spool *s, int ret, const char *fmt, ...)
-{
-	va_list ap;
-	int r;
-
-	va_start(ap, fmt);
-	r = spool_vfail(s, spool_classify(s, ret), ret, fmt, ap);
-	va_end(ap);
-	return r;
-}
-
-/* spool_fail_class - as spool_fail with an explicit class */
-int
-spool_fail_class(struct spool *s, enum spool_err cls, const char *fmt, ...)
-{
-	va_list ap;
-	int r;
-
-	va_start(ap, fmt);
-	r = spool_vfail(s, cls, 0, fmt, ap);
-	va_end(ap);
-	return r;
-}
-
-enum spool_err
-spool_errno(const struct spool *s)
-{
-	return s->err;
-}
-
-const char *
-spool_error(const struct spool *s)
-{
-	return s->err == SPOOL_OK ? "no error" : s->errbuf;
-}
-
-/* spool_id_valid - 12 lowercase hex digits */
-int
-spool_id_valid(const char *id)
-{
-	int i;
-
-	for (i = 0; i < SPOOL_ID_LEN; i++)
-		if (!((id[i] >= '0' && id[i] <= '9') ||
-		      (id[i] >= 'a' && id[i] <= 'f')))
-			return 0;
-	return id[SPOOL_ID_LEN] == '\0';
-}
-
-/*
- * spool_id_next - 32-bit seconds + 16-bit counter.  When the clock
- * stands still (or goes back) the counter runs on; when it overflows
- * we borrow the next second, so ids only ever grow.
- */
-void
-spool_id_next(struct spool *s, char id[SPOOL_ID_LEN + 1])
-{
-	uint32_t now = (uint32_t)time(NULL);
-
-	/* a mirror node's counters have its parity (id_node 1 even, 2 odd) */
-	uint32_t first = s->id_node == 2 ? 1 : 0;
-
-	if (now > s->id_secs) {
-		s->id_secs = now;
-		s->id_count = first;
-	} else {
-		s->id_count++;
-		if (s->id_node != 0 && (s->id_count & 1) != first)
-			s->id_count++;
-		if (s->id_count > 0xffff) {
-			s->id_secs++;
-			s->id_count = first;
-		}
-	}
-	snprintf(id, SPOOL_ID_LEN + 1, "%08x%04x", (unsigned)s->id_secs,
-	         (unsigned)s->id_count);
-}
-
-/* spool_body_key - body.db key of chunk n of id into key */
-void
-spool_body_key(unsigned char key[SPOOL_BODY_KEYLEN], const char *id, uint32_t n)
-{
-	memcpy(key, id, SPOOL_ID_LEN);
-	key[SPOOL_ID_LEN] = n >> 24;
-	key[SPOOL_ID_LEN + 1] = n >> 16;
-	key[SPOOL_ID_LEN + 2] = n >> 8;
-	key[SPOOL_ID_LEN + 3] = n;
 }
 
 /*

@@ -1,9 +1,10 @@
 /*
- * fuzz_address.c - libFuzzer target for policy/address.c.  The first
- * octet picks the parse flags, the rest is the text after "RCPT TO:" /
- * "MAIL FROM:".  Beyond memory safety it checks the open-relay rule: an
- * accepted recipient is always local@D for a configured domain D, with
- * no routing characters left in the local part.
+ * fuzz_address.c - libFuzzer target for policy/address.c and
+ * policy/rcpt_gate.c.  The first octet picks the parse flags, the rest
+ * is the text after "RCPT TO:" / "MAIL FROM:".  Beyond memory safety it
+ * checks the open-relay rule: an accepted recipient is always local@D
+ * for a configured domain D, with no routing characters left in the
+ * local part.
  */
 #include <stdint.h>
 #include <stdio.h>

@@ -1,5 +1,6 @@
 /*
- * test_address.c - policy/address.c: the path parser and the RCPT gate.
+ * test_address.c - policy/address.c and policy/rcpt_gate.c: the path
+ * parser and the RCPT gate.
  * One table of address forms (valid, refused, every nmap open-relay form,
  * percent-hack variants, limits, UTF-8) with the exact reply, enhanced
  * code and rewritten address each must get; plus xtext and canon keys.
