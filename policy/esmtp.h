@@ -2,7 +2,7 @@
  * esmtp.h - the ESMTP parameters of MAIL FROM and RCPT TO (RFC 1870
  * SIZE, RFC 6152 BODY, RFC 6531 SMTPUTF8, RFC 3461 RET ENVID NOTIFY
  * ORCPT) and xtext.  Pure: no I/O, no allocation; the parsers split the
- * parameter text in place and point into it.  relay/smtpd.c calls them;
+ * parameter text in place and point into it.  relay/smtpd_cmd.c calls them;
  * the unit test and the fuzz target drive them with any bytes.
  */
 #ifndef BACKMX_ESMTP_H

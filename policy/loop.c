@@ -4,7 +4,7 @@
  * The header scanner is fed by relay/smtpd.c with the message as it
  * arrives (any split, after dot-unstuffing) and asked once at the end of
  * DATA; it counts Received: fields and those naming us as "by".
- * policy_mx_cut is called by relay/forward.c with a domain's MX records
+ * policy_mx_cut is called by relay/fwd_route.c with a domain's MX records
  * (RFC 5321 5.1): we never forward to ourselves or to a worse MX.
  */
 #include <ctype.h>

@@ -82,7 +82,7 @@ enum policy_tls {
 	POLICY_TLS_ENCRYPT,
 	POLICY_TLS_VERIFY,
 	POLICY_TLS_DANE,
-	POLICY_TLS_MTASTS,	/* RFC 8461, after DANE (forward.c) */
+	POLICY_TLS_MTASTS,	/* RFC 8461, after DANE (fwd_tls.c) */
 };
 
 struct policy_rcptset;		/* hash set of lowercased entries */

@@ -27,7 +27,6 @@ callout_set_store(callout_store_fn fn)
 	callout_store_hook = fn;
 }
 
-
 /* ------------------------------------------------------------------ */
 /* destinations */
 
@@ -37,7 +36,7 @@ dest_key(const struct policy_domain *pd, char *key, size_t len)
 {
 	if (pd->route_static)
 		snprintf(key, len, "s:%s:%d:%d", pd->route_host,
-			 pd->route_port > 0 ? pd->route_port : 25, pd->tls);
+		         pd->route_port > 0 ? pd->route_port : 25, pd->tls);
 	else
 		snprintf(key, len, "m:%s:%d", pd->name, pd->tls);
 }
@@ -68,7 +67,7 @@ dest_new(const char *key)
 	snprintf(d->key, sizeof(d->key), "%s", key);
 	/* for logs until dest_fill: the domain or host of the key */
 	snprintf(d->domain, sizeof(d->domain), "%.*s",
-		 (int)strcspn(key + 2, ":"), key + 2);
+	         (int)strcspn(key + 2, ":"), key + 2);
 	d->partial = 1;
 	d->qtail = &d->qhead;
 	ev_timer_init(&d->retry, dest_retry_cb, 1., 0.);
@@ -112,7 +111,7 @@ callout_now(void)
 /* dest_down - suspended by us or by the forwarder? */
 static int
 dest_down(struct callout_dest *d, const struct policy_domain *pd, char *why,
-	  size_t len)
+          size_t len)
 {
 	if (d != NULL && d->dead_until > callout_now()) {
 		snprintf(why, len, "%s", d->dead_why);
@@ -136,8 +135,8 @@ callout_dest_dead(struct callout_dest *d, const char *why)
 	d->dead_until = callout_now() + t;
 	d->last_fail = callout_now();
 	snprintf(d->dead_why, sizeof(d->dead_why), "%s", why);
-	log_info("callout: primary of %s suspended for %lds: %s", d->domain,
-		 t, why);
+	log_info("callout: primary of %s suspended for %lds: %s", d->domain, t,
+	         why);
 }
 
 /*
@@ -148,8 +147,7 @@ callout_dest_dead(struct callout_dest *d, const char *why)
  * so an idle primary is asked at most once a minute.
  */
 int
-callout_primary_state(const struct policy_domain *pd, char *why,
-		      size_t whylen)
+callout_primary_state(const struct policy_domain *pd, char *why, size_t whylen)
 {
 	struct callout_dest *d = dest_get(pd, 0);
 	double now = callout_now();
@@ -178,10 +176,12 @@ callout_note_primary(const char *key, int answered, const char *why)
 	/* logged when the news changes the picture */
 	if (answered && !(d->last_ok > 0 && d->last_ok >= d->last_fail))
 		log_info("callout: primary of %s answers (a delivery reached "
-			 "it)", d->domain);
+		         "it)",
+		         d->domain);
 	if (!answered && !(d->last_fail > d->last_ok))
 		log_info("callout: primary of %s does not answer (a delivery):"
-			 " %.200s", d->domain, why != NULL ? why : "-");
+		         " %.200s",
+		         d->domain, why != NULL ? why : "-");
 	if (answered) {
 		d->last_ok = callout_now();
 		/* a delivery that got through ends our suspension too */
@@ -189,7 +189,7 @@ callout_note_primary(const char *key, int answered, const char *why)
 	} else {
 		d->last_fail = callout_now();
 		snprintf(d->dead_why, sizeof(d->dead_why), "%s",
-			 why != NULL ? why : "delivery failed");
+		         why != NULL ? why : "delivery failed");
 	}
 }
 
@@ -239,8 +239,10 @@ q_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct callout_conn *c = q->conn;
 	struct result r;
 
-	result_set(&r, 451, "4.4.3", "primary of %s did not answer within "
-		   "%lds", q->dest->domain, backmxd.cfg->callout_timeout);
+	result_set(&r, 451, "4.4.3",
+	           "primary of %s did not answer within "
+	           "%lds",
+	           q->dest->domain, backmxd.cfg->callout_timeout);
 	if (c != NULL && c->cur == q) {
 		/* a tarpit: this connection is no use for the others */
 		q->conn = NULL;
@@ -313,7 +315,7 @@ callout_dest_kick(struct callout_dest *d)
 
 		if (d->dead_until > now && d->nconn > 0 &&
 		    now - d->last_try < CALLOUT_HEALTH_FRESH)
-			return;	/* the one try below is on its way */
+			return; /* the one try below is on its way */
 		if (d->dead_until > now && d->nconn == 0 &&
 		    now - d->last_fail >= CALLOUT_HEALTH_FRESH &&
 		    now - d->last_try >= CALLOUT_HEALTH_FRESH) {
@@ -323,8 +325,10 @@ callout_dest_kick(struct callout_dest *d)
 			d->last_try = now;
 		} else if (d->dead_until > now) {
 			snprintf(why, sizeof(why), "%s", d->dead_why);
-			result_set(&r, 451, "4.4.3", "primary of %s "
-				   "suspended: %s", d->domain, why);
+			result_set(&r, 451, "4.4.3",
+			           "primary of %s "
+			           "suspended: %s",
+			           d->domain, why);
 			callout_stats.suspended++;
 			callout_dest_fail_queue(d, &r);
 			return;
@@ -333,12 +337,13 @@ callout_dest_kick(struct callout_dest *d)
 			d->window = now;
 			d->window_count = 0;
 		}
-		if (cfg->callout_rate > 0 && d->window_count >= cfg->callout_rate) {
+		if (cfg->callout_rate > 0 &&
+		    d->window_count >= cfg->callout_rate) {
 			/* over the rate: wait for the next minute, the
 			 * questions' own deadlines bound the wait */
 			if (!ev_is_active(&d->retry)) {
-				ev_timer_set(&d->retry, d->window + 60. - now + 0.01,
-					     0.);
+				ev_timer_set(&d->retry,
+				             d->window + 60. - now + 0.01, 0.);
 				ev_timer_start(backmxd.loop, &d->retry);
 			}
 			return;
@@ -351,7 +356,7 @@ callout_dest_kick(struct callout_dest *d)
 
 struct callout_req *
 callout_start(const struct policy_domain *pd, const char *address,
-	      callout_cb cb, void *arg)
+              callout_cb cb, void *arg)
 {
 	struct callout_dest *d = dest_get(pd, 1);
 	struct callout_req *req;
@@ -376,7 +381,7 @@ callout_start(const struct policy_domain *pd, const char *address,
 		q->dest = d;
 		snprintf(q->address, sizeof(q->address), "%s", address);
 		ev_timer_init(&q->deadline, q_deadline_cb,
-			      (double)backmxd.cfg->callout_timeout, 0.);
+		              (double)backmxd.cfg->callout_timeout, 0.);
 		q->deadline.data = q;
 		ev_timer_start(backmxd.loop, &q->deadline);
 		q->next = d->all;
@@ -442,4 +447,3 @@ callout_shutdown(void)
 		}
 	}
 }
-

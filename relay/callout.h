@@ -34,8 +34,8 @@ typedef void (*callout_cb)(void *arg, const struct result *r);
 
 /* callout_start - ask d's primary about address (NULL: health probe) */
 struct callout_req *callout_start(const struct policy_domain *d,
-				  const char *address, callout_cb cb,
-				  void *arg);
+                                  const char *address, callout_cb cb,
+                                  void *arg);
 void callout_cancel(struct callout_req *q);
 
 /*
@@ -45,7 +45,7 @@ void callout_cancel(struct callout_req *q);
  * a probe), 0 unknown (probe it).
  */
 int callout_primary_state(const struct policy_domain *d, char *why,
-			  size_t whylen);
+                          size_t whylen);
 /*
  * callout_note_primary - the forwarder's word on the destination named
  * key (its fwd_dest key, the same as ours): answered, a delivery reached
@@ -55,17 +55,17 @@ int callout_primary_state(const struct policy_domain *d, char *why,
 void callout_note_primary(const char *key, int answered, const char *why);
 /* callout_set_store - fn(domain, address, r) after every 2xx/5xx answer */
 typedef void (*callout_store_fn)(const char *domain, const char *address,
-				 const struct result *r);
+                                 const struct result *r);
 void callout_set_store(callout_store_fn fn);
 /* callout_shutdown - fail every request (4xx) and close connections */
 void callout_shutdown(void);
 
 /* counters for stats/metrics */
 struct callout_stats {
-	unsigned long long callouts;	/* questions sent (RCPT TO) */
+	unsigned long long callouts; /* questions sent (RCPT TO) */
 	unsigned long long connections;
 	unsigned long long probes;
-	unsigned long long suspended;	/* requests answered by a suspension */
+	unsigned long long suspended; /* requests answered by a suspension */
 };
 extern struct callout_stats callout_stats;
 

@@ -27,11 +27,11 @@
 #define DNS_T_TLSA 52
 
 enum dns_status {
-	DNS_OK,		/* answer with data */
-	DNS_NODATA,	/* name exists, no records of this type */
-	DNS_NXDOMAIN,	/* permanent */
-	DNS_TEMPFAIL,	/* SERVFAIL, timeout, resolver error */
-	DNS_BOGUS,	/* DNSSEC validation failed: treat as temporary */
+	DNS_OK,       /* answer with data */
+	DNS_NODATA,   /* name exists, no records of this type */
+	DNS_NXDOMAIN, /* permanent */
+	DNS_TEMPFAIL, /* SERVFAIL, timeout, resolver error */
+	DNS_BOGUS,    /* DNSSEC validation failed: treat as temporary */
 };
 
 struct dns_tlsa {
@@ -42,18 +42,18 @@ struct dns_tlsa {
 
 struct dns_result {
 	enum dns_status status;
-	int secure;		/* DNSSEC-validated */
+	int secure; /* DNSSEC-validated */
 	int rrtype;
 	const char *qname;
-	const char *canonname;	/* after CNAMEs, or NULL */
-	char why[160];		/* text for logs when not DNS_OK */
-	int n;			/* records in the array of this type: */
-	struct policy_mx *mx;		/* DNS_T_MX (host "" for null MX ".") */
-	struct sockaddr_storage *addr;	/* DNS_T_A / AAAA (port 0) */
-	struct dns_tlsa *tlsa;		/* DNS_T_TLSA */
-	char **txt;			/* DNS_T_TXT, strings joined per RR;
-					   DNS_T_PTR: the names, lowercase */
-	int ttl;		/* of the answer, seconds (0 if unknown) */
+	const char *canonname;         /* after CNAMEs, or NULL */
+	char why[160];                 /* text for logs when not DNS_OK */
+	int n;                         /* records in the array of this type: */
+	struct policy_mx *mx;          /* DNS_T_MX (host "" for null MX ".") */
+	struct sockaddr_storage *addr; /* DNS_T_A / AAAA (port 0) */
+	struct dns_tlsa *tlsa;         /* DNS_T_TLSA */
+	char **txt;                    /* DNS_T_TXT, strings joined per RR;
+	                                  DNS_T_PTR: the names, lowercase */
+	int ttl; /* of the answer, seconds (0 if unknown) */
 };
 
 struct dns;
@@ -66,12 +66,12 @@ typedef void (*dns_cb)(void *arg, const struct dns_result *r);
  * secure).  timeout in seconds per query.
  */
 struct dns *dns_new(struct ev_loop *loop, const char *server,
-		    const char *trust_anchor, int timeout, char *err,
-		    size_t errlen);
-void dns_free(struct dns *d);	/* cancels everything silently */
+                    const char *trust_anchor, int timeout, char *err,
+                    size_t errlen);
+void dns_free(struct dns *d); /* cancels everything silently */
 /* dns_query - NULL (and no callback) only when out of memory or misused */
 struct dns_query *dns_query(struct dns *d, const char *name, int rrtype,
-			    dns_cb cb, void *arg);
+                            dns_cb cb, void *arg);
 void dns_cancel(struct dns_query *q);
 const char *dns_status_str(enum dns_status s);
 
@@ -87,8 +87,7 @@ const char *dns_status_str(enum dns_status s);
  */
 int dns_parse_name(const uint8_t *p, size_t len, char *out, size_t outlen);
 int dns_parse_mx_rdata(const uint8_t *p, size_t len, struct policy_mx *out);
-int dns_parse_txt_rdata(const uint8_t *p, size_t len, char *out,
-			size_t outlen);
+int dns_parse_txt_rdata(const uint8_t *p, size_t len, char *out, size_t outlen);
 int dns_parse_tlsa_rdata(const uint8_t *p, size_t len, struct dns_tlsa *out);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * dnsbl.c - DNSBL lookups at connect and their cache (dnsbl.h).
  *
- * Called by smtpd.c; calls dns_query() (resolver.c) and reads the
+ * Called by smtpd.c; calls dns_query() (dns.c) and reads the
  * `dnsbl` zones from cfg->filter.  The cache holds one entry per (zone,
  * address): listed or not, and the TXT text, until the answer's TTL runs
  * out (negative answers: 60 s; failures are not cached).  It is bounded

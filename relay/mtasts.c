@@ -3,7 +3,7 @@
  * in tests/fuzz/fuzz_mtasts.c): the _mta-sts TXT record, the policy file,
  * MX pattern matching and the HTTP response that carries the policy.
  * Every parser is total: bad input is an error string, never a crash.
- * Called by forward.c, mtasts_fetch.c (the response) and mtasts_cache.c
+ * Called by fwd_tls.c, mtasts_fetch.c (the response) and mtasts_cache.c
  * (policies re-parsed at load); calls only libc.
  */
 #include <ctype.h>

@@ -5,7 +5,7 @@
  * (mtasts_cache.c).
  *
  * The parsers are pure and bounded (fuzzed in tests/fuzz/fuzz_mtasts.c).
- * The fetch never resolves names itself: the caller (forward.c) gives the
+ * The fetch never resolves names itself: the caller (fwd_tls.c) gives the
  * already-resolved address of mta-sts.<domain> and the CA file.
  *
  * Who frees what: a struct mtasts_policy is a plain value (no pointers

@@ -2,7 +2,7 @@
  * mtasts_cache.c - the MTA-STS policy cache: in memory, keyed by domain,
  * each entry with its TXT id and fetch time; saved to a file in the spool
  * directory after each fetch and loaded at the first use, so policies
- * outlive a restart (RFC 8461 5).  Called by forward.c; uses mtasts.c's
+ * outlive a restart (RFC 8461 5).  Called by fwd_tls.c; uses mtasts.c's
  * policy parser at load.
  */
 #include <ctype.h>
@@ -240,4 +240,3 @@ mtasts_cache_load(struct mtasts_cache *c, const char *path, time_t now)
 	fclose(f);
 	return n;
 }
-

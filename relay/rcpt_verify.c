@@ -6,7 +6,7 @@
  * that to policy_rcpt_decide.  accept_when primary-down is checked
  * first: a primary known (or probed) to answer SMTP means 451 4.7.1.
  *
- * Called by smtpd.c (RCPT) and control.c (backmxctl verify); calls
+ * Called by smtpd_cmd.c (RCPT) and control.c (backmxctl verify); calls
  * callout.c, ldap_src.c, spool_verify_*, policy_rcpt_decide.
  */
 #include <ctype.h>

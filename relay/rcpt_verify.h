@@ -6,7 +6,7 @@
  * spool/verify.c), apply accept_when, and combine the answers with
  * policy_rcpt_decide.
  *
- * smtpd.c calls rcpt_verify_start from its RCPT command; while it is
+ * smtpd_cmd.c calls rcpt_verify_start from its RCPT command; while it is
  * pending the session reads and runs no further command (pipelined
  * commands wait in its buffer) and resumes in the callback.
  * Ownership: the caller keeps the handle until the callback (which

@@ -1,6 +1,6 @@
 /*
  * route_dns.h - what a DNS answer on the forward path means for the mail
- * (forward.c's MX choice and address resolution).  A configured domain is
+ * (fwd_route.c's MX choice and address resolution).  A configured domain is
  * never bounced because of DNS: NXDOMAIN, NODATA, SERVFAIL, a timeout or
  * a DNSSEC-bogus answer for its MX or for an MX host's address defers,
  * with a warning log line naming the answer and stats.dns_deferred

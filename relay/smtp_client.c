@@ -1,23 +1,23 @@
 /*
  * smtp_client.c - outbound ESMTP connection on the libev loop: one
- * connection to one address (forward.c picks the addresses), greeting,
+ * connection to one address (fwd_route.c picks the addresses), greeting,
  * EHLO/HELO, STARTTLS (tls.c) and the policy's verdict, the event
  * handler that writes obuf and reads replies, timeouts, QUIT.  Replies
  * of a transaction go to smtp_client_tx.c; reply parsing and the body
  * transformation are smtp_reply.c's.  Socket reads and writes go
  * through net.c (net_read/net_write) only.
  */
+#include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
-#include <fcntl.h>
-#include <arpa/inet.h>
 
 #include <openssl/ssl.h>
 
@@ -111,7 +111,7 @@ smtp_client_printf(struct smtp_client *c, const char *fmt, ...)
 		n = (int)strlen(line);
 	memcpy(line + n, "\r\n", 2);
 	if (smtp_client_out_reserve(c, (size_t)n + 2) < 0)
-		return;		/* the timeout will catch it */
+		return; /* the timeout will catch it */
 	memcpy(c->obuf + c->olen, line, (size_t)n + 2);
 	c->olen += (size_t)n + 2;
 }
@@ -155,8 +155,8 @@ smtp_client_fail(struct smtp_client *c, const char *enh, const char *fmt, ...)
 static void
 client_lost(struct smtp_client *c)
 {
-	smtp_client_fail(c, "4.4.2", "lost connection with %s while %s", c->relay,
-		    c->phase);
+	smtp_client_fail(c, "4.4.2", "lost connection with %s while %s",
+	                 c->relay, c->phase);
 }
 
 static void
@@ -208,13 +208,15 @@ client_tls_required(const struct smtp_client *c)
 static int
 client_after_ehlo(struct smtp_client *c)
 {
-	int want_tls = c->ssl == NULL && (c->caps & SMTP_CAP_STARTTLS) &&
-		       !c->no_starttls;
+	int want_tls =
+	    c->ssl == NULL && (c->caps & SMTP_CAP_STARTTLS) && !c->no_starttls;
 
 	if (c->ssl == NULL && client_tls_required(c) &&
 	    !(c->caps & SMTP_CAP_STARTTLS)) {
-		smtp_client_fail(c, "4.7.4", "TLS is required, but was not offered "
-			    "by host %s", c->relay);
+		smtp_client_fail(c, "4.7.4",
+		                 "TLS is required, but was not offered "
+		                 "by host %s",
+		                 c->relay);
 		return 1;
 	}
 	if (want_tls) {
@@ -240,8 +242,8 @@ client_reply(struct smtp_client *c, const struct smtp_reply *rep)
 	case C_GREETING:
 		if (cls != 2) {
 			smtp_client_fail(c, r.enh[0] ? r.enh : "4.4.0",
-				    "host %s refused to talk to me: %d %s",
-				    c->relay, r.code, r.text);
+			                 "host %s refused to talk to me: %d %s",
+			                 c->relay, r.code, r.text);
 			return 1;
 		}
 		client_send_ehlo(c);
@@ -254,8 +256,10 @@ client_reply(struct smtp_client *c, const struct smtp_reply *rep)
 			return 0;
 		}
 		if (cls != 2) {
-			smtp_client_fail(c, "4.4.0", "host %s said: %d %s (in reply "
-				    "to EHLO)", c->relay, r.code, r.text);
+			smtp_client_fail(c, "4.4.0",
+			                 "host %s said: %d %s (in reply "
+			                 "to EHLO)",
+			                 c->relay, r.code, r.text);
 			return 1;
 		}
 		c->caps = smtp_client_caps(c->rbuf, rep, &c->max_size);
@@ -266,8 +270,10 @@ client_reply(struct smtp_client *c, const struct smtp_reply *rep)
 		return client_after_ehlo(c);
 	case C_HELO:
 		if (cls != 2) {
-			smtp_client_fail(c, "4.4.0", "host %s said: %d %s (in reply "
-				    "to HELO)", c->relay, r.code, r.text);
+			smtp_client_fail(c, "4.4.0",
+			                 "host %s said: %d %s (in reply "
+			                 "to HELO)",
+			                 c->relay, r.code, r.text);
 			return 1;
 		}
 		c->caps = 0;
@@ -277,11 +283,12 @@ client_reply(struct smtp_client *c, const struct smtp_reply *rep)
 
 		if (cls != 2) {
 			if (!client_tls_required(c)) {
-				client_ready(c);	/* opportunistic */
+				client_ready(c); /* opportunistic */
 				return 1;
 			}
-			smtp_client_fail(c, "4.7.4", "host %s refused STARTTLS: %d %s",
-				    c->relay, r.code, r.text);
+			smtp_client_fail(c, "4.7.4",
+			                 "host %s refused STARTTLS: %d %s",
+			                 c->relay, r.code, r.text);
 			return 1;
 		}
 		/*
@@ -294,10 +301,9 @@ client_reply(struct smtp_client *c, const struct smtp_reply *rep)
 
 			memset(&tmp, 0, sizeof(tmp));
 			tmp.tls_ca = c->tls_ca;
-			c->ssl = tls_client_new(&tmp, c->fd, c->tls_policy,
-						c->mxhost, c->tlsa, c->ntlsa,
-						&c->dane_armed, err,
-						sizeof(err));
+			c->ssl = tls_client_new(
+			    &tmp, c->fd, c->tls_policy, c->mxhost, c->tlsa,
+			    c->ntlsa, &c->dane_armed, err, sizeof(err));
 		}
 		if (c->ssl == NULL) {
 			c->tls_failed = 1;
@@ -317,8 +323,10 @@ client_reply(struct smtp_client *c, const struct smtp_reply *rep)
 		return 1;
 	default:
 		/* a reply nobody asked for (421 while idle, ...) */
-		smtp_client_fail(c, "4.4.2", "host %s said: %d %s (unexpected "
-			    "reply)", c->relay, r.code, r.text);
+		smtp_client_fail(c, "4.4.2",
+		                 "host %s said: %d %s (unexpected "
+		                 "reply)",
+		                 c->relay, r.code, r.text);
 		return 1;
 	}
 }
@@ -330,7 +338,7 @@ client_connected(struct smtp_client *c)
 
 	if (err != 0) {
 		smtp_client_fail(c, "4.4.1", "connect to %s: %s", c->relay,
-			    strerror(err));
+		                 strerror(err));
 		return;
 	}
 	c->state = C_GREETING;
@@ -356,8 +364,8 @@ again:
 		r = tls_handshake_step(c->ssl, &want, err, sizeof(err));
 		if (r < 0) {
 			c->tls_failed = 1;
-			smtp_client_fail(c, "4.7.5", "TLS with %s: %s", c->relay,
-				    err);
+			smtp_client_fail(c, "4.7.5", "TLS with %s: %s",
+			                 c->relay, err);
 			return;
 		}
 		if (r == 0) {
@@ -367,11 +375,11 @@ again:
 		}
 		c->ssl_want = 0;
 		if (tls_client_verdict(c->ssl, c->tls_policy, c->dane_armed,
-				       desc, sizeof(desc), err,
-				       sizeof(err)) < 0) {
+		                       desc, sizeof(desc), err,
+		                       sizeof(err)) < 0) {
 			c->tls_failed = 1;
-			smtp_client_fail(c, "4.7.5", "TLS with %s: %s", c->relay,
-				    err);
+			smtp_client_fail(c, "4.7.5", "TLS with %s: %s",
+			                 c->relay, err);
 			return;
 		}
 		snprintf(c->tls_desc, sizeof(c->tls_desc), "%s", desc);
@@ -383,7 +391,7 @@ again:
 	/* write what is pending */
 	while (c->olen > c->ooff) {
 		ssize_t n = net_write(c->fd, c->ssl, c->obuf + c->ooff,
-				      c->olen - c->ooff, &c->ssl_want);
+		                      c->olen - c->ooff, &c->ssl_want);
 
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
@@ -395,8 +403,9 @@ again:
 		if (c->state == C_BODY)
 			smtp_client_timeout(c, c->command_timeout);
 		if (c->state == C_BODY && smtp_client_body_fill(c) < 0) {
-			smtp_client_fail(c, "4.3.0",
-				    "cannot read the message from the spool");
+			smtp_client_fail(
+			    c, "4.3.0",
+			    "cannot read the message from the spool");
 			return;
 		}
 	}
@@ -413,8 +422,8 @@ again:
 		struct smtp_reply rep;
 		int used;
 
-		while ((used = smtp_reply_parse(c->ibuf, c->ilen, &rep,
-						&why)) > 0) {
+		while ((used = smtp_reply_parse(c->ibuf, c->ilen, &rep, &why)) >
+		       0) {
 			int done;
 
 			if (c->state == C_BODY) {
@@ -422,9 +431,11 @@ again:
 				struct result r;
 
 				smtp_reply_result(c->ibuf, &rep, &r);
-				smtp_client_fail(c, "4.4.2", "host %s said %d %s "
-					    "while %s", c->relay, r.code,
-					    r.text, c->phase);
+				smtp_client_fail(c, "4.4.2",
+				                 "host %s said %d %s "
+				                 "while %s",
+				                 c->relay, r.code, r.text,
+				                 c->phase);
 				return;
 			}
 			/*
@@ -434,11 +445,12 @@ again:
 			 * reply by one.
 			 */
 			memcpy(c->rbuf, c->ibuf, (size_t)used);
-			memmove(c->ibuf, c->ibuf + used, c->ilen - (size_t)used);
+			memmove(c->ibuf, c->ibuf + used,
+			        c->ilen - (size_t)used);
 			c->ilen -= (size_t)used;
 			done = client_reply(c, &rep);
 			if (done)
-				return;	/* c may be gone */
+				return; /* c may be gone */
 			if (c->state == C_HANDSHAKE) {
 				/*
 				 * Anything the server sent after its 220 came
@@ -450,17 +462,17 @@ again:
 			}
 		}
 		if (used < 0) {
-			smtp_client_fail(c, "4.5.0", "host %s: %s while %s", c->relay,
-				    why, c->phase);
+			smtp_client_fail(c, "4.5.0", "host %s: %s while %s",
+			                 c->relay, why, c->phase);
 			return;
 		}
 		if (c->ilen == sizeof(c->ibuf)) {
 			smtp_client_fail(c, "4.5.0", "host %s: reply too long",
-				    c->relay);
+			                 c->relay);
 			return;
 		}
 		n = net_read(c->fd, c->ssl, c->ibuf + c->ilen,
-			     sizeof(c->ibuf) - c->ilen, &c->ssl_want);
+		             sizeof(c->ibuf) - c->ilen, &c->ssl_want);
 		if (n == 0) {
 			if (c->state == C_QUIT) {
 				smtp_client_free(c);
@@ -494,11 +506,14 @@ client_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	}
 	if (c->state == C_CONNECT)
-		smtp_client_fail(c, "4.4.1", "connect to %s: Connection timed out",
-			    c->relay);
+		smtp_client_fail(c, "4.4.1",
+		                 "connect to %s: Connection timed out",
+		                 c->relay);
 	else
-		smtp_client_fail(c, "4.4.2", "conversation with %s timed out while "
-			    "%s", c->relay, c->phase);
+		smtp_client_fail(c, "4.4.2",
+		                 "conversation with %s timed out while "
+		                 "%s",
+		                 c->relay, c->phase);
 }
 
 /* client_start_cb - deliver a failed connect(2) outside smtp_client_new */
@@ -538,7 +553,7 @@ client_tlsa_copy(struct smtp_client *c, const struct dns_tlsa *t, int n)
 
 struct smtp_client *
 smtp_client_new(struct ev_loop *loop, const struct smtp_client_params *p,
-		smtp_client_cb cb, void *arg)
+                smtp_client_cb cb, void *arg)
 {
 	struct smtp_client *c;
 	socklen_t sl;
@@ -558,12 +573,11 @@ smtp_client_new(struct ev_loop *loop, const struct smtp_client_params *p,
 		free(c);
 		return NULL;
 	}
-	c->connect_timeout = p->cfg->connect_timeout > 0
-				 ? p->cfg->connect_timeout : 30;
-	c->command_timeout = p->cfg->command_timeout > 0
-				 ? p->cfg->command_timeout : 300;
-	c->data_timeout = p->cfg->data_timeout > 0 ? p->cfg->data_timeout
-						   : 600;
+	c->connect_timeout =
+	    p->cfg->connect_timeout > 0 ? p->cfg->connect_timeout : 30;
+	c->command_timeout =
+	    p->cfg->command_timeout > 0 ? p->cfg->command_timeout : 300;
+	c->data_timeout = p->cfg->data_timeout > 0 ? p->cfg->data_timeout : 600;
 	/* without the copy, verification would silently fall back to the
 	 * system CA store: no client at all (the caller defers) */
 	if (p->cfg->tls_ca != NULL &&
@@ -579,19 +593,19 @@ smtp_client_new(struct ev_loop *loop, const struct smtp_client_params *p,
 		const struct sockaddr_in6 *s6 = (const void *)&p->addr;
 
 		inet_ntop(AF_INET6, &s6->sin6_addr, c->addrtext,
-			  sizeof(c->addrtext));
+		          sizeof(c->addrtext));
 		c->port = ntohs(s6->sin6_port);
 		sl = sizeof(*s6);
 	} else {
 		const struct sockaddr_in *s4 = (const void *)&p->addr;
 
 		inet_ntop(AF_INET, &s4->sin_addr, c->addrtext,
-			  sizeof(c->addrtext));
+		          sizeof(c->addrtext));
 		c->port = ntohs(s4->sin_port);
 		sl = sizeof(*s4);
 	}
 	snprintf(c->relay, sizeof(c->relay), "%s[%s]:%d", c->mxhost,
-		 c->addrtext, c->port);
+	         c->addrtext, c->port);
 	ev_io_init(&c->io, client_io_cb, -1, EV_READ);
 	c->io.data = c;
 	ev_timer_init(&c->timer, client_timer_cb, 1., 0.);
@@ -600,7 +614,7 @@ smtp_client_new(struct ev_loop *loop, const struct smtp_client_params *p,
 	c->phase = "connecting";
 
 	c->fd = socket(p->addr.ss_family,
-		       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	               SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd >= 0)
 		r = connect(c->fd, (const struct sockaddr *)&p->addr, sl);
 	else
@@ -668,7 +682,8 @@ smtp_client_quit(struct smtp_client *c)
 	c->state = C_QUIT;
 	c->phase = "quitting";
 	smtp_client_printf(c, "QUIT");
-	smtp_client_timeout(c, c->command_timeout < 30 ? c->command_timeout : 30);
+	smtp_client_timeout(c,
+	                    c->command_timeout < 30 ? c->command_timeout : 30);
 	smtp_client_watch(c);
 }
 
@@ -689,6 +704,6 @@ void
 smtp_client_times(const struct smtp_client *c, double *setup, int *use)
 {
 	*use = c->uses + 1;
-	*setup = c->uses == 0 && c->t_ready >= c->t_new ? c->t_ready - c->t_new
-							: 0;
+	*setup =
+	    c->uses == 0 && c->t_ready >= c->t_new ? c->t_ready - c->t_new : 0;
 }

@@ -1,6 +1,6 @@
 /*
  * smtp_client.h - the outbound ESMTP client: one connection to one
- * address, driven by forward.c.  Connect, greeting, EHLO (HELO fallback),
+ * address, driven by fwd_session.c.  Connect, greeting, EHLO (HELO fallback),
  * STARTTLS per the domain's tls policy, then any number of transactions
  * (MAIL, RCPT..., DATA, body from the spool dot-stuffed with CRLF only,
  * final dot), each with per-recipient results, then QUIT.  The connection
@@ -8,7 +8,7 @@
  * smtp_client_int.h), the pure reply parser and body transformation
  * smtp_reply.c.
  *
- * Ownership: forward.c creates a client with smtp_client_new() and ends
+ * Ownership: fwd_session.c creates a client with smtp_client_new() and ends
  * it with smtp_client_free() (abort) or smtp_client_quit() (polite: the
  * client then closes and frees itself, and never calls back again).
  * The callback is always the last thing the client does in its event
@@ -32,15 +32,15 @@ struct dns_tlsa;
 /* ------------------------------------------------------------------ */
 /* Reply parser (pure, fuzzed; smtp_reply.c) */
 
-#define SMTP_REPLY_LINE_MAX 512	/* RFC 5321 4.5.3.1.5, with CRLF */
+#define SMTP_REPLY_LINE_MAX 512 /* RFC 5321 4.5.3.1.5, with CRLF */
 #define SMTP_REPLY_LINES_MAX 64
 
 struct smtp_reply {
-	int code;		/* 200..599 */
+	int code; /* 200..599 */
 	int nlines;
 	struct {
-		size_t off;	/* text after "NNN-"/"NNN " within buf */
-		size_t len;	/* without the line ending */
+		size_t off; /* text after "NNN-"/"NNN " within buf */
+		size_t len; /* without the line ending */
 	} line[SMTP_REPLY_LINES_MAX];
 };
 
@@ -51,14 +51,14 @@ struct smtp_reply {
  * bare LF is tolerated on input); every line carries the same code.
  */
 int smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *out,
-		     const char **why);
+                     const char **why);
 /*
  * smtp_reply_result - the reply as the one result type: code, enhanced
  * code when the first line starts with one of the same class, and the
  * text of all lines joined by spaces (non-printables replaced, bounded).
  */
 void smtp_reply_result(const char *buf, const struct smtp_reply *rep,
-		       struct result *r);
+                       struct result *r);
 
 /* ------------------------------------------------------------------ */
 /* Client */
@@ -72,37 +72,37 @@ void smtp_reply_result(const char *buf, const struct smtp_reply *rep,
 
 /* smtp_client_caps - capabilities from EHLO reply lines (pure) */
 int smtp_client_caps(const char *buf, const struct smtp_reply *rep,
-		     unsigned long long *size);
+                     unsigned long long *size);
 
 struct smtp_client;
 
 struct smtp_client_params {
-	const struct config *cfg;	/* timeouts, tls_ca; read at once */
-	const char *helo;		/* our hostname */
-	const char *mxhost;		/* name for logs, SNI, verify */
-	struct sockaddr_storage addr;	/* with the port set */
-	int tls;			/* enum policy_tls: MAY, ENCRYPT, VERIFY,
-					   or DANE (then with tlsa) */
+	const struct config *cfg;     /* timeouts, tls_ca; read at once */
+	const char *helo;             /* our hostname */
+	const char *mxhost;           /* name for logs, SNI, verify */
+	struct sockaddr_storage addr; /* with the port set */
+	int tls;                      /* enum policy_tls: MAY, ENCRYPT, VERIFY,
+	                                 or DANE (then with tlsa) */
 	/*
 	 * tls DANE: the host's TLSA records, from DNSSEC-secure data, usages
-	 * 2 and 3 only (forward.c filters).  With at least one, STARTTLS is
+	 * 2 and 3 only (fwd_tls.c filters).  With at least one, STARTTLS is
 	 * mandatory and the peer must match them (RFC 7672 2.2); without,
 	 * DANE means opportunistic TLS, as MAY.  Copied by smtp_client_new.
 	 */
 	const struct dns_tlsa *tlsa;
 	int ntlsa;
-	int no_starttls;		/* MAY only: the retry in clear after a
-					   failed handshake, STARTTLS not used */
+	int no_starttls; /* MAY only: the retry in clear after a
+	                    failed handshake, STARTTLS not used */
 };
 
 struct smtp_client_tx {
 	struct spool *spool;
 	const struct spool_envelope *env;
 	int nrcpt;
-	const int *rcpt;	/* indices into env->rcpt */
-	struct result *res;	/* nrcpt results, filled by the client */
-	int *remote;		/* nrcpt flags or NULL: 1 when res[i] is
-				   the server's reply, 0 when local */
+	const int *rcpt;    /* indices into env->rcpt */
+	struct result *res; /* nrcpt results, filled by the client */
+	int *remote;        /* nrcpt flags or NULL: 1 when res[i] is
+	                       the server's reply, 0 when local */
 };
 
 /*
@@ -113,11 +113,11 @@ struct smtp_client_tx {
  * smtp_client_usable() is 0.
  */
 typedef void (*smtp_client_cb)(void *arg, struct smtp_client *c,
-			       const struct result *r);
+                               const struct result *r);
 
 struct smtp_client *smtp_client_new(struct ev_loop *loop,
-				    const struct smtp_client_params *p,
-				    smtp_client_cb cb, void *arg);
+                                    const struct smtp_client_params *p,
+                                    smtp_client_cb cb, void *arg);
 /*
  * smtp_client_send - start a transaction on a ready client.  Returns 0
  * (the callback follows), or -1 when this server cannot take the message
@@ -156,7 +156,7 @@ void smtp_client_free(struct smtp_client *c);
  * Both return the octets written.
  */
 size_t smtp_client_body_encode(int *state, const char *in, size_t len,
-			       char *out);
+                               char *out);
 size_t smtp_client_body_end(int *state, char *out);
 
 #endif

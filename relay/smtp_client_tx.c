@@ -4,7 +4,7 @@
  * RSET/MAIL/RCPT.../DATA with their DSN parameters, replies matched by
  * counting into per-recipient results, the body streamed from the spool
  * (smtp_reply.c's transformation), the final dot.  Called through
- * smtp_client_send() by forward.c and by smtp_client.c's event handler.
+ * smtp_client_send() by fwd_session.c and by smtp_client.c's event handler.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,27 +72,27 @@ client_send_cmd(struct smtp_client *c, int i)
 	case CMD_MAIL:
 		if (c->caps & SMTP_CAP_SIZE)
 			o += (size_t)snprintf(params + o, sizeof(params) - o,
-					      " SIZE=%llu",
-					      (unsigned long long)e->size);
+			                      " SIZE=%llu",
+			                      (unsigned long long)e->size);
 		if (e->body != SPOOL_BODY_7BIT)
 			o += (size_t)snprintf(params + o, sizeof(params) - o,
-					      " BODY=8BITMIME");
+			                      " BODY=8BITMIME");
 		if (e->smtputf8)
 			o += (size_t)snprintf(params + o, sizeof(params) - o,
-					      " SMTPUTF8");
+			                      " SMTPUTF8");
 		if (c->caps & SMTP_CAP_DSN) {
 			if (e->ret == SPOOL_RET_FULL)
 				o += (size_t)snprintf(params + o,
-						      sizeof(params) - o,
-						      " RET=FULL");
+				                      sizeof(params) - o,
+				                      " RET=FULL");
 			else if (e->ret == SPOOL_RET_HDRS)
 				o += (size_t)snprintf(params + o,
-						      sizeof(params) - o,
-						      " RET=HDRS");
+				                      sizeof(params) - o,
+				                      " RET=HDRS");
 			if (e->envid != NULL && e->envid[0] != '\0') {
 				client_xtext(e->envid, x, sizeof(x));
 				snprintf(params + o, sizeof(params) - o,
-					 " ENVID=%s", x);
+				         " ENVID=%s", x);
 			}
 		}
 		smtp_client_printf(c, "MAIL FROM:<%s>%s", e->sender, params);
@@ -106,27 +106,28 @@ client_send_cmd(struct smtp_client *c, int i)
 
 			if (n & SPOOL_NOTIFY_NEVER)
 				o += (size_t)snprintf(params, sizeof(params),
-						      " NOTIFY=NEVER");
+				                      " NOTIFY=NEVER");
 			else
 				o += (size_t)snprintf(
-				    params, sizeof(params), " NOTIFY=%s%s%s%s%s",
+				    params, sizeof(params),
+				    " NOTIFY=%s%s%s%s%s",
 				    n & SPOOL_NOTIFY_SUCCESS ? "SUCCESS" : "",
 				    (n & SPOOL_NOTIFY_SUCCESS) &&
-					    (n & (SPOOL_NOTIFY_FAILURE |
-						  SPOOL_NOTIFY_DELAY))
-					? ","
-					: "",
+				            (n & (SPOOL_NOTIFY_FAILURE |
+				                  SPOOL_NOTIFY_DELAY))
+				        ? ","
+				        : "",
 				    n & SPOOL_NOTIFY_FAILURE ? "FAILURE" : "",
 				    (n & SPOOL_NOTIFY_FAILURE) &&
-					    (n & SPOOL_NOTIFY_DELAY)
-					? ","
-					: "",
+				            (n & SPOOL_NOTIFY_DELAY)
+				        ? ","
+				        : "",
 				    n & SPOOL_NOTIFY_DELAY ? "DELAY" : "");
 		}
 		if ((c->caps & SMTP_CAP_DSN) && r->orcpt != NULL) {
 			client_xtext(r->orcpt, x, sizeof(x));
 			snprintf(params + o, sizeof(params) - o, " ORCPT=%s",
-				 x);
+			         x);
 		}
 		smtp_client_printf(c, "RCPT TO:<%s>%s", r->address, params);
 		break;
@@ -160,14 +161,14 @@ smtp_client_body_fill(struct smtp_client *c)
 		int r;
 
 		r = spool_body_read(c->tx->spool, c->tx->env->id, c->chunk,
-				    &data, &len);
+		                    &data, &len);
 		if (r < 0)
 			return -1;
 		if (r == 0) {
 			if (smtp_client_out_reserve(c, 8) < 0)
 				return -1;
 			c->olen += smtp_client_body_end(&c->body_state,
-							c->obuf + c->olen);
+			                                c->obuf + c->olen);
 			c->body_done = 1;
 			break;
 		}
@@ -175,7 +176,7 @@ smtp_client_body_fill(struct smtp_client *c)
 		if (smtp_client_out_reserve(c, 2 * len + 2) < 0)
 			return -1;
 		c->olen += smtp_client_body_encode(&c->body_state, data, len,
-						   c->obuf + c->olen);
+		                                   c->obuf + c->olen);
 	}
 	return 0;
 }
@@ -183,7 +184,7 @@ smtp_client_body_fill(struct smtp_client *c)
 /* smtp_client_tx_reply - one reply to RSET/MAIL/RCPT/DATA or the dot */
 int
 smtp_client_tx_reply(struct smtp_client *c, const struct smtp_reply *rep,
-		     const struct result *res)
+                     const struct result *res)
 {
 	struct result r = *res;
 	int cls = rep->code / 100;
@@ -225,9 +226,10 @@ smtp_client_tx_reply(struct smtp_client *c, const struct smtp_reply *rep,
 				c->body_state = 0;
 				c->body_done = 0;
 				if (smtp_client_body_fill(c) < 0) {
-					smtp_client_fail(c, "4.3.0", "cannot read "
-						    "the message from the "
-						    "spool");
+					smtp_client_fail(c, "4.3.0",
+					                 "cannot read "
+					                 "the message from the "
+					                 "spool");
 					return 1;
 				}
 				smtp_client_timeout(c, c->command_timeout);
@@ -237,16 +239,17 @@ smtp_client_tx_reply(struct smtp_client *c, const struct smtp_reply *rep,
 				r = c->mail_res;
 			else if (cls == 2) {
 				/* only the reply to the dot delivers */
-				smtp_client_fail(c, "4.5.0", "host %s said %d %s in "
-					    "reply to DATA", c->relay, r.code,
-					    r.text);
+				smtp_client_fail(c, "4.5.0",
+				                 "host %s said %d %s in "
+				                 "reply to DATA",
+				                 c->relay, r.code, r.text);
 				return 1;
 			}
 			client_tx_finish(c, &r);
 			return 1;
 		}
 		if (c->nreplied == c->ncmd)
-			return 0;	/* not reached: DATA is last */
+			return 0; /* not reached: DATA is last */
 		if (!(c->caps & SMTP_CAP_PIPELINING)) {
 			/* without pipelining, stop early when pointless */
 			if (c->mail_failed) {
@@ -271,7 +274,7 @@ smtp_client_tx_reply(struct smtp_client *c, const struct smtp_reply *rep,
 		client_tx_finish(c, &r);
 		return 1;
 	default:
-		return 0;	/* not reached: smtp_client.c sends only these */
+		return 0; /* not reached: smtp_client.c sends only these */
 	}
 }
 
@@ -289,19 +292,26 @@ smtp_client_send(struct smtp_client *c, struct smtp_client_tx *tx)
 	fail.code = 0;
 	if ((c->caps & SMTP_CAP_SIZE) && c->max_size > 0 &&
 	    e->size > c->max_size)
-		result_set(&fail, 552, "5.3.4", "message size %llu exceeds "
-			   "size limit %llu of server %s",
-			   (unsigned long long)e->size, c->max_size, c->relay);
+		result_set(&fail, 552, "5.3.4",
+		           "message size %llu exceeds "
+		           "size limit %llu of server %s",
+		           (unsigned long long)e->size, c->max_size, c->relay);
 	else if (e->body == SPOOL_BODY_BINARYMIME)
-		result_set(&fail, 554, "5.6.3", "binary content cannot be "
-			   "relayed over DATA to %s", c->relay);
+		result_set(&fail, 554, "5.6.3",
+		           "binary content cannot be "
+		           "relayed over DATA to %s",
+		           c->relay);
 	else if (e->body == SPOOL_BODY_8BITMIME &&
-		 !(c->caps & SMTP_CAP_8BITMIME))
-		result_set(&fail, 554, "5.6.3", "8-bit content, but server %s "
-			   "does not support 8BITMIME", c->relay);
+	         !(c->caps & SMTP_CAP_8BITMIME))
+		result_set(&fail, 554, "5.6.3",
+		           "8-bit content, but server %s "
+		           "does not support 8BITMIME",
+		           c->relay);
 	else if (e->smtputf8 && !(c->caps & SMTP_CAP_SMTPUTF8))
-		result_set(&fail, 553, "5.6.7", "message needs SMTPUTF8, but "
-			   "server %s does not support it", c->relay);
+		result_set(&fail, 553, "5.6.7",
+		           "message needs SMTPUTF8, but "
+		           "server %s does not support it",
+		           c->relay);
 	if (fail.code != 0) {
 		for (i = 0; i < tx->nrcpt; i++)
 			tx->res[i] = fail;

@@ -17,7 +17,7 @@
 
 int
 smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *out,
-		 const char **why)
+                 const char **why)
 {
 	size_t pos = 0;
 	const char *dummy;
@@ -31,9 +31,9 @@ smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *out,
 		size_t avail = len - pos, llen, tend;
 		int code;
 
-		lf = memchr(buf + pos, '\n', avail < SMTP_REPLY_LINE_MAX
-						     ? avail
-						     : SMTP_REPLY_LINE_MAX);
+		lf = memchr(buf + pos, '\n',
+		            avail < SMTP_REPLY_LINE_MAX ? avail
+		                                        : SMTP_REPLY_LINE_MAX);
 		if (lf == NULL) {
 			if (avail >= SMTP_REPLY_LINE_MAX) {
 				*why = "reply line too long";
@@ -41,7 +41,7 @@ smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *out,
 			}
 			return 0;
 		}
-		llen = (size_t)(lf - (buf + pos));	/* without LF */
+		llen = (size_t)(lf - (buf + pos)); /* without LF */
 		tend = llen;
 		if (tend > 0 && buf[pos + tend - 1] == '\r')
 			tend--;
@@ -77,7 +77,7 @@ smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *out,
 
 void
 smtp_reply_result(const char *buf, const struct smtp_reply *rep,
-		  struct result *r)
+                  struct result *r)
 {
 	size_t o = 0, i, k;
 	const char *t;
@@ -116,8 +116,7 @@ smtp_reply_result(const char *buf, const struct smtp_reply *rep,
 		size_t sl = i == 0 ? tl : rep->line[i].len;
 
 		/* later lines repeat the enhanced code: drop it */
-		if (i > 0 && r->enh[0] != '\0' &&
-		    sl >= strlen(r->enh) &&
+		if (i > 0 && r->enh[0] != '\0' && sl >= strlen(r->enh) &&
 		    !memcmp(s, r->enh, strlen(r->enh))) {
 			s += strlen(r->enh);
 			sl -= strlen(r->enh);
@@ -137,12 +136,12 @@ smtp_reply_result(const char *buf, const struct smtp_reply *rep,
 
 int
 smtp_client_caps(const char *buf, const struct smtp_reply *rep,
-		 unsigned long long *size)
+                 unsigned long long *size)
 {
 	int caps = 0, i;
 
 	*size = 0;
-	for (i = 1; i < rep->nlines; i++) {	/* line 0 is the greeting */
+	for (i = 1; i < rep->nlines; i++) { /* line 0 is the greeting */
 		char kw[32];
 		const char *s = buf + rep->line[i].off;
 		size_t l = rep->line[i].len, k = 0;
@@ -182,8 +181,8 @@ smtp_client_caps(const char *buf, const struct smtp_reply *rep,
 /* ------------------------------------------------------------------ */
 /* Body transformation */
 
-#define BODY_MID 0x01		/* not at the beginning of a line */
-#define BODY_AFTER_CR 0x02	/* CRLF already sent for a CR */
+#define BODY_MID 0x01      /* not at the beginning of a line */
+#define BODY_AFTER_CR 0x02 /* CRLF already sent for a CR */
 
 size_t
 smtp_client_body_encode(int *state, const char *in, size_t len, char *out)

@@ -11,28 +11,28 @@
 
 #include "smtpd.h"
 
-#define SMTPD_TEXT_MAX 1000		/* text line incl. CRLF */
+#define SMTPD_TEXT_MAX 1000 /* text line incl. CRLF */
 
 enum {
-	D_BOL,		/* at the start of a line */
-	D_DOT,		/* "." at the start of a line */
-	D_DOTCR,	/* ".\r" at the start of a line */
-	D_TEXT,		/* inside a line */
-	D_CR,		/* "\r" inside a line */
+	D_BOL,   /* at the start of a line */
+	D_DOT,   /* "." at the start of a line */
+	D_DOTCR, /* ".\r" at the start of a line */
+	D_TEXT,  /* inside a line */
+	D_CR,    /* "\r" inside a line */
 };
 
 size_t
 smtpd_data_feed(struct smtpd_data *d, const char *buf, size_t len,
-		void (*emit)(void *arg, const char *p, size_t n), void *arg)
+                void (*emit)(void *arg, const char *p, size_t n), void *arg)
 {
 	size_t i, start = 0;
 
 	/* spans of plain text are emitted in one piece; the state machine
 	 * only breaks a span where octets are dropped or held back */
-#define FLUSH_TO(end)                                                        \
-	do {                                                                 \
-		if ((end) > start)                                           \
-			emit(arg, buf + start, (end) - start);               \
+#define FLUSH_TO(end)                                                          \
+	do {                                                                   \
+		if ((end) > start)                                             \
+			emit(arg, buf + start, (end)-start);                   \
 	} while (0)
 
 	for (i = 0; i < len && !d->done; i++) {
@@ -42,7 +42,7 @@ smtpd_data_feed(struct smtpd_data *d, const char *buf, size_t len,
 		case D_BOL:
 			if (c == '.') {
 				FLUSH_TO(i);
-				start = i + 1;	/* the dot is never emitted */
+				start = i + 1; /* the dot is never emitted */
 				d->state = D_DOT;
 				continue;
 			}
@@ -50,7 +50,7 @@ smtpd_data_feed(struct smtpd_data *d, const char *buf, size_t len,
 			break;
 		case D_DOT:
 			if (c == '\r') {
-				start = i + 1;	/* held back */
+				start = i + 1; /* held back */
 				d->state = D_DOTCR;
 				continue;
 			}
@@ -93,11 +93,10 @@ smtpd_data_feed(struct smtpd_data *d, const char *buf, size_t len,
 		if (++d->linelen > SMTPD_TEXT_MAX - 2 && c != '\r')
 			d->flags |= SMTPD_DATA_LONG;
 	}
-	FLUSH_TO(i);	/* a held-back ".\r" is not in [start, i) */
+	FLUSH_TO(i); /* a held-back ".\r" is not in [start, i) */
 	return i;
 #undef FLUSH_TO
 }
-
 
 int
 smtpd_bdat_verdict(uint64_t have, uint64_t n, uint64_t max)

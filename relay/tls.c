@@ -1,7 +1,7 @@
 /*
  * tls.c - OpenSSL contexts: the inbound STARTTLS context (TLS 1.2+,
  * certificate and key from the config, rebuilt on SIGHUP).  Called by
- * main.c and smtpd.c.
+ * main.c and smtpd_cmd.c (STARTTLS).
  */
 #include <openssl/err.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /*
- * fuzz_dns_rdata.c - libFuzzer target for relay/resolver.c's RDATA
+ * fuzz_dns_rdata.c - libFuzzer target for relay/dns.c's RDATA
  * parsers.  The first octet picks the parser (mod 4): 0 a wire name, 1 MX,
  * 2 TXT, 3 TLSA; the rest is the RDATA.  Accepted names must encode back
  * to the bytes they came from (case aside), TXT text must be as long as

@@ -1,5 +1,5 @@
 /*
- * dnsq.c - test driver for relay/resolver.c (dns.h): runs one query per
+ * dnsq.c - test driver for relay/dns.c (dns.h): runs one query per
  * TYPE for NAME on a libev loop, all at once, and prints one line per
  * result, in the order given:
  *   TYPE STATUS secure=0|1 [records...] [why="..."]

@@ -25,7 +25,7 @@ def _checkdnsq_path(world):
     cmd = ('cc -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter '
            '-g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined '
            '-Ipolicy -Ispool -Irelay -o %s tests/integration/checkdnsq.c '
-           'relay/checkdns*.c relay/resolver.c relay/ub_ev.c relay/dns_packet.c '
+           'relay/checkdns*.c relay/dns.c relay/ub_ev.c relay/dns_packet.c '
            'relay/log.c relay/mtasts*.c relay/net.c relay/tls.c policy/*.c '
            '-lunbound -lev -lssl -lcrypto -lsystemd' % out)
     p = subprocess.run(cmd, shell=True, cwd=world.root, capture_output=True,

@@ -1,4 +1,4 @@
-"""relay/resolver.c (dns.h) against the test world's nsd, through the
+"""relay/dns.c (dns.h) against the test world's nsd, through the
 tests/integration/dnsq driver: MX/A/TXT/TLSA answers, NODATA, NXDOMAIN,
 null MX, resolv.conf and forwarder modes, the per-query timeout, and
 DNSSEC (secure, bogus, insecure) with the run's trust anchors.
@@ -21,7 +21,7 @@ def _dnsq_path(world):
     root = world.root
     cmd = ('cc -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter '
            '-Ipolicy -Ispool -Irelay -o %s tests/integration/dnsq.c '
-           'relay/resolver.c relay/ub_ev.c relay/dns_packet.c relay/log.c '
+           'relay/dns.c relay/ub_ev.c relay/dns_packet.c relay/log.c '
            'policy/*.c -lunbound -lev -lssl -lcrypto -lsystemd' % out)
     p = subprocess.run(cmd, shell=True, cwd=root, capture_output=True,
                        text=True, timeout=120)

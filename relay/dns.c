@@ -1,5 +1,5 @@
 /*
- * resolver.c - the implementation of dns.h: asynchronous DNS on the libev
+ * dns.c - the implementation of dns.h: asynchronous DNS on the libev
  * loop with libunbound running on that loop itself (its pluggable event
  * API, unbound-event.h, over libev: relay/ub_ev.c; the wire-format
  * answers of ub_resolve_event() parsed by relay/dns_packet.c; an ev_timer
@@ -7,7 +7,8 @@
  * names) that turn a ub_result into a dns_result.  No thread; libevent
  * stays loaded as libunbound's dependency but is never called, so the
  * link order of libev and libevent no longer matters.
- * Callers: forward.c (MX, A/AAAA, TLSA), mtasts.c (TXT), tests/dnsq.
+ * Callers: fwd_route.c (MX, A/AAAA), fwd_tls.c (TLSA, MTA-STS TXT),
+ * callout_conn.c, dnsbl.c, checkdns*.c, tests/integration/dnsq.c.
  * Callbacks never run inside dns_query(); libunbound's own callback runs
  * from its watchers on our loop (or inside ub_resolve_event() for local
  * and cached answers: handed over from a timer).
@@ -23,8 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unbound.h>
 #include <unbound-event.h>
+#include <unbound.h>
 #include <unistd.h>
 
 #include "dns.h"
@@ -54,9 +55,9 @@ TAILQ_HEAD(dns_query_list, dns_query);
 struct dns {
 	struct ev_loop *loop;
 	struct ub_ctx *ctx;
-	struct ub_event_base *evb;	/* libunbound's view of our loop */
+	struct ub_event_base *evb; /* libunbound's view of our loop */
 	double timeout;
-	int closing;	/* freed inside a libunbound callback: after it */
+	int closing; /* freed inside a libunbound callback: after it */
 	struct dns_query_list queries;
 };
 
@@ -572,24 +573,47 @@ bad:
  * stays local.
  */
 static const char *const dns_default_zones[] = {
-	"127.in-addr.arpa",
-	"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0."
-	"ip6.arpa",
-	"home.arpa", "onion", "test", "invalid", "resolver.arpa",
-	"service.arpa",
-	"10.in-addr.arpa", "16.172.in-addr.arpa", "17.172.in-addr.arpa",
-	"18.172.in-addr.arpa", "19.172.in-addr.arpa", "20.172.in-addr.arpa",
-	"21.172.in-addr.arpa", "22.172.in-addr.arpa", "23.172.in-addr.arpa",
-	"24.172.in-addr.arpa", "25.172.in-addr.arpa", "26.172.in-addr.arpa",
-	"27.172.in-addr.arpa", "28.172.in-addr.arpa", "29.172.in-addr.arpa",
-	"30.172.in-addr.arpa", "31.172.in-addr.arpa", "168.192.in-addr.arpa",
-	"0.in-addr.arpa", "254.169.in-addr.arpa", "2.0.192.in-addr.arpa",
-	"100.51.198.in-addr.arpa", "113.0.203.in-addr.arpa",
-	"255.255.255.255.in-addr.arpa",
-	"0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0."
-	"ip6.arpa",
-	"d.f.ip6.arpa", "8.e.f.ip6.arpa", "9.e.f.ip6.arpa", "a.e.f.ip6.arpa",
-	"b.e.f.ip6.arpa", "8.b.d.0.1.0.0.2.ip6.arpa",
+    "127.in-addr.arpa",
+    "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0."
+    "ip6.arpa",
+    "home.arpa",
+    "onion",
+    "test",
+    "invalid",
+    "resolver.arpa",
+    "service.arpa",
+    "10.in-addr.arpa",
+    "16.172.in-addr.arpa",
+    "17.172.in-addr.arpa",
+    "18.172.in-addr.arpa",
+    "19.172.in-addr.arpa",
+    "20.172.in-addr.arpa",
+    "21.172.in-addr.arpa",
+    "22.172.in-addr.arpa",
+    "23.172.in-addr.arpa",
+    "24.172.in-addr.arpa",
+    "25.172.in-addr.arpa",
+    "26.172.in-addr.arpa",
+    "27.172.in-addr.arpa",
+    "28.172.in-addr.arpa",
+    "29.172.in-addr.arpa",
+    "30.172.in-addr.arpa",
+    "31.172.in-addr.arpa",
+    "168.192.in-addr.arpa",
+    "0.in-addr.arpa",
+    "254.169.in-addr.arpa",
+    "2.0.192.in-addr.arpa",
+    "100.51.198.in-addr.arpa",
+    "113.0.203.in-addr.arpa",
+    "255.255.255.255.in-addr.arpa",
+    "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0."
+    "ip6.arpa",
+    "d.f.ip6.arpa",
+    "8.e.f.ip6.arpa",
+    "9.e.f.ip6.arpa",
+    "a.e.f.ip6.arpa",
+    "b.e.f.ip6.arpa",
+    "8.b.d.0.1.0.0.2.ip6.arpa",
 };
 
 /*
@@ -599,7 +623,7 @@ static const char *const dns_default_zones[] = {
  * domain-insecure).
  */
 static const char *const dns_private_names[] = {
-	"test", "example", "invalid", "home.arpa", "local",
+    "test", "example", "invalid", "home.arpa", "local",
 };
 
 /* dns_local_zones - every default local zone asked of the server */
@@ -616,7 +640,7 @@ dns_local_zones(struct ub_ctx *ctx, char *err, size_t errlen)
 		if ((rc = ub_ctx_set_option(ctx, "local-zone:", v)) != 0)
 			goto fail;
 	}
-	for (i = 64; i < 128; i++) {	/* RFC 6598 shared address space */
+	for (i = 64; i < 128; i++) { /* RFC 6598 shared address space */
 		snprintf(v, sizeof(v), "%zu.100.in-addr.arpa. transparent", i);
 		if ((rc = ub_ctx_set_option(ctx, "local-zone:", v)) != 0)
 			goto fail;

@@ -1,5 +1,5 @@
 /*
- * test_resolver.c - relay/resolver.c (dns.h): the RDATA parsers (tables),
+ * test_dns.c - relay/dns.c (dns.h): the RDATA parsers (tables),
  * and the resolver on a real libev loop against a tiny UDP DNS server
  * that runs in the same loop and answers by query name (MX with mixed
  * case, null MX, A/AAAA, TXT, TLSA, NODATA, NXDOMAIN, SERVFAIL, silence):
@@ -732,7 +732,7 @@ test_query_in_callback(void **state)
 }
 
 static void
-test_resolver_error_later(void **state)
+test_dns_error_later(void **state)
 {
 	char name[400];
 	struct got g = {.name = name, .type = DNS_T_MX};
@@ -813,7 +813,7 @@ main(void)
 	    cmocka_unit_test(test_cancel),
 	    cmocka_unit_test(test_free_in_callback),
 	    cmocka_unit_test(test_query_in_callback),
-	    cmocka_unit_test(test_resolver_error_later),
+	    cmocka_unit_test(test_dns_error_later),
 	    cmocka_unit_test(test_new_errors),
 	};
 
