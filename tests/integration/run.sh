@@ -7,7 +7,8 @@
 # runner.py inside it.  Always cleans up: nsd and every process left in the
 # namespace are killed, the namespace and /etc/netns/NS removed.  The work
 # directory (daemon logs, spools, sink files) of a failed run is kept in
-# BUILD/integration-work.
+# BUILD/integration-work (a passed test's own directories are removed as
+# soon as it passes; BACKMX_IT_KEEP_PASSED=1 keeps them).
 #
 # Shards: without -k, and with no file or more than one file named, the
 # files are split into INTEGRATION_SHARDS (default 3) shards balanced by

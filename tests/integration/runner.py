@@ -28,6 +28,7 @@ import glob
 import importlib.util
 import inspect
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -254,6 +255,12 @@ def main():
         file_time[modname] = file_time.get(modname, 0.0) + dt
         if err is None and not problems:
             _emit(results, 'PASS %s (%.1fs)' % (name, dt))
+            # a passed test's spools and logs are not needed: free the
+            # disk now (replicated spools take ~150 MB each), unless
+            # BACKMX_IT_KEEP_PASSED asks to keep them for reading.
+            if not os.environ.get('BACKMX_IT_KEEP_PASSED'):
+                for d, _tail in logs:
+                    shutil.rmtree(d, ignore_errors=True)
             continue
         failed += 1
         if err is not None:
