@@ -187,7 +187,10 @@ def test_hostile_lifecycle_leaks(world):
         r = b.ctl('reload')
         assert r.returncode == 0, r.stderr
         assert _mail(b, 'alice@backup.example', 'bad milter') == 451
-        assert _mail(b, 'x@nowhere.example', 'relay') in (550, 554)
+        # the garbage milter fails at negotiation: as in Postfix,
+        # milter_default_action=tempfail answers 451 from MAIL on, so a
+        # relay attempt is refused there already (never accepted)
+        assert _mail(b, 'x@nowhere.example', 'relay') in (451, 550, 554)
         # a queued message deleted by the control socket
         p.set_mode('down')
         b.write_config(
