@@ -215,7 +215,8 @@ SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR    ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR    ?= $(PREFIX)/lib/tmpfiles.d
 
-$(BUILD)/backmx.service: contrib/backmx.service.in Makefile
+# written on every install: the paths are those of this make's PREFIX
+$(BUILD)/backmx.service: contrib/backmx.service.in Makefile FORCE
 	@mkdir -p $(dir $@)
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' $< > $@.tmp
 	mv $@.tmp $@
@@ -239,3 +240,6 @@ install: all $(BUILD)/backmx.service
 
 clean:
 	rm -rf $(BUILD) run
+
+.PHONY: FORCE
+FORCE:

@@ -324,3 +324,59 @@ def test_package_build_install_remove(world):
         if installed:
             _run(['dpkg', '--purge', 'backmx'])
 test_package_build_install_remove.timeout = 600
+
+
+def test_make_install_prefix_destdir(world):
+    """make install PREFIX=/opt/bmx SYSCONFDIR=/opt/bmx/etc DESTDIR=D: the
+    set the package ships (binaries, the three man pages, the unit with
+    paths following the prefix, sysusers.d, tmpfiles.d, the safe config
+    and its empty recipient list, the example), nothing compiled again;
+    a second install keeps an edited config."""
+    dest = tempfile.mkdtemp(prefix='destdir-', dir=world.workdir)
+    args = ['make', '-s', 'install', 'BUILD=' + world.build, 'PREFIX=/opt/bmx',
+            'SYSCONFDIR=/opt/bmx/etc', 'DESTDIR=' + dest]
+    r = _run(args, cwd=world.root)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert not re.search(r'^(cc|clang) ', r.stdout, re.M), 'make install compiled again'
+    root = os.path.join(dest, 'opt', 'bmx')
+    found = sorted(os.path.relpath(os.path.join(d, f), root)
+                   for d, _, fs in os.walk(dest) for f in fs)
+    want = sorted(['sbin/backmxd', 'sbin/backmxctl',
+                   'share/man/man8/backmxd.8', 'share/man/man8/backmxctl.8',
+                   'share/man/man5/backmx.conf.5',
+                   'lib/systemd/system/backmx.service',
+                   'lib/sysusers.d/backmx.conf', 'lib/tmpfiles.d/backmx.conf',
+                   'share/doc/backmx/backmx.conf.example',
+                   'etc/backmx/backmx.conf', 'etc/backmx/unconfigured.rcpts'])
+    assert found == want, found
+    for b in ('backmxd', 'backmxctl'):
+        assert os.stat(os.path.join(root, 'sbin', b)).st_mode & 0o111, b
+    unit = open(os.path.join(root, 'lib/systemd/system/backmx.service')).read()
+    assert 'ExecStart=/opt/bmx/sbin/backmxd -f -c /opt/bmx/etc/backmx/backmx.conf' in unit, unit
+    assert 'ExecReload=/opt/bmx/sbin/backmxd -t -c /opt/bmx/etc/backmx/backmx.conf' in unit, unit
+    assert 'Type=notify' in unit
+    assert '@SBINDIR@' not in unit and '@SYSCONFDIR@' not in unit, unit
+    body = '\n'.join(l for l in unit.splitlines() if not l.startswith('#'))
+    assert '/usr/local' not in body, body
+    su = open(os.path.join(root, 'lib/sysusers.d/backmx.conf')).read()
+    assert re.search(r'^u\s+backmx\b', su, re.M), su
+    conf = os.path.join(root, 'etc/backmx/backmx.conf')
+    assert open(conf).read() == open(os.path.join(world.root, 'contrib',
+                                                  'backmx.conf.package')).read()
+    assert os.path.getsize(os.path.join(root, 'etc/backmx/unconfigured.rcpts')) == 0
+    # the installed backmxctl runs (and finds its man page's commands)
+    r = _run([os.path.join(root, 'sbin', 'backmxctl'), '--help'])
+    assert r.returncode == 0 and 'check-dns' in r.stdout, r.stdout + r.stderr
+    # another prefix gets its own paths (the unit is not a stale build file)
+    dest2 = tempfile.mkdtemp(prefix='destdir-', dir=world.workdir)
+    r = _run(['make', '-s', 'install', 'BUILD=' + world.build, 'PREFIX=/srv/other',
+              'DESTDIR=' + dest2], cwd=world.root)
+    assert r.returncode == 0, r.stderr[-2000:]
+    unit2 = open(os.path.join(dest2, 'srv/other/lib/systemd/system/backmx.service')).read()
+    assert 'ExecStart=/srv/other/sbin/backmxd -f -c /etc/backmx/backmx.conf' in unit2, unit2
+    # an edited config survives a second install
+    with open(conf, 'a') as f:
+        f.write('# edited by the operator\n')
+    r = _run(args, cwd=world.root)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert open(conf).read().endswith('# edited by the operator\n')
