@@ -5,7 +5,8 @@
  * REP parts lie inside the frame; a HELLO name is NUL-terminated LDH;
  * every strict prefix of a parsed frame asks for more (never an error
  * that the whole frame did not have, never a frame); re-encoding a
- * parsed ACK/STATE/HELLO/REP header gives the same octets.
+ * parsed ACK/STATE/HELLO/REP/PING/TAKEN header gives the same octets;
+ * TAKEN ids lie inside the frame and end where it ends.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -35,6 +36,9 @@ fuzz_peer_reencode(const uint8_t *in, const struct peer_frame *f)
 		break;
 	case PEER_F_PING:
 		n = peer_frame_ping(hdr);
+		break;
+	case PEER_F_TAKEN:
+		n = peer_frame_taken(hdr, f->incarnation, f->last, f->nids);
 		break;
 	default:
 		abort();
@@ -72,6 +76,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		    (f.control < data + off ||
 		     f.rec + f.rec_len != data + off + used ||
 		     f.control + f.control_len != f.rec))
+			abort();
+		if (f.type == PEER_F_TAKEN &&
+		    (f.nids > PEER_TAKEN_MAX || f.ids < data + off ||
+		     f.ids + (size_t)f.nids * PEER_ID_LEN != data + off + used))
 			abort();
 		if (f.type == PEER_F_HELLO &&
 		    (strlen(f.name) == 0 || strlen(f.name) > PEER_NAME_MAX))
