@@ -19,6 +19,7 @@
 #include "bounce.h"
 #include "fwd_dsn.h"
 #include "fwd_int.h"
+#include "fwd_load.h"
 #include "log.h"
 #include "mirror.h"
 #include "smtp_client.h"
@@ -523,17 +524,10 @@ fwd_arm(struct forwarder *fw)
 	ev_timer_start(fw->loop, &fw->timer);
 }
 
-static int
-fwd_init_cb(void *arg, const struct spool_envelope *e)
-{
-	fwd_reschedule(arg, e);
-	return 0;
-}
-
 /*
  * fwd_init - fw's loop, clock, spool, schedule, resolver, config and io
- * are set: clear its state, rebuild the schedule from the spool, arm the
- * timer.  0, or -1 when the spool cannot be read.
+ * are set: clear its state and start loading the schedule from the
+ * spool's next-attempt index on the loop (fwd_load.c).  0.
  */
 int
 fwd_init(struct forwarder *fw)
@@ -546,9 +540,8 @@ fwd_init(struct forwarder *fw)
 	fw->release_depth = fw->release_pending = 0;
 	ev_timer_init(&fw->timer, fwd_timer_cb, 0., 0.);
 	fw->timer.data = fw;
-	if (spool_scan(fw->spool, "", 0, fwd_init_cb, fw) < 0)
-		return -1;
-	fwd_arm(fw);
+	/* the schedule from next.db, on the loop after the banner */
+	fwd_load_start(fw);
 	return 0;
 }
 void
@@ -639,6 +632,7 @@ fwd_shutdown(struct forwarder *fw)
 	struct fwd_dest *dd;
 
 	fw->stopped = 1;
+	fwd_load_stop(fw);
 	if (fw->loop != NULL)
 		ev_timer_stop(fw->loop, &fw->timer);
 	while (fw->list != NULL)

@@ -7,6 +7,7 @@
  * a SIGHUP reload (reload.c swaps backmxd.cfg) is seen at once.
  */
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +29,7 @@ forward_init(void)
 {
 	struct forwarder *fw = &fwd_daemon;
 	const char *fail = getenv("BACKMXD_TEST_BOUNCE_ENOMEM");
+	const char *batch = getenv("BACKMXD_TEST_LOAD_BATCH");
 
 	/* the integration tests' allocation-failure injection */
 	if (fail != NULL)
@@ -42,6 +44,12 @@ forward_init(void)
 	fw->own_addrs = &backmxd.own_addrs;
 	fw->nown_addrs = &backmxd.nown_addrs;
 	fw->io = &fwd_io_real;
+	/* the integration tests' small, slow load batches: "KEYS[:SECONDS]" */
+	if (batch != NULL && atoi(batch) > 0)
+		fw->load_batch = atoi(batch);
+	if (batch != NULL && strchr(batch, ':') != NULL &&
+	    atof(strchr(batch, ':') + 1) > 0)
+		fw->load_pause = atof(strchr(batch, ':') + 1);
 	return fwd_init(fw);
 }
 

@@ -139,6 +139,9 @@ struct forwarder {
 	const int *nown_addrs;
 	const struct fwd_io *io;
 	void *io_arg;			/* for the io functions' own use */
+	int load_batch;			/* index keys per loop iteration at
+					   start, 0: FWD_LOAD_BATCH */
+	double load_pause;		/* seconds between them (tests) */
 
 	/* the forwarder's state (forward.c) */
 	struct delivery *list;		/* deliveries in flight */
@@ -149,6 +152,17 @@ struct forwarder {
 	size_t nwaiting;		/* ids in the destinations' FIFOs */
 	int release_depth;		/* a release that fails at once recurses */
 	int release_pending;		/* the timer finishes a cut-off release */
+
+	/* the schedule's load from next.db at start (fwd_load.c) */
+	struct fwd_load {
+		ev_timer w;
+		int active;		/* keys left to read */
+		int have;		/* last holds the last key read */
+		struct spool_next last;
+		size_t loaded, scheduled, envelopes;
+		double started;
+		long wmin, wmax;	/* the delay warnings in force, 0 none */
+	} load;
 };
 
 static inline const struct config *

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "fwd_int.h"
+#include "fwd_load.h"
 #include "log.h"
 
 struct fwd_collect {
@@ -123,6 +124,8 @@ fwd_flush_match(struct forwarder *fw, const char *domain, const char *key,
 	char mxdom[POLICY_DOMAIN_MAX + 1];
 
 	c.fw = fw;
+	/* every queued message must be in the schedule first */
+	fwd_load_finish(fw);
 	c.domain = domain;
 	c.key = key;
 	c.pending_only = 1;
