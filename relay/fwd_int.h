@@ -87,7 +87,7 @@ struct forwarder;
 
 /*
  * fwd_io - the forwarder's outside world behind function pointers: the
- * resolver (resolver.c, dns.h) and the SMTP client (smtp_client.c).  fwd_io_real
+ * resolver (dns.c, dns.h) and the SMTP client (smtp_client.c).  fwd_io_real
  * calls them; a unit test gives a fake that records queries and
  * connections and answers them when the test says (tests/unit/
  * test_forwarder.c), so a delivery runs its real code without sockets.

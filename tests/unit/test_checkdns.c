@@ -1,6 +1,6 @@
 /*
  * test_checkdns.c - relay/checkdns.c against a fake resolver: this file
- * defines dns_query/dns_cancel itself (the archive's resolver.o is then
+ * defines dns_query/dns_cancel itself (the archive's dns.o is then
  * never linked), answers from a table of fake records, and checks the
  * lines, nfail, the async rules (nothing inside checkdns_start), and
  * cancellation from outside and from inside line_cb.
