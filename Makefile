@@ -4,7 +4,7 @@
 #   make run        install missing build deps, build, run the demo in the foreground
 #   make check      install missing build+test deps, build, unit + integration + fuzz smoke
 #   make install    PREFIX=/usr/local DESTDIR=
-#   make lint       clang-format check of .lint-files, cppcheck over the tree
+#   make lint       clang-format check and cppcheck over every C file
 #   make fuzz       run every fuzz target for FUZZ_SECONDS each
 #   make fuzz-long  every fuzz target for FUZZ_TIME (1800) s at nice 19
 #   make bench      benchmark beside Postfix (tests/bench/); BENCH_ARGS=--scale: scale runs

@@ -489,7 +489,7 @@ rcpt_entry(const struct policy_domain *d, struct policy_rcptset *s, char *e)
 /* rcpt_load_file - read one list file into s */
 static int
 rcpt_load_file(const struct policy_domain *d, struct policy_rcptset *s,
-	       const char *path, char *err, size_t errlen)
+               const char *path, char *err, size_t errlen)
 {
 	const char *msg;
 	char *line = NULL, *e;

@@ -15,7 +15,7 @@
 
 int
 policy_domain_add_src(struct policy_domain *d, enum policy_src_kind kind,
-		      const char *path)
+                      const char *path)
 {
 	struct policy_src *ns;
 	char *copy = NULL;
@@ -58,7 +58,7 @@ policy_rcpt_async(const struct policy_domain *d, int listed)
 
 int
 policy_rcpt_decide(const struct policy_domain *d, const char *address,
-		   const struct policy_rcpt_answers *a, struct result *res)
+                   const struct policy_rcpt_answers *a, struct result *res)
 {
 	if (a->yes) {
 		result_set(res, 250, "2.1.5", "<%s> recipient ok", address);
@@ -68,38 +68,38 @@ policy_rcpt_decide(const struct policy_domain *d, const char *address,
 		/* every source said no: the only case for a 5xx */
 		if (a->no_text != NULL && a->no_text[0] != '\0')
 			result_set(res, 550, "5.1.1",
-				   "<%s>: recipient unknown (primary said: "
-				   "%.150s)",
-				   address, a->no_text);
+			           "<%s>: recipient unknown (primary said: "
+			           "%.150s)",
+			           address, a->no_text);
 		else
-			result_set(res, 550, "5.1.1",
-				   "<%s>: recipient unknown", address);
+			result_set(res, 550, "5.1.1", "<%s>: recipient unknown",
+			           address);
 		return -1;
 	}
 	if (d != NULL && d->verify_down == POLICY_VDOWN_ACCEPT_KNOWN &&
 	    a->stale_yes) {
 		result_set(res, 250, "2.1.5",
-			   "<%s> recipient ok (verified earlier)", address);
+		           "<%s> recipient ok (verified earlier)", address);
 		return 0;
 	}
 	result_set(res, 450, "4.4.3",
-		   "<%s>: recipient cannot be verified now (primary or "
-		   "directory unreachable), try again later",
-		   address);
+	           "<%s>: recipient cannot be verified now (primary or "
+	           "directory unreachable), try again later",
+	           address);
 	return -1;
 }
 
 int
 policy_accept_when_check(const struct policy_domain *d, const char *address,
-			 int primary_up, struct result *res)
+                         int primary_up, struct result *res)
 {
 	if (d == NULL || d->accept_when != POLICY_ACCEPT_PRIMARY_DOWN ||
 	    !primary_up)
 		return 0;
 	result_set(res, 451, "4.7.1",
-		   "<%s>: the primary MX of %s is up, deliver there; this "
-		   "backup takes mail only while it is down",
-		   address, d->name);
+	           "<%s>: the primary MX of %s is up, deliver there; this "
+	           "backup takes mail only while it is down",
+	           address, d->name);
 	return -1;
 }
 
@@ -136,7 +136,7 @@ policy_ldap_escape(const char *in, size_t inlen, char *out, size_t outlen)
 
 int
 policy_ldap_filter(const char *tmpl, const char *address, char *out,
-		   size_t outlen)
+                   size_t outlen)
 {
 	const char *at = strrchr(address, '@');
 	size_t o = 0, alen = strlen(address);

@@ -55,7 +55,8 @@ backmxctl_scan_control(const char *path)
 		p = line;
 		while (*p == ' ' || *p == '\t')
 			p++;
-		if (strncmp(p, "control", 7) != 0 || (p[7] != ' ' && p[7] != '\t'))
+		if (strncmp(p, "control", 7) != 0 ||
+		    (p[7] != ' ' && p[7] != '\t'))
 			continue;
 		p += 7;
 		while (*p == ' ' || *p == '\t')
@@ -65,7 +66,7 @@ backmxctl_scan_control(const char *path)
 				continue;
 		} else
 			for (end = p; *end && !isspace((unsigned char)*end) &&
-				      *end != '#';
+			              *end != '#';
 			     end++)
 				;
 		*end = '\0';
@@ -105,7 +106,7 @@ backmxctl_socket_path(const char *conf, int explicit)
 		if (nl != NULL)
 			*nl = '\0';
 		fprintf(stderr, "backmxctl: cannot read %s: %s\n", conf,
-			diag[0] ? diag : strerror(errno));
+		        diag[0] ? diag : strerror(errno));
 		exit(1);
 	}
 	return strdup(BACKMXCTL_SOCKET);
@@ -119,7 +120,7 @@ backmxctl_socket_path(const char *conf, int explicit)
  */
 static int
 backmxctl_check_dns_local(const char *conf, const char *path, int err,
-			  const char *domain, int json, int quiet)
+                          const char *domain, int json, int quiet)
 {
 	char diag[4096];
 	struct config *cfg;
@@ -132,9 +133,9 @@ backmxctl_check_dns_local(const char *conf, const char *path, int err,
 		return -1;
 	if (!quiet)
 		fprintf(stderr,
-			"backmxctl: no daemon on %s (%s): checking with the "
-			"resolver of %s\n",
-			path, strerror(err), conf);
+		        "backmxctl: no daemon on %s (%s): checking with the "
+		        "resolver of %s\n",
+		        path, strerror(err), conf);
 	rc = checkdns_local(cfg, domain, json, stdout, stderr);
 	config_free(cfg);
 	return rc;
@@ -173,7 +174,7 @@ backmxctl_connect(const char *path)
 
 	if ((fd = backmxctl_try_connect(path, &err)) < 0) {
 		fprintf(stderr, "backmxctl: cannot connect to %s: %s\n", path,
-			err == ENAMETOOLONG ? "path too long" : strerror(err));
+		        err == ENAMETOOLONG ? "path too long" : strerror(err));
 		exit(1);
 	}
 	return fd;
@@ -198,7 +199,7 @@ main(int argc, char **argv)
 		else if (strcmp(argv[i], "-q") == 0)
 			quiet = 1;
 		else if (strcmp(argv[i], "-c") == 0 ||
-			 strcmp(argv[i], "-s") == 0) {
+		         strcmp(argv[i], "-s") == 0) {
 			if (i + 1 >= argc)
 				backmxctl_usage("option requires an argument");
 			if (argv[i][1] == 'c') {
@@ -207,7 +208,7 @@ main(int argc, char **argv)
 			} else
 				sock = argv[++i];
 		} else if (strcmp(argv[i], "-h") == 0 ||
-			   strcmp(argv[i], "--help") == 0) {
+		           strcmp(argv[i], "--help") == 0) {
 			fputs(control_usage(), stdout);
 			return 0;
 		} else if (argv[i][0] == '-' && argv[i][1] != '\0')
@@ -227,7 +228,7 @@ main(int argc, char **argv)
 		}
 		if (l == 0 || strpbrk(argv[i], " \t\r\n") != NULL) {
 			fprintf(stderr, "backmxctl: bad argument: \"%s\"\n",
-				argv[i]);
+			        argv[i]);
 			return 1;
 		}
 		if (len + l + 2 >= sizeof(line) - 8) {
@@ -254,7 +255,7 @@ main(int argc, char **argv)
 	}
 
 	path = sock != NULL ? strdup(sock)
-			    : backmxctl_socket_path(conf, conf_given);
+	                    : backmxctl_socket_path(conf, conf_given);
 	if (path == NULL) {
 		fprintf(stderr, "backmxctl: out of memory\n");
 		return 1;
@@ -264,11 +265,11 @@ main(int argc, char **argv)
 
 		if ((fd = backmxctl_try_connect(path, &e)) < 0 &&
 		    (rc = backmxctl_check_dns_local(conf, path, e, req.args[0],
-						    json, quiet)) >= 0)
+		                                    json, quiet)) >= 0)
 			return rc;
 		if (fd < 0) {
 			fprintf(stderr, "backmxctl: cannot connect to %s: %s\n",
-				path, strerror(e));
+			        path, strerror(e));
 			return 1;
 		}
 	} else
@@ -281,7 +282,7 @@ main(int argc, char **argv)
 				continue;
 			}
 			fprintf(stderr, "backmxctl: %s: write: %s\n", path,
-				strerror(errno));
+			        strerror(errno));
 			return 1;
 		}
 	}
@@ -291,7 +292,7 @@ main(int argc, char **argv)
 	}
 	while ((n = getline(&buf, &cap, in)) > 0) {
 		if (buf[n - 1] != '\n')
-			break;		/* truncated: closed mid-line */
+			break; /* truncated: closed mid-line */
 		buf[--n] = '\0';
 		if (buf[0] == '+') {
 			fwrite(buf + 1, 1, (size_t)n - 1, stdout);
@@ -303,14 +304,14 @@ main(int argc, char **argv)
 		} else if (strcmp(buf, ".") == 0) {
 			if (fflush(stdout) != 0 || ferror(stdout)) {
 				fprintf(stderr, "backmxctl: stdout: %s\n",
-					strerror(errno));
+				        strerror(errno));
 				return 1;
 			}
 			return 0;
 		} else if (strncmp(buf, "-ERR", 4) == 0) {
 			fflush(stdout);
 			fprintf(stderr, "backmxctl: %s\n",
-				buf[4] == ' ' ? buf + 5 : "error");
+			        buf[4] == ' ' ? buf + 5 : "error");
 			return 1;
 		} else
 			break;
@@ -319,6 +320,6 @@ main(int argc, char **argv)
 	}
 	fflush(stdout);
 	fprintf(stderr, "backmxctl: %s: connection closed without an answer\n",
-		path);
+	        path);
 	return 1;
 }

@@ -16,12 +16,12 @@ struct dns;
 
 struct backmxd {
 	struct ev_loop *loop;
-	struct config *cfg;	/* replaced whole on SIGHUP */
+	struct config *cfg; /* replaced whole on SIGHUP */
 	struct spool *spool;
-	struct schedule *sched;	/* next attempt per queued message */
+	struct schedule *sched; /* next attempt per queued message */
 	struct dns *dns;
 	int foreground;
-	int stopping;		/* SIGTERM seen: no new sessions */
+	int stopping; /* SIGTERM seen: no new sessions */
 	/* addresses we listen on / are known by, for the MX cut */
 	struct sockaddr_storage *own_addrs;
 	int nown_addrs;

@@ -22,8 +22,7 @@ struct sbuf {
 	int failed;
 };
 
-static void
-sbuf_printf(struct sbuf *b, const char *fmt, ...)
+static void sbuf_printf(struct sbuf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void
@@ -110,8 +109,7 @@ bounce_clean(const char *s, char *out, size_t outlen)
 }
 
 int
-bounce_wanted_kind(const struct spool_envelope *e, int i,
-		   enum bounce_kind kind)
+bounce_wanted_kind(const struct spool_envelope *e, int i, enum bounce_kind kind)
 {
 	int n;
 
@@ -155,72 +153,79 @@ bounce_status(const struct bounce_item *it, char *buf, size_t len)
 {
 	if (it->res.enh[0] != '\0')
 		return it->res.enh;
-	snprintf(buf, len, "%d.0.0", it->res.code / 100 == 2 ? 2
-				     : it->res.code / 100 == 4 ? 4 : 5);
+	snprintf(buf, len, "%d.0.0",
+	         it->res.code / 100 == 2   ? 2
+	         : it->res.code / 100 == 4 ? 4
+	                                   : 5);
 	return buf;
 }
 
 static const char *const bounce_subject[] = {
-	"Undelivered Mail Returned to Sender",
-	"Delayed Mail (still being retried)",
-	"Successful Mail Delivery Report",
+    "Undelivered Mail Returned to Sender",
+    "Delayed Mail (still being retried)",
+    "Successful Mail Delivery Report",
 };
 
 static const char *const bounce_action[] = {"failed", "delayed", "relayed"};
 
 char *
 bounce_compose_report(const struct spool_envelope *e,
-		      const struct bounce_item *it, int n,
-		      const char *hostname, const char *msgid, int64_t now,
-		      int full, size_t *len)
+                      const struct bounce_item *it, int n, const char *hostname,
+                      const char *msgid, int64_t now, int full, size_t *len)
 {
 	return bounce_compose(e, it, n, BOUNCE_FAILED, hostname, msgid, now, 0,
-			      full, len);
+	                      full, len);
 }
 
 /* bounce_intro - the human-readable part's first paragraph */
 static void
 bounce_intro(struct sbuf *b, const struct spool_envelope *e,
-	     enum bounce_kind kind, const char *hostname, int64_t now,
-	     int64_t until, int full)
+             enum bounce_kind kind, const char *hostname, int64_t now,
+             int64_t until, int full)
 {
 	char date[64];
 
-	sbuf_printf(b, "This is the mail system at host %s.\r\n\r\n",
-		    hostname);
+	sbuf_printf(b, "This is the mail system at host %s.\r\n\r\n", hostname);
 	switch (kind) {
 	case BOUNCE_DELAYED:
 		bounce_date(until, date, sizeof(date));
-		sbuf_printf(b, "####################################################"
-			    "#################\r\n# THIS IS A WARNING ONLY.  YOU "
-			    "DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n##########"
-			    "###########################################################"
-			    "\r\n\r\nYour message (queue id %s) could not be "
-			    "delivered for %lld minute(s).\r\nIt will be retried "
-			    "until %s.\r\nThe %s is attached below.\r\n\r\n",
-			    e->id, (long long)((now - e->arrival) / 60), date,
-			    full ? "message" : "message header");
+		sbuf_printf(
+		    b,
+		    "####################################################"
+		    "#################\r\n# THIS IS A WARNING ONLY.  YOU "
+		    "DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n##########"
+		    "##########################################################"
+		    "#"
+		    "\r\n\r\nYour message (queue id %s) could not be "
+		    "delivered for %lld minute(s).\r\nIt will be retried "
+		    "until %s.\r\nThe %s is attached below.\r\n\r\n",
+		    e->id, (long long)((now - e->arrival) / 60), date,
+		    full ? "message" : "message header");
 		break;
 	case BOUNCE_RELAYED:
-		sbuf_printf(b, "Your message (queue id %s) was successfully "
-			    "relayed to the\r\nrecipients below, whose mail "
-			    "system does not send delivery\r\nnotifications: "
-			    "you may not get one for the final delivery.\r\n"
-			    "\r\n", e->id);
+		sbuf_printf(b,
+		            "Your message (queue id %s) was successfully "
+		            "relayed to the\r\nrecipients below, whose mail "
+		            "system does not send delivery\r\nnotifications: "
+		            "you may not get one for the final delivery.\r\n"
+		            "\r\n",
+		            e->id);
 		break;
 	case BOUNCE_FAILED:
-		sbuf_printf(b, "Your message (queue id %s) could not be "
-			    "delivered to one or more\r\nrecipients. It is "
-			    "attached below.\r\n\r\n", e->id);
+		sbuf_printf(b,
+		            "Your message (queue id %s) could not be "
+		            "delivered to one or more\r\nrecipients. It is "
+		            "attached below.\r\n\r\n",
+		            e->id);
 		break;
 	}
 }
 
 char *
 bounce_compose(const struct spool_envelope *e, const struct bounce_item *it,
-	       int n, enum bounce_kind kind, const char *hostname,
-	       const char *msgid, int64_t now, int64_t until, int full,
-	       size_t *len)
+               int n, enum bounce_kind kind, const char *hostname,
+               const char *msgid, int64_t now, int64_t until, int full,
+               size_t *len)
 {
 	struct sbuf b = {0};
 	char date[64], txt[600], st[16];
@@ -232,22 +237,24 @@ bounce_compose(const struct spool_envelope *e, const struct bounce_item *it,
 	bounce_date(now, date, sizeof(date));
 	sbuf_printf(&b, "Date: %s\r\n", date);
 	sbuf_printf(&b, "From: MAILER-DAEMON@%s (Mail Delivery System)\r\n",
-		    hostname);
+	            hostname);
 	bounce_clean(e->sender, txt, sizeof(txt));
 	sbuf_printf(&b, "To: <%s>\r\n", txt);
 	sbuf_printf(&b, "Subject: %s\r\n", bounce_subject[kind]);
 	sbuf_printf(&b, "Message-ID: <%s.dsn@%s>\r\n", msgid, hostname);
 	sbuf_printf(&b, "Auto-Submitted: auto-replied\r\n");
 	sbuf_printf(&b, "MIME-Version: 1.0\r\n");
-	sbuf_printf(&b, "Content-Type: multipart/report; "
-		    "report-type=delivery-status;\r\n"
-		    "\tboundary=\"%s/%s\"\r\n", msgid, hostname);
+	sbuf_printf(&b,
+	            "Content-Type: multipart/report; "
+	            "report-type=delivery-status;\r\n"
+	            "\tboundary=\"%s/%s\"\r\n",
+	            msgid, hostname);
 	sbuf_printf(&b, "\r\nThis is a MIME-encapsulated message.\r\n\r\n");
 
 	/* 1: for humans */
 	sbuf_printf(&b, "--%s/%s\r\n", msgid, hostname);
 	sbuf_printf(&b, "Content-Description: Notification\r\n"
-		    "Content-Type: text/plain; charset=us-ascii\r\n\r\n");
+	                "Content-Type: text/plain; charset=us-ascii\r\n\r\n");
 	bounce_intro(&b, e, kind, hostname, now, until, full);
 	for (i = 0; i < n; i++) {
 		char a[600], t[300];
@@ -256,17 +263,16 @@ bounce_compose(const struct spool_envelope *e, const struct bounce_item *it,
 		bounce_clean(it[i].res.text, t, sizeof(t));
 		if (it[i].remote_mta != NULL)
 			sbuf_printf(&b, "<%s>: host %s said: %d %s %s\r\n", a,
-				    it[i].remote_mta, it[i].res.code,
-				    it[i].res.enh, t);
+			            it[i].remote_mta, it[i].res.code,
+			            it[i].res.enh, t);
 		else
-			sbuf_printf(&b, "<%s>: %s %s\r\n", a, it[i].res.enh,
-				    t);
+			sbuf_printf(&b, "<%s>: %s %s\r\n", a, it[i].res.enh, t);
 	}
 
 	/* 2: for machines */
 	sbuf_printf(&b, "\r\n--%s/%s\r\n", msgid, hostname);
 	sbuf_printf(&b, "Content-Description: Delivery report\r\n"
-		    "Content-Type: message/delivery-status\r\n\r\n");
+	                "Content-Type: message/delivery-status\r\n\r\n");
 	sbuf_printf(&b, "Reporting-MTA: dns; %s\r\n", hostname);
 	if (e->envid != NULL && e->envid[0] != '\0') {
 		bounce_xtext_decode(e->envid, txt, sizeof(txt));
@@ -287,21 +293,21 @@ bounce_compose(const struct spool_envelope *e, const struct bounce_item *it,
 			const char *semi = strchr(r->orcpt, ';');
 
 			bounce_xtext_decode(semi ? semi + 1 : r->orcpt, txt,
-					    sizeof(txt));
+			                    sizeof(txt));
 			sbuf_printf(&b, "Original-Recipient: %.*s; %s\r\n",
-				    semi ? (int)(semi - r->orcpt) : 6,
-				    semi ? r->orcpt : "rfc822", txt);
+			            semi ? (int)(semi - r->orcpt) : 6,
+			            semi ? r->orcpt : "rfc822", txt);
 		}
 		sbuf_printf(&b, "Action: %s\r\n", bounce_action[kind]);
 		sbuf_printf(&b, "Status: %s\r\n",
-			    bounce_status(&it[i], st, sizeof(st)));
+		            bounce_status(&it[i], st, sizeof(st)));
 		bounce_clean(it[i].res.text, t, sizeof(t));
 		if (it[i].remote_mta != NULL) {
 			sbuf_printf(&b, "Remote-MTA: dns; %s\r\n",
-				    it[i].remote_mta);
+			            it[i].remote_mta);
 			sbuf_printf(&b, "Diagnostic-Code: smtp; %d %s%s%s\r\n",
-				    it[i].res.code, it[i].res.enh,
-				    it[i].res.enh[0] ? " " : "", t);
+			            it[i].res.code, it[i].res.enh,
+			            it[i].res.enh[0] ? " " : "", t);
 		} else
 			sbuf_printf(&b, "Diagnostic-Code: X-Backmx; %s\r\n", t);
 		if (it[i].last_attempt > 0) {
@@ -317,15 +323,20 @@ bounce_compose(const struct spool_envelope *e, const struct bounce_item *it,
 	/* 3: the message or its header */
 	sbuf_printf(&b, "\r\n--%s/%s\r\n", msgid, hostname);
 	if (full)
-		sbuf_printf(&b, "Content-Description: %s Message\r\n"
-			    "Content-Type: message/rfc822\r\n\r\n",
-			    kind == BOUNCE_FAILED ? "Undelivered"
-			    : kind == BOUNCE_DELAYED ? "Delayed" : "Relayed");
+		sbuf_printf(&b,
+		            "Content-Description: %s Message\r\n"
+		            "Content-Type: message/rfc822\r\n\r\n",
+		            kind == BOUNCE_FAILED    ? "Undelivered"
+		            : kind == BOUNCE_DELAYED ? "Delayed"
+		                                     : "Relayed");
 	else
-		sbuf_printf(&b, "Content-Description: %s Message "
-			    "Headers\r\nContent-Type: text/rfc822-headers\r\n"
-			    "\r\n", kind == BOUNCE_FAILED ? "Undelivered"
-			    : kind == BOUNCE_DELAYED ? "Delayed" : "Relayed");
+		sbuf_printf(&b,
+		            "Content-Description: %s Message "
+		            "Headers\r\nContent-Type: text/rfc822-headers\r\n"
+		            "\r\n",
+		            kind == BOUNCE_FAILED    ? "Undelivered"
+		            : kind == BOUNCE_DELAYED ? "Delayed"
+		                                     : "Relayed");
 	if (b.failed) {
 		free(b.p);
 		return NULL;
@@ -337,7 +348,7 @@ bounce_compose(const struct spool_envelope *e, const struct bounce_item *it,
 /* bounce_copy_original - the body (or its header) into the writer */
 static int
 bounce_copy_original(struct spool *s, const struct spool_envelope *e,
-		     struct spool_writer *w, int full, int *ends_crlf)
+                     struct spool_writer *w, int full, int *ends_crlf)
 {
 	char *hdr = NULL;
 	size_t hlen = 0;
@@ -360,8 +371,8 @@ bounce_copy_original(struct spool *s, const struct spool_envelope *e,
 		if (full) {
 			if (spool_writer_append(w, data, len) < 0)
 				return -1;
-			last_crlf = len >= 1 && ((const char *)data)[len - 1] ==
-						    '\n';
+			last_crlf =
+			    len >= 1 && ((const char *)data)[len - 1] == '\n';
 			continue;
 		}
 		/* headers only: collect up to the empty line, bounded */
@@ -405,12 +416,12 @@ have_header:
 
 int
 bounce_create(struct spool *s, const struct spool_envelope *e,
-	      const struct bounce_item *it, int n, const char *hostname,
-	      int64_t now, struct spool_envelope **out, char *err,
-	      size_t errlen)
+              const struct bounce_item *it, int n, const char *hostname,
+              int64_t now, struct spool_envelope **out, char *err,
+              size_t errlen)
 {
 	return bounce_create_kind(s, e, it, n, BOUNCE_FAILED, hostname, now, 0,
-				  out, err, errlen);
+	                          out, err, errlen);
 }
 
 /* the test hook: so many of the next allocations fail */
@@ -434,9 +445,9 @@ bounce_calloc(size_t n, size_t size)
 
 int
 bounce_create_kind(struct spool *s, const struct spool_envelope *e,
-		   const struct bounce_item *it, int n, enum bounce_kind kind,
-		   const char *hostname, int64_t now, int64_t until,
-		   struct spool_envelope **out, char *err, size_t errlen)
+                   const struct bounce_item *it, int n, enum bounce_kind kind,
+                   const char *hostname, int64_t now, int64_t until,
+                   struct spool_envelope **out, char *err, size_t errlen)
 {
 	struct bounce_item *want = NULL;
 	struct spool_writer *w = NULL;
@@ -459,14 +470,14 @@ bounce_create_kind(struct spool *s, const struct spool_envelope *e,
 	/* a warning or a success report returns the header unless RET=FULL
 	 * asked for the whole message (as Postfix does) */
 	full = kind == BOUNCE_FAILED ? bounce_return_full(e)
-				     : e->ret == SPOOL_RET_FULL;
+	                             : e->ret == SPOOL_RET_FULL;
 	if ((w = spool_writer_new(s)) == NULL) {
 		snprintf(err, errlen, "%s", spool_error(s));
 		free(want);
 		return -1;
 	}
-	report = bounce_compose(e, want, nw, kind, hostname,
-				spool_writer_id(w), now, until, full, &rlen);
+	report = bounce_compose(e, want, nw, kind, hostname, spool_writer_id(w),
+	                        now, until, full, &rlen);
 	if (report == NULL)
 		goto nomem;
 	if (spool_writer_append(w, report, rlen) < 0)
@@ -474,7 +485,7 @@ bounce_create_kind(struct spool *s, const struct spool_envelope *e,
 	if (bounce_copy_original(s, e, w, full, &crlf) < 0)
 		goto spoolfail;
 	snprintf(tail, sizeof(tail), "%s\r\n--%s/%s--\r\n", crlf ? "" : "\r\n",
-		 spool_writer_id(w), hostname);
+	         spool_writer_id(w), hostname);
 	if (spool_writer_append(w, tail, strlen(tail)) < 0)
 		goto spoolfail;
 
@@ -483,8 +494,8 @@ bounce_create_kind(struct spool *s, const struct spool_envelope *e,
 		goto nomem;
 	b->arrival = now;
 	b->sender = strdup("");
-	b->body = e->body == SPOOL_BODY_7BIT ? SPOOL_BODY_7BIT
-					     : SPOOL_BODY_8BITMIME;
+	b->body =
+	    e->body == SPOOL_BODY_7BIT ? SPOOL_BODY_7BIT : SPOOL_BODY_8BITMIME;
 	b->smtputf8 = e->smtputf8;
 	b->ret = SPOOL_RET_NONE;
 	b->client_addr = strdup("127.0.0.1");

@@ -69,7 +69,7 @@ callout_conn_fail(struct callout_conn *c, int dead, const char *fmt, ...)
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	log_info("callout: %s[%s]: %s", d->domain, c->peer[0] ? c->peer : "-",
-		 why);
+	         why);
 	result_set(&r, 451, "4.4.3", "primary of %s: %s", d->domain, why);
 	if (c->cur != NULL) {
 		struct callout_q *q = c->cur;
@@ -117,7 +117,7 @@ conn_write(struct callout_conn *c, const char *fmt, ...)
 
 static void
 conn_send(struct callout_conn *c, enum conn_state st, const char *fmt,
-	  const char *arg)
+          const char *arg)
 {
 	c->state = st;
 	if (conn_write(c, fmt, arg) < 0)
@@ -132,13 +132,14 @@ conn_answer(struct callout_conn *c, const struct result *r)
 
 	c->cur = NULL;
 	if (q == NULL)
-		return;		/* its waiters gave up (deadline) */
+		return; /* its waiters gave up (deadline) */
 	q->conn = NULL;
 	log_info("callout: %s to=<%s>, relay=%s, %d %s %s, tls=%s",
-		 c->dest->domain, q->address, c->peer, r->code, r->enh, r->text,
-		 c->tls_on ? c->tls_desc : "none");
+	         c->dest->domain, q->address, c->peer, r->code, r->enh, r->text,
+	         c->tls_on ? c->tls_desc : "none");
 	/* cached even when every waiter is gone */
-	if (callout_store_hook != NULL && (r->code / 100 == 2 || r->code / 100 == 5))
+	if (callout_store_hook != NULL &&
+	    (r->code / 100 == 2 || r->code / 100 == 5))
 		callout_store_hook(c->dest->domain, q->address, r);
 	callout_q_answer(q, r);
 }
@@ -182,7 +183,7 @@ static void
 conn_start_tx(struct callout_conn *c)
 {
 	c->dest->last_ok = callout_now();
-	c->dest->dead_until = 0;	/* it answers: suspension over */
+	c->dest->dead_until = 0; /* it answers: suspension over */
 	if (c->setup) {
 		c->setup = 0;
 		c->dest->nsetup--;
@@ -216,7 +217,7 @@ static int
 conn_tls_wanted(struct callout_conn *c)
 {
 	int required = c->dest->tls == POLICY_TLS_ENCRYPT ||
-		       c->dest->tls == POLICY_TLS_VERIFY;
+	               c->dest->tls == POLICY_TLS_VERIFY;
 
 	if (c->tls_on || c->tls_tried)
 		return 0;
@@ -231,9 +232,9 @@ conn_after_ehlo(struct callout_conn *c)
 	int t = conn_tls_wanted(c);
 
 	if (t < 0) {
-		callout_conn_fail(c, 0, "STARTTLS required by tls %s but not offered",
-			  c->dest->tls == POLICY_TLS_VERIFY ? "verify"
-							    : "encrypt");
+		callout_conn_fail(
+		    c, 0, "STARTTLS required by tls %s but not offered",
+		    c->dest->tls == POLICY_TLS_VERIFY ? "verify" : "encrypt");
 		return;
 	}
 	if (t > 0) {
@@ -251,9 +252,9 @@ conn_tls_step(struct callout_conn *c)
 	int r, want = 0, policy;
 
 	policy = c->dest->tls == POLICY_TLS_ENCRYPT ||
-			 c->dest->tls == POLICY_TLS_VERIFY
-		     ? c->dest->tls
-		     : POLICY_TLS_MAY;
+	                 c->dest->tls == POLICY_TLS_VERIFY
+	             ? c->dest->tls
+	             : POLICY_TLS_MAY;
 	r = tls_handshake_step(c->ssl, &want, err, sizeof(err));
 	if (r < 0) {
 		callout_conn_fail(c, 0, "TLS handshake: %s", err);
@@ -262,12 +263,12 @@ conn_tls_step(struct callout_conn *c)
 	if (r == 0) {
 		ev_io_stop(backmxd.loop, &c->io);
 		ev_io_set(&c->io, c->fd,
-			  want == TLS_WANT_WRITE ? EV_WRITE : EV_READ);
+		          want == TLS_WANT_WRITE ? EV_WRITE : EV_READ);
 		ev_io_start(backmxd.loop, &c->io);
 		return;
 	}
 	if (tls_client_verdict(c->ssl, policy, 0, desc, sizeof(desc), err,
-			       sizeof(err)) < 0) {
+	                       sizeof(err)) < 0) {
 		callout_conn_fail(c, 0, "TLS: %s", err);
 		return;
 	}
@@ -282,7 +283,7 @@ conn_tls_step(struct callout_conn *c)
 /* conn_reply - one complete reply in state c->state */
 static void
 conn_reply(struct callout_conn *c, const struct smtp_reply *rep,
-	   const char *buf)
+           const char *buf)
 {
 	struct result r;
 	int cls = rep->code / 100;
@@ -291,7 +292,8 @@ conn_reply(struct callout_conn *c, const struct smtp_reply *rep,
 	switch (c->state) {
 	case C_BANNER:
 		if (cls != 2) {
-			callout_conn_fail(c, 0, "greeting %d %s", r.code, r.text);
+			callout_conn_fail(c, 0, "greeting %d %s", r.code,
+			                  r.text);
 			return;
 		}
 		conn_send(c, C_EHLO, "EHLO %s", backmxd.cfg->hostname);
@@ -304,14 +306,16 @@ conn_reply(struct callout_conn *c, const struct smtp_reply *rep,
 		{
 			unsigned long long size = 0;
 
-			c->starttls_offered = (smtp_client_caps(buf, rep, &size) &
-					       SMTP_CAP_STARTTLS) != 0;
+			c->starttls_offered =
+			    (smtp_client_caps(buf, rep, &size) &
+			     SMTP_CAP_STARTTLS) != 0;
 		}
 		conn_after_ehlo(c);
 		return;
 	case C_HELO:
 		if (cls != 2) {
-			callout_conn_fail(c, 0, "HELO refused: %d %s", r.code, r.text);
+			callout_conn_fail(c, 0, "HELO refused: %d %s", r.code,
+			                  r.text);
 			return;
 		}
 		c->starttls_offered = 0;
@@ -319,23 +323,24 @@ conn_reply(struct callout_conn *c, const struct smtp_reply *rep,
 		return;
 	case C_STARTTLS: {
 		char err[256];
-		int armed = 0, policy = c->dest->tls == POLICY_TLS_ENCRYPT ||
-					       c->dest->tls == POLICY_TLS_VERIFY
-					   ? c->dest->tls
-					   : POLICY_TLS_MAY;
+		int armed = 0,
+		    policy = c->dest->tls == POLICY_TLS_ENCRYPT ||
+		                     c->dest->tls == POLICY_TLS_VERIFY
+		                 ? c->dest->tls
+		                 : POLICY_TLS_MAY;
 
 		if (cls != 2) {
 			if (policy != POLICY_TLS_MAY) {
-				callout_conn_fail(c, 0, "STARTTLS refused: %d %s",
-					  r.code, r.text);
+				callout_conn_fail(c, 0,
+				                  "STARTTLS refused: %d %s",
+				                  r.code, r.text);
 				return;
 			}
 			conn_start_tx(c);
 			return;
 		}
-		c->ssl = tls_client_new(backmxd.cfg, c->fd, policy,
-					c->peer, NULL, 0, &armed, err,
-					sizeof(err));
+		c->ssl = tls_client_new(backmxd.cfg, c->fd, policy, c->peer,
+		                        NULL, 0, &armed, err, sizeof(err));
 		if (c->ssl == NULL) {
 			callout_conn_fail(c, 0, "TLS: %s", err);
 			return;
@@ -349,8 +354,8 @@ conn_reply(struct callout_conn *c, const struct smtp_reply *rep,
 		if (cls != 2) {
 			/* the primary refuses the null sender: it cannot be
 			 * asked; treat as unknown, not as "no" */
-			callout_conn_fail(c, 0, "MAIL FROM:<> refused: %d %s", r.code,
-				  r.text);
+			callout_conn_fail(c, 0, "MAIL FROM:<> refused: %d %s",
+			                  r.code, r.text);
 			return;
 		}
 		conn_next(c);
@@ -361,9 +366,10 @@ conn_reply(struct callout_conn *c, const struct smtp_reply *rep,
 		else {
 			struct result u;
 
-			result_set(&u, 451, "4.4.3", "primary of %s said %d "
-				   "%s %s", c->dest->domain, r.code, r.enh,
-				   r.text);
+			result_set(&u, 451, "4.4.3",
+			           "primary of %s said %d "
+			           "%s %s",
+			           c->dest->domain, r.code, r.enh, r.text);
 			conn_answer(c, &u);
 		}
 		conn_next(c);
@@ -392,7 +398,7 @@ conn_read(struct callout_conn *c)
 	ssize_t n;
 
 	n = net_read(c->fd, c->tls_on ? c->ssl : NULL, c->in + c->inlen,
-		     sizeof(c->in) - c->inlen, NULL);
+	             sizeof(c->in) - c->inlen, NULL);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
@@ -400,8 +406,9 @@ conn_read(struct callout_conn *c)
 			conn_free(c);
 			return;
 		}
-		callout_conn_fail(c, c->state == C_BANNER, "connection closed in %s",
-			  c->state == C_BANNER ? "greeting" : "dialogue");
+		callout_conn_fail(
+		    c, c->state == C_BANNER, "connection closed in %s",
+		    c->state == C_BANNER ? "greeting" : "dialogue");
 		return;
 	}
 	c->inlen += (size_t)n;
@@ -426,7 +433,8 @@ conn_read(struct callout_conn *c)
 		c->inlen -= (size_t)used;
 		/* a reply we did not ask for (pipelining abuse) waits */
 		if (st == C_TLS) {
-			callout_conn_fail(c, 1, "reply during the TLS handshake");
+			callout_conn_fail(c, 1,
+			                  "reply during the TLS handshake");
 			return;
 		}
 		conn_reply(c, &rep, copy);
@@ -472,18 +480,18 @@ conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	}
 	callout_conn_fail(c, 1, "timeout in %s",
-		  c->state == C_CONNECT	  ? "connect"
-		  : c->state == C_BANNER ? "greeting"
-		  : c->state == C_RESOLVE ? "DNS lookup"
-					  : "dialogue");
+	                  c->state == C_CONNECT   ? "connect"
+	                  : c->state == C_BANNER  ? "greeting"
+	                  : c->state == C_RESOLVE ? "DNS lookup"
+	                                          : "dialogue");
 }
 
 static void
 conn_connect(struct callout_conn *c)
 {
 	socklen_t sl = c->addr.ss_family == AF_INET6
-			   ? sizeof(struct sockaddr_in6)
-			   : sizeof(struct sockaddr_in);
+	                   ? sizeof(struct sockaddr_in6)
+	                   : sizeof(struct sockaddr_in);
 
 	if (c->addr.ss_family == AF_INET6)
 		((struct sockaddr_in6 *)&c->addr)->sin6_port =
@@ -492,7 +500,7 @@ conn_connect(struct callout_conn *c)
 		((struct sockaddr_in *)&c->addr)->sin_port =
 		    htons((uint16_t)c->dest->port);
 	c->fd = socket(c->addr.ss_family,
-		       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	               SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
 		callout_conn_fail(c, 0, "socket: %s", strerror(errno));
 		return;
@@ -536,8 +544,8 @@ conn_resolve_next(struct callout_conn *c)
 		callout_conn_fail(c, 1, "no address for the primary");
 		return;
 	}
-	c->dq = dns_query(backmxd.dns, c->names[c->ni], DNS_T_A, conn_addr_cb,
-			  c);
+	c->dq =
+	    dns_query(backmxd.dns, c->names[c->ni], DNS_T_A, conn_addr_cb, c);
 	if (c->dq == NULL)
 		callout_conn_fail(c, 0, "DNS query failed");
 }
@@ -559,7 +567,7 @@ conn_mx_cb(void *arg, const struct dns_result *res)
 	c->dq = NULL;
 	if (res->status != DNS_OK) {
 		callout_conn_fail(c, res->status == DNS_TEMPFAIL ? 0 : 1,
-			  "MX lookup: %s", dns_status_str(res->status));
+		                  "MX lookup: %s", dns_status_str(res->status));
 		return;
 	}
 	for (i = 0; i < res->n && n < 16; i++)
@@ -571,7 +579,7 @@ conn_mx_cb(void *arg, const struct dns_result *res)
 	}
 	for (i = 0; i < n && c->nnames < CALLOUT_HOSTS_MAX; i++)
 		snprintf(c->names[c->nnames++], sizeof(c->names[0]), "%.255s",
-			 mx[i].host);
+		         mx[i].host);
 	conn_resolve_next(c);
 }
 
@@ -587,7 +595,7 @@ callout_conn_new(struct callout_dest *d)
 	c->fd = -1;
 	c->state = C_RESOLVE;
 	ev_timer_init(&c->timer, conn_timer_cb,
-		      (double)backmxd.cfg->callout_timeout, 0.);
+	              (double)backmxd.cfg->callout_timeout, 0.);
 	c->timer.data = c;
 	ev_io_init(&c->io, conn_io_cb, -1, EV_READ);
 	c->io.data = c;
@@ -610,8 +618,8 @@ callout_conn_new(struct callout_dest *d)
 		c->nnames = 1;
 		conn_resolve_next(c);
 	} else {
-		c->dq = dns_query(backmxd.dns, d->domain, DNS_T_MX, conn_mx_cb,
-				  c);
+		c->dq =
+		    dns_query(backmxd.dns, d->domain, DNS_T_MX, conn_mx_cb, c);
 		if (c->dq == NULL) {
 			callout_conn_fail(c, 0, "DNS query failed");
 			return NULL;

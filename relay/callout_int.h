@@ -22,7 +22,7 @@
 #define CALLOUT_HOSTS_MAX 4
 #define CALLOUT_IN_MAX 8192
 #define CALLOUT_RCPTS_PER_TX 20
-#define CALLOUT_HEALTH_FRESH 60.	/* a yes/no of the primary, seconds */
+#define CALLOUT_HEALTH_FRESH 60. /* a yes/no of the primary, seconds */
 
 struct callout_conn;
 struct callout_q;
@@ -37,12 +37,12 @@ struct callout_req {
 
 /* one question: an address (or a probe) with everybody waiting for it */
 struct callout_q {
-	struct callout_q *next;		/* in dest->queue or dest->all */
-	struct callout_q *qnext;	/* waiting for a connection */
+	struct callout_q *next;  /* in dest->queue or dest->all */
+	struct callout_q *qnext; /* waiting for a connection */
 	struct callout_dest *dest;
-	char address[POLICY_PATH_MAX + 8];	/* "" = probe */
+	char address[POLICY_PATH_MAX + 8]; /* "" = probe */
 	struct callout_req *reqs;
-	struct callout_conn *conn;	/* asking it now, or NULL */
+	struct callout_conn *conn; /* asking it now, or NULL */
 	ev_timer deadline;
 	int queued;
 };
@@ -53,18 +53,18 @@ struct callout_dest {
 	char domain[POLICY_DOMAIN_MAX + 1];
 	int is_static, literal, port, tls;
 	char host[POLICY_DOMAIN_MAX + 1];
-	struct callout_q *all;		/* every open question */
-	struct callout_q *qhead, **qtail;	/* waiting for a connection */
+	struct callout_q *all;            /* every open question */
+	struct callout_q *qhead, **qtail; /* waiting for a connection */
 	int nconn;
-	int nsetup;			/* connections before their MAIL */
-	double window;			/* rate: start of the minute */
+	int nsetup;    /* connections before their MAIL */
+	double window; /* rate: start of the minute */
 	int window_count;
-	ev_timer retry;			/* rate limited: try again */
+	ev_timer retry; /* rate limited: try again */
 	double dead_until;
 	char dead_why[200];
-	double last_ok, last_fail;	/* the primary answered / did not */
-	double last_try;		/* the once-a-minute try while dead */
-	int partial;			/* only a key yet (the forwarder's) */
+	double last_ok, last_fail; /* the primary answered / did not */
+	double last_try;           /* the once-a-minute try while dead */
+	int partial;               /* only a key yet (the forwarder's) */
 };
 
 enum conn_state {
@@ -91,17 +91,17 @@ struct callout_conn {
 	int tls_on, tls_tried, want;
 	char in[CALLOUT_IN_MAX];
 	size_t inlen;
-	struct callout_q *cur;		/* the question of the RCPT in flight */
-	int ntx;			/* RCPTs in this transaction */
+	struct callout_q *cur; /* the question of the RCPT in flight */
+	int ntx;               /* RCPTs in this transaction */
 	int probe_only;
-	int setup;			/* counted in dest->nsetup */
+	int setup; /* counted in dest->nsetup */
 	/* where to connect */
 	char names[CALLOUT_HOSTS_MAX][POLICY_DOMAIN_MAX + 1];
 	int nnames, ni;
 	struct sockaddr_storage addr;
 	struct dns_query *dq;
 	char peer[POLICY_DOMAIN_MAX + 8];
-	char tls_desc[64];		/* "TLSv1.3 verified"; "" in clear */
+	char tls_desc[64]; /* "TLSv1.3 verified"; "" in clear */
 	int starttls_offered;
 };
 
@@ -126,6 +126,6 @@ struct callout_conn *callout_conn_new(struct callout_dest *d);
 /* callout_conn_fail - answer c's question 4xx (dead: the whole queue, and
  * suspend d), free c */
 void callout_conn_fail(struct callout_conn *c, int dead, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -23,15 +23,15 @@
 struct limits_entry {
 	unsigned char key[16];
 	unsigned hash;
-	int count;			/* open sessions */
-	ev_tstamp win_start;		/* client_rate window */
+	int count;           /* open sessions */
+	ev_tstamp win_start; /* client_rate window */
 	int win_count;
-	struct limits_entry *hnext;	/* hash chain */
-	struct limits_entry *lprev, *lnext;	/* idle LRU, count == 0 */
+	struct limits_entry *hnext;         /* hash chain */
+	struct limits_entry *lprev, *lnext; /* idle LRU, count == 0 */
 };
 
 static struct limits_entry *limits_hash[LIMITS_BUCKETS];
-static struct limits_entry *lru_head, *lru_tail;	/* head = oldest */
+static struct limits_entry *lru_head, *lru_tail; /* head = oldest */
 static size_t limits_nidle, limits_n;
 
 static unsigned
@@ -48,7 +48,7 @@ limits_key(const struct sockaddr_storage *ss, unsigned char key[16])
 		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
 			memcpy(key, s6->sin6_addr.s6_addr + 12, 4);
 		else {
-			memcpy(key, &s6->sin6_addr, 8);	/* the /64 */
+			memcpy(key, &s6->sin6_addr, 8); /* the /64 */
 			key[15] = 6;
 		}
 	}
@@ -122,7 +122,7 @@ limits_find(const struct sockaddr_storage *ss, int create)
 	e->hnext = limits_hash[h % LIMITS_BUCKETS];
 	limits_hash[h % LIMITS_BUCKETS] = e;
 	limits_n++;
-	limits_lru_push(e);	/* idle until counted */
+	limits_lru_push(e); /* idle until counted */
 	return e;
 }
 
@@ -135,14 +135,14 @@ client_limits_open(const struct sockaddr_storage *ss, ev_tstamp now)
 	int exempt;
 
 	if (e == NULL)
-		return LIMITS_OK;	/* out of memory: do not refuse mail */
+		return LIMITS_OK; /* out of memory: do not refuse mail */
 	if (e->count == 0) {
 		/* seen again: the most recent idle entry */
 		limits_lru_unlink(e);
 		limits_lru_push(e);
 	}
 	exempt = f == NULL || config_cidr_match(f->dnsbl_allow, f->ndnsbl_allow,
-						(const struct sockaddr *)ss);
+	                                        (const struct sockaddr *)ss);
 	if (!exempt && f->client_rate > 0) {
 		if (now - e->win_start >= f->client_rate_window) {
 			e->win_start = now;
@@ -172,7 +172,7 @@ client_limits_close(const struct sockaddr_storage *ss)
 		const struct config_filter *f = backmxd.cfg->filter;
 
 		if (f != NULL && f->client_rate > 0)
-			limits_lru_push(e);	/* keep its rate window */
+			limits_lru_push(e); /* keep its rate window */
 		else {
 			limits_lru_push(e);
 			limits_drop(e);

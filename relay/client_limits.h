@@ -20,16 +20,16 @@
 
 enum limits_verdict {
 	LIMITS_OK,
-	LIMITS_PER_IP,		/* max_clients_per_ip */
-	LIMITS_CONCURRENT,	/* client_limit */
-	LIMITS_RATE,		/* client_rate */
+	LIMITS_PER_IP,     /* max_clients_per_ip */
+	LIMITS_CONCURRENT, /* client_limit */
+	LIMITS_RATE,       /* client_rate */
 };
 
 /* client_limits_open - LIMITS_OK: counted, close it later; else refused
  * (and not counted) */
 enum limits_verdict client_limits_open(const struct sockaddr_storage *ss,
-					ev_tstamp now);
+                                       ev_tstamp now);
 void client_limits_close(const struct sockaddr_storage *ss);
-size_t client_limits_entries(void);	/* entries held now (tests) */
+size_t client_limits_entries(void); /* entries held now (tests) */
 
 #endif

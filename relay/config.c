@@ -33,8 +33,8 @@ struct config_ctx {
 	size_t diaglen;
 	int nerr;
 	struct config *cfg;
-	struct policy_domain *dom;	/* inside a domain block */
-	char base[PATH_MAX];		/* for relative paths */
+	struct policy_domain *dom; /* inside a domain block */
+	char base[PATH_MAX];       /* for relative paths */
 };
 
 /* config_msg - append "FILE:LINE: [warning: ]message\n" to the diagnostics */
@@ -50,7 +50,7 @@ config_msg(struct config_ctx *x, int is_error, const char *fmt, ...)
 	if (x->diaglen == 0 || used + 1 >= x->diaglen)
 		return;
 	n = snprintf(x->diag + used, x->diaglen - used, "%s:%d: %s", x->file,
-		     x->line, is_error ? "" : "warning: ");
+	             x->line, is_error ? "" : "warning: ");
 	if (n < 0 || (size_t)n >= x->diaglen - used)
 		return;
 	used += n;
@@ -150,7 +150,7 @@ config_path(struct config_ctx *x, const char *v)
 
 static int
 config_need_args(struct config_ctx *x, const char *kw, int have, int min,
-		 int max)
+                 int max)
 {
 	if (have < min) {
 		config_msg(x, 1, "%s: missing value", kw);
@@ -174,7 +174,7 @@ config_set_str(struct config_ctx *x, char **dst, const char *v, int path)
 
 static int
 config_int(struct config_ctx *x, const char *kw, const char *v, long min,
-	   long max, int *out)
+           long max, int *out)
 {
 	char *end;
 	long n;
@@ -183,7 +183,7 @@ config_int(struct config_ctx *x, const char *kw, const char *v, long min,
 	n = strtol(v, &end, 10);
 	if (errno || *end != '\0' || *v == '\0' || n < min || n > max) {
 		config_msg(x, 1, "%s: bad number \"%s\" (%ld..%ld)", kw, v, min,
-			   max);
+		           max);
 		return -1;
 	}
 	*out = (int)n;
@@ -192,13 +192,14 @@ config_int(struct config_ctx *x, const char *kw, const char *v, long min,
 
 static int
 config_duration(struct config_ctx *x, const char *kw, const char *v, long min,
-		long *out)
+                long *out)
 {
 	long d = config_parse_duration(v);
 
 	if (d < min) {
-		config_msg(x, 1, "%s: bad duration \"%s\" (e.g. 30s, 5m, 4h, 5d)",
-			   kw, v);
+		config_msg(x, 1,
+		           "%s: bad duration \"%s\" (e.g. 30s, 5m, 4h, 5d)", kw,
+		           v);
 		return -1;
 	}
 	*out = d;
@@ -208,11 +209,11 @@ config_duration(struct config_ctx *x, const char *kw, const char *v, long min,
 static int
 config_bool(struct config_ctx *x, const char *kw, const char *v, int *out)
 {
-	if (!strcasecmp(v, "on") || !strcasecmp(v, "yes") ||
-	    !strcmp(v, "1") || !strcasecmp(v, "true"))
+	if (!strcasecmp(v, "on") || !strcasecmp(v, "yes") || !strcmp(v, "1") ||
+	    !strcasecmp(v, "true"))
 		*out = 1;
 	else if (!strcasecmp(v, "off") || !strcasecmp(v, "no") ||
-		 !strcmp(v, "0") || !strcasecmp(v, "false"))
+	         !strcmp(v, "0") || !strcasecmp(v, "false"))
 		*out = 0;
 	else {
 		config_msg(x, 1, "%s: expected on or off, not \"%s\"", kw, v);
@@ -247,9 +248,10 @@ config_valid_hostname(const char *s)
 /* domain block directives: each takes exactly one value */
 
 static const char *const config_domain_keywords[] = {
-	"recipients", "route", "tls", "percent_hack", "queue_lifetime",
-	"delay_warning",
-	"verify_cache", "verify_down", "accept_when", NULL,
+    "recipients",   "route",          "tls",
+    "percent_hack", "queue_lifetime", "delay_warning",
+    "verify_cache", "verify_down",    "accept_when",
+    NULL,
 };
 
 int
@@ -274,12 +276,12 @@ config_domain_directive(struct config_ctx *x, const char *kw, const char *v)
 			return;
 		}
 		if (config_parse_hostport(v, d->route_host,
-					  sizeof(d->route_host), &port, &lit,
-					  25) < 0) {
+		                          sizeof(d->route_host), &port, &lit,
+		                          25) < 0) {
 			config_msg(x, 1,
-				   "route: expected mx, host:port or "
-				   "[addr]:port, not \"%s\"",
-				   v);
+			           "route: expected mx, host:port or "
+			           "[addr]:port, not \"%s\"",
+			           v);
 			return;
 		}
 		if (lit) {
@@ -289,12 +291,12 @@ config_domain_directive(struct config_ctx *x, const char *kw, const char *v)
 			if (config_sockaddr(d->route_host, port, &ss, &len) <
 			    0) {
 				config_msg(x, 1, "route: bad address [%s]",
-					   d->route_host);
+				           d->route_host);
 				return;
 			}
 		} else if (!config_valid_hostname(d->route_host)) {
 			config_msg(x, 1, "route: bad host name \"%s\"",
-				   d->route_host);
+			           d->route_host);
 			return;
 		}
 		for (char *p = d->route_host; *p; p++)
@@ -315,9 +317,9 @@ config_domain_directive(struct config_ctx *x, const char *kw, const char *v)
 			d->tls = POLICY_TLS_MTASTS;
 		else
 			config_msg(x, 1,
-				   "tls: expected may, encrypt, verify, dane "
-				   "or mta-sts, not \"%s\"",
-				   v);
+			           "tls: expected may, encrypt, verify, dane "
+			           "or mta-sts, not \"%s\"",
+			           v);
 	} else if (!strcmp(kw, "percent_hack")) {
 		config_bool(x, kw, v, &d->percent_hack);
 	} else if (!strcmp(kw, "queue_lifetime")) {
@@ -342,19 +344,19 @@ config_domain_end(struct config_ctx *x)
 	config_rcpt_domain_end(x, d);
 	if (d->recipients_file == NULL && !d->recipients_any && d->nsrcs == 0)
 		config_msg(x, 1,
-			   "domain %s has no recipients line: a backup MX that "
-			   "accepts every address is a spam magnet",
-			   d->name);
+		           "domain %s has no recipients line: a backup MX that "
+		           "accepts every address is a spam magnet",
+		           d->name);
 	if (d->percent_hack && !d->route_static)
 		config_msg(x, 1,
-			   "domain %s: percent_hack on needs a static route "
-			   "(host:port), never the public MX",
-			   d->name);
+		           "domain %s: percent_hack on needs a static route "
+		           "(host:port), never the public MX",
+		           d->name);
 	if (d->percent_hack && d->recipients_any)
 		config_msg(x, 0,
-			   "domain %s: percent_hack on with recipients *: any "
-			   "local part at %s is reachable through us",
-			   d->name, d->name);
+		           "domain %s: percent_hack on with recipients *: any "
+		           "local part at %s is reachable through us",
+		           d->name, d->name);
 	x->line = saved;
 	if (d->recipients_file != NULL) {
 		err[0] = '\0';
@@ -369,9 +371,9 @@ config_domain_end(struct config_ctx *x)
 			}
 		} else if (policy_domain_nrcpts(d) == 0 && !d->rcpt_async)
 			config_msg(x, 0,
-				   "domain %s: %s lists nobody: every "
-				   "address but postmaster gets 550",
-				   d->name, d->recipients_file);
+			           "domain %s: %s lists nobody: every "
+			           "address but postmaster gets 550",
+			           d->name, d->recipients_file);
 	}
 	x->dom = NULL;
 }
@@ -397,11 +399,11 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 			return;
 		if (!config_valid_hostname(v[0])) {
 			config_msg(x, 1, "hostname: \"%s\" is not a host name",
-				   v[0]);
+			           v[0]);
 			return;
 		}
 		snprintf(c->policy->hostname, sizeof(c->policy->hostname), "%s",
-			 v[0]);
+		         v[0]);
 		for (char *p = c->policy->hostname; *p; p++)
 			*p = tolower((unsigned char)*p);
 	} else if (!strcmp(kw, "hostname_alias")) {
@@ -410,9 +412,9 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 		for (int i = 0; i < nv; i++) {
 			if (!config_valid_hostname(v[i]))
 				config_msg(x, 1,
-					   "hostname_alias: \"%s\" is not a "
-					   "host name",
-					   v[i]);
+				           "hostname_alias: \"%s\" is not a "
+				           "host name",
+				           v[i]);
 			else
 				policy_add_alias(c->policy, v[i]);
 		}
@@ -431,12 +433,12 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 			}
 			memset(&l, 0, sizeof(l));
 			if (config_parse_hostport(v[i], host, sizeof(host),
-						  &port, &lit, -1) < 0 ||
+			                          &port, &lit, -1) < 0 ||
 			    config_sockaddr(host, port, &l.ss, &l.sslen) < 0) {
 				config_msg(x, 1,
-					   "listen: expected ADDR:PORT or "
-					   "[ADDR6]:PORT, not \"%s\"",
-					   v[i]);
+				           "listen: expected ADDR:PORT or "
+				           "[ADDR6]:PORT, not \"%s\"",
+				           v[i]);
 				continue;
 			}
 			snprintf(l.text, sizeof(l.text), "%s", v[i]);
@@ -449,26 +451,28 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 			c->listen[c->nlisten++] = l;
 		}
 	} else if (!strcmp(kw, "spool") || !strcmp(kw, "control") ||
-		   !strcmp(kw, "dns_trust_anchor") || !strcmp(kw, "tls_cert") ||
-		   !strcmp(kw, "tls_key") || !strcmp(kw, "tls_ca") ||
-		   !strcmp(kw, "pidfile")) {
-		char **dst = !strcmp(kw, "spool")	     ? &c->spool
-			     : !strcmp(kw, "control")	     ? &c->control
-			     : !strcmp(kw, "dns_trust_anchor") ? &c->dns_trust_anchor
-			     : !strcmp(kw, "tls_cert")	     ? &c->tls_cert
-			     : !strcmp(kw, "tls_key")	     ? &c->tls_key
-			     : !strcmp(kw, "tls_ca")	     ? &c->tls_ca
-							     : &c->pidfile;
+	           !strcmp(kw, "dns_trust_anchor") || !strcmp(kw, "tls_cert") ||
+	           !strcmp(kw, "tls_key") || !strcmp(kw, "tls_ca") ||
+	           !strcmp(kw, "pidfile")) {
+		char **dst = !strcmp(kw, "spool")     ? &c->spool
+		             : !strcmp(kw, "control") ? &c->control
+		             : !strcmp(kw, "dns_trust_anchor")
+		                 ? &c->dns_trust_anchor
+		             : !strcmp(kw, "tls_cert") ? &c->tls_cert
+		             : !strcmp(kw, "tls_key")  ? &c->tls_key
+		             : !strcmp(kw, "tls_ca")   ? &c->tls_ca
+		                                       : &c->pidfile;
 
 		if (config_need_args(x, kw, nv, 1, 1) < 0)
 			return;
 		config_set_str(x, dst, v[0], 1);
 		if (*dst == NULL)
 			return;
-		if (!strncmp(kw, "tls_", 4) || !strcmp(kw, "dns_trust_anchor")) {
+		if (!strncmp(kw, "tls_", 4) ||
+		    !strcmp(kw, "dns_trust_anchor")) {
 			if (access(*dst, R_OK) < 0)
 				config_msg(x, 1, "%s: cannot read %s: %s", kw,
-					   *dst, strerror(errno));
+				           *dst, strerror(errno));
 		}
 	} else if (!strcmp(kw, "user")) {
 		if (config_need_args(x, kw, nv, 1, 1) < 0)
@@ -484,25 +488,24 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 
 		if (config_need_args(x, kw, nv, 1, 1) < 0)
 			return;
-		if (config_parse_hostport(v[0], host, sizeof(host), &port,
-					  &lit, !strcmp(kw, "dns") ? 53 : -1) <
-			    0 ||
+		if (config_parse_hostport(v[0], host, sizeof(host), &port, &lit,
+		                          !strcmp(kw, "dns") ? 53 : -1) < 0 ||
 		    config_sockaddr(host, port, &ss, &len) < 0) {
 			config_msg(x, 1, "%s: expected ADDR[:PORT], not \"%s\"",
-				   kw, v[0]);
+			           kw, v[0]);
 			return;
 		}
 		config_set_str(x, !strcmp(kw, "dns") ? &c->dns : &c->metrics,
-			       v[0], 0);
+		               v[0], 0);
 	} else if (!strcmp(kw, "max_size")) {
 		if (config_need_args(x, kw, nv, 1, 1) < 0)
 			return;
 		sz = config_parse_size(v[0]);
 		if (sz < 65536)
 			config_msg(x, 1,
-				   "max_size: bad size \"%s\" (at least 64K; "
-				   "e.g. 50M)",
-				   v[0]);
+			           "max_size: bad size \"%s\" (at least 64K; "
+			           "e.g. 50M)",
+			           v[0]);
 		else
 			c->max_size = (uint64_t)sz;
 	} else if (!strcmp(kw, "spool_cache")) {
@@ -511,9 +514,9 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 		sz = config_parse_size(v[0]);
 		if (sz < 1024 * 1024 || sz > 4LL * 1024 * 1024 * 1024)
 			config_msg(x, 1,
-				   "spool_cache: bad size \"%s\" (1M to 4G; "
-				   "e.g. 16M)",
-				   v[0]);
+			           "spool_cache: bad size \"%s\" (1M to 4G; "
+			           "e.g. 16M)",
+			           v[0]);
 		else
 			c->spool_cache = (uint64_t)sz;
 	} else if (!strcmp(kw, "max_recipients")) {
@@ -522,9 +525,9 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 			return;
 		if (c->max_recipients < 100)
 			config_msg(x, 0,
-				   "max_recipients %d: RFC 5321 4.5.3.1.8 "
-				   "requires accepting at least 100",
-				   c->max_recipients);
+			           "max_recipients %d: RFC 5321 4.5.3.1.8 "
+			           "requires accepting at least 100",
+			           c->max_recipients);
 	} else if (!strcmp(kw, "max_hops")) {
 		if (config_need_args(x, kw, nv, 1, 1) == 0)
 			config_int(x, kw, v[0], 1, 10000, &c->max_hops);
@@ -534,14 +537,14 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 	} else if (!strcmp(kw, "max_clients_per_ip")) {
 		if (config_need_args(x, kw, nv, 1, 1) == 0)
 			config_int(x, kw, v[0], 1, 1000000,
-				   &c->max_clients_per_ip);
+			           &c->max_clients_per_ip);
 	} else if (!strcmp(kw, "max_deliveries")) {
 		if (config_need_args(x, kw, nv, 1, 1) == 0)
 			config_int(x, kw, v[0], 1, 100000, &c->max_deliveries);
 	} else if (!strcmp(kw, "max_per_destination")) {
 		if (config_need_args(x, kw, nv, 1, 1) == 0)
 			config_int(x, kw, v[0], 1, 100000,
-				   &c->max_per_destination);
+			           &c->max_per_destination);
 	} else if (!strcmp(kw, "drain_rate")) {
 		if (config_need_args(x, kw, nv, 1, 1) == 0)
 			config_int(x, kw, v[0], 0, 1000000, &c->drain_rate);
@@ -549,21 +552,22 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 		if (config_need_args(x, kw, nv, 1, 1) == 0)
 			config_int(x, kw, v[0], 1, 100000, &c->etrn_rate);
 	} else if (!strcmp(kw, "timeout") || !strcmp(kw, "queue_lifetime") ||
-		   !strcmp(kw, "delay_warning") ||
-		   !strcmp(kw, "connect_timeout") ||
-		   !strcmp(kw, "command_timeout") ||
-		   !strcmp(kw, "data_timeout")) {
-		long *dst = !strcmp(kw, "timeout")	    ? &c->timeout
-			    : !strcmp(kw, "queue_lifetime") ? &c->queue_lifetime
-			    : !strcmp(kw, "delay_warning")  ? &c->delay_warning
-			    : !strcmp(kw, "connect_timeout") ? &c->connect_timeout
-			    : !strcmp(kw, "command_timeout") ? &c->command_timeout
-							     : &c->data_timeout;
+	           !strcmp(kw, "delay_warning") ||
+	           !strcmp(kw, "connect_timeout") ||
+	           !strcmp(kw, "command_timeout") ||
+	           !strcmp(kw, "data_timeout")) {
+		long *dst =
+		    !strcmp(kw, "timeout")           ? &c->timeout
+		    : !strcmp(kw, "queue_lifetime")  ? &c->queue_lifetime
+		    : !strcmp(kw, "delay_warning")   ? &c->delay_warning
+		    : !strcmp(kw, "connect_timeout") ? &c->connect_timeout
+		    : !strcmp(kw, "command_timeout") ? &c->command_timeout
+		                                     : &c->data_timeout;
 
 		if (config_need_args(x, kw, nv, 1, 1) == 0)
 			config_duration(x, kw, v[0],
-					!strcmp(kw, "delay_warning") ? 0 : 1,
-					dst);
+			                !strcmp(kw, "delay_warning") ? 0 : 1,
+			                dst);
 	} else if (!strcmp(kw, "retry")) {
 		long *steps;
 
@@ -589,13 +593,13 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 
 			if (config_parse_cidr(v[i], &r) < 0) {
 				config_msg(x, 1,
-					   "etrn_allow: bad address or "
-					   "network \"%s\"",
-					   v[i]);
+				           "etrn_allow: bad address or "
+				           "network \"%s\"",
+				           v[i]);
 				continue;
 			}
 			nr = realloc(c->etrn_allow,
-				     (c->netrn_allow + 1) * sizeof(r));
+			             (c->netrn_allow + 1) * sizeof(r));
 			if (nr == NULL) {
 				config_msg(x, 1, "out of memory");
 				return;
@@ -604,7 +608,7 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 			c->etrn_allow[c->netrn_allow++] = r;
 		}
 	} else if ((r = config_filter_directive(c, tok, n, ebuf,
-						sizeof(ebuf))) != 0) {
+	                                        sizeof(ebuf))) != 0) {
 		if (r < 0)
 			config_msg(x, 1, "%s", ebuf);
 	} else if (config_rcpt_global(x, c, kw, v, nv)) {
@@ -714,20 +718,21 @@ config_load(const char *path, char *diag, size_t diaglen, int *nerr)
 				}
 				if (!config_is_domain_keyword(tok[i])) {
 					config_msg(&x, 1,
-						   "unknown domain directive "
-						   "\"%s\"",
-						   tok[i]);
+					           "unknown domain directive "
+					           "\"%s\"",
+					           tok[i]);
 					i = n;
 					break;
 				}
 				if (config_rcpt_is_keyword(tok[i])) {
-					i = config_rcpt_domain(&x, x.dom, tok, n, i);
+					i = config_rcpt_domain(&x, x.dom, tok,
+					                       n, i);
 					continue;
 				}
 				if (i + 1 >= n || !strcmp(tok[i + 1], "}") ||
 				    !strcmp(tok[i + 1], "{")) {
 					config_msg(&x, 1, "%s: missing value",
-						   tok[i]);
+					           tok[i]);
 					i++;
 					continue;
 				}
@@ -738,29 +743,31 @@ config_load(const char *path, char *diag, size_t diaglen, int *nerr)
 			if (!strcmp(tok[i], "domain")) {
 				const char *name = i + 1 < n ? tok[i + 1] : "";
 
-				if (i + 2 >= n || strcmp(tok[i + 2], "{") != 0) {
+				if (i + 2 >= n ||
+				    strcmp(tok[i + 2], "{") != 0) {
 					config_msg(&x, 1,
-						   "domain: expected "
-						   "\"domain NAME {\"");
+					           "domain: expected "
+					           "\"domain NAME {\"");
 					i = n;
 					break;
 				}
 				if (!config_valid_hostname(name)) {
 					config_msg(&x, 1,
-						   "domain: \"%s\" is not a "
-						   "domain name",
-						   name);
+					           "domain: \"%s\" is not a "
+					           "domain name",
+					           name);
 					/* parse the block anyway, into a
-					 * throwaway name, to find more errors */
+					 * throwaway name, to find more errors
+					 */
 					name = "invalid.invalid";
 				}
 				x.dom = policy_add_domain(c->policy, name);
 				if (x.dom == NULL) {
 					config_msg(&x, 1,
-						   "domain %s: defined twice",
-						   name);
+					           "domain %s: defined twice",
+					           name);
 					x.dom = policy_add_domain(
-						c->policy, "dup.invalid");
+					    c->policy, "dup.invalid");
 					if (x.dom == NULL) {
 						i = n;
 						break;
@@ -799,10 +806,12 @@ config_load(const char *path, char *diag, size_t diaglen, int *nerr)
 	}
 	x.line = 0;
 	if (c->policy->ndomains == 0)
-		config_msg(&x, 1, "no domain blocks: every recipient would be "
-				  "refused (an empty or truncated file?)");
+		config_msg(&x, 1,
+		           "no domain blocks: every recipient would be "
+		           "refused (an empty or truncated file?)");
 	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
-		config_msg(&x, 1, "tls_cert and tls_key must be given together");
+		config_msg(&x, 1,
+		           "tls_cert and tls_key must be given together");
 	if (config_filter_check(c, line, sizeof(line)) < 0)
 		config_msg(&x, 1, "%s", line);
 	config_peer_end(&x, c);

@@ -21,61 +21,61 @@
 struct config_listen {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
-	char text[80];		/* as written: "0.0.0.0:25", "[::]:25" */
-	int proxy;		/* "listen ADDR proxy": PROXY header first */
+	char text[80]; /* as written: "0.0.0.0:25", "[::]:25" */
+	int proxy;     /* "listen ADDR proxy": PROXY header first */
 };
 
 struct config_cidr {
-	int family;		/* AF_INET / AF_INET6 */
+	int family; /* AF_INET / AF_INET6 */
 	unsigned char addr[16];
 	int bits;
 };
 
 struct config {
 	char *path;
-	struct policy *policy;	/* hostname, aliases, domains */
-	const char *hostname;	/* == policy->hostname */
+	struct policy *policy; /* hostname, aliases, domains */
+	const char *hostname;  /* == policy->hostname */
 
 	struct config_listen *listen;
 	int nlisten;
-	char *spool;		/* BDB environment directory */
-	char *control;		/* control socket path */
-	char *user;		/* drop privileges to; NULL = stay */
-	char *dns;		/* "127.0.0.1:53" or NULL = resolv.conf */
-	char *dns_trust_anchor;	/* DNSSEC trust anchor file, optional */
+	char *spool;            /* BDB environment directory */
+	char *control;          /* control socket path */
+	char *user;             /* drop privileges to; NULL = stay */
+	char *dns;              /* "127.0.0.1:53" or NULL = resolv.conf */
+	char *dns_trust_anchor; /* DNSSEC trust anchor file, optional */
 	char *tls_cert, *tls_key;
-	char *tls_ca;		/* CA file for outbound verify; NULL = system */
-	char *metrics;		/* "127.0.0.1:9425" or NULL */
+	char *tls_ca;  /* CA file for outbound verify; NULL = system */
+	char *metrics; /* "127.0.0.1:9425" or NULL */
 	char *pidfile;
 
-	uint64_t spool_cache;	/* BDB cache, octets; 0 = the spool's default */
-	uint64_t max_size;	/* octets */
+	uint64_t spool_cache; /* BDB cache, octets; 0 = the spool's default */
+	uint64_t max_size;    /* octets */
 	int max_recipients;
 	int max_hops;
 	int max_clients;
 	int max_clients_per_ip;
-	long timeout;		/* seconds, server idle */
-	long queue_lifetime;	/* seconds */
-	long *retry;		/* seconds; the last step repeats */
+	long timeout;        /* seconds, server idle */
+	long queue_lifetime; /* seconds */
+	long *retry;         /* seconds; the last step repeats */
 	int nretry;
-	long delay_warning;	/* seconds; 0 = off */
-	int max_deliveries;	/* outbound connections in total */
-	int max_per_destination;/* outbound connections per destination */
-	int drain_rate;		/* messages/s made due after a recovery; 0 = no cap */
-	long connect_timeout;	/* outbound, seconds */
-	long command_timeout;	/* outbound per-command (5m) */
-	long data_timeout;	/* outbound final-dot reply (10m) */
-	int etrn_rate;		/* ETRN per client per minute */
-	long callout_timeout;	/* per callout, seconds (10, at most 30) */
-	int callout_limit;	/* connections per primary (4) */
-	int callout_rate;	/* new connections per primary a minute (60) */
-	long verify_cache_max;	/* records in verify.db (100000) */
+	long delay_warning;      /* seconds; 0 = off */
+	int max_deliveries;      /* outbound connections in total */
+	int max_per_destination; /* outbound connections per destination */
+	int drain_rate; /* messages/s made due after a recovery; 0 = no cap */
+	long connect_timeout;  /* outbound, seconds */
+	long command_timeout;  /* outbound per-command (5m) */
+	long data_timeout;     /* outbound final-dot reply (10m) */
+	int etrn_rate;         /* ETRN per client per minute */
+	long callout_timeout;  /* per callout, seconds (10, at most 30) */
+	int callout_limit;     /* connections per primary (4) */
+	int callout_rate;      /* new connections per primary a minute (60) */
+	long verify_cache_max; /* records in verify.db (100000) */
 
 	struct config_cidr *etrn_allow;
 	int netrn_allow;
 
-	struct config_filter *filter;	/* config_filter.h: milter, dnsbl... */
-	struct config_peer *peer;	/* config_peer.h; NULL = no mirror */
+	struct config_filter *filter; /* config_filter.h: milter, dnsbl... */
+	struct config_peer *peer;     /* config_peer.h; NULL = no mirror */
 };
 
 /*
@@ -85,7 +85,7 @@ struct config {
  * counts the errors.  Warnings alone do not fail the load.
  */
 struct config *config_load(const char *path, char *diag, size_t diaglen,
-			   int *nerr);
+                           int *nerr);
 void config_free(struct config *c);
 
 /* config_parse_size - "50M" -> octets; -1 on error */
@@ -97,6 +97,6 @@ int config_etrn_allowed(const struct config *c, const struct sockaddr *sa);
 /* config_parse_cidr - "ADDR[/BITS]"; 0 or -1 */
 int config_parse_cidr(const char *s, struct config_cidr *c);
 int config_cidr_match(const struct config_cidr *list, int n,
-		      const struct sockaddr *sa);
+                      const struct sockaddr *sa);
 
 #endif

@@ -29,7 +29,7 @@
 #define CHECK_EXPIRY_WARN (14 * 86400)
 
 static int config_check_msg(char *, size_t, int, const char *, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 static int
 config_check_msg(char *diag, size_t len, int is_error, const char *fmt, ...)
@@ -65,7 +65,7 @@ config_check_as(const struct passwd *pw, const char *path, int mode)
 	if (pw == NULL || geteuid() != 0)
 		return access(path, mode) == 0 ? 0 : errno;
 	if ((pid = fork()) < 0)
-		return 0;	/* cannot tell */
+		return 0; /* cannot tell */
 	if (pid == 0) {
 		if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
 		    setuid(pw->pw_uid) < 0)
@@ -85,22 +85,22 @@ config_check_user(const struct config *c)
 
 int
 config_check_file(const struct config *c, const char *path, const char *what,
-		  char *diag, size_t diaglen)
+                  char *diag, size_t diaglen)
 {
 	const struct passwd *pw = config_check_user(c);
 	int e;
 
 	if (access(path, R_OK) < 0)
 		return config_check_msg(diag, diaglen, 1, "%s: %s %s: %s",
-					c->path, what, path, strerror(errno));
+		                        c->path, what, path, strerror(errno));
 	if (pw == NULL || geteuid() != 0)
 		return 0;
 	if ((e = config_check_as(pw, path, R_OK)) != 0)
 		return config_check_msg(diag, diaglen, 1,
-					"%s: %s %s is not readable by user "
-					"%s (%s): a reload (SIGHUP) would fail",
-					c->path, what, path, c->user,
-					strerror(e));
+		                        "%s: %s %s is not readable by user "
+		                        "%s (%s): a reload (SIGHUP) would fail",
+		                        c->path, what, path, c->user,
+		                        strerror(e));
 	return 0;
 }
 
@@ -118,49 +118,50 @@ config_check_tls(const struct config *c, char *diag, size_t len)
 		return 0;
 	if ((fp = fopen(c->tls_cert, "r")) == NULL)
 		return config_check_msg(diag, len, 1, "%s: tls_cert %s: %s",
-					c->path, c->tls_cert, strerror(errno));
+		                        c->path, c->tls_cert, strerror(errno));
 	x = PEM_read_X509(fp, NULL, NULL, NULL);
 	fclose(fp);
 	if (x == NULL)
 		return config_check_msg(diag, len, 1,
-					"%s: tls_cert %s: no PEM certificate "
-					"in it",
-					c->path, c->tls_cert);
+		                        "%s: tls_cert %s: no PEM certificate "
+		                        "in it",
+		                        c->path, c->tls_cert);
 	if (X509_cmp_current_time(X509_get0_notAfter(x)) <= 0)
 		nerr += config_check_msg(diag, len, 1,
-					 "%s: tls_cert %s has expired: clients "
-					 "verifying it will not use STARTTLS",
-					 c->path, c->tls_cert);
+		                         "%s: tls_cert %s has expired: clients "
+		                         "verifying it will not use STARTTLS",
+		                         c->path, c->tls_cert);
 	else if (X509_cmp_current_time(X509_get0_notBefore(x)) >= 0)
 		nerr += config_check_msg(diag, len, 1,
-					 "%s: tls_cert %s is not valid yet",
-					 c->path, c->tls_cert);
+		                         "%s: tls_cert %s is not valid yet",
+		                         c->path, c->tls_cert);
 	else {
 		soon = time(NULL) + CHECK_EXPIRY_WARN;
 		if (X509_cmp_time(X509_get0_notAfter(x), &soon) < 0)
 			config_check_msg(diag, len, 0,
-					 "%s: tls_cert %s expires within 14 "
-					 "days",
-					 c->path, c->tls_cert);
+			                 "%s: tls_cert %s expires within 14 "
+			                 "days",
+			                 c->path, c->tls_cert);
 	}
 	if ((fp = fopen(c->tls_key, "r")) == NULL) {
 		nerr += config_check_msg(diag, len, 1, "%s: tls_key %s: %s",
-					 c->path, c->tls_key, strerror(errno));
+		                         c->path, c->tls_key, strerror(errno));
 	} else {
 		k = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
 		fclose(fp);
 		if (k == NULL)
-			nerr += config_check_msg(diag, len, 1,
-						 "%s: tls_key %s: no PEM private "
-						 "key in it (or it is "
-						 "encrypted)",
-						 c->path, c->tls_key);
+			nerr +=
+			    config_check_msg(diag, len, 1,
+			                     "%s: tls_key %s: no PEM private "
+			                     "key in it (or it is "
+			                     "encrypted)",
+			                     c->path, c->tls_key);
 		else if (X509_check_private_key(x, k) != 1)
-			nerr += config_check_msg(diag, len, 1,
-						 "%s: tls_key %s does not "
-						 "match the certificate in %s",
-						 c->path, c->tls_key,
-						 c->tls_cert);
+			nerr +=
+			    config_check_msg(diag, len, 1,
+			                     "%s: tls_key %s does not "
+			                     "match the certificate in %s",
+			                     c->path, c->tls_key, c->tls_cert);
 	}
 	EVP_PKEY_free(k);
 	X509_free(x);
@@ -188,30 +189,30 @@ config_check_spool(const struct config *c, char *diag, size_t len)
 		if (stat(buf, &st) == 0 &&
 		    (e = config_check_as(pw, buf, X_OK)) != 0)
 			nerr += config_check_msg(
-				diag, len, 1,
-				"%s: spool %s: %s is not searchable by user "
-				"%s (%s)",
-				c->path, c->spool, buf,
-				c->user ? c->user : "(us)", strerror(e));
+			    diag, len, 1,
+			    "%s: spool %s: %s is not searchable by user "
+			    "%s (%s)",
+			    c->path, c->spool, buf, c->user ? c->user : "(us)",
+			    strerror(e));
 	}
 	if (stat(c->spool, &st) < 0) {
 		if (errno != ENOENT)
-			nerr += config_check_msg(diag, len, 1, "%s: spool %s: %s",
-						 c->path, c->spool,
-						 strerror(errno));
+			nerr += config_check_msg(diag, len, 1,
+			                         "%s: spool %s: %s", c->path,
+			                         c->spool, strerror(errno));
 		return nerr;
 	}
 	if (!S_ISDIR(st.st_mode))
 		return nerr + config_check_msg(diag, len, 1,
-					       "%s: spool %s is not a "
-					       "directory",
-					       c->path, c->spool);
+		                               "%s: spool %s is not a "
+		                               "directory",
+		                               c->path, c->spool);
 	/* as root the daemon chowns the directory itself at start */
 	if ((pw == NULL || geteuid() != 0) &&
 	    (e = config_check_as(pw, c->spool, W_OK | X_OK)) != 0)
 		nerr += config_check_msg(diag, len, 1,
-					 "%s: spool %s is not writable (%s)",
-					 c->path, c->spool, strerror(e));
+		                         "%s: spool %s is not writable (%s)",
+		                         c->path, c->spool, strerror(e));
 	if (pw == NULL || geteuid() != 0 || (d = opendir(c->spool)) == NULL)
 		return nerr;
 	while ((de = readdir(d)) != NULL) {
@@ -224,12 +225,12 @@ config_check_spool(const struct config *c, char *diag, size_t len)
 			continue;
 		if ((e = config_check_as(pw, buf, R_OK | W_OK)) != 0) {
 			nerr += config_check_msg(
-				diag, len, 1,
-				"%s: spool file %s is not writable by user %s "
-				"(%s): chown -R %s %s",
-				c->path, buf, c->user, strerror(e), c->user,
-				c->spool);
-			break;	/* one is enough to say what to do */
+			    diag, len, 1,
+			    "%s: spool file %s is not writable by user %s "
+			    "(%s): chown -R %s %s",
+			    c->path, buf, c->user, strerror(e), c->user,
+			    c->spool);
+			break; /* one is enough to say what to do */
 		}
 	}
 	closedir(d);
@@ -239,19 +240,19 @@ config_check_spool(const struct config *c, char *diag, size_t len)
 /* config_check_key_mode - a private key others can read or write */
 static int
 config_check_key_mode(const struct config *c, const char *what,
-		      const char *path, char *diag, size_t len)
+                      const char *path, char *diag, size_t len)
 {
 	struct stat st;
 
 	if (path == NULL || stat(path, &st) < 0)
-		return 0;	/* the load reports a missing key */
+		return 0; /* the load reports a missing key */
 	if ((st.st_mode & 007) == 0)
 		return 0;
 	return config_check_msg(diag, len, 1,
-				"%s: %s %s has mode %04o: readable or "
-				"writable by others (chmod 0600 or 0640)",
-				c->path, what, path,
-				(unsigned)(st.st_mode & 07777));
+	                        "%s: %s %s has mode %04o: readable or "
+	                        "writable by others (chmod 0600 or 0640)",
+	                        c->path, what, path,
+	                        (unsigned)(st.st_mode & 07777));
 }
 
 int
@@ -263,15 +264,14 @@ config_check_modes(const struct config *c, char *diag, size_t diaglen)
 	if (c->spool != NULL && stat(c->spool, &st) == 0 &&
 	    S_ISDIR(st.st_mode) && (st.st_mode & S_IWOTH))
 		nerr += config_check_msg(diag, diaglen, 1,
-					 "%s: spool %s has mode %04o: "
-					 "world-writable (chmod 0700)",
-					 c->path, c->spool,
-					 (unsigned)(st.st_mode & 07777));
-	nerr += config_check_key_mode(c, "tls_key", c->tls_key, diag,
-				      diaglen);
+		                         "%s: spool %s has mode %04o: "
+		                         "world-writable (chmod 0700)",
+		                         c->path, c->spool,
+		                         (unsigned)(st.st_mode & 07777));
+	nerr += config_check_key_mode(c, "tls_key", c->tls_key, diag, diaglen);
 	if (c->peer != NULL)
-		nerr += config_check_key_mode(c, "peer_key", c->peer->key,
-					      diag, diaglen);
+		nerr += config_check_key_mode(c, "peer_key", c->peer->key, diag,
+		                              diaglen);
 	return nerr;
 }
 
@@ -290,7 +290,7 @@ config_check(const struct config *c, char *diag, size_t diaglen)
 			continue;
 		snprintf(what, sizeof(what), "domain %s: recipients", d->name);
 		nerr += config_check_file(c, d->recipients_file, what, diag,
-					  diaglen);
+		                          diaglen);
 	}
 	nerr += config_check_spool(c, diag, diaglen);
 	nerr += config_peer_check_files(c, diag, diaglen);

@@ -41,6 +41,6 @@ int config_check_modes(const struct config *c, char *diag, size_t diaglen);
  * ("domain example.org: ldap file").  Appends to diag; 0 or 1 error.
  */
 int config_check_file(const struct config *c, const char *path,
-		      const char *what, char *diag, size_t diaglen);
+                      const char *what, char *diag, size_t diaglen);
 
 #endif

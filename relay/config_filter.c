@@ -32,9 +32,9 @@ config_filter_defaults(struct config *c)
 const char *
 config_filter_action_str(enum filter_action a)
 {
-	return a == FILTER_ACCEPT ? "accept"
+	return a == FILTER_ACCEPT   ? "accept"
 	       : a == FILTER_REJECT ? "reject"
-				    : "tempfail";
+	                            : "tempfail";
 }
 
 /* config_filter_milter - "inet:HOST:PORT", "inet:[V6]:PORT", "unix:/PATH" */
@@ -186,7 +186,7 @@ int
 config_dnsbl_match(const struct config_dnsbl *d, const unsigned char a[4])
 {
 	if (!d->filter)
-		return a[0] == 127;	/* any 127.0.0.0/8 answer lists */
+		return a[0] == 127; /* any 127.0.0.0/8 answer lists */
 	for (int i = 0; i < 4; i++)
 		if (a[i] < d->lo[i] || a[i] > d->hi[i])
 			return 0;
@@ -194,16 +194,15 @@ config_dnsbl_match(const struct config_dnsbl *d, const unsigned char a[4])
 }
 
 static int
-config_filter_cidrs(const char *kw, char **v, int nv,
-		    struct config_cidr **list, int *n, char *err,
-		    size_t errlen)
+config_filter_cidrs(const char *kw, char **v, int nv, struct config_cidr **list,
+                    int *n, char *err, size_t errlen)
 {
 	for (int i = 0; i < nv; i++) {
 		struct config_cidr r, *p;
 
 		if (config_parse_cidr(v[i], &r) < 0) {
-			snprintf(err, errlen, "%s: bad address or network \"%s\"",
-				 kw, v[i]);
+			snprintf(err, errlen,
+			         "%s: bad address or network \"%s\"", kw, v[i]);
 			return -1;
 		}
 		if ((p = realloc(*list, (*n + 1) * sizeof(r))) == NULL) {
@@ -233,7 +232,7 @@ config_filter_rate(const char *s, int *n, long *window)
 	if (strlen(slash + 1) + 2 > sizeof(unit) || slash[1] == '\0')
 		return -1;
 	snprintf(unit, sizeof(unit), "%s%s",
-		 isdigit((unsigned char)slash[1]) ? "" : "1", slash + 1);
+	         isdigit((unsigned char)slash[1]) ? "" : "1", slash + 1);
 	w = config_parse_duration(unit);
 	if (w < 1)
 		return -1;
@@ -244,7 +243,7 @@ config_filter_rate(const char *s, int *n, long *window)
 
 int
 config_filter_directive(struct config *c, char **tok, int n, char *err,
-			size_t errlen)
+                        size_t errlen)
 {
 	struct config_filter *f = c->filter;
 	const char *kw = tok[0];
@@ -270,9 +269,9 @@ config_filter_directive(struct config *c, char **tok, int n, char *err,
 
 			if (config_filter_milter(v[i], &m) < 0) {
 				snprintf(err, errlen,
-					 "milter: expected inet:ADDR:PORT or "
-					 "unix:/PATH, not \"%s\"",
-					 v[i]);
+				         "milter: expected inet:ADDR:PORT or "
+				         "unix:/PATH, not \"%s\"",
+				         v[i]);
 				return -1;
 			}
 			p = realloc(f->milter, (f->nmilter + 1) * sizeof(m));
@@ -289,9 +288,9 @@ config_filter_directive(struct config *c, char **tok, int n, char *err,
 
 			if (config_dnsbl_parse(v[i], &d) < 0) {
 				snprintf(err, errlen,
-					 "dnsbl: expected ZONE or "
-					 "ZONE=127.0.0.[2..11], not \"%s\"",
-					 v[i]);
+				         "dnsbl: expected ZONE or "
+				         "ZONE=127.0.0.[2..11], not \"%s\"",
+				         v[i]);
 				return -1;
 			}
 			p = realloc(f->dnsbl, (f->ndnsbl + 1) * sizeof(d));
@@ -304,14 +303,14 @@ config_filter_directive(struct config *c, char **tok, int n, char *err,
 	}
 	if (!strcmp(kw, "dnsbl_allow"))
 		return config_filter_cidrs(kw, v, nv, &f->dnsbl_allow,
-					   &f->ndnsbl_allow, err, errlen) < 0
-			       ? -1
-			       : 1;
+		                           &f->ndnsbl_allow, err, errlen) < 0
+		           ? -1
+		           : 1;
 	if (!strcmp(kw, "proxy_allow"))
 		return config_filter_cidrs(kw, v, nv, &f->proxy_allow,
-					   &f->nproxy_allow, err, errlen) < 0
-			       ? -1
-			       : 1;
+		                           &f->nproxy_allow, err, errlen) < 0
+		           ? -1
+		           : 1;
 	if (nv > 1) {
 		snprintf(err, errlen, "%s: too many values", kw);
 		return -1;
@@ -325,9 +324,9 @@ config_filter_directive(struct config *c, char **tok, int n, char *err,
 			f->milter_default_action = FILTER_REJECT;
 		else {
 			snprintf(err, errlen,
-				 "milter_default_action: expected accept, "
-				 "tempfail or reject, not \"%s\"",
-				 v[0]);
+			         "milter_default_action: expected accept, "
+			         "tempfail or reject, not \"%s\"",
+			         v[0]);
 			return -1;
 		}
 		return 1;
@@ -337,8 +336,8 @@ config_filter_directive(struct config *c, char **tok, int n, char *err,
 
 		if (d < 1 || d > 3600) {
 			snprintf(err, errlen,
-				 "milter_timeout: bad duration \"%s\" (1s..1h)",
-				 v[0]);
+			         "milter_timeout: bad duration \"%s\" (1s..1h)",
+			         v[0]);
 			return -1;
 		}
 		f->milter_timeout = d;
@@ -353,8 +352,8 @@ config_filter_directive(struct config *c, char **tok, int n, char *err,
 		if (errno || *end != '\0' || v[0][0] == '\0' || l < 0 ||
 		    l > 1000000) {
 			snprintf(err, errlen,
-				 "client_limit: bad number \"%s\" (0..1000000)",
-				 v[0]);
+			         "client_limit: bad number \"%s\" (0..1000000)",
+			         v[0]);
 			return -1;
 		}
 		f->client_limit = (int)l;
@@ -368,9 +367,9 @@ config_filter_directive(struct config *c, char **tok, int n, char *err,
 	if (config_filter_rate(v[0], &f->client_rate, &f->client_rate_window) <
 	    0) {
 		snprintf(err, errlen,
-			 "client_rate: expected N/s, N/m, N/h or N/DURATION, "
-			 "not \"%s\"",
-			 v[0]);
+		         "client_rate: expected N/s, N/m, N/h or N/DURATION, "
+		         "not \"%s\"",
+		         v[0]);
 		return -1;
 	}
 	return 1;
@@ -386,9 +385,9 @@ config_filter_check(struct config *c, char *err, size_t errlen)
 	for (int i = 0; i < c->nlisten; i++)
 		if (c->listen[i].proxy && c->filter->nproxy_allow == 0) {
 			snprintf(err, errlen,
-				 "listen %s proxy: proxy_allow must name the "
-				 "proxies allowed to send a PROXY header",
-				 c->listen[i].text);
+			         "listen %s proxy: proxy_allow must name the "
+			         "proxies allowed to send a PROXY header",
+			         c->listen[i].text);
 			return -1;
 		}
 	return 0;

@@ -19,36 +19,36 @@
 #include "config.h"
 
 enum filter_action {
-	FILTER_ACCEPT,		/* let the message through unfiltered */
-	FILTER_TEMPFAIL,	/* 451 4.7.1 */
-	FILTER_REJECT,		/* 550 5.7.1 */
+	FILTER_ACCEPT,   /* let the message through unfiltered */
+	FILTER_TEMPFAIL, /* 451 4.7.1 */
+	FILTER_REJECT,   /* 550 5.7.1 */
 };
 
 struct config_milter {
-	char spec[160];		/* as written: "inet:127.0.0.1:11332" */
-	struct sockaddr_storage ss;	/* AF_INET, AF_INET6 or AF_UNIX */
+	char spec[160];             /* as written: "inet:127.0.0.1:11332" */
+	struct sockaddr_storage ss; /* AF_INET, AF_INET6 or AF_UNIX */
 	socklen_t sslen;
 };
 
 struct config_dnsbl {
 	char zone[256];
-	int filter;		/* an answer filter was given */
-	unsigned char lo[4], hi[4];	/* per octet: lo <= answer <= hi */
-	char text[300];		/* as written, for logs */
+	int filter;                 /* an answer filter was given */
+	unsigned char lo[4], hi[4]; /* per octet: lo <= answer <= hi */
+	char text[300];             /* as written, for logs */
 };
 
 struct config_filter {
 	struct config_milter *milter;
 	int nmilter;
 	enum filter_action milter_default_action;
-	long milter_timeout;	/* seconds, per reply */
+	long milter_timeout; /* seconds, per reply */
 	struct config_dnsbl *dnsbl;
 	int ndnsbl;
 	struct config_cidr *dnsbl_allow;
 	int ndnsbl_allow;
-	int client_limit;	/* concurrent sessions per client; 0 = off */
-	int client_rate;	/* new sessions per client_rate_window; 0 = off */
-	long client_rate_window;	/* seconds */
+	int client_limit; /* concurrent sessions per client; 0 = off */
+	int client_rate;  /* new sessions per client_rate_window; 0 = off */
+	long client_rate_window; /* seconds */
 	struct config_cidr *proxy_allow;
 	int nproxy_allow;
 };
@@ -56,7 +56,7 @@ struct config_filter {
 void config_filter_defaults(struct config *c);
 /* config_filter_directive - 0 not ours, 1 done, -1 error (text in err) */
 int config_filter_directive(struct config *c, char **tok, int n, char *err,
-			    size_t errlen);
+                            size_t errlen);
 /* config_filter_check - whole-file checks; -1 with text in err */
 int config_filter_check(struct config *c, char *err, size_t errlen);
 void config_filter_free(struct config *c);

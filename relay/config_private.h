@@ -13,10 +13,10 @@
  * "[addr]:port" into a host (brackets removed) and port; *literal is set
  * when the host was bracketed; default_port < 0 = the port is required.
  */
-int config_parse_hostport(const char *s, char *host, size_t hostlen,
-			  int *port, int *literal, int default_port);
+int config_parse_hostport(const char *s, char *host, size_t hostlen, int *port,
+                          int *literal, int default_port);
 /* config_sockaddr - numeric host + port into a sockaddr; -1 if not numeric */
 int config_sockaddr(const char *host, int port, struct sockaddr_storage *ss,
-		    socklen_t *len);
+                    socklen_t *len);
 
 #endif

@@ -13,7 +13,7 @@
 #include "ldap_src.h"
 
 static const char *const rcpt_keywords[] = {
-	"recipients", "verify_cache", "verify_down", "accept_when", NULL,
+    "recipients", "verify_cache", "verify_down", "accept_when", NULL,
 };
 
 void
@@ -48,21 +48,23 @@ rcpt_sources(struct config_ctx *x, struct policy_domain *d, char **v, int nv)
 			d->recipients_any = 1;
 			policy_domain_add_src(d, POLICY_SRC_ANY, NULL);
 			config_msg(x, 0,
-				   "domain %s accepts any local part "
-				   "(recipients *): backscatter and spam "
-				   "magnet; list the valid recipients instead",
-				   d->name);
+			           "domain %s accepts any local part "
+			           "(recipients *): backscatter and spam "
+			           "magnet; list the valid recipients instead",
+			           d->name);
 		} else if (!strcasecmp(v[i], "callout")) {
 			if (policy_domain_has_src(d, POLICY_SRC_CALLOUT))
-				config_msg(x, 1, "recipients: callout given "
-					   "twice");
+				config_msg(x, 1,
+				           "recipients: callout given "
+				           "twice");
 			else
 				policy_domain_add_src(d, POLICY_SRC_CALLOUT,
-						      NULL);
+				                      NULL);
 		} else if (!strncmp(v[i], "ldap:", 5)) {
 			if (v[i][5] == '\0') {
-				config_msg(x, 1, "recipients: ldap: needs a "
-					   "file (ldap:/etc/backmx/x.ldap)");
+				config_msg(x, 1,
+				           "recipients: ldap: needs a "
+				           "file (ldap:/etc/backmx/x.ldap)");
 				continue;
 			}
 			path = config_path(x, v[i] + 5);
@@ -81,14 +83,16 @@ rcpt_sources(struct config_ctx *x, struct policy_domain *d, char **v, int nv)
 		}
 	}
 	if (d->recipients_any && d->rcpt_async)
-		config_msg(x, 0, "domain %s: recipients * with ldap: or "
-			   "callout: * accepts everything, the other sources "
-			   "are never asked", d->name);
+		config_msg(x, 0,
+		           "domain %s: recipients * with ldap: or "
+		           "callout: * accepts everything, the other sources "
+		           "are never asked",
+		           d->name);
 }
 
 static void
 rcpt_one(struct config_ctx *x, struct policy_domain *d, const char *kw,
-	 char **v, int nv)
+         char **v, int nv)
 {
 	if (!strcmp(kw, "recipients")) {
 		rcpt_sources(x, d, v, nv);
@@ -99,8 +103,9 @@ rcpt_one(struct config_ctx *x, struct policy_domain *d, const char *kw,
 
 		if (nv != 2 || (pos = config_parse_duration(v[0])) < 1 ||
 		    (neg = config_parse_duration(v[1])) < 1) {
-			config_msg(x, 1, "verify_cache: expected two durations "
-				   "POSITIVE NEGATIVE (e.g. 30d 1h)");
+			config_msg(x, 1,
+			           "verify_cache: expected two durations "
+			           "POSITIVE NEGATIVE (e.g. 30d 1h)");
 			return;
 		}
 		d->verify_pos_ttl = pos;
@@ -117,22 +122,26 @@ rcpt_one(struct config_ctx *x, struct policy_domain *d, const char *kw,
 		else if (!strcasecmp(v[0], "tempfail"))
 			d->verify_down = POLICY_VDOWN_TEMPFAIL;
 		else
-			config_msg(x, 1, "verify_down: expected accept-known "
-				   "or tempfail, not \"%s\"", v[0]);
+			config_msg(x, 1,
+			           "verify_down: expected accept-known "
+			           "or tempfail, not \"%s\"",
+			           v[0]);
 	} else if (!strcmp(kw, "accept_when")) {
 		if (!strcasecmp(v[0], "always"))
 			d->accept_when = POLICY_ACCEPT_ALWAYS;
 		else if (!strcasecmp(v[0], "primary-down"))
 			d->accept_when = POLICY_ACCEPT_PRIMARY_DOWN;
 		else
-			config_msg(x, 1, "accept_when: expected always or "
-				   "primary-down, not \"%s\"", v[0]);
+			config_msg(x, 1,
+			           "accept_when: expected always or "
+			           "primary-down, not \"%s\"",
+			           v[0]);
 	}
 }
 
 int
 config_rcpt_domain(struct config_ctx *x, struct policy_domain *d, char **tok,
-		   int n, int i)
+                   int n, int i)
 {
 	int j = i + 1;
 
@@ -155,33 +164,34 @@ config_rcpt_domain_end(struct config_ctx *x, struct policy_domain *d)
 		if (d->srcs[i].kind != POLICY_SRC_LDAP)
 			continue;
 		if (ldap_src_check_file(d->srcs[i].path, NULL, err,
-						sizeof(err)) < 0)
+		                        sizeof(err)) < 0)
 			config_msg(x, 1, "domain %s: %s", d->name, err);
 	}
-	if (d->accept_when == POLICY_ACCEPT_PRIMARY_DOWN && d->route_static == 0 &&
-	    d->nsrcs == 0 && d->recipients_file == NULL && !d->recipients_any)
-		return;	/* the missing recipients line is reported */
+	if (d->accept_when == POLICY_ACCEPT_PRIMARY_DOWN &&
+	    d->route_static == 0 && d->nsrcs == 0 &&
+	    d->recipients_file == NULL && !d->recipients_any)
+		return; /* the missing recipients line is reported */
 }
 
 int
 config_rcpt_emptied(const struct config *old, const struct config *nc,
-		    char *msg, size_t msglen)
+                    char *msg, size_t msglen)
 {
 	for (int i = 0; i < nc->policy->ndomains; i++) {
 		const struct policy_domain *d = nc->policy->domains[i], *o;
 
 		if (d->recipients_file == NULL || d->rcpt_async ||
 		    policy_domain_nrcpts(d) > 0)
-			continue;	/* ldap:/callout still answer */
+			continue; /* ldap:/callout still answer */
 		o = policy_find_domain(old->policy, d->name);
 		if (o == NULL || policy_domain_nrcpts(o) == 0)
 			continue;
 		snprintf(msg, msglen,
-			 "domain %s: its recipients file(s) (%s) now list "
-			 "nobody, %zu entries before: a file cut short? "
-			 "keeping the running configuration (backmxctl "
-			 "reload --force to take it)",
-			 d->name, d->recipients_file, policy_domain_nrcpts(o));
+		         "domain %s: its recipients file(s) (%s) now list "
+		         "nobody, %zu entries before: a file cut short? "
+		         "keeping the running configuration (backmxctl "
+		         "reload --force to take it)",
+		         d->name, d->recipients_file, policy_domain_nrcpts(o));
 		return 1;
 	}
 	return 0;
@@ -189,15 +199,17 @@ config_rcpt_emptied(const struct config *old, const struct config *nc,
 
 int
 config_rcpt_global(struct config_ctx *x, struct config *c, const char *kw,
-		   char **v, int nv)
+                   char **v, int nv)
 {
 	char *end;
 	long n;
 
 	if (!strcmp(kw, "callout_timeout")) {
-		if (nv != 1 || (n = config_parse_duration(v[0])) < 1 || n > 30) {
-			config_msg(x, 1, "callout_timeout: a duration from 1s "
-				   "to 30s (a client never waits longer)");
+		if (nv != 1 || (n = config_parse_duration(v[0])) < 1 ||
+		    n > 30) {
+			config_msg(x, 1,
+			           "callout_timeout: a duration from 1s "
+			           "to 30s (a client never waits longer)");
 			return 1;
 		}
 		c->callout_timeout = n;

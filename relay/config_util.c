@@ -96,7 +96,7 @@ config_parse_duration(const char *s)
  */
 int
 config_parse_hostport(const char *s, char *host, size_t hostlen, int *port,
-		      int *literal, int default_port)
+                      int *literal, int default_port)
 {
 	const char *colon, *hs, *he;
 	long p = default_port;
@@ -116,7 +116,7 @@ config_parse_hostport(const char *s, char *host, size_t hostlen, int *port,
 		hs = s;
 		colon = strrchr(s, ':');
 		if (colon != NULL && strchr(s, ':') != colon)
-			return -1;	/* bare IPv6 needs brackets */
+			return -1; /* bare IPv6 needs brackets */
 		he = colon != NULL ? colon : s + strlen(s);
 	}
 	if (colon != NULL) {
@@ -138,7 +138,7 @@ config_parse_hostport(const char *s, char *host, size_t hostlen, int *port,
 /* config_sockaddr - numeric host + port into a sockaddr */
 int
 config_sockaddr(const char *host, int port, struct sockaddr_storage *ss,
-		socklen_t *len)
+                socklen_t *len)
 {
 	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
@@ -200,7 +200,7 @@ config_etrn_allowed(const struct config *c, const struct sockaddr *sa)
 /* config_cidr_match - is sa (IPv4-mapped seen as IPv4) in one of list[n]? */
 int
 config_cidr_match(const struct config_cidr *list, int n,
-		  const struct sockaddr *sa)
+                  const struct sockaddr *sa)
 {
 	const unsigned char *a;
 	int family, i;
@@ -209,7 +209,7 @@ config_cidr_match(const struct config_cidr *list, int n,
 	if (sa->sa_family == AF_INET) {
 		family = AF_INET;
 		a = (const unsigned char *)&((const struct sockaddr_in *)sa)
-			    ->sin_addr;
+		        ->sin_addr;
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
 
@@ -231,7 +231,8 @@ config_cidr_match(const struct config_cidr *list, int n,
 		if (memcmp(a, r->addr, full) != 0)
 			continue;
 		if (rest != 0) {
-			unsigned char mask = (unsigned char)(0xff << (8 - rest));
+			unsigned char mask =
+			    (unsigned char)(0xff << (8 - rest));
 
 			if ((a[full] & mask) != (r->addr[full] & mask))
 				continue;
@@ -240,4 +241,3 @@ config_cidr_match(const struct config_cidr *list, int n,
 	}
 	return 0;
 }
-

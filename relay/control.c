@@ -37,21 +37,20 @@
 #include "stats.h"
 
 #define CONTROL_CLIENTS_MAX 64
-#define CONTROL_BATCH 64		/* envelopes per spool_scan call */
-#define CONTROL_OUT_HIGH (64 * 1024)	/* stop reading the spool above */
-#define CONTROL_REQUEST_TIMEOUT 10.	/* to send the request line */
-#define CONTROL_IDLE_TIMEOUT 120.	/* without output progress */
+#define CONTROL_BATCH 64             /* envelopes per spool_scan call */
+#define CONTROL_OUT_HIGH (64 * 1024) /* stop reading the spool above */
+#define CONTROL_REQUEST_TIMEOUT 10.  /* to send the request line */
+#define CONTROL_IDLE_TIMEOUT 120.    /* without output progress */
 
 struct control_domstat {
 	char name[POLICY_DOMAIN_MAX + 1];
 	uint64_t msgs;
-	int64_t oldest;		/* arrival, 0 = none */
-	uint64_t seen;		/* serial of the last message counted */
+	int64_t oldest; /* arrival, 0 = none */
+	uint64_t seen;  /* serial of the last message counted */
 };
 
-
-static LIST_HEAD(, control_client) control_clients =
-	LIST_HEAD_INITIALIZER(control_clients);
+static LIST_HEAD(, control_client)
+    control_clients = LIST_HEAD_INITIALIZER(control_clients);
 static int control_nclients;
 static int control_fd = -1;
 static ev_io control_accept_io;
@@ -128,9 +127,12 @@ const char *
 control_state_name(int state)
 {
 	switch (state) {
-	case SPOOL_RCPT_PENDING: return "pending";
-	case SPOOL_RCPT_DELIVERED: return "delivered";
-	case SPOOL_RCPT_FAILED: return "failed";
+	case SPOOL_RCPT_PENDING:
+		return "pending";
+	case SPOOL_RCPT_DELIVERED:
+		return "delivered";
+	case SPOOL_RCPT_FAILED:
+		return "failed";
 	}
 	return "unknown";
 }
@@ -156,19 +158,20 @@ control_put_json(struct json_buf *b, const struct spool_envelope *e)
 	json_buf_puts(b, "{\"id\": ");
 	json_put_cstring(b, e->id);
 	json_buf_printf(b, ", \"size\": %llu, \"arrival\": %lld, \"sender\": ",
-			(unsigned long long)e->size, (long long)e->arrival);
+	                (unsigned long long)e->size, (long long)e->arrival);
 	json_put_cstring(b, e->sender ? e->sender : "");
 	json_buf_printf(b, ", \"held\": %s, \"recipients\": [",
-			e->held ? "true" : "false");
+	                e->held ? "true" : "false");
 	for (i = 0; i < e->nrcpt; i++) {
 		const struct spool_rcpt *r = &e->rcpt[i];
 
 		json_buf_puts(b, i ? ", {\"address\": " : "{\"address\": ");
 		json_put_cstring(b, r->address ? r->address : "");
-		json_buf_printf(b, ", \"state\": \"%s\", \"attempts\": %d, "
-				   "\"next_attempt\": %lld, \"last_error\": ",
-				control_state_name(r->state), r->attempts,
-				(long long)r->next_attempt);
+		json_buf_printf(b,
+		                ", \"state\": \"%s\", \"attempts\": %d, "
+		                "\"next_attempt\": %lld, \"last_error\": ",
+		                control_state_name(r->state), r->attempts,
+		                (long long)r->next_attempt);
 		json_put_cstring(b, r->last_error);
 		json_buf_puts(b, "}");
 	}
@@ -184,23 +187,22 @@ control_put_human(struct control_client *c, const struct spool_envelope *e)
 
 	control_time(when, sizeof(when), e->arrival);
 	control_line(c, "%-12s %9llu  %-15s  <%s>%s", e->id,
-		     (unsigned long long)e->size, when,
-		     e->sender ? e->sender : "", e->held ? "  (held)" : "");
+	             (unsigned long long)e->size, when,
+	             e->sender ? e->sender : "", e->held ? "  (held)" : "");
 	for (i = 0; i < e->nrcpt; i++) {
 		const struct spool_rcpt *r = &e->rcpt[i];
 
 		if (r->state == SPOOL_RCPT_PENDING && !e->held) {
 			control_time(when, sizeof(when), r->next_attempt);
 			control_line(c, "    %-9s %s  (%d attempt%s, next %s)",
-				     control_state_name(r->state),
-				     r->address ? r->address : "",
-				     r->attempts, r->attempts == 1 ? "" : "s",
-				     when);
+			             control_state_name(r->state),
+			             r->address ? r->address : "", r->attempts,
+			             r->attempts == 1 ? "" : "s", when);
 		} else
 			control_line(c, "    %-9s %s  (%d attempt%s)",
-				     control_state_name(r->state),
-				     r->address ? r->address : "",
-				     r->attempts, r->attempts == 1 ? "" : "s");
+			             control_state_name(r->state),
+			             r->address ? r->address : "", r->attempts,
+			             r->attempts == 1 ? "" : "s");
 		if (r->last_error != NULL)
 			control_line(c, "              %s", r->last_error);
 	}
@@ -213,7 +215,7 @@ static int
 control_domstat_cmp(const void *a, const void *b)
 {
 	return strcmp(((const struct control_domstat *)a)->name,
-		      ((const struct control_domstat *)b)->name);
+	              ((const struct control_domstat *)b)->name);
 }
 
 static int
@@ -242,7 +244,7 @@ control_stats_one_cb(void *arg, const struct spool_envelope *e)
 			key.name[k] = (char)tolower((unsigned char)at[1 + k]);
 		key.name[k] = '\0';
 		d = bsearch(&key, c->dom, c->ndom, sizeof(*c->dom),
-			    control_domstat_cmp);
+		            control_domstat_cmp);
 		/* a message counts once per domain: c->nmsgs is its serial */
 		if (d == NULL || d->seen == c->nmsgs)
 			continue;
@@ -258,23 +260,23 @@ static void
 control_stats_report(struct control_client *c)
 {
 	uint64_t msgs, bytes;
-	int64_t age = c->oldest > 0 && c->now > c->oldest ? c->now - c->oldest
-							  : 0;
+	int64_t age =
+	    c->oldest > 0 && c->now > c->oldest ? c->now - c->oldest : 0;
 	size_t i;
 
 	spool_count(backmxd.spool, &msgs, &bytes);
 	if (c->req.json) {
 		json_buf_puts(&c->out, "+{");
 		for (i = 0; i < metrics_ncounters; i++)
-			json_buf_printf(&c->out, "\"%s\": %llu, ",
-					metrics_counters[i].name,
-					(unsigned long long)metrics_counter_value(
-						&metrics_counters[i]));
+			json_buf_printf(
+			    &c->out, "\"%s\": %llu, ", metrics_counters[i].name,
+			    (unsigned long long)metrics_counter_value(
+			        &metrics_counters[i]));
 		json_buf_printf(&c->out,
-				"\"spool_messages\": %llu, \"spool_bytes\": "
-				"%llu, \"oldest_message_age\": %lld, ",
-				(unsigned long long)msgs,
-				(unsigned long long)bytes, (long long)age);
+		                "\"spool_messages\": %llu, \"spool_bytes\": "
+		                "%llu, \"oldest_message_age\": %lld, ",
+		                (unsigned long long)msgs,
+		                (unsigned long long)bytes, (long long)age);
 		json_buf_puts(&c->out, "\"spool_damage\": ");
 		if (spool_damage(backmxd.spool) != NULL)
 			json_put_cstring(&c->out, spool_damage(backmxd.spool));
@@ -286,37 +288,37 @@ control_stats_report(struct control_client *c)
 
 			json_buf_puts(&c->out, i ? ", " : "");
 			json_put_cstring(&c->out, d->name);
-			json_buf_printf(&c->out,
-					": {\"messages\": %llu, "
-					"\"oldest_age\": %lld}",
-					(unsigned long long)d->msgs,
-					(long long)(d->oldest > 0 &&
-							    c->now > d->oldest
-						    ? c->now - d->oldest
-						    : 0));
+			json_buf_printf(
+			    &c->out,
+			    ": {\"messages\": %llu, "
+			    "\"oldest_age\": %lld}",
+			    (unsigned long long)d->msgs,
+			    (long long)(d->oldest > 0 && c->now > d->oldest
+			                    ? c->now - d->oldest
+			                    : 0));
 		}
 		json_buf_puts(&c->out, "}}\n");
 		return;
 	}
 	for (i = 0; i < metrics_ncounters; i++)
 		control_line(c, "%-22s %llu", metrics_counters[i].name,
-			     (unsigned long long)metrics_counter_value(
-				     &metrics_counters[i]));
+		             (unsigned long long)metrics_counter_value(
+		                 &metrics_counters[i]));
 	control_line(c, "%-22s %llu", "spool_messages",
-		     (unsigned long long)msgs);
+	             (unsigned long long)msgs);
 	control_line(c, "%-22s %llu", "spool_bytes", (unsigned long long)bytes);
 	control_line(c, "%-22s %lld", "oldest_message_age", (long long)age);
 	if (spool_damage(backmxd.spool) != NULL)
 		control_line(c, "%-22s %s (backmxctl ack-spool clears this)",
-			     "spool_damage", spool_damage(backmxd.spool));
+		             "spool_damage", spool_damage(backmxd.spool));
 	for (i = 0; i < c->ndom; i++) {
 		const struct control_domstat *d = &c->dom[i];
 
-		control_line(c, "domain %-32s %llu queued, oldest %llds", d->name,
-			     (unsigned long long)d->msgs,
-			     (long long)(d->oldest > 0 && c->now > d->oldest
-						 ? c->now - d->oldest
-						 : 0));
+		control_line(c, "domain %-32s %llu queued, oldest %llds",
+		             d->name, (unsigned long long)d->msgs,
+		             (long long)(d->oldest > 0 && c->now > d->oldest
+		                             ? c->now - d->oldest
+		                             : 0));
 	}
 }
 
@@ -326,7 +328,7 @@ control_stats_produce(struct control_client *c)
 	int n;
 
 	n = spool_scan(backmxd.spool, c->after, CONTROL_BATCH,
-		       control_stats_one_cb, c);
+	               control_stats_one_cb, c);
 	if (n < 0) {
 		control_end_err(c, "spool: %s", spool_error(backmxd.spool));
 		return;
@@ -354,7 +356,7 @@ control_stats_start(struct control_client *c)
 		}
 		for (i = 0; i < p->ndomains; i++)
 			snprintf(c->dom[i].name, sizeof(c->dom[i].name), "%s",
-				 p->domains[i]->name);
+			         p->domains[i]->name);
 		c->ndom = (size_t)p->ndomains;
 		qsort(c->dom, c->ndom, sizeof(*c->dom), control_domstat_cmp);
 	}
@@ -407,11 +409,10 @@ control_verify(struct control_client *c)
 	char err[400];
 
 	log_info("control: verify %s%s uid=%ld", c->req.args[0],
-		 c->req.now ? " --now" : "", c->uid);
-	c->rv = rcpt_verify_ctl_start(c->req.args[0], c->req.now,
-				      control_verify_line_cb,
-				      control_verify_done_cb, c, err,
-				      sizeof(err));
+	         c->req.now ? " --now" : "", c->uid);
+	c->rv = rcpt_verify_ctl_start(
+	    c->req.args[0], c->req.now, control_verify_line_cb,
+	    control_verify_done_cb, c, err, sizeof(err));
 	if (c->rv == NULL)
 		control_end_err(c, "verify %s: %s", c->req.args[0], err);
 }
@@ -421,7 +422,7 @@ control_verify(struct control_client *c)
 
 static void
 control_checkdns_line_cb(void *arg, const char *level, const char *check,
-			 const char *text)
+                         const char *text)
 {
 	struct control_client *c = arg;
 
@@ -437,8 +438,8 @@ control_checkdns_line_cb(void *arg, const char *level, const char *check,
 		json_put_cstring(&c->out, text ? text : "");
 		json_buf_puts(&c->out, "}\n");
 	} else
-		control_line(c, "%-4s %s: %s", level,
-			     check ? check : "", text ? text : "");
+		control_line(c, "%-4s %s: %s", level, check ? check : "",
+		             text ? text : "");
 	ev_timer_again(backmxd.loop, &c->timer);
 	control_kick(c);
 }
@@ -449,11 +450,11 @@ control_checkdns_done_cb(void *arg, int nfail)
 	struct control_client *c = arg;
 
 	c->cd = NULL;
-	log_info("control: check-dns domain=%s fail=%d uid=%ld",
-		 c->req.args[0], nfail, c->uid);
+	log_info("control: check-dns domain=%s fail=%d uid=%ld", c->req.args[0],
+	         nfail, c->uid);
 	if (nfail > 0)
 		control_end_err(c, "check-dns %s: %d check%s failed",
-				c->req.args[0], nfail, nfail == 1 ? "" : "s");
+		                c->req.args[0], nfail, nfail == 1 ? "" : "s");
 	else
 		control_end_ok(c);
 }
@@ -462,11 +463,11 @@ static void
 control_check_dns(struct control_client *c)
 {
 	c->cd = checkdns_start(backmxd.dns, backmxd.cfg, c->req.args[0],
-			       control_checkdns_line_cb,
-			       control_checkdns_done_cb, c);
+	                       control_checkdns_line_cb,
+	                       control_checkdns_done_cb, c);
 	if (c->cd == NULL)
 		control_end_err(c, "check-dns %s: cannot start the lookups",
-				c->req.args[0]);
+		                c->req.args[0]);
 }
 
 /* ------------------------------------------------------------------ */
@@ -482,7 +483,7 @@ control_reload(struct control_client *c)
 	char msg[1024];
 
 	log_info("control: reload%s uid=%ld", c->req.force ? " --force" : "",
-		 c->uid);
+	         c->uid);
 	if (reload_config(c->req.force, msg, sizeof(msg)) < 0) {
 		control_end_err(c, "%s", msg);
 		return;
@@ -510,8 +511,8 @@ control_dispatch(struct control_client *c)
 {
 	char err[256];
 
-	if (control_request_parse(c->in, c->inlen, &c->req, err,
-				  sizeof(err)) < 0) {
+	if (control_request_parse(c->in, c->inlen, &c->req, err, sizeof(err)) <
+	    0) {
 		log_info("control: refused request: %s uid=%ld", err, c->uid);
 		control_end_err(c, "%s", err);
 		return;
@@ -638,7 +639,7 @@ control_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 		if (c->ended)
 			control_client_free(c);
 		else if (c->produce == NULL)
-			ev_io_stop(loop, &c->wio);	/* check-dns pending */
+			ev_io_stop(loop, &c->wio); /* check-dns pending */
 	}
 }
 
@@ -648,8 +649,8 @@ control_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct control_client *c = w->data;
 
 	log_info("control: client %s, dropped uid=%ld",
-		 c->have_request ? "stopped reading" : "sent no request",
-		 c->uid);
+	         c->have_request ? "stopped reading" : "sent no request",
+	         c->uid);
 	control_client_free(c);
 }
 
@@ -684,8 +685,7 @@ control_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 	fd = accept4(control_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0) {
-		if (errno != EAGAIN && errno != EINTR &&
-		    errno != ECONNABORTED)
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 			log_warn("control: accept: %s", strerror(errno));
 		return;
 	}
@@ -736,7 +736,8 @@ control_open(const struct config *cfg, char *err, size_t errlen)
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (strlen(cfg->control) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "control %s: path too long", cfg->control);
+		snprintf(err, errlen, "control %s: path too long",
+		         cfg->control);
 		return -1;
 	}
 	memcpy(sun.sun_path, cfg->control, strlen(cfg->control));
@@ -746,15 +747,15 @@ control_open(const struct config *cfg, char *err, size_t errlen)
 		*slash = '\0';
 		if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
 			snprintf(err, errlen, "control: mkdir %s: %s", dir,
-				 strerror(errno));
+			         strerror(errno));
 			return -1;
 		}
 	}
 	if (lstat(cfg->control, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			snprintf(err, errlen,
-				 "control %s: exists and is not a socket",
-				 cfg->control);
+			         "control %s: exists and is not a socket",
+			         cfg->control);
 			return -1;
 		}
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -762,15 +763,15 @@ control_open(const struct config *cfg, char *err, size_t errlen)
 		    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
 			close(fd);
 			snprintf(err, errlen,
-				 "control %s: another backmxd answers on it",
-				 cfg->control);
+			         "control %s: another backmxd answers on it",
+			         cfg->control);
 			return -1;
 		}
 		if (fd >= 0)
 			close(fd);
 		if (unlink(cfg->control) < 0 && errno != ENOENT) {
 			snprintf(err, errlen, "control %s: cannot remove: %s",
-				 cfg->control, strerror(errno));
+			         cfg->control, strerror(errno));
 			return -1;
 		}
 	}
@@ -784,29 +785,29 @@ control_open(const struct config *cfg, char *err, size_t errlen)
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		umask(old);
 		snprintf(err, errlen, "control %s: bind: %s", cfg->control,
-			 strerror(errno));
+		         strerror(errno));
 		close(fd);
 		return -1;
 	}
 	umask(old);
 	if (chmod(cfg->control, 0660) < 0)
 		log_warn("control %s: chmod: %s", cfg->control,
-			 strerror(errno));
+		         strerror(errno));
 	if (cfg->user != NULL && geteuid() == 0) {
 		if ((pw = getpwnam(cfg->user)) == NULL) {
 			snprintf(err, errlen, "control: no such user %s",
-				 cfg->user);
+			         cfg->user);
 			goto fail;
 		}
 		if (chown(cfg->control, pw->pw_uid, pw->pw_gid) < 0) {
 			snprintf(err, errlen, "control %s: chown: %s",
-				 cfg->control, strerror(errno));
+			         cfg->control, strerror(errno));
 			goto fail;
 		}
 	}
 	if (listen(fd, 64) < 0) {
 		snprintf(err, errlen, "control %s: listen: %s", cfg->control,
-			 strerror(errno));
+		         strerror(errno));
 		goto fail;
 	}
 	snprintf(control_path, sizeof(control_path), "%s", cfg->control);
@@ -824,8 +825,7 @@ control_start(void)
 	pause_load(backmxd.cfg->spool);
 	if (control_fd < 0)
 		return;
-	ev_io_init(&control_accept_io, control_accept_cb, control_fd,
-		   EV_READ);
+	ev_io_init(&control_accept_io, control_accept_cb, control_fd, EV_READ);
 	ev_io_start(backmxd.loop, &control_accept_io);
 }
 

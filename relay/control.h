@@ -55,48 +55,48 @@ enum control_cmd {
 	CONTROL_BOUNCE,
 	CONTROL_STATS,
 	CONTROL_CHECK_DNS,
-	CONTROL_RELOAD,		/* reload [--force] */
-	CONTROL_ACK_SPOOL,	/* clear the spool damage report */
+	CONTROL_RELOAD,    /* reload [--force] */
+	CONTROL_ACK_SPOOL, /* clear the spool damage report */
 	CONTROL_REQUEUE,
 	CONTROL_SHAPE,
 	CONTROL_PAUSE,
 	CONTROL_RESUME,
-	CONTROL_VERIFY,		/* verify ADDRESS [--now] */
-	CONTROL_PEER,		/* the mirror link (control_peer.c) */
-	CONTROL_TAKEOVER,	/* deliver the peer's mail (control_peer.c) */
+	CONTROL_VERIFY,   /* verify ADDRESS [--now] */
+	CONTROL_PEER,     /* the mirror link (control_peer.c) */
+	CONTROL_TAKEOVER, /* deliver the peer's mail (control_peer.c) */
 };
 
 /* the message filters of queue/hold/release/delete/bounce/flush/requeue */
 struct control_filter {
-	char domain[CONTROL_TOKEN_MAX + 1];	/* "" = any */
-	char id[CONTROL_TOKEN_MAX + 1];		/* "" = any, else lowercased */
-	char sender[CONTROL_RE_MAX + 1];	/* RE, valid when has_sender */
+	char domain[CONTROL_TOKEN_MAX + 1]; /* "" = any */
+	char id[CONTROL_TOKEN_MAX + 1];     /* "" = any, else lowercased */
+	char sender[CONTROL_RE_MAX + 1];    /* RE, valid when has_sender */
 	char rcpt[CONTROL_RE_MAX + 1];
 	int has_sender, has_rcpt;
-	long older, younger;	/* seconds, -1 = not given */
-	int held;		/* only held messages */
-	int all;		/* --all given */
+	long older, younger; /* seconds, -1 = not given */
+	int held;            /* only held messages */
+	int all;             /* --all given */
 };
 
 struct control_request {
 	enum control_cmd cmd;
-	const char *name;	/* "queue", ... (static) */
+	const char *name; /* "queue", ... (static) */
 	int json;
 	int nargs;
 	/* ids are lowercased hex, domains lowercased without a leading '@' */
 	char args[CONTROL_ARGS_MAX][CONTROL_TOKEN_MAX + 1];
-	int arg_is_id;		/* args[0] is a queue id (else a domain) */
-	int force;		/* reload --force */
-	int now;		/* verify --now */
-	int body;		/* show --body */
-	struct control_filter f;	/* positional ID/DOMAIN copied in */
+	int arg_is_id;           /* args[0] is a queue id (else a domain) */
+	int force;               /* reload --force */
+	int now;                 /* verify --now */
+	int body;                /* show --body */
+	struct control_filter f; /* positional ID/DOMAIN copied in */
 };
 
 /* control_filter_empty - no filter narrows the selection */
 int control_filter_empty(const struct control_filter *f);
 /* control_filter_describe - "domain=x sender=RE ..." or "all", for logs */
 void control_filter_describe(const struct control_filter *f, char *buf,
-			     size_t len);
+                             size_t len);
 /* control_parse_duration - "90", "30s", "5m", "4h", "2d", "1w"; -1 bad */
 long control_parse_duration(const char *s);
 
@@ -106,8 +106,8 @@ long control_parse_duration(const char *s);
  * reason in err ("unknown command", "show: bad queue id", ...).
  */
 int control_request_parse(const char *line, size_t len,
-			  struct control_request *req, char *err,
-			  size_t errlen);
+                          struct control_request *req, char *err,
+                          size_t errlen);
 /* control_usage - the command summary backmxctl prints */
 const char *control_usage(void);
 /* control_is_id - 1 when s is a well-formed queue id (any case) */

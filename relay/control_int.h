@@ -42,7 +42,7 @@ struct control_client {
 	struct json_buf out;
 	/* a streaming job: called while out is below CONTROL_OUT_HIGH */
 	void (*produce)(struct control_client *);
-	int ended;		/* the end line is in out */
+	int ended; /* the end line is in out */
 	char after[SPOOL_ID_LEN + 1];
 	uint64_t nmsgs, nbytes;
 	int64_t now, oldest;
@@ -50,26 +50,25 @@ struct control_client {
 	struct control_domstat *dom;
 	size_t ndom;
 	struct checkdns *cd;
-	struct rcpt_verify_ctl *rv;	/* verify ADDRESS */
-	struct control_job *job;	/* control_queue.c */
-	struct control_showjob *show;	/* control_show.c */
+	struct rcpt_verify_ctl *rv;   /* verify ADDRESS */
+	struct control_job *job;      /* control_queue.c */
+	struct control_showjob *show; /* control_show.c */
 };
 
 /* output (control.c) */
 void control_kick(struct control_client *c);
 void control_end_ok(struct control_client *c);
 void control_end_err(struct control_client *c, const char *fmt, ...)
-	LOG_FMT(2, 3);
-void control_line(struct control_client *c, const char *fmt, ...)
-	LOG_FMT(2, 3);
+    LOG_FMT(2, 3);
+void control_line(struct control_client *c, const char *fmt, ...) LOG_FMT(2, 3);
 /* control_progress - a "~TEXT" progress line (stderr of backmxctl) */
 void control_progress(struct control_client *c, const char *fmt, ...)
-	LOG_FMT(2, 3);
+    LOG_FMT(2, 3);
 void control_time(char *buf, size_t len, int64_t t);
 const char *control_state_name(int state);
 void control_put_json(struct json_buf *b, const struct spool_envelope *e);
 void control_put_human(struct control_client *c,
-		       const struct spool_envelope *e);
+                       const struct spool_envelope *e);
 /* control_domain_known - 1, or ends c with "unknown domain" */
 int control_domain_known(struct control_client *c, const char *domain);
 

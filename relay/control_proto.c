@@ -19,11 +19,11 @@ enum control_arg {
 	ARG_ID_OR_DOMAIN,
 };
 
-#define OPT_FILTER 0x01		/* --sender --rcpt --older ... --all */
-#define OPT_BODY 0x02		/* --body */
-#define OPT_NEED_FILTER 0x04	/* a filter or --all is required */
-#define OPT_FORCE 0x08		/* --force (reload) */
-#define OPT_NOW 0x10		/* --now (verify) */
+#define OPT_FILTER 0x01      /* --sender --rcpt --older ... --all */
+#define OPT_BODY 0x02        /* --body */
+#define OPT_NEED_FILTER 0x04 /* a filter or --all is required */
+#define OPT_FORCE 0x08       /* --force (reload) */
+#define OPT_NOW 0x10         /* --now (verify) */
 
 static const struct control_command {
 	const char *name;
@@ -33,62 +33,74 @@ static const struct control_command {
 	int opts;
 	const char *usage;
 } control_commands[] = {
-	{ "queue", CONTROL_QUEUE, 0, 1, ARG_ID_OR_DOMAIN, OPT_FILTER,
-	  "queue [ID|DOMAIN] [FILTER...]" },
-	{ "show", CONTROL_SHOW, 1, 1, ARG_ID, OPT_BODY, "show ID [--body]" },
-	{ "flush", CONTROL_FLUSH, 0, 1, ARG_ID_OR_DOMAIN, OPT_FILTER,
-	  "flush [ID|DOMAIN] [FILTER...]" },
-	{ "hold", CONTROL_HOLD, 0, 1, ARG_ID_OR_DOMAIN, OPT_FILTER,
-	  "hold [ID|DOMAIN] [FILTER...]" },
-	{ "release", CONTROL_RELEASE, 0, 1, ARG_ID_OR_DOMAIN, OPT_FILTER,
-	  "release [ID|DOMAIN] [FILTER...]" },
-	{ "delete", CONTROL_DELETE, 0, 1, ARG_ID_OR_DOMAIN,
-	  OPT_FILTER | OPT_NEED_FILTER, "delete ID|DOMAIN|--all [FILTER...]" },
-	{ "bounce", CONTROL_BOUNCE, 0, 1, ARG_ID_OR_DOMAIN,
-	  OPT_FILTER | OPT_NEED_FILTER, "bounce ID|DOMAIN|--all [FILTER...]" },
-	{ "requeue", CONTROL_REQUEUE, 0, 1, ARG_ID_OR_DOMAIN, OPT_FILTER,
-	  "requeue [ID|DOMAIN] [FILTER...]" },
-	{ "shape", CONTROL_SHAPE, 0, 1, ARG_DOMAIN, 0, "shape [DOMAIN]" },
-	{ "pause", CONTROL_PAUSE, 0, 1, ARG_DOMAIN, 0, "pause [DOMAIN]" },
-	{ "resume", CONTROL_RESUME, 1, 1, ARG_DOMAIN, 0, "resume DOMAIN" },
-	{ "stats", CONTROL_STATS, 0, 0, ARG_NONE, 0, "stats" },
-	{ "check-dns", CONTROL_CHECK_DNS, 1, 1, ARG_DOMAIN, 0,
-	  "check-dns DOMAIN" },
-	{ "reload", CONTROL_RELOAD, 0, 0, ARG_NONE, OPT_FORCE,
-	  "reload [--force]" },
-	{ "ack-spool", CONTROL_ACK_SPOOL, 0, 0, ARG_NONE, 0, "ack-spool" },
-	{ "verify", CONTROL_VERIFY, 1, 1, ARG_NONE, OPT_NOW,
-	  "verify ADDRESS [--now]" },
-	{ "peer", CONTROL_PEER, 0, 0, ARG_NONE, 0, "peer" },
-	{ "takeover", CONTROL_TAKEOVER, 0, 0, ARG_NONE, 0, "takeover" },
+    {"queue", CONTROL_QUEUE, 0, 1, ARG_ID_OR_DOMAIN, OPT_FILTER,
+     "queue [ID|DOMAIN] [FILTER...]"},
+    {"show", CONTROL_SHOW, 1, 1, ARG_ID, OPT_BODY, "show ID [--body]"},
+    {"flush", CONTROL_FLUSH, 0, 1, ARG_ID_OR_DOMAIN, OPT_FILTER,
+     "flush [ID|DOMAIN] [FILTER...]"},
+    {"hold", CONTROL_HOLD, 0, 1, ARG_ID_OR_DOMAIN, OPT_FILTER,
+     "hold [ID|DOMAIN] [FILTER...]"},
+    {"release", CONTROL_RELEASE, 0, 1, ARG_ID_OR_DOMAIN, OPT_FILTER,
+     "release [ID|DOMAIN] [FILTER...]"},
+    {"delete", CONTROL_DELETE, 0, 1, ARG_ID_OR_DOMAIN,
+     OPT_FILTER | OPT_NEED_FILTER, "delete ID|DOMAIN|--all [FILTER...]"},
+    {"bounce", CONTROL_BOUNCE, 0, 1, ARG_ID_OR_DOMAIN,
+     OPT_FILTER | OPT_NEED_FILTER, "bounce ID|DOMAIN|--all [FILTER...]"},
+    {"requeue", CONTROL_REQUEUE, 0, 1, ARG_ID_OR_DOMAIN, OPT_FILTER,
+     "requeue [ID|DOMAIN] [FILTER...]"},
+    {"shape", CONTROL_SHAPE, 0, 1, ARG_DOMAIN, 0, "shape [DOMAIN]"},
+    {"pause", CONTROL_PAUSE, 0, 1, ARG_DOMAIN, 0, "pause [DOMAIN]"},
+    {"resume", CONTROL_RESUME, 1, 1, ARG_DOMAIN, 0, "resume DOMAIN"},
+    {"stats", CONTROL_STATS, 0, 0, ARG_NONE, 0, "stats"},
+    {"check-dns", CONTROL_CHECK_DNS, 1, 1, ARG_DOMAIN, 0, "check-dns DOMAIN"},
+    {"reload", CONTROL_RELOAD, 0, 0, ARG_NONE, OPT_FORCE, "reload [--force]"},
+    {"ack-spool", CONTROL_ACK_SPOOL, 0, 0, ARG_NONE, 0, "ack-spool"},
+    {"verify", CONTROL_VERIFY, 1, 1, ARG_NONE, OPT_NOW,
+     "verify ADDRESS [--now]"},
+    {"peer", CONTROL_PEER, 0, 0, ARG_NONE, 0, "peer"},
+    {"takeover", CONTROL_TAKEOVER, 0, 0, ARG_NONE, 0, "takeover"},
 };
 #define NCOMMANDS (sizeof(control_commands) / sizeof(control_commands[0]))
 
 const char *
 control_usage(void)
 {
-	return "usage: backmxctl [-q] [-c FILE | -s SOCKET] COMMAND [ARGS] [--json]\n"
-	       "commands (FILTER: --sender RE --rcpt RE --older DUR --younger DUR\n"
+	return "usage: backmxctl [-q] [-c FILE | -s SOCKET] COMMAND [ARGS] "
+	       "[--json]\n"
+	       "commands (FILTER: --sender RE --rcpt RE --older DUR --younger "
+	       "DUR\n"
 	       "          --held --id ID; several filters must all match):\n"
 	       "  queue [DOMAIN] [FILTER]    list queued mail\n"
-	       "  show ID [--body]           envelope, recipients and header (or the whole message)\n"
+	       "  show ID [--body]           envelope, recipients and header "
+	       "(or the whole message)\n"
 	       "  flush [DOMAIN] [FILTER]    try queued mail now\n"
-	       "  requeue [DOMAIN] [FILTER]  reset the retry schedule, route anew now\n"
+	       "  requeue [DOMAIN] [FILTER]  reset the retry schedule, route "
+	       "anew now\n"
 	       "  hold ID|DOMAIN|FILTER      stop delivery attempts\n"
 	       "  release ID|DOMAIN|FILTER   resume delivery attempts\n"
 	       "  delete ID|DOMAIN|FILTER|--all  remove messages, no bounce\n"
-	       "  bounce ID|DOMAIN|FILTER|--all  give up now and bounce to the senders\n"
-	       "  shape [DOMAIN]             messages per domain by age (as qshape)\n"
-	       "  pause [DOMAIN]             refuse new mail for DOMAIN (450 4.3.2); list\n"
+	       "  bounce ID|DOMAIN|FILTER|--all  give up now and bounce to the "
+	       "senders\n"
+	       "  shape [DOMAIN]             messages per domain by age (as "
+	       "qshape)\n"
+	       "  pause [DOMAIN]             refuse new mail for DOMAIN (450 "
+	       "4.3.2); list\n"
 	       "  resume DOMAIN              accept new mail for DOMAIN again\n"
 	       "  stats                      counters and spool gauges\n"
-	       "  check-dns DOMAIN           audit a domain's DNS for backup-MX mistakes\n"
-	       "  reload [--force]           re-read the configuration (as SIGHUP); --force\n"
-	       "                             also drops domains that still have queued mail\n"
-	       "  ack-spool                  clear a spool damage report shown by stats\n"
-	       "  verify ADDRESS [--now]     cached recipient answers; --now asks the sources\n"
-	       "  peer                       mirror link, replication lag, takeover state\n"
-	       "  takeover                   deliver the mail held for the mirror peer now\n";
+	       "  check-dns DOMAIN           audit a domain's DNS for "
+	       "backup-MX mistakes\n"
+	       "  reload [--force]           re-read the configuration (as "
+	       "SIGHUP); --force\n"
+	       "                             also drops domains that still "
+	       "have queued mail\n"
+	       "  ack-spool                  clear a spool damage report shown "
+	       "by stats\n"
+	       "  verify ADDRESS [--now]     cached recipient answers; --now "
+	       "asks the sources\n"
+	       "  peer                       mirror link, replication lag, "
+	       "takeover state\n"
+	       "  takeover                   deliver the mail held for the "
+	       "mirror peer now\n";
 }
 
 long
@@ -106,12 +118,23 @@ control_parse_duration(const char *s)
 	}
 	switch (s[i]) {
 	case '\0':
-	case 's': mul = 1; break;
-	case 'm': mul = 60; break;
-	case 'h': mul = 3600; break;
-	case 'd': mul = 86400; break;
-	case 'w': mul = 7 * 86400; break;
-	default: return -1;
+	case 's':
+		mul = 1;
+		break;
+	case 'm':
+		mul = 60;
+		break;
+	case 'h':
+		mul = 3600;
+		break;
+	case 'd':
+		mul = 86400;
+		break;
+	case 'w':
+		mul = 7 * 86400;
+		break;
+	default:
+		return -1;
 	}
 	if (s[i] != '\0' && s[i + 1] != '\0')
 		return -1;
@@ -128,16 +151,15 @@ control_filter_empty(const struct control_filter *f)
 }
 
 void
-control_filter_describe(const struct control_filter *f, char *buf,
-			size_t len)
+control_filter_describe(const struct control_filter *f, char *buf, size_t len)
 {
 	size_t n = 0;
 
 	buf[0] = '\0';
-#define DESC(...)                                                          \
-	do {                                                               \
-		if (n < len)                                               \
-			n += (size_t)snprintf(buf + n, len - n, __VA_ARGS__); \
+#define DESC(...)                                                              \
+	do {                                                                   \
+		if (n < len)                                                   \
+			n += (size_t)snprintf(buf + n, len - n, __VA_ARGS__);  \
 	} while (0)
 	if (f->id[0])
 		DESC("%sid=%s", n ? " " : "", f->id);
@@ -214,7 +236,8 @@ control_re_check(const char *opt, const char *re, char *err, size_t errlen)
 
 	if ((r = regcomp(&rx, re, REG_EXTENDED | REG_ICASE | REG_NOSUB)) != 0) {
 		regerror(r, &rx, why, sizeof(why));
-		snprintf(err, errlen, "%s: bad regular expression: %s", opt, why);
+		snprintf(err, errlen, "%s: bad regular expression: %s", opt,
+		         why);
 		return -1;
 	}
 	regfree(&rx);
@@ -224,8 +247,8 @@ control_re_check(const char *opt, const char *re, char *err, size_t errlen)
 #define CONTROL_TOKENS_MAX 24
 
 int
-control_request_parse(const char *line, size_t len,
-		      struct control_request *req, char *err, size_t errlen)
+control_request_parse(const char *line, size_t len, struct control_request *req,
+                      char *err, size_t errlen)
 {
 	char tok[CONTROL_TOKENS_MAX][CONTROL_TOKEN_MAX + 1];
 	const char *pos[CONTROL_ARGS_MAX + 1];
@@ -257,7 +280,7 @@ control_request_parse(const char *line, size_t len,
 				break;
 			if (ch < 0x21 || ch > 0x7e) {
 				snprintf(err, errlen,
-					 "request holds a non-printable octet");
+				         "request holds a non-printable octet");
 				return -1;
 			}
 		}
@@ -337,12 +360,12 @@ control_request_parse(const char *line, size_t len,
 				return -1;
 			}
 			snprintf(is_s ? f->sender : f->rcpt, CONTROL_RE_MAX + 1,
-				 "%s", v);
+			         "%s", v);
 			*(is_s ? &f->has_sender : &f->has_rcpt) = 1;
 		} else if (!strcmp(t, "--id")) {
 			if (!control_is_id(v)) {
-				snprintf(err, errlen, "--id: bad queue id: %.64s",
-					 v);
+				snprintf(err, errlen,
+				         "--id: bad queue id: %.64s", v);
 				return -1;
 			}
 			for (n = 0; v[n] != '\0'; n++)
@@ -353,9 +376,9 @@ control_request_parse(const char *line, size_t len,
 
 			if (d < 0) {
 				snprintf(err, errlen,
-					 "%s: bad duration: %.64s (e.g. 30s, "
-					 "5m, 4h, 2d, 1w)",
-					 t, v);
+				         "%s: bad duration: %.64s (e.g. 30s, "
+				         "5m, 4h, 2d, 1w)",
+				         t, v);
 				return -1;
 			}
 			*(t[2] == 'o' ? &f->older : &f->younger) = d;
@@ -381,11 +404,11 @@ control_request_parse(const char *line, size_t len,
 	}
 	if ((opts_seen & ~c->opts) != 0) {
 		snprintf(err, errlen, "%s takes no %s; usage: %s", c->name,
-			 (opts_seen & ~c->opts & OPT_BODY)    ? "--body"
-			 : (opts_seen & ~c->opts & OPT_FORCE) ? "--force"
-			 : (opts_seen & ~c->opts & OPT_NOW)   ? "--now"
-							      : "filters",
-			 c->usage);
+		         (opts_seen & ~c->opts & OPT_BODY)    ? "--body"
+		         : (opts_seen & ~c->opts & OPT_FORCE) ? "--force"
+		         : (opts_seen & ~c->opts & OPT_NOW)   ? "--now"
+		                                              : "filters",
+		         c->usage);
 		return -1;
 	}
 	for (k = 0; k < req->nargs; k++)
@@ -395,7 +418,7 @@ control_request_parse(const char *line, size_t len,
 		case ARG_ID:
 			if (!control_is_id(req->args[0])) {
 				snprintf(err, errlen, "%s: bad queue id: %.64s",
-					 c->name, req->args[0]);
+				         c->name, req->args[0]);
 				return -1;
 			}
 			req->arg_is_id = 1;
@@ -408,12 +431,11 @@ control_request_parse(const char *line, size_t len,
 			/* FALLTHROUGH */
 		case ARG_DOMAIN:
 			if (control_domain_canon(req->args[0]) < 0) {
-				snprintf(err, errlen, "%s: bad %s: %.64s",
-					 c->name,
-					 c->arg == ARG_DOMAIN
-						 ? "domain"
-						 : "queue id or domain",
-					 req->args[0]);
+				snprintf(
+				    err, errlen, "%s: bad %s: %.64s", c->name,
+				    c->arg == ARG_DOMAIN ? "domain"
+				                         : "queue id or domain",
+				    req->args[0]);
 				return -1;
 			}
 			break;
@@ -423,7 +445,7 @@ control_request_parse(const char *line, size_t len,
 		if (req->arg_is_id)
 			for (i = 0; req->args[0][i] != '\0'; i++)
 				req->args[0][i] = (char)tolower(
-					(unsigned char)req->args[0][i]);
+				    (unsigned char)req->args[0][i]);
 	}
 	if (!(c->opts & OPT_FILTER))
 		return 0;
@@ -432,7 +454,7 @@ control_request_parse(const char *line, size_t len,
 		if (req->arg_is_id) {
 			if (f->id[0] && strcmp(f->id, req->args[0])) {
 				snprintf(err, errlen, "%s: two queue ids",
-					 c->name);
+				         c->name);
 				return -1;
 			}
 			memcpy(f->id, req->args[0], sizeof(f->id));
@@ -441,9 +463,9 @@ control_request_parse(const char *line, size_t len,
 	}
 	if ((c->opts & OPT_NEED_FILTER) && filters == 0 && !f->all) {
 		snprintf(err, errlen,
-			 "%s: no filter given: name what to %s, or --all for "
-			 "every message",
-			 c->name, c->name);
+		         "%s: no filter given: name what to %s, or --all for "
+		         "every message",
+		         c->name, c->name);
 		return -1;
 	}
 	return 0;

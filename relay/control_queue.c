@@ -22,24 +22,24 @@
 #include "forward.h"
 
 #define CONTROL_JOB_BATCH 256
-#define CONTROL_PROGRESS_EVERY 1.0	/* seconds between "~" lines, */
-#define CONTROL_PROGRESS_MSGS 20000	/* or messages scanned */
+#define CONTROL_PROGRESS_EVERY 1.0  /* seconds between "~" lines, */
+#define CONTROL_PROGRESS_MSGS 20000 /* or messages scanned */
 #define CONTROL_SHAPE_ROWS_MAX 200000
 #define CONTROL_SHAPE_NB 9
 
 static const char *const control_shape_names[CONTROL_SHAPE_NB] = {
-	"0-5m", "5-10m", "10-20m", "20-40m", "40-80m",
-	"80-160m", "160-320m", "320-640m", "640m+",
+    "0-5m",    "5-10m",    "10-20m",   "20-40m", "40-80m",
+    "80-160m", "160-320m", "320-640m", "640m+",
 };
 static const char *const control_shape_heads[CONTROL_SHAPE_NB] = {
-	"5", "10", "20", "40", "80", "160", "320", "640", "640+",
+    "5", "10", "20", "40", "80", "160", "320", "640", "640+",
 };
 
 struct control_shape_row {
-	char *name;		/* NULL = empty slot */
+	char *name; /* NULL = empty slot */
 	uint64_t total;
 	uint64_t n[CONTROL_SHAPE_NB];
-	uint64_t seen;		/* serial of the last message counted */
+	uint64_t seen; /* serial of the last message counted */
 };
 
 struct control_job {
@@ -79,13 +79,20 @@ static const char *
 control_verb(enum control_cmd op)
 {
 	switch (op) {
-	case CONTROL_HOLD: return "held";
-	case CONTROL_RELEASE: return "released";
-	case CONTROL_DELETE: return "deleted";
-	case CONTROL_BOUNCE: return "bounced";
-	case CONTROL_FLUSH: return "flushed";
-	case CONTROL_REQUEUE: return "requeued";
-	default: return "listed";
+	case CONTROL_HOLD:
+		return "held";
+	case CONTROL_RELEASE:
+		return "released";
+	case CONTROL_DELETE:
+		return "deleted";
+	case CONTROL_BOUNCE:
+		return "bounced";
+	case CONTROL_FLUSH:
+		return "flushed";
+	case CONTROL_REQUEUE:
+		return "requeued";
+	default:
+		return "listed";
 	}
 }
 
@@ -100,9 +107,8 @@ control_rcpt_match(const struct control_client *c, const char *addr)
 
 	if (addr == NULL)
 		return 0;
-	if (f->domain[0] != '\0' &&
-	    ((at = strrchr(addr, '@')) == NULL ||
-	     strcasecmp(at + 1, f->domain) != 0))
+	if (f->domain[0] != '\0' && ((at = strrchr(addr, '@')) == NULL ||
+	                             strcasecmp(at + 1, f->domain) != 0))
 		return 0;
 	if (c->job->has_rcpt && regexec(&c->job->rcpt_re, addr, 0, NULL, 0))
 		return 0;
@@ -189,12 +195,13 @@ control_job_progress(struct control_client *c)
 		return;
 	j->last_progress = now;
 	j->last_scanned = j->scanned;
-	control_progress(c, "%s: %llu of about %llu messages scanned, "
-			    "%llu matched, %llu %s",
-			 c->req.name, (unsigned long long)j->scanned,
-			 (unsigned long long)j->total,
-			 (unsigned long long)j->matched,
-			 (unsigned long long)j->changed, control_verb(j->op));
+	control_progress(c,
+	                 "%s: %llu of about %llu messages scanned, "
+	                 "%llu matched, %llu %s",
+	                 c->req.name, (unsigned long long)j->scanned,
+	                 (unsigned long long)j->total,
+	                 (unsigned long long)j->matched,
+	                 (unsigned long long)j->changed, control_verb(j->op));
 }
 
 /* ------------------------------------------------------------------ */
@@ -213,7 +220,7 @@ control_list_one(struct control_client *c, const struct spool_envelope *e)
 	}
 	if (!c->header_done) {
 		control_line(c, "%-12s %9s  %-15s  %s", "ID", "SIZE", "ARRIVAL",
-			     "SENDER / RECIPIENTS");
+		             "SENDER / RECIPIENTS");
 		c->header_done = 1;
 	}
 	control_put_human(c, e);
@@ -229,14 +236,14 @@ control_list_end(struct control_client *c)
 			control_line(c, "queue is empty");
 		else
 			control_line(c, "-- %llu KB in %llu message%s",
-				     (unsigned long long)(c->nbytes + 1023) /
-					     1024,
-				     (unsigned long long)c->nmsgs,
-				     c->nmsgs == 1 ? "" : "s");
+			             (unsigned long long)(c->nbytes + 1023) /
+			                 1024,
+			             (unsigned long long)c->nmsgs,
+			             c->nmsgs == 1 ? "" : "s");
 	}
 	control_filter_describe(&c->req.f, desc, sizeof(desc));
 	log_info("control: queue %s n=%llu uid=%ld", desc,
-		 (unsigned long long)c->nmsgs, c->uid);
+	         (unsigned long long)c->nmsgs, c->uid);
 	control_end_ok(c);
 }
 
@@ -250,13 +257,27 @@ control_apply(struct control_client *c, const char *id)
 	int r = -1;
 
 	switch (c->job->op) {
-	case CONTROL_HOLD: r = forward_hold(id, 1); break;
-	case CONTROL_RELEASE: r = forward_hold(id, 0); break;
-	case CONTROL_DELETE: r = forward_delete(id) == 0 ? 1 : -1; break;
-	case CONTROL_BOUNCE: r = forward_bounce(id) == 0 ? 1 : -1; break;
-	case CONTROL_FLUSH: r = forward_flush_id(id, 0); break;
-	case CONTROL_REQUEUE: r = forward_flush_id(id, 1); break;
-	default: r = 0; break;
+	case CONTROL_HOLD:
+		r = forward_hold(id, 1);
+		break;
+	case CONTROL_RELEASE:
+		r = forward_hold(id, 0);
+		break;
+	case CONTROL_DELETE:
+		r = forward_delete(id) == 0 ? 1 : -1;
+		break;
+	case CONTROL_BOUNCE:
+		r = forward_bounce(id) == 0 ? 1 : -1;
+		break;
+	case CONTROL_FLUSH:
+		r = forward_flush_id(id, 0);
+		break;
+	case CONTROL_REQUEUE:
+		r = forward_flush_id(id, 1);
+		break;
+	default:
+		r = 0;
+		break;
 	}
 	if (r < 0) {
 		c->job->failed++;
@@ -274,13 +295,12 @@ control_op_end(struct control_client *c)
 
 	control_filter_describe(&c->req.f, desc, sizeof(desc));
 	log_info("control: %s %s n=%llu matched=%llu scanned=%llu%s uid=%ld",
-		 c->req.name, desc, (unsigned long long)j->changed,
-		 (unsigned long long)j->matched,
-		 (unsigned long long)j->scanned, j->failed ? " (failures)" : "",
-		 c->uid);
+	         c->req.name, desc, (unsigned long long)j->changed,
+	         (unsigned long long)j->matched, (unsigned long long)j->scanned,
+	         j->failed ? " (failures)" : "", c->uid);
 	if (j->failed > 0 && j->changed == 0 && j->matched > 0) {
 		control_end_err(c, "cannot %s: %s", c->req.name,
-				spool_error(backmxd.spool));
+		                spool_error(backmxd.spool));
 		return;
 	}
 	/* `delete ID` / `bounce ID` keep their answer of round 1 */
@@ -288,21 +308,21 @@ control_op_end(struct control_client *c)
 	    c->req.arg_is_id && j->changed == 1) {
 		if (c->req.json)
 			json_buf_printf(&c->out, "+{\"%s\": \"%s\"}\n", verb,
-					c->req.f.id);
+			                c->req.f.id);
 		else
 			control_line(c, "%s %s", verb, c->req.f.id);
 	} else if (c->req.json)
 		json_buf_printf(&c->out,
-				"+{\"%s\": %llu, \"matched\": %llu, "
-				"\"scanned\": %llu, \"failed\": %llu}\n",
-				verb, (unsigned long long)j->changed,
-				(unsigned long long)j->matched,
-				(unsigned long long)j->scanned,
-				(unsigned long long)j->failed);
+		                "+{\"%s\": %llu, \"matched\": %llu, "
+		                "\"scanned\": %llu, \"failed\": %llu}\n",
+		                verb, (unsigned long long)j->changed,
+		                (unsigned long long)j->matched,
+		                (unsigned long long)j->scanned,
+		                (unsigned long long)j->failed);
 	else
 		control_line(c, "%s %llu message%s", verb,
-			     (unsigned long long)j->changed,
-			     j->changed == 1 ? "" : "s");
+		             (unsigned long long)j->changed,
+		             j->changed == 1 ? "" : "s");
 	control_end_ok(c);
 }
 
@@ -333,7 +353,7 @@ control_job_produce(struct control_client *c)
 
 	j->nids = 0;
 	n = spool_scan(backmxd.spool, c->after, CONTROL_JOB_BATCH,
-		       control_job_collect_cb, c);
+	               control_job_collect_cb, c);
 	if (n < 0) {
 		control_end_err(c, "spool: %s", spool_error(backmxd.spool));
 		return;
@@ -366,7 +386,7 @@ control_job_one(struct control_client *c)
 			control_end_err(c, "no such message %s", c->req.f.id);
 		} else
 			control_end_err(c, "spool: %s",
-					spool_error(backmxd.spool));
+			                spool_error(backmxd.spool));
 		return;
 	}
 	j->scanned = 1;
@@ -398,23 +418,22 @@ control_queue_start(struct control_client *c)
 	 * flush of everything or of one domain: forward.c's schedule tags
 	 * find the messages without reading the spool
 	 */
-	if (c->req.cmd == CONTROL_FLUSH && f->id[0] == '\0' &&
-	    !f->has_sender && !f->has_rcpt && f->older < 0 && f->younger < 0 &&
-	    !f->held) {
+	if (c->req.cmd == CONTROL_FLUSH && f->id[0] == '\0' && !f->has_sender &&
+	    !f->has_rcpt && f->older < 0 && f->younger < 0 && !f->held) {
 		n = forward_flush(f->domain[0] ? f->domain : NULL);
 		control_filter_describe(f, desc, sizeof(desc));
 		log_info("control: flush %s n=%d uid=%ld", desc, n < 0 ? 0 : n,
-			 c->uid);
+		         c->uid);
 		if (n < 0) {
 			control_end_err(c, "flush: %s",
-					spool_error(backmxd.spool));
+			                spool_error(backmxd.spool));
 			return;
 		}
 		if (c->req.json)
 			json_buf_printf(&c->out, "+{\"flushed\": %d}\n", n);
 		else
 			control_line(c, "flushed %d message%s", n,
-				     n == 1 ? "" : "s");
+			             n == 1 ? "" : "s");
 		control_end_ok(c);
 		return;
 	}
@@ -520,7 +539,8 @@ control_shape_one_cb(void *arg, const struct spool_envelope *e)
 		if (c->req.nargs > 0 && strcmp(dom, c->req.args[0]) != 0)
 			continue;
 		/* a message counts once per domain and once in TOTAL */
-		if ((r = control_shape_row(j, dom)) == NULL || r->seen == j->scanned)
+		if ((r = control_shape_row(j, dom)) == NULL ||
+		    r->seen == j->scanned)
 			continue;
 		r->seen = j->scanned;
 		r->total++;
@@ -537,8 +557,10 @@ control_shape_one_cb(void *arg, const struct spool_envelope *e)
 static int
 control_shape_cmp(const void *a, const void *b)
 {
-	const struct control_shape_row *x = *(struct control_shape_row *const *)a;
-	const struct control_shape_row *y = *(struct control_shape_row *const *)b;
+	const struct control_shape_row *x =
+	    *(struct control_shape_row *const *)a;
+	const struct control_shape_row *y =
+	    *(struct control_shape_row *const *)b;
 
 	if (x->total != y->total)
 		return x->total > y->total ? -1 : 1;
@@ -547,7 +569,7 @@ control_shape_cmp(const void *a, const void *b)
 
 static void
 control_shape_put_row(struct control_client *c, const char *name,
-		      const struct control_shape_row *r, int width)
+                      const struct control_shape_row *r, int width)
 {
 	char line[1024];
 	size_t n;
@@ -557,18 +579,18 @@ control_shape_put_row(struct control_client *c, const char *name,
 		json_buf_puts(&c->out, "{\"domain\": ");
 		json_put_cstring(&c->out, name);
 		json_buf_printf(&c->out, ", \"total\": %llu, \"counts\": [",
-				(unsigned long long)r->total);
+		                (unsigned long long)r->total);
 		for (b = 0; b < CONTROL_SHAPE_NB; b++)
 			json_buf_printf(&c->out, "%s%llu", b ? ", " : "",
-					(unsigned long long)r->n[b]);
+			                (unsigned long long)r->n[b]);
 		json_buf_puts(&c->out, "]}");
 		return;
 	}
 	n = (size_t)snprintf(line, sizeof(line), "%*s %6llu", width, name,
-			     (unsigned long long)r->total);
+	                     (unsigned long long)r->total);
 	for (b = 0; b < CONTROL_SHAPE_NB && n < sizeof(line); b++)
 		n += (size_t)snprintf(line + n, sizeof(line) - n, " %5llu",
-				      (unsigned long long)r->n[b]);
+		                      (unsigned long long)r->n[b]);
 	control_line(c, "%s", line);
 }
 
@@ -600,38 +622,39 @@ control_shape_end(struct control_client *c)
 		json_buf_puts(&c->out, "+{\"buckets\": [");
 		for (b = 0; b < CONTROL_SHAPE_NB; b++)
 			json_buf_printf(&c->out, "%s\"%s\"", b ? ", " : "",
-					control_shape_names[b]);
+			                control_shape_names[b]);
 		json_buf_puts(&c->out, "], \"total\": ");
 		control_shape_put_row(c, "TOTAL", &j->sum, width);
 		json_buf_puts(&c->out, ", \"domains\": [");
 		for (i = 0; i < k; i++) {
 			json_buf_puts(&c->out, i ? ", " : "");
 			control_shape_put_row(c, sorted[i]->name, sorted[i],
-					      width);
+			                      width);
 		}
 		json_buf_printf(&c->out, "], \"truncated\": %s}\n",
-				j->rows_full ? "true" : "false");
+		                j->rows_full ? "true" : "false");
 	} else {
 		n = (size_t)snprintf(line, sizeof(line), "%*s %6s", width, "",
-				     "T");
+		                     "T");
 		for (b = 0; b < CONTROL_SHAPE_NB && n < sizeof(line); b++)
 			n += (size_t)snprintf(line + n, sizeof(line) - n,
-					      " %5s", control_shape_heads[b]);
+			                      " %5s", control_shape_heads[b]);
 		control_line(c, "%s", line);
 		control_shape_put_row(c, "TOTAL", &j->sum, width);
 		for (i = 0; i < k; i++)
 			control_shape_put_row(c, sorted[i]->name, sorted[i],
-					      width);
+			                      width);
 		if (j->rows_full)
-			control_line(c, "(more domains than %d: the rest is "
-					"only in TOTAL)",
-				     CONTROL_SHAPE_ROWS_MAX);
+			control_line(c,
+			             "(more domains than %d: the rest is "
+			             "only in TOTAL)",
+			             CONTROL_SHAPE_ROWS_MAX);
 	}
 	free(sorted);
 	log_info("control: shape domain=%s n=%llu scanned=%llu uid=%ld",
-		 c->req.nargs ? c->req.args[0] : "*",
-		 (unsigned long long)j->sum.total,
-		 (unsigned long long)j->scanned, c->uid);
+	         c->req.nargs ? c->req.args[0] : "*",
+	         (unsigned long long)j->sum.total,
+	         (unsigned long long)j->scanned, c->uid);
 	control_end_ok(c);
 }
 
@@ -641,7 +664,7 @@ control_shape_produce(struct control_client *c)
 	int n;
 
 	n = spool_scan(backmxd.spool, c->after, CONTROL_JOB_BATCH,
-		       control_shape_one_cb, c);
+	               control_shape_one_cb, c);
 	if (n < 0) {
 		control_end_err(c, "spool: %s", spool_error(backmxd.spool));
 		return;

@@ -12,14 +12,14 @@
 #include "control_int.h"
 
 #define CONTROL_HEADER_MAX (256 * 1024)
-#define CONTROL_LINE_SPLIT (64 * 1024)	/* a longer line is cut */
+#define CONTROL_LINE_SPLIT (64 * 1024) /* a longer line is cut */
 
 struct control_showjob {
 	char id[SPOOL_ID_LEN + 1];
-	uint32_t chunk;		/* next chunk to read */
-	uint64_t offset;	/* octets sent (--json) */
+	uint32_t chunk;  /* next chunk to read */
+	uint64_t offset; /* octets sent (--json) */
 	uint64_t lines;
-	struct json_buf part;	/* a line not ended by the last chunk */
+	struct json_buf part; /* a line not ended by the last chunk */
 };
 
 void
@@ -55,22 +55,23 @@ control_body_produce(struct control_client *c)
 	r = spool_body_read(backmxd.spool, s->id, s->chunk, &data, &len);
 	if (r < 0) {
 		control_end_err(c, "spool: cannot read the body of %s: %s",
-				s->id, spool_error(backmxd.spool));
+		                s->id, spool_error(backmxd.spool));
 		return;
 	}
 	if (r == 0) {
 		if (!c->req.json && s->part.len > 0)
 			control_body_line(c, s->part.data, s->part.len);
 		log_info("control: show id=%s body octets=%llu uid=%ld", s->id,
-			 (unsigned long long)s->offset, c->uid);
+		         (unsigned long long)s->offset, c->uid);
 		control_end_ok(c);
 		return;
 	}
 	s->chunk++;
 	if (c->req.json) {
-		json_buf_printf(&c->out, "+{\"id\": \"%s\", \"offset\": %llu, "
-					 "\"data\": ",
-				s->id, (unsigned long long)s->offset);
+		json_buf_printf(&c->out,
+		                "+{\"id\": \"%s\", \"offset\": %llu, "
+		                "\"data\": ",
+		                s->id, (unsigned long long)s->offset);
 		json_put_string(&c->out, data, len);
 		json_buf_puts(&c->out, "}\n");
 		s->offset += len;
@@ -108,10 +109,10 @@ control_show_body(struct control_client *c)
 	if ((e = spool_envelope_get(backmxd.spool, c->req.args[0])) == NULL) {
 		if (spool_errno(backmxd.spool) == SPOOL_ENOTFOUND)
 			control_end_err(c, "no such message %s",
-					c->req.args[0]);
+			                c->req.args[0]);
 		else
 			control_end_err(c, "spool: %s",
-					spool_error(backmxd.spool));
+			                spool_error(backmxd.spool));
 		return;
 	}
 	spool_envelope_free(e);
@@ -136,15 +137,16 @@ control_read_header(const char *id, struct json_buf *h)
 	int r;
 
 	for (n = 0; h->len < CONTROL_HEADER_MAX; n++) {
-		if ((r = spool_body_read(backmxd.spool, id, n, &data, &len)) < 0)
+		if ((r = spool_body_read(backmxd.spool, id, n, &data, &len)) <
+		    0)
 			return -1;
 		if (r == 0)
 			break;
 		json_buf_append(h, data, len);
 		if (h->oom)
 			return -1;
-		if (h->len >= 2 && (memcmp(h->data, "\r\n", 2) == 0 ||
-				    h->data[0] == '\n')) {
+		if (h->len >= 2 &&
+		    (memcmp(h->data, "\r\n", 2) == 0 || h->data[0] == '\n')) {
 			h->len = 0;
 			return 0;
 		}
@@ -174,16 +176,16 @@ control_show(struct control_client *c)
 	if ((e = spool_envelope_get(backmxd.spool, c->req.args[0])) == NULL) {
 		if (spool_errno(backmxd.spool) == SPOOL_ENOTFOUND)
 			control_end_err(c, "no such message %s",
-					c->req.args[0]);
+			                c->req.args[0]);
 		else
 			control_end_err(c, "spool: %s",
-					spool_error(backmxd.spool));
+			                spool_error(backmxd.spool));
 		return;
 	}
 	json_buf_init(&h);
 	if (control_read_header(e->id, &h) < 0) {
-		control_end_err(c, "spool: cannot read the body of %s: %s", e->id,
-				spool_error(backmxd.spool));
+		control_end_err(c, "spool: cannot read the body of %s: %s",
+		                e->id, spool_error(backmxd.spool));
 		goto done;
 	}
 	if (c->req.json) {
@@ -196,61 +198,67 @@ control_show(struct control_client *c)
 		json_buf_puts(&c->out, ", \"envid\": ");
 		json_put_cstring(&c->out, e->envid);
 		json_buf_printf(&c->out,
-				", \"ret\": %s, \"body\": \"%s\", "
-				"\"smtputf8\": %s, \"is_bounce\": %s, "
-				"\"header\": ",
-				e->ret == SPOOL_RET_FULL   ? "\"FULL\""
-				: e->ret == SPOOL_RET_HDRS ? "\"HDRS\""
-							   : "null",
-				e->body == SPOOL_BODY_8BITMIME	  ? "8BITMIME"
-				: e->body == SPOOL_BODY_BINARYMIME ? "BINARYMIME"
-								   : "7BIT",
-				e->smtputf8 ? "true" : "false",
-				e->is_bounce ? "true" : "false");
+		                ", \"ret\": %s, \"body\": \"%s\", "
+		                "\"smtputf8\": %s, \"is_bounce\": %s, "
+		                "\"header\": ",
+		                e->ret == SPOOL_RET_FULL   ? "\"FULL\""
+		                : e->ret == SPOOL_RET_HDRS ? "\"HDRS\""
+		                                           : "null",
+		                e->body == SPOOL_BODY_8BITMIME ? "8BITMIME"
+		                : e->body == SPOOL_BODY_BINARYMIME
+		                    ? "BINARYMIME"
+		                    : "7BIT",
+		                e->smtputf8 ? "true" : "false",
+		                e->is_bounce ? "true" : "false");
 		json_put_string(&c->out, h.data ? h.data : "", h.len);
 		json_buf_puts(&c->out, "}\n");
 	} else {
 		control_time(when, sizeof(when), e->arrival);
 		control_line(c, "id:        %s%s", e->id,
-			     e->held ? "  (held)" : "");
+		             e->held ? "  (held)" : "");
 		control_line(c, "arrival:   %s (%lld)", when,
-			     (long long)e->arrival);
+		             (long long)e->arrival);
 		control_line(c, "size:      %llu", (unsigned long long)e->size);
 		control_line(c, "sender:    <%s>%s", e->sender ? e->sender : "",
-			     e->is_bounce ? "  (bounce)" : "");
+		             e->is_bounce ? "  (bounce)" : "");
 		control_line(c, "client:    %s helo=%s",
-			     e->client_addr ? e->client_addr : "-",
-			     e->client_helo ? e->client_helo : "-");
+		             e->client_addr ? e->client_addr : "-",
+		             e->client_helo ? e->client_helo : "-");
 		control_line(c, "dsn:       envid=%s ret=%s body=%s%s",
-			     e->envid ? e->envid : "-",
-			     e->ret == SPOOL_RET_FULL	? "FULL"
-			     : e->ret == SPOOL_RET_HDRS ? "HDRS"
-							: "-",
-			     e->body == SPOOL_BODY_8BITMIME    ? "8BITMIME"
-			     : e->body == SPOOL_BODY_BINARYMIME ? "BINARYMIME"
-								: "7BIT",
-			     e->smtputf8 ? " SMTPUTF8" : "");
+		             e->envid ? e->envid : "-",
+		             e->ret == SPOOL_RET_FULL   ? "FULL"
+		             : e->ret == SPOOL_RET_HDRS ? "HDRS"
+		                                        : "-",
+		             e->body == SPOOL_BODY_8BITMIME     ? "8BITMIME"
+		             : e->body == SPOOL_BODY_BINARYMIME ? "BINARYMIME"
+		                                                : "7BIT",
+		             e->smtputf8 ? " SMTPUTF8" : "");
 		control_line(c, "recipients:");
 		for (i = 0; i < e->nrcpt; i++) {
 			const struct spool_rcpt *r = &e->rcpt[i];
 
 			control_time(when, sizeof(when), r->next_attempt);
 			control_line(c, "  %-9s %s  attempts=%d next=%s%s%s",
-				     control_state_name(r->state),
-				     r->address ? r->address : "", r->attempts,
-				     r->state == SPOOL_RCPT_PENDING ? when : "-",
-				     r->route ? " route=" : "",
-				     r->route ? r->route : "");
+			             control_state_name(r->state),
+			             r->address ? r->address : "", r->attempts,
+			             r->state == SPOOL_RCPT_PENDING ? when
+			                                            : "-",
+			             r->route ? " route=" : "",
+			             r->route ? r->route : "");
 			if (r->orcpt != NULL)
-				control_line(c, "            orcpt=%s", r->orcpt);
+				control_line(c, "            orcpt=%s",
+				             r->orcpt);
 			if (r->last_error != NULL)
-				control_line(c, "            %s", r->last_error);
+				control_line(c, "            %s",
+				             r->last_error);
 		}
 		control_line(c, "header:");
-		for (line = h.data; line != NULL && *line != '\0'; line = next) {
+		for (line = h.data; line != NULL && *line != '\0';
+		     line = next) {
 			if ((next = strchr(line, '\n')) != NULL)
 				*next++ = '\0';
-			if (next != NULL && next - line >= 2 && next[-2] == '\r')
+			if (next != NULL && next - line >= 2 &&
+			    next[-2] == '\r')
 				next[-2] = '\0';
 			control_line(c, "  %s", line);
 		}

@@ -18,8 +18,7 @@
  * past the name where it starts.  Returns the wire length or -1.
  */
 static int
-pkt_name(const uint8_t *p, size_t len, size_t off, uint8_t *out,
-	 size_t *next)
+pkt_name(const uint8_t *p, size_t len, size_t off, uint8_t *out, size_t *next)
 {
 	size_t o = 0, pos = off;
 	int jumps = 0, jumped = 0;
@@ -167,7 +166,7 @@ pkt_rdata(const uint8_t *p, size_t len, const struct pkt_rr *rr, int *outlen)
 static int
 pkt_parse(const uint8_t *p, size_t len, int qtype, struct ub_result *r)
 {
-	static struct pkt_rr rrs[PKT_MAX_RR];	/* single-threaded daemon */
+	static struct pkt_rr rrs[PKT_MAX_RR]; /* single-threaded daemon */
 	uint8_t cur[255];
 	int qd, an, i, n = 0, nrr = 0, curlen, hops, count = 0;
 	size_t off = 12, next;
@@ -194,8 +193,9 @@ pkt_parse(const uint8_t *p, size_t len, int qtype, struct ub_result *r)
 			return -1;
 		rr->type = p[off] << 8 | p[off + 1];
 		rr->class = p[off + 2] << 8 | p[off + 3];
-		rr->ttl = (uint32_t)p[off + 4] << 24 | (uint32_t)p[off + 5] << 16 |
-			  (uint32_t)p[off + 6] << 8 | p[off + 7];
+		rr->ttl = (uint32_t)p[off + 4] << 24 |
+		          (uint32_t)p[off + 5] << 16 |
+		          (uint32_t)p[off + 6] << 8 | p[off + 7];
 		rr->rdlen = (size_t)(p[off + 8] << 8 | p[off + 9]);
 		rr->rdoff = off + 10;
 		off = rr->rdoff + rr->rdlen;
@@ -210,8 +210,10 @@ pkt_parse(const uint8_t *p, size_t len, int qtype, struct ub_result *r)
 
 		for (i = 0; i < nrr; i++)
 			if (rrs[i].type == 5 &&
-			    pkt_name_eq(rrs[i].owner, rrs[i].olen, cur, curlen)) {
-				int l = pkt_name(p, len, rrs[i].rdoff, cur, &next);
+			    pkt_name_eq(rrs[i].owner, rrs[i].olen, cur,
+			                curlen)) {
+				int l =
+				    pkt_name(p, len, rrs[i].rdoff, cur, &next);
 
 				if (l < 0)
 					return -1;
@@ -237,11 +239,11 @@ pkt_parse(const uint8_t *p, size_t len, int qtype, struct ub_result *r)
 			continue;
 		r->data[n] = pkt_rdata(p, len, &rrs[i], &r->len[n]);
 		if (r->data[n] == NULL)
-			continue;	/* malformed MX: skipped, as unbound */
+			continue; /* malformed MX: skipped, as unbound */
 		/* the answer lives as long as its shortest record */
 		if (n == 0 || rrs[i].ttl < (uint32_t)r->ttl)
 			r->ttl = rrs[i].ttl > 0x7fffffff ? 0x7fffffff
-							 : (int)rrs[i].ttl;
+			                                 : (int)rrs[i].ttl;
 		n++;
 	}
 	r->havedata = n > 0;
@@ -249,8 +251,8 @@ pkt_parse(const uint8_t *p, size_t len, int qtype, struct ub_result *r)
 }
 
 struct ub_result *
-dns_packet_result(const uint8_t *pkt, size_t len, const char *qname,
-		  int qtype, int rcode, int sec, const char *why_bogus)
+dns_packet_result(const uint8_t *pkt, size_t len, const char *qname, int qtype,
+                  int rcode, int sec, const char *why_bogus)
 {
 	struct ub_result *r = calloc(1, sizeof(*r));
 	int rc;

@@ -22,8 +22,8 @@ struct ub_result;
  * data.  NULL only when out of memory.
  */
 struct ub_result *dns_packet_result(const uint8_t *pkt, size_t len,
-				    const char *qname, int qtype, int rcode,
-				    int sec, const char *why_bogus);
+                                    const char *qname, int qtype, int rcode,
+                                    int sec, const char *why_bogus);
 void dns_packet_result_free(struct ub_result *r);
 
 #endif

@@ -27,23 +27,23 @@
 #define DNSBL_ZONES_MAX 16
 
 struct dnsbl_entry {
-	char name[320];		/* the query name: reversed address.zone */
+	char name[320]; /* the query name: reversed address.zone */
 	unsigned hash;
 	int listed;
 	char text[256];
 	time_t expires;
 	struct dnsbl_entry *hnext;
-	struct dnsbl_entry *fnext;	/* insertion order, for eviction */
+	struct dnsbl_entry *fnext; /* insertion order, for eviction */
 };
 
 struct dnsbl_zone_q {
 	struct dnsbl_check *c;
-	int zone;		/* index in cfg->filter->dnsbl */
+	int zone; /* index in cfg->filter->dnsbl */
 	char name[320];
 	struct dns_query *qa, *qtxt;
 	int done_a, done_txt;
-	int listed;		/* -1 failed, 0 no, 1 yes */
-	int cached;		/* known from the cache, not asked */
+	int listed; /* -1 failed, 0 no, 1 yes */
+	int cached; /* known from the cache, not asked */
 	int ttl;
 	char text[256];
 };
@@ -71,8 +71,8 @@ dnsbl_hash_name(const char *s)
 }
 
 int
-dnsbl_query_name(const struct sockaddr_storage *ss, const char *zone,
-		 char *out, size_t outlen)
+dnsbl_query_name(const struct sockaddr_storage *ss, const char *zone, char *out,
+                 size_t outlen)
 {
 	const unsigned char *a;
 	size_t off = 0;
@@ -85,7 +85,7 @@ dnsbl_query_name(const struct sockaddr_storage *ss, const char *zone,
 		if (!IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
 			for (int i = 15; i >= 0; i--) {
 				n = snprintf(out + off, outlen - off, "%x.%x.",
-					     a[i] & 0xf, a[i] >> 4);
+				             a[i] & 0xf, a[i] >> 4);
 				if (n < 0 || (size_t)n >= outlen - off)
 					return -1;
 				off += n;
@@ -96,11 +96,11 @@ dnsbl_query_name(const struct sockaddr_storage *ss, const char *zone,
 		a += 12;
 	} else if (ss->ss_family == AF_INET)
 		a = (const unsigned char *)&((const struct sockaddr_in *)ss)
-			    ->sin_addr;
+		        ->sin_addr;
 	else
 		return -1;
 	n = snprintf(out, outlen, "%u.%u.%u.%u.%s", a[3], a[2], a[1], a[0],
-		     zone);
+	             zone);
 	return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 
@@ -138,7 +138,7 @@ dnsbl_cache_evict(void)
 
 static void
 dnsbl_cache_put(const char *name, int listed, const char *text, int ttl,
-		time_t now)
+                time_t now)
 {
 	unsigned h = dnsbl_hash_name(name);
 	struct dnsbl_entry *e;
@@ -172,22 +172,22 @@ dnsbl_cache_put(const char *name, int listed, const char *text, int ttl,
 }
 
 static void
-dnsbl_verdict_fill(struct dnsbl_verdict *v, const char *addr,
-		   const char *zone, const char *text)
+dnsbl_verdict_fill(struct dnsbl_verdict *v, const char *addr, const char *zone,
+                   const char *text)
 {
 	v->listed = 1;
 	snprintf(v->zone, sizeof(v->zone), "%s", zone);
 	snprintf(v->text, sizeof(v->text), "%s", text);
 	if (text[0] != '\0')
 		snprintf(v->reply, sizeof(v->reply),
-			 "554 5.7.1 Service unavailable; client [%s] blocked "
-			 "using %s; %s",
-			 addr, zone, text);
+		         "554 5.7.1 Service unavailable; client [%s] blocked "
+		         "using %s; %s",
+		         addr, zone, text);
 	else
 		snprintf(v->reply, sizeof(v->reply),
-			 "554 5.7.1 Service unavailable; client [%s] blocked "
-			 "using %s",
-			 addr, zone);
+		         "554 5.7.1 Service unavailable; client [%s] blocked "
+		         "using %s",
+		         addr, zone);
 }
 
 /* dnsbl_text - TXT joined, only printable ASCII, bounded */
@@ -214,20 +214,21 @@ dnsbl_finish(struct dnsbl_check *c)
 	memset(&v, 0, sizeof(v));
 	for (int i = 0; i < c->nzones; i++) {
 		struct dnsbl_zone_q *z = &c->z[i];
-		const char *zone = z->zone < f->ndnsbl ? f->dnsbl[z->zone].zone
-						       : "?";
+		const char *zone =
+		    z->zone < f->ndnsbl ? f->dnsbl[z->zone].zone : "?";
 
 		if (!z->cached)
-			dnsbl_metrics_record(zone, z->listed < 0 ? DNSBL_ANS_FAILED
-					     : z->listed ? DNSBL_ANS_LISTED
-							 : DNSBL_ANS_CLEAN);
+			dnsbl_metrics_record(zone,
+			                     z->listed < 0 ? DNSBL_ANS_FAILED
+			                     : z->listed   ? DNSBL_ANS_LISTED
+			                                   : DNSBL_ANS_CLEAN);
 		if (z->listed < 0) {
 			stats.dnsbl_tempfailed++;
-			continue;	/* a failure never lists */
+			continue; /* a failure never lists */
 		}
 		if (!z->cached)
 			dnsbl_cache_put(z->name, z->listed, z->text, z->ttl,
-					now);
+			                now);
 		if (z->listed && !v.listed)
 			dnsbl_verdict_fill(&v, c->addr, zone, z->text);
 	}
@@ -252,7 +253,8 @@ dnsbl_a_cb(void *arg, const struct dns_result *r)
 		z->listed = 0;
 		z->ttl = r->ttl;
 		for (int i = 0; i < r->n; i++) {
-			const struct sockaddr_in *sin = (const void *)&r->addr[i];
+			const struct sockaddr_in *sin =
+			    (const void *)&r->addr[i];
 			unsigned char a[4];
 
 			if (sin->sin_family != AF_INET)
@@ -288,8 +290,8 @@ dnsbl_txt_cb(void *arg, const struct dns_result *r)
 
 enum dnsbl_status
 dnsbl_check_start(const struct sockaddr_storage *ss, const char *addrtext,
-		  struct dnsbl_verdict *v, dnsbl_cb cb, void *arg,
-		  struct dnsbl_check **out)
+                  struct dnsbl_verdict *v, dnsbl_cb cb, void *arg,
+                  struct dnsbl_check **out)
 {
 	const struct config_filter *f = backmxd.cfg->filter;
 	struct dnsbl_check *c = NULL;
@@ -300,7 +302,7 @@ dnsbl_check_start(const struct sockaddr_storage *ss, const char *addrtext,
 	memset(v, 0, sizeof(*v));
 	if (f == NULL || f->ndnsbl == 0 || backmxd.dns == NULL ||
 	    config_cidr_match(f->dnsbl_allow, f->ndnsbl_allow,
-			      (const struct sockaddr *)ss))
+	                      (const struct sockaddr *)ss))
 		return DNSBL_PASS;
 	nz = f->ndnsbl < DNSBL_ZONES_MAX ? f->ndnsbl : DNSBL_ZONES_MAX;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
@@ -317,7 +319,7 @@ dnsbl_check_start(const struct sockaddr_storage *ss, const char *addrtext,
 		struct dnsbl_entry *e;
 
 		if (dnsbl_query_name(ss, f->dnsbl[i].zone, z->name,
-				     sizeof(z->name)) < 0)
+		                     sizeof(z->name)) < 0)
 			continue;
 		c->nzones++;
 		z->c = c;
@@ -330,12 +332,12 @@ dnsbl_check_start(const struct sockaddr_storage *ss, const char *addrtext,
 		z->cached = z->done_a = z->done_txt = 1;
 		z->listed = e->listed;
 		dnsbl_metrics_record(f->dnsbl[i].zone, e->listed
-							  ? DNSBL_ANS_LISTED
-							  : DNSBL_ANS_CLEAN);
+		                                           ? DNSBL_ANS_LISTED
+		                                           : DNSBL_ANS_CLEAN);
 		snprintf(z->text, sizeof(z->text), "%s", e->text);
 		if (e->listed && unknown == 0) {
 			dnsbl_verdict_fill(v, addrtext, f->dnsbl[i].zone,
-					   e->text);
+			                   e->text);
 			v->cached = 1;
 			stats.dnsbl_rejected++;
 			free(c);
@@ -353,8 +355,8 @@ dnsbl_check_start(const struct sockaddr_storage *ss, const char *addrtext,
 		if (z->cached)
 			continue;
 		z->qa = dns_query(backmxd.dns, z->name, DNS_T_A, dnsbl_a_cb, z);
-		z->qtxt = dns_query(backmxd.dns, z->name, DNS_T_TXT,
-				    dnsbl_txt_cb, z);
+		z->qtxt =
+		    dns_query(backmxd.dns, z->name, DNS_T_TXT, dnsbl_txt_cb, z);
 		if (z->qa == NULL || z->qtxt == NULL) {
 			dnsbl_check_cancel(c);
 			return DNSBL_PASS;

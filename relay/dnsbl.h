@@ -19,16 +19,16 @@
 
 struct dnsbl_verdict {
 	int listed;
-	int cached;		/* decided from the cache, no query */
+	int cached; /* decided from the cache, no query */
 	char zone[256];
-	char text[256];		/* the zone's TXT, printable, or "" */
-	char reply[512];	/* "554 5.7.1 Service unavailable; ..." */
+	char text[256];  /* the zone's TXT, printable, or "" */
+	char reply[512]; /* "554 5.7.1 Service unavailable; ..." */
 };
 
 enum dnsbl_status {
-	DNSBL_PASS,		/* nothing to look up, or all cached clean */
-	DNSBL_LISTED,		/* from the cache: *v is filled */
-	DNSBL_PENDING,		/* the callback runs later, exactly once */
+	DNSBL_PASS,    /* nothing to look up, or all cached clean */
+	DNSBL_LISTED,  /* from the cache: *v is filled */
+	DNSBL_PENDING, /* the callback runs later, exactly once */
 };
 
 struct dnsbl_check;
@@ -39,15 +39,15 @@ typedef void (*dnsbl_cb)(void *arg, const struct dnsbl_verdict *v);
  * the owner keeps it until the callback (then it is gone) or cancels it.
  */
 enum dnsbl_status dnsbl_check_start(const struct sockaddr_storage *ss,
-				    const char *addrtext,
-				    struct dnsbl_verdict *v, dnsbl_cb cb,
-				    void *arg, struct dnsbl_check **out);
+                                    const char *addrtext,
+                                    struct dnsbl_verdict *v, dnsbl_cb cb,
+                                    void *arg, struct dnsbl_check **out);
 void dnsbl_check_cancel(struct dnsbl_check *c);
 
 /* dnsbl_query_name - the name to look up: reversed IPv4 octets or IPv6
  * nibbles, then zone; -1 if it does not fit */
 int dnsbl_query_name(const struct sockaddr_storage *ss, const char *zone,
-		     char *out, size_t outlen);
+                     char *out, size_t outlen);
 
 /* dnsbl_metrics.c - one zone's answer to one lookup (DNSBL_ANS_*),
  * and the per-zone Prometheus family */

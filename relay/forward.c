@@ -138,14 +138,15 @@ static int
 fwd_maxpd(const struct forwarder *fw)
 {
 	return fwd_cfg(fw)->max_per_destination > 0
-		   ? fwd_cfg(fw)->max_per_destination : 20;
+	           ? fwd_cfg(fw)->max_per_destination
+	           : 20;
 }
 
 static int
 fwd_maxd(const struct forwarder *fw)
 {
 	return fwd_cfg(fw)->max_deliveries > 0 ? fwd_cfg(fw)->max_deliveries
-					       : 100;
+	                                       : 100;
 }
 
 /* fwd_wait_add - id waits for a free slot of dest */
@@ -218,8 +219,8 @@ fwd_reschedule(struct forwarder *fw, const struct spool_envelope *e)
 		return;
 	for (i = 0; i < e->nrcpt; i++)
 		if (e->rcpt[i].state == SPOOL_RCPT_PENDING) {
-			uint32_t h = fwd_domain_tag(
-			    fwd_rcpt_domain(e->rcpt[i].address));
+			uint32_t h =
+			    fwd_domain_tag(fwd_rcpt_domain(e->rcpt[i].address));
 
 			if (t < 0 || e->rcpt[i].next_attempt < t)
 				t = e->rcpt[i].next_attempt;
@@ -229,9 +230,9 @@ fwd_reschedule(struct forwarder *fw, const struct spool_envelope *e)
 			if (e->rcpt[i].flags & SPOOL_RCPT_F_CONN)
 				flags |= FWD_SCHED_CONN;
 		} else if (e->rcpt[i].state == SPOOL_RCPT_FAILED &&
-			   (e->rcpt[i].flags & SPOOL_RCPT_F_BOUNCE) &&
-			   (t < 0 || e->rcpt[i].next_attempt < t))
-			t = e->rcpt[i].next_attempt;	/* a bounce owed */
+		           (e->rcpt[i].flags & SPOOL_RCPT_F_BOUNCE) &&
+		           (t < 0 || e->rcpt[i].next_attempt < t))
+			t = e->rcpt[i].next_attempt; /* a bounce owed */
 	t = fwd_dsn_warn_wakeup(fw, e, t, fwd_now(fw), fwd_lifetime(fw, e));
 	if (t >= 0 && schedule_set(fw->sched, e->id, t) == 0) {
 		/* one domain: ETRN and flush DOMAIN find it without
@@ -249,8 +250,7 @@ int
 fwd_suspended(const struct forwarder *fw, const struct fwd_dest *dest, int own)
 {
 	return dest->idle == NULL && dest->dead_until > fwd_now(fw) &&
-	       (dest->active > own ||
-		fw->now(fw) - dest->last_probe < 1.0);
+	       (dest->active > own || fw->now(fw) - dest->last_probe < 1.0);
 }
 /*
  * fwd_dest_dead - nobody answered: suspend the destination for the first
@@ -321,13 +321,13 @@ fwd_process(struct forwarder *fw, const char *id)
 	struct spool_envelope *e;
 	int *idx, i, j, n, started = 0, blocked = 0, anydue = 0, warned;
 	struct fwd_dest *wait = NULL;
-	char (*keys)[FWD_KEY_MAX];
+	char(*keys)[FWD_KEY_MAX];
 	char *done;
 	int maxpd = fwd_maxpd(fw);
 	int64_t now = fwd_now(fw);
 
 	if (fwd_msg_inflight(fw, id))
-		return;		/* its end reschedules it */
+		return; /* its end reschedules it */
 	e = spool_envelope_get(fw->spool, id);
 	if (e == NULL) {
 		if (spool_errno(fw->spool) != SPOOL_ENOTFOUND) {
@@ -382,7 +382,8 @@ fwd_process(struct forwarder *fw, const char *id)
 			done[i] = 1;
 			continue;
 		}
-		if (fwd_route(fw, e, i, keys[i], sizeof(keys[i]), NULL, &r) < 0) {
+		if (fwd_route(fw, e, i, keys[i], sizeof(keys[i]), NULL, &r) <
+		    0) {
 			/* not routable now: a temporary error */
 			struct spool_rcpt *rc = &e->rcpt[i];
 
@@ -393,7 +394,7 @@ fwd_process(struct forwarder *fw, const char *id)
 				char buf[400];
 
 				snprintf(buf, sizeof(buf), "%s %s", r.enh,
-					 r.text);
+				         r.text);
 				rc->last_error = strdup(buf);
 			}
 			rc->next_attempt = schedule_deferral(
@@ -405,7 +406,7 @@ fwd_process(struct forwarder *fw, const char *id)
 			fwd_log(fw, e, i, NULL, &r, "deferred", 0);
 			stats.deferred++;
 			done[i] = 1;
-			blocked = -1;	/* envelope changed */
+			blocked = -1; /* envelope changed */
 		}
 	}
 	if (blocked < 0) {
@@ -507,14 +508,14 @@ fwd_arm(struct forwarder *fw)
 		return;
 	ev_timer_stop(fw->loop, &fw->timer);
 	if (fw->active >= fwd_maxd(fw))
-		return;		/* the end of a delivery re-arms */
+		return; /* the end of a delivery re-arms */
 	if (fw->release_pending) {
 		ev_timer_set(&fw->timer, 0., 0.);
 		ev_timer_start(fw->loop, &fw->timer);
 		return;
 	}
 	if (fw->nwaiting >= FWD_WAIT_MAX)
-		return;		/* as the waiting drains */
+		return; /* as the waiting drains */
 	if (schedule_peek(fw->sched, &t, id) != 1)
 		return;
 	delay = (double)t - fw->now(fw);
@@ -563,16 +564,16 @@ fwd_presuspend(struct forwarder *fw, struct spool_envelope *e)
 		    !fwd_suspended(fw, dest, 0))
 			continue;
 		snprintf(buf, sizeof(buf), "4.4.1 " FWD_SUSPENDED_TEXT "%.200s",
-			 dest->dead_why);
+		         dest->dead_why);
 		free(rc->last_error);
 		if ((rc->last_error = strdup(buf)) == NULL)
 			continue;
 		rc->attempts = 1;
 		rc->step = 1;
 		rc->flags |= SPOOL_RCPT_F_CONN;
-		rc->next_attempt = schedule_backoff(
-		    fwd_cfg(fw)->retry, fwd_cfg(fw)->nretry, 1, now,
-		    fwd_jitter_seed(e->id));
+		rc->next_attempt =
+		    schedule_backoff(fwd_cfg(fw)->retry, fwd_cfg(fw)->nretry, 1,
+		                     now, fwd_jitter_seed(e->id));
 		if (rc->next_attempt > e->arrival + fwd_lifetime(fw, e))
 			rc->next_attempt = e->arrival + fwd_lifetime(fw, e);
 		if (rc->next_attempt <= now)
@@ -584,14 +585,14 @@ fwd_presuspend(struct forwarder *fw, struct spool_envelope *e)
  * mail for pd goes to suspended (nobody answered lately)? */
 int
 fwd_domain_suspended(struct forwarder *fw, const struct policy_domain *pd,
-		     char *why, size_t whylen)
+                     char *why, size_t whylen)
 {
 	struct fwd_dest *dest;
 	char key[FWD_KEY_MAX];
 
 	if (pd->route_static)
 		snprintf(key, sizeof(key), "s:%s:%d:%d", pd->route_host,
-			 pd->route_port > 0 ? pd->route_port : 25, pd->tls);
+		         pd->route_port > 0 ? pd->route_port : 25, pd->tls);
 	else
 		snprintf(key, sizeof(key), "m:%s:%d", pd->name, pd->tls);
 	if ((dest = fwd_dest_find(fw, key)) == NULL ||
@@ -616,7 +617,7 @@ fwd_queued(struct forwarder *fw, const struct spool_envelope *e)
 		if (rc->state != SPOOL_RCPT_PENDING || rc->attempts != 1 ||
 		    rc->last_error == NULL || strlen(rc->last_error) < 6 ||
 		    strncmp(rc->last_error + 6, FWD_SUSPENDED_TEXT,
-			    sizeof(FWD_SUSPENDED_TEXT) - 1) != 0)
+		            sizeof(FWD_SUSPENDED_TEXT) - 1) != 0)
 			continue;
 		result_set(&r, 451, "4.4.1", "%s", rc->last_error + 6);
 		fwd_log(fw, e, i, NULL, &r, "deferred", 0);

@@ -31,7 +31,7 @@ void forward_presuspend(struct spool_envelope *e);
  */
 struct policy_domain;
 int forward_domain_suspended(const struct policy_domain *pd, char *why,
-			     size_t whylen);
+                             size_t whylen);
 /* forward_queued - a message was committed and synced: deliver it soon */
 void forward_queued(const struct spool_envelope *e);
 /*

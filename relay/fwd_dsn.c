@@ -32,39 +32,39 @@ fwd_dsn_domain(const char *addr)
  */
 int
 fwd_dsn_send(struct forwarder *fw, const struct spool_envelope *e,
-	     struct bounce_item *it, int n, enum bounce_kind kind, int64_t until,
-	     int64_t now)
+             struct bounce_item *it, int n, enum bounce_kind kind,
+             int64_t until, int64_t now)
 {
 	static const char *const what[] = {"bounce", "delay notification",
-					   "delivery notification"};
+	                                   "delivery notification"};
 	static const char *const line[] = {"non-delivery", "delay",
-					   "delivery status"};
+	                                   "delivery status"};
 	struct spool_envelope *b = NULL;
 	char err[256];
 	int r;
 
 	if (n == 0)
 		return 0;
-	r = bounce_create_kind(fw->spool, e, it, n, kind,
-			       fwd_cfg(fw)->hostname, now, until, &b, err,
-			       sizeof(err));
+	r = bounce_create_kind(fw->spool, e, it, n, kind, fwd_cfg(fw)->hostname,
+	                       now, until, &b, err, sizeof(err));
 	if (r < 0) {
 		log_err("%s: cannot queue the %s: %s", e->id, what[kind], err);
 		return -1;
 	}
 	if (r == 0) {
 		if (kind == BOUNCE_FAILED)
-			log_msg(e->id, "no bounce: %s", e->is_bounce
-				? "the message is a bounce"
-				: e->sender[0] == '\0' ? "null sender"
-				: "NOTIFY does not ask for it");
+			log_msg(e->id, "no bounce: %s",
+			        e->is_bounce ? "the message is a bounce"
+			        : e->sender[0] == '\0'
+			            ? "null sender"
+			            : "NOTIFY does not ask for it");
 		return 0;
 	}
 	stats.dsn_sent++;
 	log_svc("bounce", LOG_INFO, e->id, "sender %s notification: %s",
-		line[kind], b->id);
+	        line[kind], b->id);
 	log_msg(b->id, "from=<>, size=%llu, nrcpt=1 (queue active)",
-		(unsigned long long)b->size);
+	        (unsigned long long)b->size);
 	fwd_queued(fw, b);
 	spool_envelope_free(b);
 	return 0;
@@ -131,12 +131,13 @@ fwd_dsn_owed(struct forwarder *fw, struct spool_envelope *e, int64_t now)
 		if (fwd_dsn_status_of(rc->last_error, enh, sizeof(enh)) &&
 		    enh[0] == '5')
 			result_set(&it[n].res, 0, enh, "%s",
-				   rc->last_error + strlen(enh) + 1);
+			           rc->last_error + strlen(enh) + 1);
 		else
-			result_set(&it[n].res, 0, "4.4.7", "delivery time "
-				   "expired%s%s", rc->last_error
-				   ? "; last error: " : "",
-				   rc->last_error ? rc->last_error : "");
+			result_set(&it[n].res, 0, "4.4.7",
+			           "delivery time "
+			           "expired%s%s",
+			           rc->last_error ? "; last error: " : "",
+			           rc->last_error ? rc->last_error : "");
 		n++;
 	}
 	if (fwd_dsn_send(fw, e, it, n, BOUNCE_FAILED, 0, now) == 0)
@@ -148,7 +149,7 @@ fwd_dsn_owed(struct forwarder *fw, struct spool_envelope *e, int64_t now)
 /* fwd_dsn_delay_warning - delay_warning of e's domain, else the global one */
 static long
 fwd_dsn_delay_warning(const struct forwarder *fw,
-		      const struct spool_envelope *e)
+                      const struct spool_envelope *e)
 {
 	long w = fwd_cfg(fw)->delay_warning;
 	int i;
@@ -172,7 +173,7 @@ fwd_dsn_delay_warning(const struct forwarder *fw,
  */
 int64_t
 fwd_dsn_warn_time(const struct forwarder *fw, const struct spool_envelope *e,
-		  long lifetime)
+                  long lifetime)
 {
 	long w;
 	int i;
@@ -191,7 +192,7 @@ fwd_dsn_warn_time(const struct forwarder *fw, const struct spool_envelope *e,
 /* fwd_dsn_warn_wakeup - schedule time t, earlier when the warning is due */
 int64_t
 fwd_dsn_warn_wakeup(const struct forwarder *fw, const struct spool_envelope *e,
-		    int64_t t, int64_t now, long lifetime)
+                    int64_t t, int64_t now, long lifetime)
 {
 	int64_t wt = fwd_dsn_warn_time(fw, e, lifetime);
 
@@ -208,7 +209,7 @@ fwd_dsn_warn_wakeup(const struct forwarder *fw, const struct spool_envelope *e,
  */
 int
 fwd_dsn_delay_warn(struct forwarder *fw, struct spool_envelope *e, int64_t now,
-		   long lifetime)
+                   long lifetime)
 {
 	struct bounce_item *it;
 	int64_t wt = fwd_dsn_warn_time(fw, e, lifetime);
@@ -229,16 +230,16 @@ fwd_dsn_delay_warn(struct forwarder *fw, struct spool_envelope *e, int64_t now,
 		if (fwd_dsn_status_of(rc->last_error, enh, sizeof(enh)) &&
 		    enh[0] == '4')
 			result_set(&it[n].res, 0, enh, "%s",
-				   rc->last_error + strlen(enh) + 1);
+			           rc->last_error + strlen(enh) + 1);
 		else if (rc->last_error != NULL)
 			result_set(&it[n].res, 0, "4.0.0", "%s",
-				   rc->last_error);
+			           rc->last_error);
 		else
 			result_set(&it[n].res, 0, "4.0.0", "not yet delivered");
 		n++;
 	}
 	if (fwd_dsn_send(fw, e, it, n, BOUNCE_DELAYED, e->arrival + lifetime,
-			 now) < 0) {
+	                 now) < 0) {
 		free(it);
 		return 0;
 	}
@@ -246,7 +247,7 @@ fwd_dsn_delay_warn(struct forwarder *fw, struct spool_envelope *e, int64_t now,
 	e->delay_warned = 1;
 	if (spool_envelope_put(fw->spool, e) < 0)
 		log_err("%s: cannot update the spool: %s", e->id,
-			spool_error(fw->spool));
+		        spool_error(fw->spool));
 	return 1;
 }
 
@@ -262,4 +263,3 @@ fwd_dsn_owes(const struct spool_envelope *e)
 			return 1;
 	return 0;
 }
-

@@ -31,11 +31,11 @@
 struct fwd_dest {
 	struct fwd_dest *next;
 	char key[FWD_KEY_MAX];
-	int active;		/* deliveries in flight */
-	int failures;		/* consecutive failed deliveries */
-	struct smtp_client *idle;	/* only while handing a connection on */
-	struct schedule *wait;	/* ids blocked by max_per_destination,
-				   FIFO by sequence number, one entry each */
+	int active;               /* deliveries in flight */
+	int failures;             /* consecutive failed deliveries */
+	struct smtp_client *idle; /* only while handing a connection on */
+	struct schedule *wait;    /* ids blocked by max_per_destination,
+	                             FIFO by sequence number, one entry each */
 	int64_t wseq;
 	/* no address of the destination answered: until dead_until its
 	 * messages are deferred without a connection attempt (as Postfix's
@@ -43,7 +43,7 @@ struct fwd_dest {
 	 * is down does not knock once per message it accepts; one message
 	 * a second still probes, so a recovered primary is seen at once */
 	int64_t dead_until;
-	double last_probe;	/* one real attempt a second while dead */
+	double last_probe; /* one real attempt a second while dead */
 	char dead_why[300];
 };
 
@@ -52,19 +52,19 @@ struct fwd_host {
 	int pref;
 	int self;
 	int tempfail;
-	int insecure;		/* an address answer was not DNSSEC-secure */
-	int bogus;		/* an address answer failed validation */
-	char dnswhy[96];	/* what A/AAAA answered when they gave nothing */
+	int insecure;    /* an address answer was not DNSSEC-secure */
+	int bogus;       /* an address answer failed validation */
+	char dnswhy[96]; /* what A/AAAA answered when they gave nothing */
 	int naddr;
 	struct sockaddr_storage addr[FWD_ADDR_MAX];
 };
 
 /* what the TLSA lookup of a host gave (tls dane, tls mta-sts) */
 enum fwd_tlsa {
-	FWD_TLSA_NONE,		/* none, or not secure: opportunistic */
-	FWD_TLSA_USABLE,	/* DANE-TA/DANE-EE: authenticated TLS */
-	FWD_TLSA_UNUSABLE,	/* records, none usable: TLS, unauthenticated */
-	FWD_TLSA_ERROR,		/* bogus or failed: the host is not used */
+	FWD_TLSA_NONE,     /* none, or not secure: opportunistic */
+	FWD_TLSA_USABLE,   /* DANE-TA/DANE-EE: authenticated TLS */
+	FWD_TLSA_UNUSABLE, /* records, none usable: TLS, unauthenticated */
+	FWD_TLSA_ERROR,    /* bogus or failed: the host is not used */
 };
 
 /*
@@ -72,14 +72,14 @@ enum fwd_tlsa {
  * fwd_session_to (fwd_session.c), which logs it at debug level
  */
 enum fwd_state {
-	FWD_NEW,	/* created, nothing asked yet */
-	FWD_MX,		/* MX lookup of the domain */
-	FWD_ADDR,	/* A/AAAA lookups of the hosts */
-	FWD_STS,	/* the domain's MTA-STS policy (tls mta-sts) */
-	FWD_TLSA,	/* TLSA lookup of the host about to be tried */
-	FWD_CONNECT,	/* a client connecting: greeting, EHLO, STARTTLS */
-	FWD_SEND,	/* the transaction on a ready connection */
-	FWD_DONE,	/* over: results recorded */
+	FWD_NEW,     /* created, nothing asked yet */
+	FWD_MX,      /* MX lookup of the domain */
+	FWD_ADDR,    /* A/AAAA lookups of the hosts */
+	FWD_STS,     /* the domain's MTA-STS policy (tls mta-sts) */
+	FWD_TLSA,    /* TLSA lookup of the host about to be tried */
+	FWD_CONNECT, /* a client connecting: greeting, EHLO, STARTTLS */
+	FWD_SEND,    /* the transaction on a ready connection */
+	FWD_DONE,    /* over: results recorded */
 };
 
 struct delivery;
@@ -94,19 +94,19 @@ struct forwarder;
  */
 struct fwd_io {
 	struct dns_query *(*dns_query)(struct forwarder *fw, const char *name,
-				       int rrtype, dns_cb cb, void *arg);
+	                               int rrtype, dns_cb cb, void *arg);
 	void (*dns_cancel)(struct forwarder *fw, struct dns_query *q);
 	struct smtp_client *(*client_new)(struct forwarder *fw,
-					  const struct smtp_client_params *p,
-					  smtp_client_cb cb, void *arg);
+	                                  const struct smtp_client_params *p,
+	                                  smtp_client_cb cb, void *arg);
 	int (*client_send)(struct smtp_client *c, struct smtp_client_tx *tx);
 	void (*client_set_cb)(struct smtp_client *c, smtp_client_cb cb,
-			      void *arg);
+	                      void *arg);
 	int (*client_usable)(const struct smtp_client *c);
 	const char *(*client_relay)(const struct smtp_client *c);
 	const char *(*client_tls)(const struct smtp_client *c);
 	void (*client_times)(const struct smtp_client *c, double *setup,
-			     int *use);
+	                     int *use);
 	int (*client_tls_failed)(const struct smtp_client *c);
 	int (*client_has)(const struct smtp_client *c, int cap);
 	void (*client_quit)(struct smtp_client *c);
@@ -132,36 +132,36 @@ struct forwarder {
 	struct ev_loop *loop;
 	double (*now)(const struct forwarder *fw);
 	struct spool *spool;
-	struct schedule *sched;		/* next attempt per queued message */
+	struct schedule *sched; /* next attempt per queued message */
 	struct dns *dns;
-	struct config *const *cfg;	/* *cfg: the current config */
-	struct sockaddr_storage *const *own_addrs;	/* for the MX cut */
+	struct config *const *cfg; /* *cfg: the current config */
+	struct sockaddr_storage *const *own_addrs; /* for the MX cut */
 	const int *nown_addrs;
 	const struct fwd_io *io;
-	void *io_arg;			/* for the io functions' own use */
-	int load_batch;			/* index keys per loop iteration at
-					   start, 0: FWD_LOAD_BATCH */
-	double load_pause;		/* seconds between them (tests) */
+	void *io_arg;      /* for the io functions' own use */
+	int load_batch;    /* index keys per loop iteration at
+	                      start, 0: FWD_LOAD_BATCH */
+	double load_pause; /* seconds between them (tests) */
 
 	/* the forwarder's state (forward.c) */
-	struct delivery *list;		/* deliveries in flight */
+	struct delivery *list; /* deliveries in flight */
 	struct fwd_dest *dests;
-	int active;			/* deliveries in flight, in all */
+	int active; /* deliveries in flight, in all */
 	int stopped;
-	ev_timer timer;			/* at the schedule's earliest entry */
-	size_t nwaiting;		/* ids in the destinations' FIFOs */
-	int release_depth;		/* a release that fails at once recurses */
-	int release_pending;		/* the timer finishes a cut-off release */
+	ev_timer timer;      /* at the schedule's earliest entry */
+	size_t nwaiting;     /* ids in the destinations' FIFOs */
+	int release_depth;   /* a release that fails at once recurses */
+	int release_pending; /* the timer finishes a cut-off release */
 
 	/* the schedule's load from next.db at start (fwd_load.c) */
 	struct fwd_load {
 		ev_timer w;
-		int active;		/* keys left to read */
-		int have;		/* last holds the last key read */
+		int active; /* keys left to read */
+		int have;   /* last holds the last key read */
 		struct spool_next last;
 		size_t loaded, scheduled, envelopes;
 		double started;
-		long wmin, wmax;	/* the delay warnings in force, 0 none */
+		long wmin, wmax; /* the delay warnings in force, 0 none */
 	} load;
 };
 
@@ -185,54 +185,54 @@ struct delivery {
 	struct fwd_dest *dest;
 	enum fwd_state state;
 	int is_static, literal, port, tls;
-	char domain[POLICY_DOMAIN_MAX + 1];	/* of the recipients */
-	char host[POLICY_DOMAIN_MAX + 1];	/* static route host */
+	char domain[POLICY_DOMAIN_MAX + 1]; /* of the recipients */
+	char host[POLICY_DOMAIN_MAX + 1];   /* static route host */
 
 	int nrcpt;
-	int *rcpt;		/* indices into env->rcpt */
+	int *rcpt; /* indices into env->rcpt */
 	struct result *res;
 	int *remote;
-	char (*relay)[POLICY_DOMAIN_MAX + 80];	/* per rcpt, for logs */
-	char (*mta)[POLICY_DOMAIN_MAX + 1];	/* per rcpt, for bounces */
+	char (*relay)[POLICY_DOMAIN_MAX + 80]; /* per rcpt, for logs */
+	char (*mta)[POLICY_DOMAIN_MAX + 1];    /* per rcpt, for bounces */
 
 	struct dns_query *mxq;
 	struct fwd_host hosts[FWD_HOSTS_MAX];
 	int nhosts;
 	struct fwd_query qs[FWD_HOSTS_MAX * 2];
 	int nqs, outstanding;
-	int order[FWD_HOSTS_MAX];	/* hosts to try, after the cut */
+	int order[FWD_HOSTS_MAX]; /* hosts to try, after the cut */
 	int norder, oi, ai;
 
-	int64_t started;	/* when the attempt began (the schedule) */
+	int64_t started; /* when the attempt began (the schedule) */
 	struct smtp_client *client;
 	struct smtp_client_tx tx;
-	struct result last;	/* last connection-level failure */
-	int connected;		/* some address answered */
-	int dsn;		/* the host that took the tx offers DSN */
-	int suspended;		/* deferred at once: destination dead */
+	struct result last; /* last connection-level failure */
+	int connected;      /* some address answered */
+	int dsn;            /* the host that took the tx offers DSN */
+	int suspended;      /* deferred at once: destination dead */
 
 	/*
 	 * TLS of the host being tried, decided before its first address
 	 * (fwd_host_tls) and kept for its other addresses.
 	 */
 	struct dns_query *tlsaq;
-	int tlsa_for;		/* 1 + index of the host decided, 0 none */
+	int tlsa_for; /* 1 + index of the host decided, 0 none */
 	enum fwd_tlsa tlsa_state;
-	struct dns_tlsa *tlsa;	/* usable records, data in the same block */
+	struct dns_tlsa *tlsa; /* usable records, data in the same block */
 	int ntlsa;
-	int cur_tls;		/* enum policy_tls of the current connection */
-	int plain;		/* next connection without STARTTLS (tls may,
-				   after a failed handshake) */
-	char tlsdesc[64];	/* of the connection that carried the tx */
-	double t_send, setup;	/* delays=: tx start, connection setup */
-	int conn_use;		/* conn_use=: tx number on the connection */
+	int cur_tls;          /* enum policy_tls of the current connection */
+	int plain;            /* next connection without STARTTLS (tls may,
+	                         after a failed handshake) */
+	char tlsdesc[64];     /* of the connection that carried the tx */
+	double t_send, setup; /* delays=: tx start, connection setup */
+	int conn_use;         /* conn_use=: tx number on the connection */
 
 	/* MTA-STS policy of the recipient domain (tls mta-sts, route mx) */
 	int sts_done;
 	struct dns_query *stsq;
 	struct mtasts_fetch *stsf;
 	char sts_id[MTASTS_ID_MAX + 1];
-	enum mtasts_mode sts_mode;	/* NONE: no policy in force */
+	enum mtasts_mode sts_mode; /* NONE: no policy in force */
 	struct mtasts_policy sts;
 };
 
@@ -248,7 +248,7 @@ void fwd_run(struct forwarder *fw);
 void fwd_queued(struct forwarder *fw, const struct spool_envelope *e);
 void fwd_presuspend(struct forwarder *fw, struct spool_envelope *e);
 int fwd_domain_suspended(struct forwarder *fw, const struct policy_domain *pd,
-			 char *why, size_t whylen);
+                         char *why, size_t whylen);
 int64_t fwd_now(const struct forwarder *fw);
 const char *fwd_rcpt_domain(const char *addr);
 uint32_t fwd_domain_tag(const char *domain);
@@ -259,18 +259,17 @@ int fwd_msg_inflight(const struct forwarder *fw, const char *id);
 void fwd_wait_release_all(struct forwarder *fw);
 void fwd_reschedule(struct forwarder *fw, const struct spool_envelope *e);
 int fwd_suspended(const struct forwarder *fw, const struct fwd_dest *dest,
-		  int own);
+                  int own);
 void fwd_dest_dead(struct forwarder *fw, struct fwd_dest *dest,
-		   const char *why);
+                   const char *why);
 void fwd_done(struct delivery *d, struct smtp_client *reusable);
 void fwd_arm(struct forwarder *fw);
 
 /* fwd_route.c: the route of a recipient, the hosts of a delivery */
-int fwd_route(const struct forwarder *fw, const struct spool_envelope *e,
-	      int i, char *key, size_t keylen, struct delivery *d,
-	      struct result *r);
+int fwd_route(const struct forwarder *fw, const struct spool_envelope *e, int i,
+              char *key, size_t keylen, struct delivery *d, struct result *r);
 int fwd_is_own_addr(const struct forwarder *fw,
-		    const struct sockaddr_storage *ss, int port);
+                    const struct sockaddr_storage *ss, int port);
 void fwd_hosts_ready(struct delivery *d);
 void fwd_route_start(struct delivery *d);
 
@@ -281,8 +280,8 @@ void fwd_sts_start(struct delivery *d);
 /* fwd_session.c: one delivery */
 const char *fwd_state_name(enum fwd_state s);
 void fwd_session_to(struct delivery *d, enum fwd_state next);
-void fwd_start(struct forwarder *fw, struct spool_envelope *e,
-	       const int *idx, int n, struct fwd_dest *dest);
+void fwd_start(struct forwarder *fw, struct spool_envelope *e, const int *idx,
+               int n, struct fwd_dest *dest);
 void fwd_try_next(struct delivery *d);
 void fwd_fail_route(struct delivery *d, const struct result *r);
 void fwd_delivery_free(struct delivery *d);
@@ -290,18 +289,18 @@ void fwd_delivery_free(struct delivery *d);
 /* fwd_result.c: replies into the spool, logs, bounces */
 void fwd_results(struct delivery *d);
 void fwd_commit(struct forwarder *fw, struct spool_envelope *e,
-		struct bounce_item *it, int nit);
+                struct bounce_item *it, int nit);
 int fwd_expired(const struct forwarder *fw, const struct spool_envelope *e,
-		int64_t now);
+                int64_t now);
 void fwd_expire_now(struct forwarder *fw, struct spool_envelope *e,
-		    const char *why);
-void fwd_log(const struct forwarder *fw, const struct spool_envelope *e,
-	     int i, const char *relay, const struct result *r,
-	     const char *status, int remote);
+                    const char *why);
+void fwd_log(const struct forwarder *fw, const struct spool_envelope *e, int i,
+             const char *relay, const struct result *r, const char *status,
+             int remote);
 
 /* fwd_ops.c: operator commands */
-int fwd_flush_match(struct forwarder *fw, const char *domain,
-		    const char *key, int conn_only);
+int fwd_flush_match(struct forwarder *fw, const char *domain, const char *key,
+                    int conn_only);
 int fwd_flush_id(struct forwarder *fw, const char *id, int requeue);
 int fwd_hold(struct forwarder *fw, const char *id_or_domain, int hold);
 int fwd_delete(struct forwarder *fw, const char *id);

@@ -17,10 +17,10 @@
 
 struct fwd_collect {
 	struct forwarder *fw;
-	const char *domain;	/* match recipients at domain, or NULL */
-	const char *key;	/* match recipients routed to key, or NULL */
-	int pending_only;	/* only pending recipients count */
-	int conn_only;		/* only those deferred without an answer */
+	const char *domain; /* match recipients at domain, or NULL */
+	const char *key;    /* match recipients routed to key, or NULL */
+	int pending_only;   /* only pending recipients count */
+	int conn_only;      /* only those deferred without an answer */
 	int skip_held;
 	char (*ids)[SPOOL_ID_LEN + 1];
 	int n, cap;
@@ -44,7 +44,7 @@ fwd_collect_cb(void *arg, const struct spool_envelope *e)
 			continue;
 		if (c->domain != NULL &&
 		    strcasecmp(fwd_rcpt_domain(e->rcpt[i].address),
-			       c->domain) != 0)
+		               c->domain) != 0)
 			continue;
 		if (c->key != NULL &&
 		    (fwd_route(fw, e, i, key, sizeof(key), NULL, NULL) < 0 ||
@@ -56,7 +56,7 @@ fwd_collect_cb(void *arg, const struct spool_envelope *e)
 		return 0;
 	if (c->n == c->cap) {
 		int nc = c->cap ? c->cap * 2 : 64;
-		char (*n)[SPOOL_ID_LEN + 1] =
+		char(*n)[SPOOL_ID_LEN + 1] =
 		    realloc(c->ids, (size_t)nc * sizeof(*n));
 
 		if (n == NULL)
@@ -91,7 +91,7 @@ fwd_flush_unknown(void *arg, const char *id)
  */
 static int
 fwd_dest_serves(const struct forwarder *fw, const struct fwd_dest *dest,
-		const char *domain)
+                const char *domain)
 {
 	const struct policy_domain *pd =
 	    policy_find_domain(fwd_cfg(fw)->policy, domain);
@@ -104,8 +104,9 @@ fwd_dest_serves(const struct forwarder *fw, const struct fwd_dest *dest,
 	if (pd == NULL || !pd->route_static)
 		return 0;
 	snprintf(key, sizeof(key), "s:%s:%d:%d", pd->route_host,
-		 pd->route_port > 0 && pd->route_port <= 65535 ? pd->route_port
-							      : 25, pd->tls);
+	         pd->route_port > 0 && pd->route_port <= 65535 ? pd->route_port
+	                                                       : 25,
+	         pd->tls);
 	return !strcmp(dest->key, key);
 }
 
@@ -116,7 +117,7 @@ fwd_dest_serves(const struct forwarder *fw, const struct fwd_dest *dest,
  */
 int
 fwd_flush_match(struct forwarder *fw, const char *domain, const char *key,
-		int conn_only)
+                int conn_only)
 {
 	struct fwd_collect c = {0};
 	int i, rate = fwd_cfg(fw)->drain_rate, n = 0;
@@ -134,12 +135,13 @@ fwd_flush_match(struct forwarder *fw, const char *domain, const char *key,
 	/* the operator (or the primary, by ETRN) says: try now; a flush
 	 * of one domain ends only the suspension of its destinations */
 	for (struct fwd_dest *dd = fw->dests; dd != NULL; dd = dd->next)
-		if (key != NULL ? !strcmp(dd->key, key)
-		    : domain == NULL || fwd_dest_serves(fw, dd, domain)) {
+		if (key != NULL
+		        ? !strcmp(dd->key, key)
+		        : domain == NULL || fwd_dest_serves(fw, dd, domain)) {
 			if (dd->dead_until > now && !conn_only)
 				log_info("delivery to %s resumed by a flush "
-					 "(was suspended: %.200s)", dd->key + 2,
-					 dd->dead_why);
+				         "(was suspended: %.200s)",
+				         dd->key + 2, dd->dead_why);
 			dd->dead_until = 0;
 		}
 	if (conn_only) {
@@ -157,9 +159,8 @@ fwd_flush_match(struct forwarder *fw, const char *domain, const char *key,
 				tag = fwd_domain_tag(mxdom);
 			}
 		}
-		n = (int)schedule_advance_match(fw->sched, now, tag,
-						FWD_SCHED_CONN,
-						fwd_flush_unknown, &c);
+		n = (int)schedule_advance_match(
+		    fw->sched, now, tag, FWD_SCHED_CONN, fwd_flush_unknown, &c);
 		free(c.ids);
 		fwd_arm(fw);
 		return n;
@@ -194,8 +195,8 @@ fwd_flush_match(struct forwarder *fw, const char *domain, const char *key,
 		 * messages for several domains */
 		c.domain = domain;
 		n = (int)schedule_advance_tag(fw->sched, now,
-					      fwd_domain_tag(domain),
-					      fwd_flush_unknown, &c);
+		                              fwd_domain_tag(domain),
+		                              fwd_flush_unknown, &c);
 		for (struct delivery *d = fw->list; d != NULL; d = d->next)
 			if (!strcasecmp(d->domain, domain))
 				n++;
@@ -211,7 +212,7 @@ fwd_flush_match(struct forwarder *fw, const char *domain, const char *key,
 		if (fwd_msg_inflight(fw, c.ids[i]))
 			continue;
 		schedule_set(fw->sched, c.ids[i],
-			     rate > 0 ? now + n / rate : now);
+		             rate > 0 ? now + n / rate : now);
 		n++;
 	}
 	free(c.ids);
@@ -266,7 +267,7 @@ fwd_flush_id(struct forwarder *fw, const char *id, int requeue)
 	}
 	if (requeue && spool_envelope_put(fw->spool, e) < 0) {
 		log_err("%s: cannot update the spool: %s", id,
-			spool_error(fw->spool));
+		        spool_error(fw->spool));
 		spool_envelope_free(e);
 		return -1;
 	}
@@ -316,7 +317,7 @@ fwd_hold_one(struct forwarder *fw, const char *id, int hold)
 				e->rcpt[i].next_attempt = fwd_now(fw);
 	if (spool_envelope_put(fw->spool, e) < 0) {
 		log_err("%s: cannot update the spool: %s", id,
-			spool_error(fw->spool));
+		        spool_error(fw->spool));
 		spool_envelope_free(e);
 		return -1;
 	}
@@ -341,9 +342,9 @@ fwd_hold(struct forwarder *fw, const char *id_or_domain, int hold)
 
 		for (i = 0; i <= SPOOL_ID_LEN; i++)
 			id[i] = (char)(id_or_domain[i] >= 'A' &&
-						   id_or_domain[i] <= 'F'
-					       ? id_or_domain[i] + 32
-					       : id_or_domain[i]);
+			                       id_or_domain[i] <= 'F'
+			                   ? id_or_domain[i] + 32
+			                   : id_or_domain[i]);
 		n = fwd_hold_one(fw, id, hold);
 		if (n >= 0) {
 			fwd_arm(fw);
@@ -394,7 +395,7 @@ fwd_delete(struct forwarder *fw, const char *id)
 	schedule_remove(fw->sched, id);
 	if (spool_message_delete(fw->spool, id) < 0) {
 		log_err("%s: cannot remove from the spool: %s", id,
-			spool_error(fw->spool));
+		        spool_error(fw->spool));
 		return -1;
 	}
 	log_msg(id, "removed by the operator");
@@ -418,4 +419,3 @@ fwd_bounce(struct forwarder *fw, const char *id)
 	fwd_arm(fw);
 	return 0;
 }
-

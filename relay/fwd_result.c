@@ -50,8 +50,8 @@ fwd_delay_fmt(char *buf, size_t n, double v)
  */
 static void
 fwd_log_tls(const struct forwarder *fw, const struct spool_envelope *e, int i,
-	    const char *relay, const struct result *r, const char *status,
-	    int remote, const char *tls)
+            const char *relay, const struct result *r, const char *status,
+            int remote, const char *tls)
 {
 	char dsn[16], tl[80], cu[32], db[16], dc[16], dd[16];
 	const struct delivery *d = fwd_log_d;
@@ -79,62 +79,65 @@ fwd_log_tls(const struct forwarder *fw, const struct spool_envelope *e, int i,
 	fwd_delay_fmt(dc, sizeof(dc), c);
 	fwd_delay_fmt(dd, sizeof(dd), x);
 
-	metrics_domain_record(e->rcpt[i].address, status, delay,
-			      d != NULL && relay != NULL && d->t_send > 0 ? c + x : -1,
-			      tls, r->enh);
+	metrics_domain_record(
+	    e->rcpt[i].address, status, delay,
+	    d != NULL && relay != NULL && d->t_send > 0 ? c + x : -1, tls,
+	    r->enh);
 	if (r->enh[0] != '\0')
 		snprintf(dsn, sizeof(dsn), "%s", r->enh);
 	else
 		snprintf(dsn, sizeof(dsn), "%d.0.0",
-			 r->code / 100 >= 2 && r->code / 100 <= 5
-			     ? r->code / 100 : 4);
+		         r->code / 100 >= 2 && r->code / 100 <= 5
+		             ? r->code / 100
+		             : 4);
 	if (remote && r->code / 100 != 2)
-		log_svc(relay ? "smtp" : "qmgr", LOG_INFO, e->id, "to=<%s>, relay=%s, %sdelay=%.1f, "
-			"delays=0/%s/%s/%s, dsn=%s, "
-			"status=%s (host %s said: %d %s%s%s)%s",
-			e->rcpt[i].address, relay ? relay : "none", cu,
-			delay, db, dc, dd, dsn, status,
-			relay ? relay : "none", r->code, r->enh,
-			r->enh[0] ? " " : "", r->text, tl);
+		log_svc(relay ? "smtp" : "qmgr", LOG_INFO, e->id,
+		        "to=<%s>, relay=%s, %sdelay=%.1f, "
+		        "delays=0/%s/%s/%s, dsn=%s, "
+		        "status=%s (host %s said: %d %s%s%s)%s",
+		        e->rcpt[i].address, relay ? relay : "none", cu, delay,
+		        db, dc, dd, dsn, status, relay ? relay : "none",
+		        r->code, r->enh, r->enh[0] ? " " : "", r->text, tl);
 	else if (remote)
-		log_svc(relay ? "smtp" : "qmgr", LOG_INFO, e->id, "to=<%s>, relay=%s, %sdelay=%.1f, "
-			"delays=0/%s/%s/%s, dsn=%s, "
-			"status=%s (%d %s%s%s)%s",
-			e->rcpt[i].address, relay ? relay : "none", cu,
-			delay, db, dc, dd, dsn, status,
-			r->code, r->enh, r->enh[0] ? " " : "", r->text, tl);
+		log_svc(relay ? "smtp" : "qmgr", LOG_INFO, e->id,
+		        "to=<%s>, relay=%s, %sdelay=%.1f, "
+		        "delays=0/%s/%s/%s, dsn=%s, "
+		        "status=%s (%d %s%s%s)%s",
+		        e->rcpt[i].address, relay ? relay : "none", cu, delay,
+		        db, dc, dd, dsn, status, r->code, r->enh,
+		        r->enh[0] ? " " : "", r->text, tl);
 	else
-		log_svc(relay ? "smtp" : "qmgr", LOG_INFO, e->id, "to=<%s>, relay=%s, %sdelay=%.1f, "
-			"delays=0/%s/%s/%s, dsn=%s, "
-			"status=%s (%s)%s",
-			e->rcpt[i].address, relay ? relay : "none", cu,
-			delay, db, dc, dd, dsn, status,
-			r->text, tl);
+		log_svc(relay ? "smtp" : "qmgr", LOG_INFO, e->id,
+		        "to=<%s>, relay=%s, %sdelay=%.1f, "
+		        "delays=0/%s/%s/%s, dsn=%s, "
+		        "status=%s (%s)%s",
+		        e->rcpt[i].address, relay ? relay : "none", cu, delay,
+		        db, dc, dd, dsn, status, r->text, tl);
 }
 
 void
 fwd_log(const struct forwarder *fw, const struct spool_envelope *e, int i,
-	const char *relay, const struct result *r, const char *status,
-	int remote)
+        const char *relay, const struct result *r, const char *status,
+        int remote)
 {
 	fwd_log_tls(fw, e, i, relay, r, status, remote, NULL);
 }
 
 static void
 fwd_set_error(struct spool_rcpt *rc, const struct result *r, int remote,
-	      const char *relay)
+              const char *relay)
 {
 	char buf[600];
 
 	if (remote)
 		snprintf(buf, sizeof(buf), "%s host %s said: %d %s%s%s",
-			 r->enh[0] ? r->enh : (r->code / 100 == 5 ? "5.0.0"
-								  : "4.0.0"),
-			 relay ? relay : "", r->code, r->enh,
-			 r->enh[0] ? " " : "", r->text);
+		         r->enh[0] ? r->enh
+		                   : (r->code / 100 == 5 ? "5.0.0" : "4.0.0"),
+		         relay ? relay : "", r->code, r->enh,
+		         r->enh[0] ? " " : "", r->text);
 	else
 		snprintf(buf, sizeof(buf), "%s %s",
-			 r->enh[0] ? r->enh : "4.0.0", r->text);
+		         r->enh[0] ? r->enh : "4.0.0", r->text);
 	free(rc->last_error);
 	rc->last_error = strdup(buf);
 }
@@ -146,7 +149,7 @@ fwd_set_error(struct spool_rcpt *rc, const struct result *r, int remote,
  */
 void
 fwd_commit(struct forwarder *fw, struct spool_envelope *e,
-	   struct bounce_item *it, int nit)
+           struct bounce_item *it, int nit)
 {
 	int i, open = 0, owed = 0;
 	int64_t now = fwd_now(fw);
@@ -162,7 +165,7 @@ fwd_commit(struct forwarder *fw, struct spool_envelope *e,
 		if (rc->state == SPOOL_RCPT_PENDING)
 			open++;
 		else if (rc->state == SPOOL_RCPT_FAILED &&
-			 (rc->flags & SPOOL_RCPT_F_BOUNCE)) {
+		         (rc->flags & SPOOL_RCPT_F_BOUNCE)) {
 			/* the message stays until its bounce is queued */
 			rc->next_attempt = now + fwd_dsn_owed_wait(fw);
 			owed++;
@@ -175,7 +178,7 @@ fwd_commit(struct forwarder *fw, struct spool_envelope *e,
 			 * scheduled, a later attempt or flush sends it again
 			 * (a duplicate, never a loss) and removes it */
 			log_err("%s: cannot remove from the spool: %s", e->id,
-				spool_error(fw->spool));
+			        spool_error(fw->spool));
 			schedule_set(fw->sched, e->id, fwd_now(fw) + 60);
 		} else
 			log_msg(e->id, "removed");
@@ -183,7 +186,7 @@ fwd_commit(struct forwarder *fw, struct spool_envelope *e,
 	}
 	if (spool_envelope_put(fw->spool, e) < 0)
 		log_err("%s: cannot update the spool: %s", e->id,
-			spool_error(fw->spool));
+		        spool_error(fw->spool));
 	fwd_reschedule(fw, e);
 }
 
@@ -193,7 +196,7 @@ fwd_commit(struct forwarder *fw, struct spool_envelope *e,
  */
 int
 fwd_expired(const struct forwarder *fw, const struct spool_envelope *e,
-	    int64_t now)
+            int64_t now)
 {
 	return now >= e->arrival + fwd_lifetime(fw, e);
 }
@@ -280,29 +283,29 @@ fwd_results(struct delivery *d)
 			if (it != NULL) {
 				it[nit].rcpt = k;
 				it[nit].res = *r;
-				it[nit].remote_mta = d->remote[i] && relay
-							 ? d->mta[i]
-							 : NULL;
+				it[nit].remote_mta =
+				    d->remote[i] && relay ? d->mta[i] : NULL;
 				it[nit].last_attempt = now;
 				if (cls == 4) {
 					result_set(&it[nit].res, 0, "4.4.7",
-						   "delivery time expired; "
-						   "last error: %s",
-						   rc->last_error);
+					           "delivery time expired; "
+					           "last error: %s",
+					           rc->last_error);
 					it[nit].remote_mta = NULL;
 				}
 				nit++;
 			}
 			if (cls == 4)
-				log_msg(e->id, "to=<%s>, relay=%s, delay=%lld, "
-					"dsn=4.4.7, status=expired, returned "
-					"to sender (%s)", rc->address,
-					relay ? relay : "none",
-					(long long)(now - e->arrival),
-					rc->last_error);
+				log_msg(e->id,
+				        "to=<%s>, relay=%s, delay=%lld, "
+				        "dsn=4.4.7, status=expired, returned "
+				        "to sender (%s)",
+				        rc->address, relay ? relay : "none",
+				        (long long)(now - e->arrival),
+				        rc->last_error);
 			else
 				fwd_log_tls(fw, e, k, relay, r, "bounced",
-					    d->remote[i], tls);
+				            d->remote[i], tls);
 			stats.bounced++;
 			bad++;
 			continue;
@@ -322,7 +325,7 @@ fwd_results(struct delivery *d)
 		fwd_log_tls(fw, e, k, relay, r, "deferred", d->remote[i], tls);
 		stats.deferred++;
 		if (!d->remote[i] && (!strncmp(r->enh, "4.7.4", 5) ||
-				      !strncmp(r->enh, "4.7.5", 5)))
+		                      !strncmp(r->enh, "4.7.5", 5)))
 			stats.tls_deferred++;
 		bad++;
 	}
@@ -340,11 +343,11 @@ fwd_results(struct delivery *d)
 		/* the primary's health for accept_when (callout.c) */
 		if (d->connected || !d->suspended)
 			callout_note_primary(d->dest->key, d->connected,
-					     d->res[0].text);
+			                     d->res[0].text);
 		if (ok > 0)
 			d->dest->dead_until = 0;
 		else if (bad > 0 && !d->connected && !d->suspended &&
-			 fwd_all_temporary(d))
+		         fwd_all_temporary(d))
 			fwd_dest_dead(fw, d->dest, d->res[0].text);
 		/*
 		 * Only connection-level failures count: a live primary that
@@ -361,9 +364,10 @@ fwd_results(struct delivery *d)
 				n = fwd_flush_match(fw, NULL, d->dest->key, 1);
 				if (n > 0)
 					log_info("destination %s recovered: "
-						 "%d message(s) made due",
-						 d->is_static ? d->host
-							      : d->domain, n);
+					         "%d message(s) made due",
+					         d->is_static ? d->host
+					                      : d->domain,
+					         n);
 			}
 		} else if (conn > 0)
 			d->dest->failures++;
@@ -371,8 +375,7 @@ fwd_results(struct delivery *d)
 }
 /* fwd_expire_now - fail every pending recipient of e: time is up */
 void
-fwd_expire_now(struct forwarder *fw, struct spool_envelope *e,
-	       const char *why)
+fwd_expire_now(struct forwarder *fw, struct spool_envelope *e, const char *why)
 {
 	struct bounce_item *it = bounce_calloc((size_t)e->nrcpt, sizeof(*it));
 	int i, nit = 0;
@@ -398,22 +401,23 @@ fwd_expire_now(struct forwarder *fw, struct spool_envelope *e,
 			if (why != NULL)
 				result_set(&it[nit].res, 0, "5.0.0", "%s", why);
 			else
-				result_set(&it[nit].res, 0, "4.4.7",
-					   "delivery time expired%s%s",
-					   rc->last_error ? "; last error: "
-							  : "",
-					   rc->last_error ? rc->last_error
-							  : "");
+				result_set(
+				    &it[nit].res, 0, "4.4.7",
+				    "delivery time expired%s%s",
+				    rc->last_error ? "; last error: " : "",
+				    rc->last_error ? rc->last_error : "");
 			it[nit].last_attempt = now;
 			nit++;
 		}
-		log_msg(e->id, "to=<%s>, relay=none, delay=%lld, dsn=%s, "
-			"status=%s (%s)", rc->address,
-			(long long)(now - e->arrival),
-			why ? "5.0.0" : "4.4.7",
-			why ? "bounced" : "expired, returned to sender",
-			why ? why : rc->last_error ? rc->last_error
-						   : "delivery time expired");
+		log_msg(e->id,
+		        "to=<%s>, relay=none, delay=%lld, dsn=%s, "
+		        "status=%s (%s)",
+		        rc->address, (long long)(now - e->arrival),
+		        why ? "5.0.0" : "4.4.7",
+		        why ? "bounced" : "expired, returned to sender",
+		        why              ? why
+		        : rc->last_error ? rc->last_error
+		                         : "delivery time expired");
 		stats.bounced++;
 	}
 	fwd_commit(fw, e, it, nit);

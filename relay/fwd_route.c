@@ -30,7 +30,7 @@ fwd_rnd(unsigned n)
  */
 int
 fwd_route(const struct forwarder *fw, const struct spool_envelope *e, int i,
-	  char *key, size_t keylen, struct delivery *d, struct result *r)
+          char *key, size_t keylen, struct delivery *d, struct result *r)
 {
 	const struct spool_rcpt *rc = &e->rcpt[i];
 	const char *dom = fwd_rcpt_domain(rc->address);
@@ -76,8 +76,10 @@ fwd_route(const struct forwarder *fw, const struct spool_envelope *e, int i,
 		is_static = 1;
 	} else if (pd == NULL && !e->is_bounce) {
 		if (r != NULL)
-			result_set(r, 451, "4.3.5", "domain %s is no longer "
-				   "configured here", dom);
+			result_set(r, 451, "4.3.5",
+			           "domain %s is no longer "
+			           "configured here",
+			           dom);
 		return -1;
 	}
 	if (port <= 0 || port > 65535)
@@ -108,9 +110,12 @@ fwd_listen_port(const struct forwarder *fw, int port)
 
 	for (int i = 0; i < cfg->nlisten; i++) {
 		const struct sockaddr_storage *l = &cfg->listen[i].ss;
-		int lp = l->ss_family == AF_INET6
-			     ? ntohs(((const struct sockaddr_in6 *)(const void *)l)->sin6_port)
-			     : ntohs(((const struct sockaddr_in *)(const void *)l)->sin_port);
+		int lp =
+		    l->ss_family == AF_INET6
+		        ? ntohs(((const struct sockaddr_in6 *)(const void *)l)
+		                    ->sin6_port)
+		        : ntohs(((const struct sockaddr_in *)(const void *)l)
+		                    ->sin_port);
 
 		if (lp == port)
 			return 1;
@@ -127,7 +132,7 @@ fwd_listen_port(const struct forwarder *fw, int port)
  */
 int
 fwd_is_own_addr(const struct forwarder *fw, const struct sockaddr_storage *ss,
-		int port)
+                int port)
 {
 	int i;
 
@@ -138,15 +143,27 @@ fwd_is_own_addr(const struct forwarder *fw, const struct sockaddr_storage *ss,
 		if (o->ss_family != ss->ss_family)
 			continue;
 		if (ss->ss_family == AF_INET) {
-			if (memcmp(&((const struct sockaddr_in *)(const void *)o)->sin_addr,
-				   &((const struct sockaddr_in *)(const void *)ss)->sin_addr, 4))
+			if (memcmp(
+			        &((const struct sockaddr_in *)(const void *)o)
+			             ->sin_addr,
+			        &((const struct sockaddr_in *)(const void *)ss)
+			             ->sin_addr,
+			        4))
 				continue;
-			oport = ntohs(((const struct sockaddr_in *)(const void *)o)->sin_port);
+			oport =
+			    ntohs(((const struct sockaddr_in *)(const void *)o)
+			              ->sin_port);
 		} else if (ss->ss_family == AF_INET6) {
-			if (memcmp(&((const struct sockaddr_in6 *)(const void *)o)->sin6_addr,
-				   &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr, 16))
+			if (memcmp(
+			        &((const struct sockaddr_in6 *)(const void *)o)
+			             ->sin6_addr,
+			        &((const struct sockaddr_in6 *)(const void *)ss)
+			             ->sin6_addr,
+			        16))
 				continue;
-			oport = ntohs(((const struct sockaddr_in6 *)(const void *)o)->sin6_port);
+			oport =
+			    ntohs(((const struct sockaddr_in6 *)(const void *)o)
+			              ->sin6_port);
 		} else
 			continue;
 		if (oport == port || (oport == 0 && fwd_listen_port(fw, port)))
@@ -167,11 +184,12 @@ fwd_hosts_ready(struct delivery *d)
 		/* sizeof does not read mx[i]: a cppcheck false positive */
 		/* cppcheck-suppress legacyUninitvar */
 		snprintf(mx[i].host, sizeof(mx[i].host), "%s",
-			 d->hosts[i].name);
+		         d->hosts[i].name);
 		mx[i].pref = d->hosts[i].pref;
 		mx[i].self = 0;
 		for (j = 0; j < d->hosts[i].naddr; j++)
-			if (fwd_is_own_addr(d->fw, &d->hosts[i].addr[j], d->port))
+			if (fwd_is_own_addr(d->fw, &d->hosts[i].addr[j],
+			                    d->port))
 				mx[i].self = 1;
 	}
 	if (d->is_static) {
@@ -185,14 +203,18 @@ fwd_hosts_ready(struct delivery *d)
 		 */
 		v = policy_mx_cut(fwd_cfg(d->fw)->policy, mx, &n, fwd_rnd);
 		if (v == POLICY_MX_SELF_BEST) {
-			result_set(&r, 451, "4.4.6", "mail for %s loops back "
-				   "to myself", d->domain);
+			result_set(&r, 451, "4.4.6",
+			           "mail for %s loops back "
+			           "to myself",
+			           d->domain);
 			fwd_fail_route(d, &r);
 			return;
 		}
 		if (v == POLICY_MX_NULL) {
-			result_set(&r, 556, "5.1.10", "recipient domain %s "
-				   "has a null MX", d->domain);
+			result_set(&r, 556, "5.1.10",
+			           "recipient domain %s "
+			           "has a null MX",
+			           d->domain);
 			fwd_fail_route(d, &r);
 			return;
 		}
@@ -215,7 +237,7 @@ fwd_hosts_ready(struct delivery *d)
 			whys[i] = d->hosts[d->order[i]].dnswhy;
 		}
 		route_dns_noaddr(d->id, d->domain, d->is_static, names, whys,
-				 d->norder, &r);
+		                 d->norder, &r);
 		fwd_fail_route(d, &r);
 		return;
 	}
@@ -270,8 +292,8 @@ fwd_resolve_hosts(struct delivery *d)
 			q->d = d;
 			q->host = i;
 			q->q = fw->io->dns_query(fw, d->hosts[i].name,
-					 t == 0 ? DNS_T_A : DNS_T_AAAA,
-					 fwd_addr_cb, q);
+			                         t == 0 ? DNS_T_A : DNS_T_AAAA,
+			                         fwd_addr_cb, q);
 			if (q->q != NULL)
 				d->outstanding++;
 			else
@@ -299,21 +321,21 @@ fwd_mx_cb(void *arg, const struct dns_result *res)
 	case DNS_TEMPFAIL:
 	case DNS_BOGUS:
 		/* temporary for a configured domain (route_dns.h) */
-		route_dns_mx_fail(d->id, d->domain,
-				  policy_find_domain(fwd_cfg(fw)->policy,
-						     d->domain) != NULL,
-				  res, &r);
+		route_dns_mx_fail(
+		    d->id, d->domain,
+		    policy_find_domain(fwd_cfg(fw)->policy, d->domain) != NULL,
+		    res, &r);
 		fwd_fail_route(d, &r);
 		return;
 	case DNS_NODATA:
 		/* implicit MX: the domain's own A/AAAA, preference 0 */
 		d->nhosts = 1;
 		snprintf(d->hosts[0].name, sizeof(d->hosts[0].name), "%s",
-			 d->domain);
+		         d->domain);
 		d->hosts[0].pref = 0;
 		/* named in the deferral if the A/AAAA give nothing either */
 		snprintf(d->hosts[0].dnswhy, sizeof(d->hosts[0].dnswhy),
-			 "MX NODATA");
+		         "MX NODATA");
 		fwd_resolve_hosts(d);
 		return;
 	case DNS_OK:
@@ -328,17 +350,21 @@ fwd_mx_cb(void *arg, const struct dns_result *res)
 		if (d->nhosts == FWD_HOSTS_MAX)
 			continue;
 		snprintf(d->hosts[d->nhosts].name, sizeof(d->hosts[0].name),
-			 "%s", res->mx[i].host);
+		         "%s", res->mx[i].host);
 		d->hosts[d->nhosts].pref = res->mx[i].pref;
 		d->nhosts++;
 	}
 	if (d->nhosts == 0) {
 		if (nnull > 0)
-			result_set(&r, 556, "5.1.10", "recipient domain %s has "
-				   "a null MX", d->domain);
+			result_set(&r, 556, "5.1.10",
+			           "recipient domain %s has "
+			           "a null MX",
+			           d->domain);
 		else
-			result_set(&r, 451, "4.4.4", "unable to find primary "
-				   "relay for %s", d->domain);
+			result_set(&r, 451, "4.4.4",
+			           "unable to find primary "
+			           "relay for %s",
+			           d->domain);
 		fwd_fail_route(d, &r);
 		return;
 	}
@@ -354,7 +380,7 @@ fwd_route_start(struct delivery *d)
 	if (d->is_static) {
 		d->nhosts = 1;
 		snprintf(d->hosts[0].name, sizeof(d->hosts[0].name), "%s",
-			 d->literal ? d->host : d->host);
+		         d->literal ? d->host : d->host);
 		if (d->literal) {
 			struct fwd_host *h = &d->hosts[0];
 			struct sockaddr_in *s4 = (void *)&h->addr[0];
@@ -367,7 +393,8 @@ fwd_route_start(struct delivery *d)
 			if (inet_pton(AF_INET, a, &s4->sin_addr) == 1) {
 				s4->sin_family = AF_INET;
 				h->naddr = 1;
-			} else if (inet_pton(AF_INET6, a, &s6->sin6_addr) == 1) {
+			} else if (inet_pton(AF_INET6, a, &s6->sin6_addr) ==
+			           1) {
 				s6->sin6_family = AF_INET6;
 				h->naddr = 1;
 			}

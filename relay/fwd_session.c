@@ -21,11 +21,11 @@
 #include "stats.h"
 
 static void fwd_client_cb(void *arg, struct smtp_client *c,
-			  const struct result *r);
+                          const struct result *r);
 
 static struct dns_query *
 fwd_real_dns_query(struct forwarder *fw, const char *name, int rrtype,
-		   dns_cb cb, void *arg)
+                   dns_cb cb, void *arg)
 {
 	return dns_query(fw->dns, name, rrtype, cb, arg);
 }
@@ -38,37 +38,36 @@ fwd_real_dns_cancel(struct forwarder *fw, struct dns_query *q)
 
 static struct smtp_client *
 fwd_real_client_new(struct forwarder *fw, const struct smtp_client_params *p,
-		    smtp_client_cb cb, void *arg)
+                    smtp_client_cb cb, void *arg)
 {
 	return smtp_client_new(fw->loop, p, cb, arg);
 }
 
 /* fwd_io_real - the resolver and the SMTP client of the daemon */
 const struct fwd_io fwd_io_real = {
-	.dns_query = fwd_real_dns_query,
-	.dns_cancel = fwd_real_dns_cancel,
-	.client_new = fwd_real_client_new,
-	.client_send = smtp_client_send,
-	.client_set_cb = smtp_client_set_cb,
-	.client_usable = smtp_client_usable,
-	.client_relay = smtp_client_relay,
-	.client_tls = smtp_client_tls,
-	.client_times = smtp_client_times,
-	.client_tls_failed = smtp_client_tls_failed,
-	.client_has = smtp_client_has,
-	.client_quit = smtp_client_quit,
-	.client_free = smtp_client_free,
+    .dns_query = fwd_real_dns_query,
+    .dns_cancel = fwd_real_dns_cancel,
+    .client_new = fwd_real_client_new,
+    .client_send = smtp_client_send,
+    .client_set_cb = smtp_client_set_cb,
+    .client_usable = smtp_client_usable,
+    .client_relay = smtp_client_relay,
+    .client_tls = smtp_client_tls,
+    .client_times = smtp_client_times,
+    .client_tls_failed = smtp_client_tls_failed,
+    .client_has = smtp_client_has,
+    .client_quit = smtp_client_quit,
+    .client_free = smtp_client_free,
 };
 
 /* fwd_state_name - the name of a state, for logs */
 const char *
 fwd_state_name(enum fwd_state s)
 {
-	static const char *const names[] = {"NEW", "MX", "ADDR", "STS",
-					    "TLSA", "CONNECT", "SEND", "DONE"};
+	static const char *const names[] = {"NEW",  "MX",      "ADDR", "STS",
+	                                    "TLSA", "CONNECT", "SEND", "DONE"};
 
-	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s]
-							       : "?";
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
 }
 
 /* fwd_session_to - the one transition of a delivery's state */
@@ -76,8 +75,8 @@ void
 fwd_session_to(struct delivery *d, enum fwd_state next)
 {
 	log_debug("%s: delivery to %s: %s -> %s", d->id,
-		  d->dest != NULL ? d->dest->key : "?",
-		  fwd_state_name(d->state), fwd_state_name(next));
+	          d->dest != NULL ? d->dest->key : "?",
+	          fwd_state_name(d->state), fwd_state_name(next));
 	d->state = next;
 }
 
@@ -156,18 +155,19 @@ fwd_try_next(struct delivery *d)
 			int t = fwd_host_tls(d);
 
 			if (t == 0)
-				return;		/* the TLSA answer comes back */
+				return; /* the TLSA answer comes back */
 			if (t < 0) {
-				d->oi++;	/* d->last says why */
+				d->oi++; /* d->last says why */
 				continue;
 			}
 		}
 		memset(&p, 0, sizeof(p));
 		p.addr = h->addr[d->ai++];
 		if (fwd_is_own_addr(fw, &p.addr, d->port)) {
-			result_set(&d->last, 451, "4.4.6", "%s is one of our "
-				   "own addresses: not sending to myself",
-				   h->name);
+			result_set(&d->last, 451, "4.4.6",
+			           "%s is one of our "
+			           "own addresses: not sending to myself",
+			           h->name);
 			continue;
 		}
 		if (p.addr.ss_family == AF_INET6)
@@ -206,13 +206,14 @@ fwd_send(struct delivery *d)
 	int i;
 
 	snprintf(d->tlsdesc, sizeof(d->tlsdesc), "%s",
-		 fw->io->client_tls(d->client) != NULL ? fw->io->client_tls(d->client)
-						    : "none");
+	         fw->io->client_tls(d->client) != NULL
+	             ? fw->io->client_tls(d->client)
+	             : "none");
 	for (i = 0; i < d->nrcpt; i++) {
 		char *lb;
 
 		snprintf(d->relay[i], sizeof(d->relay[i]), "%s",
-			 fw->io->client_relay(d->client));
+		         fw->io->client_relay(d->client));
 		snprintf(d->mta[i], sizeof(d->mta[i]), "%s", d->relay[i]);
 		if ((lb = strchr(d->mta[i], '[')) != NULL)
 			*lb = '\0';
@@ -253,14 +254,17 @@ fwd_client_cb(void *arg, struct smtp_client *c, const struct result *r)
 			return;
 		}
 		d->last = *r;
-		if (fw->io->client_tls_failed(c) && d->cur_tls == POLICY_TLS_MAY) {
+		if (fw->io->client_tls_failed(c) &&
+		    d->cur_tls == POLICY_TLS_MAY) {
 			/*
 			 * tls may: a broken TLS stack at the primary must not
 			 * stop the mail; the same address once more in clear,
 			 * as it would be had it not offered STARTTLS.
 			 */
-			log_msg(d->id, "%s; tls may: trying %s again without "
-				"STARTTLS", r->text, fw->io->client_relay(c));
+			log_msg(d->id,
+			        "%s; tls may: trying %s again without "
+			        "STARTTLS",
+			        r->text, fw->io->client_relay(c));
 			d->plain = 1;
 			d->ai--;
 		}
@@ -283,8 +287,8 @@ fwd_client_cb(void *arg, struct smtp_client *c, const struct result *r)
  * destination).  Takes ownership of e.
  */
 void
-fwd_start(struct forwarder *fw, struct spool_envelope *e, const int *idx,
-	  int n, struct fwd_dest *dest)
+fwd_start(struct forwarder *fw, struct spool_envelope *e, const int *idx, int n,
+          struct fwd_dest *dest)
 {
 	struct delivery *d;
 	char key[FWD_KEY_MAX];
@@ -323,12 +327,12 @@ fwd_start(struct forwarder *fw, struct spool_envelope *e, const int *idx,
 		fw->list->prev = d;
 	fw->list = d;
 
-	if (fwd_suspended(fw, dest, 1)) {	/* d itself is counted */
+	if (fwd_suspended(fw, dest, 1)) { /* d itself is counted */
 		struct result r;
 
 		d->suspended = 1;
 		result_set(&r, 451, "4.4.1", FWD_SUSPENDED_TEXT "%.200s",
-			   dest->dead_why);
+		           dest->dead_why);
 		fwd_fail_route(d, &r);
 		return;
 	}

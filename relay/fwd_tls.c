@@ -17,9 +17,9 @@
 #include "log.h"
 #include "mtasts.h"
 
-#define FWD_STS_TIMEOUT 60	/* MTA-STS policy fetch, seconds (as mox) */
+#define FWD_STS_TIMEOUT 60 /* MTA-STS policy fetch, seconds (as mox) */
 
-static struct mtasts_cache *fwd_sts_cache;	/* policies, for max_age */
+static struct mtasts_cache *fwd_sts_cache; /* policies, for max_age */
 
 static void
 fwd_tlsa_clear(struct delivery *d)
@@ -93,8 +93,10 @@ fwd_tlsa_cb(void *arg, const struct dns_result *res)
 	case DNS_TEMPFAIL:
 		/* never downgrade: an attacker can make lookups fail */
 		d->tlsa_state = FWD_TLSA_ERROR;
-		result_set(&d->last, 451, "4.7.5", "TLSA lookup error for %s: "
-			   "%s", res->qname, res->why);
+		result_set(&d->last, 451, "4.7.5",
+		           "TLSA lookup error for %s: "
+		           "%s",
+		           res->qname, res->why);
 		break;
 	case DNS_OK:
 		/* insecure records, which anyone could forge, mean nothing */
@@ -127,8 +129,10 @@ fwd_host_tls(struct delivery *d)
 	if (d->tls != POLICY_TLS_DANE && d->tls != POLICY_TLS_MTASTS)
 		return 1;
 	if (h->bogus) {
-		result_set(&d->last, 451, "4.7.5", "DNSSEC validation of the "
-			   "address records of %s failed", h->name);
+		result_set(&d->last, 451, "4.7.5",
+		           "DNSSEC validation of the "
+		           "address records of %s failed",
+		           h->name);
 		return -1;
 	}
 	if (d->tlsa_for != hi + 1) {
@@ -144,13 +148,15 @@ fwd_host_tls(struct delivery *d)
 
 			snprintf(name, sizeof(name), "_25._tcp.%s", h->name);
 			d->tlsaq = fw->io->dns_query(fw, name, DNS_T_TLSA,
-					     fwd_tlsa_cb, d);
+			                             fwd_tlsa_cb, d);
 			if (d->tlsaq != NULL) {
 				fwd_session_to(d, FWD_TLSA);
 				return 0;
 			}
-			result_set(&d->last, 451, "4.7.5", "TLSA lookup error "
-				   "for %s: resolver unavailable", name);
+			result_set(&d->last, 451, "4.7.5",
+			           "TLSA lookup error "
+			           "for %s: resolver unavailable",
+			           name);
 			d->tlsa_state = FWD_TLSA_ERROR;
 		}
 		d->tlsa_for = hi + 1;
@@ -174,18 +180,21 @@ fwd_host_tls(struct delivery *d)
 
 		if (d->sts_mode == MTASTS_MODE_ENFORCE) {
 			if (!match) {
-				result_set(&d->last, 451, "4.7.5", "MX host %s "
-					   "does not match the MTA-STS policy "
-					   "of %s", h->name, d->domain);
+				result_set(&d->last, 451, "4.7.5",
+				           "MX host %s "
+				           "does not match the MTA-STS policy "
+				           "of %s",
+				           h->name, d->domain);
 				return -1;
 			}
 			/* RFC 8461 4.2: a WebPKI certificate naming the
 			 * MX host, or no delivery to it */
 			d->cur_tls = POLICY_TLS_VERIFY;
 		} else if (!match && fresh)
-			log_msg(d->id, "MTA-STS policy of %s (mode testing): "
-				"MX host %s does not match; delivering anyway",
-				d->domain, h->name);
+			log_msg(d->id,
+			        "MTA-STS policy of %s (mode testing): "
+			        "MX host %s does not match; delivering anyway",
+			        d->domain, h->name);
 	}
 	return 1;
 }
@@ -204,7 +213,7 @@ fwd_sts_ready(struct delivery *d, const struct mtasts_policy *fetched)
 	d->sts_done = 1;
 	if (p == NULL && fwd_sts_cache != NULL)
 		p = mtasts_cache_get(fwd_sts_cache, d->domain, NULL,
-				     (time_t)fwd_now(fw), NULL);
+		                     (time_t)fwd_now(fw), NULL);
 	if (p != NULL && p->mode != MTASTS_MODE_NONE) {
 		d->sts = *p;
 		d->sts_mode = p->mode;
@@ -228,7 +237,7 @@ fwd_sts_cache_save(const struct forwarder *fw)
 	fwd_sts_cache_path(fw, path, sizeof(path));
 	if (mtasts_cache_save(fwd_sts_cache, path) < 0)
 		log_warn("cannot save the MTA-STS policies to %s: %s", path,
-			 strerror(errno));
+		         strerror(errno));
 }
 
 /* fwd_sts_cache_open - the cache, loaded from the spool the first time */
@@ -246,7 +255,7 @@ fwd_sts_cache_open(const struct forwarder *fw)
 	n = mtasts_cache_load(fwd_sts_cache, path, (time_t)fwd_now(fw));
 	if (n < 0)
 		log_warn("cannot read the MTA-STS policies in %s: %s", path,
-			 strerror(errno));
+		         strerror(errno));
 	else if (n > 0)
 		log_info("%d MTA-STS policies loaded from %s", n, path);
 	return 0;
@@ -261,15 +270,17 @@ fwd_sts_fetch_cb(void *arg, const struct mtasts_policy *p, const char *err)
 	d->stsf = NULL;
 	if (p == NULL) {
 		log_msg(d->id, "MTA-STS policy fetch for %s failed: %s",
-			d->domain, err != NULL ? err : "unknown error");
+		        d->domain, err != NULL ? err : "unknown error");
 		fwd_sts_ready(d, NULL);
 		return;
 	}
-	log_msg(d->id, "MTA-STS policy of %s fetched: id=%s, mode=%s, "
-		"max_age=%ld, mx patterns=%d", d->domain, d->sts_id,
-		mtasts_mode_str(p->mode), p->max_age, p->nmx);
+	log_msg(d->id,
+	        "MTA-STS policy of %s fetched: id=%s, mode=%s, "
+	        "max_age=%ld, mx patterns=%d",
+	        d->domain, d->sts_id, mtasts_mode_str(p->mode), p->max_age,
+	        p->nmx);
 	if (mtasts_cache_put(fwd_sts_cache, d->domain, d->sts_id, p,
-			     (time_t)fwd_now(fw)) < 0)
+	                     (time_t)fwd_now(fw)) < 0)
 		log_warn("MTA-STS policy of %s: cannot cache it", d->domain);
 	else
 		fwd_sts_cache_save(fw);
@@ -288,27 +299,26 @@ fwd_sts_addr_cb(void *arg, const struct dns_result *res)
 	d->stsq = NULL;
 	if (res->status != DNS_OK || res->n == 0) {
 		if (res->rrtype == DNS_T_A) {
-			d->stsq = fw->io->dns_query(fw, res->qname,
-					    DNS_T_AAAA, fwd_sts_addr_cb, d);
+			d->stsq = fw->io->dns_query(fw, res->qname, DNS_T_AAAA,
+			                            fwd_sts_addr_cb, d);
 			if (d->stsq != NULL)
 				return;
 		}
 		log_msg(d->id, "MTA-STS policy fetch for %s failed: %s: %s",
-			d->domain, res->qname, res->status == DNS_OK
-			? "no address" : res->why);
+		        d->domain, res->qname,
+		        res->status == DNS_OK ? "no address" : res->why);
 		fwd_sts_ready(d, NULL);
 		return;
 	}
-	salen = res->addr[0].ss_family == AF_INET6
-		    ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-	d->stsf = mtasts_fetch_start(fw->loop, d->domain,
-				     (const struct sockaddr *)&res->addr[0],
-				     salen, fwd_cfg(fw)->tls_ca,
-				     FWD_STS_TIMEOUT, fwd_sts_fetch_cb, d, err,
-				     sizeof(err));
+	salen = res->addr[0].ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+	                                           : sizeof(struct sockaddr_in);
+	d->stsf = mtasts_fetch_start(
+	    fw->loop, d->domain, (const struct sockaddr *)&res->addr[0], salen,
+	    fwd_cfg(fw)->tls_ca, FWD_STS_TIMEOUT, fwd_sts_fetch_cb, d, err,
+	    sizeof(err));
 	if (d->stsf == NULL) {
 		log_msg(d->id, "MTA-STS policy fetch for %s failed: %s",
-			d->domain, err);
+		        d->domain, err);
 		fwd_sts_ready(d, NULL);
 	}
 }
@@ -328,8 +338,8 @@ fwd_sts_txt_cb(void *arg, const struct dns_result *res)
 
 	d->stsq = NULL;
 	if (res->status != DNS_OK ||
-	    mtasts_txt_select(res->txt, res->n, d->sts_id,
-			      sizeof(d->sts_id)) == -1) {
+	    mtasts_txt_select(res->txt, res->n, d->sts_id, sizeof(d->sts_id)) ==
+	        -1) {
 		fwd_sts_ready(d, NULL);
 		return;
 	}
@@ -338,7 +348,7 @@ fwd_sts_txt_cb(void *arg, const struct dns_result *res)
 		return;
 	}
 	(void)mtasts_cache_get(fwd_sts_cache, d->domain, d->sts_id,
-			       (time_t)fwd_now(fw), &refetch);
+	                       (time_t)fwd_now(fw), &refetch);
 	if (!refetch) {
 		fwd_sts_ready(d, NULL);
 		return;

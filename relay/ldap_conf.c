@@ -28,7 +28,7 @@ ldap_trim(char *s)
 		s++;
 	e = s + strlen(s);
 	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' ||
-			 e[-1] == '\n'))
+	                 e[-1] == '\n'))
 		*--e = '\0';
 	return s;
 }
@@ -44,7 +44,7 @@ ldap_filter_shape(const char *f)
 		return -1;
 	for (; *f != '\0'; f++) {
 		if (depth == 0)
-			return -1;	/* text after the closing ')' */
+			return -1; /* text after the closing ')' */
 		if (*f == '\\') {
 			if (f[1] == '\0' || f[2] == '\0')
 				return -1;
@@ -60,7 +60,7 @@ ldap_filter_shape(const char *f)
 /* ldap_read_pw - the first line of the bind_pw file, with mode checks */
 static int
 ldap_read_pw(const char *path, const char *user, char *out, size_t outlen,
-	     char *why, size_t whylen)
+             char *why, size_t whylen)
 {
 	struct stat st;
 	FILE *fp;
@@ -72,9 +72,9 @@ ldap_read_pw(const char *path, const char *user, char *out, size_t outlen,
 	}
 	if (st.st_mode & S_IROTH) {
 		snprintf(why, whylen,
-			 "bind_pw %s is readable by others (chmod 0600 or "
-			 "0640)",
-			 path);
+		         "bind_pw %s is readable by others (chmod 0600 or "
+		         "0640)",
+		         path);
 		return -1;
 	}
 	if (st.st_uid != 0 && st.st_uid != geteuid()) {
@@ -82,9 +82,9 @@ ldap_read_pw(const char *path, const char *user, char *out, size_t outlen,
 
 		if (pw == NULL || pw->pw_uid != st.st_uid) {
 			snprintf(why, whylen,
-				 "bind_pw %s must be owned by root or the "
-				 "backmx user",
-				 path);
+			         "bind_pw %s must be owned by root or the "
+			         "backmx user",
+			         path);
 			return -1;
 		}
 	}
@@ -101,7 +101,7 @@ ldap_read_pw(const char *path, const char *user, char *out, size_t outlen,
 
 int
 ldap_conf_parse(const char *file, struct ldap_cfg *c, const char *user,
-		char *err, size_t errlen)
+                char *err, size_t errlen)
 {
 	char line[1024], *k, *v, *eq, test[LDAP_FILTER_MAX], why[300];
 	FILE *fp;
@@ -111,7 +111,7 @@ ldap_conf_parse(const char *file, struct ldap_cfg *c, const char *user,
 	c->timeout = 5;
 	if ((fp = fopen(file, "r")) == NULL) {
 		snprintf(err, errlen, "%s:0: cannot open: %s", file,
-			 strerror(errno));
+		         strerror(errno));
 		return -1;
 	}
 	while (fgets(line, sizeof(line), fp) != NULL) {
@@ -121,7 +121,7 @@ ldap_conf_parse(const char *file, struct ldap_cfg *c, const char *user,
 			continue;
 		if ((eq = strchr(k, '=')) == NULL) {
 			snprintf(err, errlen, "%s:%d: expected key = value",
-				 file, lineno);
+			         file, lineno);
 			goto fail;
 		}
 		*eq = '\0';
@@ -132,51 +132,53 @@ ldap_conf_parse(const char *file, struct ldap_cfg *c, const char *user,
 				snprintf(c->uri, sizeof(c->uri), "%s", v);
 			else
 				snprintf(c->uri, sizeof(c->uri), "ldap://%s",
-					 v);
+				         v);
 		} else if (!strcmp(k, "search_base"))
 			snprintf(c->base, sizeof(c->base), "%s", v);
 		else if (!strcmp(k, "query_filter")) {
 			snprintf(c->filter, sizeof(c->filter), "%s", v);
 			if (policy_ldap_filter(v, "test@example.org", test,
-					       sizeof(test)) < 0) {
+			                       sizeof(test)) < 0) {
 				snprintf(err, errlen,
-					 "%s:%d: query_filter: only %%s %%u "
-					 "%%d %%%% may follow a %%",
-					 file, lineno);
+				         "%s:%d: query_filter: only %%s %%u "
+				         "%%d %%%% may follow a %%",
+				         file, lineno);
 				goto fail;
 			}
 			if (ldap_filter_shape(test) < 0) {
 				snprintf(err, errlen,
-					 "%s:%d: query_filter: expected one "
-					 "filter in balanced parentheses, "
-					 "e.g. (mail=%%s), not \"%s\"",
-					 file, lineno, v);
+				         "%s:%d: query_filter: expected one "
+				         "filter in balanced parentheses, "
+				         "e.g. (mail=%%s), not \"%s\"",
+				         file, lineno, v);
 				goto fail;
 			}
 		} else if (!strcmp(k, "bind_dn"))
 			snprintf(c->bind_dn, sizeof(c->bind_dn), "%s", v);
 		else if (!strcmp(k, "bind_pw")) {
-			if (ldap_read_pw(v, user, c->bind_pw, sizeof(c->bind_pw), why,
-					 sizeof(why)) < 0) {
+			if (ldap_read_pw(v, user, c->bind_pw,
+			                 sizeof(c->bind_pw), why,
+			                 sizeof(why)) < 0) {
 				snprintf(err, errlen, "%s:%d: %s", file, lineno,
-					 why);
+				         why);
 				goto fail;
 			}
 		} else if (!strcmp(k, "timeout")) {
 			long t = config_parse_duration(v);
 
 			if (t < 1 || t > 30) {
-				snprintf(err, errlen,
-					 "%s:%d: timeout: 1s to 30s, not \"%s\"",
-					 file, lineno, v);
+				snprintf(
+				    err, errlen,
+				    "%s:%d: timeout: 1s to 30s, not \"%s\"",
+				    file, lineno, v);
 				goto fail;
 			}
 			c->timeout = (int)t;
 		} else if (!strcmp(k, "tls_ca_cert_file")) {
 			if (access(v, R_OK) < 0) {
 				snprintf(err, errlen,
-					 "%s:%d: tls_ca_cert_file %s: %s", file,
-					 lineno, v, strerror(errno));
+				         "%s:%d: tls_ca_cert_file %s: %s", file,
+				         lineno, v, strerror(errno));
 				goto fail;
 			}
 			snprintf(c->ca_file, sizeof(c->ca_file), "%s", v);
@@ -187,22 +189,22 @@ ldap_conf_parse(const char *file, struct ldap_cfg *c, const char *user,
 				c->start_tls = 0;
 			else {
 				snprintf(err, errlen,
-					 "%s:%d: start_tls: yes or no", file,
-					 lineno);
+				         "%s:%d: start_tls: yes or no", file,
+				         lineno);
 				goto fail;
 			}
 		} else {
 			snprintf(err, errlen, "%s:%d: unknown key \"%s\"", file,
-				 lineno, k);
+			         lineno, k);
 			goto fail;
 		}
 	}
 	fclose(fp);
 	if (c->uri[0] == '\0' || c->base[0] == '\0' || c->filter[0] == '\0') {
 		snprintf(err, errlen,
-			 "%s:0: server_host, search_base and query_filter "
-			 "are required",
-			 file);
+		         "%s:0: server_host, search_base and query_filter "
+		         "are required",
+		         file);
 		return -1;
 	}
 	if (c->bind_pw[0] != '\0' && c->bind_dn[0] == '\0') {
@@ -217,7 +219,7 @@ fail:
 
 int
 ldap_src_check_file(const char *file, const char *user, char *err,
-		    size_t errlen)
+                    size_t errlen)
 {
 	struct ldap_cfg c;
 	LDAPURLDesc *lud = NULL;
@@ -226,11 +228,10 @@ ldap_src_check_file(const char *file, const char *user, char *err,
 		return -1;
 	if (ldap_url_parse(c.uri, &lud) != LDAP_SUCCESS) {
 		snprintf(err, errlen, "%s:0: server_host: bad LDAP URI %s",
-			 file, c.uri);
+		         file, c.uri);
 		return -1;
 	}
 	ldap_free_urldesc(lud);
 	memset(c.bind_pw, 0, sizeof(c.bind_pw));
 	return 0;
 }
-

@@ -22,14 +22,12 @@
 #include "ldap_src.h"
 #include "log.h"
 
-
 unsigned long long ldap_src_lookups, ldap_src_errors;
-
 
 struct ldap_src_req {
 	struct ldap_src_req *next;
 	struct ldap_conn *lc;
-	int msgid;			/* -1 until sent */
+	int msgid; /* -1 until sent */
 	char filter[LDAP_FILTER_MAX];
 	ev_timer timer;
 	ldap_src_cb cb;
@@ -45,9 +43,9 @@ struct ldap_conn {
 	int cfg_ok;
 	LDAP *ld;
 	enum lc_state state;
-	struct ldap_open *opening;	/* LC_OPENING: the worker's job */
+	struct ldap_open *opening; /* LC_OPENING: the worker's job */
 	ev_io io;
-	ev_timer kick;			/* open / send from the loop */
+	ev_timer kick; /* open / send from the loop */
 	double retry_after;
 	struct ldap_src_req *reqs;
 	char why[256];
@@ -94,21 +92,21 @@ req_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	if (q->msgid >= 0 && lc->ld != NULL)
 		ldap_abandon_ext(lc->ld, q->msgid, NULL, NULL);
 	req_done(q, POLICY_ANS_UNKNOWN,
-		 lc->state == LC_OPENING ? "LDAP connect/bind timed out"
-					 : "LDAP lookup timed out");
+	         lc->state == LC_OPENING ? "LDAP connect/bind timed out"
+	                                 : "LDAP lookup timed out");
 }
 
 static void
 req_send(struct ldap_src_req *q)
 {
 	struct ldap_conn *lc = q->lc;
-	struct timeval tv = { lc->cfg.timeout, 0 };
-	char *attrs[] = { LDAP_NO_ATTRS, NULL };
+	struct timeval tv = {lc->cfg.timeout, 0};
+	char *attrs[] = {LDAP_NO_ATTRS, NULL};
 	int rc;
 
-	rc = ldap_search_ext(lc->ld, lc->cfg.base, LDAP_SCOPE_SUBTREE,
-			     q->filter, attrs, 1, NULL, NULL, &tv, 2,
-			     &q->msgid);
+	rc =
+	    ldap_search_ext(lc->ld, lc->cfg.base, LDAP_SCOPE_SUBTREE, q->filter,
+	                    attrs, 1, NULL, NULL, &tv, 2, &q->msgid);
 	if (rc != LDAP_SUCCESS) {
 		q->msgid = -1;
 		lc_close(lc, ldap_err2string(rc));
@@ -202,8 +200,8 @@ lc_open(struct ldap_conn *lc)
 {
 	char why[200];
 
-	lc->opening = ldap_open_start(&lc->cfg, lc_opened, lc, why,
-				      sizeof(why));
+	lc->opening =
+	    ldap_open_start(&lc->cfg, lc_opened, lc, why, sizeof(why));
 	if (lc->opening == NULL) {
 		lc_close(lc, why);
 		return;
@@ -224,14 +222,14 @@ static void
 lc_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct ldap_conn *lc = w->data;
-	struct timeval zero = { 0, 0 };
+	struct timeval zero = {0, 0};
 	LDAPMessage *msg;
 	int rc, err, n;
 
 	while (lc->ld != NULL) {
 		msg = NULL;
 		rc = ldap_result(lc->ld, LDAP_RES_ANY, LDAP_MSG_ALL, &zero,
-				 &msg);
+		                 &msg);
 		if (rc == 0)
 			return;
 		if (rc < 0) {
@@ -252,18 +250,18 @@ lc_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 			err = LDAP_OTHER;
 			if (res != NULL)
 				ldap_parse_result(lc->ld, res, &err, NULL, NULL,
-						  NULL, NULL, 0);
+				                  NULL, NULL, 0);
 			ldap_msgfree(msg);
 			if (q == NULL)
-				continue;	/* abandoned */
+				continue; /* abandoned */
 			if (entries > 0)
 				req_done(q, POLICY_ANS_YES, NULL);
 			else if (err == LDAP_SUCCESS ||
-				 err == LDAP_NO_SUCH_OBJECT)
+			         err == LDAP_NO_SUCH_OBJECT)
 				req_done(q, POLICY_ANS_NO, NULL);
 			else
 				req_done(q, POLICY_ANS_UNKNOWN,
-					 ldap_err2string(err));
+				         ldap_err2string(err));
 		}
 	}
 }
@@ -304,7 +302,9 @@ lc_get(const char *file, char *why, size_t whylen)
 	snprintf(lc->file, sizeof(lc->file), "%s", file);
 	ev_timer_init(&lc->kick, lc_kick_cb, 0., 0.);
 	lc->kick.data = lc;
-	if (ldap_conf_parse(file, &lc->cfg, backmxd.cfg ? backmxd.cfg->user : NULL, why, whylen) == 0)
+	if (ldap_conf_parse(file, &lc->cfg,
+	                    backmxd.cfg ? backmxd.cfg->user : NULL, why,
+	                    whylen) == 0)
 		lc->cfg_ok = 1;
 	else
 		log_err("ldap: %s", why);
@@ -370,13 +370,14 @@ lc_reread(struct ldap_conn *lc, const char *user)
 	if (ldap_conf_parse(lc->file, nc, user, why, sizeof(why)) < 0) {
 		if (lc->cfg_ok)
 			log_err("ldap: %s; keeping the definition read "
-				"before (%s)", why, lc->cfg.uri);
+			        "before (%s)",
+			        why, lc->cfg.uri);
 		else
 			log_err("ldap: %s", why);
 	} else if (!lc->cfg_ok || !lc_same(&lc->cfg, nc)) {
 		if (lc->cfg_ok)
 			log_info("ldap: %s changed: %s %s, reconnecting",
-				 lc->file, nc->uri, nc->base);
+			         lc->file, nc->uri, nc->base);
 		memset(lc->cfg.bind_pw, 0, sizeof(lc->cfg.bind_pw));
 		lc->cfg = *nc;
 		lc->cfg_ok = 1;
@@ -411,9 +412,10 @@ ldap_src_configure(const struct config *c)
 		if (lc_in_config(c, lc->file))
 			lc_reread(lc, c->user);
 		else if (lc->reqs == NULL && lc->state != LC_DOWN) {
-			lc_reset(lc);	/* no longer used: let it go */
+			lc_reset(lc); /* no longer used: let it go */
 			log_info("ldap: %s is no longer used, connection "
-				 "closed", lc->file);
+			         "closed",
+			         lc->file);
 		}
 	}
 	/* new ones: read now, not at the first lookup */
@@ -443,7 +445,8 @@ ldap_src_definition_id(const char *file)
 	/* FNV-1a over what decides an answer (not the credentials) */
 	for (int i = 0; i < 3; i++)
 		for (const char *p = parts[i];; p++) {
-			h = ((h ^ (unsigned char)*p) * 16777619UL) & 0xffffffffUL;
+			h = ((h ^ (unsigned char)*p) * 16777619UL) &
+			    0xffffffffUL;
 			if (*p == '\0')
 				break;
 		}
@@ -452,7 +455,7 @@ ldap_src_definition_id(const char *file)
 
 struct ldap_src_req *
 ldap_src_lookup(const char *file, const char *address, ldap_src_cb cb,
-		void *arg)
+                void *arg)
 {
 	struct ldap_conn *lc;
 	struct ldap_src_req *q;
@@ -461,11 +464,11 @@ ldap_src_lookup(const char *file, const char *address, ldap_src_cb cb,
 	if ((lc = lc_get(file, why, sizeof(why))) == NULL || !lc->cfg_ok)
 		return NULL;
 	if (lc->state == LC_DOWN && ev_now(backmxd.loop) < lc->retry_after)
-		return NULL;	/* failed lately: unknown at once */
+		return NULL; /* failed lately: unknown at once */
 	if ((q = calloc(1, sizeof(*q))) == NULL)
 		return NULL;
 	if (policy_ldap_filter(lc->cfg.filter, address, q->filter,
-			       sizeof(q->filter)) < 0) {
+	                       sizeof(q->filter)) < 0) {
 		free(q);
 		return NULL;
 	}

@@ -46,16 +46,15 @@ struct ldap_cfg {
 /* ldap_conf_parse - 0, or -1 with "FILE:LINE: message"; user: owner
  * allowed for the bind_pw file besides root and ourselves */
 int ldap_conf_parse(const char *file, struct ldap_cfg *c, const char *user,
-		    char *err, size_t errlen);
+                    char *err, size_t errlen);
 
 struct ldap_src_req;
 /* cb(arg, answer, why): why is a short text for logs when UNKNOWN */
-typedef void (*ldap_src_cb)(void *arg, enum policy_answer a,
-			    const char *why);
+typedef void (*ldap_src_cb)(void *arg, enum policy_answer a, const char *why);
 
 /* ldap_src_lookup - NULL (no callback) when it cannot start */
 struct ldap_src_req *ldap_src_lookup(const char *file, const char *address,
-				     ldap_src_cb cb, void *arg);
+                                     ldap_src_cb cb, void *arg);
 void ldap_src_cancel(struct ldap_src_req *q);
 void ldap_src_shutdown(void);
 
@@ -84,7 +83,7 @@ unsigned long ldap_src_definition_id(const char *file);
  * 0, or -1 with "FILE:LINE: message" in err.
  */
 int ldap_src_check_file(const char *file, const char *user, char *err,
-			size_t errlen);
+                        size_t errlen);
 
 extern unsigned long long ldap_src_lookups, ldap_src_errors;
 

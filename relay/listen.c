@@ -26,7 +26,7 @@ struct listener {
 	int fd;
 	ev_io io;
 	char text[80];
-	int proxy;		/* a PROXY header comes first (proxy.c) */
+	int proxy; /* a PROXY header comes first (proxy.c) */
 };
 
 static struct listener *listeners;
@@ -47,27 +47,27 @@ listener_open(const struct config *cfg, char *err, size_t errlen)
 		int fd, on = 1;
 
 		fd = socket(l->ss.ss_family,
-			    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		            SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0) {
 			snprintf(err, errlen, "listen %s: socket: %s", l->text,
-				 strerror(errno));
+			         strerror(errno));
 			return -1;
 		}
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
 		if (l->ss.ss_family == AF_INET6)
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on,
-				   sizeof(on));
+			           sizeof(on));
 		if (bind(fd, (const struct sockaddr *)&l->ss, l->sslen) < 0 ||
 		    listen(fd, LISTEN_BACKLOG) < 0) {
 			snprintf(err, errlen, "listen %s: %s", l->text,
-				 strerror(errno));
+			         strerror(errno));
 			close(fd);
 			return -1;
 		}
 		listeners[nlisteners].fd = fd;
 		listeners[nlisteners].proxy = l->proxy;
 		snprintf(listeners[nlisteners].text,
-			 sizeof(listeners[nlisteners].text), "%s", l->text);
+		         sizeof(listeners[nlisteners].text), "%s", l->text);
 		nlisteners++;
 	}
 	return 0;
@@ -93,13 +93,13 @@ listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 	for (;;) {
 		len = sizeof(ss);
 		fd = accept4(l->fd, (struct sockaddr *)&ss, &len,
-			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		             SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
 			if (l->proxy)
 				proxy_accept(fd, (struct sockaddr *)&ss, len);
 			else
 				smtpd_session_new(fd, (struct sockaddr *)&ss,
-						  len);
+				                  len);
 			continue;
 		}
 		switch (errno) {
@@ -114,9 +114,10 @@ listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		case ENOBUFS:
 		case ENOMEM:
 			if (ev_now(loop) - listen_last_warn > 10) {
-				log_warn("accept on %s: %s; pausing accepts for "
-					 "1s",
-					 l->text, strerror(errno));
+				log_warn(
+				    "accept on %s: %s; pausing accepts for "
+				    "1s",
+				    l->text, strerror(errno));
 				listen_last_warn = ev_now(loop);
 			}
 			for (int i = 0; i < nlisteners; i++)
@@ -137,11 +138,11 @@ listener_start(void)
 	ev_timer_init(&listen_pause, listener_resume_cb, 1., 0.);
 	for (int i = 0; i < nlisteners; i++) {
 		ev_io_init(&listeners[i].io, listener_accept_cb,
-			   listeners[i].fd, EV_READ);
+		           listeners[i].fd, EV_READ);
 		listeners[i].io.data = &listeners[i];
 		ev_io_start(backmxd.loop, &listeners[i].io);
 		log_info("listening on %s%s", listeners[i].text,
-			 listeners[i].proxy ? " (PROXY protocol)" : "");
+		         listeners[i].proxy ? " (PROXY protocol)" : "");
 	}
 }
 

@@ -28,7 +28,7 @@ static const char *log_ident = "backmxd";
 static enum log_dest log_dest = DEST_STDERR;
 static int log_debug_on;
 static char log_host[256] = "localhost";
-static const char *log_syslog_svc;	/* the ident openlog() last got */
+static const char *log_syslog_svc; /* the ident openlog() last got */
 
 /* source file (base name, prefix match) -> service, as Postfix names its
  * daemons: sessions smtpd, queue qmgr, deliveries smtp, DSNs bounce */
@@ -36,26 +36,17 @@ static const struct {
 	const char *prefix;
 	const char *svc;
 } log_services[] = {
-	{ "smtpd", "backmx/smtpd" },	/* smtpd.c smtpd_data.c smtpd_*.c */
-	{ "listen", "backmx/smtpd" },
-	{ "client_", "backmx/smtpd" },
-	{ "proxy", "backmx/smtpd" },
-	{ "dnsbl", "backmx/smtpd" },
-	{ "callout", "backmx/smtpd" },
-	{ "milter", "backmx/smtpd" },
-	{ "ldap", "backmx/smtpd" },
-	{ "filter", "backmx/smtpd" },
-	{ "recipients", "backmx/smtpd" },
-	{ "tls", "backmx/smtpd" },
-	{ "smtp_client", "backmx/smtp" },
-	{ "mtasts", "backmx/smtp" },
-	{ "forward", "backmx/qmgr" },
-	{ "fwd_", "backmx/qmgr" },
-	{ "queue", "backmx/qmgr" },
-	{ "spool", "backmx/qmgr" },
-	{ "bounce", "backmx/bounce" },
-	{ "control", "backmx/control" },
-	{ "peer", "backmx/peer" },
+    {"smtpd", "backmx/smtpd"}, /* smtpd.c smtpd_data.c smtpd_*.c */
+    {"listen", "backmx/smtpd"},     {"client_", "backmx/smtpd"},
+    {"proxy", "backmx/smtpd"},      {"dnsbl", "backmx/smtpd"},
+    {"callout", "backmx/smtpd"},    {"milter", "backmx/smtpd"},
+    {"ldap", "backmx/smtpd"},       {"filter", "backmx/smtpd"},
+    {"recipients", "backmx/smtpd"}, {"tls", "backmx/smtpd"},
+    {"smtp_client", "backmx/smtp"}, {"mtasts", "backmx/smtp"},
+    {"forward", "backmx/qmgr"},     {"fwd_", "backmx/qmgr"},
+    {"queue", "backmx/qmgr"},       {"spool", "backmx/qmgr"},
+    {"bounce", "backmx/bounce"},    {"control", "backmx/control"},
+    {"peer", "backmx/peer"},
 };
 
 const char *
@@ -67,7 +58,7 @@ log_service_of(const char *file)
 	base = base ? base + 1 : file;
 	for (i = 0; i < sizeof(log_services) / sizeof(log_services[0]); i++)
 		if (!strncmp(base, log_services[i].prefix,
-			     strlen(log_services[i].prefix)))
+		             strlen(log_services[i].prefix)))
 			return log_services[i].svc;
 	return "backmx/master";
 }
@@ -112,14 +103,14 @@ log_open(const char *ident, int to_stderr)
 	log_ident = ident;
 	if (gethostname(log_host, sizeof(log_host) - 1) < 0 || !log_host[0])
 		snprintf(log_host, sizeof(log_host), "localhost");
-	log_host[strcspn(log_host, ".")] = '\0';	/* as syslog shows it */
+	log_host[strcspn(log_host, ".")] = '\0'; /* as syslog shows it */
 	if (!to_stderr)
 		log_dest = DEST_SYSLOG;
 	else if (strcmp(ident, "backmxd") == 0 && log_journal_stream())
 		/* sd_journal_send drops lines silently without the socket */
 		log_dest = access("/run/systemd/journal/socket", W_OK) == 0
-			       ? DEST_JOURNAL
-			       : DEST_PREFIX;
+		               ? DEST_JOURNAL
+		               : DEST_PREFIX;
 	else
 		log_dest = DEST_STDERR;
 }
@@ -141,9 +132,9 @@ log_svc_name(const char *svc)
 static void
 log_write(const char *svc, int prio, const char *line)
 {
-	const char *pfx = prio == LOG_ERR	? "error: "
-			  : prio == LOG_WARNING ? "warning: "
-						: "";
+	const char *pfx = prio == LOG_ERR       ? "error: "
+	                  : prio == LOG_WARNING ? "warning: "
+	                                        : "";
 	const char *name = log_svc_name(svc);
 
 	if (log_dest == DEST_SYSLOG) {
@@ -157,17 +148,17 @@ log_write(const char *svc, int prio, const char *line)
 		return;
 	}
 	if (log_dest == DEST_JOURNAL) {
-		if (sd_journal_send("MESSAGE=%s%s", pfx, line, "PRIORITY=%d", prio,
-				    "SYSLOG_FACILITY=%d", LOG_MAIL >> 3,
-				    "SYSLOG_IDENTIFIER=%s", name,
-				    "SYSLOG_PID=%d", (int)getpid(), NULL) >= 0)
+		if (sd_journal_send("MESSAGE=%s%s", pfx, line, "PRIORITY=%d",
+		                    prio, "SYSLOG_FACILITY=%d", LOG_MAIL >> 3,
+		                    "SYSLOG_IDENTIFIER=%s", name,
+		                    "SYSLOG_PID=%d", (int)getpid(), NULL) >= 0)
 			return;
 		/* no journal socket (or full): the stream, with priority */
 		log_dest = DEST_PREFIX;
 	}
 	if (log_dest == DEST_PREFIX) {
 		fprintf(stderr, "<%d>%s[%d]: %s%s\n", prio, name, (int)getpid(),
-			pfx, line);
+		        pfx, line);
 		return;
 	}
 	/* the date part changes once a second: format it then */
@@ -181,7 +172,7 @@ log_write(const char *svc, int prio, const char *line)
 
 		localtime_r(&ts.tv_sec, &tm);
 		strftime(tbuf, sizeof(tbuf), "%Y-%m-%dT%H:%M:%S", &tm);
-		strftime(tz, sizeof(tz), "%z", &tm);	/* +0000 -> +00:00 */
+		strftime(tz, sizeof(tz), "%z", &tm); /* +0000 -> +00:00 */
 		if (strlen(tz) == 5) {
 			tz[6] = '\0';
 			tz[5] = tz[4];
@@ -191,13 +182,13 @@ log_write(const char *svc, int prio, const char *line)
 		tsec = ts.tv_sec;
 	}
 	fprintf(stderr, "%s.%03ld%s %s %s[%d]: %s%s\n", tbuf,
-		ts.tv_nsec / 1000000, tz, log_host, name, (int)getpid(), pfx,
-		line);
+	        ts.tv_nsec / 1000000, tz, log_host, name, (int)getpid(), pfx,
+	        line);
 }
 
 static void
 log_vline(const char *svc, int prio, const char *id, const char *fmt,
-	  va_list ap)
+          va_list ap)
 {
 	char line[2048];
 	int n = 0;

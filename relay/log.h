@@ -4,7 +4,8 @@
  * backmx/master, ...), so that pflogsumm --syslog-name=backmx, fail2ban's
  * postfix filter and log exporters read them unchanged:
  *   backmx/smtpd[PID]: connect from unknown[192.0.2.1]
- *   backmx/qmgr[PID]: 4F2A9C1E0A3B: from=<a@b>, size=1234, nrcpt=1 (queue active)
+ *   backmx/qmgr[PID]: 4F2A9C1E0A3B: from=<a@b>, size=1234, nrcpt=1 (queue
+ * active)
  *
  * Where a line goes: syslog (facility mail) when the daemon detached;
  * with -f, stderr as "TIMESTAMP HOST backmx/SVC[PID]: text" (RFC 3339
@@ -36,12 +37,12 @@ void log_set_debug(int on);
 /* log_at - the line of prio from source file (its service), "ID: " first
  * when id is not NULL */
 void log_at(const char *file, int prio, const char *id, const char *fmt, ...)
-	LOG_FMT(4, 5);
+    LOG_FMT(4, 5);
 /* log_svc - the same under the named service ("smtp", "qmgr", ...) */
 void log_svc(const char *svc, int prio, const char *id, const char *fmt, ...)
-	LOG_FMT(4, 5);
+    LOG_FMT(4, 5);
 void log_fatal_at(const char *file, const char *fmt, ...) LOG_FMT(2, 3)
-	__attribute__((noreturn));
+    __attribute__((noreturn));
 /* log_path - the address inside "<...>" at the start of arg (a MAIL or
  * RCPT argument), bounded and without control octets, in buf */
 const char *log_path(const char *arg, char *buf, size_t n);

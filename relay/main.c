@@ -41,7 +41,7 @@
 #include "tls.h"
 
 #define DIAG_MAX (64 * 1024)
-#define CHECKPOINT_EVERY 30.0	/* seconds */
+#define CHECKPOINT_EVERY 30.0 /* seconds */
 
 struct backmxd backmxd;
 struct stats stats;
@@ -49,7 +49,7 @@ struct stats stats;
 static const char *main_config_path = "/etc/backmx/backmx.conf";
 static ev_signal main_sighup, main_sigterm, main_sigint;
 static ev_timer main_checkpoint;
-static char *main_pidfile;	/* as written at start; a reload may change cfg */
+static char *main_pidfile; /* as written at start; a reload may change cfg */
 
 static void
 main_usage(void)
@@ -66,8 +66,8 @@ main_own_addrs(const struct config *cfg)
 	int wildcard = 0, n = 0;
 
 	free(backmxd.own_addrs);
-	backmxd.own_addrs = calloc(cfg->nlisten + 64,
-				   sizeof(*backmxd.own_addrs));
+	backmxd.own_addrs =
+	    calloc(cfg->nlisten + 64, sizeof(*backmxd.own_addrs));
 	if (backmxd.own_addrs == NULL)
 		fatal("out of memory");
 	for (int k = 0; k < cfg->nlisten; k++) {
@@ -75,17 +75,18 @@ main_own_addrs(const struct config *cfg)
 
 		if (ss->ss_family == AF_INET &&
 		    ((const struct sockaddr_in *)ss)->sin_addr.s_addr ==
-			    htonl(INADDR_ANY))
+		        htonl(INADDR_ANY))
 			wildcard = 1;
 		else if (ss->ss_family == AF_INET6 &&
-			 IN6_IS_ADDR_UNSPECIFIED(
-				 &((const struct sockaddr_in6 *)ss)->sin6_addr))
+		         IN6_IS_ADDR_UNSPECIFIED(
+		             &((const struct sockaddr_in6 *)ss)->sin6_addr))
 			wildcard = 1;
 		else
 			backmxd.own_addrs[n++] = *ss;
 	}
 	if (wildcard && getifaddrs(&ifa) == 0) {
-		for (i = ifa; i != NULL && n < cfg->nlisten + 64; i = i->ifa_next) {
+		for (i = ifa; i != NULL && n < cfg->nlisten + 64;
+		     i = i->ifa_next) {
 			if (i->ifa_addr == NULL)
 				continue;
 			if (i->ifa_addr->sa_family == AF_INET)
@@ -112,8 +113,8 @@ main_reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	char msg[512];
 
-	reload_config(0, msg, sizeof(msg));	/* it logs */
-	notify_status(NULL);	/* systemd: the queue size, now */
+	reload_config(0, msg, sizeof(msg)); /* it logs */
+	notify_status(NULL);                /* systemd: the queue size, now */
 }
 
 /* main_spool_log - BDB's own messages, at their priority */
@@ -240,7 +241,7 @@ main(int argc, char **argv)
 		if (cfg == NULL) {
 			free(diag);
 			fprintf(stderr, "%s: %d error(s)\n", main_config_path,
-				nerr);
+			        nerr);
 			return 1;
 		}
 		/* what the text alone cannot show: files, clock, `user` */
@@ -251,7 +252,7 @@ main(int argc, char **argv)
 		config_free(cfg);
 		if (nerr > 0) {
 			fprintf(stderr, "%s: %d error(s)\n", main_config_path,
-				nerr);
+			        nerr);
 			return 1;
 		}
 		return 0;
@@ -264,7 +265,7 @@ main(int argc, char **argv)
 			reload_log_diag(diag);
 		free(diag);
 		fprintf(stderr, "backmxd: %s: %d error(s), not starting\n",
-			main_config_path, nerr);
+		        main_config_path, nerr);
 		return 1;
 	}
 	reload_log_diag(diag);
@@ -277,7 +278,7 @@ main(int argc, char **argv)
 			reload_log_diag(diag);
 		free(diag);
 		fprintf(stderr, "backmxd: %s: %d error(s), not starting\n",
-			main_config_path, nerr);
+		        main_config_path, nerr);
 		config_free(cfg);
 		return 1;
 	}
@@ -304,7 +305,7 @@ main(int argc, char **argv)
 	if (listener_open(cfg, err, sizeof(err)) < 0)
 		fatal("%s", err);
 	main_prepare_dir(cfg->spool, pw ? pw->pw_uid : (uid_t)-1,
-			 pw ? pw->pw_gid : (gid_t)-1, 0700);
+	                 pw ? pw->pw_gid : (gid_t)-1, 0700);
 	{
 		char cdir[PATH_MAX], *slash;
 
@@ -312,7 +313,7 @@ main(int argc, char **argv)
 		if ((slash = strrchr(cdir, '/')) != NULL && slash != cdir) {
 			*slash = '\0';
 			main_prepare_dir(cdir, pw ? pw->pw_uid : (uid_t)-1,
-					 pw ? pw->pw_gid : (gid_t)-1, 0750);
+			                 pw ? pw->pw_gid : (gid_t)-1, 0750);
 		}
 	}
 	if (control_open(cfg, err, sizeof(err)) < 0)
@@ -336,22 +337,22 @@ main(int argc, char **argv)
 
 		memset(&so, 0, sizeof(so));
 		so.cache_bytes = (size_t)cfg->spool_cache;
-		mirror_spool_options(cfg, &so);	/* peer: a replication master */
+		mirror_spool_options(cfg, &so); /* peer: a replication master */
 		spool_set_logger(main_spool_log);
-		backmxd.spool = spool_open_opts(cfg->spool, &so, NULL, err,
-						sizeof(err));
+		backmxd.spool =
+		    spool_open_opts(cfg->spool, &so, NULL, err, sizeof(err));
 		if (backmxd.spool == NULL)
 			fatal("spool %s: %s", cfg->spool, err);
 		if (spool_damage(backmxd.spool) != NULL)
 			log_err("spool %s: %s; acknowledge with `backmxctl "
-				"ack-spool`",
-				cfg->spool, spool_damage(backmxd.spool));
+			        "ack-spool`",
+			        cfg->spool, spool_damage(backmxd.spool));
 	}
 	backmxd.sched = schedule_new();
 	if (backmxd.sched == NULL)
 		fatal("out of memory");
-	backmxd.dns = dns_new(backmxd.loop, cfg->dns, cfg->dns_trust_anchor,
-			      30, err, sizeof(err));
+	backmxd.dns = dns_new(backmxd.loop, cfg->dns, cfg->dns_trust_anchor, 30,
+	                      err, sizeof(err));
 	if (backmxd.dns == NULL)
 		fatal("resolver: %s", err);
 	if (cfg->pidfile != NULL) {
@@ -364,7 +365,7 @@ main(int argc, char **argv)
 			main_pidfile = strdup(cfg->pidfile);
 		} else
 			log_warn("pidfile %s: %s", cfg->pidfile,
-				 strerror(errno));
+			         strerror(errno));
 	}
 
 	if (forward_init() < 0)
@@ -388,7 +389,7 @@ main(int argc, char **argv)
 	ev_signal_init(&main_sigint, main_stop_cb, SIGINT);
 	ev_signal_start(backmxd.loop, &main_sigint);
 	ev_timer_init(&main_checkpoint, main_checkpoint_cb, CHECKPOINT_EVERY,
-		      CHECKPOINT_EVERY);
+	              CHECKPOINT_EVERY);
 	ev_timer_start(backmxd.loop, &main_checkpoint);
 
 	{
@@ -396,11 +397,11 @@ main(int argc, char **argv)
 
 		spool_count(backmxd.spool, &msgs, &bytes);
 		log_info("backmxd %s started: hostname %s, %d domain(s), "
-			 "%llu message(s) queued",
-			 BACKMX_VERSION, cfg->hostname, cfg->policy->ndomains,
-			 (unsigned long long)msgs);
+		         "%llu message(s) queued",
+		         BACKMX_VERSION, cfg->hostname, cfg->policy->ndomains,
+		         (unsigned long long)msgs);
 	}
-	notify_ready(backmxd.loop);	/* systemd Type=notify: banner is up */
+	notify_ready(backmxd.loop); /* systemd Type=notify: banner is up */
 	ev_run(backmxd.loop, 0);
 
 	if (spool_sync(backmxd.spool) < 0)

@@ -18,14 +18,14 @@
 #include "json.h"
 
 struct metrics_counter {
-	const char *name;	/* stats.h field, the JSON key of `stats` */
-	const char *metric;	/* Prometheus name */
-	const char *label;	/* `reason="relay"` or NULL */
+	const char *name;   /* stats.h field, the JSON key of `stats` */
+	const char *metric; /* Prometheus name */
+	const char *label;  /* `reason="relay"` or NULL */
 	const char *help;
-	int gauge;		/* 0 = counter */
-	size_t offset;		/* of the uint64_t in struct stats */
-	unsigned divisor;	/* 0/1: as is; else the page shows value /
-				   divisor (ms counted, seconds shown) */
+	int gauge;        /* 0 = counter */
+	size_t offset;    /* of the uint64_t in struct stats */
+	unsigned divisor; /* 0/1: as is; else the page shows value /
+	                     divisor (ms counted, seconds shown) */
 };
 
 extern const struct metrics_counter metrics_counters[];

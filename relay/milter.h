@@ -28,22 +28,22 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-#define MILTER_PACKET_MAX (1024 * 1024)	/* a reply larger is garbage */
+#define MILTER_PACKET_MAX (1024 * 1024) /* a reply larger is garbage */
 #define MILTER_CHUNK 65535
 
 /* verdicts, worst last */
 enum milter_verdict {
-	MILTER_CONTINUE,	/* deliver (with the modifications) */
-	MILTER_DISCARD,		/* 250 to the client, then drop it */
-	MILTER_QUARANTINE,	/* deliver into the spool, held */
-	MILTER_TEMPFAIL,	/* 4xx */
-	MILTER_REJECT,		/* 5xx */
+	MILTER_CONTINUE,   /* deliver (with the modifications) */
+	MILTER_DISCARD,    /* 250 to the client, then drop it */
+	MILTER_QUARANTINE, /* deliver into the spool, held */
+	MILTER_TEMPFAIL,   /* 4xx */
+	MILTER_REJECT,     /* 5xx */
 };
 
 enum milter_mod_kind {
-	MILTER_MOD_ADDHDR,	/* append name: value */
-	MILTER_MOD_INSHDR,	/* insert at index (0 = first) */
-	MILTER_MOD_CHGHDR,	/* index-th (1-based) name: value; "" deletes */
+	MILTER_MOD_ADDHDR, /* append name: value */
+	MILTER_MOD_INSHDR, /* insert at index (0 = first) */
+	MILTER_MOD_CHGHDR, /* index-th (1-based) name: value; "" deletes */
 	MILTER_MOD_ADDRCPT,
 	MILTER_MOD_DELRCPT,
 };
@@ -51,22 +51,22 @@ enum milter_mod_kind {
 struct milter_mod {
 	enum milter_mod_kind kind;
 	uint32_t index;
-	char *name;		/* header name, or the recipient */
+	char *name; /* header name, or the recipient */
 	char *value;
 	struct milter_mod *next;
 };
 
 struct milter_result {
 	enum milter_verdict verdict;
-	char reply[512];	/* the client's reply for TEMPFAIL/REJECT */
-	char why[256];		/* log text: which milter said what */
+	char reply[512]; /* the client's reply for TEMPFAIL/REJECT */
+	char why[256];   /* log text: which milter said what */
 	char quarantine[256];
-	struct milter_mod *mods;	/* in order received */
-	FILE *body;		/* replaced body (CRLF text) or NULL */
-	FILE *message;		/* the message with the header/body edits of
-				   the milters applied, or NULL: unchanged */
-	int chgfrom;		/* a milter changed the envelope sender */
-	char sender[520];	/* ... to this (no angle brackets) */
+	struct milter_mod *mods; /* in order received */
+	FILE *body;              /* replaced body (CRLF text) or NULL */
+	FILE *message;           /* the message with the header/body edits of
+	                            the milters applied, or NULL: unchanged */
+	int chgfrom;             /* a milter changed the envelope sender */
+	char sender[520];        /* ... to this (no angle brackets) */
 };
 
 /* the message for milter_message; all strings owned by the caller */
@@ -142,19 +142,17 @@ void milter_result_free(struct milter_result *r);
  * MILTER_PACKET_MAX).
  */
 int milter_packet_parse(const unsigned char *buf, size_t len, char *cmd,
-			const unsigned char **data, size_t *datalen);
+                        const unsigned char **data, size_t *datalen);
 /*
  * milter_strings - split data into n NUL-terminated strings; -1 unless
  * exactly n are there (the last one terminated too).
  */
 int milter_strings(const unsigned char *data, size_t len, const char **out,
-		   int n);
+                   int n);
 /* milter_replycode - "NNN X.Y.Z text" valid for the client: 4xx/5xx,
  * printable; writes a sanitized copy; -1 if not usable */
 int milter_replycode(const unsigned char *data, size_t len, char *out,
-		     size_t outlen);
-
-
+                     size_t outlen);
 
 struct spool_writer;
 /*
@@ -163,7 +161,7 @@ struct spool_writer;
  * milter replaced it.  0, or -1 when the writer failed.
  */
 int milter_apply(const struct milter_result *res, FILE *data,
-		 struct spool_writer *w, uint64_t *size);
+                 struct spool_writer *w, uint64_t *size);
 /* milter_apply_file - the same into a new temporary file, rewound;
  * NULL when it could not be written */
 FILE *milter_apply_file(const struct milter_result *res, FILE *data);
@@ -173,6 +171,6 @@ FILE *milter_apply_file(const struct milter_result *res, FILE *data);
  * "discarded", "quarantined", "failed"); the Prometheus families */
 struct json_buf;
 void milter_metrics_record(const char *spec, double seconds,
-			   const char *outcome);
+                           const char *outcome);
 void milter_metrics_page(struct json_buf *b);
 #endif

@@ -18,7 +18,7 @@
 #define MILTER_APPLY_HDRS_MAX (1024 * 1024)
 
 struct apply_hdrs {
-	char **f;		/* raw fields, CRLF kept, continuation lines in */
+	char **f; /* raw fields, CRLF kept, continuation lines in */
 	int n, cap;
 };
 
@@ -97,8 +97,8 @@ apply_put_file(void *arg, const void *p, size_t n)
 }
 
 static int
-apply_to(const struct milter_result *res, FILE *data, apply_put_fn put,
-	 void *w, uint64_t *size)
+apply_to(const struct milter_result *res, FILE *data, apply_put_fn put, void *w,
+         uint64_t *size)
 {
 	struct apply_hdrs h = {0};
 	char line[2048], buf[65536];
@@ -118,7 +118,7 @@ apply_to(const struct milter_result *res, FILE *data, apply_put_fn put,
 		size_t l = strlen(line);
 
 		if (!strcmp(line, "\r\n") || !strcmp(line, "\n")) {
-			body_off = pos;		/* the blank line is kept */
+			body_off = pos; /* the blank line is kept */
 			break;
 		}
 		if ((line[0] == ' ' || line[0] == '\t') && h.n > 0) {
@@ -130,7 +130,7 @@ apply_to(const struct milter_result *res, FILE *data, apply_put_fn put,
 			memcpy(p + ol, line, l + 1);
 			h.f[h.n - 1] = p;
 		} else if (strchr(line, ':') == NULL ||
-			   total + l > MILTER_APPLY_HDRS_MAX) {
+		           total + l > MILTER_APPLY_HDRS_MAX) {
 			body_off = pos;
 			break;
 		} else if (apply_push(&h, -1, strdup(line)) < 0)
@@ -140,12 +140,15 @@ apply_to(const struct milter_result *res, FILE *data, apply_put_fn put,
 	for (const struct milter_mod *m = res->mods; m != NULL; m = m->next) {
 		switch (m->kind) {
 		case MILTER_MOD_ADDHDR:
-			if (apply_push(&h, -1, apply_field(m->name, m->value)) < 0)
+			if (apply_push(&h, -1, apply_field(m->name, m->value)) <
+			    0)
 				goto out;
 			break;
 		case MILTER_MOD_INSHDR:
-			if (apply_push(&h, m->index > (uint32_t)h.n ? h.n : (int)m->index,
-				       apply_field(m->name, m->value)) < 0)
+			if (apply_push(&h,
+			               m->index > (uint32_t)h.n ? h.n
+			                                        : (int)m->index,
+			               apply_field(m->name, m->value)) < 0)
 				goto out;
 			break;
 		case MILTER_MOD_CHGHDR: {
@@ -157,29 +160,31 @@ apply_to(const struct milter_result *res, FILE *data, apply_put_fn put,
 				    ++k == (m->index ? m->index : 1))
 					break;
 			if (i == h.n) {
-				/* no such field: adding it is what Postfix does */
+				/* no such field: adding it is what Postfix does
+				 */
 				if (m->value[0] != '\0' &&
 				    apply_push(&h, -1,
-					       apply_field(m->name, m->value)) < 0)
+				               apply_field(m->name, m->value)) <
+				        0)
 					goto out;
 				break;
 			}
 			free(h.f[i]);
 			if (m->value[0] == '\0') {
 				memmove(h.f + i, h.f + i + 1,
-					(h.n - i - 1) * sizeof(*h.f));
+				        (h.n - i - 1) * sizeof(*h.f));
 				h.n--;
 			} else if ((h.f[i] = apply_field(m->name, m->value)) ==
-				   NULL) {
+			           NULL) {
 				memmove(h.f + i, h.f + i + 1,
-					(h.n - i - 1) * sizeof(*h.f));
+				        (h.n - i - 1) * sizeof(*h.f));
 				h.n--;
 				goto out;
 			}
 			break;
 		}
 		default:
-			break;	/* recipients: smtpd.c */
+			break; /* recipients: smtpd.c */
 		}
 	}
 	for (int i = 0; i < h.n; i++) {
@@ -242,7 +247,7 @@ out:
 
 int
 milter_apply(const struct milter_result *res, FILE *data,
-	     struct spool_writer *w, uint64_t *size)
+             struct spool_writer *w, uint64_t *size)
 {
 	return apply_to(res, data, apply_put_spool, w, size);
 }

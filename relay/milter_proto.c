@@ -10,7 +10,7 @@
 
 int
 milter_packet_parse(const unsigned char *buf, size_t len, char *cmd,
-		    const unsigned char **data, size_t *datalen)
+                    const unsigned char **data, size_t *datalen)
 {
 	uint32_t n;
 
@@ -29,8 +29,7 @@ milter_packet_parse(const unsigned char *buf, size_t len, char *cmd,
 }
 
 int
-milter_strings(const unsigned char *data, size_t len, const char **out,
-	       int n)
+milter_strings(const unsigned char *data, size_t len, const char **out, int n)
 {
 	size_t off = 0;
 	int k = 0;
@@ -48,7 +47,7 @@ milter_strings(const unsigned char *data, size_t len, const char **out,
 
 int
 milter_replycode(const unsigned char *data, size_t len, char *out,
-		 size_t outlen)
+                 size_t outlen)
 {
 	size_t o = 0;
 

@@ -28,8 +28,9 @@ notify_send(const char *text)
 	if (r < 0 && !notify_warned) {
 		notify_warned = 1;
 		log_warn("sd_notify to %s failed: error %d",
-			 getenv("NOTIFY_SOCKET") ? getenv("NOTIFY_SOCKET") : "-",
-			 -r);
+		         getenv("NOTIFY_SOCKET") ? getenv("NOTIFY_SOCKET")
+		                                 : "-",
+		         -r);
 	}
 }
 
@@ -43,9 +44,11 @@ notify_status(const char *what)
 		return;
 	if (backmxd.spool != NULL)
 		spool_count(backmxd.spool, &msgs, &bytes);
-	snprintf(buf, sizeof(buf), "STATUS=%s%s%llu message(s) queued, "
-		 "%llu bytes", what ? what : "", what ? ": " : "",
-		 (unsigned long long)msgs, (unsigned long long)bytes);
+	snprintf(buf, sizeof(buf),
+	         "STATUS=%s%s%llu message(s) queued, "
+	         "%llu bytes",
+	         what ? what : "", what ? ": " : "", (unsigned long long)msgs,
+	         (unsigned long long)bytes);
 	notify_send(buf);
 }
 
@@ -74,7 +77,7 @@ notify_ready(struct ev_loop *loop)
 		every = usec / 2e6 > 0.1 ? usec / 2e6 : 0.1;
 	ev_timer_init(&notify_timer, notify_timer_cb, every, every);
 	ev_timer_start(loop, &notify_timer);
-	ev_unref(loop);	/* never keeps the loop alive by itself */
+	ev_unref(loop); /* never keeps the loop alive by itself */
 }
 
 void

@@ -73,7 +73,7 @@ pause_erase(const char *domain)
 		return;
 	free(pause_names[at]);
 	memmove(pause_names + at, pause_names + at + 1,
-		(pause_n - at - 1) * sizeof(*pause_names));
+	        (pause_n - at - 1) * sizeof(*pause_names));
 	pause_n--;
 }
 
@@ -85,13 +85,12 @@ pause_load(const char *spooldir)
 	size_t len;
 
 	if (spooldir == NULL || pause_path[0] != '\0')
-		return;		/* once: a reload keeps the set */
-	snprintf(pause_path, sizeof(pause_path), "%s/paused.domains",
-		 spooldir);
+		return; /* once: a reload keeps the set */
+	snprintf(pause_path, sizeof(pause_path), "%s/paused.domains", spooldir);
 	if ((f = fopen(pause_path, "r")) == NULL) {
 		if (errno != ENOENT)
 			log_warn("pause: cannot read %s: %s", pause_path,
-				 strerror(errno));
+			         strerror(errno));
 		return;
 	}
 	while (fgets(line, sizeof(line), f) != NULL) {
@@ -107,7 +106,7 @@ pause_load(const char *spooldir)
 	fclose(f);
 	if (pause_n > 0)
 		log_info("pause: %zu domain%s paused (from %s)", pause_n,
-			 pause_n == 1 ? "" : "s", pause_path);
+		         pause_n == 1 ? "" : "s", pause_path);
 }
 
 /* pause_save - write the set to a temporary file, fsync, rename */
@@ -124,7 +123,7 @@ pause_save(char *err, size_t errlen)
 	snprintf(tmp, sizeof(tmp), "%s.tmp", pause_path);
 	if ((f = fopen(tmp, "w")) == NULL) {
 		snprintf(err, errlen, "cannot write %s: %s", tmp,
-			 strerror(errno));
+		         strerror(errno));
 		return -1;
 	}
 	for (i = 0; i < pause_n; i++)
@@ -133,7 +132,7 @@ pause_save(char *err, size_t errlen)
 	ok = fclose(f) == 0 && ok;
 	if (!ok || rename(tmp, pause_path) != 0) {
 		snprintf(err, errlen, "cannot write %s: %s", pause_path,
-			 strerror(errno));
+		         strerror(errno));
 		unlink(tmp);
 		return -1;
 	}
@@ -156,7 +155,7 @@ pause_set(const char *domain, int on, char *err, size_t errlen)
 	if (on) {
 		if ((r = pause_insert(domain)) < 0) {
 			snprintf(err, errlen, "too many paused domains (%d)",
-				 PAUSE_MAX);
+			         PAUSE_MAX);
 			return -1;
 		}
 	} else {
@@ -220,20 +219,21 @@ control_pause(struct control_client *c, int on)
 		return;
 	if ((r = pause_set(domain, on, err, sizeof(err))) < 0) {
 		log_warn("control: %s domain=%s failed: %s uid=%ld",
-			 on ? "pause" : "resume", domain, err, c->uid);
+		         on ? "pause" : "resume", domain, err, c->uid);
 		control_end_err(c, "%s %s: %s", on ? "pause" : "resume", domain,
-				err);
+		                err);
 		return;
 	}
 	log_info("control: %s domain=%s changed=%d uid=%ld",
-		 on ? "pause" : "resume", domain, r, c->uid);
+	         on ? "pause" : "resume", domain, r, c->uid);
 	if (c->req.json)
 		json_buf_printf(&c->out, "+{\"%s\": \"%s\", \"changed\": %s}\n",
-				on ? "paused" : "resumed", domain,
-				r ? "true" : "false");
+		                on ? "paused" : "resumed", domain,
+		                r ? "true" : "false");
 	else
 		control_line(c, "%s %s%s", on ? "paused" : "resumed", domain,
-			     r ? "" : on ? " (already paused)"
-					 : " (was not paused)");
+		             r    ? ""
+		             : on ? " (already paused)"
+		                  : " (was not paused)");
 	control_end_ok(c);
 }

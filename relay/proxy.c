@@ -23,7 +23,7 @@
 #include "proxy.h"
 #include "smtpd.h"
 
-#define PROXY_TIMEOUT 10.	/* seconds for the whole header */
+#define PROXY_TIMEOUT 10. /* seconds for the whole header */
 
 struct proxy_conn {
 	int fd;
@@ -64,7 +64,7 @@ proxy_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	stats.proxy_dropped++;
 	log_info("proxy: dropping [%s]: no complete PROXY header within %.0fs",
-		 p->addr, PROXY_TIMEOUT);
+	         p->addr, PROXY_TIMEOUT);
 	proxy_free(p, 1);
 }
 
@@ -106,7 +106,7 @@ proxy_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 	if (h.local) {
 		log_info("proxy: [%s] sent a %s header: its own connection",
-			 p->addr, h.version == 2 ? "v2 LOCAL" : "v1 UNKNOWN");
+		         p->addr, h.version == 2 ? "v2 LOCAL" : "v1 UNKNOWN");
 		struct sockaddr_storage peer = p->peer;
 		socklen_t peerlen = p->peerlen;
 
@@ -118,12 +118,12 @@ proxy_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 	if (h.src.ss_family == AF_INET)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)&h.src)->sin_addr,
-			  client, sizeof(client));
+		          client, sizeof(client));
 	else
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&h.src)->sin6_addr,
-			  client, sizeof(client));
+		          client, sizeof(client));
 	log_info("proxy: [%s] carries client [%s] (v%d)", p->addr, client,
-		 h.version);
+	         h.version);
 	proxy_free(p, 0);
 	smtpd_session_new(fd, (struct sockaddr *)&h.src, h.srclen);
 }
@@ -138,16 +138,17 @@ proxy_accept(int fd, const struct sockaddr *sa, socklen_t salen)
 
 	if (sa->sa_family == AF_INET)
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
-			  addr, sizeof(addr));
+		          addr, sizeof(addr));
 	else if (sa->sa_family == AF_INET6)
 		inet_ntop(AF_INET6,
-			  &((const struct sockaddr_in6 *)sa)->sin6_addr, addr,
-			  sizeof(addr));
+		          &((const struct sockaddr_in6 *)sa)->sin6_addr, addr,
+		          sizeof(addr));
 	if (backmxd.stopping) {
 		close(fd);
 		return;
 	}
-	if (f == NULL || !config_cidr_match(f->proxy_allow, f->nproxy_allow, sa)) {
+	if (f == NULL ||
+	    !config_cidr_match(f->proxy_allow, f->nproxy_allow, sa)) {
 		stats.proxy_dropped++;
 		log_warn("proxy: dropping [%s]: not in proxy_allow", addr);
 		close(fd);
@@ -157,8 +158,8 @@ proxy_accept(int fd, const struct sockaddr *sa, socklen_t salen)
 	    (p = calloc(1, sizeof(*p))) == NULL) {
 		stats.sessions_refused++;
 		log_warn("proxy: dropping [%s]: too many connections waiting "
-			 "for their PROXY header",
-			 addr);
+		         "for their PROXY header",
+		         addr);
 		close(fd);
 		return;
 	}

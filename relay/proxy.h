@@ -17,17 +17,17 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#define PROXY_V1_MAX 107	/* "PROXY TCP6 ...\r\n", the spec's maximum */
-#define PROXY_V2_HDR 16		/* signature, ver/cmd, family, length */
-#define PROXY_V2_MAX 536	/* whole v2 header we take (TLVs included) */
+#define PROXY_V1_MAX 107 /* "PROXY TCP6 ...\r\n", the spec's maximum */
+#define PROXY_V2_HDR 16  /* signature, ver/cmd, family, length */
+#define PROXY_V2_MAX 536 /* whole v2 header we take (TLVs included) */
 #define PROXY_HDR_MAX PROXY_V2_MAX
 
 struct proxy_hdr {
-	int version;		/* 1 or 2 */
-	int local;		/* LOCAL (v2) or UNKNOWN (v1): keep the peer */
-	struct sockaddr_storage src, dst;	/* when !local, port included */
+	int version; /* 1 or 2 */
+	int local;   /* LOCAL (v2) or UNKNOWN (v1): keep the peer */
+	struct sockaddr_storage src, dst; /* when !local, port included */
 	socklen_t srclen;
-	size_t len;		/* octets of the header */
+	size_t len; /* octets of the header */
 };
 
 /*
@@ -38,10 +38,10 @@ struct proxy_hdr {
  * header (the rest is the client's).
  */
 int proxy_parse(const unsigned char *buf, size_t len, struct proxy_hdr *h,
-		const char **why);
+                const char **why);
 
 /* proxy_accept - take over fd accepted on a proxy listener */
 void proxy_accept(int fd, const struct sockaddr *sa, socklen_t salen);
-void proxy_shutdown(void);	/* drop connections still in the header */
+void proxy_shutdown(void); /* drop connections still in the header */
 
 #endif

@@ -16,7 +16,7 @@
 #include "proxy.h"
 
 static const unsigned char proxy_v2_sig[12] = {
-	0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
+    0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
 static const char proxy_v1_sig[] = "PROXY ";
 
 /* proxy_v1_port - decimal 0..65535, no sign, no leading zero */
@@ -36,8 +36,7 @@ proxy_v1_port(const char *p, size_t n)
 }
 
 static int
-proxy_set(struct sockaddr_storage *ss, int family, const char *addr,
-	  int port)
+proxy_set(struct sockaddr_storage *ss, int family, const char *addr, int port)
 {
 	memset(ss, 0, sizeof(*ss));
 	if (family == AF_INET) {
@@ -60,7 +59,7 @@ proxy_set(struct sockaddr_storage *ss, int family, const char *addr,
 
 static int
 proxy_parse_v1(const unsigned char *buf, size_t len, struct proxy_hdr *h,
-	       const char **why)
+               const char **why)
 {
 	char line[PROXY_V1_MAX + 1], *f[6];
 	size_t end, n = len < PROXY_V1_MAX ? len : PROXY_V1_MAX;
@@ -88,7 +87,7 @@ proxy_parse_v1(const unsigned char *buf, size_t len, struct proxy_hdr *h,
 		return -1;
 	}
 	if (end + 1 >= len)
-		return 0;	/* the LF is still to come */
+		return 0; /* the LF is still to come */
 	if (buf[end + 1] != '\n') {
 		*why = "v1 header: CR without LF";
 		return -1;
@@ -151,7 +150,7 @@ proxy_parse_v1(const unsigned char *buf, size_t len, struct proxy_hdr *h,
 
 static int
 proxy_parse_v2(const unsigned char *buf, size_t len, struct proxy_hdr *h,
-	       const char **why)
+               const char **why)
 {
 	size_t alen, total;
 	int cmd, fam;
@@ -180,7 +179,8 @@ proxy_parse_v2(const unsigned char *buf, size_t len, struct proxy_hdr *h,
 		*why = "v2 header: family not TCP over IPv4 or IPv6";
 		return -1;
 	}
-	if (cmd == 1 && ((fam == 0x11 && alen < 12) || (fam == 0x21 && alen < 36))) {
+	if (cmd == 1 &&
+	    ((fam == 0x11 && alen < 12) || (fam == 0x21 && alen < 36))) {
 		*why = "v2 header: address block too short";
 		return -1;
 	}
@@ -223,7 +223,7 @@ proxy_parse_v2(const unsigned char *buf, size_t len, struct proxy_hdr *h,
 
 int
 proxy_parse(const unsigned char *buf, size_t len, struct proxy_hdr *h,
-	    const char **why)
+            const char **why)
 {
 	size_t k;
 
@@ -236,8 +236,9 @@ proxy_parse(const unsigned char *buf, size_t len, struct proxy_hdr *h,
 			*why = "not a PROXY header (bad v2 signature)";
 			return -1;
 		}
-		return k < sizeof(proxy_v2_sig) ? 0
-						: proxy_parse_v2(buf, len, h, why);
+		return k < sizeof(proxy_v2_sig)
+		           ? 0
+		           : proxy_parse_v2(buf, len, h, why);
 	}
 	k = len < sizeof(proxy_v1_sig) - 1 ? len : sizeof(proxy_v1_sig) - 1;
 	if (memcmp(buf, proxy_v1_sig, k) != 0) {

@@ -22,22 +22,22 @@
 #include "log.h"
 #include "rcpt_verify.h"
 
-#define LDAP_CACHE_FRESH 300	/* an LDAP answer is asked again after */
+#define LDAP_CACHE_FRESH 300 /* an LDAP answer is asked again after */
 #define EXPIRE_EVERY 3600.
 
 struct rcpt_verify {
 	const struct policy_domain *d;
 	char address[POLICY_PATH_MAX + 8];
 	int listed;
-	int src;			/* next source to ask */
+	int src; /* next source to ask */
 	int health_done;
-	int nocache;			/* backmxctl verify --now */
+	int nocache; /* backmxctl verify --now */
 	struct policy_rcpt_answers a;
 	char no_text[SPOOL_VERIFY_TEXT_MAX];
 	struct callout_req *co;
 	struct ldap_src_req *lq;
-	ev_timer defer;			/* a decision made in start, reported
-					   from the loop (ctl only) */
+	ev_timer defer; /* a decision made in start, reported
+	                   from the loop (ctl only) */
 	rcpt_verify_cb cb;
 	void *arg;
 	/* what each source said, for backmxctl verify */
@@ -68,8 +68,8 @@ rv_ldap_key(char *key, size_t len, const char *file, const char *address)
 {
 	char prefix[24];
 
-	snprintf(prefix, sizeof(prefix), "l%08lx:",
-		 ldap_src_definition_id(file));
+	snprintf(prefix, sizeof(prefix),
+	         "l%08lx:", ldap_src_definition_id(file));
 	rv_key(key, len, prefix, address);
 }
 
@@ -80,13 +80,13 @@ rv_expire_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (n > 0)
 		log_info("verify cache: %d expired entr%s removed", n,
-			 n == 1 ? "y" : "ies");
+		         n == 1 ? "y" : "ies");
 }
 
 /* rv_store - cache one answer; ttl per class from the domain */
 static void
 rv_store(const struct policy_domain *d, const char *key, int yes, int code,
-	 const char *text, long fresh)
+         const char *text, long fresh)
 {
 	struct spool_verify_entry e;
 	int64_t now = (int64_t)time(NULL);
@@ -108,7 +108,7 @@ rv_store(const struct policy_domain *d, const char *key, int yes, int code,
 /* rv_callout_store - callout.c's hook: every 2xx/5xx of a primary */
 static void
 rv_callout_store(const char *domain, const char *address,
-		 const struct result *r)
+                 const struct result *r)
 {
 	const struct policy_domain *d =
 	    policy_find_domain(backmxd.cfg->policy, domain);
@@ -118,7 +118,7 @@ rv_callout_store(const char *domain, const char *address,
 		return;
 	rv_key(key, sizeof(key), "c:", address);
 	rv_store(d, key, r->code / 100 == 2, r->code, r->text,
-		 r->code / 100 == 2 ? d->verify_pos_ttl : d->verify_neg_ttl);
+	         r->code / 100 == 2 ? d->verify_pos_ttl : d->verify_neg_ttl);
 }
 
 /*
@@ -127,7 +127,7 @@ rv_callout_store(const char *domain, const char *address,
  */
 static int
 rv_lookup(const char *key, long pos_ttl, long neg_ttl,
-	  struct spool_verify_entry *e)
+          struct spool_verify_entry *e)
 {
 	int64_t now = (int64_t)time(NULL), age;
 
@@ -146,8 +146,8 @@ rv_lookup(const char *key, long pos_ttl, long neg_ttl,
 int
 rcpt_verify_init(char *err, size_t errlen)
 {
-	rv_cache = spool_verify_open(backmxd.spool, backmxd.cfg->verify_cache_max,
-				     err, errlen);
+	rv_cache = spool_verify_open(
+	    backmxd.spool, backmxd.cfg->verify_cache_max, err, errlen);
 	if (rv_cache == NULL)
 		return -1;
 	callout_set_store(rv_callout_store);
@@ -181,9 +181,8 @@ rcpt_verify_shutdown(void)
 
 static int rv_step(struct rcpt_verify *v, struct result *res);
 
-static void
-rv_trace(struct rcpt_verify *v, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+static void rv_trace(struct rcpt_verify *v, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
 rv_trace(struct rcpt_verify *v, const char *fmt, ...)
@@ -250,7 +249,7 @@ rv_callout_cb(void *arg, const struct result *r)
 		v->a.yes = 1;
 	else if (cls == 5) {
 		snprintf(v->no_text, sizeof(v->no_text), "%d %.8s %.200s",
-			 r->code, r->enh, r->text);
+		         r->code, r->enh, r->text);
 		v->a.no_text = v->no_text;
 	} else
 		v->a.unknown = 1;
@@ -267,10 +266,10 @@ rv_ldap_cb(void *arg, enum policy_answer a, const char *why)
 	v->lq = NULL;
 	rv_ldap_key(key, sizeof(key), v->d->srcs[v->src].path, v->address);
 	rv_trace(v, "ldap: %s%s%s",
-		 a == POLICY_ANS_YES  ? "found"
-		 : a == POLICY_ANS_NO ? "not found"
-				      : "unknown",
-		 why ? ": " : "", why ? why : "");
+	         a == POLICY_ANS_YES  ? "found"
+	         : a == POLICY_ANS_NO ? "not found"
+	                              : "unknown",
+	         why ? ": " : "", why ? why : "");
 	if (a == POLICY_ANS_YES) {
 		v->a.yes = 1;
 		rv_store(v->d, key, 1, 250, "found in LDAP", LDAP_CACHE_FRESH);
@@ -303,23 +302,23 @@ rv_health(struct rcpt_verify *v, struct result *res)
 			v->co = callout_start(v->d, NULL, rv_probe_cb, v);
 			if (v->co != NULL)
 				return 1;
-			st = 1;	/* cannot probe: assume it is up */
+			st = 1; /* cannot probe: assume it is up */
 		}
 		v->health_done = st > 0 ? 2 : 1;
 	}
 	if (policy_accept_when_check(v->d, v->address, v->health_done == 2,
-				     res) < 0) {
+	                             res) < 0) {
 		stats.accept_when_refused++;
 		log_info("reject: RCPT to <%s>: %d %s primary is up "
-			 "(accept_when primary-down)",
-			 v->address, res->code, res->enh);
+		         "(accept_when primary-down)",
+		         v->address, res->code, res->enh);
 		return -1;
 	}
 	if (v->health_done == 1 && v->health_done != 3) {
 		stats.accept_when_accepted++;
 		log_info("accept_when primary-down: primary of %s is down, "
-			 "taking mail for <%s>",
-			 v->d->name, v->address);
+		         "taking mail for <%s>",
+		         v->d->name, v->address);
 		v->health_done = 3;
 	}
 	return 0;
@@ -352,18 +351,18 @@ rv_step(struct rcpt_verify *v, struct result *res)
 			rv_ldap_key(key, sizeof(key), s->path, v->address);
 			if (!v->nocache &&
 			    rv_lookup(key, LDAP_CACHE_FRESH, LDAP_CACHE_FRESH,
-				      &e) == 1) {
+			              &e) == 1) {
 				stats.verify_hits++;
 				rv_trace(v, "ldap: cached %s",
-					 e.answer ? "found" : "not found");
+				         e.answer ? "found" : "not found");
 				if (e.answer)
 					v->a.yes = 1;
 				continue;
 			}
 			stats.verify_misses++;
 			stats.verify_ldap++;
-			v->lq = ldap_src_lookup(s->path, v->address, rv_ldap_cb,
-						v);
+			v->lq =
+			    ldap_src_lookup(s->path, v->address, rv_ldap_cb, v);
 			if (v->lq != NULL)
 				return 1;
 			v->a.unknown = 1;
@@ -373,17 +372,17 @@ rv_step(struct rcpt_verify *v, struct result *res)
 			continue;
 		rv_key(key, sizeof(key), "c:", v->address);
 		st = v->nocache ? 0
-				: rv_lookup(key, d->verify_pos_ttl,
-					    d->verify_neg_ttl, &e);
+		                : rv_lookup(key, d->verify_pos_ttl,
+		                            d->verify_neg_ttl, &e);
 		if (st == 1) {
 			stats.verify_hits++;
 			rv_trace(v, "callout: cached %d %s (%llds ago)", e.code,
-				 e.text, (long long)(time(NULL) - e.time));
+			         e.text, (long long)(time(NULL) - e.time));
 			if (e.answer)
 				v->a.yes = 1;
 			else {
 				snprintf(v->no_text, sizeof(v->no_text),
-					 "%d %.200s", e.code, e.text);
+				         "%d %.200s", e.code, e.text);
 				v->a.no_text = v->no_text;
 			}
 			continue;
@@ -408,7 +407,7 @@ rv_step(struct rcpt_verify *v, struct result *res)
 
 int
 rcpt_verify_start(const struct policy_rcpt *r, rcpt_verify_cb cb, void *arg,
-		  struct rcpt_verify **hp, struct result *res)
+                  struct rcpt_verify **hp, struct result *res)
 {
 	struct rcpt_verify *v = calloc(1, sizeof(*v));
 
@@ -457,8 +456,8 @@ rv_ctl_report(struct rcpt_verify_ctl *c)
 {
 	char buf[400];
 
-	snprintf(buf, sizeof(buf), "verdict: %d %s %s", c->res.code,
-		 c->res.enh, c->res.text);
+	snprintf(buf, sizeof(buf), "verdict: %d %s %s", c->res.code, c->res.enh,
+	         c->res.text);
 	c->line(c->arg, buf);
 	c->done(c->arg, 1);
 	free(c);
@@ -482,7 +481,7 @@ rv_ctl_cb(void *arg, const struct result *res)
 
 static void
 rv_ctl_show_cache(struct rcpt_verify_ctl *c, const struct policy_domain *d,
-		  const char *address)
+                  const char *address)
 {
 	struct spool_verify_entry e;
 	char key[SPOOL_VERIFY_KEY_MAX + 1], buf[512];
@@ -496,8 +495,7 @@ rv_ctl_show_cache(struct rcpt_verify_ctl *c, const struct policy_domain *d,
 			rv_key(key, sizeof(key), "c:", address);
 			name = "callout";
 		} else if (d->srcs[i].kind == POLICY_SRC_LDAP) {
-			rv_ldap_key(key, sizeof(key), d->srcs[i].path,
-				    address);
+			rv_ldap_key(key, sizeof(key), d->srcs[i].path, address);
 			name = "ldap";
 		} else
 			continue;
@@ -507,22 +505,22 @@ rv_ctl_show_cache(struct rcpt_verify_ctl *c, const struct policy_domain *d,
 			continue;
 		}
 		ttl = d->srcs[i].kind == POLICY_SRC_LDAP ? LDAP_CACHE_FRESH
-		      : e.answer			 ? d->verify_pos_ttl
-							 : d->verify_neg_ttl;
+		      : e.answer                         ? d->verify_pos_ttl
+		                                         : d->verify_neg_ttl;
 		snprintf(buf, sizeof(buf),
-			 "cache %s: %s, %d %s, age %llds (%s)", name,
-			 e.answer ? "valid" : "invalid", e.code, e.text,
-			 (long long)(now - e.time),
-			 now - e.time < ttl ? "fresh" : "stale");
+		         "cache %s: %s, %d %s, age %llds (%s)", name,
+		         e.answer ? "valid" : "invalid", e.code, e.text,
+		         (long long)(now - e.time),
+		         now - e.time < ttl ? "fresh" : "stale");
 		c->line(c->arg, buf);
 	}
 }
 
 struct rcpt_verify_ctl *
 rcpt_verify_ctl_start(const char *address, int now,
-		      void (*line)(void *, const char *),
-		      void (*done)(void *, int), void *arg, char *err,
-		      size_t errlen)
+                      void (*line)(void *, const char *),
+                      void (*done)(void *, int), void *arg, char *err,
+                      size_t errlen)
 {
 	struct rcpt_verify_ctl *c;
 	struct policy_rcpt r;
@@ -533,12 +531,12 @@ rcpt_verify_ctl_start(const char *address, int now,
 
 	snprintf(path, sizeof(path), "<%s>", address);
 	rc = policy_check_rcpt(backmxd.cfg->policy, path, strlen(path), 0, &r,
-			       &end, &((struct result){0}));
+	                       &end, &((struct result){0}));
 	if (rc < 0 || r.domain == NULL) {
 		struct result res;
 
 		policy_check_rcpt(backmxd.cfg->policy, path, strlen(path), 0,
-				  &r, &end, &res);
+		                  &r, &end, &res);
 		snprintf(err, errlen, "%d %s %s", res.code, res.enh, res.text);
 		return NULL;
 	}
@@ -570,7 +568,7 @@ rcpt_verify_ctl_start(const char *address, int now,
 				neg = r.domain->verify_neg_ttl;
 			} else if (src->kind == POLICY_SRC_LDAP) {
 				rv_ldap_key(key, sizeof(key), src->path,
-					    r.address);
+				            r.address);
 				pos = neg = LDAP_CACHE_FRESH;
 			} else
 				continue;
@@ -582,7 +580,7 @@ rcpt_verify_ctl_start(const char *address, int now,
 				a.stale_yes = 1;
 				/* FALLTHROUGH */
 			default:
-				a.unknown = 1;	/* would be asked */
+				a.unknown = 1; /* would be asked */
 			}
 		}
 		policy_rcpt_decide(r.domain, r.address, &a, &c->res);
@@ -597,7 +595,7 @@ rcpt_verify_ctl_start(const char *address, int now,
 	v->d = r.domain;
 	v->listed = r.listed;
 	v->nocache = 1;
-	v->health_done = 3;	/* a verdict on the address, not the policy */
+	v->health_done = 3; /* a verdict on the address, not the policy */
 	snprintf(v->address, sizeof(v->address), "%s", r.address);
 	v->cb = rv_ctl_cb;
 	v->arg = c;

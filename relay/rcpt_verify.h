@@ -35,8 +35,8 @@ void rcpt_verify_shutdown(void);
  * now (*res: 250 2.1.5, 550 5.1.1, 450 4.4.3, 451 4.7.1), or 1 when the
  * answer comes later through cb (*hp is the handle).
  */
-int rcpt_verify_start(const struct policy_rcpt *r, rcpt_verify_cb cb,
-		      void *arg, struct rcpt_verify **hp, struct result *res);
+int rcpt_verify_start(const struct policy_rcpt *r, rcpt_verify_cb cb, void *arg,
+                      struct rcpt_verify **hp, struct result *res);
 void rcpt_verify_cancel(struct rcpt_verify *v);
 
 /*
@@ -46,8 +46,8 @@ void rcpt_verify_cancel(struct rcpt_verify *v);
  */
 struct rcpt_verify_ctl;
 struct rcpt_verify_ctl *rcpt_verify_ctl_start(
-	const char *address, int now, void (*line)(void *, const char *),
-	void (*done)(void *, int), void *arg, char *err, size_t errlen);
+    const char *address, int now, void (*line)(void *, const char *),
+    void (*done)(void *, int), void *arg, char *err, size_t errlen);
 void rcpt_verify_ctl_cancel(struct rcpt_verify_ctl *c);
 
 #endif

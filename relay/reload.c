@@ -25,7 +25,7 @@
 #include "tls.h"
 
 #define RELOAD_DIAG_MAX (64 * 1024)
-#define RELOAD_GRACE 3600.0	/* a delivery may hold domain pointers */
+#define RELOAD_GRACE 3600.0 /* a delivery may hold domain pointers */
 
 struct reload_old {
 	LIST_ENTRY(reload_old) entry;
@@ -67,7 +67,7 @@ reload_old_free(struct reload_old *o)
 static void
 reload_old_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	ev_ref(loop);	/* undo the ev_unref of reload_config */
+	ev_ref(loop); /* undo the ev_unref of reload_config */
 	reload_old_free(w->data);
 }
 
@@ -90,8 +90,8 @@ reload_free_old(void)
 
 struct reload_scan {
 	const struct policy *old, *new;
-	char first[POLICY_DOMAIN_MAX + 1];	/* a dropped domain in use */
-	uint64_t msgs;				/* messages for dropped ones */
+	char first[POLICY_DOMAIN_MAX + 1]; /* a dropped domain in use */
+	uint64_t msgs;                     /* messages for dropped ones */
 };
 
 static int
@@ -124,7 +124,7 @@ reload_scan_cb(void *arg, const struct spool_envelope *e)
  */
 static int64_t
 reload_dropped_in_use(const struct config *old, const struct config *nc,
-		      char *first, size_t firstlen, int *ndropped)
+                      char *first, size_t firstlen, int *ndropped)
 {
 	struct reload_scan r;
 	char after[SPOOL_ID_LEN + 1] = "";
@@ -132,7 +132,7 @@ reload_dropped_in_use(const struct config *old, const struct config *nc,
 
 	for (int i = 0; i < old->policy->ndomains; i++)
 		if (policy_find_domain(nc->policy,
-				       old->policy->domains[i]->name) == NULL)
+		                       old->policy->domains[i]->name) == NULL)
 			dropped++;
 	*ndropped = dropped;
 	if (dropped == 0 || backmxd.spool == NULL)
@@ -158,17 +158,18 @@ reload_config(int force, char *msg, size_t msglen)
 	int nerr = 0, ndropped = 0;
 
 	if (diag == NULL) {
-		snprintf(msg, msglen, "out of memory; keeping the running "
-				      "configuration");
+		snprintf(msg, msglen,
+		         "out of memory; keeping the running "
+		         "configuration");
 		log_err("reload: %s", msg);
 		return -1;
 	}
 	nc = config_load(reload_path, diag, RELOAD_DIAG_MAX, &nerr);
 	if (nc == NULL) {
 		snprintf(msg, msglen,
-			 "%s has %d error(s); keeping the running "
-			 "configuration",
-			 reload_path, nerr);
+		         "%s has %d error(s); keeping the running "
+		         "configuration",
+		         reload_path, nerr);
 		log_err("reload: %s", msg);
 		reload_log_diag(diag);
 		free(diag);
@@ -181,9 +182,9 @@ reload_config(int force, char *msg, size_t msglen)
 	nerr = config_check_modes(nc, diag, RELOAD_DIAG_MAX);
 	if (nerr > 0) {
 		snprintf(msg, msglen,
-			 "%s: %d unsafe file mode(s); keeping the running "
-			 "configuration",
-			 reload_path, nerr);
+		         "%s: %d unsafe file mode(s); keeping the running "
+		         "configuration",
+		         reload_path, nerr);
 		log_err("reload: %s", msg);
 		reload_log_diag(diag);
 		free(diag);
@@ -191,24 +192,23 @@ reload_config(int force, char *msg, size_t msglen)
 		return -1;
 	}
 	free(diag);
-	inuse = reload_dropped_in_use(old, nc, first, sizeof(first),
-				      &ndropped);
+	inuse = reload_dropped_in_use(old, nc, first, sizeof(first), &ndropped);
 	if (inuse < 0) {
 		snprintf(msg, msglen,
-			 "cannot read the spool to check the %d dropped "
-			 "domain(s): %s; keeping the running configuration",
-			 ndropped, spool_error(backmxd.spool));
+		         "cannot read the spool to check the %d dropped "
+		         "domain(s): %s; keeping the running configuration",
+		         ndropped, spool_error(backmxd.spool));
 		log_err("reload: %s", msg);
 		config_free(nc);
 		return -1;
 	}
 	if (inuse > 0 && !force) {
 		snprintf(msg, msglen,
-			 "%s drops %d domain(s) and %lld queued message(s) "
-			 "are for them (e.g. %s); keeping the running "
-			 "configuration (backmxctl reload --force to drop "
-			 "them anyway)",
-			 reload_path, ndropped, (long long)inuse, first);
+		         "%s drops %d domain(s) and %lld queued message(s) "
+		         "are for them (e.g. %s); keeping the running "
+		         "configuration (backmxctl reload --force to drop "
+		         "them anyway)",
+		         reload_path, ndropped, (long long)inuse, first);
 		log_err("reload: %s", msg);
 		config_free(nc);
 		return -1;
@@ -221,29 +221,30 @@ reload_config(int force, char *msg, size_t msglen)
 	if (nc->nlisten != old->nlisten ||
 	    memcmp(nc->listen, old->listen, nc->nlisten * sizeof(*nc->listen)))
 		log_warn("reload: listen addresses changed; they take effect "
-			 "at the next restart");
+		         "at the next restart");
 	if (strcmp(nc->spool, old->spool) != 0 ||
 	    strcmp(nc->control, old->control) != 0)
 		log_warn("reload: spool/control paths changed; they take "
-			 "effect at the next restart");
+		         "effect at the next restart");
 	if (nc->spool_cache != old->spool_cache)
 		log_warn("reload: spool_cache changed; it takes effect at the "
-			 "next restart");
+		         "next restart");
 	if (tls_server_reload(nc) < 0) {
-		snprintf(msg, msglen, "TLS certificate/key unusable; keeping "
-				      "the running configuration");
+		snprintf(msg, msglen,
+		         "TLS certificate/key unusable; keeping "
+		         "the running configuration");
 		log_err("reload: %s", msg);
 		config_free(nc);
 		return -1;
 	}
 	if (inuse > 0)
 		log_warn("reload: forced: %d domain(s) dropped with %lld "
-			 "queued message(s) (e.g. %s); they stay queued, "
-			 "deferred until the domain is configured again or "
-			 "their lifetime ends",
-			 ndropped, (long long)inuse, first);
+		         "queued message(s) (e.g. %s); they stay queued, "
+		         "deferred until the domain is configured again or "
+		         "their lifetime ends",
+		         ndropped, (long long)inuse, first);
 	backmxd.cfg = nc;
-	rcpt_verify_configure(nc);	/* ldap:FILEs read again */
+	rcpt_verify_configure(nc); /* ldap:FILEs read again */
 	/* deliveries and DNS callbacks may still point into the old
 	 * config's domain table: free it only after a grace period */
 	if ((o = calloc(1, sizeof(*o))) != NULL) {
@@ -255,7 +256,7 @@ reload_config(int force, char *msg, size_t msglen)
 		LIST_INSERT_HEAD(&reload_olds, o, entry);
 	}
 	snprintf(msg, msglen, "reloaded %s: %d domain(s)", reload_path,
-		 nc->policy->ndomains);
+	         nc->policy->ndomains);
 	log_info("%s", msg);
 	return 0;
 }

@@ -19,14 +19,14 @@
 
 /* route_dns_answer - "NXDOMAIN", "NODATA", "SERVFAIL (...)", "timeout" */
 const char *route_dns_answer(const struct dns_result *res, char *buf,
-			     size_t len);
+                             size_t len);
 
 /*
  * route_dns_mx_fail - r for a failed MX lookup of domain (res not
  * DNS_OK), id for the log line; configured: the domain is one of ours.
  */
 void route_dns_mx_fail(const char *id, const char *domain, int configured,
-		       const struct dns_result *res, struct result *r);
+                       const struct dns_result *res, struct result *r);
 
 /*
  * route_dns_addr_note - remember in why (a host's, "" at first) what an
@@ -39,7 +39,7 @@ void route_dns_addr_note(char *why, size_t len, const struct dns_result *res);
  * each host and what DNS answered for it (whys[i] of hosts[i]).
  */
 void route_dns_noaddr(const char *id, const char *domain, int is_static,
-		      const char *const *hosts, const char *const *whys,
-		      int n, struct result *r);
+                      const char *const *hosts, const char *const *whys, int n,
+                      struct result *r);
 
 #endif

@@ -23,15 +23,15 @@ void smtpd_session_new(int fd, const struct sockaddr *sa, socklen_t salen);
 int smtpd_count(void);
 
 /* the pure DATA reader, exported for unit tests and fuzzing */
-#define SMTPD_DATA_BARE 0x01	/* bare CR or LF seen */
-#define SMTPD_DATA_NUL 0x02	/* NUL seen */
-#define SMTPD_DATA_LONG 0x04	/* line over 1000 octets with CRLF */
+#define SMTPD_DATA_BARE 0x01 /* bare CR or LF seen */
+#define SMTPD_DATA_NUL 0x02  /* NUL seen */
+#define SMTPD_DATA_LONG 0x04 /* line over 1000 octets with CRLF */
 
 struct smtpd_data {
 	int state;
-	int flags;		/* SMTPD_DATA_* */
+	int flags; /* SMTPD_DATA_* */
 	size_t linelen;
-	int done;		/* CRLF.CRLF seen */
+	int done; /* CRLF.CRLF seen */
 };
 
 /*
@@ -42,8 +42,8 @@ struct smtpd_data {
  * to the next command).
  */
 size_t smtpd_data_feed(struct smtpd_data *d, const char *buf, size_t len,
-		       void (*emit)(void *arg, const char *p, size_t n),
-		       void *arg);
+                       void (*emit)(void *arg, const char *p, size_t n),
+                       void *arg);
 
 /*
  * smtpd_bdat_verdict - a BDAT chunk of n octets announced when the

@@ -15,15 +15,15 @@
 #include "ub_ev.h"
 
 struct ub_ev_base {
-	struct ub_event_base super;	/* first: libunbound's view */
+	struct ub_event_base super; /* first: libunbound's view */
 	struct ev_loop *loop;
-	int depth;			/* inside a libunbound callback */
+	int depth; /* inside a libunbound callback */
 	void (*after_cb)(void *);
 	void *after_arg;
 };
 
 struct ub_ev {
-	struct ub_event super;		/* first */
+	struct ub_event super; /* first */
 	struct ub_ev_base *base;
 	int fd;
 	short bits;
@@ -32,7 +32,7 @@ struct ub_ev {
 	ev_io io;
 	ev_timer timer;
 	int io_on, timer_on;
-	double tv;			/* timeout of the last add, 0 none */
+	double tv; /* timeout of the last add, 0 none */
 };
 
 static void
@@ -75,7 +75,7 @@ ub_ev_fire(struct ub_ev *e, short what)
 		ub_ev_io_stop(e);
 		ub_ev_timer_stop(e);
 	} else if (e->timer_on && !(what & UB_EV_TIMEOUT) && e->tv > 0)
-		ub_ev_timer_start(e, e->tv);	/* libevent re-arms it */
+		ub_ev_timer_start(e, e->tv); /* libevent re-arms it */
 	b->depth++;
 	e->cb(e->fd, what, e->arg);
 	b->depth--;
@@ -101,7 +101,7 @@ ub_ev_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct ub_ev *e = w->data;
 
-	ev_ref(loop);		/* a fired one-shot timer is stopped */
+	ev_ref(loop); /* a fired one-shot timer is stopped */
 	e->timer_on = 0;
 	ub_ev_fire(e, UB_EV_TIMEOUT);
 }
@@ -174,7 +174,7 @@ ub_ev_del(struct ub_event *ev)
 
 static int
 ub_ev_add_timer(struct ub_event *ev, struct ub_event_base *base,
-		void (*cb)(int, short, void *), void *arg, struct timeval *tv)
+                void (*cb)(int, short, void *), void *arg, struct timeval *tv)
 {
 	struct ub_ev *e = (struct ub_ev *)ev;
 
@@ -198,7 +198,7 @@ ub_ev_del_timer(struct ub_event *ev)
 static int
 ub_ev_signal_unused(struct ub_event *ev, struct timeval *tv)
 {
-	return -1;	/* libunbound does not use signals */
+	return -1; /* libunbound does not use signals */
 }
 
 static int
@@ -218,16 +218,23 @@ ub_ev_winsock_block_unused(struct ub_event *ev, int bit)
 }
 
 static struct ub_event_vmt ub_ev_vmt = {
-	ub_ev_add_bits,		 ub_ev_del_bits,	  ub_ev_set_fd,
-	ub_ev_free,		 ub_ev_add,		  ub_ev_del,
-	ub_ev_add_timer,	 ub_ev_del_timer,	  ub_ev_signal_unused,
-	ub_ev_signal_del_unused, ub_ev_winsock_unused,
-	ub_ev_winsock_block_unused,
+    ub_ev_add_bits,
+    ub_ev_del_bits,
+    ub_ev_set_fd,
+    ub_ev_free,
+    ub_ev_add,
+    ub_ev_del,
+    ub_ev_add_timer,
+    ub_ev_del_timer,
+    ub_ev_signal_unused,
+    ub_ev_signal_del_unused,
+    ub_ev_winsock_unused,
+    ub_ev_winsock_block_unused,
 };
 
 static struct ub_event *
 ub_ev_new_event(struct ub_event_base *base, int fd, short bits,
-		void (*cb)(int, short, void *), void *arg)
+                void (*cb)(int, short, void *), void *arg)
 {
 	struct ub_ev *e = calloc(1, sizeof(*e));
 
@@ -249,14 +256,14 @@ ub_ev_new_event(struct ub_event_base *base, int fd, short bits,
 
 static struct ub_event *
 ub_ev_new_signal(struct ub_event_base *base, int fd,
-		 void (*cb)(int, short, void *), void *arg)
+                 void (*cb)(int, short, void *), void *arg)
 {
 	return NULL;
 }
 
 static struct ub_event *
 ub_ev_new_wsaevent(struct ub_event_base *base, void *wsaevent,
-		   void (*cb)(int, short, void *), void *arg)
+                   void (*cb)(int, short, void *), void *arg)
 {
 	return NULL;
 }
@@ -282,8 +289,8 @@ ub_ev_loopexit(struct ub_event_base *base, struct timeval *tv)
 }
 
 static struct ub_event_base_vmt ub_ev_base_vmt = {
-	ub_ev_base_free_vmt, ub_ev_dispatch,   ub_ev_loopexit,
-	ub_ev_new_event,     ub_ev_new_signal, ub_ev_new_wsaevent,
+    ub_ev_base_free_vmt, ub_ev_dispatch,   ub_ev_loopexit,
+    ub_ev_new_event,     ub_ev_new_signal, ub_ev_new_wsaevent,
 };
 
 struct ub_event_base *

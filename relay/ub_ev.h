@@ -16,7 +16,7 @@ struct ub_event_base;
  * place to finish what could not be done inside it).  NULL: no memory.
  */
 struct ub_event_base *ub_ev_base_new(struct ev_loop *loop,
-				     void (*after_cb)(void *), void *arg);
+                                     void (*after_cb)(void *), void *arg);
 /* ub_ev_base_free - after ub_ctx_delete() */
 void ub_ev_base_free(struct ub_event_base *b);
 /* ub_ev_base_depth - >0 while a libunbound callback runs */

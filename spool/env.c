@@ -55,7 +55,7 @@ spool_errcall(const DB_ENV *env, const char *pfx, const char *msg)
 	 * A replication master lists every file of the directory to rebuild
 	 * an empty client (internal init); our own lock and state files are
 	 * files (backmxd.lock, .state, .id) are not databases, which it says,
- * harmlessly: not an error of ours.
+	 * harmlessly: not an error of ours.
 	 */
 	if (s->repl_role != SPOOL_REPL_NONE && strstr(msg, "fop_read_meta") &&
 	    strstr(msg, "/backmxd.") != NULL)
@@ -222,7 +222,7 @@ spool_region_prealloc(struct spool *s, size_t cache, char *err, size_t errlen)
 	snprintf(path, sizeof(path), "%s/__db.001", s->dir);
 	if (stat(path, &st) == 0 && spool_region_mapped(&st) > 0)
 		goto allocate;
-	s->quiet = 1;	/* the cache refusing more is the point */
+	s->quiet = 1; /* the cache refusing more is the point */
 	if ((ret = db_create(&tmp, s->env, 0)) != 0)
 		goto fail;
 	if ((ret = tmp->set_flags(tmp, DB_TXN_NOT_DURABLE)) != 0 ||
@@ -368,12 +368,11 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 	 * so no manual db_recover is ever needed.
 	 */
 	s->opening = 1;
-	ret =
-	    s->env->open(s->env, dir,
-	                 DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
-	                     DB_INIT_MPOOL | DB_RECOVER | DB_REGISTER |
-	                     (s->repl_role ? DB_INIT_REP : 0),
-	                 0600);
+	ret = s->env->open(s->env, dir,
+	                   DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK |
+	                       DB_INIT_LOG | DB_INIT_MPOOL | DB_RECOVER |
+	                       DB_REGISTER | (s->repl_role ? DB_INIT_REP : 0),
+	                   0600);
 	s->opening = 0;
 	if (ret != 0) {
 		/* recovery that ran out of space ends in DB_RUNRECOVERY;
@@ -381,12 +380,13 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 		if (ret == ENOSPC || ret == EDQUOT || s->saw_enospc ||
 		    strstr(s->dberr, strerror(ENOSPC))) {
 			cls = SPOOL_ENOSPC;
-			snprintf(err, errlen,
-			         "disk full: opening the environment in %s "
-			         "failed for lack of space (%s%s%s): free space "
-			         "and start again",
-			         dir, db_strerror(ret), s->dberr[0] ? ": " : "",
-			         s->dberr);
+			snprintf(
+			    err, errlen,
+			    "disk full: opening the environment in %s "
+			    "failed for lack of space (%s%s%s): free space "
+			    "and start again",
+			    dir, db_strerror(ret), s->dberr[0] ? ": " : "",
+			    s->dberr);
 		} else
 			snprintf(err, errlen, "opening the environment: %s%s%s",
 			         db_strerror(ret), s->dberr[0] ? ": " : "",
@@ -399,15 +399,17 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 			char what[512];
 
 			snprintf(what, sizeof(what), "%s", err);
-			snprintf(err, errlen,
-			         "disk full: %s: lower spool_cache or free space",
-			         what);
+			snprintf(
+			    err, errlen,
+			    "disk full: %s: lower spool_cache or free space",
+			    what);
 		}
 		goto fail;
 	}
 	/* replicated: the role before any database is touched; a client
 	 * (the peer's spool) has no handles until it is promoted */
-	if (s->repl_role != SPOOL_REPL_NONE && spool_repl_begin(s, err, errlen) < 0)
+	if (s->repl_role != SPOOL_REPL_NONE &&
+	    spool_repl_begin(s, err, errlen) < 0)
 		goto fail;
 	if (s->repl_role == SPOOL_REPL_CLIENT) {
 		s->open_ok = 1;

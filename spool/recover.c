@@ -32,7 +32,7 @@
 #define SPOOL_STATEFILE "backmxd.state"
 /* measured (BDB 5.3, our lock limits): regions take cache * 1.25 + ~7 MB */
 #define SPOOL_REGIONS_FIXED (8u * 1024 * 1024) /* lock, log, txn regions */
-#define SPOOL_MARGIN (4u * 1024 * 1024)	/* log records of recovery */
+#define SPOOL_MARGIN (4u * 1024 * 1024)        /* log records of recovery */
 
 /* spool_region_bytes - disk blocks already held by __db.* region files */
 static uint64_t
@@ -52,14 +52,14 @@ spool_region_bytes(const char *dir)
 }
 
 int
-spool_space_check(const char *dir, size_t cache, uint32_t logbuf,
-                  char *err, size_t errlen)
+spool_space_check(const char *dir, size_t cache, uint32_t logbuf, char *err,
+                  size_t errlen)
 {
 	struct statvfs vf;
 	uint64_t avail, have, need, mb = 1024 * 1024;
 
 	if (statvfs(dir, &vf) < 0)
-		return 0;	/* cannot tell: let BDB try */
+		return 0; /* cannot tell: let BDB try */
 	avail = (uint64_t)vf.f_bavail * vf.f_frsize;
 	have = spool_region_bytes(dir);
 	/* the regions are (re)made at full size; recovery then writes
@@ -122,7 +122,8 @@ spool_state_read(struct spool *s)
 		           (strcmp(id, "-") == 0 || spool_id_valid(id)))
 			memcpy(s->st_orphans, id, strlen(id) + 1);
 		else if (strncmp(line, "damage ", 7) == 0)
-			snprintf(s->damage, sizeof(s->damage), "%.700s", line + 7);
+			snprintf(s->damage, sizeof(s->damage), "%.700s",
+			         line + 7);
 	}
 	fclose(fp);
 	return 1;
@@ -176,8 +177,8 @@ spool_state_write(struct spool *s, int durable)
 		return -1;
 	}
 	/* a durable write is one the next open may rely on: the rename too */
-	if (durable && (fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >=
-	                   0) {
+	if (durable &&
+	    (fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
 		ok = fsync(fd) == 0;
 		close(fd);
 		if (!ok)
@@ -223,8 +224,10 @@ spool_log_check(struct spool *s)
 
 		if (n > 3 && strcmp(de->d_name + n - 3, ".db") == 0 &&
 		    (ret = s->env->lsn_reset(s->env, de->d_name, 0)) != 0)
-			spool_fail(s, ret, "resetting the LSNs of %s after a "
-			           "damaged log", de->d_name);
+			spool_fail(s, ret,
+			           "resetting the LSNs of %s after a "
+			           "damaged log",
+			           de->d_name);
 	}
 	closedir(d);
 	return ret != 0 ? -1 : 0;
@@ -243,12 +246,13 @@ spool_damage_check(struct spool *s)
 		if (s->recover_msgs == 0)
 			return;
 		/* BDB complained during recovery but the log is long enough */
-		snprintf(s->damage, sizeof(s->damage),
-		         "recovery reported a damaged transaction log (%.200s); "
-		         "%llu message(s) queued when its end was last "
-		         "recorded, %llu now",
-		         s->recover_first, (unsigned long long)s->st_msgs,
-		         (unsigned long long)s->msgs);
+		snprintf(
+		    s->damage, sizeof(s->damage),
+		    "recovery reported a damaged transaction log (%.200s); "
+		    "%llu message(s) queued when its end was last "
+		    "recorded, %llu now",
+		    s->recover_first, (unsigned long long)s->st_msgs,
+		    (unsigned long long)s->msgs);
 		return;
 	}
 	snprintf(s->damage, sizeof(s->damage),

@@ -358,8 +358,8 @@ schedule_flags(const struct schedule *q, const char *id)
  */
 size_t
 schedule_advance_match(struct schedule *q, int64_t now, uint32_t tag,
-		       unsigned need, int (*unknown)(void *, const char *),
-		       void *arg)
+                       unsigned need, int (*unknown)(void *, const char *),
+                       void *arg)
 {
 	uint32_t i;
 	size_t n = 0;
@@ -385,7 +385,7 @@ schedule_advance_match(struct schedule *q, int64_t now, uint32_t tag,
 /* schedule_advance_tag - schedule_advance_match with no flag needed */
 size_t
 schedule_advance_tag(struct schedule *q, int64_t now, uint32_t tag,
-		     int (*unknown)(void *, const char *), void *arg)
+                     int (*unknown)(void *, const char *), void *arg)
 {
 	return schedule_advance_match(q, now, tag, 0, unknown, arg);
 }
@@ -453,8 +453,8 @@ schedule_backoff(const long *steps, int nsteps, int attempts, int64_t now,
  */
 int64_t
 schedule_deferral(const long *steps, int nsteps, int *step,
-		  int64_t next_attempt, int64_t started, int64_t now,
-		  int64_t expires, unsigned jitter_seed)
+                  int64_t next_attempt, int64_t started, int64_t now,
+                  int64_t expires, unsigned jitter_seed)
 {
 	int64_t t;
 

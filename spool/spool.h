@@ -29,17 +29,17 @@
 #include <stdint.h>
 #include <time.h>
 
-#define SPOOL_ID_LEN 12		/* hex digits; ids sort by creation */
-#define SPOOL_CHUNK (60 * 1024)	/* body chunk size */
+#define SPOOL_ID_LEN 12         /* hex digits; ids sort by creation */
+#define SPOOL_CHUNK (60 * 1024) /* body chunk size */
 
 struct spool;
 
 enum spool_err {
 	SPOOL_OK = 0,
-	SPOOL_ENOSPC,		/* disk or DB full: 452 4.3.1 */
-	SPOOL_EIO,		/* any other failure: 451 4.3.0 */
-	SPOOL_ENOTFOUND,	/* no such message */
-	SPOOL_EBUSY,		/* another process holds the spool */
+	SPOOL_ENOSPC,    /* disk or DB full: 452 4.3.1 */
+	SPOOL_EIO,       /* any other failure: 451 4.3.0 */
+	SPOOL_ENOTFOUND, /* no such message */
+	SPOOL_EBUSY,     /* another process holds the spool */
 };
 
 /* spool_open - open/create/recover the environment in dir */
@@ -47,7 +47,7 @@ struct spool *spool_open(const char *dir, char *err, size_t errlen);
 
 /* sizes for spool_open_opts(); 0 = the default */
 struct spool_lsn {
-	uint32_t file, offset;	/* a BDB log sequence number */
+	uint32_t file, offset; /* a BDB log sequence number */
 };
 
 /*
@@ -58,21 +58,21 @@ struct spool_lsn {
  * dropped (return -1): BDB asks again for what the other site missed.
  */
 typedef int (*spool_repl_send_fn)(void *arg, const void *control, size_t clen,
-				  const void *rec, size_t rlen,
-				  const struct spool_lsn *lsn, uint32_t flags);
-#define SPOOL_REPL_PERMANENT 0x04	/* DB_REP_PERMANENT: a commit */
+                                  const void *rec, size_t rlen,
+                                  const struct spool_lsn *lsn, uint32_t flags);
+#define SPOOL_REPL_PERMANENT 0x04 /* DB_REP_PERMANENT: a commit */
 
 enum spool_repl_role {
-	SPOOL_REPL_NONE = 0,	/* not replicated */
-	SPOOL_REPL_MASTER,	/* our own spool: we write, the peer copies */
-	SPOOL_REPL_CLIENT,	/* the peer's spool: read-only replica, no
-				   database handles until promoted */
+	SPOOL_REPL_NONE = 0, /* not replicated */
+	SPOOL_REPL_MASTER,   /* our own spool: we write, the peer copies */
+	SPOOL_REPL_CLIENT,   /* the peer's spool: read-only replica, no
+	                        database handles until promoted */
 };
 
 struct spool_options {
-	size_t cache_bytes;	/* BDB cache, default 64 MB */
-	uint32_t log_buffer;	/* in-memory log buffer, default 4 MB */
-	uint32_t log_file;	/* log file size, default 16 MB */
+	size_t cache_bytes;  /* BDB cache, default 64 MB */
+	uint32_t log_buffer; /* in-memory log buffer, default 4 MB */
+	uint32_t log_file;   /* log file size, default 16 MB */
 	enum spool_repl_role repl_role;
 	spool_repl_send_fn repl_send;
 	void *repl_arg;
@@ -88,7 +88,7 @@ struct spool_options {
  * the spool (err names its pid), SPOOL_ENOSPC, or SPOOL_EIO.
  */
 struct spool *spool_open_opts(const char *dir, const struct spool_options *o,
-			      enum spool_err *cls, char *err, size_t errlen);
+                              enum spool_err *cls, char *err, size_t errlen);
 void spool_close(struct spool *s);
 /* spool_error - class and text of the last failure */
 enum spool_err spool_errno(const struct spool *s);
@@ -126,7 +126,7 @@ int spool_repl_start(struct spool *s);
  * acknowledge, -1 on an error (spool_error; the link should be reset).
  */
 int spool_repl_process(struct spool *s, const void *control, size_t clen,
-		       const void *rec, size_t rlen, struct spool_lsn *perm);
+                       const void *rec, size_t rlen, struct spool_lsn *perm);
 /*
  * Identities.  spool_repl_incarnation - our spool's random 64-bit id,
  * made at first use and kept in DIR/backmxd.id: a spool on a new disk
@@ -157,17 +157,17 @@ struct spool_import_stats {
 	uint64_t reid;    /* stored under a new id: the id was taken */
 };
 typedef void spool_import_fn(void *arg, const struct spool_envelope *e,
-			     const char *origin_id);
+                             const char *origin_id);
 int spool_import(struct spool *dst, struct spool *src, spool_import_fn *fn,
-		 void *arg, struct spool_import_stats *st);
+                 void *arg, struct spool_import_stats *st);
 /* spool_repl_last_perm - master: the LSN of the last commit record sent */
 struct spool_lsn spool_repl_last_perm(const struct spool *s);
 /* spool_lsn_cmp - <0, 0, >0 as a is before, at, after b */
 int spool_lsn_cmp(const struct spool_lsn *a, const struct spool_lsn *b);
 struct spool_repl_status {
 	enum spool_repl_role role;
-	int in_sync;		/* client: startup done (caught up once) */
-	struct spool_lsn next;	/* next LSN expected / to be written */
+	int in_sync;           /* client: startup done (caught up once) */
+	struct spool_lsn next; /* next LSN expected / to be written */
 	uint64_t msgs_processed, perm_sent;
 };
 void spool_repl_status(struct spool *s, struct spool_repl_status *st);
@@ -178,7 +178,7 @@ void spool_repl_status(struct spool *s, struct spool_repl_status *st);
 enum spool_rcpt_state {
 	SPOOL_RCPT_PENDING = 0,
 	SPOOL_RCPT_DELIVERED,
-	SPOOL_RCPT_FAILED,	/* bounced (or to be bounced) */
+	SPOOL_RCPT_FAILED, /* bounced (or to be bounced) */
 };
 
 #define SPOOL_NOTIFY_NEVER 0x01
@@ -195,19 +195,19 @@ enum spool_rcpt_state {
 #define SPOOL_BODY_BINARYMIME 2
 
 struct spool_rcpt {
-	char *address;		/* user@domain we deliver to */
-	char *orcpt;		/* "rfc822;..." or NULL */
-	int notify;		/* SPOOL_NOTIFY_* or 0 when not given */
-	int state;		/* enum spool_rcpt_state */
+	char *address; /* user@domain we deliver to */
+	char *orcpt;   /* "rfc822;..." or NULL */
+	int notify;    /* SPOOL_NOTIFY_* or 0 when not given */
+	int state;     /* enum spool_rcpt_state */
 	int attempts;
-	int64_t next_attempt;	/* unix time */
-	char *last_error;	/* "4.4.1 connection refused" or NULL */
-	char *route;		/* "host:port" static route chosen at accept
-				   (percent hack) or NULL = by domain */
-	int step;		/* retry steps taken: failed attempts made at
-				   their scheduled time (a flush's do not
-				   count), the index into the retry list */
-	int flags;		/* SPOOL_RCPT_F_* */
+	int64_t next_attempt; /* unix time */
+	char *last_error;     /* "4.4.1 connection refused" or NULL */
+	char *route;          /* "host:port" static route chosen at accept
+	                         (percent hack) or NULL = by domain */
+	int step;             /* retry steps taken: failed attempts made at
+	                         their scheduled time (a flush's do not
+	                         count), the index into the retry list */
+	int flags;            /* SPOOL_RCPT_F_* */
 };
 
 /* the last deferral was no reply of the host to this recipient (no
@@ -221,17 +221,17 @@ struct spool_rcpt {
 struct spool_envelope {
 	char id[SPOOL_ID_LEN + 1];
 	int64_t arrival;
-	uint64_t size;		/* body octets as stored */
-	char *sender;		/* "" for <> */
-	int body;		/* SPOOL_BODY_* */
+	uint64_t size; /* body octets as stored */
+	char *sender;  /* "" for <> */
+	int body;      /* SPOOL_BODY_* */
 	int smtputf8;
-	int ret;		/* SPOOL_RET_* */
-	char *envid;		/* xtext as received, or NULL */
-	char *client_addr;	/* "192.0.2.1" */
+	int ret;           /* SPOOL_RET_* */
+	char *envid;       /* xtext as received, or NULL */
+	char *client_addr; /* "192.0.2.1" */
 	char *client_helo;
 	int held;
-	int is_bounce;		/* generated DSN: never bounce it */
-	int delay_warned;	/* the delayed DSN (delay_warning) went out */
+	int is_bounce;    /* generated DSN: never bounce it */
+	int delay_warned; /* the delayed DSN (delay_warning) went out */
 	int nrcpt;
 	struct spool_rcpt *rcpt;
 };
@@ -266,24 +266,24 @@ int spool_message_delete(struct spool *s, const char *id);
  * passed to fn is freed after fn returns.
  */
 int spool_scan(struct spool *s, const char *after, int max,
-	       int (*fn)(void *arg, const struct spool_envelope *e),
-	       void *arg);
+               int (*fn)(void *arg, const struct spool_envelope *e), void *arg);
 
 /* ------------------------------------------------------------------ */
 /* The next-attempt index (next.c): next.db, one entry per scheduled
  * message, kept in the transaction of its envelope, read in time order
  * at start instead of every envelope. */
 
-#define SPOOL_NEXT_CONN 0x01	/* a pending recipient has SPOOL_RCPT_F_CONN */
-#define SPOOL_NEXT_WARN 0x02	/* pending, no delay warning sent yet, not
-				   a DSN: a delay warning may be owed */
+#define SPOOL_NEXT_CONN 0x01 /* a pending recipient has SPOOL_RCPT_F_CONN */
+#define SPOOL_NEXT_WARN                                                        \
+	0x02 /* pending, no delay warning sent yet, not                        \
+	        a DSN: a delay warning may be owed */
 
 struct spool_next {
-	int64_t t;		/* earliest next attempt (or owed DSN) */
+	int64_t t; /* earliest next attempt (or owed DSN) */
 	char id[SPOOL_ID_LEN + 1];
-	uint32_t tag;		/* spool_domain_tag of the one domain of its
-				   pending recipients, 0 when several/none */
-	unsigned flags;		/* SPOOL_NEXT_* */
+	uint32_t tag;   /* spool_domain_tag of the one domain of its
+	                   pending recipients, 0 when several/none */
+	unsigned flags; /* SPOOL_NEXT_* */
 };
 
 /* spool_next_of - e's entry: 1 and *n, 0 when it has none (held, done) */
@@ -296,8 +296,8 @@ uint32_t spool_domain_tag(const char *domain);
  * number visited, or -1.  fn may change the spool.
  */
 int spool_next_scan(struct spool *s, const struct spool_next *after, int max,
-		    int (*fn)(void *arg, const struct spool_next *n),
-		    void *arg);
+                    int (*fn)(void *arg, const struct spool_next *n),
+                    void *arg);
 
 /* ------------------------------------------------------------------ */
 /* Writing a new message (message.c) */
@@ -327,7 +327,7 @@ void spool_writer_abort(struct spool_writer *w);
  * was read, 0 past the last chunk, -1 on error.
  */
 int spool_body_read(struct spool *s, const char *id, uint32_t n,
-		    const void **data, size_t *len);
+                    const void **data, size_t *len);
 
 /* ------------------------------------------------------------------ */
 /* Recipient verification cache (verify.c): verify.db in the spool's
@@ -338,11 +338,11 @@ int spool_body_read(struct spool *s, const char *id, uint32_t n,
 #define SPOOL_VERIFY_TEXT_MAX 256
 
 struct spool_verify_entry {
-	int answer;		/* 1 valid, 0 invalid */
-	int code;		/* the source's reply code (250, 550, ...) */
-	int64_t time;		/* when it was asked */
-	int64_t keep_until;	/* removed after this */
-	char text[SPOOL_VERIFY_TEXT_MAX];	/* the primary's reply text */
+	int answer;         /* 1 valid, 0 invalid */
+	int code;           /* the source's reply code (250, 550, ...) */
+	int64_t time;       /* when it was asked */
+	int64_t keep_until; /* removed after this */
+	char text[SPOOL_VERIFY_TEXT_MAX]; /* the primary's reply text */
 };
 
 struct spool_verify;
@@ -353,11 +353,11 @@ struct spool_verify;
  * spool_close.  NULL with err set on failure.
  */
 struct spool_verify *spool_verify_open(struct spool *s, uint64_t max_entries,
-				       char *err, size_t errlen);
+                                       char *err, size_t errlen);
 void spool_verify_close(struct spool_verify *v);
 /* spool_verify_get - 1 found (*e filled), 0 not cached, -1 error */
 int spool_verify_get(struct spool_verify *v, const char *key,
-		     struct spool_verify_entry *e);
+                     struct spool_verify_entry *e);
 /*
  * spool_verify_put - store e under key in its own transaction (no sync:
  * the next group commit flushes it; losing the last answers in a crash
@@ -365,7 +365,7 @@ int spool_verify_get(struct spool_verify *v, const char *key,
  * then the oldest found by a bounded scan.  0 / -1.
  */
 int spool_verify_put(struct spool_verify *v, const char *key,
-		     const struct spool_verify_entry *e, int64_t now);
+                     const struct spool_verify_entry *e, int64_t now);
 int spool_verify_del(struct spool_verify *v, const char *key);
 /* spool_verify_expire - drop records past keep_until; returns how many */
 int spool_verify_expire(struct spool_verify *v, int64_t now);
@@ -385,10 +385,10 @@ int schedule_set(struct schedule *q, const char *id, int64_t t);
 void schedule_remove(struct schedule *q, const char *id);
 /* schedule_peek - earliest entry: 1 and *t, id copied; 0 when empty */
 int schedule_peek(const struct schedule *q, int64_t *t,
-		  char id[SPOOL_ID_LEN + 1]);
+                  char id[SPOOL_ID_LEN + 1]);
 /* schedule_pop_due - remove and return the earliest id due at now */
 int schedule_pop_due(struct schedule *q, int64_t now,
-		     char id[SPOOL_ID_LEN + 1]);
+                     char id[SPOOL_ID_LEN + 1]);
 size_t schedule_size(const struct schedule *q);
 /* schedule_advance_all - entries later than now due at now; O(n) */
 size_t schedule_advance_all(struct schedule *q, int64_t now);
@@ -399,7 +399,7 @@ size_t schedule_advance_all(struct schedule *q, int64_t now);
  */
 void schedule_set_tag(struct schedule *q, const char *id, uint32_t tag);
 size_t schedule_advance_tag(struct schedule *q, int64_t now, uint32_t tag,
-			    int (*unknown)(void *, const char *), void *arg);
+                            int (*unknown)(void *, const char *), void *arg);
 /*
  * schedule_set_flags - the caller's flags (8 bits) on id's entry: a new
  * entry has 0, schedule_set keeps them; schedule_flags reads them (0
@@ -410,8 +410,8 @@ size_t schedule_advance_tag(struct schedule *q, int64_t now, uint32_t tag,
 void schedule_set_flags(struct schedule *q, const char *id, unsigned flags);
 unsigned schedule_flags(const struct schedule *q, const char *id);
 size_t schedule_advance_match(struct schedule *q, int64_t now, uint32_t tag,
-			      unsigned need,
-			      int (*unknown)(void *, const char *), void *arg);
+                              unsigned need,
+                              int (*unknown)(void *, const char *), void *arg);
 /* schedule_when - the time of id, or -1 when not scheduled */
 int64_t schedule_when(const struct schedule *q, const char *id);
 
@@ -421,7 +421,7 @@ int64_t schedule_when(const struct schedule *q, const char *id);
  * a jitter of up to 10% drawn from jitter_seed (0 = none).
  */
 int64_t schedule_backoff(const long *steps, int nsteps, int attempts,
-			 int64_t now, unsigned jitter_seed);
+                         int64_t now, unsigned jitter_seed);
 
 /*
  * schedule_deferral - the next attempt after a deferral at now of an
@@ -431,7 +431,7 @@ int64_t schedule_backoff(const long *steps, int nsteps, int attempts,
  * expires, always > now.
  */
 int64_t schedule_deferral(const long *steps, int nsteps, int *step,
-			  int64_t next_attempt, int64_t started, int64_t now,
-			  int64_t expires, unsigned jitter_seed);
+                          int64_t next_attempt, int64_t started, int64_t now,
+                          int64_t expires, unsigned jitter_seed);
 
 #endif

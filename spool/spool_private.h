@@ -44,23 +44,23 @@ struct spool {
 	size_t rbufcap;
 
 	/* health (recover.c) */
-	int opening;            /* inside DB_ENV->open: recovery may talk */
-	int open_ok;            /* fully open: the state file may be written */
-	int quiet;              /* expected BDB errors: do not log them */
-	int saw_enospc;         /* a BDB message said the disk is full */
-	int recover_msgs;       /* BDB error messages during the open */
+	int opening;      /* inside DB_ENV->open: recovery may talk */
+	int open_ok;      /* fully open: the state file may be written */
+	int quiet;        /* expected BDB errors: do not log them */
+	int saw_enospc;   /* a BDB message said the disk is full */
+	int recover_msgs; /* BDB error messages during the open */
 	char recover_first[256];
 	uint32_t st_file, st_offset; /* backmxd.state: log end known on disk */
 	uint64_t st_msgs;
-	int st_clean;           /* closed cleanly: st_msgs/st_bytes hold */
+	int st_clean; /* closed cleanly: st_msgs/st_bytes hold */
 	uint64_t st_bytes;
 	char st_orphans[SPOOL_ID_LEN + 1]; /* chunks from here on may be
 	                                      orphans; "" all, "-" none */
-	int64_t st_when;        /* last state write by spool_sync */
-	int recount;            /* a sync failed: recount at the next one */
-	int closing;            /* spool_close: the state file says clean */
-	char damage[768];       /* unacknowledged damage report, or "" */
-	int log_short;          /* the log ends before st_file/st_offset */
+	int64_t st_when;                   /* last state write by spool_sync */
+	int recount;      /* a sync failed: recount at the next one */
+	int closing;      /* spool_close: the state file says clean */
+	char damage[768]; /* unacknowledged damage report, or "" */
+	int log_short;    /* the log ends before st_file/st_offset */
 	uint32_t log_file, log_offset; /* where it ends after recovery */
 
 	/* replication (repl.c) */
@@ -86,8 +86,8 @@ int spool_id_valid(const char *id);
 void spool_body_key(unsigned char key[SPOOL_BODY_KEYLEN], const char *id,
                     uint32_t n);
 /* recover.c: free space before open, the state file, damage reports */
-int spool_space_check(const char *dir, size_t cache, uint32_t logbuf,
-                      char *err, size_t errlen);
+int spool_space_check(const char *dir, size_t cache, uint32_t logbuf, char *err,
+                      size_t errlen);
 int spool_state_read(struct spool *s);
 int spool_state_write(struct spool *s, int durable);
 int spool_log_check(struct spool *s);

@@ -17,7 +17,7 @@
 #include "spool_private.h"
 
 #define VERIFY_DEFAULT_MAX 100000
-#define VERIFY_EVICT_SCAN 1000	/* records looked at per eviction */
+#define VERIFY_EVICT_SCAN 1000 /* records looked at per eviction */
 
 struct spool_verify {
 	struct spool *s;
@@ -31,7 +31,7 @@ static int
 verify_fail(struct spool_verify *v, int ret, const char *what)
 {
 	snprintf(v->err, sizeof(v->err), "verify.db: %s: %s", what,
-		 db_strerror(ret));
+	         db_strerror(ret));
 	return -1;
 }
 
@@ -62,7 +62,7 @@ verify_count_all(struct spool_verify *v)
 
 struct spool_verify *
 spool_verify_open(struct spool *s, uint64_t max_entries, char *err,
-		  size_t errlen)
+                  size_t errlen)
 {
 	struct spool_verify *v;
 	int ret;
@@ -76,7 +76,7 @@ spool_verify_open(struct spool *s, uint64_t max_entries, char *err,
 	if ((ret = db_create(&v->db, s->env, 0)) != 0)
 		goto fail;
 	ret = v->db->open(v->db, NULL, "verify.db", NULL, DB_BTREE,
-			  DB_CREATE | DB_AUTO_COMMIT, 0600);
+	                  DB_CREATE | DB_AUTO_COMMIT, 0600);
 	if (ret != 0)
 		goto fail;
 	if (verify_count_all(v) < 0) {
@@ -120,7 +120,7 @@ verify_decode(const DBT *d, struct spool_verify_entry *e)
 	memcpy(buf, d->data, d->size);
 	buf[d->size] = '\0';
 	if (sscanf(buf, "%d %d %lld %lld %n", &answer, &code, &t, &keep,
-		   &off) != 4 ||
+	           &off) != 4 ||
 	    off <= 0)
 		return -1;
 	memset(e, 0, sizeof(*e));
@@ -134,7 +134,7 @@ verify_decode(const DBT *d, struct spool_verify_entry *e)
 
 int
 spool_verify_get(struct spool_verify *v, const char *key,
-		 struct spool_verify_entry *e)
+                 struct spool_verify_entry *e)
 {
 	DBT k, d;
 	int ret;
@@ -150,7 +150,7 @@ spool_verify_get(struct spool_verify *v, const char *key,
 	if (ret != 0)
 		return verify_fail(v, ret, "get");
 	if (verify_decode(&d, e) < 0)
-		return 0;	/* a bad record is a miss; the next put fixes it */
+		return 0; /* a bad record is a miss; the next put fixes it */
 	return 1;
 }
 
@@ -201,7 +201,7 @@ verify_evict(struct spool_verify *v, int64_t now)
 
 int
 spool_verify_put(struct spool_verify *v, const char *key,
-		 const struct spool_verify_entry *e, int64_t now)
+                 const struct spool_verify_entry *e, int64_t now)
 {
 	char buf[SPOOL_VERIFY_TEXT_MAX + 96], text[SPOOL_VERIFY_TEXT_MAX];
 	DB_TXN *txn;
@@ -217,8 +217,8 @@ spool_verify_put(struct spool_verify *v, const char *key,
 		if ((unsigned char)text[i] < 0x20 || text[i] == 0x7f)
 			text[i] = ' ';
 	n = snprintf(buf, sizeof(buf), "%d %d %lld %lld %s", e->answer ? 1 : 0,
-		     e->code, (long long)e->time, (long long)e->keep_until,
-		     text);
+	             e->code, (long long)e->time, (long long)e->keep_until,
+	             text);
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		n = (int)strlen(buf);
 	memset(&k, 0, sizeof(k));

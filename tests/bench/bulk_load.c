@@ -51,14 +51,14 @@ make_body(size_t size, const char *domain)
 	if ((b = malloc(size)) == NULL)
 		return NULL;
 	n = (size_t)snprintf(hdr, sizeof(hdr),
-			     "From: Bench <bench@sender.example>\r\n"
-			     "To: <user@%s>\r\n"
-			     "Subject: bulk_load scale message\r\n"
-			     "Message-ID: <bulk@sender.example>\r\n"
-			     "MIME-Version: 1.0\r\n"
-			     "Content-Type: text/plain; charset=us-ascii\r\n"
-			     "\r\n",
-			     domain);
+	                     "From: Bench <bench@sender.example>\r\n"
+	                     "To: <user@%s>\r\n"
+	                     "Subject: bulk_load scale message\r\n"
+	                     "Message-ID: <bulk@sender.example>\r\n"
+	                     "MIME-Version: 1.0\r\n"
+	                     "Content-Type: text/plain; charset=us-ascii\r\n"
+	                     "\r\n",
+	                     domain);
 	if (n >= size) {
 		free(b);
 		return NULL;
@@ -97,7 +97,7 @@ main(int argc, char **argv)
 
 	if (argc < 3 || argc > 6) {
 		fprintf(stderr, "usage: bulk_load SPOOLDIR N [SIZE [DOMAIN "
-				"[DELAY]]]\n");
+		                "[DELAY]]]\n");
 		return 2;
 	}
 	dir = argv[1];
@@ -110,7 +110,7 @@ main(int argc, char **argv)
 		delay = atol(argv[5]);
 	if (n < 0 || size < 256 || size > 100L * 1024 * 1024) {
 		fprintf(stderr, "bulk_load: bad N or SIZE (256 bytes at "
-				"least)\n");
+		                "least)\n");
 		return 2;
 	}
 	if ((body = make_body((size_t)size, domain)) == NULL) {
@@ -138,16 +138,16 @@ main(int argc, char **argv)
 		return nscan < 0 ? 1 : 0;
 	}
 	if (msgs > 0)
-		fprintf(stderr, "bulk_load: %s already holds %llu messages; "
-				"adding %ld\n",
-			dir, (unsigned long long)msgs, n);
+		fprintf(stderr,
+		        "bulk_load: %s already holds %llu messages; "
+		        "adding %ld\n",
+		        dir, (unsigned long long)msgs, n);
 
 	t0 = tl = now();
 	for (i = 1; i <= n; i++) {
 		int64_t t = (int64_t)time(NULL);
 
-		snprintf(addr, sizeof(addr), "%lduser@%s", i % 100000,
-			 domain);
+		snprintf(addr, sizeof(addr), "%lduser@%s", i % 100000, domain);
 		memset(&r, 0, sizeof(r));
 		r.address = addr;
 		r.state = SPOOL_RCPT_PENDING;
@@ -164,23 +164,23 @@ main(int argc, char **argv)
 		e.rcpt = &r;
 		if ((w = spool_writer_new(s)) != NULL && first[0] == '\0')
 			snprintf(first, sizeof(first), "%s",
-				 spool_writer_id(w));
+			         spool_writer_id(w));
 		if (w == NULL ||
 		    spool_writer_append(w, body, (size_t)size) < 0 ||
 		    spool_writer_commit(w, &e) < 0 ||
 		    (i % SYNC_EVERY == 0 && spool_sync(s) < 0) ||
 		    (i % CHECKPOINT_EVERY == 0 && spool_checkpoint(s) < 0)) {
 			fprintf(stderr, "bulk_load: message %ld: %s\n", i,
-				spool_error(s));
+			        spool_error(s));
 			spool_close(s);
 			return 1;
 		}
 		if (i % 100000 == 0) {
 			t1 = now();
 			fprintf(stderr,
-				"bulk_load: %ld messages, %.0f/s over the last "
-				"100000\n",
-				i, 100000 / (t1 - tl));
+			        "bulk_load: %ld messages, %.0f/s over the last "
+			        "100000\n",
+			        i, 100000 / (t1 - tl));
 			tl = t1;
 		}
 	}

@@ -17,7 +17,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const int types[] = {DNS_T_A,   DNS_T_AAAA, DNS_T_MX,
-				    DNS_T_TXT, DNS_T_TLSA, DNS_T_CNAME};
+	                            DNS_T_TXT, DNS_T_TLSA, DNS_T_CNAME};
 	struct ub_result *r;
 	int qtype, i;
 
@@ -25,7 +25,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	qtype = types[data[0] % 6];
 	r = dns_packet_result(data + 1, size - 1, "fuzz.example", qtype, 0,
-			      data[0] >> 6, NULL);
+	                      data[0] >> 6, NULL);
 	if (r == NULL)
 		return 0;
 	if (r->data == NULL || r->len == NULL)
@@ -42,7 +42,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			struct policy_mx mx;
 
 			(void)dns_parse_mx_rdata((uint8_t *)r->data[i],
-						 (size_t)r->len[i], &mx);
+			                         (size_t)r->len[i], &mx);
 		}
 	}
 	if (r->havedata != (i > 0))

@@ -19,7 +19,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		const unsigned char *d;
 		size_t dl;
 		char cmd;
-		int n = milter_packet_parse(data + off, len - off, &cmd, &d, &dl);
+		int n =
+		    milter_packet_parse(data + off, len - off, &cmd, &d, &dl);
 
 		if (n <= 0)
 			break;
@@ -31,7 +32,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 			if (milter_strings(d, dl, s, k) == 0)
 				for (int i = 0; i < k; i++)
 					if ((const unsigned char *)s[i] < d ||
-					    (const unsigned char *)s[i] >= d + dl)
+					    (const unsigned char *)s[i] >=
+					        d + dl)
 						abort();
 		char out[512];
 

@@ -35,7 +35,7 @@ fuzz_setup(void)
 	const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
 
 	snprintf(fuzz_path, sizeof(fuzz_path), "%s/fuzz-rcpts-%d", dir,
-		 (int)getpid());
+	         (int)getpid());
 	atexit(fuzz_cleanup);
 	fuzz_p = policy_new("mx2.example.net");
 	fuzz_d = policy_add_domain(fuzz_p, "example.org");
@@ -77,10 +77,10 @@ fuzz_filter(const uint8_t *data, size_t len)
 	if (policy_ldap_escape(addr, strlen(addr), out, sizeof(out)) >= 0) {
 		for (const char *q = out; *q; q++)
 			if (*q == '(' || *q == ')' || *q == '*')
-				abort();	/* escaped as \28 \29 \2a */
+				abort(); /* escaped as \28 \29 \2a */
 	}
 	(void)policy_ldap_filter("(&(mail=%s)(uid=%u)(dc=%d))", addr, out,
-				 sizeof(out));
+	                         sizeof(out));
 }
 
 int
@@ -100,10 +100,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	if (rc < 0) {
 		if (strncmp(err, fuzz_path, strlen(fuzz_path)) != 0 ||
 		    err[strlen(fuzz_path)] != ':')
-			abort();	/* the error names the file and line */
-		if (have_good && policy_domain_has_rcpt(fuzz_d, "alice") !=
-					 before)
-			abort();	/* a bad reload changed the set */
+			abort(); /* the error names the file and line */
+		if (have_good &&
+		    policy_domain_has_rcpt(fuzz_d, "alice") != before)
+			abort(); /* a bad reload changed the set */
 	} else {
 		have_good = 1;
 		for (size_t i = 0; i < len;) {
@@ -116,7 +116,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 				memcpy(w, data + i, n);
 				w[n] = '\0';
 				if (!policy_domain_has_rcpt(fuzz_d, w))
-					abort();	/* listed, not found */
+					abort(); /* listed, not found */
 			}
 			i += n + 1;
 		}
@@ -126,7 +126,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		rc2 = policy_domain_load_recipients(fuzz_d, err, sizeof(err));
 		if (rc2 != 0 || a != policy_domain_has_rcpt(fuzz_d, "alice") ||
 		    x != policy_domain_has_rcpt(fuzz_d, "\"Bob\""))
-			abort();	/* not the same answers twice */
+			abort(); /* not the same answers twice */
 	}
 	if (!policy_domain_has_rcpt(fuzz_d, "postmaster") ||
 	    !policy_domain_has_rcpt(fuzz_d, "PostMaster"))

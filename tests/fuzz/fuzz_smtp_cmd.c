@@ -56,7 +56,7 @@ forward_flush(const char *domain)
  * fuzzer's domains use no callout, and nothing is ever suspended */
 int
 forward_domain_suspended(const struct policy_domain *pd, char *why,
-			     size_t whylen)
+                         size_t whylen)
 {
 	return 0;
 }
@@ -131,26 +131,26 @@ fuzz_setup(void)
 	snprintf(path, sizeof(path), "%s/rcpts", dir);
 	fuzz_write_file(path, "alice\nbob\npostmaster\n");
 	snprintf(conf, sizeof(conf),
-		 "hostname mx2.example.net\n"
-		 "listen 127.0.0.1:2525\n"
-		 "spool %s/spool\n"
-		 "control %s/control.sock\n"
-		 "max_size 64K\n"
-		 "max_recipients 5\n"
-		 "max_hops 3\n"
-		 "timeout 30s\n"
-		 "etrn_allow 192.0.2.0/24\n"
-		 "domain example.org { recipients %s route mx }\n"
-		 "domain a.example { recipients * route mx }\n"
-		 "domain example.com { recipients %s "
-		 "route [192.0.2.9]:25 percent_hack on }\n",
-		 dir, dir, path, path);
+	         "hostname mx2.example.net\n"
+	         "listen 127.0.0.1:2525\n"
+	         "spool %s/spool\n"
+	         "control %s/control.sock\n"
+	         "max_size 64K\n"
+	         "max_recipients 5\n"
+	         "max_hops 3\n"
+	         "timeout 30s\n"
+	         "etrn_allow 192.0.2.0/24\n"
+	         "domain example.org { recipients %s route mx }\n"
+	         "domain a.example { recipients * route mx }\n"
+	         "domain example.com { recipients %s "
+	         "route [192.0.2.9]:25 percent_hack on }\n",
+	         dir, dir, path, path);
 	snprintf(path, sizeof(path), "%s/backmx.conf", dir);
 	fuzz_write_file(path, conf);
 	snprintf(conf, sizeof(conf), "%s/spool", dir);
 	mkdir(conf, 0700);
 
-	log_open("fuzz_smtp_cmd", 0);	/* syslog: quiet on the terminal */
+	log_open("fuzz_smtp_cmd", 0); /* syslog: quiet on the terminal */
 	/* the lines are still formatted (log.c is covered), but syslog()
 	 * drops them before it (re)connects to /dev/log: without a syslog
 	 * daemon that was a socket+connect+close per line */
@@ -182,7 +182,7 @@ fuzz_check_replies(const char *out, size_t len)
 		size_t n;
 
 		if (crlf == NULL)
-			abort();	/* a reply not ended by CRLF */
+			abort(); /* a reply not ended by CRLF */
 		n = crlf - line + 2;
 		if (n > 512 || n < 6)
 			abort();
@@ -194,9 +194,9 @@ fuzz_check_replies(const char *out, size_t len)
 		    memchr(line, '\r', n - 2) != NULL)
 			abort();
 		if (final_seen)
-			abort();	/* talking after 221/421 */
-		if (line[3] == ' ' &&
-		    (memcmp(line, "221", 3) == 0 || memcmp(line, "421", 3) == 0))
+			abort(); /* talking after 221/421 */
+		if (line[3] == ' ' && (memcmp(line, "221", 3) == 0 ||
+		                       memcmp(line, "421", 3) == 0))
 			final_seen = 1;
 		pos += n;
 	}
@@ -222,10 +222,9 @@ fuzz_next_gate(const uint8_t *data, size_t size, size_t pos)
 		const uint8_t *lf = memchr(data + i, '\n', size - i);
 		size_t end = lf != NULL ? (size_t)(lf - data) + 1 : size;
 
-		if (end - i >= 4 && (strncasecmp((const char *)data + i,
-						  "EHLO", 4) == 0 ||
-				      strncasecmp((const char *)data + i,
-						  "HELO", 4) == 0))
+		if (end - i >= 4 &&
+		    (strncasecmp((const char *)data + i, "EHLO", 4) == 0 ||
+		     strncasecmp((const char *)data + i, "HELO", 4) == 0))
 			return end;
 		i = end;
 	}
@@ -291,8 +290,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 		}
 		ev_run(backmxd.loop, EVRUN_NOWAIT);
-		while ((n = read(sv[1], out + outlen,
-				 sizeof(out) - outlen)) > 0) {
+		while ((n = read(sv[1], out + outlen, sizeof(out) - outlen)) >
+		       0) {
 			outlen += n;
 			progress = 1;
 			/* a reply came: the client may go past EHLO */
@@ -300,7 +299,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				gate = fuzz_next_gate(data, size, pos);
 		}
 		if (n == 0 || outlen == sizeof(out))
-			break;		/* the server closed */
+			break; /* the server closed */
 		idle = progress ? 0 : idle + 1;
 		if (idle < FUZZ_IDLE_ROUNDS)
 			continue;
@@ -315,7 +314,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			 */
 			break;
 		} else if (idle > 1000) {
-			break;		/* the server stopped reading */
+			break; /* the server stopped reading */
 		}
 	}
 	/* a client that stopped writing (EOF) always ends its session */
@@ -325,7 +324,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (smtpd_count() != 0)
 		abort();
 	close(sv[1]);
-	if (getenv("FUZZ_SMTP_CMD_ECHO") != NULL)	/* debugging a seed */
+	if (getenv("FUZZ_SMTP_CMD_ECHO") != NULL) /* debugging a seed */
 		fwrite(out, 1, outlen, stderr);
 	fuzz_check_replies(out, outlen);
 	return 0;

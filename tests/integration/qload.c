@@ -17,8 +17,8 @@ int
 main(int argc, char **argv)
 {
 	static const char body[] = "Subject: planted\r\n"
-				   "Message-ID: <planted@qload.test>\r\n"
-				   "\r\nplanted by qload\r\n";
+	                           "Message-ID: <planted@qload.test>\r\n"
+	                           "\r\nplanted by qload\r\n";
 	char err[1024], first[SPOOL_ID_LEN + 1] = "";
 	struct spool_envelope e;
 	struct spool_rcpt r;
@@ -58,9 +58,8 @@ main(int argc, char **argv)
 		e.nrcpt = 1;
 		e.rcpt = &r;
 		if ((w = spool_writer_new(s)) == NULL ||
-		    (first[0] == '\0' &&
-		     snprintf(first, sizeof(first), "%s", spool_writer_id(w)) <
-			     0) ||
+		    (first[0] == '\0' && snprintf(first, sizeof(first), "%s",
+		                                  spool_writer_id(w)) < 0) ||
 		    spool_writer_append(w, body, sizeof(body) - 1) < 0 ||
 		    spool_writer_commit(w, &e) < 0 ||
 		    (i % 1000 == 999 && spool_sync(s) < 0)) {

@@ -99,7 +99,7 @@ test_report(void **state)
 	it[1].rcpt = 1;
 	result_set(&it[1].res, 0, "4.4.7", "delivery time expired");
 	s = bounce_compose_report(&env, it, 2, "mx2.example", "feedface0001",
-				  1700000200, 1, &len);
+	                          1700000200, 1, &len);
 	assert_non_null(s);
 	assert_int_equal(strlen(s), len);
 	/* only CRLF line endings */
@@ -109,7 +109,7 @@ test_report(void **state)
 		else if (*p == '\r')
 			assert_true(p[1] == '\n');
 	assert_non_null(strstr(s, "\r\nContent-Type: multipart/report; "
-				  "report-type=delivery-status;"));
+	                          "report-type=delivery-status;"));
 	assert_non_null(strstr(s, "\r\nAuto-Submitted: auto-replied\r\n"));
 	assert_non_null(strstr(s, "From: MAILER-DAEMON@mx2.example"));
 	assert_non_null(strstr(s, "\r\nTo: <a@sender.example>\r\n"));
@@ -121,25 +121,25 @@ test_report(void **state)
 	assert_non_null(strstr(ds, "Original-Envelope-Id: env+42\r\n"));
 	assert_non_null(strstr(ds, "Arrival-Date: "));
 	assert_non_null(strstr(ds, "\r\n\r\nFinal-Recipient: rfc822; "
-				   "x@backup.example\r\n"
-				   "Original-Recipient: rfc822; "
-				   "X@orig.example\r\nAction: failed\r\n"
-				   "Status: 5.1.1\r\n"
-				   "Remote-MTA: dns; mx1.example\r\n"
-				   "Diagnostic-Code: smtp; 550 5.1.1 no such "
-				   "user??Injected: x\r\n"));
+	                           "x@backup.example\r\n"
+	                           "Original-Recipient: rfc822; "
+	                           "X@orig.example\r\nAction: failed\r\n"
+	                           "Status: 5.1.1\r\n"
+	                           "Remote-MTA: dns; mx1.example\r\n"
+	                           "Diagnostic-Code: smtp; 550 5.1.1 no such "
+	                           "user??Injected: x\r\n"));
 	assert_non_null(strstr(ds, "\r\n\r\nFinal-Recipient: rfc822; "
-				   "y@backup.example\r\nAction: failed\r\n"
-				   "Status: 4.4.7\r\n"
-				   "Diagnostic-Code: X-Backmx; delivery time "
-				   "expired\r\n"));
+	                           "y@backup.example\r\nAction: failed\r\n"
+	                           "Status: 4.4.7\r\n"
+	                           "Diagnostic-Code: X-Backmx; delivery time "
+	                           "expired\r\n"));
 	/* no Original-Recipient without ORCPT */
 	assert_int_equal(count(ds, "Original-Recipient:"), 1);
 	assert_non_null(strstr(s, "Content-Type: message/rfc822\r\n\r\n"));
 	free(s);
 
 	s = bounce_compose_report(&env, it, 1, "mx2.example", "feedface0002",
-				  1700000200, 0, &len);
+	                          1700000200, 0, &len);
 	assert_non_null(strstr(s, "Content-Type: text/rfc822-headers\r\n\r\n"));
 	free(s);
 }
@@ -151,14 +151,14 @@ test_wanted_kinds(void **state)
 		int notify;
 		int failed, delayed, relayed;
 	} t[] = {
-		{0, 1, 1, 0},	/* none given: FAILURE,DELAY */
-		{SPOOL_NOTIFY_NEVER, 0, 0, 0},
-		{SPOOL_NOTIFY_SUCCESS, 0, 0, 1},
-		{SPOOL_NOTIFY_FAILURE, 1, 0, 0},
-		{SPOOL_NOTIFY_DELAY, 0, 1, 0},
-		{SPOOL_NOTIFY_SUCCESS | SPOOL_NOTIFY_DELAY, 0, 1, 1},
-		{SPOOL_NOTIFY_SUCCESS | SPOOL_NOTIFY_FAILURE |
-		     SPOOL_NOTIFY_DELAY, 1, 1, 1},
+	    {0, 1, 1, 0}, /* none given: FAILURE,DELAY */
+	    {SPOOL_NOTIFY_NEVER, 0, 0, 0},
+	    {SPOOL_NOTIFY_SUCCESS, 0, 0, 1},
+	    {SPOOL_NOTIFY_FAILURE, 1, 0, 0},
+	    {SPOOL_NOTIFY_DELAY, 0, 1, 0},
+	    {SPOOL_NOTIFY_SUCCESS | SPOOL_NOTIFY_DELAY, 0, 1, 1},
+	    {SPOOL_NOTIFY_SUCCESS | SPOOL_NOTIFY_FAILURE | SPOOL_NOTIFY_DELAY,
+	     1, 1, 1},
 	};
 	size_t i;
 
@@ -166,11 +166,11 @@ test_wanted_kinds(void **state)
 		setup_env();
 		rc[0].notify = t[i].notify;
 		assert_int_equal(bounce_wanted_kind(&env, 0, BOUNCE_FAILED),
-				 t[i].failed);
+		                 t[i].failed);
 		assert_int_equal(bounce_wanted_kind(&env, 0, BOUNCE_DELAYED),
-				 t[i].delayed);
+		                 t[i].delayed);
 		assert_int_equal(bounce_wanted_kind(&env, 0, BOUNCE_RELAYED),
-				 t[i].relayed);
+		                 t[i].relayed);
 		/* never for <> or a bounce */
 		env.sender = "";
 		assert_false(bounce_wanted_kind(&env, 0, BOUNCE_DELAYED));
@@ -192,14 +192,14 @@ test_report_kinds(void **state)
 	memset(it, 0, sizeof(it));
 	result_set(&it[0].res, 0, "4.4.1", "connect to mx1.example: refused");
 	s = bounce_compose(&env, it, 1, BOUNCE_DELAYED, "mx2.example",
-			   "feedface0003", 1700003600, 1700432000, 0, &len);
+	                   "feedface0003", 1700003600, 1700432000, 0, &len);
 	assert_non_null(s);
 	assert_non_null(strstr(s, "Subject: Delayed Mail (still being "
-				  "retried)\r\n"));
+	                          "retried)\r\n"));
 	assert_non_null(strstr(s, "report-type=delivery-status"));
 	assert_non_null(strstr(s, "Action: delayed\r\nStatus: 4.4.1\r\n"
-				  "Diagnostic-Code: X-Backmx; connect to "
-				  "mx1.example: refused\r\n"));
+	                          "Diagnostic-Code: X-Backmx; connect to "
+	                          "mx1.example: refused\r\n"));
 	assert_non_null(strstr(s, "\r\nWill-Retry-Until: "));
 	assert_non_null(strstr(s, "for 60 minute(s)"));
 	assert_null(strstr(s, "Action: failed"));
@@ -208,18 +208,18 @@ test_report_kinds(void **state)
 	result_set(&it[0].res, 250, "2.0.0", "OK queued as 42");
 	it[0].remote_mta = "mx1.example";
 	s = bounce_compose(&env, it, 1, BOUNCE_RELAYED, "mx2.example",
-			   "feedface0004", 1700000100, 0, 0, &len);
+	                   "feedface0004", 1700000100, 0, 0, &len);
 	assert_non_null(s);
 	assert_non_null(strstr(s, "Subject: Successful Mail Delivery "
-				  "Report\r\n"));
+	                          "Report\r\n"));
 	assert_non_null(strstr(s, "Action: relayed\r\nStatus: 2.0.0\r\n"
-				  "Remote-MTA: dns; mx1.example\r\n"
-				  "Diagnostic-Code: smtp; 250 2.0.0 OK queued "
-				  "as 42\r\n"));
+	                          "Remote-MTA: dns; mx1.example\r\n"
+	                          "Diagnostic-Code: smtp; 250 2.0.0 OK queued "
+	                          "as 42\r\n"));
 	assert_null(strstr(s, "Will-Retry-Until"));
 	free(s);
 	assert_null(bounce_compose(&env, it, 1, (enum bounce_kind)7,
-				   "mx2.example", "x", 0, 0, 0, &len));
+	                           "mx2.example", "x", 0, 0, 0, &len));
 }
 
 /* a failed allocation: -1, an error, and no half-written DSN left */
@@ -243,8 +243,9 @@ test_create_enomem(void **state)
 		bounce_fail_allocs(n);
 		err[0] = '\0';
 		assert_int_equal(bounce_create(sp, &env, it, 1, "mx2.example",
-					       1700000000, &out, err,
-					       sizeof(err)), -1);
+		                               1700000000, &out, err,
+		                               sizeof(err)),
+		                 -1);
 		bounce_fail_allocs(0);
 		assert_null(out);
 		assert_string_equal(err, "out of memory");
@@ -253,7 +254,8 @@ test_create_enomem(void **state)
 	}
 	/* and with memory: one DSN in the spool */
 	assert_int_equal(bounce_create(sp, &env, it, 1, "mx2.example",
-				       1700000000, &out, err, sizeof(err)), 1);
+	                               1700000000, &out, err, sizeof(err)),
+	                 1);
 	assert_non_null(out);
 	assert_true(out->is_bounce);
 	spool_envelope_free(out);
@@ -268,12 +270,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_wanted),
-		cmocka_unit_test(test_return),
-		cmocka_unit_test(test_report),
-		cmocka_unit_test(test_wanted_kinds),
-		cmocka_unit_test(test_report_kinds),
-		cmocka_unit_test(test_create_enomem),
+	    cmocka_unit_test(test_wanted),
+	    cmocka_unit_test(test_return),
+	    cmocka_unit_test(test_report),
+	    cmocka_unit_test(test_wanted_kinds),
+	    cmocka_unit_test(test_report_kinds),
+	    cmocka_unit_test(test_create_enomem),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -53,7 +53,8 @@ addr(const char *s)
 	memset(&ss, 0, sizeof(ss));
 	if (strchr(s, ':') != NULL) {
 		ss.ss_family = AF_INET6;
-		inet_pton(AF_INET6, s, &((struct sockaddr_in6 *)&ss)->sin6_addr);
+		inet_pton(AF_INET6, s,
+		          &((struct sockaddr_in6 *)&ss)->sin6_addr);
 	} else {
 		ss.ss_family = AF_INET;
 		inet_pton(AF_INET, s, &((struct sockaddr_in *)&ss)->sin_addr);
@@ -130,7 +131,8 @@ test_client_flood(void **state)
 
 		memset(&ss, 0, sizeof(ss));
 		ss.ss_family = AF_INET;
-		((struct sockaddr_in *)&ss)->sin_addr.s_addr = htonl(0x0a000000 + i);
+		((struct sockaddr_in *)&ss)->sin_addr.s_addr =
+		    htonl(0x0a000000 + i);
 		assert_int_equal(client_limits_open(&ss, 200), LIMITS_OK);
 		client_limits_close(&ss);
 		assert_true(client_limits_entries() <= LIMITS_IDLE_MAX);

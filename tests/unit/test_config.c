@@ -54,32 +54,34 @@ static void
 test_full_config(void **state)
 {
 	int nerr = -1;
-	struct config *c = load_text(
-		"# a comment\n"
-		"hostname        MX2.Example.NET\n"
-		"hostname_alias  mx.provider.net\n"
-		"listen          127.0.0.1:2525 [::1]:2525\n"
-		"spool           spooldir   # relative\n"
-		"control         \"/run/backmx/control sock\"\n"
-		"dns             127.0.0.1:5353\n"
-		"max_size        10M\n"
-		"max_recipients  150\n"
-		"max_hops        50\n"
-		"max_clients     20\n"
-		"timeout         30s\n"
-		"queue_lifetime  4d\n"
-		"retry           1m 5m 1h\n"
-		"etrn_allow      192.0.2.10 2001:db8::/32 10.0.0.0/8\n"
-		"metrics         127.0.0.1:9425\n"
-		"domain example.org {\n"
-		"    recipients  ex.rcpts\n"
-		"    route       mx\n"
-		"    tls         verify\n"
-		"    percent_hack off\n"
-		"}\n"
-		"domain example.com { recipients ex.rcpts route primary.internal:2526 percent_hack on }\n"
-		"domain lit.example {\n recipients ex.rcpts\n route [192.0.2.7]:25\n queue_lifetime 1h\n}\n",
-		&nerr);
+	struct config *c =
+	    load_text("# a comment\n"
+	              "hostname        MX2.Example.NET\n"
+	              "hostname_alias  mx.provider.net\n"
+	              "listen          127.0.0.1:2525 [::1]:2525\n"
+	              "spool           spooldir   # relative\n"
+	              "control         \"/run/backmx/control sock\"\n"
+	              "dns             127.0.0.1:5353\n"
+	              "max_size        10M\n"
+	              "max_recipients  150\n"
+	              "max_hops        50\n"
+	              "max_clients     20\n"
+	              "timeout         30s\n"
+	              "queue_lifetime  4d\n"
+	              "retry           1m 5m 1h\n"
+	              "etrn_allow      192.0.2.10 2001:db8::/32 10.0.0.0/8\n"
+	              "metrics         127.0.0.1:9425\n"
+	              "domain example.org {\n"
+	              "    recipients  ex.rcpts\n"
+	              "    route       mx\n"
+	              "    tls         verify\n"
+	              "    percent_hack off\n"
+	              "}\n"
+	              "domain example.com { recipients ex.rcpts route "
+	              "primary.internal:2526 percent_hack on }\n"
+	              "domain lit.example {\n recipients ex.rcpts\n route "
+	              "[192.0.2.7]:25\n queue_lifetime 1h\n}\n",
+	              &nerr);
 
 	if (c == NULL)
 		fprintf(stderr, "%s", diag);
@@ -101,8 +103,8 @@ test_full_config(void **state)
 	assert_int_equal(c->netrn_allow, 3);
 	assert_string_equal(c->metrics, "127.0.0.1:9425");
 
-	const struct policy_domain *d = policy_find_domain(c->policy,
-							   "EXAMPLE.com");
+	const struct policy_domain *d =
+	    policy_find_domain(c->policy, "EXAMPLE.com");
 	assert_non_null(d);
 	assert_true(d->route_static);
 	assert_string_equal(d->route_host, "primary.internal");
@@ -132,40 +134,47 @@ test_full_config(void **state)
 /* each bad line is reported with the file name and its own line number */
 static const struct {
 	const char *text;
-	const char *expect;	/* substring of the diagnostics */
+	const char *expect; /* substring of the diagnostics */
 } bad[] = {
-	{"frobnicate yes\n", "backmx.conf:1: unknown directive \"frobnicate\""},
-	{"\n\nmax_size lots\n", "backmx.conf:3: max_size: bad size"},
-	{"timeout 5x\n", "backmx.conf:1: timeout: bad duration"},
-	{"retry 1m never\n", "backmx.conf:1: retry: bad duration"},
-	{"listen 0.0.0.0\n", "backmx.conf:1: listen: expected ADDR:PORT"},
-	{"listen ::1:25\n", "backmx.conf:1: listen: expected"},
-	{"listen 0.0.0.0:99999\n", "backmx.conf:1: listen"},
-	{"etrn_allow 300.1.1.1\n", "backmx.conf:1: etrn_allow: bad address"},
-	{"etrn_allow 10.0.0.0/33\n", "backmx.conf:1: etrn_allow"},
-	{"hostname bad_name.example\n", "backmx.conf:1: hostname"},
-	{"max_recipients -3\n", "backmx.conf:1: max_recipients: bad number"},
-	{"user no-such-user-here\n", "backmx.conf:1: user: no such user"},
-	{"tls_cert /nonexistent/cert.pem\n", "backmx.conf:1: tls_cert: cannot read"},
-	{"domain a.example {\n}\n", "backmx.conf:1: domain a.example has no recipients"},
-	{"domain a.example {\n recipients /nonexistent/file\n}\n", "/nonexistent/file"},
-	{"domain a.example {\n recipients *\n route mx\n percent_hack on\n}\n",
-	 "percent_hack on needs a static route"},
-	{"domain a.example {\n recipients *\n tls sometimes\n}\n", "backmx.conf:3: tls: expected"},
-	{"domain a.example {\n recipients *\n route host:0\n}\n", "backmx.conf:3: route"},
-	{"domain a.example {\n recipients *\n colour blue\n}\n",
-	 "backmx.conf:3: unknown domain directive \"colour\""},
-	{"domain a.example {\n recipients *\n", "missing closing }"},
-	{"recipients *\n", "backmx.conf:1: recipients: only allowed inside a domain block"},
-	{"domain a.example {\n recipients *\n}\ndomain A.example {\n recipients *\n}\n",
-	 "backmx.conf:4: domain A.example: defined twice"},
-	{"hostname \"unterminated\n", "backmx.conf:1: unterminated quote"},
-	{"tls_cert /etc/hostname\n", "tls_cert and tls_key must be given together"},
-	/* an empty or truncated file: no domain block is an error */
-	{"", "backmx.conf:0: no domain blocks"},
-	{"hostname mx.provider.net\nlisten 127.0.0.1:25\n", "no domain blocks"},
-	{"spool_cache 12K\ndomain a.example { recipients * }\n",
-	 "backmx.conf:1: spool_cache: bad size"},
+    {"frobnicate yes\n", "backmx.conf:1: unknown directive \"frobnicate\""},
+    {"\n\nmax_size lots\n", "backmx.conf:3: max_size: bad size"},
+    {"timeout 5x\n", "backmx.conf:1: timeout: bad duration"},
+    {"retry 1m never\n", "backmx.conf:1: retry: bad duration"},
+    {"listen 0.0.0.0\n", "backmx.conf:1: listen: expected ADDR:PORT"},
+    {"listen ::1:25\n", "backmx.conf:1: listen: expected"},
+    {"listen 0.0.0.0:99999\n", "backmx.conf:1: listen"},
+    {"etrn_allow 300.1.1.1\n", "backmx.conf:1: etrn_allow: bad address"},
+    {"etrn_allow 10.0.0.0/33\n", "backmx.conf:1: etrn_allow"},
+    {"hostname bad_name.example\n", "backmx.conf:1: hostname"},
+    {"max_recipients -3\n", "backmx.conf:1: max_recipients: bad number"},
+    {"user no-such-user-here\n", "backmx.conf:1: user: no such user"},
+    {"tls_cert /nonexistent/cert.pem\n",
+     "backmx.conf:1: tls_cert: cannot read"},
+    {"domain a.example {\n}\n",
+     "backmx.conf:1: domain a.example has no recipients"},
+    {"domain a.example {\n recipients /nonexistent/file\n}\n",
+     "/nonexistent/file"},
+    {"domain a.example {\n recipients *\n route mx\n percent_hack on\n}\n",
+     "percent_hack on needs a static route"},
+    {"domain a.example {\n recipients *\n tls sometimes\n}\n",
+     "backmx.conf:3: tls: expected"},
+    {"domain a.example {\n recipients *\n route host:0\n}\n",
+     "backmx.conf:3: route"},
+    {"domain a.example {\n recipients *\n colour blue\n}\n",
+     "backmx.conf:3: unknown domain directive \"colour\""},
+    {"domain a.example {\n recipients *\n", "missing closing }"},
+    {"recipients *\n",
+     "backmx.conf:1: recipients: only allowed inside a domain block"},
+    {"domain a.example {\n recipients *\n}\ndomain A.example {\n recipients "
+     "*\n}\n",
+     "backmx.conf:4: domain A.example: defined twice"},
+    {"hostname \"unterminated\n", "backmx.conf:1: unterminated quote"},
+    {"tls_cert /etc/hostname\n", "tls_cert and tls_key must be given together"},
+    /* an empty or truncated file: no domain block is an error */
+    {"", "backmx.conf:0: no domain blocks"},
+    {"hostname mx.provider.net\nlisten 127.0.0.1:25\n", "no domain blocks"},
+    {"spool_cache 12K\ndomain a.example { recipients * }\n",
+     "backmx.conf:1: spool_cache: bad size"},
 };
 
 static void
@@ -177,7 +186,7 @@ test_errors(void **state)
 
 		if (c != NULL || strstr(diag, bad[i].expect) == NULL)
 			fprintf(stderr, "case %zu: %s\nexpected: %s\ngot: %s\n",
-				i, bad[i].text, bad[i].expect, diag);
+			        i, bad[i].text, bad[i].expect, diag);
 		assert_null(c);
 		assert_true(nerr >= 1);
 		assert_non_null(strstr(diag, bad[i].expect));
@@ -189,8 +198,8 @@ test_all_errors_reported(void **state)
 {
 	int nerr = 0;
 	struct config *c = load_text("bogus1 x\nmax_size zz\nbogus2 y\n"
-				     "domain a.example { recipients * }\n",
-				     &nerr);
+	                             "domain a.example { recipients * }\n",
+	                             &nerr);
 
 	assert_null(c);
 	assert_int_equal(nerr, 3);
@@ -203,15 +212,18 @@ static void
 test_warnings_do_not_fail(void **state)
 {
 	int nerr = -1;
-	struct config *c = load_text(
-		"hostname mx.provider.net\n"
-		"domain any.example {\n recipients *\n route [127.0.0.1]:25\n percent_hack on\n}\n",
-		&nerr);
+	struct config *c =
+	    load_text("hostname mx.provider.net\n"
+	              "domain any.example {\n recipients *\n route "
+	              "[127.0.0.1]:25\n percent_hack on\n}\n",
+	              &nerr);
 
 	assert_non_null(c);
 	assert_int_equal(nerr, 0);
-	assert_non_null(strstr(diag, "warning: domain any.example accepts any local part"));
-	assert_non_null(strstr(diag, "any local part at any.example is reachable"));
+	assert_non_null(
+	    strstr(diag, "warning: domain any.example accepts any local part"));
+	assert_non_null(
+	    strstr(diag, "any local part at any.example is reachable"));
 	config_free(c);
 }
 
@@ -219,12 +231,13 @@ static void
 test_missing_file(void **state)
 {
 	int nerr = 0;
-	struct config *c = config_load("/nonexistent/backmx.conf", diag,
-				       sizeof(diag), &nerr);
+	struct config *c =
+	    config_load("/nonexistent/backmx.conf", diag, sizeof(diag), &nerr);
 
 	assert_null(c);
 	assert_int_equal(nerr, 1);
-	assert_non_null(strstr(diag, "/nonexistent/backmx.conf:0: cannot open"));
+	assert_non_null(
+	    strstr(diag, "/nonexistent/backmx.conf:0: cannot open"));
 }
 
 static void
@@ -249,12 +262,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_full_config),
-		cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_all_errors_reported),
-		cmocka_unit_test(test_warnings_do_not_fail),
-		cmocka_unit_test(test_missing_file),
-		cmocka_unit_test(test_sizes_durations),
+	    cmocka_unit_test(test_full_config),
+	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_all_errors_reported),
+	    cmocka_unit_test(test_warnings_do_not_fail),
+	    cmocka_unit_test(test_missing_file),
+	    cmocka_unit_test(test_sizes_durations),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);

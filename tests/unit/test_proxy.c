@@ -20,11 +20,10 @@
 #include "proxy.h"
 
 static const unsigned char sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
-				      0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
+                                      0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
 
 static size_t
-v2(unsigned char *b, int cmd, int fam, const unsigned char *addr,
-   size_t alen)
+v2(unsigned char *b, int cmd, int fam, const unsigned char *addr, size_t alen)
 {
 	memcpy(b, sig, 12);
 	b[12] = 0x20 | cmd;
@@ -47,7 +46,7 @@ check_prefixes(const unsigned char *b, size_t n, size_t hdrlen)
 
 		if (r != 0)
 			fail_msg("prefix %zu of %zu: %d (%s)", i, hdrlen, r,
-				 why ? why : "");
+			         why ? why : "");
 	}
 	assert_int_equal(proxy_parse(b, n, &h, &why), (int)hdrlen);
 }
@@ -55,24 +54,25 @@ check_prefixes(const unsigned char *b, size_t n, size_t hdrlen)
 static void
 test_proxy_v1(void **state)
 {
-	const char *good = "PROXY TCP4 192.0.2.7 127.0.0.3 40000 25\r\nEHLO x\r\n";
+	const char *good =
+	    "PROXY TCP4 192.0.2.7 127.0.0.3 40000 25\r\nEHLO x\r\n";
 	struct proxy_hdr h;
 	const char *why;
 	char a[64];
 	size_t hl = strlen("PROXY TCP4 192.0.2.7 127.0.0.3 40000 25\r\n");
 
 	check_prefixes((const unsigned char *)good, strlen(good), hl);
-	assert_int_equal(proxy_parse((const unsigned char *)good, strlen(good),
-				     &h, &why),
-			 (int)hl);
+	assert_int_equal(
+	    proxy_parse((const unsigned char *)good, strlen(good), &h, &why),
+	    (int)hl);
 	assert_int_equal(h.version, 1);
 	assert_int_equal(h.local, 0);
 	assert_int_equal(h.src.ss_family, AF_INET);
 	inet_ntop(AF_INET, &((struct sockaddr_in *)&h.src)->sin_addr, a,
-		  sizeof(a));
+	          sizeof(a));
 	assert_string_equal(a, "192.0.2.7");
 	assert_int_equal(ntohs(((struct sockaddr_in *)&h.src)->sin_port),
-			 40000);
+	                 40000);
 
 	const char *g6 = "PROXY TCP6 2001:db8::1 ::1 1 65535\r\n";
 
@@ -81,14 +81,14 @@ test_proxy_v1(void **state)
 	proxy_parse((const unsigned char *)g6, strlen(g6), &h, &why);
 	assert_int_equal(h.src.ss_family, AF_INET6);
 	inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&h.src)->sin6_addr, a,
-		  sizeof(a));
+	          sizeof(a));
 	assert_string_equal(a, "2001:db8::1");
 
 	const char *unk = "PROXY UNKNOWN\r\n";
 
-	assert_int_equal(proxy_parse((const unsigned char *)unk, strlen(unk),
-				     &h, &why),
-			 (int)strlen(unk));
+	assert_int_equal(
+	    proxy_parse((const unsigned char *)unk, strlen(unk), &h, &why),
+	    (int)strlen(unk));
 	assert_int_equal(h.local, 1);
 
 	static const char *bad[] = {
@@ -109,7 +109,7 @@ test_proxy_v1(void **state)
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int r = proxy_parse((const unsigned char *)bad[i],
-				    strlen(bad[i]), &h, &why);
+		                    strlen(bad[i]), &h, &why);
 
 		if (r != -1 || why == NULL)
 			fail_msg("accepted bad v1 \"%s\": %d", bad[i], r);
@@ -128,8 +128,7 @@ test_proxy_v1(void **state)
 	assert_int_equal(proxy_parse((unsigned char *)big, 107, &h, &why), -1);
 	big[105] = '\r';
 	big[106] = '\n';
-	assert_int_equal(proxy_parse((unsigned char *)big, 107, &h, &why),
-			 107);
+	assert_int_equal(proxy_parse((unsigned char *)big, 107, &h, &why), 107);
 }
 
 static void
@@ -146,7 +145,7 @@ test_proxy_v2(void **state)
 	a[0] = 198, a[1] = 51, a[2] = 100, a[3] = 9;
 	a[4] = 127, a[5] = 0, a[6] = 0, a[7] = 3;
 	a[8] = 0x9c, a[9] = 0x40, a[10] = 0, a[11] = 25;
-	a[12] = 0x04, a[13] = 0, a[14] = 1, a[15] = 'x';	/* TLV NOOP */
+	a[12] = 0x04, a[13] = 0, a[14] = 1, a[15] = 'x'; /* TLV NOOP */
 	n = v2(b, 1, 0x11, a, 16);
 	memcpy(b + n, "EHLO", 4);
 	check_prefixes(b, n + 4, n);
@@ -155,10 +154,10 @@ test_proxy_v2(void **state)
 	assert_int_equal(h.local, 0);
 	assert_int_equal(h.len, 32);
 	inet_ntop(AF_INET, &((struct sockaddr_in *)&h.src)->sin_addr, txt,
-		  sizeof(txt));
+	          sizeof(txt));
 	assert_string_equal(txt, "198.51.100.9");
 	assert_int_equal(ntohs(((struct sockaddr_in *)&h.src)->sin_port),
-			 40000);
+	                 40000);
 
 	/* IPv6 */
 	memset(a, 0, sizeof(a));
@@ -169,7 +168,7 @@ test_proxy_v2(void **state)
 	proxy_parse(b, n, &h, &why);
 	assert_int_equal(h.src.ss_family, AF_INET6);
 	inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&h.src)->sin6_addr, txt,
-		  sizeof(txt));
+	          sizeof(txt));
 	assert_string_equal(txt, "2001:db8::5");
 
 	/* LOCAL: no address; the block may even be empty */
@@ -204,7 +203,7 @@ test_proxy_v2(void **state)
 	assert_int_equal(proxy_parse(b, 16, &h, &why), -1);
 	/* oversized: refused from the length field alone */
 	n = v2(b, 1, 0x11, a, 12);
-	b[14] = 0x02, b[15] = 0x10;	/* 528 + 16 > 536 */
+	b[14] = 0x02, b[15] = 0x10; /* 528 + 16 > 536 */
 	assert_int_equal(proxy_parse(b, 16, &h, &why), -1);
 	b[14] = 0xff, b[15] = 0xff;
 	assert_int_equal(proxy_parse(b, 16, &h, &why), -1);

@@ -55,14 +55,16 @@ test_decide(void **state)
 	assert_int_equal(policy_rcpt_decide(d, "c@example.org", &a, &r), -1);
 	assert_int_equal(r.code, 450);
 	/* accept_when */
-	assert_int_equal(policy_accept_when_check(d, "a@example.org", 1, &r), 0);
+	assert_int_equal(policy_accept_when_check(d, "a@example.org", 1, &r),
+	                 0);
 	d->accept_when = POLICY_ACCEPT_PRIMARY_DOWN;
 	assert_true(policy_rcpt_async(d, 1));
 	assert_int_equal(policy_accept_when_check(d, "a@example.org", 1, &r),
-			 -1);
+	                 -1);
 	assert_int_equal(r.code, 451);
 	assert_string_equal(r.enh, "4.7.1");
-	assert_int_equal(policy_accept_when_check(d, "a@example.org", 0, &r), 0);
+	assert_int_equal(policy_accept_when_check(d, "a@example.org", 0, &r),
+	                 0);
 	policy_free(p);
 }
 
@@ -81,16 +83,15 @@ test_ldap_escape(void **state)
 	assert_string_equal(out, "\\c3\\a9");
 	/* too small: refused, never truncated */
 	assert_int_equal(policy_ldap_escape("****", 4, out, 12), -1);
-	assert_int_equal(policy_ldap_filter("(mail=%s)", "*)(uid=*@x.org", out,
-					    sizeof(out)),
-			 (int)strlen("(mail=\\2a\\29\\28uid=\\2a@x.org)"));
+	assert_int_equal(
+	    policy_ldap_filter("(mail=%s)", "*)(uid=*@x.org", out, sizeof(out)),
+	    (int)strlen("(mail=\\2a\\29\\28uid=\\2a@x.org)"));
 	assert_string_equal(out, "(mail=\\2a\\29\\28uid=\\2a@x.org)");
 	policy_ldap_filter("(&(uid=%u)(dc=%d)(x=100%%))", "dave@ex.org", out,
-			   sizeof(out));
+	                   sizeof(out));
 	assert_string_equal(out, "(&(uid=dave)(dc=ex.org)(x=100%))");
-	assert_int_equal(policy_ldap_filter("(mail=%x)", "a@b", out,
-					    sizeof(out)),
-			 -1);
+	assert_int_equal(
+	    policy_ldap_filter("(mail=%x)", "a@b", out, sizeof(out)), -1);
 	assert_int_equal(policy_ldap_filter("(mail=%s)", "a@b", out, 8), -1);
 }
 
@@ -98,8 +99,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_decide),
-		cmocka_unit_test(test_ldap_escape),
+	    cmocka_unit_test(test_decide),
+	    cmocka_unit_test(test_ldap_escape),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -36,24 +36,24 @@ strdup(const char *s)
 
 static const struct {
 	const char *in;
-	int ret;	/* >0: consumed, 0: need more, -1: error */
+	int ret; /* >0: consumed, 0: need more, -1: error */
 	int code, nlines;
 } replies[] = {
-	{"250 ok\r\n", 8, 250, 1},
-	{"250 ok\r\nextra", 8, 250, 1},
-	{"250\r\n", 5, 250, 1},
-	{"250-a\r\n250-b\r\n250 c\r\n", 21, 250, 3},
-	{"250-a\r\n250 b\n", 13, 250, 2},	/* bare LF tolerated */
-	{"250-a\r\n", 0, 0, 0},
-	{"250 ok", 0, 0, 0},
-	{"", 0, 0, 0},
-	{"250-a\r\n251 b\r\n", -1, 0, 0},	/* code changes */
-	{"25 ok\r\n", -1, 0, 0},
-	{"650 ok\r\n", -1, 0, 0},
-	{"190 ok\r\n", -1, 0, 0},
-	{"2x0 ok\r\n", -1, 0, 0},
-	{"250xok\r\n", -1, 0, 0},
-	{"\r\n", -1, 0, 0},
+    {"250 ok\r\n", 8, 250, 1},
+    {"250 ok\r\nextra", 8, 250, 1},
+    {"250\r\n", 5, 250, 1},
+    {"250-a\r\n250-b\r\n250 c\r\n", 21, 250, 3},
+    {"250-a\r\n250 b\n", 13, 250, 2}, /* bare LF tolerated */
+    {"250-a\r\n", 0, 0, 0},
+    {"250 ok", 0, 0, 0},
+    {"", 0, 0, 0},
+    {"250-a\r\n251 b\r\n", -1, 0, 0}, /* code changes */
+    {"25 ok\r\n", -1, 0, 0},
+    {"650 ok\r\n", -1, 0, 0},
+    {"190 ok\r\n", -1, 0, 0},
+    {"2x0 ok\r\n", -1, 0, 0},
+    {"250xok\r\n", -1, 0, 0},
+    {"\r\n", -1, 0, 0},
 };
 
 static void
@@ -65,11 +65,11 @@ test_reply_table(void **state)
 		struct smtp_reply rep;
 		const char *why = NULL;
 		int r = smtp_reply_parse(replies[i].in, strlen(replies[i].in),
-					 &rep, &why);
+		                         &rep, &why);
 
 		if (r != replies[i].ret)
 			fail_msg("case %zu (%s): got %d want %d", i,
-				 replies[i].in, r, replies[i].ret);
+			         replies[i].in, r, replies[i].ret);
 		if (r > 0) {
 			assert_int_equal(rep.code, replies[i].code);
 			assert_int_equal(rep.nlines, replies[i].nlines);
@@ -91,7 +91,7 @@ test_reply_long_line(void **state)
 	/* 511 octets + LF is fine, more is not */
 	buf[SMTP_REPLY_LINE_MAX - 1] = '\n';
 	assert_int_equal(smtp_reply_parse(buf, sizeof(buf), &rep, NULL),
-			 SMTP_REPLY_LINE_MAX);
+	                 SMTP_REPLY_LINE_MAX);
 }
 
 static void
@@ -142,8 +142,8 @@ static void
 test_caps(void **state)
 {
 	const char *in = "250-mx1 hello\r\n250-PIPELINING\r\n250-SIZE 1000\r\n"
-			 "250-8bitmime\r\n250-DSN\r\n250-STARTTLS\r\n"
-			 "250 SMTPUTF8\r\n";
+	                 "250-8bitmime\r\n250-DSN\r\n250-STARTTLS\r\n"
+	                 "250 SMTPUTF8\r\n";
 	struct smtp_reply rep;
 	unsigned long long size;
 	int caps;
@@ -151,8 +151,8 @@ test_caps(void **state)
 	assert_true(smtp_reply_parse(in, strlen(in), &rep, NULL) > 0);
 	caps = smtp_client_caps(in, &rep, &size);
 	assert_int_equal(caps, SMTP_CAP_PIPELINING | SMTP_CAP_SIZE |
-				   SMTP_CAP_8BITMIME | SMTP_CAP_DSN |
-				   SMTP_CAP_STARTTLS | SMTP_CAP_SMTPUTF8);
+	                           SMTP_CAP_8BITMIME | SMTP_CAP_DSN |
+	                           SMTP_CAP_STARTTLS | SMTP_CAP_SMTPUTF8);
 	assert_int_equal(size, 1000);
 	/* the greeting line is not a keyword */
 	in = "250-PIPELINING\r\n250 ok\r\n";
@@ -163,15 +163,15 @@ test_caps(void **state)
 static const struct {
 	const char *in, *out;
 } bodies[] = {
-	{"a\r\nb\r\n", "a\r\nb\r\n.\r\n"},
-	{"a\nb\n", "a\r\nb\r\n.\r\n"},
-	{"a\rb\r", "a\r\nb\r\n.\r\n"},
-	{"a", "a\r\n.\r\n"},
-	{".a\r\n..\r\n.\r\n", "..a\r\n...\r\n..\r\n.\r\n"},
-	{"x\n.\n", "x\r\n..\r\n.\r\n"},			/* smuggling form */
-	{"x\r\n.\r", "x\r\n..\r\n.\r\n"},
-	{"x\r\r\n", "x\r\n\r\n.\r\n"},
-	{"", ".\r\n"},
+    {"a\r\nb\r\n", "a\r\nb\r\n.\r\n"},
+    {"a\nb\n", "a\r\nb\r\n.\r\n"},
+    {"a\rb\r", "a\r\nb\r\n.\r\n"},
+    {"a", "a\r\n.\r\n"},
+    {".a\r\n..\r\n.\r\n", "..a\r\n...\r\n..\r\n.\r\n"},
+    {"x\n.\n", "x\r\n..\r\n.\r\n"}, /* smuggling form */
+    {"x\r\n.\r", "x\r\n..\r\n.\r\n"},
+    {"x\r\r\n", "x\r\n\r\n.\r\n"},
+    {"", ".\r\n"},
 };
 
 static void
@@ -189,14 +189,14 @@ test_body_encode(void **state)
 			int st = 0;
 
 			o += smtp_client_body_encode(&st, bodies[i].in, split,
-						     out + o);
+			                             out + o);
 			o += smtp_client_body_encode(&st, bodies[i].in + split,
-						     len - split, out + o);
+			                             len - split, out + o);
 			o += smtp_client_body_end(&st, out + o);
 			out[o] = '\0';
 			if (strcmp(out, bodies[i].out) != 0)
 				fail_msg("case %zu split %zu: got [%s]", i,
-					 split, out);
+				         split, out);
 		}
 	}
 }
@@ -249,13 +249,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_reply_table),
-		cmocka_unit_test(test_reply_long_line),
-		cmocka_unit_test(test_reply_too_many_lines),
-		cmocka_unit_test(test_reply_result),
-		cmocka_unit_test(test_caps),
-		cmocka_unit_test(test_body_encode),
-		cmocka_unit_test(test_new_ca_copy_fails),
+	    cmocka_unit_test(test_reply_table),
+	    cmocka_unit_test(test_reply_long_line),
+	    cmocka_unit_test(test_reply_too_many_lines),
+	    cmocka_unit_test(test_reply_result),
+	    cmocka_unit_test(test_caps),
+	    cmocka_unit_test(test_body_encode),
+	    cmocka_unit_test(test_new_ca_copy_fails),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

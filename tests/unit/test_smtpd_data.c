@@ -69,16 +69,17 @@ test_smuggling_variants(void **state)
 	/* none of these may end the data: the smuggled MAIL is message
 	 * text, and the BARE flag makes the session refuse the message */
 	static const char *const variants[] = {
-		"\n.\n", "\n.\r\n", "\r\n.\n", "\r.\r", "\r.\r\n", "\r\n.\r",
-		"\n.\r", "\r.\n",
+	    "\n.\n",   "\n.\r\n", "\r\n.\n", "\r.\r",
+	    "\r.\r\n", "\r\n.\r", "\n.\r",   "\r.\n",
 	};
 	char in[256];
 
 	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
-		int n = snprintf(in, sizeof(in),
-				 "Subject: s\r\n\r\nhello%sMAIL FROM:<evil@x>"
-				 "\r\nRCPT TO:<v@y>\r\nDATA\r\nsmuggled\r\n.\r\n",
-				 variants[v]);
+		int n =
+		    snprintf(in, sizeof(in),
+		             "Subject: s\r\n\r\nhello%sMAIL FROM:<evil@x>"
+		             "\r\nRCPT TO:<v@y>\r\nDATA\r\nsmuggled\r\n.\r\n",
+		             variants[v]);
 
 		for (size_t cut = 0; cut < (size_t)n; cut++) {
 			struct smtpd_data d;
@@ -89,7 +90,8 @@ test_smuggling_variants(void **state)
 			/* the end is the real CRLF.CRLF at the very end */
 			assert_int_equal(used, (size_t)n);
 			assert_true(d.flags & SMTPD_DATA_BARE);
-			assert_non_null(memmem(o.buf, o.len, "MAIL FROM:<evil@x>", 18));
+			assert_non_null(
+			    memmem(o.buf, o.len, "MAIL FROM:<evil@x>", 18));
 		}
 	}
 }
@@ -136,17 +138,17 @@ test_empty_and_unfinished(void **state)
 	assert_int_equal(o.len, 0);
 	assert_int_equal(feed("abc\r\n.\r", 7, 0, &d, &o), 7);
 	assert_false(d.done);
-	assert_int_equal(o.len, 5);	/* ".\r" held back */
+	assert_int_equal(o.len, 5); /* ".\r" held back */
 }
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_plain_and_stuffing),
-		cmocka_unit_test(test_smuggling_variants),
-		cmocka_unit_test(test_nul_and_long_line),
-		cmocka_unit_test(test_empty_and_unfinished),
+	    cmocka_unit_test(test_plain_and_stuffing),
+	    cmocka_unit_test(test_smuggling_variants),
+	    cmocka_unit_test(test_nul_and_long_line),
+	    cmocka_unit_test(test_empty_and_unfinished),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -306,9 +306,9 @@ test_decode_rejects(void **state)
 	assert_int_equal(g->rcpt[0].step, 2);
 	assert_int_equal(g->rcpt[0].flags, 0);
 	assert_int_equal(g->rcpt[1].flags,
-			 SPOOL_RCPT_F_CONN | SPOOL_RCPT_F_BOUNCE);
+	                 SPOOL_RCPT_F_CONN | SPOOL_RCPT_F_BOUNCE);
 	spool_envelope_free(g);
-	r[1].flags = 0x80;	/* unknown flag: refused */
+	r[1].flags = 0x80; /* unknown flag: refused */
 	assert_null(spool_envelope_encode(&e, &len));
 	r[1].flags = SPOOL_RCPT_F_CONN | SPOOL_RCPT_F_BOUNCE;
 
@@ -786,8 +786,9 @@ test_disk_full(void **state)
 	struct spool *s;
 	int fd, i, failed = 0, syncfail = 0;
 	enum spool_err cls;
-	const struct spool_options tiny = {
-	    .cache_bytes = 1 << 20, .log_buffer = 256 << 10, .log_file = 1 << 20};
+	const struct spool_options tiny = {.cache_bytes = 1 << 20,
+	                                   .log_buffer = 256 << 10,
+	                                   .log_file = 1 << 20};
 
 	snprintf(mnt, sizeof(mnt), "%s.tmpfs", dir);
 	assert_int_equal(mkdir(mnt, 0700), 0);
