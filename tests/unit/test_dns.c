@@ -538,6 +538,31 @@ run_until(struct ev_loop *loop, int n, double secs)
 	ev_timer_stop(loop, &deadline);
 }
 
+/* world - a loop, the fake server on it and a resolver asking it */
+struct world {
+	struct ev_loop *loop;
+	struct fake f;
+	struct dns *d;
+};
+
+static void
+world_open(struct world *w, int timeout)
+{
+	w->loop = ev_loop_new(EVFLAG_AUTO);
+	fake_start(w->loop, &w->f);
+	w->d = new_dns(w->loop, &w->f, timeout);
+	calls_total = 0;
+}
+
+/* world_close - w->d is NULL when a test freed the resolver itself */
+static void
+world_close(struct world *w)
+{
+	dns_free(w->d);
+	fake_stop(w->loop, &w->f);
+	ev_loop_destroy(w->loop);
+}
+
 static void
 test_answers(void **state)
 {
@@ -568,18 +593,14 @@ test_answers(void **state)
 	    {DNS_TEMPFAIL, ""},
 	    {DNS_OK, "192.0.2.7"},
 	};
-	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-	struct fake f;
-	struct dns *d;
+	struct world w;
 	size_t i, n = sizeof(g) / sizeof(g[0]);
 
-	fake_start(loop, &f);
-	d = new_dns(loop, &f, 5);
-	calls_total = 0;
+	world_open(&w, 5);
 	for (i = 0; i < n; i++)
-		start(d, &g[i]);
+		start(w.d, &g[i]);
 	assert_int_equal(calls_total, 0);
-	run_until(loop, (int)n, 10);
+	run_until(w.loop, (int)n, 10);
 	for (i = 0; i < n; i++) {
 		if (g[i].calls != 1 || g[i].in_query)
 			fail_msg("%s/%d: %d calls, in_query %d", g[i].name,
@@ -606,37 +627,29 @@ test_answers(void **state)
 		    g[i].canon,
 		    strcmp(g[i].name, "Alias.t.") == 0 ? "host.t" : "-");
 	}
-	dns_free(d);
-	fake_stop(loop, &f);
-	ev_loop_destroy(loop);
+	world_close(&w);
 }
 
 static void
 test_timeout(void **state)
 {
 	struct got g = {.name = "silent.t", .type = DNS_T_MX};
-	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-	struct fake f;
-	struct dns *d;
+	struct world w;
 	ev_tstamp t0;
 
-	fake_start(loop, &f);
-	d = new_dns(loop, &f, 1);
-	calls_total = 0;
-	ev_now_update(loop);
-	t0 = ev_now(loop);
-	start(d, &g);
-	run_until(loop, 1, 5);
-	ev_now_update(loop);
+	world_open(&w, 1);
+	ev_now_update(w.loop);
+	t0 = ev_now(w.loop);
+	start(w.d, &g);
+	run_until(w.loop, 1, 5);
+	ev_now_update(w.loop);
 	assert_int_equal(g.calls, 1);
 	assert_int_equal(g.in_query, 0);
 	assert_int_equal(g.status, DNS_TEMPFAIL);
 	assert_string_equal(g.why, "timeout");
-	assert_true(ev_now(loop) - t0 >= 0.9 && ev_now(loop) - t0 < 2.5);
-	assert_true(f.queries >= 1);
-	dns_free(d);
-	fake_stop(loop, &f);
-	ev_loop_destroy(loop);
+	assert_true(ev_now(w.loop) - t0 >= 0.9 && ev_now(w.loop) - t0 < 2.5);
+	assert_true(w.f.queries >= 1);
+	world_close(&w);
 }
 
 static void
@@ -645,32 +658,28 @@ test_cancel(void **state)
 	struct got g1 = {.name = "silent.t", .type = DNS_T_MX};
 	struct got g2 = {.name = "mx.t", .type = DNS_T_MX};
 	struct got g3 = {.name = "host.t", .type = DNS_T_A};
-	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-	struct fake f;
-	struct dns *d;
+	struct world w;
 
-	fake_start(loop, &f);
-	d = new_dns(loop, &f, 1);
-	calls_total = 0;
-	dns_cancel(start(d, &g1));
-	dns_cancel(start(d, &g2));
-	start(d, &g3);
-	run_until(loop, 99, 2); /* past the timeout */
+	world_open(&w, 1);
+	dns_cancel(start(w.d, &g1));
+	dns_cancel(start(w.d, &g2));
+	start(w.d, &g3);
+	run_until(w.loop, 99, 2); /* past the timeout */
 	assert_int_equal(g1.calls, 0);
 	assert_int_equal(g2.calls, 0);
 	assert_int_equal(g3.calls, 1);
 	assert_int_equal(g3.status, DNS_OK);
 	dns_cancel(NULL);
 	/* dns_free with queries pending: no callbacks, no leaks */
-	start(d, &g1);
-	start(d, &g2);
-	dns_free(d);
-	run_until(loop, 99, 1.5);
+	start(w.d, &g1);
+	start(w.d, &g2);
+	dns_free(w.d);
+	w.d = NULL;
+	run_until(w.loop, 99, 1.5);
 	assert_int_equal(g1.calls, 0);
 	assert_int_equal(g2.calls, 0);
 	dns_free(NULL);
-	fake_stop(loop, &f);
-	ev_loop_destroy(loop);
+	world_close(&w);
 }
 
 static void
@@ -679,32 +688,28 @@ test_free_in_callback(void **state)
 	struct got g1 = {.name = "mx.t", .type = DNS_T_MX};
 	struct got g2 = {.name = "silent.t", .type = DNS_T_MX};
 	struct got g3 = {.name = "silent.t", .type = DNS_T_A};
-	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-	struct fake f;
-	struct dns *d;
+	struct world w;
 
-	fake_start(loop, &f);
-	d = new_dns(loop, &f, 1);
-	calls_total = 0;
+	world_open(&w, 1);
 	/* freed from a libunbound answer (inside ub_process) */
-	g1.free_dns = d;
-	start(d, &g1);
-	start(d, &g2);
-	run_until(loop, 99, 2);
+	g1.free_dns = w.d;
+	start(w.d, &g1);
+	start(w.d, &g2);
+	run_until(w.loop, 99, 2);
 	assert_int_equal(g1.calls, 1);
 	assert_int_equal(g2.calls, 0);
 	/* freed from a timeout callback, with another query pending */
-	d = new_dns(loop, &f, 1);
+	w.d = new_dns(w.loop, &w.f, 1);
 	g2.calls = 0;
-	g2.free_dns = d;
-	start(d, &g2);
-	start(d, &g3);
+	g2.free_dns = w.d;
+	start(w.d, &g2);
+	start(w.d, &g3);
 	g3.calls = 0;
-	run_until(loop, 99, 2.5);
+	run_until(w.loop, 99, 2.5);
 	assert_int_equal(g2.calls, 1);
 	assert_true(g3.calls <= 1); /* both time out together */
-	fake_stop(loop, &f);
-	ev_loop_destroy(loop);
+	w.d = NULL;                 /* freed by g2's callback */
+	world_close(&w);
 }
 
 static void
@@ -712,23 +717,17 @@ test_query_in_callback(void **state)
 {
 	struct got g2 = {.name = "host.t", .type = DNS_T_A};
 	struct got g1 = {.name = "mx.t", .type = DNS_T_MX, .next = &g2};
-	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-	struct fake f;
-	struct dns *d;
+	struct world w;
 
-	fake_start(loop, &f);
-	d = new_dns(loop, &f, 5);
-	calls_total = 0;
-	g1.requery = d;
-	start(d, &g1);
-	run_until(loop, 2, 5);
+	world_open(&w, 5);
+	g1.requery = w.d;
+	start(w.d, &g1);
+	run_until(w.loop, 2, 5);
 	assert_int_equal(g1.calls, 1);
 	assert_int_equal(g2.calls, 1);
 	assert_int_equal(g2.in_query, 0);
 	assert_int_equal(g2.status, DNS_OK);
-	dns_free(d);
-	fake_stop(loop, &f);
-	ev_loop_destroy(loop);
+	world_close(&w);
 }
 
 static void
@@ -736,9 +735,7 @@ test_dns_error_later(void **state)
 {
 	char name[400];
 	struct got g = {.name = name, .type = DNS_T_MX};
-	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-	struct fake f;
-	struct dns *d;
+	struct world w;
 
 	/*
 	 * a name no server can have (label over 63 octets): a resolver error,
@@ -748,18 +745,14 @@ test_dns_error_later(void **state)
 	 */
 	memset(name, 'a', sizeof(name) - 1);
 	name[sizeof(name) - 1] = '\0';
-	fake_start(loop, &f);
-	d = new_dns(loop, &f, 5);
-	calls_total = 0;
-	start(d, &g);
+	world_open(&w, 5);
+	start(w.d, &g);
 	assert_int_equal(g.calls, 0);
-	run_until(loop, 1, 3);
+	run_until(w.loop, 1, 3);
 	assert_int_equal(g.calls, 1);
 	assert_int_equal(g.in_query, 0);
 	assert_int_equal(g.status, DNS_TEMPFAIL);
-	dns_free(d);
-	fake_stop(loop, &f);
-	ev_loop_destroy(loop);
+	world_close(&w);
 }
 
 static void

@@ -31,6 +31,10 @@
 #include "callout.h"
 #include "fwd_dsn.h"
 #include "fwd_int.h"
+#include "spool.h"
+
+#define SPOOL_FIXTURE_TAG "forwarder"
+#include "spool_fixture.h"
 
 struct backmxd backmxd;
 struct stats stats;
@@ -42,7 +46,6 @@ static struct config *cfg; /* fw.cfg points here: a reload swaps it */
 static struct sockaddr_storage *own;
 static int nown;
 static double fake_t;
-static char dir[64];
 
 /* ------------------------------------------------------------ fakes */
 
@@ -232,18 +235,10 @@ load(const char *extra)
 	return c;
 }
 
-/* small sizes: an environment per test */
-static const struct spool_options small = {
-    .cache_bytes = 4 << 20, .log_buffer = 1 << 20, .log_file = 4 << 20};
-
 static void
 start(const char *extra)
 {
-	char err[256];
-
-	snprintf(dir, sizeof(dir), "/tmp/test_forwarder.XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	strcat(dir, "/spool");
+	fixture_mkdir();
 	cfg = load(extra);
 	memset(&fw, 0, sizeof(fw));
 	memset(qs, 0, sizeof(qs));
@@ -251,9 +246,7 @@ start(const char *extra)
 	fake_t = T0;
 	fw.loop = ev_loop_new(EVFLAG_AUTO);
 	fw.now = fake_now;
-	fw.spool = spool_open_opts(dir, &small, NULL, err, sizeof(err));
-	if (fw.spool == NULL)
-		fail_msg("spool: %s", err);
+	fw.spool = open_spool();
 	fw.sched = schedule_new();
 	fw.cfg = &cfg;
 	own = NULL;
@@ -270,8 +263,6 @@ start(const char *extra)
 static void
 stop(void)
 {
-	char cmd[128];
-
 	if (fw.spool == NULL)
 		return; /* stopped already */
 
@@ -283,10 +274,8 @@ stop(void)
 	config_free(cfg);
 	free(own);
 	own = NULL;
-	*strrchr(dir, '/') = '\0';
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	fw.spool = NULL;
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(fixture_rmdir(), 0);
 }
 
 /* teardown - after a failed assertion too: nothing leaks into the next */
@@ -354,29 +343,29 @@ exists(const char *id)
 	return e != NULL;
 }
 
-/* rcpt_next - the next attempt of recipient i of id, after reading the spool */
-static int64_t
-rcpt_next(const char *id, int i)
+/* rcpt_of - recipient i of id as the spool has it now: its numbers
+ * (next attempt, state, step, flags); the strings are not kept */
+static struct spool_rcpt
+rcpt_of(const char *id, int i)
 {
 	struct spool_envelope *e = env(id);
-	int64_t t;
+	struct spool_rcpt r;
 
 	assert_non_null(e);
-	t = e->rcpt[i].next_attempt;
+	r = e->rcpt[i];
+	r.address = r.orcpt = r.last_error = r.route = NULL;
 	spool_envelope_free(e);
-	return t;
+	return r;
 }
 
-static int
-rcpt_state(const char *id, int i)
-{
-	struct spool_envelope *e = env(id);
-	int s;
+#define rcpt_next(id, i) (rcpt_of(id, i).next_attempt)
+#define rcpt_state(id, i) (rcpt_of(id, i).state)
 
-	assert_non_null(e);
-	s = e->rcpt[i].state;
-	spool_envelope_free(e);
-	return s;
+/* answer - hand result r of connection c to the forwarder's callback */
+static void
+answer(int c, const struct result *r)
+{
+	conns[c].cb(conns[c].arg, (struct smtp_client *)(void *)&conns[c], r);
 }
 
 /* up - connection c answered: greeting, EHLO done */
@@ -386,7 +375,7 @@ up(int c)
 	struct result r;
 
 	result_set(&r, 250, "", "ready");
-	conns[c].cb(conns[c].arg, (struct smtp_client *)(void *)&conns[c], &r);
+	answer(c, &r);
 }
 
 /* refused - connection c failed before a transaction */
@@ -397,7 +386,7 @@ refused(int c)
 
 	result_set(&r, 451, "4.4.1", "connection refused by %s",
 	           conns[c].relay);
-	conns[c].cb(conns[c].arg, (struct smtp_client *)(void *)&conns[c], &r);
+	answer(c, &r);
 }
 
 /* reply - the transaction on connection c ends: code k for recipient k */
@@ -424,7 +413,7 @@ reply(int c, ...)
 	}
 	va_end(ap);
 	result_set(&r, 250, "", "done");
-	conns[c].cb(conns[c].arg, (struct smtp_client *)(void *)&conns[c], &r);
+	answer(c, &r);
 }
 
 /* port_of, ip_of - where connection c went */

@@ -29,44 +29,8 @@
 
 #include "spool.h"
 
-/* small sizes: many environments are created */
-static const struct spool_options small = {
-    .cache_bytes = 4 << 20, .log_buffer = 1 << 20, .log_file = 4 << 20};
-static char dir[256];
-
-static int
-setup_dir(void **state)
-{
-	snprintf(dir, sizeof(dir), "/tmp/backmx-test-spool-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	strcat(dir, "/spool"); /* spool_open creates it */
-	return 0;
-}
-
-static int
-teardown_dir(void **state)
-{
-	char cmd[600];
-
-	/* a failed test_disk_full leaves its tmpfs mounted */
-	snprintf(cmd, sizeof(cmd), "%s.tmpfs", dir);
-	umount2(cmd, MNT_DETACH);
-	*strrchr(dir, '/') = '\0';
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
-static struct spool *
-open_spool(void)
-{
-	char err[1024];
-	enum spool_err cls;
-	struct spool *s = spool_open_opts(dir, &small, &cls, err, sizeof(err));
-
-	if (s == NULL)
-		fail_msg("spool_open %s: %s", dir, err);
-	return s;
-}
+#define SPOOL_FIXTURE_TAG "spool"
+#include "spool_fixture.h"
 
 /* gen_body - the deterministic body of id: size octets */
 static void
@@ -552,7 +516,7 @@ test_second_process(void **state)
 	assert_int_equal(pipe(p1), 0);
 	assert_int_equal(pipe(p2), 0);
 	if ((pid = fork()) == 0) {
-		s = spool_open_opts(dir, &small, NULL, err, sizeof(err));
+		s = spool_open_opts(dir, &fixture_opts, NULL, err, sizeof(err));
 		if (write(p1[1], s ? "y" : "n", 1) != 1 || s == NULL)
 			_exit(1);
 		if (read(p2[0], &c, 1) != 1)
@@ -562,7 +526,7 @@ test_second_process(void **state)
 	}
 	assert_int_equal(read(p1[0], &c, 1), 1);
 	assert_int_equal(c, 'y');
-	s = spool_open_opts(dir, &small, &cls, err, sizeof(err));
+	s = spool_open_opts(dir, &fixture_opts, &cls, err, sizeof(err));
 	assert_null(s);
 	assert_int_equal(cls, SPOOL_EBUSY);
 	snprintf(want, sizeof(want), "another backmxd is running (pid %d)",

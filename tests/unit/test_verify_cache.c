@@ -19,40 +19,8 @@
 
 #include "spool.h"
 
-static const struct spool_options small = {
-    .cache_bytes = 4 << 20, .log_buffer = 1 << 20, .log_file = 4 << 20};
-static char dir[256];
-
-static int
-setup_dir(void **state)
-{
-	snprintf(dir, sizeof(dir), "/tmp/backmx-test-verify-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	strcat(dir, "/spool");
-	return 0;
-}
-
-static int
-teardown_dir(void **state)
-{
-	char cmd[600];
-
-	*strrchr(dir, '/') = '\0';
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
-static struct spool *
-open_spool(void)
-{
-	char err[1024];
-	enum spool_err cls;
-	struct spool *s = spool_open_opts(dir, &small, &cls, err, sizeof(err));
-
-	if (s == NULL)
-		fail_msg("spool_open %s: %s", dir, err);
-	return s;
-}
+#define SPOOL_FIXTURE_TAG "verify"
+#include "spool_fixture.h"
 
 static struct spool_verify *
 open_cache(struct spool *s, uint64_t max)
