@@ -82,8 +82,10 @@ cleanup() {
 	set +e
 	/usr/sbin/postfix -c "$B/pf/etc" stop >/dev/null 2>&1
 	[ -f "$B/bx.pid" ] && kill "$(cat "$B/bx.pid")" 2>/dev/null
-	pkill -f "smtp-sink.*:$SINK_PORT" 2>/dev/null
-	pkill -f "hold_sessions.py" 2>/dev/null
+	# only processes this run started (their pids kept in $B/*.pid)
+	for f in "$B"/sink.pid "$B"/holder.pid "$B"/strace.pid; do
+		[ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null
+	done
 	sleep 0.5
 }
 trap cleanup EXIT
@@ -176,13 +178,22 @@ bx_start() { "$BUILD/backmxd" -f -c "${1:-$BX/backmx.conf}" 2>>"$BX/log" & wait_
 bx_stop() { [ -f "$B/bx.pid" ] && kill "$(cat "$B/bx.pid")" 2>/dev/null; sleep 0.3; while [ -f "$B/bx.pid" ] && kill -0 "$(cat "$B/bx.pid")" 2>/dev/null; do sleep 0.1; done; rm -f "$B/bx.pid"; }
 bx_clean() { bx_stop; rm -rf "$BX/spool"; }
 bx_queue_count() { "$BUILD/backmxctl" -s "$BX/control.sock" queue --json 2>/dev/null | wc -l; }
-sink_start() { smtp-sink -u postfix -c 127.0.0.1:$SINK_PORT 1000 >"$B/sink.out" 2>&1 & wait_port $SINK_PORT; }
+# sink_start / sink_stop - the primary (smtp-sink; a row file may start
+# its own sink instead: it writes the pid to $B/sink.pid, the counter to
+# $B/sink.out, and sink_stop ends it)
+sink_start() { smtp-sink -u postfix -c 127.0.0.1:$SINK_PORT 1000 >"$B/sink.out" 2>&1 & echo $! >"$B/sink.pid"; wait_port $SINK_PORT; }
 # sink_count - messages the sink received so far (its -c counters)
 sink_count() { local v; v=$(tail -c 80 "$B/sink.out" 2>/dev/null | tr '\r' '\n' | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1); echo "${v:-0}"; }
 # wait_sink N - until the sink has N messages (polled every 10 ms, cheap
 # for both systems: no queue listing that would load the server)
 wait_sink() { local n=$1 i=0; until [ "$(sink_count)" -ge "$n" ]; do sleep 0.01; i=$((i + 1)); [ $i -lt 60000 ] || { echo "sink got $(sink_count) of $n" >&2; return 1; }; done; }
-sink_stop() { pkill -f "smtp-sink.*:$SINK_PORT" 2>/dev/null || true; sleep 0.3; }
+sink_stop() {
+	local pid
+	[ -s "$B/sink.pid" ] || return 0
+	pid=$(cat "$B/sink.pid"); rm -f "$B/sink.pid"
+	kill "$pid" 2>/dev/null || true
+	for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+}
 wait_port() {
 	for _ in $(seq 1 100); do
 		(exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0
@@ -286,11 +297,11 @@ run_idle() {
 	if [ "$sys" = postfix ]; then pf_clean; pf_start; port=$PF_PORT; sleep 0.5; before=$(pss_kib $(pf_pids))
 	else bx_clean; bx_start; port=$BX_PORT; sleep 0.5; before=$(pss_kib $(cat "$B/bx.pid")); fi
 	$PY "$ROOT/tests/bench/hold_sessions.py" 127.0.0.1 "$port" "$n" "$B/held" &
-	holder=$!
+	holder=$!; echo $holder >"$B/holder.pid"
 	for _ in $(seq 1 300); do [ -f "$B/held" ] && break; sleep 0.1; done
 	sleep 1
 	if [ "$sys" = postfix ]; then after=$(pss_kib $(pf_pids)); else after=$(pss_kib $(cat "$B/bx.pid")); fi
-	kill $holder 2>/dev/null || true; wait $holder 2>/dev/null || true; rm -f "$B/held"
+	kill $holder 2>/dev/null || true; wait $holder 2>/dev/null || true; rm -f "$B/held" "$B/holder.pid"
 	record "idle_kib_per_session" "$sys" "$(echo "($after - $before) / $n" | bc -l)"
 }
 
@@ -299,14 +310,14 @@ run_fsync() {
 	local sys=$1 n=200 out=$B/strace.$sys
 	if [ "$sys" = postfix ]; then pf_clean; pf_start
 		strace -f -qq -c -e trace=fsync,fdatasync,sync_file_range -o "$out" -p "$(head -1 "$PF/queue/pid/master.pid" | tr -d ' ')" &
-		sleep 1
+		echo $! >"$B/strace.pid"; sleep 1
 		smtp-source -s 10 -m $n -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$PF_PORT
 	else bx_clean; bx_start
 		strace -f -qq -c -e trace=fsync,fdatasync,sync_file_range -o "$out" -p "$(cat "$B/bx.pid")" &
-		sleep 1
+		echo $! >"$B/strace.pid"; sleep 1
 		smtp-source -s 10 -m $n -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$BX_PORT
 	fi
-	sleep 1; kill %strace 2>/dev/null || pkill -INT strace || true; sleep 1
+	sleep 1; kill -INT "$(cat "$B/strace.pid")" 2>/dev/null || true; rm -f "$B/strace.pid"; sleep 1
 	local calls; calls=$(awk '/total/ {print $3}' "$out" 2>/dev/null); [ -n "$calls" ] || calls=0
 	record "fsyncs_per_msg" "$sys" "$(echo "$calls / $n" | bc -l)"
 }
