@@ -534,6 +534,15 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 	} else if (!strcmp(kw, "max_clients")) {
 		if (config_need_args(x, kw, nv, 1, 1) == 0)
 			config_int(x, kw, v[0], 1, 1000000, &c->max_clients);
+	} else if (!strcmp(kw, "workers")) {
+		/* accept processes (worker.c); 0 = one per online core */
+		if (config_need_args(x, kw, nv, 1, 1) == 0) {
+			if (!strcmp(v[0], "auto"))
+				c->workers = 0;
+			else
+				config_int(x, kw, v[0], 1, CONFIG_WORKERS_MAX,
+				           &c->workers);
+		}
 	} else if (!strcmp(kw, "max_clients_per_ip")) {
 		if (config_need_args(x, kw, nv, 1, 1) == 0)
 			config_int(x, kw, v[0], 1, 1000000,
@@ -636,6 +645,7 @@ config_defaults(struct config *c)
 	c->max_hops = 100;
 	c->max_clients = 1000;
 	c->max_clients_per_ip = 50;
+	c->workers = 1;
 	c->timeout = 300;
 	c->queue_lifetime = 5 * 86400;
 	c->nretry = sizeof(retry) / sizeof(retry[0]);

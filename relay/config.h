@@ -18,6 +18,8 @@
 
 #include "policy.h"
 
+#define CONFIG_WORKERS_MAX 64 /* `workers` */
+
 struct config_listen {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
@@ -54,6 +56,7 @@ struct config {
 	int max_hops;
 	int max_clients;
 	int max_clients_per_ip;
+	int workers;         /* accept processes; 0 = one per online core */
 	long timeout;        /* seconds, server idle */
 	long queue_lifetime; /* seconds */
 	long *retry;         /* seconds; the last step repeats */

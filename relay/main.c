@@ -401,6 +401,9 @@ main(int argc, char **argv)
 		         BACKMX_VERSION, cfg->hostname, cfg->policy->ndomains,
 		         (unsigned long long)msgs);
 	}
+	if (cfg->workers != 1)
+		log_info("workers %d: this version runs one process",
+		         cfg->workers);
 	notify_ready(backmxd.loop); /* systemd Type=notify: banner is up */
 	ev_run(backmxd.loop, 0);
 
