@@ -2,10 +2,18 @@
 # tests/bench/run.sh - backmx side by side with Postfix as a backup MX.
 #
 # usage: tests/bench/run.sh BUILD [--quick|--full] [--rounds N] [--only NAME,...]
+#        tests/bench/run.sh BUILD --versus OLD_BUILD [--quick|--full] [--rounds N]
 #        tests/bench/run.sh BUILD --scale
 #
 # --only NAME,... runs only those rows: "core" (the built-in rows below)
 # and/or the NAME of row files tests/bench/row_NAME.sh (see "Row files").
+#
+# --versus OLD_BUILD compares two builds of backmx instead of backmx and
+# Postfix: the accept (10 sessions), flush and end-to-end rows only, the
+# builds alternately (BUILD, OLD_BUILD, BUILD, ...) in each round, with
+# the ratio BUILD/OLD_BUILD ("backmx" and "old" columns); no row files.
+# OLD_BUILD is the build directory of another checkout (e.g. a scratch
+# git worktree of an older commit); its backmxd and backmxctl are used.
 #
 # --scale runs only the scale runs (tests/bench/scale.sh, no Postfix rows):
 # 10 000 idle sessions held (memory, latency of fresh sessions) and a spool
@@ -49,6 +57,7 @@ shift || true
 MODE=quick
 ROUNDS=3
 ONLY=""
+OLD=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) MODE=quick ;;
@@ -56,7 +65,8 @@ while [ $# -gt 0 ]; do
 	--scale) MODE=scale ;;
 	--rounds) ROUNDS=$2; shift ;;
 	--only) ONLY=",$2,"; shift ;;
-	*) echo "usage: $0 BUILD [--quick|--full] [--rounds N] [--only NAME,...] | --scale" >&2; exit 2 ;;
+	--versus) OLD=$(cd "$2" && pwd); shift ;;
+	*) echo "usage: $0 BUILD [--quick|--full] [--rounds N] [--only NAME,...] [--versus OLD_BUILD] | --scale" >&2; exit 2 ;;
 	esac
 	shift
 done
@@ -174,10 +184,13 @@ pf_stop() { /usr/sbin/postfix -c "$PF/etc" stop >/dev/null 2>&1 || true; sleep 1
 pf_clean() { pf_stop; /usr/sbin/postsuper -c "$PF/etc" -d ALL >/dev/null 2>&1 || true; }
 pf_queue_empty() { [ -z "$(find "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred" "$PF/queue/maildrop" -type f 2>/dev/null | head -1)" ]; }
 pf_queue_count() { find "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred" "$PF/queue/maildrop" -type f 2>/dev/null | wc -l; }
-bx_start() { "$BUILD/backmxd" -f -c "${1:-$BX/backmx.conf}" 2>>"$BX/log" & wait_port $BX_PORT; for _ in $(seq 1 100); do [ -s "$B/bx.pid" ] && break; sleep 0.1; done; }
+# BXB: the build whose backmxd/backmxctl the bx_* functions run ($BUILD;
+# with --versus, $OLD while the "old" system runs)
+BXB=$BUILD
+bx_start() { "$BXB/backmxd" -f -c "${1:-$BX/backmx.conf}" 2>>"$BX/log" & wait_port $BX_PORT; for _ in $(seq 1 100); do [ -s "$B/bx.pid" ] && break; sleep 0.1; done; }
 bx_stop() { [ -f "$B/bx.pid" ] && kill "$(cat "$B/bx.pid")" 2>/dev/null; sleep 0.3; while [ -f "$B/bx.pid" ] && kill -0 "$(cat "$B/bx.pid")" 2>/dev/null; do sleep 0.1; done; rm -f "$B/bx.pid"; }
 bx_clean() { bx_stop; rm -rf "$BX/spool"; }
-bx_queue_count() { "$BUILD/backmxctl" -s "$BX/control.sock" queue --json 2>/dev/null | wc -l; }
+bx_queue_count() { "$BXB/backmxctl" -s "$BX/control.sock" queue --json 2>/dev/null | wc -l; }
 # sink_start / sink_stop - the primary (smtp-sink; a row file may start
 # its own sink instead: it writes the pid to $B/sink.pid, the counter to
 # $B/sink.out, and sink_stop ends it)
@@ -245,35 +258,39 @@ run_accept() {
 
 # flush: queue N with primary down, then flush with primary up until empty
 run_flush() {
-	local sys=$1 n=$2 t0 t1
+	local sys=$1 n=$2 t0 t1 c0 c1
 	sink_stop
 	if [ "$sys" = postfix ]; then pf_clean; pf_start
 		smtp-source -s 10 -m "$n" -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$PF_PORT
-		sleep 2; sink_start; t0=$(now); postqueue -c "$PF/etc" -f
+		sleep 2; sink_start; c0=$(cpu_of $(pf_pids)); t0=$(now); postqueue -c "$PF/etc" -f
 		wait_sink "$n"; until pf_queue_empty; do sleep 0.01; done
+		t1=$(now); c1=$(cpu_of $(pf_pids))
 	else bx_clean; bx_start
 		smtp-source -s 10 -m "$n" -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$BX_PORT
-		sleep 2; sink_start; t0=$(now); "$BUILD/backmxctl" -s "$BX/control.sock" flush >/dev/null
+		sleep 2; sink_start; c0=$(cpu_of "$(cat "$B/bx.pid")"); t0=$(now); "$BXB/backmxctl" -s "$BX/control.sock" flush >/dev/null
 		wait_sink "$n"; until [ "$(bx_queue_count)" -eq 0 ]; do sleep 0.01; done
+		t1=$(now); c1=$(cpu_of "$(cat "$B/bx.pid")")
 	fi
-	t1=$(now)
 	record "flush" "$sys" "$(echo "$n / ($t1 - $t0)" | bc -l)"
+	record "cpu_ms_per_msg_flush" "$sys" "$(echo "($c1 - $c0) * 1000 / $n" | bc -l)"
 	sink_stop
 }
 
 # end to end: primary up, 10 sessions, until the queue is empty
 run_e2e() {
-	local sys=$1 n=$2 t0 t1
+	local sys=$1 n=$2 t0 t1 c0 c1
 	sink_start
-	if [ "$sys" = postfix ]; then pf_clean; pf_start; t0=$(now)
+	if [ "$sys" = postfix ]; then pf_clean; pf_start; c0=$(cpu_of $(pf_pids)); t0=$(now)
 		smtp-source -s 10 -m "$n" -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$PF_PORT
 		wait_sink "$n"; until pf_queue_empty; do sleep 0.01; done
-	else bx_clean; bx_start; t0=$(now)
+		t1=$(now); c1=$(cpu_of $(pf_pids))
+	else bx_clean; bx_start; c0=$(cpu_of "$(cat "$B/bx.pid")"); t0=$(now)
 		smtp-source -s 10 -m "$n" -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$BX_PORT
 		wait_sink "$n"; until [ "$(bx_queue_count)" -eq 0 ]; do sleep 0.01; done
+		t1=$(now); c1=$(cpu_of "$(cat "$B/bx.pid")")
 	fi
-	t1=$(now)
 	record "end_to_end" "$sys" "$(echo "$n / ($t1 - $t0)" | bc -l)"
+	record "cpu_ms_per_msg_e2e" "$sys" "$(echo "($c1 - $c0) * 1000 / $n" | bc -l)"
 	sink_stop
 }
 
@@ -326,6 +343,30 @@ echo "backmx bench ($MODE, $ROUNDS rounds, $(nproc) cores, spool fs: $(df -h "$B
 echo "raw durable writes on $B:"
 $PY "$ROOT/tests/bench/fsync_rate.py" "$B" | sed 's/^/  /'
 
+# --versus: the two builds of backmx, alternately, three rows
+if [ -n "$OLD" ]; then
+	echo "versus: new $BUILD ($(git -C "$BUILD/.." log -1 --format=%h 2>/dev/null || echo '?')), old $OLD ($(git -C "$OLD/.." log -1 --format=%h 2>/dev/null || echo '?'))"
+	for round in $(seq 1 "$ROUNDS"); do
+		echo "round $round/$ROUNDS ..." >&2
+		sink_stop
+		for sys in backmx old; do
+			if [ $sys = old ]; then BXB=$OLD; else BXB=$BUILD; fi
+			run_accept accept_s10 $sys 10 1 $NMSG
+		done
+		for sys in backmx old; do
+			if [ $sys = old ]; then BXB=$OLD; else BXB=$BUILD; fi
+			run_flush $sys $NFLUSH
+		done
+		for sys in backmx old; do
+			if [ $sys = old ]; then BXB=$OLD; else BXB=$BUILD; fi
+			run_e2e $sys $NMSG
+		done
+		BXB=$BUILD
+	done
+	bx_stop; pf_stop
+	ONLY=",versus-only,"
+fi
+
 wants core && for round in $(seq 1 "$ROUNDS"); do
 	echo "round $round/$ROUNDS ..." >&2
 	sink_stop
@@ -366,8 +407,9 @@ for f in "$ROOT"/tests/bench/row_*.sh; do
 	cp "$B/backmx.conf.orig" "$BX/backmx.conf"
 done
 
-$PY - "$RESULTS" "$B/notes" <<'EOF'
+$PY - "$RESULTS" "$B/notes" "${OLD:+old}" <<'EOF'
 import sys, statistics
+other = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] else 'postfix'
 rows, order = {}, []
 for line in open(sys.argv[1]):
     f = line.split()
@@ -383,20 +425,21 @@ for line in open(sys.argv[1]):
 def fmt(v):
     if not v:
         return 'n/a'
-    return '%.1f [%.1f-%.1f]' % (statistics.median(v), min(v), max(v))
+    f = '%.3f [%.3f-%.3f]' if statistics.median(v) < 10 else '%.1f [%.1f-%.1f]'
+    return f % (statistics.median(v), min(v), max(v))
 def lower_better(row):
     return row.startswith(('idle', 'cpu', 'fsync', 'restart', 'lat')) or row.endswith(('_ms', '_s', '_kib'))
 w = max([24] + [len(r) for r in order])
-print('\n%-*s %22s %22s %8s' % (w, 'row (msg/s unless noted)', 'backmx median [min-max]', 'postfix median [min-max]', 'ratio'))
+print('\n%-*s %22s %22s %8s' % (w, 'row (msg/s unless noted)', 'backmx median [min-max]', other + ' median [min-max]', 'ratio'))
 for row in order:
-    a, b = rows[row].get('backmx', []), rows[row].get('postfix', [])
+    a, b = rows[row].get('backmx', []), rows[row].get(other, [])
     ratio = 'n/a'
     if a and b:
         ma, mb = statistics.median(a), statistics.median(b)
         if mb > 0 and ma > 0:
             ratio = '%.2fx' % ((mb / ma) if lower_better(row) else (ma / mb))
     print('%-*s %22s %22s %8s' % (w, row, fmt(a), fmt(b), ratio))
-print('(ratio: how many times better backmx is; for idle/cpu/fsync/restart/latency rows lower is better)')
+print('(ratio: how many times better backmx is%s; for idle/cpu/fsync/restart/latency rows lower is better)' % ('' if other == 'postfix' else ' than the old build'))
 for line in open(sys.argv[2]):
     print(line.rstrip())
 EOF
