@@ -27,6 +27,7 @@
 #include "checkdns.h"
 #include "control.h"
 #include "control_int.h"
+#include "fdpause.h"
 #include "pause.h"
 #include "forward.h"
 #include "json.h"
@@ -54,6 +55,7 @@ static LIST_HEAD(, control_client)
 static int control_nclients;
 static int control_fd = -1;
 static ev_io control_accept_io;
+static struct fdpause control_accept_pause;
 static char control_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
 static void control_client_free(struct control_client *c);
@@ -685,6 +687,8 @@ control_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 	fd = accept4(control_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0) {
+		if (fdpause_after(loop, &control_accept_pause, errno))
+			return;
 		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 			log_warn("control: accept: %s", strerror(errno));
 		return;
@@ -826,6 +830,7 @@ control_start(void)
 	if (control_fd < 0)
 		return;
 	ev_io_init(&control_accept_io, control_accept_cb, control_fd, EV_READ);
+	fdpause_init(&control_accept_pause, &control_accept_io, "control");
 	ev_io_start(backmxd.loop, &control_accept_io);
 }
 
@@ -839,6 +844,7 @@ control_close(void)
 	if (control_fd < 0)
 		return;
 	ev_io_stop(backmxd.loop, &control_accept_io);
+	fdpause_stop(backmxd.loop, &control_accept_pause);
 	close(control_fd);
 	control_fd = -1;
 	if (control_path[0] != '\0')

@@ -18,6 +18,7 @@
 
 #include "backmxd.h"
 #include "dnsbl.h"
+#include "fdpause.h"
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
@@ -157,6 +158,7 @@ static LIST_HEAD(, metrics_client)
 static int metrics_nclients;
 static int metrics_fd = -1;
 static ev_io metrics_accept_io;
+static struct fdpause metrics_pause;
 
 uint64_t
 metrics_counter_value(const struct metrics_counter *m)
@@ -395,6 +397,8 @@ metrics_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 	fd = accept4(metrics_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0) {
+		if (fdpause_after(loop, &metrics_pause, errno))
+			return;
 		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 			log_warn("metrics: accept: %s", strerror(errno));
 		return;
@@ -488,6 +492,7 @@ metrics_start(void)
 	if (metrics_fd < 0)
 		return;
 	ev_io_init(&metrics_accept_io, metrics_accept_cb, metrics_fd, EV_READ);
+	fdpause_init(&metrics_pause, &metrics_accept_io, "metrics");
 	ev_io_start(backmxd.loop, &metrics_accept_io);
 }
 
@@ -502,6 +507,7 @@ metrics_close(void)
 	if (metrics_fd < 0)
 		return;
 	ev_io_stop(backmxd.loop, &metrics_accept_io);
+	fdpause_stop(backmxd.loop, &metrics_pause);
 	close(metrics_fd);
 	metrics_fd = -1;
 }

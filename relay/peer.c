@@ -30,6 +30,7 @@
 
 #include "backmxd.h"
 #include "config_peer.h"
+#include "fdpause.h"
 #include "log.h"
 #include "net.h"
 #include "peer.h"
@@ -75,6 +76,7 @@ static char peer_name[256], peer_self[256];
 static SSL_CTX *peer_ctx;
 static int peer_lfd = -1;
 static ev_io peer_accept_io;
+static struct fdpause peer_accept_pause;
 static ev_timer peer_redial;
 static double peer_backoff = PEER_BACKOFF_MIN;
 static struct peer_conn *peer_chan[2]; /* PEER_CH_OWN, PEER_CH_REPLICA */
@@ -678,8 +680,12 @@ peer_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 		fd = accept4(peer_lfd, (struct sockaddr *)&ss, &sl,
 		             SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			fdpause_after(loop, &peer_accept_pause, errno);
 			return;
+		}
 		if (peer_npending >= PEER_PENDING_MAX ||
 		    (c = peer_conn_new(fd, 0)) == NULL) {
 			char a[64];
@@ -783,6 +789,7 @@ peer_start(const struct peer_handlers *h)
 	peer_h = h;
 	peer_started = 1;
 	ev_io_init(&peer_accept_io, peer_accept_cb, peer_lfd, EV_READ);
+	fdpause_init(&peer_accept_pause, &peer_accept_io, "peer");
 	ev_io_start(backmxd.loop, &peer_accept_io);
 	ev_timer_init(&peer_redial, peer_redial_cb, 0, 0);
 	log_info("peer: mirroring with %s at %s, listening on %s, "
@@ -801,6 +808,7 @@ peer_shutdown(void)
 	ev_timer_stop(backmxd.loop, &peer_redial);
 	if (peer_lfd >= 0) {
 		ev_io_stop(backmxd.loop, &peer_accept_io);
+		fdpause_stop(backmxd.loop, &peer_accept_pause);
 		close(peer_lfd);
 		peer_lfd = -1;
 	}
