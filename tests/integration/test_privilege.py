@@ -13,6 +13,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import time
 
 USER = 'backmx'
 
@@ -186,3 +187,52 @@ def test_privilege_modes_checked_on_reload(world):
     os.chmod(key, 0o600)
     _hup(b, r'reloaded [^\n]*: 2 domain\(s\)')
     assert _rcpt(b, 'x@reload.example') == 250
+
+
+def _ctl_as(b, uid, gid, groups):
+    """backmxctl stats run as uid/gid with supplementary groups"""
+    return subprocess.run([b.backmxctl, '-c', b.conf_path, 'stats'],
+                          capture_output=True, text=True, timeout=30,
+                          user=uid, group=gid, extra_groups=groups,
+                          cwd='/')
+
+
+def test_privilege_control_socket_root_and_group_only(world):
+    """started as root with `user backmx`: the control socket is mode
+    0660, owned by backmx and its group; root and a user in group backmx
+    get answers (the log names their uid), a user outside it (nobody) is
+    refused by the kernel (EACCES at connect) and never reaches the
+    daemon.  Tried on a broken build: with chmod 0666 in control.c the
+    test fails (mode 0o140666)."""
+    if os.geteuid() != 0:
+        return
+    pw = pwd.getpwnam(USER)
+    nobody = pwd.getpwnam('nobody')
+    b = world.backmx(start=False, user=USER)
+    opened = _open_path(b.dir)
+    try:
+        for root, dirs, files in os.walk(b.dir):
+            for n in dirs + files:
+                os.chown(os.path.join(root, n), pw.pw_uid, pw.pw_gid)
+        os.chown(b.dir, pw.pw_uid, pw.pw_gid)
+        os.chmod(b.conf_path, 0o644)
+        b.start()
+        st = os.stat(b.control_path)
+        assert stat.S_ISSOCK(st.st_mode)
+        assert st.st_mode & 0o777 == 0o660, oct(st.st_mode)
+        assert (st.st_uid, st.st_gid) == (pw.pw_uid, pw.pw_gid), st
+        r = b.ctl('stats')
+        assert r.returncode == 0, r.stderr
+        r = _ctl_as(b, nobody.pw_uid, nobody.pw_gid, [pw.pw_gid])
+        assert r.returncode == 0, r.stderr
+        b.wait_log(r'control: stats uid=%d' % nobody.pw_uid)
+        n = b.log_text().count('control: ')
+        r = _ctl_as(b, nobody.pw_uid, nobody.pw_gid, [])
+        assert r.returncode != 0, r.stdout
+        assert 'Permission denied' in r.stderr, r.stderr
+        time.sleep(0.5)
+        assert b.log_text().count('control: ') == n, b.log_tail()
+        assert b.stop() == 0
+    finally:
+        for d, mode in opened:
+            os.chmod(d, mode)
