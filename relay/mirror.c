@@ -134,8 +134,9 @@ mirror_replica_release(char *dir, size_t len)
 	if (mirror_replica == NULL)
 		return -1;
 	snprintf(dir, len, "%s/replica", backmxd.cfg->spool);
-	spool_repl_client_checkpoint(mirror_replica);
-	spool_close(mirror_replica);
+	if (spool_repl_client_close(mirror_replica) == 1)
+		log_warn("peer: the replica of the peer's spool was in its "
+		         "first synchronisation: its copy may be incomplete");
 	mirror_replica = NULL;
 	mirror_need_ack = 0;
 	return 0;
@@ -426,9 +427,11 @@ mirror_shutdown(void)
 	mirror_takeover_shutdown();
 	peer_shutdown();
 	if (mirror_replica != NULL) {
-		spool_sync(mirror_replica);
-		spool_repl_client_checkpoint(mirror_replica);
-		spool_close(mirror_replica);
+		/* never waits for a synchronisation in progress (it needs
+		 * the link, which is closed now): restarted next time */
+		if (spool_repl_client_close(mirror_replica) == 1)
+			log_info("peer: the replica of the peer's spool was "
+			         "synchronising; it resumes at the next start");
 		mirror_replica = NULL;
 	}
 	free(mirror_ring);

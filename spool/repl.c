@@ -290,20 +290,113 @@ spool_repl_incarnation(struct spool *s)
 }
 
 /*
+ * client_nowait - a client's API calls (log_flush, checkpoint) during
+ * its synchronisation with the master (a replication lockout: internal
+ * init, or a sync after a gap) spin inside BDB until the sync ends,
+ * which needs the messages only our loop reads: called from the loop
+ * they never return (a SIGTERM then never ended the process).  With
+ * DB_REP_CONF_NOWAIT they fail at once with DB_REP_LOCKOUT.  Set only
+ * around our own calls, not for good: the setting lives in the shared
+ * region, and a tool reading the replica (db_dump) refused so leaves
+ * BDB's count of threads in the API raised, after which the next
+ * lockout waits for it forever (seen in test_peer_repl).
+ */
+static void
+client_nowait(struct spool *s, int on)
+{
+	s->env->rep_set_config(s->env, DB_REP_CONF_NOWAIT, on);
+}
+
+static int client_checkpoint_calls(struct spool *s, int *lockout);
+
+/* client_checkpoint - as below; *lockout set when BDB refused the call
+ * because the replica is synchronising with its master */
+static int
+client_checkpoint(struct spool *s, int *lockout)
+{
+	int ret;
+
+	*lockout = 0;
+	client_nowait(s, 1);
+	ret = client_checkpoint_calls(s, lockout);
+	client_nowait(s, 0);
+	return ret;
+}
+
+static int
+client_checkpoint_calls(struct spool *s, int *lockout)
+{
+	int ret;
+
+	if ((ret = s->env->memp_sync(s->env, NULL)) != 0) {
+		*lockout = ret == DB_REP_LOCKOUT;
+		return spool_fail(s, ret, "replica: writing pages");
+	}
+	if ((ret = s->env->txn_checkpoint(s->env, 0, 0, 0)) != 0) {
+		*lockout = ret == DB_REP_LOCKOUT;
+		return spool_fail(s, ret, "replica: checkpoint");
+	}
+	if ((ret = s->env->log_archive(s->env, NULL, DB_ARCH_REMOVE)) != 0) {
+		*lockout = ret == DB_REP_LOCKOUT;
+		return spool_fail(s, ret, "replica: removing old logs");
+	}
+	return 0;
+}
+
+/*
  * spool_repl_client_checkpoint - the replica's own housekeeping: its
  * pages to disk, then the log files it no longer needs removed (without
- * this they grow with every message the peer ever wrote).
+ * this they grow with every message the peer ever wrote).  Skipped
+ * while the replica has not finished its first synchronisation (BDB
+ * locks its API out then; see client_nowait).
  */
 int
 spool_repl_client_checkpoint(struct spool *s)
 {
-	int ret;
+	int lockout;
 
-	if ((ret = s->env->memp_sync(s->env, NULL)) != 0)
-		return spool_fail(s, ret, "replica: writing pages");
-	if ((ret = s->env->txn_checkpoint(s->env, 0, 0, 0)) != 0)
-		return spool_fail(s, ret, "replica: checkpoint");
-	if ((ret = s->env->log_archive(s->env, NULL, DB_ARCH_REMOVE)) != 0)
-		return spool_fail(s, ret, "replica: removing old logs");
+	if (s->repl_role == SPOOL_REPL_CLIENT && !s->repl_startup_done)
+		return 0;
+	if (client_checkpoint(s, &lockout) < 0)
+		return lockout ? 0 : -1;
 	return 0;
+}
+
+/*
+ * spool_repl_client_close - close a replica at exit or before takeover.
+ * Its log flushed and a checkpoint, unless it is in a synchronisation
+ * with its master (a replication lockout: an internal init or a sync
+ * after a gap).  Then the lockout is recorded in the environment's
+ * region files and the next open of the directory would fail with
+ * DB_REP_LOCKOUT: they are removed after the close (nothing else uses
+ * them: we hold the spool's lock file until spool_close), and BDB
+ * restarts the interrupted synchronisation on the next connection.
+ * Returns 1 when it was interrupted so, 0 otherwise.
+ */
+int
+spool_repl_client_close(struct spool *s)
+{
+	DB_ENV *env;
+	char *dir;
+	int lockout = 0, ret;
+
+	if (s == NULL)
+		return 0;
+	client_nowait(s, 1); /* for good: it is closed next */
+	if ((ret = s->env->log_flush(s->env, NULL)) != 0)
+		lockout = ret == DB_REP_LOCKOUT;
+	if (!lockout)
+		client_checkpoint_calls(s, &lockout);
+	if (!lockout) {
+		spool_close(s);
+		return 0;
+	}
+	dir = strdup(s->dir);
+	spool_close(s);
+	if (dir == NULL)
+		return 1;
+	if (db_env_create(&env, 0) == 0)
+		env->remove(env, dir, DB_FORCE); /* frees env */
+	free(dir);
+	return 1;
 }

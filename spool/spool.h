@@ -143,6 +143,10 @@ int spool_repl_id_put(struct spool *s, const char *name, uint64_t id);
 /* spool_repl_client_checkpoint - a replica: pages to disk, old logs
  * removed (the master's checkpoint is its own, spool_checkpoint) */
 int spool_repl_client_checkpoint(struct spool *s);
+/* spool_repl_client_close - a replica closed (flushed and checkpointed
+ * when it can be); 1 when it was interrupted in a synchronisation with
+ * its master, which restarts on the next connection */
+int spool_repl_client_close(struct spool *s);
 /*
  * Takeover (repl_import.c).  spool_import - copy every message of src
  * into dst, ids kept (an id dst holds already: skipped when it is the
