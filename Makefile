@@ -92,8 +92,9 @@ run: deps all
 	$(BUILD)/backmxd -f -c contrib/demo.conf
 
 # ---------------------------------------------------------------- tests
+# -fno-sanitize-recover: every ASan and UBSan report ends the process
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
-	      -fno-sanitize-recover=undefined
+	      -fno-sanitize-recover
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
