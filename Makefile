@@ -128,7 +128,7 @@ integration: all
 
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
-FUZZ_FLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
+FUZZ_FLAGS := -O1 -g -DBACKMX_FUZZ -fsanitize=fuzzer-no-link,address,undefined \
 	      -fno-sanitize-recover=undefined
 
 $(BUILD)/fuzzobj/%.o: %.c
@@ -163,7 +163,7 @@ FUZZ_TIME ?= 1800
 .PHONY: fuzz-long
 fuzz-long:
 	@$(MAKE) --no-print-directory -k $(FUZZ_BIN) || true
-	@FUZZ_NICE="nice -n 19" sh tests/fuzz/run.sh $(BUILD) $(FUZZ_TIME) \
+	@FUZZ_NICE="nice -n 19" FUZZ_DICT=1 sh tests/fuzz/run.sh $(BUILD) $(FUZZ_TIME) \
 		$(if $(FUZZ_TARGETS),$(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS)),$(FUZZ_BIN))
 
 # make check: everything, then one summary line.  Each runner appends

@@ -45,6 +45,23 @@ esmtp_split(char *p, char **keys, char **vals, int max)
 	return n;
 }
 
+/* esmtp_atom - n octets of an RFC 5322 atom (1*atext): ORCPT's addr-type
+ * (RFC 3461 4.2), which the DSN repeats as is */
+static int
+esmtp_atom(const char *p, size_t n)
+{
+	if (n == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = p[i];
+
+		if (c == '\0' || c > 0x7e ||
+		    (!isalnum(c) && strchr("!#$%&'*+-/=?^_`{|}~", c) == NULL))
+			return 0;
+	}
+	return 1;
+}
+
 static int
 esmtp_is(const char *a, const char *b)
 {
@@ -195,7 +212,7 @@ esmtp_rcpt_params(char *p, struct esmtp_rcpt *r, struct result *res)
 			const char *semi = strchr(v, ';');
 
 			if (strlen(v) > ESMTP_ORCPT_MAX || semi == NULL ||
-			    semi == v ||
+			    !esmtp_atom(v, semi - v) ||
 			    !policy_xtext_valid(semi + 1, strlen(semi + 1))) {
 				result_set(res, 501, "5.5.4", "Bad ORCPT");
 				return -1;

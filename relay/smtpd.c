@@ -111,9 +111,17 @@ smtpd_reply_result(struct smtpd_session *s, const struct result *r)
  * smtpd_io_write / smtpd_io_read - through net.c; TLS only once the
  * handshake is done (the 220 to STARTTLS goes out in clear)
  */
+#ifdef BACKMX_FUZZ
+const struct smtpd_fuzz_io *smtpd_fuzz_io;
+#endif
+
 static ssize_t
 smtpd_io_write(struct smtpd_session *s, const char *p, size_t n)
 {
+#ifdef BACKMX_FUZZ
+	if (smtpd_fuzz_io != NULL)
+		return smtpd_fuzz_io->write(smtpd_fuzz_io->arg, p, n);
+#endif
 	return net_write(s->fd, s->tls ? s->ssl : NULL, p, n, NULL);
 }
 
@@ -121,6 +129,10 @@ smtpd_io_write(struct smtpd_session *s, const char *p, size_t n)
 static ssize_t
 smtpd_io_read(struct smtpd_session *s, char *p, size_t n)
 {
+#ifdef BACKMX_FUZZ
+	if (smtpd_fuzz_io != NULL)
+		return smtpd_fuzz_io->read(smtpd_fuzz_io->arg, p, n);
+#endif
 	return net_read(s->fd, s->tls ? s->ssl : NULL, p, n, NULL);
 }
 
@@ -856,6 +868,32 @@ smtpd_init(void)
 	ev_idle_init(&smtpd_idle, smtpd_idle_cb);
 	ev_prepare_start(backmxd.loop, &smtpd_prepare);
 }
+
+#ifdef BACKMX_FUZZ
+/*
+ * smtpd_fuzz_step - one loop turn without the loop, for the fuzz driver
+ * (see smtpd.h): every session's armed write or read callback is called
+ * as if its socket were ready (I/O goes through smtpd_fuzz_io), then the
+ * group commit's prepare callback.  Returns the sessions left.
+ */
+int
+smtpd_fuzz_step(void)
+{
+	struct smtpd_session *s, *next;
+
+	for (s = sessions; s != NULL; s = next) {
+		next = s->next; /* a callback frees at most its own session */
+		if (ev_is_active(&s->wio))
+			smtpd_write_cb(backmxd.loop, &s->wio, EV_WRITE);
+		else if (ev_is_active(&s->rio) || ev_is_pending(&s->rio)) {
+			ev_clear_pending(backmxd.loop, &s->rio);
+			smtpd_read_cb(backmxd.loop, &s->rio, EV_READ);
+		}
+	}
+	smtpd_prepare_cb(backmxd.loop, &smtpd_prepare, EV_PREPARE);
+	return nsessions;
+}
+#endif
 
 void
 smtpd_shutdown(void)

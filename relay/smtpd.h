@@ -58,4 +58,23 @@ size_t smtpd_data_feed(struct smtpd_data *d, const char *buf, size_t len,
 #define SMTPD_BDAT_CLOSE 2
 int smtpd_bdat_verdict(uint64_t have, uint64_t n, uint64_t max);
 
+#ifdef BACKMX_FUZZ
+/*
+ * The loop-free fuzz driver's hook (tests/fuzz/fuzz_smtp_cmd.c; compiled
+ * only into the fuzz build, -DBACKMX_FUZZ, never into backmxd): with
+ * smtpd_fuzz_io set, every session reads and writes through it instead of
+ * its socket (read/write(2) semantics: -1 with EAGAIN = nothing now, 0 =
+ * EOF), and smtpd_fuzz_step() runs the callbacks the loop would.  The
+ * session's fd is then only closed at the end (any open descriptor will
+ * do); its timer never fires.
+ */
+struct smtpd_fuzz_io {
+	ssize_t (*read)(void *arg, char *p, size_t n);
+	ssize_t (*write)(void *arg, const char *p, size_t n);
+	void *arg;
+};
+extern const struct smtpd_fuzz_io *smtpd_fuzz_io;
+int smtpd_fuzz_step(void);
+#endif
+
 #endif

@@ -4,7 +4,10 @@
 # the repository are never written to).  Crashes, leaks and timeouts land
 # in BUILD/fuzz-artifacts/.  One line per target, "PASS fuzz_X (N execs)"
 # or "FAIL fuzz_X: reason", printed and appended to BUILD/results.
-# FUZZ_NICE (e.g. "nice -n 19") prefixes each run (make fuzz-long).
+# FUZZ_NICE (e.g. "nice -n 19") prefixes each run (make fuzz-long);
+# FUZZ_RUNS=N also stops a target after N executions (-runs=N), whichever
+# comes first; FUZZ_DICT=1 (make fuzz-long) passes the target's dictionary
+# of keywords: tests/fuzz/X.dict, else the shared one its name picks below.
 build=${1:?usage: run.sh BUILD SECONDS BIN...}
 secs=${2:?usage: run.sh BUILD SECONDS BIN...}
 shift 2
@@ -30,9 +33,17 @@ for bin in "$@"; do
 		rc=1
 		continue
 	fi
+	extra=
+	[ -n "$FUZZ_RUNS" ] && extra="-runs=$FUZZ_RUNS"
+	dict=$here/$target.dict
+	case $target in
+	smtp_cmd | smtp_sock | esmtp | dsn | data) [ -f "$dict" ] || dict=$here/smtp.dict ;;
+	esac
+	[ -n "$FUZZ_DICT" ] && [ -f "$dict" ] && extra="$extra -dict=$dict"
+	# shellcheck disable=SC2086
 	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
 		$FUZZ_NICE timeout $((secs + 120)) "$bin" -max_total_time="$secs" -timeout=10 \
-		-rss_limit_mb=2048 -print_final_stats=1 \
+		-rss_limit_mb=2048 -print_final_stats=1 $extra \
 		-artifact_prefix="$arts/$name-" "$work" > "$log" 2>&1
 	st=$?
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)

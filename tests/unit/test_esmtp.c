@@ -233,6 +233,10 @@ test_rcpt_refused(void **state)
 	rcpt_refused(" ORCPT=rfc822", 501, "Bad ORCPT");
 	rcpt_refused(" ORCPT=;bob", 501, "Bad ORCPT");
 	rcpt_refused(" ORCPT=rfc822;a+zz", 501, "Bad ORCPT");
+	/* addr-type is an atom: it goes into the DSN as is (fuzz_dsn) */
+	rcpt_refused(" ORCPT=rfc\361822;bob", 501, "Bad ORCPT");
+	rcpt_refused(" ORCPT=rfc\001822;bob", 501, "Bad ORCPT");
+	rcpt_refused(" ORCPT=rfc(822);bob", 501, "Bad ORCPT");
 	rcpt_refused(" SIZE=10", 555, "Unsupported option: SIZE");
 	rcpt_refused(" NOTIFY", 555, "Unsupported option: NOTIFY");
 	rcpt_refused(" A=1 B=1 C=1 D=1 E=1 F=1 G=1 H=1 I=1", 501,
