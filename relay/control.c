@@ -35,6 +35,7 @@
 #include "metrics.h"
 #include "rcpt_verify.h"
 #include "reload.h"
+#include "mirror.h"
 #include "stats.h"
 
 #define CONTROL_CLIENTS_MAX 64
@@ -264,7 +265,8 @@ control_stats_report(struct control_client *c)
 	uint64_t msgs, bytes;
 	int64_t age =
 	    c->oldest > 0 && c->now > c->oldest ? c->now - c->oldest : 0;
-	size_t i;
+	struct mirror_counter mc[MIRROR_COUNTERS_MAX];
+	size_t i, nm;
 
 	spool_count(backmxd.spool, &msgs, &bytes);
 	if (c->req.json) {
@@ -274,6 +276,10 @@ control_stats_report(struct control_client *c)
 			    &c->out, "\"%s\": %llu, ", metrics_counters[i].name,
 			    (unsigned long long)metrics_counter_value(
 			        &metrics_counters[i]));
+		nm = mirror_counters(mc, MIRROR_COUNTERS_MAX);
+		for (i = 0; i < nm; i++)
+			json_buf_printf(&c->out, "\"%s\": %llu, ", mc[i].name,
+			                (unsigned long long)mc[i].value);
 		json_buf_printf(&c->out,
 		                "\"spool_messages\": %llu, \"spool_bytes\": "
 		                "%llu, \"oldest_message_age\": %lld, ",
@@ -306,6 +312,10 @@ control_stats_report(struct control_client *c)
 		control_line(c, "%-22s %llu", metrics_counters[i].name,
 		             (unsigned long long)metrics_counter_value(
 		                 &metrics_counters[i]));
+	nm = mirror_counters(mc, MIRROR_COUNTERS_MAX);
+	for (i = 0; i < nm; i++)
+		control_line(c, "%-22s %llu", mc[i].name,
+		             (unsigned long long)mc[i].value);
 	control_line(c, "%-22s %llu", "spool_messages",
 	             (unsigned long long)msgs);
 	control_line(c, "%-22s %llu", "spool_bytes", (unsigned long long)bytes);

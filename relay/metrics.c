@@ -25,6 +25,7 @@
 #include "metrics_domain.h"
 #include "metrics_queue.h"
 #include "milter.h"
+#include "mirror.h"
 #include "stats.h"
 
 #define METRICS_CLIENTS_MAX 32
@@ -238,6 +239,7 @@ metrics_page(struct json_buf *b)
 	metrics_queue_page(b);
 	milter_metrics_page(b);
 	dnsbl_metrics_page(b);
+	mirror_metrics_page(b);
 }
 
 /* ------------------------------------------------------------------ */

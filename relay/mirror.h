@@ -96,4 +96,19 @@ struct mirror_takeover_stats {
 };
 void mirror_takeover_status(struct mirror_takeover_stats *st);
 
+/*
+ * The counters above as name/value rows (mirror_metrics.c), for
+ * `backmxctl stats` (name) and the Prometheus page (metric, help); 0
+ * rows when no peer is configured.
+ */
+#define MIRROR_COUNTERS_MAX 16
+struct mirror_counter {
+	const char *name, *metric, *help;
+	int is_gauge;
+	uint64_t value;
+};
+size_t mirror_counters(struct mirror_counter *out, size_t max);
+struct json_buf;
+void mirror_metrics_page(struct json_buf *b);
+
 #endif

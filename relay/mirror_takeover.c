@@ -308,6 +308,8 @@ takeover_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		log_err("takeover: %s", err);
 }
 
+static void taken_prune(uint64_t current);
+
 void
 mirror_takeover_init(long after)
 {
@@ -317,6 +319,7 @@ mirror_takeover_init(long after)
 	takeover_hold = 1; /* forwarding waits for the peer's list */
 	ev_timer_init(&takeover_timer, takeover_cb, 1., 1.);
 	ev_timer_start(backmxd.loop, &takeover_timer);
+	taken_prune(0);
 }
 
 void
@@ -328,7 +331,8 @@ mirror_takeover_shutdown(void)
 /* ------------------------------------------------------------------ */
 /* The list of what was taken over, both ways */
 
-#define TAKEN_BATCH 4096 /* ids per TAKEN frame */
+#define TAKEN_BATCH 4096            /* ids per TAKEN frame */
+#define TAKEN_DONE_KEEP (7 * 86400) /* seconds an applied list is kept */
 
 static void
 taken_send(const uint8_t *ids, size_t n, uint64_t inc, int last)
@@ -349,6 +353,7 @@ mirror_takeover_send_list(uint64_t inc)
 	size_t n = 0;
 	FILE *fp = NULL;
 
+	taken_prune(inc);
 	if ((buf = malloc(TAKEN_BATCH * PEER_ID_LEN)) == NULL)
 		return; /* the peer waits takeover_after, then delivers */
 	snprintf(path, sizeof(path), "%s/taken/%016llx.ids", backmxd.cfg->spool,
@@ -372,6 +377,60 @@ mirror_takeover_send_list(uint64_t inc)
 	free(buf);
 }
 
+/*
+ * taken_prune - SPOOL/taken/ID.ids.done: kept TAKEN_DONE_KEEP after the
+ * list was applied, for the operator, then removed (one file stayed for
+ * every takeover ever made).  current: the peer's spool now (0 when not
+ * known); a list for another spool of the peer will never be applied
+ * (it came back with a new disk): marked done too.
+ */
+static void
+taken_prune(uint64_t current)
+{
+	char dir[4200], path[4600];
+	struct dirent *de;
+	struct stat st;
+	double now = ev_now(backmxd.loop);
+	size_t len;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/taken", backmxd.cfg->spool);
+	if ((d = opendir(dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		len = strlen(de->d_name);
+		if (current != 0 && len == 20 &&
+		    strcmp(de->d_name + 16, ".ids") == 0 &&
+		    strtoull(de->d_name, NULL, 16) != current) {
+			char done[4700];
+
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			snprintf(done, sizeof(done), "%s.done", path);
+			if (rename(path, done) == 0) {
+				utimensat(AT_FDCWD, done, NULL, 0);
+				log_info("takeover: %s is of a spool the peer "
+				         "no longer has (it came back with a "
+				         "new one): never to be applied",
+				         path);
+			}
+			continue;
+		}
+		if (len < 9 || strcmp(de->d_name + len - 9, ".ids.done") != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (stat(path, &st) < 0 ||
+		    now - (double)st.st_mtime < TAKEN_DONE_KEEP)
+			continue;
+		if (unlink(path) == 0)
+			log_info("takeover: removed %s (applied more than %d "
+			         "days ago)",
+			         path, TAKEN_DONE_KEEP / 86400);
+		else
+			log_warn("takeover: removing %s: %m", path);
+	}
+	closedir(d);
+}
+
 void
 mirror_takeover_list_done(uint64_t inc)
 {
@@ -380,10 +439,14 @@ mirror_takeover_list_done(uint64_t inc)
 	snprintf(path, sizeof(path), "%s/taken/%016llx.ids", backmxd.cfg->spool,
 	         (unsigned long long)inc);
 	snprintf(done, sizeof(done), "%s.done", path);
-	if (rename(path, done) == 0)
+	if (rename(path, done) == 0) {
+		/* its age is counted from now (taken_prune) */
+		utimensat(AT_FDCWD, done, NULL, 0);
 		log_info("takeover: the peer has applied the list of the mail "
 		         "we delivered for it (%s)",
 		         done);
+	}
+	taken_prune(0);
 }
 
 /*

@@ -12,9 +12,13 @@ reported (the primary was down throughout, so none is expected).
 (b) Node A restarted with an EMPTY disk resynchronises B's spool from B
 (its replica rebuilt by BDB's internal init) and delivers nothing again;
 then mail goes to B only, B is killed with kill -9, and A takes over B's
-mail: every message B acknowledged arrives, once.
+mail: every message B acknowledged arrives, once.  On the way: B's list
+of what it took from A's lost spool is marked done when A returns with a
+new spool, and applied lists older than 7 days are pruned.
 """
+import json
 import os
+import re
 import subprocess
 import time
 
@@ -24,6 +28,7 @@ from test_takeover import subjects
 
 N = int(os.environ.get('MIRROR_MESSAGES', '100'))
 TAKEOVER = 3
+METRICS_PORT = 9426
 
 
 def _send(node, sess, tag):
@@ -62,7 +67,8 @@ def test_takeover_lost_node_then_empty_return(world):
     p = world.sinks['primary']
     p.set_mode('down')
     a = node_a(world, takeover='%ds' % TAKEOVER)
-    b = node_b(world, takeover='%ds' % TAKEOVER)
+    b = node_b(world, takeover='%ds' % TAKEOVER,
+               metrics='127.0.0.50:%d' % METRICS_PORT)
     wait_linked(a, b)
     sa, sb = a.smtp(), b.smtp()
     acked = []
@@ -89,9 +95,38 @@ def test_takeover_lost_node_then_empty_return(world):
     st = peer_json(b)
     assert st['takeover'] == 'taken-over', st
     assert st['taken_messages'] == N // 2 and st['duplicates'] == 0, st
+    # the same counters in `backmxctl stats` and on the Prometheus page
+    r = b.ctl('stats', '--json')
+    assert r.returncode == 0, r.stderr
+    stats = json.loads(r.stdout.strip().splitlines()[-1])
+    assert stats['peer_takeovers'] == 1, stats
+    assert stats['peer_taken_messages'] == N // 2, stats
+    assert stats['peer_gated'] >= N // 2, stats
+    assert stats['peer_gated_acked'] == stats['peer_gated'], stats
+    assert stats['peer_gated_timeouts'] == 0, stats
+    assert stats['peer_duplicates'] == 0 and stats['peer_own_link_up'] == 0
+    r = b.ctl('stats')
+    assert re.search(r'(?m)^peer_taken_messages +%d$' % (N // 2), r.stdout), \
+        r.stdout
+    page = subprocess.run(['curl', '-s', '-S', '--max-time', '10',
+                           'http://127.0.0.50:%d/metrics' % METRICS_PORT],
+                          capture_output=True, text=True).stdout
+    assert re.search(r'(?m)^backmx_peer_taken_messages_total %d$' % (N // 2),
+                     page), page[-2000:]
+    assert '# TYPE backmx_peer_gated_timeouts_total counter' in page
+    assert re.search(r'(?m)^backmx_peer_takeovers_total 1$', page)
 
     # (b) A back with an EMPTY disk: it copies B's spool, delivers nothing
     os.makedirs(a.spool_dir)
+    # applied lists older than 7 days are pruned at start, newer kept
+    taken = os.path.join(a.spool_dir, 'taken')
+    os.makedirs(taken)
+    for name, age in (('00000000000000aa.ids.done', 8 * 86400),
+                      ('00000000000000bb.ids.done', 86400)):
+        with open(os.path.join(taken, name), 'w') as f:
+            f.write('6b1100000000\n')
+        t = time.time() - age
+        os.utime(os.path.join(taken, name), (t, t))
     a.start()
     wait_linked(a, b)
     a.wait_log(r'queue loaded: 0 message', timeout=5)
@@ -102,6 +137,11 @@ def test_takeover_lost_node_then_empty_return(world):
                peer_json(b)['replica_in_sync']):
         assert time.monotonic() < deadline, (peer_json(a), peer_json(b))
         time.sleep(0.3)
+    assert sorted(os.listdir(taken)) == ['00000000000000bb.ids.done']
+    # B's list of what it took from A's lost spool will never be applied
+    # (A came back with a new spool): marked done, kept for a while
+    btaken = os.listdir(os.path.join(b.spool_dir, 'taken'))
+    assert len(btaken) == 1 and btaken[0].endswith('.ids.done'), btaken
     p.set_mode('down')
     sb = b.smtp()
     acked_b = [t for t in ('C%04d' % i for i in range(N // 5))
