@@ -48,6 +48,20 @@ policy_name_norm(const char *name, char *out, size_t outlen)
 	return 0;
 }
 
+int
+policy_addr_domain_lc(const char *address, char *out)
+{
+	const char *at = address != NULL ? strrchr(address, '@') : NULL;
+	size_t k;
+
+	if (at == NULL || strlen(at + 1) > POLICY_DOMAIN_MAX)
+		return -1;
+	for (k = 0; at[1 + k] != '\0'; k++)
+		out[k] = (char)tolower((unsigned char)at[1 + k]);
+	out[k] = '\0';
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* recipient sets: open addressing over strings kept in an arena */
 

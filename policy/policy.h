@@ -148,6 +148,10 @@ void policy_free(struct policy *p);
 int policy_add_alias(struct policy *p, const char *name);
 /* policy_add_domain - new domain, defaults filled; NULL if duplicate */
 struct policy_domain *policy_add_domain(struct policy *p, const char *name);
+/* policy_addr_domain_lc - the domain after the last '@' of address,
+ * lowercased, into out (POLICY_DOMAIN_MAX + 1 octets); -1 when address is
+ * NULL, has no '@' or its domain is longer than POLICY_DOMAIN_MAX */
+int policy_addr_domain_lc(const char *address, char *out);
 /* policy_find_domain - case-insensitive lookup, NULL if not ours */
 struct policy_domain *policy_find_domain(const struct policy *p,
                                          const char *name);

@@ -13,7 +13,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
@@ -226,8 +225,6 @@ control_stats_one_cb(void *arg, const struct spool_envelope *e)
 {
 	struct control_client *c = arg;
 	struct control_domstat key, *d;
-	const char *at;
-	size_t k;
 	int i;
 
 	memcpy(c->after, e->id, sizeof(c->after));
@@ -237,15 +234,10 @@ control_stats_one_cb(void *arg, const struct spool_envelope *e)
 	if (c->oldest == 0 || (e->arrival > 0 && e->arrival < c->oldest))
 		c->oldest = e->arrival;
 	for (i = 0; i < e->nrcpt; i++) {
-		if (e->rcpt[i].state != SPOOL_RCPT_PENDING ||
-		    e->rcpt[i].address == NULL ||
-		    (at = strrchr(e->rcpt[i].address, '@')) == NULL ||
-		    strlen(at + 1) > POLICY_DOMAIN_MAX)
-			continue;
 		memset(&key, 0, sizeof(key)); /* the comparator reads name */
-		for (k = 0; at[1 + k] != '\0'; k++)
-			key.name[k] = (char)tolower((unsigned char)at[1 + k]);
-		key.name[k] = '\0';
+		if (e->rcpt[i].state != SPOOL_RCPT_PENDING ||
+		    policy_addr_domain_lc(e->rcpt[i].address, key.name) < 0)
+			continue;
 		d = bsearch(&key, c->dom, c->ndom, sizeof(*c->dom),
 		            control_domstat_cmp);
 		/* a message counts once per domain: c->nmsgs is its serial */

@@ -9,7 +9,6 @@
  * line about once a second, so a million messages never stall the loop.
  * Every command is logged with the filter, the count and the peer's uid.
  */
-#include <ctype.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -517,9 +516,7 @@ control_shape_one_cb(void *arg, const struct spool_envelope *e)
 	struct control_client *c = arg;
 	struct control_job *j = c->job;
 	char dom[POLICY_DOMAIN_MAX + 1];
-	const char *at;
 	int i, b, counted = 0;
-	size_t k;
 
 	memcpy(c->after, e->id, sizeof(c->after));
 	c->after[SPOOL_ID_LEN] = '\0';
@@ -529,13 +526,8 @@ control_shape_one_cb(void *arg, const struct spool_envelope *e)
 		struct control_shape_row *r;
 
 		if (e->rcpt[i].state != SPOOL_RCPT_PENDING ||
-		    e->rcpt[i].address == NULL ||
-		    (at = strrchr(e->rcpt[i].address, '@')) == NULL ||
-		    strlen(at + 1) > POLICY_DOMAIN_MAX)
+		    policy_addr_domain_lc(e->rcpt[i].address, dom) < 0)
 			continue;
-		for (k = 0; at[1 + k] != '\0'; k++)
-			dom[k] = (char)tolower((unsigned char)at[1 + k]);
-		dom[k] = '\0';
 		if (c->req.nargs > 0 && strcmp(dom, c->req.args[0]) != 0)
 			continue;
 		/* a message counts once per domain and once in TOTAL */

@@ -6,7 +6,6 @@
  * by envelope id (spool_scan's "after"), so messages added or removed
  * meanwhile are simply seen or not, as in `backmxctl stats`.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,23 +69,16 @@ mq_count_cb(void *arg, const struct spool_envelope *e)
 {
 	struct mq_pass *p = arg;
 	struct mq_row key, *r;
-	const char *at;
-	size_t k;
 	int i;
 
 	memcpy(p->after, e->id, sizeof(p->after));
 	p->after[SPOOL_ID_LEN] = '\0';
 	p->serial++;
 	for (i = 0; i < e->nrcpt; i++) {
-		if (e->rcpt[i].state != SPOOL_RCPT_PENDING ||
-		    e->rcpt[i].address == NULL ||
-		    (at = strrchr(e->rcpt[i].address, '@')) == NULL ||
-		    strlen(at + 1) > POLICY_DOMAIN_MAX)
-			continue;
 		memset(&key, 0, sizeof(key));
-		for (k = 0; at[1 + k] != '\0'; k++)
-			key.name[k] = (char)tolower((unsigned char)at[1 + k]);
-		key.name[k] = '\0';
+		if (e->rcpt[i].state != SPOOL_RCPT_PENDING ||
+		    policy_addr_domain_lc(e->rcpt[i].address, key.name) < 0)
+			continue;
 		r = bsearch(&key, p->rows, (size_t)p->n, sizeof(*p->rows),
 		            mq_row_cmp);
 		if (r == NULL || r->seen == p->serial)

@@ -246,14 +246,8 @@ milter_stage_reply(struct milter_conn *c, char cmd, const unsigned char *d,
 	case 'r':
 	case 't':
 	case 'y':
-		if (cmd == 'y') {
-			if (milter_replycode(d, dl, text, sizeof(text)) < 0)
-				return -1;
-		} else
-			snprintf(text, sizeof(text), "%s",
-			         cmd == 'r' ? "550 5.7.1 Command rejected"
-			                    : "451 4.7.1 Service unavailable - "
-			                      "try again later");
+		if (milter_reply_text(cmd, d, dl, text, sizeof(text)) < 0)
+			return -1;
 		r->verdict = text[0] == '5' ? MILTER_REJECT : MILTER_TEMPFAIL;
 		r->custom = cmd == 'y';
 		r->close = strncmp(text, "421", 3) == 0;
@@ -520,13 +514,26 @@ milter_conn_open(struct milter_conn *c)
 /* ------------------------------------------------------------------ */
 /* the command stages */
 
+/* milter_stage_event - queue event cmd (its macros first) with n octets
+ * of data, unless c asked to skip it (flag no): 0 when skipped, else 1
+ * (2: and c will not reply, flag nr) */
+static int
+milter_stage_event(struct milter_conn *c, char cmd, const void *data, size_t n,
+                   uint32_t no, uint32_t nr)
+{
+	if (c->proto & no)
+		return 0;
+	milter_macros(c, cmd);
+	milter_put(c, cmd, data, n, NULL, 0);
+	return c->proto & nr ? 2 : 1;
+}
+
 /* milter_stage_packets - queue the stage's event for c; 0 when c asked
  * to skip it, else 1 (2: and it will not reply) */
 static int
 milter_stage_packets(struct milter_conn *c)
 {
 	struct milter_sess *ms = c->ms;
-	uint32_t p = c->proto;
 	char buf[700];
 	size_t o;
 
@@ -534,44 +541,29 @@ milter_stage_packets(struct milter_conn *c)
 	case ST_CONNECT: {
 		uint16_t port = htons((uint16_t)ms->client_port);
 
-		if (p & SMFIP_NOCONNECT)
-			return 0;
 		o = snprintf(buf, sizeof(buf), "%s", ms->client_name) + 1;
 		buf[o++] = ms->client_family == AF_INET6 ? '6' : '4';
 		memcpy(buf + o, &port, 2);
 		o += 2;
 		o += snprintf(buf + o, sizeof(buf) - o, "%s", ms->client_addr) +
 		     1;
-		milter_macros(c, 'C');
-		milter_put(c, 'C', buf, o, NULL, 0);
-		return p & SMFIP_NR_CONN ? 2 : 1;
+		return milter_stage_event(c, 'C', buf, o, SMFIP_NOCONNECT,
+		                          SMFIP_NR_CONN);
 	}
 	case ST_HELO:
-		if (p & SMFIP_NOHELO)
-			return 0;
-		milter_macros(c, 'H');
-		milter_put(c, 'H', ms->arg, strlen(ms->arg) + 1, NULL, 0);
-		return p & SMFIP_NR_HELO ? 2 : 1;
+		return milter_stage_event(c, 'H', ms->arg, strlen(ms->arg) + 1,
+		                          SMFIP_NOHELO, SMFIP_NR_HELO);
 	case ST_MAIL:
 		c->in_tx = 1;
-		if (p & SMFIP_NOMAIL)
-			return 0;
-		milter_macros(c, 'M');
-		milter_put(c, 'M', ms->arg, strlen(ms->arg) + 1, NULL, 0);
-		return p & SMFIP_NR_MAIL ? 2 : 1;
+		return milter_stage_event(c, 'M', ms->arg, strlen(ms->arg) + 1,
+		                          SMFIP_NOMAIL, SMFIP_NR_MAIL);
 	case ST_RCPT:
-		if (p & SMFIP_NORCPT)
-			return 0;
-		milter_macros(c, 'R');
-		milter_put(c, 'R', ms->arg, strlen(ms->arg) + 1, NULL, 0);
-		return p & SMFIP_NR_RCPT ? 2 : 1;
+		return milter_stage_event(c, 'R', ms->arg, strlen(ms->arg) + 1,
+		                          SMFIP_NORCPT, SMFIP_NR_RCPT);
 	case ST_DATA:
 		c->data_sent = 1;
-		if (p & SMFIP_NODATA)
-			return 0;
-		milter_macros(c, 'T');
-		milter_put(c, 'T', NULL, 0, NULL, 0);
-		return p & SMFIP_NR_DATA ? 2 : 1;
+		return milter_stage_event(c, 'T', NULL, 0, SMFIP_NODATA,
+		                          SMFIP_NR_DATA);
 	default:
 		return 0;
 	}

@@ -153,6 +153,10 @@ int milter_strings(const unsigned char *data, size_t len, const char **out,
  * printable; writes a sanitized copy; -1 if not usable */
 int milter_replycode(const unsigned char *data, size_t len, char *out,
                      size_t outlen);
+/* milter_reply_text - the SMTP reply of a reject ('r'), tempfail ('t')
+ * or replycode ('y', data: milter_replycode) answer; -1 if not usable */
+int milter_reply_text(int cmd, const unsigned char *data, size_t len, char *out,
+                      size_t outlen);
 
 struct spool_writer;
 /*

@@ -399,14 +399,8 @@ milter_msg_reply(struct milter_conn *c, char cmd, const unsigned char *d,
 	case 'r':
 	case 't':
 	case 'y':
-		if (cmd == 'y') {
-			if (milter_replycode(d, dl, text, sizeof(text)) < 0)
-				return -1;
-		} else
-			snprintf(text, sizeof(text), "%s",
-			         cmd == 'r' ? "550 5.7.1 Command rejected"
-			                    : "451 4.7.1 Service unavailable - "
-			                      "try again later");
+		if (milter_reply_text(cmd, d, dl, text, sizeof(text)) < 0)
+			return -1;
 		if (eom)
 			c->in_tx = 0;
 		mm_set_verdict(mr, c->spec,

@@ -1,9 +1,11 @@
 /*
  * milter_proto.c - the pure milter packet codec: framing, NUL-separated
- * strings, SMFIR_REPLYCODE texts.  No I/O; milter.c and the fuzz target
- * call it.  Every length is checked before it is used.
+ * strings, SMFIR_REPLYCODE texts and the reply of a reject/tempfail
+ * answer.  No I/O; milter.c, milter_msg.c and the fuzz target call it.  Every
+ * length is checked before it is used.
  */
 #include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "milter.h"
@@ -85,5 +87,18 @@ milter_replycode(const unsigned char *data, size_t len, char *out,
 		} else
 			out[3] = ' ';
 	}
+	return 0;
+}
+
+int
+milter_reply_text(int cmd, const unsigned char *data, size_t len, char *out,
+                  size_t outlen)
+{
+	if (cmd == 'y')
+		return milter_replycode(data, len, out, outlen);
+	snprintf(out, outlen, "%s",
+	         cmd == 'r'
+	             ? "550 5.7.1 Command rejected"
+	             : "451 4.7.1 Service unavailable - try again later");
 	return 0;
 }

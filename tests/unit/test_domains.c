@@ -1,7 +1,8 @@
 /*
  * test_domains.c - policy/domains.c: the domain table, own names, and
  * recipient files (entry forms, case rules, FILE:LINE errors, reloads,
- * and a one-million-entry load that must stay a hash-set lookup).
+ * and a one-million-entry load that must stay a hash-set lookup), and the
+ * lowercased domain of a queued recipient (policy_addr_domain_lc).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -302,6 +303,37 @@ test_domains_million(void **state)
 	unlink(path);
 }
 
+/*
+ * The domain of a queued recipient as the queue counters key it: after
+ * the last '@', lowercased, none for NULL / no '@' / an over-long
+ * domain.  Fails if the first '@' were taken, case kept, or a 256-octet
+ * domain accepted.
+ */
+static void
+test_domains_addr_domain_lc(void **state)
+{
+	char out[POLICY_DOMAIN_MAX + 1], addr[POLICY_DOMAIN_MAX + 8];
+
+	assert_int_equal(policy_addr_domain_lc("Bob@Example.ORG", out), 0);
+	assert_string_equal(out, "example.org");
+	assert_int_equal(policy_addr_domain_lc("\"a@b\"@X.Test", out), 0);
+	assert_string_equal(out, "x.test");
+	assert_int_equal(policy_addr_domain_lc("user@", out), 0);
+	assert_string_equal(out, "");
+	assert_int_equal(policy_addr_domain_lc("postmaster", out), -1);
+	assert_int_equal(policy_addr_domain_lc(NULL, out), -1);
+	addr[0] = 'u';
+	addr[1] = '@';
+	memset(addr + 2, 'A', POLICY_DOMAIN_MAX);
+	addr[2 + POLICY_DOMAIN_MAX] = '\0';
+	assert_int_equal(policy_addr_domain_lc(addr, out), 0);
+	assert_int_equal(strlen(out), POLICY_DOMAIN_MAX);
+	assert_int_equal(out[0], 'a');
+	addr[2 + POLICY_DOMAIN_MAX] = 'a';
+	addr[3 + POLICY_DOMAIN_MAX] = '\0';
+	assert_int_equal(policy_addr_domain_lc(addr, out), -1);
+}
+
 int
 main(void)
 {
@@ -312,6 +344,7 @@ main(void)
 	    cmocka_unit_test(test_domains_reload),
 	    cmocka_unit_test(test_domains_errors),
 	    cmocka_unit_test(test_domains_million),
+	    cmocka_unit_test(test_domains_addr_domain_lc),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
