@@ -9,10 +9,20 @@
  * LIMITS_IDLE_MAX, so a flood of distinct addresses costs a fixed
  * amount of memory.  dnsbl_allow addresses skip client_limit and
  * client_rate (max_clients_per_ip, the daemon's own guard, still holds).
+ *
+ * The table lives in one MAP_SHARED region (buckets, entries, free
+ * list) behind a process-shared robust mutex, so the worker processes
+ * of `workers N` (worker.c) count one client's sessions together: the
+ * parent maps it before forking (client_limits_share); a single process
+ * maps it at first use.  Entries come from a fixed pool sized then; an
+ * exhausted pool admits the session uncounted (never refuses mail).
  */
+#include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "backmxd.h"
 #include "config_filter.h"
@@ -30,9 +40,86 @@ struct limits_entry {
 	struct limits_entry *lprev, *lnext; /* idle LRU, count == 0 */
 };
 
-static struct limits_entry *limits_hash[LIMITS_BUCKETS];
-static struct limits_entry *lru_head, *lru_tail; /* head = oldest */
-static size_t limits_nidle, limits_n;
+struct limits_table {
+	pthread_mutex_t mu;
+	struct limits_entry *hash[LIMITS_BUCKETS];
+	struct limits_entry *lru_head, *lru_tail; /* head = oldest */
+	struct limits_entry *free;                /* via hnext */
+	size_t nidle, n, cap, used;               /* used: pool handed out */
+	struct limits_entry pool[];
+};
+
+static struct limits_table *lt;
+#define limits_hash (lt->hash)
+#define lru_head (lt->lru_head)
+#define lru_tail (lt->lru_tail)
+#define limits_nidle (lt->nidle)
+#define limits_n (lt->n)
+
+int
+client_limits_share(size_t max_sessions)
+{
+	pthread_mutexattr_t ma;
+	size_t cap = max_sessions + LIMITS_IDLE_MAX + 64;
+	size_t len = sizeof(*lt) + cap * sizeof(struct limits_entry);
+	void *p;
+
+	if (lt != NULL)
+		return 0;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+	         -1, 0);
+	if (p == MAP_FAILED)
+		return -1;
+	lt = p; /* zero-filled: empty buckets, lists and pool */
+	lt->cap = cap;
+	if (pthread_mutexattr_init(&ma) != 0 ||
+	    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED) != 0 ||
+	    pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST) != 0 ||
+	    pthread_mutex_init(&lt->mu, &ma) != 0) {
+		munmap(p, len);
+		lt = NULL;
+		return -1;
+	}
+	pthread_mutexattr_destroy(&ma);
+	return 0;
+}
+
+/* limits_lock - 0 when held; a holder that died (a killed worker, which
+ * stops the daemon anyway) leaves the table as it was: take it over */
+static int
+limits_lock(void)
+{
+	int rc;
+
+	if (lt == NULL &&
+	    client_limits_share((size_t)backmxd.cfg->max_clients) < 0)
+		return -1;
+	rc = pthread_mutex_lock(&lt->mu);
+	if (rc == EOWNERDEAD)
+		rc = pthread_mutex_consistent(&lt->mu);
+	return rc == 0 ? 0 : -1;
+}
+
+static void
+limits_unlock(void)
+{
+	pthread_mutex_unlock(&lt->mu);
+}
+
+static struct limits_entry *
+limits_alloc(void)
+{
+	struct limits_entry *e = lt->free;
+
+	if (e != NULL)
+		lt->free = e->hnext;
+	else if (lt->used < lt->cap)
+		e = &lt->pool[lt->used++];
+	else
+		return NULL;
+	memset(e, 0, sizeof(*e));
+	return e;
+}
 
 static unsigned
 limits_key(const struct sockaddr_storage *ss, unsigned char key[16])
@@ -97,7 +184,8 @@ limits_drop(struct limits_entry *e)
 		}
 	limits_lru_unlink(e);
 	limits_n--;
-	free(e);
+	e->hnext = lt->free;
+	lt->free = e;
 }
 
 static struct limits_entry *
@@ -115,7 +203,7 @@ limits_find(const struct sockaddr_storage *ss, int create)
 	/* bounded: forget the least recently seen idle address */
 	while (limits_nidle >= LIMITS_IDLE_MAX && lru_head != NULL)
 		limits_drop(lru_head);
-	if ((e = calloc(1, sizeof(*e))) == NULL)
+	if ((e = limits_alloc()) == NULL)
 		return NULL;
 	memcpy(e->key, key, 16);
 	e->hash = h;
@@ -126,8 +214,45 @@ limits_find(const struct sockaddr_storage *ss, int create)
 	return e;
 }
 
+static enum limits_verdict limits_open(const struct sockaddr_storage *ss,
+                                       ev_tstamp now);
+static void limits_close(const struct sockaddr_storage *ss);
+
 enum limits_verdict
 client_limits_open(const struct sockaddr_storage *ss, ev_tstamp now)
+{
+	enum limits_verdict v;
+
+	if (limits_lock() < 0)
+		return LIMITS_OK; /* no table: do not refuse mail */
+	v = limits_open(ss, now);
+	limits_unlock();
+	return v;
+}
+
+void
+client_limits_close(const struct sockaddr_storage *ss)
+{
+	if (limits_lock() < 0)
+		return;
+	limits_close(ss);
+	limits_unlock();
+}
+
+size_t
+client_limits_entries(void)
+{
+	size_t n;
+
+	if (limits_lock() < 0)
+		return 0;
+	n = limits_n;
+	limits_unlock();
+	return n;
+}
+
+static enum limits_verdict
+limits_open(const struct sockaddr_storage *ss, ev_tstamp now)
 {
 	const struct config *cfg = backmxd.cfg;
 	const struct config_filter *f = cfg->filter;
@@ -161,8 +286,8 @@ client_limits_open(const struct sockaddr_storage *ss, ev_tstamp now)
 	return LIMITS_OK;
 }
 
-void
-client_limits_close(const struct sockaddr_storage *ss)
+static void
+limits_close(const struct sockaddr_storage *ss)
 {
 	struct limits_entry *e = limits_find(ss, 0);
 
@@ -178,10 +303,4 @@ client_limits_close(const struct sockaddr_storage *ss)
 			limits_drop(e);
 		}
 	}
-}
-
-size_t
-client_limits_entries(void)
-{
-	return limits_n;
 }

@@ -31,5 +31,8 @@ enum limits_verdict client_limits_open(const struct sockaddr_storage *ss,
                                        ev_tstamp now);
 void client_limits_close(const struct sockaddr_storage *ss);
 size_t client_limits_entries(void); /* entries held now (tests) */
+/* client_limits_share - map the shared table for max_sessions open
+ * sessions before forking workers (else done at first use); 0 / -1 */
+int client_limits_share(size_t max_sessions);
 
 #endif

@@ -39,6 +39,11 @@ void forward_queued(const struct spool_envelope *e);
  * all when NULL) due now.  Returns the number of messages affected.
  */
 int forward_flush(const char *domain);
+/* in a worker process (worker_child.c): forward_queued/forward_flush
+ * go to the parent's forwarder through these; presuspend and
+ * domain_suspended do nothing there */
+extern void (*forward_queued_hook)(const struct spool_envelope *e);
+extern int (*forward_flush_hook)(const char *domain);
 /* forward_hold - hold (hold=1) or release (0) a message id or a domain;
  * returns the number of messages changed, -1 when nothing matched */
 int forward_hold(const char *id_or_domain, int hold);

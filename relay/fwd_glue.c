@@ -17,6 +17,11 @@
 
 static struct forwarder fwd_daemon;
 
+/* set in a worker process (worker_child.c): the forwarder runs in the
+ * parent, so a queued message and a flush go there */
+void (*forward_queued_hook)(const struct spool_envelope *e);
+int (*forward_flush_hook)(const char *domain);
+
 /* fwd_ev_now - the daemon's clock: the loop's time */
 static double
 fwd_ev_now(const struct forwarder *fw)
@@ -62,6 +67,8 @@ forward_shutdown(void)
 void
 forward_presuspend(struct spool_envelope *e)
 {
+	if (forward_queued_hook != NULL)
+		return; /* a worker knows no destination's state */
 	fwd_presuspend(&fwd_daemon, e);
 }
 
@@ -69,18 +76,26 @@ int
 forward_domain_suspended(const struct policy_domain *pd, char *why,
                          size_t whylen)
 {
+	if (forward_queued_hook != NULL)
+		return 0;
 	return fwd_domain_suspended(&fwd_daemon, pd, why, whylen);
 }
 
 void
 forward_queued(const struct spool_envelope *e)
 {
+	if (forward_queued_hook != NULL) {
+		forward_queued_hook(e);
+		return;
+	}
 	fwd_queued(&fwd_daemon, e);
 }
 
 int
 forward_flush(const char *domain)
 {
+	if (forward_flush_hook != NULL)
+		return forward_flush_hook(domain);
 	return fwd_flush_match(&fwd_daemon, domain, NULL, 0);
 }
 

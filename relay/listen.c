@@ -5,6 +5,11 @@
  * The accept loop drains the backlog until EAGAIN.  When the process is
  * out of descriptors (EMFILE/ENFILE) the connection stays queued in the
  * kernel, so the watchers are paused for a second instead of spinning.
+ *
+ * With `workers N` every address is bound N times with SO_REUSEPORT
+ * (still as root, before the fork): each worker keeps its own copy
+ * (listener_keep) and the kernel spreads new connections over them, so
+ * no worker is woken for a connection another one takes.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -27,6 +32,7 @@ struct listener {
 	ev_io io;
 	char text[80];
 	int proxy; /* a PROXY header comes first (proxy.c) */
+	int copy;  /* which worker's (0 without workers) */
 };
 
 static struct listener *listeners;
@@ -35,15 +41,17 @@ static ev_timer listen_pause;
 static ev_tstamp listen_last_warn;
 
 int
-listener_open(const struct config *cfg, char *err, size_t errlen)
+listener_open(const struct config *cfg, int copies, char *err, size_t errlen)
 {
-	listeners = calloc(cfg->nlisten, sizeof(*listeners));
+	if (copies < 1)
+		copies = 1;
+	listeners = calloc((size_t)cfg->nlisten * copies, sizeof(*listeners));
 	if (listeners == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	for (int i = 0; i < cfg->nlisten; i++) {
-		const struct config_listen *l = &cfg->listen[i];
+	for (int j = 0; j < cfg->nlisten * copies; j++) {
+		const struct config_listen *l = &cfg->listen[j % cfg->nlisten];
 		int fd, on = 1;
 
 		fd = socket(l->ss.ss_family,
@@ -54,6 +62,13 @@ listener_open(const struct config *cfg, char *err, size_t errlen)
 			return -1;
 		}
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+		if (copies > 1 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on,
+		                             sizeof(on)) < 0) {
+			snprintf(err, errlen, "listen %s: SO_REUSEPORT: %s",
+			         l->text, strerror(errno));
+			close(fd);
+			return -1;
+		}
 		if (l->ss.ss_family == AF_INET6)
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on,
 			           sizeof(on));
@@ -66,11 +81,27 @@ listener_open(const struct config *cfg, char *err, size_t errlen)
 		}
 		listeners[nlisteners].fd = fd;
 		listeners[nlisteners].proxy = l->proxy;
+		listeners[nlisteners].copy = j / cfg->nlisten;
 		snprintf(listeners[nlisteners].text,
 		         sizeof(listeners[nlisteners].text), "%s", l->text);
 		nlisteners++;
 	}
 	return 0;
+}
+
+void
+listener_keep(int copy)
+{
+	int n = 0;
+
+	for (int i = 0; i < nlisteners; i++) {
+		if (listeners[i].copy != copy) {
+			close(listeners[i].fd);
+			continue;
+		}
+		listeners[n++] = listeners[i];
+	}
+	nlisteners = n;
 }
 
 static void

@@ -9,7 +9,13 @@
 
 #include "config.h"
 
-int listener_open(const struct config *cfg, char *err, size_t errlen);
+/* listener_open - bind every `listen` address copies times (copies > 1:
+ * SO_REUSEPORT, one copy per worker) */
+int listener_open(const struct config *cfg, int copies, char *err,
+                  size_t errlen);
+/* listener_keep - close every copy but this one (-1: all; the parent of
+ * workers, which accepts nothing) */
+void listener_keep(int copy);
 void listener_start(void);
 void listener_stop(void);
 

@@ -4,7 +4,8 @@
  *
  * Start-up order: read the config; bind the SMTP listeners, the control
  * socket and the metrics port as root; drop to `user`; open (and recover)
- * the spool; start the resolver, forwarder and listeners; ev_run.
+ * the spool; with `workers N` > 1 fork the accept processes (worker.c);
+ * start the resolver, forwarder and (one process) listeners; ev_run.
  * SIGHUP swaps in a new config (a broken one is refused and the old kept);
  * SIGTERM/SIGINT stop accepting, close sessions with 421, close the spool.
  */
@@ -39,6 +40,7 @@
 #include "reload.h"
 #include "smtpd.h"
 #include "tls.h"
+#include "worker.h"
 
 #define DIAG_MAX (64 * 1024)
 #define CHECKPOINT_EVERY 30.0 /* seconds */
@@ -140,6 +142,7 @@ main_stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	metrics_close();
 	mirror_gate_flush(); /* replies waiting for the peer: 451 */
 	smtpd_shutdown();
+	worker_stop(); /* they close their sessions and exit */
 	peer_shutdown();
 	forward_shutdown();
 	rcpt_verify_shutdown();
@@ -208,6 +211,7 @@ main(int argc, char **argv)
 	char *diag, err[512];
 	struct passwd *pw = NULL;
 	struct config *cfg;
+	int nworkers;
 
 	while ((ch = getopt(argc, argv, "c:ftVdh")) != -1) {
 		switch (ch) {
@@ -302,7 +306,8 @@ main(int argc, char **argv)
 
 	if (tls_server_init(cfg, err, sizeof(err)) < 0)
 		fatal("%s", err);
-	if (listener_open(cfg, err, sizeof(err)) < 0)
+	nworkers = worker_count(cfg);
+	if (listener_open(cfg, nworkers, err, sizeof(err)) < 0)
 		fatal("%s", err);
 	main_prepare_dir(cfg->spool, pw ? pw->pw_uid : (uid_t)-1,
 	                 pw ? pw->pw_gid : (gid_t)-1, 0700);
@@ -348,6 +353,12 @@ main(int argc, char **argv)
 			        "ack-spool`",
 			        cfg->spool, spool_damage(backmxd.spool));
 	}
+	if (nworkers > 1) {
+		if (worker_start(nworkers, err, sizeof(err)) < 0)
+			fatal("%s", err);
+		listener_keep(-1); /* a copy nobody accepts on would get
+		                      its share of the connections */
+	}
 	backmxd.sched = schedule_new();
 	if (backmxd.sched == NULL)
 		fatal("out of memory");
@@ -377,7 +388,8 @@ main(int argc, char **argv)
 	smtpd_init();
 	if (mirror_init(cfg, err, sizeof(err)) < 0)
 		fatal("%s", err);
-	listener_start();
+	if (nworkers <= 1)
+		listener_start(); /* else the workers accept */
 	control_start();
 	if (cfg->metrics != NULL)
 		metrics_start();
@@ -397,15 +409,20 @@ main(int argc, char **argv)
 
 		spool_count(backmxd.spool, &msgs, &bytes);
 		log_info("backmxd %s started: hostname %s, %d domain(s), "
-		         "%llu message(s) queued",
+		         "%llu message(s) queued, %d process(es) accepting",
 		         BACKMX_VERSION, cfg->hostname, cfg->policy->ndomains,
-		         (unsigned long long)msgs);
+		         (unsigned long long)msgs, nworkers);
 	}
-	if (cfg->workers != 1)
-		log_info("workers %d: this version runs one process",
-		         cfg->workers);
 	notify_ready(backmxd.loop); /* systemd Type=notify: banner is up */
 	ev_run(backmxd.loop, 0);
+
+	if (worker_running() > 0 && worker_wait() < 0) {
+		/* a worker died inside the environment: recovery at the
+		 * next start, so no clean close here */
+		log_err("stopped: a worker ended abnormally; the spool is "
+		        "recovered at the next start");
+		_exit(1);
+	}
 
 	if (spool_sync(backmxd.spool) < 0)
 		log_err("spool sync at exit: %s", spool_error(backmxd.spool));

@@ -164,10 +164,7 @@ static struct fdpause metrics_pause;
 uint64_t
 metrics_counter_value(const struct metrics_counter *m)
 {
-	uint64_t v;
-
-	memcpy(&v, (const char *)&stats + m->offset, sizeof(v));
-	return v;
+	return stats_value(m->offset); /* every process's (stats.c) */
 }
 
 static int

@@ -19,6 +19,8 @@ static char **pause_names;
 static size_t pause_n;
 static char pause_path[4096];
 
+void (*pause_changed_hook)(void);
+
 static int
 pause_find(const char *domain, size_t *at)
 {
@@ -75,6 +77,15 @@ pause_erase(const char *domain)
 	memmove(pause_names + at, pause_names + at + 1,
 	        (pause_n - at - 1) * sizeof(*pause_names));
 	pause_n--;
+}
+
+void
+pause_reread(const char *spooldir)
+{
+	while (pause_n > 0)
+		free(pause_names[--pause_n]);
+	pause_path[0] = '\0';
+	pause_load(spooldir);
 }
 
 void
@@ -174,6 +185,8 @@ pause_set(const char *domain, int on, char *err, size_t errlen)
 			(void)pause_insert(domain);
 		return -1;
 	}
+	if (pause_changed_hook != NULL)
+		pause_changed_hook(); /* workers read the file again */
 	return 1;
 }
 

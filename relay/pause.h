@@ -16,6 +16,11 @@
 
 /* pause_load - read SPOOLDIR/paused.domains (missing file: none paused) */
 void pause_load(const char *spooldir);
+/* pause_reread - forget the set and read the file again (a worker
+ * process, when the parent's control server changed it) */
+void pause_reread(const char *spooldir);
+/* called after pause_set changed the file (worker.c tells workers) */
+extern void (*pause_changed_hook)(void);
 /* pause_is_paused - 1 when new mail for domain (any case) is refused */
 int pause_is_paused(const char *domain);
 /*

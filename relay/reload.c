@@ -34,6 +34,8 @@ struct reload_old {
 };
 
 static const char *reload_path = "/etc/backmx/backmx.conf";
+void (*reload_done_hook)(void);
+
 static LIST_HEAD(, reload_old) reload_olds = LIST_HEAD_INITIALIZER(reload_olds);
 
 void
@@ -258,5 +260,7 @@ reload_config(int force, char *msg, size_t msglen)
 	snprintf(msg, msglen, "reloaded %s: %d domain(s)", reload_path,
 	         nc->policy->ndomains);
 	log_info("%s", msg);
+	if (reload_done_hook != NULL)
+		reload_done_hook(); /* the workers load it too (worker.c) */
 	return 0;
 }

@@ -27,5 +27,7 @@ int reload_config(int force, char *msg, size_t msglen);
 void reload_log_diag(char *diag);
 /* reload_free_old - at exit: free every configuration still in grace */
 void reload_free_old(void);
+/* called after a successful reload (worker.c: SIGHUP to the workers) */
+extern void (*reload_done_hook)(void);
 
 #endif

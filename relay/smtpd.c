@@ -576,7 +576,7 @@ smtpd_session_new(int fd, const struct sockaddr *sa, socklen_t salen)
 	} else
 		strcpy(s->addr, "unknown");
 
-	if (nsessions >= cfg->max_clients) {
+	if (nsessions + stats_others_sessions() >= (uint64_t)cfg->max_clients) {
 		static const char msg[] = "421 4.7.0 Error: too many "
 		                          "connections, try again later\r\n";
 

@@ -1,10 +1,14 @@
 /*
  * stats.h - the daemon's counters, shown by `backmxctl stats` and the
- * Prometheus endpoint.  One global instance, owned by main.c.
+ * Prometheus endpoint.  One global instance per process, owned by
+ * main.c.  With `workers N` (worker.c) each worker publishes its copy
+ * into its slot of a MAP_SHARED table once per loop iteration, and the
+ * parent reads the sum (stats.c).
  */
 #ifndef BACKMX_STATS_H
 #define BACKMX_STATS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct stats {
@@ -63,5 +67,19 @@ struct stats {
 };
 
 extern struct stats stats;
+
+/* stats_share - a shared table of nslots worker slots (before fork);
+ * -1 when it cannot be mapped */
+int stats_share(int nslots);
+/* stats_set_slot - this process is the worker of slot (after fork);
+ * stats_publish - copy its `stats` there */
+void stats_set_slot(int slot);
+void stats_publish(void);
+/* stats_value - the counter at offset (in struct stats): this
+ * process's own plus every other slot */
+uint64_t stats_value(size_t offset);
+/* stats_others_sessions - open sessions of the other workers (for
+ * max_clients, which holds for the daemon as a whole) */
+uint64_t stats_others_sessions(void);
 
 #endif

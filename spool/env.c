@@ -317,7 +317,8 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 	}
 	/* before BDB maps a region: a region file the disk cannot back is
 	 * a SIGBUS at first touch, and a failed recovery removes them */
-	if (spool_space_check(dir, cache, logbuf, err, errlen) < 0) {
+	if ((o == NULL || !o->attach) &&
+	    spool_space_check(dir, cache, logbuf, err, errlen) < 0) {
 		*clsp = SPOOL_ENOSPC;
 		return NULL;
 	}
@@ -329,7 +330,8 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 		return NULL;
 	}
 	s->lockfd = -1;
-	if (spool_lock(s, dir, clsp, err, errlen) < 0) {
+	s->attach = o != NULL && o->attach;
+	if (!s->attach && spool_lock(s, dir, clsp, err, errlen) < 0) {
 		free(s->dir);
 		free(s);
 		return NULL;
@@ -344,7 +346,8 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 	s->env->app_private = s;
 	s->env->set_errcall(s->env, spool_errcall);
 	s->env->set_msgcall(s->env, spool_msgcall);
-	spool_state_read(s);
+	if (!s->attach)
+		spool_state_read(s);
 	if ((ret = s->env->set_cachesize(s->env, (uint32_t)(cache >> 30),
 	                                 (uint32_t)(cache & ((1u << 30) - 1)),
 	                                 1)) != 0 ||
@@ -365,14 +368,18 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 	/*
 	 * DB_REGISTER + DB_RECOVER: recovery runs when a process that had
 	 * the environment open died without closing it (kill -9, crash),
-	 * so no manual db_recover is ever needed.
+	 * so no manual db_recover is ever needed.  A worker (attach) joins
+	 * the environment the parent recovered: DB_REGISTER without
+	 * DB_RECOVER, so a dead process found now is DB_RUNRECOVERY for
+	 * it, never a recovery under the feet of the live parent.
 	 */
 	s->opening = 1;
-	ret = s->env->open(s->env, dir,
-	                   DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK |
-	                       DB_INIT_LOG | DB_INIT_MPOOL | DB_RECOVER |
-	                       DB_REGISTER | (s->repl_role ? DB_INIT_REP : 0),
-	                   0600);
+	ret =
+	    s->env->open(s->env, dir,
+	                 DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
+	                     DB_INIT_MPOOL | (s->attach ? 0 : DB_RECOVER) |
+	                     DB_REGISTER | (s->repl_role ? DB_INIT_REP : 0),
+	                 0600);
 	s->opening = 0;
 	if (ret != 0) {
 		/* recovery that ran out of space ends in DB_RUNRECOVERY;
@@ -392,6 +399,17 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 			         db_strerror(ret), s->dberr[0] ? ": " : "",
 			         s->dberr);
 		goto fail;
+	}
+	if (s->attach) {
+		/* the parent opened, scanned and checked it: only handles */
+		if (spool_db_open(s, &s->envelopes, "envelopes.db", 0, err,
+		                  errlen) < 0 ||
+		    spool_db_open(s, &s->body, "body.db", 65536, err, errlen) <
+		        0 ||
+		    spool_next_open(s, err, errlen) < 0)
+			goto fail;
+		s->err = SPOOL_OK;
+		return s; /* open_ok stays 0: no state file writes */
 	}
 	if (spool_region_prealloc(s, cache, err, errlen) < 0) {
 		cls = strstr(err, strerror(ENOSPC)) ? SPOOL_ENOSPC : SPOOL_EIO;
@@ -540,4 +558,35 @@ spool_count(const struct spool *s, uint64_t *msgs, uint64_t *bytes)
 		*msgs = s->msgs;
 	if (bytes != NULL)
 		*bytes = s->bytes;
+}
+
+void
+spool_note_queued(struct spool *s, uint64_t size)
+{
+	s->msgs++;
+	s->bytes += size;
+}
+
+void
+spool_ids_share(struct spool *s, int stride, int offset, uint32_t after)
+{
+	s->id_stride = stride;
+	s->id_offset = offset;
+	if (offset > 0) {
+		/* the next id borrows the second after `after` */
+		s->id_secs = after;
+		s->id_count = 0x10000;
+	} else if (stride > 1) {
+		/* the smallest second a worker's id can have */
+		uint32_t from = s->id_secs + 1, now = (uint32_t)time(NULL);
+
+		snprintf(s->orphan_shared, sizeof(s->orphan_shared), "%08x0000",
+		         (unsigned)(now > from ? now : from));
+	}
+}
+
+uint32_t
+spool_ids_last(const struct spool *s)
+{
+	return s->id_secs;
 }

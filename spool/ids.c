@@ -35,13 +35,17 @@ spool_id_next(struct spool *s, char id[SPOOL_ID_LEN + 1])
 
 	/* a mirror node's counters have its parity (id_node 1 even, 2 odd) */
 	uint32_t first = s->id_node == 2 ? 1 : 0;
+	/* worker processes (spool_ids_share): counters offset + k*stride */
+	uint32_t step = s->id_stride > 1 ? (uint32_t)s->id_stride : 1;
 
+	if (step > 1)
+		first = (uint32_t)s->id_offset;
 	if (now > s->id_secs) {
 		s->id_secs = now;
 		s->id_count = first;
 	} else {
-		s->id_count++;
-		if (s->id_node != 0 && (s->id_count & 1) != first)
+		s->id_count += step;
+		if (step == 1 && s->id_node != 0 && (s->id_count & 1) != first)
 			s->id_count++;
 		if (s->id_count > 0xffff) {
 			s->id_secs++;

@@ -80,6 +80,10 @@ struct spool_options {
 	 * counter, of node 2 in an odd one, so they never collide when one
 	 * node takes the other's mail over (0: any counter) */
 	int id_node;
+	/* 1: join an environment another live process of this daemon
+	 * opened (a worker, relay/worker_child.c): no lock file, no
+	 * recovery, no start-up scan, never a state file write */
+	int attach;
 };
 
 /*
@@ -112,6 +116,19 @@ int spool_damage_ack(struct spool *s, char *msg, size_t len);
 
 /* spool_count - messages and body bytes in the spool (kept in memory) */
 void spool_count(const struct spool *s, uint64_t *msgs, uint64_t *bytes);
+/* spool_note_queued - a message of size octets another process of the
+ * daemon committed (a worker): count it here too */
+void spool_note_queued(struct spool *s, uint64_t size);
+/*
+ * spool_ids_share - several processes make ids in one spool: this one
+ * uses the counters offset, offset + stride, ...  (offset < stride).
+ * A worker (offset > 0) starts in the second after `after` (the
+ * parent's spool_ids_last), so it never meets an id the parent made
+ * before the fork; the parent (offset 0) records that second as where
+ * orphan chunks may start after a crash.
+ */
+void spool_ids_share(struct spool *s, int stride, int offset, uint32_t after);
+uint32_t spool_ids_last(const struct spool *s);
 
 /* ------------------------------------------------------------------ */
 /* Replication (repl.c): BDB's base replication API, one site on each side */

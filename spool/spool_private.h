@@ -31,6 +31,9 @@ struct spool {
 	uint32_t id_secs; /* last id handed out */
 	uint32_t id_count;
 	int id_node; /* spool_options.id_node: the counter's parity */
+	int id_stride, id_offset; /* spool_ids_share; 0: one process */
+	int attach;               /* spool_options.attach: a worker's handle */
+	char orphan_shared[SPOOL_ID_LEN + 1]; /* first id workers made */
 
 	uint64_t msgs; /* spool_count() */
 	uint64_t bytes;

@@ -199,6 +199,11 @@ spool_orphans_from(const struct spool *s, int closing,
 	if (s->orphan_min[0] != '\0' &&
 	    (id[0] == '-' || strcmp(s->orphan_min, id) < 0))
 		memcpy(id, s->orphan_min, SPOOL_ID_LEN + 1);
+	/* workers write chunks this process cannot see: after a crash,
+	 * every chunk from their first id on may be an orphan */
+	if (!closing && s->orphan_shared[0] != '\0' &&
+	    (id[0] == '-' || strcmp(s->orphan_shared, id) < 0))
+		memcpy(id, s->orphan_shared, SPOOL_ID_LEN + 1);
 }
 
 /*
