@@ -18,6 +18,22 @@ import time
 USER = 'backmx'
 
 
+def _user():
+    """the backmx system user, created the way the package's postinst
+    does when this machine has none yet (a fresh machine without the
+    package); it is left in place, as an installed package leaves it"""
+    try:
+        return pwd.getpwnam(USER)
+    except KeyError:
+        pass
+    subprocess.run(['useradd', '--system', '--user-group', '--no-create-home',
+                    '--home-dir', '/var/spool/backmx',
+                    '--shell', '/usr/sbin/nologin', USER],
+                   capture_output=True, timeout=30)
+    # a concurrent test (the package's postinst) may have made it first
+    return pwd.getpwnam(USER)
+
+
 def _status(path):
     out = {}
     with open(path) as f:
@@ -56,7 +72,7 @@ def _open_path(d):
 def test_privilege_dropped_after_start(world):
     if os.geteuid() != 0:
         return      # the drop is only meaningful when started as root
-    pw = pwd.getpwnam(USER)
+    pw = _user()
     b = world.backmx(start=False, user=USER)
     opened = _open_path(b.dir)
     try:
@@ -206,7 +222,7 @@ def test_privilege_control_socket_root_and_group_only(world):
     test fails (mode 0o140666)."""
     if os.geteuid() != 0:
         return
-    pw = pwd.getpwnam(USER)
+    pw = _user()
     nobody = pwd.getpwnam('nobody')
     b = world.backmx(start=False, user=USER)
     opened = _open_path(b.dir)
