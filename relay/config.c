@@ -222,28 +222,6 @@ config_bool(struct config_ctx *x, const char *kw, const char *v, int *out)
 	return 0;
 }
 
-static int
-config_valid_hostname(const char *s)
-{
-	size_t len = strlen(s), lab = 0;
-
-	if (len == 0 || len > POLICY_DOMAIN_MAX)
-		return 0;
-	for (const char *p = s; *p; p++) {
-		if (*p == '.') {
-			if (lab == 0)
-				return 0;
-			lab = 0;
-			continue;
-		}
-		if (!isalnum((unsigned char)*p) && *p != '-')
-			return 0;
-		if (++lab > 63)
-			return 0;
-	}
-	return lab > 0;
-}
-
 /* ------------------------------------------------------------------ */
 /* domain block directives: each takes exactly one value */
 
@@ -294,7 +272,8 @@ config_domain_directive(struct config_ctx *x, const char *kw, const char *v)
 				           d->route_host);
 				return;
 			}
-		} else if (!config_valid_hostname(d->route_host)) {
+		} else if (!config_valid_hostname(d->route_host,
+		                                  POLICY_DOMAIN_MAX)) {
 			config_msg(x, 1, "route: bad host name \"%s\"",
 			           d->route_host);
 			return;
@@ -397,7 +376,7 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 	if (!strcmp(kw, "hostname")) {
 		if (config_need_args(x, kw, nv, 1, 1) < 0)
 			return;
-		if (!config_valid_hostname(v[0])) {
+		if (!config_valid_hostname(v[0], POLICY_DOMAIN_MAX)) {
 			config_msg(x, 1, "hostname: \"%s\" is not a host name",
 			           v[0]);
 			return;
@@ -410,7 +389,7 @@ config_global_directive(struct config_ctx *x, char **tok, int n)
 		if (config_need_args(x, kw, nv, 1, -1) < 0)
 			return;
 		for (int i = 0; i < nv; i++) {
-			if (!config_valid_hostname(v[i]))
+			if (!config_valid_hostname(v[i], POLICY_DOMAIN_MAX))
 				config_msg(x, 1,
 				           "hostname_alias: \"%s\" is not a "
 				           "host name",
@@ -761,7 +740,8 @@ config_load(const char *path, char *diag, size_t diaglen, int *nerr)
 					i = n;
 					break;
 				}
-				if (!config_valid_hostname(name)) {
+				if (!config_valid_hostname(name,
+				                           POLICY_DOMAIN_MAX)) {
 					config_msg(&x, 1,
 					           "domain: \"%s\" is not a "
 					           "domain name",

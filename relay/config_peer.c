@@ -22,29 +22,6 @@
 #define PEER_TAKEOVER_DEFAULT 600
 #define PEER_ACK_TIMEOUT_DEFAULT 5
 
-/* peer_conf_name_ok - a host name: LDH labels separated by dots */
-static int
-peer_conf_name_ok(const char *s)
-{
-	size_t n = strlen(s), lab = 0;
-
-	if (n == 0 || n > 253)
-		return 0;
-	for (const char *p = s; *p; p++) {
-		if (*p == '.') {
-			if (lab == 0)
-				return 0;
-			lab = 0;
-			continue;
-		}
-		if (!isalnum((unsigned char)*p) && *p != '-')
-			return 0;
-		if (++lab > 63)
-			return 0;
-	}
-	return lab > 0;
-}
-
 /* peer_conf_addr - numeric "ADDR:PORT" / "[v6]:PORT" into ss */
 static int
 peer_conf_addr(const char *v, struct sockaddr_storage *ss, socklen_t *len)
@@ -117,7 +94,7 @@ config_peer_global(struct config_ctx *x, struct config *c, const char *kw,
 			config_msg(x, 1, "peer: given twice (one peer only)");
 			return 1;
 		}
-		if (!peer_conf_name_ok(v[0])) {
+		if (!config_valid_hostname(v[0], 253)) {
 			config_msg(x, 1, "peer: \"%s\" is not a host name",
 			           v[0]);
 			return 1;

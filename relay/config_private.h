@@ -18,5 +18,8 @@ int config_parse_hostport(const char *s, char *host, size_t hostlen, int *port,
 /* config_sockaddr - numeric host + port into a sockaddr; -1 if not numeric */
 int config_sockaddr(const char *host, int port, struct sockaddr_storage *ss,
                     socklen_t *len);
+/* config_valid_hostname - a host name (LDH labels, dots), at most max octets
+ * (RFC 5321 4.5.3.1.2: 255 for a domain; 253 for a DNS name) */
+int config_valid_hostname(const char *s, size_t max);
 
 #endif

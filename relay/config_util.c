@@ -241,3 +241,27 @@ config_cidr_match(const struct config_cidr *list, int n,
 	}
 	return 0;
 }
+
+/* config_valid_hostname - LDH labels of 1..63 octets separated by dots,
+ * at most max octets in all */
+int
+config_valid_hostname(const char *s, size_t max)
+{
+	size_t len = strlen(s), lab = 0;
+
+	if (len == 0 || len > max)
+		return 0;
+	for (const char *p = s; *p; p++) {
+		if (*p == '.') {
+			if (lab == 0)
+				return 0;
+			lab = 0;
+			continue;
+		}
+		if (!isalnum((unsigned char)*p) && *p != '-')
+			return 0;
+		if (++lab > 63)
+			return 0;
+	}
+	return lab > 0;
+}

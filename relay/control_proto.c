@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "config.h"
 #include "control.h"
 #include "spool.h"
 
@@ -103,44 +104,14 @@ control_usage(void)
 	       "mirror peer now\n";
 }
 
+/* control_parse_duration - config_parse_duration's units, at most about a
+ * century (a larger age is a typing error, not a filter) */
 long
 control_parse_duration(const char *s)
 {
-	long v = 0, mul = 1;
-	size_t i;
+	long v = config_parse_duration(s);
 
-	if (s == NULL || !isdigit((unsigned char)s[0]))
-		return -1;
-	for (i = 0; isdigit((unsigned char)s[i]); i++) {
-		if (v > 100000000L)
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	switch (s[i]) {
-	case '\0':
-	case 's':
-		mul = 1;
-		break;
-	case 'm':
-		mul = 60;
-		break;
-	case 'h':
-		mul = 3600;
-		break;
-	case 'd':
-		mul = 86400;
-		break;
-	case 'w':
-		mul = 7 * 86400;
-		break;
-	default:
-		return -1;
-	}
-	if (s[i] != '\0' && s[i + 1] != '\0')
-		return -1;
-	if (v > 100L * 365 * 86400 / mul)
-		return -1;
-	return v * mul;
+	return v > 100L * 366 * 86400 ? -1 : v;
 }
 
 int
