@@ -337,6 +337,8 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 		return NULL;
 	}
 
+	/* descriptors BDB can use at EMFILE (fdreserve.c) */
+	spool_fd_reserve_init(spool_logger);
 	if ((ret = db_env_create(&s->env, 0)) != 0) {
 		snprintf(err, errlen, "db_env_create: %s", db_strerror(ret));
 		s->env = NULL;
@@ -540,6 +542,7 @@ spool_checkpoint(struct spool *s)
 {
 	int ret;
 
+	spool_fd_reserve_fill(); /* after a log file BDB keeps open */
 	if ((ret = s->env->txn_checkpoint(s->env, 0, 0, 0)) != 0)
 		return spool_fail(s, ret, "checkpoint");
 	if ((ret = s->env->log_archive(s->env, NULL, DB_ARCH_REMOVE)) != 0)

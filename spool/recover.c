@@ -166,11 +166,11 @@ spool_state_write(struct spool *s, int durable)
 		return -1;
 	spool_state_path(s, path, sizeof(path));
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) <
-	    0)
+	if ((fd = spool_fd_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	                        0600)) < 0)
 		return -1;
 	ok = write(fd, buf, n) == n && (!durable || fsync(fd) == 0);
-	if (close(fd) < 0)
+	if (spool_fd_close(fd) < 0)
 		ok = 0;
 	if (!ok || rename(tmp, path) < 0) {
 		unlink(tmp);

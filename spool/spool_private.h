@@ -88,6 +88,12 @@ int spool_id_valid(const char *id);
 /* spool_body_key - body.db key of chunk n of id into key */
 void spool_body_key(unsigned char key[SPOOL_BODY_KEYLEN], const char *id,
                     uint32_t n);
+/* fdreserve.c: descriptors kept for BDB and the state file at EMFILE */
+void spool_fd_reserve_init(void (*logger)(int prio, const char *msg));
+void spool_fd_reserve_fill(void);
+int spool_fd_open(const char *path, int flags, ...);
+int spool_fd_close(int fd);
+unsigned spool_fd_reserve_held(void);
 /* recover.c: free space before open, the state file, damage reports */
 int spool_space_check(const char *dir, size_t cache, uint32_t logbuf, char *err,
                       size_t errlen);

@@ -23,8 +23,13 @@ holds, so socket(2) and accept(2) fail with EMFILE, then raised again.
               answers 451 at MAIL and nothing is accepted unfiltered;
               afterwards the mail passes the milter and is delivered once.
 
-DNS (libunbound) is not starved here: the delivery's MX answer comes from
-unbound's cache, so the MX route fails at connect like the static one.
+DNS (libunbound) is not starved in the delivery test: the MX answer
+comes from unbound's cache, so the MX route fails at connect like the
+static one; test_hostile_fds_dns_deferred starves the resolver itself.
+
+  spool       test_hostile_fds_spool_reserve: started under ulimit -n 64,
+              a flood takes every descriptor; BDB's checkpoint must still
+              open a log file (spool/fdreserve.c), no PANIC.
 
 Tried on a broken build: with the control/metrics/peer accept callbacks
 returning on EMFILE without pausing (main before relay/fdpause.c) the
@@ -58,8 +63,8 @@ def _nfd(pid):
 class Squeeze:
     """RLIMIT_NOFILE of b lowered to what it holds plus spare"""
 
-    def __init__(self, b, spare=0):
-        self.pid = b.pid
+    def __init__(self, b, spare=0, pid=None):
+        self.pid = pid or b.pid
         self.old = resource.prlimit(self.pid, resource.RLIMIT_NOFILE)
         # what the daemon holds once the sessions just ended are closed
         n, last, t = _nfd(self.pid), None, time.monotonic()
@@ -207,6 +212,46 @@ def test_hostile_fds_delivery_deferred(world):
     assert len(msgs) == 2
 
 
+def test_hostile_fds_dns_deferred(world):
+    """the resolver out of descriptors: the lookups of a message's first
+    delivery happen at the limit (a new daemon: the MX host's addresses
+    are not cached), libunbound cannot open its query socket ("can't
+    create socket: Too many open files") and answers SERVFAIL: the mail
+    is deferred (4.4.x), never bounced, no busy loop; afterwards the
+    lookups work and the mail is delivered once.  The session stays open
+    meanwhile: closing it would free a descriptor."""
+    p = world.sinks['primary']
+    b = world.backmx(retry='2s')
+    s = b.smtp()
+    sq = Squeeze(b)
+    try:
+        s.sendmail('s@sender.example', ['bob@backup.example'],
+                   b'Subject: fd-dns\r\n\r\nhello\r\n')
+        deadline = time.monotonic() + 20
+        while len(re.findall(r'to=<bob@backup\.example>[^\n]*dsn=4\.4\.\d, '
+                             r'status=deferred', b.log_text())) < 2:
+            assert time.monotonic() < deadline, b.log_tail()
+            time.sleep(0.2)
+        used = _busy(b.pid, 2)
+        assert used < 0.25, 'runnable %.0f%% of the time' % (used * 100)
+        assert b.running(), b.log_tail()
+        text = b.log_text()
+        assert re.search(r"libunbound.*can't create socket: Too many open "
+                         r"files", text), b.log_tail()
+        assert 'status=bounced' not in text, b.log_tail()
+        assert p.messages() == []
+        print('dns out of descriptors:\n' + '\n'.join(
+            l for l in text.splitlines() if 'status=deferred' in l))
+    finally:
+        sq.release()
+    s.quit()
+    p.wait_messages(1, timeout=30)
+    time.sleep(1)
+    assert len(p.messages()) == 1, p.messages()
+    assert b'fd-dns' in p.messages()[0]['data']
+    assert not world.sinks['bounce'].messages()
+
+
 def test_hostile_fds_callout_and_ldap_tempfail(world):
     d = os.path.join(world.workdir, 'slapd-fds')
     slapd = Slapd(d)
@@ -321,3 +366,143 @@ def test_hostile_fds_milter_at_connect(world):
         assert b'fd-after' in m[0]['data']
     finally:
         milter.close()
+
+
+SPOOL_NOFILE = 64
+
+
+def _log_files(b):
+    return sorted(f for f in os.listdir(b.spool_dir) if f.startswith('log.'))
+
+
+def _daemon_pids(b):
+    """the daemon's processes: the parent and its workers"""
+    pids = [b.pid]
+    for d in os.listdir('/proc'):
+        if not d.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        if int(st.rsplit(')', 1)[1].split()[1]) == b.pid:
+            pids.append(int(d))
+    return pids
+
+
+def _queued(b):
+    r = b.ctl('queue', '--json')
+    assert r.returncode == 0, r.stderr
+    return len([json.loads(l) for l in r.stdout.splitlines() if l.strip()])
+
+
+def test_hostile_fds_spool_reserve(world):
+    """the spool at the descriptor limit: started under `ulimit -n 64`,
+    a flood of SMTP connections takes every descriptor (the accepting
+    processes pause their accepts; one that accepts none, the parent of
+    workers, is held at what it has with prlimit), and the spool must still
+    open the files it needs: the checkpoint reads old log records and
+    log_archive lists the spool directory (both open a descriptor inside
+    BDB; EMFILE there made BDB sleep 6 s in the loop and then panic the
+    environment: "BDB0061 PANIC: Too many open files", DB_RUNRECOVERY for
+    every later transaction).  spool/fdreserve.c keeps 5 descriptors on
+    /dev/null that BDB's open and directory listing give back at EMFILE.
+    Shown: a message committed while out of descriptors, the checkpoint
+    removes the oldest log file at the limit, the reserve logged as used, no
+    PANIC; afterwards a clean stop (0) and every message still queued
+    after a restart.
+
+    One process (`workers 1`, as with a peer): its checkpoint reads the
+    log with a descriptor of its own.  The parent of workers writes no
+    mail, and its checkpoint only moves its log handle to the new file
+    (close, then open: the same slot), so there the reserve is not
+    needed and this test would show nothing.
+
+    Tried on main before spool/fdreserve.c: fails with the PANIC line
+    (the checkpoint's read of the log at the limit)."""
+    p = world.sinks['primary']
+    p.set_mode('down')
+    b = world.backmx(start=False, retry='1h', timeout='300s',
+                     max_size='60M', max_clients=1000,
+                     max_clients_per_ip=1000, workers=1)
+    real = b.backmxd
+    wrapper = os.path.join(b.dir, 'lowfd.sh')
+    with open(wrapper, 'w') as f:
+        # dash: -n sets the soft and the hard limit, so backmxd cannot
+        # raise it again (main_raise_nofile)
+        f.write('#!/bin/sh\nulimit -n %d\nexec %s "$@"\n'
+                % (SPOOL_NOFILE, real))
+    os.chmod(wrapper, 0o755)
+    b.backmxd = wrapper
+    b.start()
+    assert resource.prlimit(b.pid, resource.RLIMIT_NOFILE) == \
+        (SPOOL_NOFILE, SPOOL_NOFILE)
+    s = b.smtp(timeout=120)
+    # more than one 16 MB log file: the checkpoint then reads and
+    # log_archive removes log.0000000001
+    body = b'Subject: big\r\n\r\n' + (b'x' * 998 + b'\r\n') * 4000
+    for i in range(5):
+        s.sendmail('s@sender.example', ['bob@backup.example'], body)
+    assert 'log.0000000002' in _log_files(b), _log_files(b)
+    assert 'log.0000000001' in _log_files(b), _log_files(b)
+    held, squeezes = [], []
+    try:
+        for i in range(2 * SPOOL_NOFILE):
+            try:
+                held.append(socket.create_connection(b.listen[0], timeout=5))
+            except OSError:
+                break
+        deadline = time.monotonic() + 15
+        while not re.search(r'accept on \S+: Too many open files',
+                            b.log_text()):
+            assert time.monotonic() < deadline, b.log_tail()
+            time.sleep(0.2)
+        # a process that accepts no SMTP (the parent of workers) is
+        # brought to its limit too
+        for pid in _daemon_pids(b):
+            squeezes.append(Squeeze(b, pid=pid))
+        # committed out of descriptors (the session was open before)
+        s.sendmail('s@sender.example', ['bob@backup.example'],
+                   b'Subject: at-limit\r\n\r\nhello\r\n')
+        nmsg = 6
+        if len(_log_files(b)) < 2:
+            # a slow run: the first checkpoint came before the limit; a
+            # new log file, at the limit
+            for i in range(5):
+                s.sendmail('s@sender.example', ['bob@backup.example'], body)
+            nmsg += 5
+        first = _log_files(b)[0]
+        # the checkpoint timer (every 30 s) at the limit
+        deadline = time.monotonic() + 40
+        while first in _log_files(b):
+            assert 'PANIC' not in b.log_text(), b.log_tail()
+            assert time.monotonic() < deadline, (_log_files(b), b.log_tail())
+            time.sleep(0.5)
+        assert b.running(), b.log_tail()
+        text = b.log_text()
+        assert 'PANIC' not in text and 'DB_RUNRECOVERY' not in text, \
+            b.log_tail()
+        used = [l for l in text.splitlines()
+                if 'out of descriptors' in l and 'kept for the spool' in l]
+        assert used, 'the reserve was never needed: not at the limit?\n' + \
+            b.log_tail()
+        print('at %d descriptors: %s' % (SPOOL_NOFILE, '\n'.join(used)))
+    finally:
+        for sq in squeezes:
+            sq.release()
+        for c in held:
+            c.close()
+    s.quit()
+    b._close_smtps()
+    s = b.smtp()
+    s.sendmail('s@sender.example', ['bob@backup.example'],
+               b'Subject: after\r\n\r\nhello\r\n')
+    s.quit()
+    assert b.stop() == 0, b.log_tail()
+    b.start()
+    assert _queued(b) == nmsg + 1, b.ctl('queue').stdout
+    assert 'PANIC' not in b.log_text(), b.log_tail()
+
+
+test_hostile_fds_spool_reserve.timeout = 180
