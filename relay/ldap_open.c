@@ -22,9 +22,7 @@
 
 #include "backmxd.h"
 #include "ldap_open.h"
-
-/* the largest LDAP message taken from a directory */
-#define LDAP_REPLY_MAX (1024 * 1024)
+#include "ldap_result.h"
 
 struct ldap_open {
 	struct ldap_open *next; /* in lo_done */
@@ -81,8 +79,6 @@ lo_options(struct ldap_open *o)
 {
 	struct timeval tv = {o->cfg.timeout, 0};
 	int v3 = LDAP_VERSION3, demand = LDAP_OPT_X_TLS_DEMAND, zero = 0;
-	ber_len_t max = LDAP_REPLY_MAX;
-	Sockbuf *sb = NULL;
 
 	ldap_set_option(o->ld, LDAP_OPT_PROTOCOL_VERSION, &v3);
 	ldap_set_option(o->ld, LDAP_OPT_NETWORK_TIMEOUT, &tv);
@@ -91,9 +87,7 @@ lo_options(struct ldap_open *o)
 	/* a BER message over LDAP_REPLY_MAX is an error, not a buffer of
 	 * the size a hostile directory announces (libldap's client
 	 * default is no limit: 2 GB announced, filled as fast as it comes) */
-	if (ldap_get_option(o->ld, LDAP_OPT_SOCKBUF, &sb) == LDAP_OPT_SUCCESS &&
-	    sb != NULL)
-		ber_sockbuf_ctrl(sb, LBER_SB_OPT_SET_MAX_INCOMING, &max);
+	ldap_result_limit(o->ld);
 	if (!o->cfg.start_tls && strncasecmp(o->cfg.uri, "ldaps:", 6) != 0)
 		return 0; /* no TLS on this connection */
 	/* the directory's certificate is always checked, whatever

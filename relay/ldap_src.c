@@ -19,6 +19,7 @@
 #include "backmxd.h"
 #include "config.h"
 #include "ldap_open.h"
+#include "ldap_result.h"
 #include "ldap_src.h"
 #include "log.h"
 
@@ -167,7 +168,7 @@ lc_watch(struct ldap_conn *lc)
 	int fd = -1;
 
 	if (ldap_get_option(lc->ld, LDAP_OPT_DESC, &fd) != LDAP_OPT_SUCCESS ||
-	    fd < 0)
+	    fd < 0 || ldap_result_nonblock(lc->ld) < 0)
 		return -1;
 	ev_io_stop(backmxd.loop, &lc->io);
 	ev_io_init(&lc->io, lc_io_cb, fd, EV_READ);
@@ -222,47 +223,21 @@ static void
 lc_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct ldap_conn *lc = w->data;
-	struct timeval zero = {0, 0};
-	LDAPMessage *msg;
-	int rc, err, n;
+	struct ldap_src_req *q;
+	enum policy_answer a;
+	const char *why;
+	int rc, msgid;
 
 	while (lc->ld != NULL) {
-		msg = NULL;
-		rc = ldap_result(lc->ld, LDAP_RES_ANY, LDAP_MSG_ALL, &zero,
-		                 &msg);
+		rc = ldap_result_next(lc->ld, &msgid, &a, &why);
 		if (rc == 0)
 			return;
 		if (rc < 0) {
-			ldap_get_option(lc->ld, LDAP_OPT_RESULT_CODE, &err);
-			lc_close(lc, ldap_err2string(err));
+			lc_close(lc, why);
 			return;
 		}
-		n = ldap_msgid(msg);
-		{
-			struct ldap_src_req *q = lc_find(lc, n);
-			int entries = ldap_count_entries(lc->ld, msg);
-			LDAPMessage *res = msg;
-
-			/* the result message follows the entries */
-			while (res != NULL &&
-			       ldap_msgtype(res) != LDAP_RES_SEARCH_RESULT)
-				res = ldap_next_message(lc->ld, res);
-			err = LDAP_OTHER;
-			if (res != NULL)
-				ldap_parse_result(lc->ld, res, &err, NULL, NULL,
-				                  NULL, NULL, 0);
-			ldap_msgfree(msg);
-			if (q == NULL)
-				continue; /* abandoned */
-			if (entries > 0)
-				req_done(q, POLICY_ANS_YES, NULL);
-			else if (err == LDAP_SUCCESS ||
-			         err == LDAP_NO_SUCH_OBJECT)
-				req_done(q, POLICY_ANS_NO, NULL);
-			else
-				req_done(q, POLICY_ANS_UNKNOWN,
-				         ldap_err2string(err));
-		}
+		if ((q = lc_find(lc, msgid)) != NULL) /* else abandoned */
+			req_done(q, a, why);
 	}
 }
 

@@ -405,6 +405,15 @@ def _ldap(mode):
             while srv.sent < 64 << 20 and not srv.stopping:
                 c.sendall(junk)
                 srv.sent += len(junk)
+        elif mode == 'stall':
+            # the bind accepted; the search's answer stops after 6 of
+            # its 14 octets and the directory stalls: the loop must not
+            # wait in a read for the rest (the lookup's timer answers)
+            c.sendall(b'\x30\x0c\x02\x01\x01\x61\x07\x0a\x01\x00\x04\x00'
+                      b'\x04\x00')
+            if c.recv(4096):
+                c.sendall(b'\x30\x0c\x02\x01\x02\x65')
+                time.sleep(15)
         elif mode == 'otherid':
             # searchResDone success, for message id 99
             c.sendall(b'\x30\x0c\x02\x01\x63\x65\x07\x0a\x01\x00\x04\x00'
@@ -455,6 +464,10 @@ def test_hostile_ldap_cut_message(world):
 def test_hostile_ldap_2gb_length(world):
     srv, grew = _hostile_ldap(world, 'huge')
     assert grew < 32 << 10, (grew, srv.sent)
+
+
+def test_hostile_ldap_stall_inside_a_search_result(world):
+    _hostile_ldap(world, 'stall')
 
 
 def test_hostile_ldap_answer_to_another_id(world):
