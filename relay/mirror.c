@@ -17,9 +17,11 @@
  * with its time until the peer's ACK covers it; their number and the
  * age of the oldest are the lag `backmxctl peer` shows.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backmxd.h"
 #include "config_peer.h"
@@ -128,17 +130,50 @@ mirror_replica_open(const char *dir, char *why, size_t whylen)
 	return mirror_replica != NULL ? 0 : -1;
 }
 
+/* mirror_aside_name - SPOOL/replica-ID, or replica-ID.N when that is
+ * taken (a takeover of the same spool still under way) */
+static void
+mirror_aside_name(uint64_t id, char *dir, size_t len)
+{
+	for (int n = 0; n < 1000; n++) {
+		if (n == 0)
+			snprintf(dir, len, "%s/replica-%016llx",
+			         backmxd.cfg->spool, (unsigned long long)id);
+		else
+			snprintf(dir, len, "%s/replica-%016llx.%d",
+			         backmxd.cfg->spool, (unsigned long long)id, n);
+		if (access(dir, F_OK) < 0 && errno == ENOENT)
+			return;
+	}
+}
+
 int
 mirror_replica_release(char *dir, size_t len)
 {
+	const char *spool = backmxd.cfg->spool;
+	char live[4096];
+	uint64_t id;
+
 	if (mirror_replica == NULL)
 		return -1;
-	snprintf(dir, len, "%s/replica", backmxd.cfg->spool);
+	id = spool_repl_id_get(mirror_replica, SPOOL_REPL_MASTER_FILE);
+	snprintf(live, sizeof(live), "%s/replica", spool);
 	if (spool_repl_client_close(mirror_replica) == 1)
 		log_warn("peer: the replica of the peer's spool was in its "
 		         "first synchronisation: its copy may be incomplete");
 	mirror_replica = NULL;
 	mirror_need_ack = 0;
+	/* aside: the takeover reads it from there while a new replica is
+	 * opened in its place; a crash before the import is done resumes
+	 * it at the next start */
+	mirror_aside_name(id, dir, len);
+	if (rename(live, dir) < 0) {
+		log_err("takeover: cannot move %s to %s: %m; taking it over "
+		        "where it is",
+		        live, dir);
+		snprintf(dir, len, "%s", live);
+		return 1;
+	}
 	return 0;
 }
 
@@ -193,8 +228,7 @@ mirror_replica_check(uint64_t inc)
 		return;
 	if (known != 0) {
 		snprintf(dir, sizeof(dir), "%s/replica", cfg->spool);
-		snprintf(old, sizeof(old), "%s/replica-%016llx", cfg->spool,
-		         (unsigned long long)known);
+		mirror_aside_name(known, old, sizeof(old));
 		spool_close(mirror_replica);
 		mirror_replica = NULL;
 		if (rename(dir, old) < 0) {

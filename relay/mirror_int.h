@@ -10,9 +10,11 @@
 /* mirror.c: seconds our spool's link has been down (0 when up) */
 double mirror_own_down_for(void);
 
-/* mirror.c: the live replica.  mirror_replica_release - close it, its
- * directory into dir (0; -1 when there is none); mirror_replica_reopen -
- * a new, empty one in SPOOL/replica */
+/* mirror.c: the live replica.  mirror_replica_release - close it and
+ * move it aside to SPOOL/replica-ID, that directory into dir (0; 1 when
+ * it could not be moved: dir is SPOOL/replica, reopen only after the
+ * import; -1 when there is none); mirror_replica_reopen - a new, empty
+ * one in SPOOL/replica */
 int mirror_replica_release(char *dir, size_t len);
 int mirror_replica_reopen(void);
 
@@ -20,8 +22,9 @@ int mirror_replica_reopen(void);
 void mirror_takeover_init(long after);
 void mirror_takeover_shutdown(void);
 /* mirror_takeover_aside - the replica of a spool the peer lost for good
- * (SPOOL/replica-ID): taken over at once */
-int mirror_takeover_aside(const char *dir);
+ * (SPOOL/replica-ID): taken over from now on (mirror_takeover.c imports
+ * it a batch of messages per loop iteration) */
+void mirror_takeover_aside(const char *dir);
 /* mirror_takeover_heard - the peer's connection is up again */
 void mirror_takeover_heard(void);
 /* the TAKEN list: sent to the peer for its spool inc; the peer has

@@ -6,18 +6,23 @@
  * with its arrival time, recipients' states and retry schedule as they
  * were, so the same retry, lifetime and DSN rules apply.
  *
- * Before the import the ids taken over are written to
- * SPOOL/taken/PEERID.ids (PEERID: the identity of the peer's spool), so
- * that the peer, when it comes back with that spool, learns what it
- * must not deliver again (mirror.c sends the list).  After the import
- * and one sync the replica directory is removed and a fresh, empty
- * replica is opened for the peer's return.
+ * The live replica is closed and moved aside as SPOOL/replica-ID
+ * (PEERID: the identity of the peer's spool) and a fresh, empty replica
+ * opened in its place for the peer's return.  As messages are imported
+ * and synced, their ids (the peer's) are appended to
+ * SPOOL/taken/PEERID.ids, so that the peer, when it comes back with that
+ * spool, learns what it must not deliver again (mirror.c sends the
+ * list, once the import is complete).  After the import the directory
+ * is removed.  A directory SPOOL/replica-* found at start (a stop or
+ * crash in the middle) is imported again: what is in our spool already
+ * is skipped and listed.
  *
  * A replica kept aside as SPOOL/replica-ID (the peer came back with a
  * new disk: its old spool is gone for good) is taken over at once.
  *
- * Called on the loop's thread; the import is synchronous (a 500-message
- * replica takes well under a second).
+ * Called on the loop's thread.  The import is made in steps of about
+ * 10 ms, one per loop iteration (job_cb), so a node taking over a large
+ * replica goes on answering SMTP meanwhile.
  */
 #include <sys/stat.h>
 
@@ -79,30 +84,6 @@ ids_add(struct takeover_ids *l, const char *id)
 	return 0;
 }
 
-/* ids_cb - the ids of the replica, for the list the peer gets back */
-static int
-ids_cb(void *arg, const struct spool_envelope *e)
-{
-	FILE *fp = arg;
-
-	return fprintf(fp, "%s\n", e->id) < 0;
-}
-
-/* imported_cb - one message is ours now (forwarded after the sync) */
-static void
-imported_cb(void *arg, const struct spool_envelope *e, const char *origin)
-{
-	struct takeover_ids *l = arg;
-
-	if (strcmp(e->id, origin) != 0)
-		log_warn("%s: taken over from the peer's spool as %s (its id "
-		         "was taken here)",
-		         origin, e->id);
-	if (ids_add(l, e->id) < 0)
-		log_err("%s: out of memory: delivered at the next restart",
-		        e->id);
-}
-
 /* remove_dir - a flat BDB environment directory */
 static int
 remove_dir(const char *dir)
@@ -124,14 +105,73 @@ remove_dir(const char *dir)
 	return rmdir(dir);
 }
 
-/* ids_list_write - SPOOL/taken/PEERID.ids gets the ids of src (fsync) */
-static int
-ids_list_write(struct spool *src, uint64_t peerid, char *err, size_t errlen)
-{
-	char path[4200];
-	FILE *fp;
-	int bad;
+/*
+ * The import, a step per loop iteration.  A job is one directory (a
+ * replica moved aside as SPOOL/replica-ID, closed); jobs run one after
+ * another.  Each step imports messages for at most TAKEOVER_STEP
+ * seconds (TAKEOVER_BATCH at a time), syncs our spool once, appends the
+ * peer's ids of what it took to SPOOL/taken/PEERID.ids (fsync: the list
+ * the peer gets back, so it only ever names messages our disk holds)
+ * and hands the new messages to the forwarder.  In between, the loop
+ * answers SMTP, the peer link and everything else.
+ */
+#define TAKEOVER_BATCH 32
+#define TAKEOVER_STEP 0.010 /* seconds of importing per loop iteration */
 
+struct takeover_job {
+	char dir[4200];
+	int reopen; /* the live replica could not be moved: reopen after */
+	struct spool *src;
+	uint64_t peerid;
+	FILE *list;
+	char after[SPOOL_ID_LEN + 1];
+	struct spool_import_stats st;
+	double started;
+	struct takeover_job *next;
+};
+
+struct takeover_step {
+	struct takeover_ids fwd;  /* stored ids: to the forwarder */
+	struct takeover_ids orig; /* the peer's ids: to the list */
+};
+
+static struct takeover_job *job_head, **job_tail = &job_head;
+static ev_timer job_timer;
+static int job_list_wanted; /* the peer is back: send its list when done */
+
+/* imported_cb - one message is ours (fwd; e NULL: imported before) */
+static void
+imported_cb(void *arg, const struct spool_envelope *e, const char *origin)
+{
+	struct takeover_step *t = arg;
+
+	if (e != NULL && strcmp(e->id, origin) != 0)
+		log_warn("%s: taken over from the peer's spool as %s (its id "
+		         "was taken here)",
+		         origin, e->id);
+	if ((e != NULL && ids_add(&t->fwd, e->id) < 0) ||
+	    ids_add(&t->orig, origin) < 0)
+		log_err("%s: out of memory: delivered at the next restart",
+		        e != NULL ? e->id : origin);
+}
+
+/* job_open - the job's spool and list; -1 with err */
+static int
+job_open(struct takeover_job *j, char *err, size_t errlen)
+{
+	struct spool_options so;
+	char path[4200], why[512];
+	uint64_t msgs, bytes;
+
+	memset(&so, 0, sizeof(so));
+	so.cache_bytes = TAKEOVER_CACHE;
+	so.repl_role = SPOOL_REPL_NONE; /* ours now: read as a plain spool */
+	if ((j->src = spool_open_opts(j->dir, &so, NULL, why, sizeof(why))) ==
+	    NULL) {
+		snprintf(err, errlen, "opening %s: %s", j->dir, why);
+		return -1;
+	}
+	j->peerid = spool_repl_id_get(j->src, SPOOL_REPL_MASTER_FILE);
 	/* a directory of its own: BDB reads every file of the spool's
 	 * directory when it rebuilds a replica (internal init) */
 	snprintf(path, sizeof(path), "%s/taken", backmxd.cfg->spool);
@@ -140,59 +180,100 @@ ids_list_write(struct spool *src, uint64_t peerid, char *err, size_t errlen)
 		return -1;
 	}
 	snprintf(path, sizeof(path), "%s/taken/%016llx.ids", backmxd.cfg->spool,
-	         (unsigned long long)peerid);
-	if ((fp = fopen(path, "ae")) == NULL) {
+	         (unsigned long long)j->peerid);
+	if ((j->list = fopen(path, "ae")) == NULL) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	bad = spool_scan(src, "", 0, ids_cb, fp) < 0;
-	bad |= fflush(fp) != 0 || fsync(fileno(fp)) != 0;
-	bad |= fclose(fp) != 0;
-	if (bad) {
-		snprintf(err, errlen, "writing %s failed", path);
-		return -1;
-	}
+	j->started = ev_now(backmxd.loop);
+	spool_count(j->src, &msgs, &bytes);
+	log_info("takeover: importing %s (the peer's spool %016llx, %llu "
+	         "message(s), %llu octets), a batch per loop iteration",
+	         j->dir, (unsigned long long)j->peerid,
+	         (unsigned long long)msgs, (unsigned long long)bytes);
 	return 0;
 }
 
-/*
- * takeover_dir - import the spool in dir (a replica, closed) into ours;
- * 0 when done (dir removed), -1 with err set (dir left as it was)
- */
-static int
-takeover_dir(const char *dir, char *err, size_t errlen)
+static void
+job_free(struct takeover_job *j)
 {
-	struct spool_options so;
-	struct spool_import_stats st;
-	struct takeover_ids l = {NULL, 0, 0};
-	struct spool *src;
-	uint64_t peerid;
-	char why[512];
+	if (j->src != NULL)
+		spool_close(j->src);
+	if (j->list != NULL)
+		fclose(j->list);
+	free(j);
+}
 
-	memset(&so, 0, sizeof(so));
-	so.cache_bytes = TAKEOVER_CACHE;
-	so.repl_role = SPOOL_REPL_NONE; /* ours now: read as a plain spool */
-	if ((src = spool_open_opts(dir, &so, NULL, why, sizeof(why))) == NULL) {
-		snprintf(err, errlen, "opening %s: %s", dir, why);
-		return -1;
+/* job_pop - the head is done (ok) or failed: unlink and free it */
+static void
+job_pop(int ok)
+{
+	struct takeover_job *j = job_head;
+
+	if ((job_head = j->next) == NULL)
+		job_tail = &job_head;
+	if (ok) {
+		spool_close(j->src);
+		j->src = NULL;
+		/* everything is in our spool and synced: the copy can go
+		 * (before the log line, which says it is done) */
+		if (remove_dir(j->dir) < 0)
+			log_warn("takeover: cannot remove %s: %m", j->dir);
+		log_warn("takeover: %llu message(s) (%llu octets) of the "
+		         "peer's spool %016llx are ours now (%llu imported "
+		         "before, %llu under a new id, %.1fs); the list is in "
+		         "taken/%016llx.ids",
+		         (unsigned long long)j->st.imported,
+		         (unsigned long long)j->st.bytes,
+		         (unsigned long long)j->peerid,
+		         (unsigned long long)j->st.already,
+		         (unsigned long long)j->st.reid,
+		         ev_now(backmxd.loop) - j->started,
+		         (unsigned long long)j->peerid);
 	}
-	peerid = spool_repl_id_get(src, SPOOL_REPL_MASTER_FILE);
-	if (ids_list_write(src, peerid, err, errlen) < 0) {
-		spool_close(src);
-		return -1;
+	if (j->reopen)
+		mirror_replica_reopen();
+	job_free(j);
+	if (job_head == NULL && job_list_wanted) {
+		job_list_wanted = 0;
+		if (peer_up(PEER_CH_REPLICA))
+			mirror_takeover_send_list(
+			    peer_incarnation(PEER_CH_REPLICA));
 	}
-	if (spool_import(backmxd.spool, src, imported_cb, &l, &st) < 0 ||
-	    spool_sync(backmxd.spool) < 0) {
-		snprintf(err, errlen, "importing %s: %s", dir,
+}
+
+/* job_step - import for at most TAKEOVER_STEP seconds: 1 more to do,
+ * 0 done, -1 failed (err) */
+static int
+job_step(struct takeover_job *j, char *err, size_t errlen)
+{
+	struct takeover_step t = {{NULL, 0, 0}, {NULL, 0, 0}};
+	struct spool_import_stats st = {0};
+	double t0 = ev_time();
+	int n = 0, rc = 1;
+
+	do {
+		n = spool_import_some(backmxd.spool, j->src, j->after,
+		                      TAKEOVER_BATCH, imported_cb, &t, &st);
+	} while (n > 0 && ev_time() - t0 < TAKEOVER_STEP);
+	if (n < 0 || spool_sync(backmxd.spool) < 0) {
+		snprintf(err, errlen, "importing %s: %s", j->dir,
 		         spool_error(backmxd.spool));
-		spool_close(src);
-		free(l.id);
-		return -1;
+		rc = -1;
+		goto out;
 	}
-	spool_close(src);
-	for (size_t i = 0; i < l.n; i++) {
+	for (size_t i = 0; i < t.orig.n; i++)
+		if (fprintf(j->list, "%s\n", t.orig.id[i]) < 0)
+			break;
+	if (fflush(j->list) != 0 || fsync(fileno(j->list)) != 0) {
+		snprintf(err, errlen, "writing taken/%016llx.ids failed",
+		         (unsigned long long)j->peerid);
+		rc = -1;
+		goto out;
+	}
+	for (size_t i = 0; i < t.fwd.n; i++) {
 		struct spool_envelope *e =
-		    spool_envelope_get(backmxd.spool, l.id[i]);
+		    spool_envelope_get(backmxd.spool, t.fwd.id[i]);
 
 		if (e == NULL)
 			continue;
@@ -203,44 +284,104 @@ takeover_dir(const char *dir, char *err, size_t errlen)
 		forward_queued(e);
 		spool_envelope_free(e);
 	}
-	free(l.id);
+	if (n == 0)
+		rc = 0;
+out:
+	j->st.imported += st.imported;
+	j->st.bytes += st.bytes;
+	j->st.already += st.already;
+	j->st.reid += st.reid;
 	takeover_st.messages += st.imported;
 	takeover_st.bytes += st.bytes;
 	takeover_st.already += st.already;
 	takeover_st.reid += st.reid;
-	/* everything is in our spool and synced: the copy can go (before
-	 * the log line, which says it is done) */
-	if (remove_dir(dir) < 0)
-		log_warn("takeover: cannot remove %s: %m", dir);
-	log_warn("takeover: %llu message(s) (%llu octets) of the peer's spool "
-	         "%016llx are ours now (%llu imported before, %llu under a "
-	         "new id); the list is in taken/%016llx.ids",
-	         (unsigned long long)st.imported, (unsigned long long)st.bytes,
-	         (unsigned long long)peerid, (unsigned long long)st.already,
-	         (unsigned long long)st.reid, (unsigned long long)peerid);
-	return 0;
+	free(t.fwd.id);
+	free(t.orig.id);
+	return rc;
 }
 
-int
-mirror_takeover_aside(const char *dir)
+static void
+job_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	char err[1024];
+	struct takeover_job *j = job_head;
+	char err[8192];
+	int r;
 
-	if (takeover_dir(dir, err, sizeof(err)) < 0) {
-		log_err("takeover of the peer's old spool: %s", err);
-		return -1;
+	(void)w;
+	(void)revents;
+	if (j == NULL)
+		return;
+	if (j->src == NULL && job_open(j, err, sizeof(err)) < 0)
+		r = -1;
+	else
+		r = job_step(j, err, sizeof(err));
+	if (r < 0) {
+		/* left as it is: the next takeover or start tries again */
+		log_err("takeover: %s", err);
+		job_pop(0);
+	} else if (r == 0)
+		job_pop(1);
+	if (job_head != NULL) {
+		/* at once, after what the loop has to do meanwhile */
+		ev_timer_set(&job_timer, 0., 0.);
+		ev_timer_start(loop, &job_timer);
 	}
-	return 0;
 }
 
-int
-mirror_takeover_now(const char *why, char *err, size_t errlen)
+/* job_add - take the spool in dir over (from the next loop iteration) */
+static void
+job_add(const char *dir, int reopen)
+{
+	struct takeover_job *j;
+
+	for (j = job_head; j != NULL; j = j->next)
+		if (strcmp(j->dir, dir) == 0)
+			return; /* under way */
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		log_err("takeover of %s: out of memory", dir);
+		return;
+	}
+	snprintf(j->dir, sizeof(j->dir), "%s", dir);
+	j->reopen = reopen;
+	*job_tail = j;
+	job_tail = &j->next;
+	if (!ev_is_active(&job_timer)) {
+		ev_timer_set(&job_timer, 0., 0.);
+		ev_timer_start(backmxd.loop, &job_timer);
+	}
+}
+
+/* jobs_aside - every SPOOL/replica-* (replicas moved aside) */
+static void
+jobs_aside(void)
 {
 	const char *spool = backmxd.cfg->spool;
 	char dir[4200];
 	struct dirent *de;
 	DIR *d;
-	int rc = 0;
+
+	if ((d = opendir(spool)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, "replica-", 8) != 0)
+			continue;
+		snprintf(dir, sizeof(dir), "%s/%s", spool, de->d_name);
+		job_add(dir, 0);
+	}
+	closedir(d);
+}
+
+void
+mirror_takeover_aside(const char *dir)
+{
+	job_add(dir, 0);
+}
+
+int
+mirror_takeover_now(const char *why, char *err, size_t errlen)
+{
+	char dir[4200];
+	int r;
 
 	if (takeover_state == MIRROR_TAKEN_OVER) {
 		snprintf(err, errlen, "the peer's mail was taken over already");
@@ -248,33 +389,20 @@ mirror_takeover_now(const char *why, char *err, size_t errlen)
 	}
 	log_warn("takeover: %s: delivering the mail held for the peer", why);
 	takeover_st.takeovers++;
-	/* the live replica: closed, imported, replaced by an empty one */
-	if (mirror_replica_release(dir, sizeof(dir)) == 0 &&
-	    takeover_dir(dir, err, errlen) < 0)
-		rc = -1;
-	if (mirror_replica_reopen() < 0 && rc == 0) {
-		snprintf(err, errlen, "cannot open a new replica");
-		rc = -1;
-	}
-	/* replicas of the peer's older spools kept aside */
-	if ((d = opendir(spool)) != NULL) {
-		while ((de = readdir(d)) != NULL) {
-			char e2[1024];
-
-			if (strncmp(de->d_name, "replica-", 8) != 0)
-				continue;
-			snprintf(dir, sizeof(dir), "%s/%s", spool, de->d_name);
-			if (takeover_dir(dir, e2, sizeof(e2)) < 0) {
-				log_err("takeover: %s", e2);
-				if (rc == 0)
-					snprintf(err, errlen, "%s", e2);
-				rc = -1;
-			}
-		}
-		closedir(d);
-	}
 	takeover_state = MIRROR_TAKEN_OVER;
-	return rc;
+	/* the live replica: closed, moved aside, imported from there; a
+	 * new, empty one takes its place for the peer's return */
+	r = mirror_replica_release(dir, sizeof(dir));
+	if (r == 0 && mirror_replica_reopen() < 0) {
+		snprintf(err, errlen, "cannot open a new replica");
+		jobs_aside();
+		return -1;
+	}
+	if (r == 1)
+		job_add(dir, 1);
+	/* with the replicas of the peer's older spools kept aside */
+	jobs_aside();
+	return 0;
 }
 
 /* mirror_takeover_heard - the peer is back: it delivers its new mail */
@@ -319,13 +447,32 @@ mirror_takeover_init(long after)
 	takeover_hold = 1; /* forwarding waits for the peer's list */
 	ev_timer_init(&takeover_timer, takeover_cb, 1., 1.);
 	ev_timer_start(backmxd.loop, &takeover_timer);
+	ev_init(&job_timer, job_cb);
 	taken_prune(0);
+	/* replicas moved aside and not imported yet (a stop or crash in
+	 * the middle of a takeover): the mail is ours, go on */
+	jobs_aside();
 }
 
 void
 mirror_takeover_shutdown(void)
 {
+	struct takeover_job *j;
+
 	ev_timer_stop(backmxd.loop, &takeover_timer);
+	ev_timer_stop(backmxd.loop, &job_timer);
+	/* what is imported is synced and listed; the rest of each
+	 * directory is imported at the next start */
+	while ((j = job_head) != NULL) {
+		if (j->src != NULL)
+			log_info("takeover: stopped in the import of %s (%llu "
+			         "message(s) done); it goes on at the next "
+			         "start",
+			         j->dir, (unsigned long long)j->st.imported);
+		job_head = j->next;
+		job_free(j);
+	}
+	job_tail = &job_head;
 }
 
 /* ------------------------------------------------------------------ */
@@ -353,6 +500,12 @@ mirror_takeover_send_list(uint64_t inc)
 	size_t n = 0;
 	FILE *fp = NULL;
 
+	if (job_head != NULL) {
+		/* a takeover is importing: the list is sent when it is
+		 * complete (job_pop) */
+		job_list_wanted = 1;
+		return;
+	}
 	taken_prune(inc);
 	if ((buf = malloc(TAKEN_BATCH * PEER_ID_LEN)) == NULL)
 		return; /* the peer waits takeover_after, then delivers */

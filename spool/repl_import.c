@@ -13,6 +13,10 @@
  * in its own transaction, the envelope last (as spool_writer does): a
  * crash in between leaves orphan chunks the next open removes, never a
  * half message.
+ *
+ * spool_import_some does it a few messages at a time (the caller, on the
+ * event loop, resumes after the last id it was given), spool_import all
+ * at once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +30,7 @@ struct import_run {
 	void *arg;
 	struct spool_import_stats *st;
 	int failed;
+	char *after; /* the last id of src visited */
 };
 
 static void
@@ -133,12 +138,15 @@ import_cb(void *arg, const struct spool_envelope *e)
 	char id[SPOOL_ID_LEN + 1];
 
 	memcpy(id, e->id, sizeof(id));
+	memcpy(r->after, e->id, SPOOL_ID_LEN + 1);
 	if ((have = spool_envelope_get(r->dst, e->id)) != NULL) {
 		int same = import_same(have, e);
 
 		spool_envelope_free(have);
 		if (same) {
 			r->st->already++;
+			if (r->fn != NULL)
+				r->fn(r->arg, NULL, e->id);
 			return 0;
 		}
 		spool_id_next(r->dst, id);
@@ -154,14 +162,27 @@ import_cb(void *arg, const struct spool_envelope *e)
 }
 
 int
+spool_import_some(struct spool *dst, struct spool *src, char *after, int max,
+                  spool_import_fn *fn, void *arg, struct spool_import_stats *st)
+{
+	struct import_run r = {dst, src, fn, arg, st, 0, after};
+	int n;
+
+	if ((n = spool_scan(src, after, max, import_cb, &r)) < 0)
+		return spool_fail_class(dst, SPOOL_EIO, "import: reading: %s",
+		                        spool_error(src));
+	return r.failed ? -1 : n;
+}
+
+int
 spool_import(struct spool *dst, struct spool *src, spool_import_fn *fn,
              void *arg, struct spool_import_stats *st)
 {
-	struct import_run r = {dst, src, fn, arg, st, 0};
+	char after[SPOOL_ID_LEN + 1] = "";
+	int n;
 
 	memset(st, 0, sizeof(*st));
-	if (spool_scan(src, "", 0, import_cb, &r) < 0)
-		return spool_fail_class(dst, SPOOL_EIO, "import: reading: %s",
-		                        spool_error(src));
-	return r.failed ? -1 : 0;
+	while ((n = spool_import_some(dst, src, after, 256, fn, arg, st)) > 0)
+		;
+	return n;
 }

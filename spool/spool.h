@@ -168,8 +168,13 @@ int spool_repl_client_close(struct spool *s);
  * Takeover (repl_import.c).  spool_import - copy every message of src
  * into dst, ids kept (an id dst holds already: skipped when it is the
  * same message, else a fresh id of dst); fn(arg, e, origin_id) for each
- * message imported (e as stored in dst).  Commits without sync: the
+ * message imported (e as stored in dst) and fn(arg, NULL, origin_id)
+ * for each skipped as imported before.  Commits without sync: the
  * caller syncs dst.  0, or -1 with dst's error set.
+ * spool_import_some - the same for at most max messages of src with an
+ * id after `after` (SPOOL_ID_LEN + 1 bytes, "" at first; set to the last
+ * id visited); the stats are added to.  The number of messages visited
+ * (0: none left), or -1 with dst's error set.
  */
 struct spool_envelope;
 struct spool_import_stats {
@@ -181,6 +186,9 @@ typedef void spool_import_fn(void *arg, const struct spool_envelope *e,
                              const char *origin_id);
 int spool_import(struct spool *dst, struct spool *src, spool_import_fn *fn,
                  void *arg, struct spool_import_stats *st);
+int spool_import_some(struct spool *dst, struct spool *src, char *after,
+                      int max, spool_import_fn *fn, void *arg,
+                      struct spool_import_stats *st);
 /* spool_repl_last_perm - master: the LSN of the last commit record sent */
 struct spool_lsn spool_repl_last_perm(const struct spool *s);
 /* spool_lsn_cmp - <0, 0, >0 as a is before, at, after b */
