@@ -185,7 +185,7 @@ job_open(struct takeover_job *j, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	j->started = ev_now(backmxd.loop);
+	j->started = ev_time();
 	spool_count(j->src, &msgs, &bytes);
 	log_info("takeover: importing %s (the peer's spool %016llx, %llu "
 	         "message(s), %llu octets), a batch per loop iteration",
@@ -227,8 +227,7 @@ job_pop(int ok)
 		         (unsigned long long)j->st.bytes,
 		         (unsigned long long)j->peerid,
 		         (unsigned long long)j->st.already,
-		         (unsigned long long)j->st.reid,
-		         ev_now(backmxd.loop) - j->started,
+		         (unsigned long long)j->st.reid, ev_time() - j->started,
 		         (unsigned long long)j->peerid);
 	}
 	if (j->reopen)

@@ -61,7 +61,9 @@ spool_errcall(const DB_ENV *env, const char *pfx, const char *msg)
 	    strstr(msg, "/backmxd.") != NULL)
 		return;
 	snprintf(s->dberr, sizeof(s->dberr), "%s", msg);
-	if (s->quiet)
+	/* regions of other subsystems: spool_open_opts rebuilds them (and
+	 * the open's error says it when that fails) */
+	if (s->quiet || (s->opening && strstr(msg, "BDB1540") != NULL))
 		return;
 	if (strstr(msg, strerror(ENOSPC)) != NULL ||
 	    strstr(msg, strerror(EDQUOT)) != NULL)
@@ -289,7 +291,7 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 	enum spool_err cls = SPOOL_EIO, dummy;
 	size_t cache = SPOOL_CACHE_DEFAULT;
 	uint32_t logbuf = SPOOL_LOGBUF_DEFAULT, logfile = SPOOL_LOGFILE_DEFAULT;
-	int ret;
+	int ret, rebuilt = 0;
 
 	if (clsp == NULL)
 		clsp = &dummy;
@@ -339,6 +341,7 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 
 	/* descriptors BDB can use at EMFILE (fdreserve.c) */
 	spool_fd_reserve_init(spool_logger);
+again:
 	if ((ret = db_env_create(&s->env, 0)) != 0) {
 		snprintf(err, errlen, "db_env_create: %s", db_strerror(ret));
 		s->env = NULL;
@@ -383,6 +386,24 @@ spool_open_opts(const char *dir, const struct spool_options *o,
 	                     DB_REGISTER | (s->repl_role ? DB_INIT_REP : 0),
 	                 0600);
 	s->opening = 0;
+	/* a spool that got or lost a `peer`: its regions were made with
+	 * other subsystems (repl.c); rebuilt, then opened again */
+	if (ret == EINVAL && !s->attach && !rebuilt &&
+	    strstr(s->dberr, "BDB1540") != NULL) {
+		s->env->close(s->env, 0);
+		s->env = NULL;
+		rebuilt = 1;
+		if (spool_repl_regions(dir, err, errlen) < 0)
+			goto fail;
+		if (spool_logger != NULL)
+			spool_logger(
+			    SPOOL_LOG_INFO,
+			    "spool: its environment was made with "
+			    "replication on and is opened with it off, or "
+			    "the other way (`peer` added or removed): "
+			    "recovered and its regions made again");
+		goto again;
+	}
 	if (ret != 0) {
 		/* recovery that ran out of space ends in DB_RUNRECOVERY;
 		 * the cause is the disk, so say that first */

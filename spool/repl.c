@@ -400,3 +400,44 @@ spool_repl_client_close(struct spool *s)
 	free(dir);
 	return 1;
 }
+
+/*
+ * spool_repl_regions - BDB refuses to join regions made with other
+ * subsystems ("BDB1540 configured environment flags incompatible with
+ * existing environment", even with DB_RECOVER, as DB_REGISTER joins
+ * first): a node's spool made without replication could not be opened
+ * once `peer` is configured, nor the other way.  The regions are only
+ * the cache, locks and log buffer of the environment: recovery runs on a
+ * private handle (DB_RECOVER without DB_REGISTER: the regions are
+ * destroyed first, the log replayed onto the databases), the handle is
+ * closed and the region files removed, so the next open makes new ones.
+ * The caller holds the spool lock: no other process has it open.
+ */
+int
+spool_repl_regions(const char *dir, char *err, size_t errlen)
+{
+	DB_ENV *e;
+	int ret;
+
+	if ((ret = db_env_create(&e, 0)) != 0)
+		goto fail;
+	e->set_cachesize(e, 0, 16u * 1024 * 1024, 1);
+	if ((ret = e->open(e, dir,
+	                   DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK |
+	                       DB_INIT_LOG | DB_INIT_MPOOL | DB_RECOVER,
+	                   0600)) != 0) {
+		e->close(e, 0);
+		goto fail;
+	}
+	if ((ret = e->close(e, 0)) != 0 || (ret = db_env_create(&e, 0)) != 0)
+		goto fail;
+	if ((ret = e->remove(e, dir, 0)) != 0) /* frees e */
+		goto fail;
+	return 0;
+fail:
+	snprintf(err, errlen,
+	         "the environment in %s was made with other subsystems "
+	         "(replication on or off) and could not be rebuilt: %s",
+	         dir, db_strerror(ret));
+	return -1;
+}

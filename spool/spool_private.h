@@ -104,6 +104,10 @@ void spool_damage_check(struct spool *s);
 /* spool_recount - messages and bytes from the database (startup.c) */
 int spool_recount(struct spool *s);
 /* repl.c: before DB_ENV->open (transport, limits) and after it */
+/* spool_repl_regions - the environment in dir could not be joined with
+ * other subsystems (a spool that gets or loses a `peer`): recovered on
+ * a private handle and its region files removed (spool lock held) */
+int spool_repl_regions(const char *dir, char *err, size_t errlen);
 int spool_repl_configure(struct spool *s, const struct spool_options *o,
                          char *err, size_t errlen);
 int spool_repl_begin(struct spool *s, char *err, size_t errlen);

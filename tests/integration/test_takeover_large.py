@@ -1,0 +1,123 @@
+"""A large takeover keeps the node answering SMTP (issue 18,
+relay/mirror_takeover.c: the import runs a step of about 10 ms per loop
+iteration).
+
+Node A's spool holds LARGE_TAKEOVER (5000) messages, planted with
+tests/integration/qload.c before A starts (4 KB bodies would only slow
+the planting; the import's cost is per message: a body chunk and an
+envelope a transaction).  B's replica of it is built by BDB's internal
+init when the link comes up.  A is killed with kill -9, `backmxctl
+takeover` on B; meanwhile two clients keep sending one message a session
+to B.  Shown: sessions were answered while the import was under way (in
+B's log, their connect/accept/disconnect lines are between the takeover's
+first and last line: with the import in one call on the loop there
+could be none), no
+command waited longer than BOUND seconds, and every planted message is
+in B's queue afterwards under A's id.  Both nodes `peer_ack local`: with
+A gone, B's `peer_ack peer` replies would be 451 (tests/integration/
+test_peer_ack.py).  On the way: A's spool, made by qload without
+replication, is opened as a replicated one (its BDB regions are rebuilt:
+a node that gets a `peer`).
+"""
+import os
+import re
+import smtplib
+import threading
+import time
+
+from mirror import RCPT, node_a, node_b, wait_linked
+from test_peer_repl import peer_json, queue_ids
+from test_queueops import _plant
+
+N = int(os.environ.get('LARGE_TAKEOVER', '5000'))
+BOUND = 3.0     # seconds for any one reply during the import
+
+
+class Prober(threading.Thread):
+    """One message a session to node, until stopped; the slowest reply."""
+
+    def __init__(self, node):
+        super().__init__(daemon=True)
+        self.host, self.port = node.listen[0]
+        self.stop = threading.Event()
+        self.sent, self.errors, self.slowest = 0, [], 0.0
+
+    def _timed(self, fn, *a):
+        t = time.monotonic()
+        r = fn(*a)
+        self.slowest = max(self.slowest, time.monotonic() - t)
+        return r
+
+    def run(self):
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            try:
+                s = self._timed(smtplib.SMTP, self.host, self.port,
+                                'client.test.example', 30)
+                self._timed(s.ehlo)
+                self._timed(s.sendmail, 'probe@sender.example', [RCPT],
+                            'Subject: probe %d\r\n\r\nprobe\r\n' % i)
+                self._timed(s.quit)
+                self.sent += 1
+            except Exception as e:       # noqa: BLE001 - reported below
+                self.errors.append(repr(e))
+                time.sleep(0.05)
+
+
+def test_takeover_large_keeps_answering(world):
+    world.sinks['primary'].set_mode('down')
+    a = node_a(world, start=False, ack='local')
+    first = _plant(world, a, N, 60, 'planted@sender.example', RCPT)
+    a.start()
+    a.wait_log(r'spool: its environment was made with replication on and '
+               r'is opened with it off, or the other way')
+    b = node_b(world, ack='local')
+    wait_linked(a, b)
+    deadline = time.monotonic() + 120
+    while True:
+        st = peer_json(b)
+        if st['replica_in_sync']:
+            break
+        assert time.monotonic() < deadline, st
+        time.sleep(0.3)
+    ida = queue_ids(a)
+    assert len(ida) == N and first in ida
+    a.kill9()
+    mark = len(b.log_text())
+    probes = [Prober(b) for _ in range(2)]
+    for probe in probes:
+        probe.start()
+    time.sleep(0.5)
+    r = b.ctl('takeover')
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = b.wait_log(r'takeover: %d message\(s\) .* of the peer.s spool \S+ '
+                   r'are ours now .*, ([0-9.]+)s\)' % N, timeout=300)
+    time.sleep(0.3)
+    for probe in probes:
+        probe.stop.set()
+    for probe in probes:
+        probe.join(60)
+    sent = sum(p.sent for p in probes)
+    errors = [e for p in probes for e in p.errors]
+    slowest = max(p.slowest for p in probes)
+    log = b.log_text()[mark:]
+    begin = log.index('delivering the mail held for the peer')
+    end = log.index('are ours now')
+    # the probe's lines (connect, accept, disconnect) logged while the
+    # import was under way
+    during = len(re.findall(r'backmx/smtpd\[\d+\]: (?:connect from|'
+                            r'disconnect from|\S+: from=<probe@)',
+                            log[begin:end]))
+    print('import of %d messages: %ss; %d probe session lines logged during it '
+          '(%d probe messages in all), slowest reply %.3fs, %d errors'
+          % (N, m.group(1), during, sent, slowest, len(errors)))
+    assert not errors, errors[:5]
+    assert during >= 4, log[begin:begin + 3000]
+    assert slowest < BOUND, slowest
+    st = peer_json(b)
+    assert st['taken_messages'] == N and st['taken_reid'] == 0, st
+    idb = queue_ids(b)
+    assert ida <= idb and len(idb) == N + sent
+    assert not [d for d in os.listdir(b.spool_dir)
+                if d.startswith('replica-')], os.listdir(b.spool_dir)
