@@ -42,6 +42,9 @@
 #define PEER_DEAD 6.0
 #define PEER_BACKOFF_MIN 0.2
 #define PEER_BACKOFF_MAX 10.0
+/* a refused or unreachable dial costs nothing: retried at least this
+ * often, so a peer that starts comes up at once */
+#define PEER_BACKOFF_REFUSED 1.0
 #define PEER_OUT_MAX (64u * 1024 * 1024)
 #define PEER_READ_CHUNK (64 * 1024)
 
@@ -206,9 +209,12 @@ peer_open(const struct config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	setsockopt(peer_lfd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	/* bound now (before the privilege drop), listening only from
+	 * peer_start: while this node opens its spools a peer's dial is
+	 * refused at once and retried within PEER_BACKOFF_REFUSED, instead
+	 * of waiting in the backlog for a handshake that times out */
 	if (bind(peer_lfd, (const struct sockaddr *)&p->listen, p->listenlen) <
-	        0 ||
-	    listen(peer_lfd, 16) < 0) {
+	    0) {
 		snprintf(err, errlen, "peer_listen %s: %s", p->listen_text,
 		         strerror(errno));
 		close(peer_lfd);
@@ -251,6 +257,22 @@ peer_pending_remove(struct peer_conn *c)
 		}
 }
 
+/* peer_redial_after - the next dial after a failed one (refused: the
+ * TCP connect failed), backoff doubling from PEER_BACKOFF_MIN */
+static void
+peer_redial_after(int refused)
+{
+	double t = peer_backoff;
+
+	if (refused && t > PEER_BACKOFF_REFUSED)
+		t = PEER_BACKOFF_REFUSED;
+	ev_timer_stop(backmxd.loop, &peer_redial);
+	ev_timer_set(&peer_redial, t, 0);
+	ev_timer_start(backmxd.loop, &peer_redial);
+	peer_backoff = peer_backoff * 2 > PEER_BACKOFF_MAX ? PEER_BACKOFF_MAX
+	                                                   : peer_backoff * 2;
+}
+
 /* peer_close - end c; why is logged (NULL: quietly) */
 static void
 peer_close(struct peer_conn *c, const char *why)
@@ -276,14 +298,8 @@ peer_close(struct peer_conn *c, const char *why)
 		peer_pending_remove(c);
 	free(c->in);
 	free(c->out);
-	if (c->outbound && peer_started && !backmxd.stopping) {
-		ev_timer_stop(backmxd.loop, &peer_redial);
-		ev_timer_set(&peer_redial, peer_backoff, 0);
-		ev_timer_start(backmxd.loop, &peer_redial);
-		peer_backoff *= 2;
-		if (peer_backoff > PEER_BACKOFF_MAX)
-			peer_backoff = PEER_BACKOFF_MAX;
-	}
+	if (c->outbound && peer_started && !backmxd.stopping)
+		peer_redial_after(c->state == PEER_CONNECTING);
 	if (was_up && peer_h != NULL && peer_h->down != NULL)
 		peer_h->down(c->ch);
 	free(c);
@@ -768,11 +784,7 @@ peer_dial(void)
 	peer_events(c);
 	return;
 retry:
-	ev_timer_stop(backmxd.loop, &peer_redial);
-	ev_timer_set(&peer_redial, peer_backoff, 0);
-	ev_timer_start(backmxd.loop, &peer_redial);
-	peer_backoff = peer_backoff * 2 > PEER_BACKOFF_MAX ? PEER_BACKOFF_MAX
-	                                                   : peer_backoff * 2;
+	peer_redial_after(1);
 }
 
 static void
@@ -788,6 +800,10 @@ peer_start(const struct peer_handlers *h)
 		return;
 	peer_h = h;
 	peer_started = 1;
+	if (listen(peer_lfd, 16) < 0)
+		log_err("peer: peer_listen %s: listen: %m; the peer cannot "
+		        "reach us (our own link is dialed all the same)",
+		        peer_cfg->listen_text);
 	ev_io_init(&peer_accept_io, peer_accept_cb, peer_lfd, EV_READ);
 	fdpause_init(&peer_accept_pause, &peer_accept_io, "peer");
 	ev_io_start(backmxd.loop, &peer_accept_io);

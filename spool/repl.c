@@ -305,6 +305,11 @@ static void
 client_nowait(struct spool *s, int on)
 {
 	s->env->rep_set_config(s->env, DB_REP_CONF_NOWAIT, on);
+	/* BDB says "BDB3504 Operation locked out.  Waiting for replication
+	 * lockout to complete" for each refused call: expected, not logged
+	 * (the error is in s's error text; the caller says what happened
+	 * once: relay/mirror.c) */
+	s->quiet = on;
 }
 
 static int client_checkpoint_calls(struct spool *s, int *lockout);
@@ -388,6 +393,7 @@ spool_repl_client_close(struct spool *s)
 	if (!lockout)
 		client_checkpoint_calls(s, &lockout);
 	if (!lockout) {
+		s->quiet = 0; /* a failure to close is news */
 		spool_close(s);
 		return 0;
 	}

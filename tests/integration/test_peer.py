@@ -137,3 +137,27 @@ def test_peer_garbage_after_hello(world):
     a.wait_log(r'replica link from 127\.0\.0\.1 closed: ACK/STATE of a bad size')
     s.close()
     assert a.running()
+
+
+def test_peer_first_dial_while_peer_starts(world):
+    """A node whose peer starts late (or slowly) links up as soon as the
+    peer listens: its refused dials are retried at least every second
+    (PEER_BACKOFF_REFUSED; the backoff doubling to 10s made the first
+    link wait up to 10s more: dials at 0, 0.2, 0.6, 1.4, 3, 6.2, 12.6,
+    22.6 s), and a node listens on peer_listen only once its spools are
+    open, so a dial is never left in the backlog of a node still
+    starting until its handshake times out."""
+    a = node_a(world)
+    time.sleep(13)          # A's dials refused meanwhile
+    b = node_b(world, start=False)
+    seen = len(a.log_text())
+    b.start()
+    up = time.monotonic()
+    wait_linked(a, b, timeout=15)
+    a.wait_log(r'peer: own-spool link to \S+ \(\S+\) up', timeout=15)
+    took = time.monotonic() - up
+    print('own-spool link of A up %.2fs after B answered' % took)
+    assert took < 3.0, (took, a.log_tail())
+    for n, text in ((a, a.log_text()[seen:]), (b, b.log_text())):
+        assert 'handshake timed out' not in text, n.log_tail()
+        assert 'refused connection' not in text, n.log_tail()
