@@ -109,6 +109,13 @@ class FakeB:
 
     def close(self):
         self.stop = True
+        # shutdown first: close() alone leaves the socket listening while
+        # _accept's thread is blocked in accept() on it (a later test's
+        # node B then cannot bind 127.0.0.50:4225)
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
         for c in self.conns:
             try:
