@@ -17,7 +17,10 @@ in B's queue afterwards under A's id.  Both nodes `peer_ack local`: with
 A gone, B's `peer_ack peer` replies would be 451 (tests/integration/
 test_peer_ack.py).  On the way: A's spool, made by qload without
 replication, is opened as a replicated one (its BDB regions are rebuilt:
-a node that gets a `peer`).
+a node that gets a `peer`).  Then B killed with kill -9 in the middle of
+the import: the next start imports the rest (what was in already is
+skipped and listed), B's queue is exactly A's ids, the list names them
+all.
 """
 import os
 import re
@@ -121,3 +124,47 @@ def test_takeover_large_keeps_answering(world):
     assert ida <= idb and len(idb) == N + sent
     assert not [d for d in os.listdir(b.spool_dir)
                 if d.startswith('replica-')], os.listdir(b.spool_dir)
+
+
+def test_takeover_large_resumes_after_kill9(world):
+    """B killed with kill -9 in the middle of the import: the replica
+    moved aside (SPOOL/replica-ID) is imported on at the next start,
+    what was in already skipped (and listed), nothing lost, no id twice."""
+    world.sinks['primary'].set_mode('down')
+    a = node_a(world, start=False, ack='local')
+    _plant(world, a, N, 60, 'planted@sender.example', RCPT)
+    a.start()
+    b = node_b(world, ack='local')
+    wait_linked(a, b)
+    deadline = time.monotonic() + 120
+    while not peer_json(b)['replica_in_sync']:
+        assert time.monotonic() < deadline, peer_json(b)
+        time.sleep(0.3)
+    ida = queue_ids(a)
+    a.kill9()
+    r = b.ctl('takeover')
+    assert r.returncode == 0, r.stdout + r.stderr
+    b.wait_log(r'takeover: importing \S+replica-[0-9a-f]{16} ', timeout=30)
+    time.sleep(0.2)
+    b.kill9()
+    log = b.log_text()
+    cut = 'are ours now' not in log
+    aside = [d for d in os.listdir(b.spool_dir) if d.startswith('replica-')]
+    print('killed %s the import; left aside: %s'
+          % ('in the middle of' if cut else 'after', aside))
+    assert aside if cut else not aside, (cut, aside)
+    b.start()
+    if cut:
+        m = b.wait_log(r'takeover: (\d+) message\(s\) .* are ours now '
+                       r'\((\d+) imported before', timeout=120)
+        assert int(m.group(1)) + int(m.group(2)) == N, m.group(0)
+        assert int(m.group(2)) > 0, m.group(0)
+        print('after the restart: %s imported, %s in before'
+              % (m.group(1), m.group(2)))
+    assert queue_ids(b) == ida
+    assert not [d for d in os.listdir(b.spool_dir)
+                if d.startswith('replica-')], os.listdir(b.spool_dir)
+    ids = open(os.path.join(b.spool_dir, 'taken',
+                            [f for f in os.listdir(os.path.join(
+                                b.spool_dir, 'taken'))][0])).read().split()
+    assert set(ids) == ida, (len(ids), len(set(ids)), len(ida))
