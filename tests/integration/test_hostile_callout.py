@@ -46,6 +46,13 @@ class Tarpit:
                 pass
 
     def close(self):
+        # shutdown first: close() alone leaves the socket listening while
+        # _accept's thread is blocked in accept() on it (a later test in
+        # the same shard then cannot bind 127.0.0.14:25)
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
         for c in self.conns:
             c.close()
