@@ -4,8 +4,8 @@
  * connect stage, smtpd_milter.c) and the banner,
  * reading and writing (plain or TLS), the command-line loop that feeds
  * smtpd_cmd.c's table and smtpd_body.c's readers, pausing for async
- * decisions, group commit (the 250 after DATA only once spool_sync ran),
- * timeouts, close and shutdown.
+ * decisions, timeouts, close and shutdown; the group commit (the 250
+ * after DATA only once the log flush ran) is smtpd_commit.c's.
  *
  * Called by listen.c (new sessions) and main.c (init/shutdown); the
  * session and its states are in smtpd_int.h.
@@ -35,9 +35,6 @@
 
 static struct smtpd_session *sessions;
 static int nsessions;
-static struct smtpd_session *wait_head, **wait_tail = &wait_head;
-static ev_prepare smtpd_prepare;
-static ev_idle smtpd_idle; /* keeps the loop from blocking on waiters */
 static char smtpd_scratch[SMTPD_SCRATCH];
 
 static void smtpd_connect_filters(struct smtpd_session *);
@@ -770,103 +767,10 @@ smtpd_process(struct smtpd_session *s)
 	s->processing = was;
 }
 
-/* ------------------------------------------------------------------ */
-/* group commit */
-
-void
-smtpd_commit_wait(struct smtpd_session *s)
-{
-	s->state = S_COMMIT;
-	ev_io_stop(backmxd.loop, &s->rio);
-	s->wait_next = NULL;
-	*wait_tail = s;
-	wait_tail = &s->wait_next;
-	ev_idle_start(backmxd.loop, &smtpd_idle);
-}
-
-static void
-smtpd_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
-{
-	struct smtpd_session *list = wait_head, *s, *next;
-	int rc;
-
-	if (list == NULL)
-		return;
-	wait_head = NULL;
-	wait_tail = &wait_head;
-	rc = spool_sync(backmxd.spool);
-	if (rc < 0)
-		log_err("spool sync: %s", spool_error(backmxd.spool));
-	for (s = list; s != NULL; s = next) {
-		struct smtpd_tx *tx = s->tx;
-
-		next = s->wait_next;
-		s->state = S_CMD;
-		if (rc < 0 || tx->unmirrored) {
-			/* not durable (here, or on the mirror peer): never
-			 * acknowledged; try not to deliver it either (the
-			 * client will retry) */
-			spool_message_delete(backmxd.spool, tx->id);
-			stats.refused_spool++;
-			if (rc >= 0)
-				smtpd_reply(s, "451 4.3.0 Error: the mirror "
-				               "node did not confirm its copy, "
-				               "try again later");
-			else if (spool_errno(backmxd.spool) == SPOOL_ENOSPC)
-				smtpd_reply(s, "452 4.3.1 Error: insufficient "
-				               "system storage");
-			else
-				smtpd_reply(s, "451 4.3.0 Error: local error "
-				               "in processing");
-		} else {
-			smtpd_reply(s, "250 2.0.0 Ok: queued as %s", tx->id);
-			stats.accepted++;
-			stats.accepted_bytes += tx->size;
-			log_msg(tx->id, "client=unknown[%s]", s->addr);
-			log_msg(tx->id, "message-id=<%s>", tx->hs.message_id);
-			log_svc("qmgr", LOG_INFO, tx->id,
-			        "from=<%s>, size=%llu, "
-			        "nrcpt=%d (queue active)",
-			        tx->sender, (unsigned long long)tx->size,
-			        tx->nrcpt);
-			forward_queued(&tx->env);
-		}
-		smtpd_tx_reset(s);
-		if (s->close_after_flush && s->outlen == 0 && s->inlen == 0) {
-			/* the client went away while we synced */
-			s->close_after_flush = 0;
-			smtpd_flush(s);
-			s->dead = 1;
-			smtpd_done(s);
-			continue;
-		}
-		s->processing = 1;
-		smtpd_process(s); /* commands pipelined behind the data */
-		s->processing = 0;
-		smtpd_flush(s);
-		if (smtpd_done(s))
-			continue;
-		if ((s->state == S_CMD || s->state == S_DATA ||
-		     s->state == S_BDAT) &&
-		    !s->close_after_flush)
-			ev_io_start(loop, &s->rio);
-	}
-}
-
-/* smtpd_idle_cb - one loop turn without blocking, so that the prepare
- * watcher runs again for commits made inside the previous one */
-static void
-smtpd_idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
-{
-	ev_idle_stop(loop, w);
-}
-
 void
 smtpd_init(void)
 {
-	ev_prepare_init(&smtpd_prepare, smtpd_prepare_cb);
-	ev_idle_init(&smtpd_idle, smtpd_idle_cb);
-	ev_prepare_start(backmxd.loop, &smtpd_prepare);
+	smtpd_commit_init();
 }
 
 #ifdef BACKMX_FUZZ
@@ -890,7 +794,7 @@ smtpd_fuzz_step(void)
 			smtpd_read_cb(backmxd.loop, &s->rio, EV_READ);
 		}
 	}
-	smtpd_prepare_cb(backmxd.loop, &smtpd_prepare, EV_PREPARE);
+	smtpd_commit_step();
 	return nsessions;
 }
 #endif
@@ -901,7 +805,7 @@ smtpd_shutdown(void)
 	struct smtpd_session *s, *next;
 
 	/* verdicts first: whatever was committed gets its 250 */
-	smtpd_prepare_cb(backmxd.loop, &smtpd_prepare, 0);
+	smtpd_commit_drain();
 	for (s = sessions; s != NULL; s = next) {
 		next = s->next;
 		if (s->state != S_TLS || s->tls)
@@ -913,5 +817,4 @@ smtpd_shutdown(void)
 		s->state = S_CLOSING;
 		smtpd_done(s);
 	}
-	ev_prepare_stop(backmxd.loop, &smtpd_prepare);
 }

@@ -1,8 +1,9 @@
 /*
  * smtpd.h - the inbound ESMTP server: one session per accepted
  * connection, a command table, the smuggling-safe DATA/BDAT reader, the
- * Received header, and group commit (250 only after one spool_sync for
- * every message committed in the same loop iteration).
+ * Received header, and group commit (250 only after a log flush that
+ * covered the message's commit: smtpd_commit.c, in a committer thread
+ * when the spool is threaded).
  *
  * listen.c hands accepted sockets to smtpd_session_new(); main.c calls
  * smtpd_init() once and smtpd_shutdown() on SIGTERM.  A session owns its

@@ -169,10 +169,21 @@ void smtpd_tx_reset(struct smtpd_session *);
  * (rcpt_verify, milter), run what was pipelined once it is made */
 void smtpd_pause(struct smtpd_session *);
 void smtpd_resume(struct smtpd_session *);
+const char *smtpd_state_name(enum smtpd_state);
+
+/* smtpd_commit.c: the group commit */
 /* smtpd_commit_wait - the message is committed without sync: its 250
  * waits for the next group commit */
 void smtpd_commit_wait(struct smtpd_session *);
-const char *smtpd_state_name(enum smtpd_state);
+/* smtpd_commit_init - the watchers (smtpd_init) */
+void smtpd_commit_init(void);
+/* smtpd_commit_step - the waiting group's flush now, on this thread
+ * (the fuzz driver's loop turn) */
+void smtpd_commit_step(void);
+/* smtpd_commit_drain - every waiting session gets its verdict (the
+ * group on the disk, then the rest); the committer thread ends
+ * (shutdown) */
+void smtpd_commit_drain(void);
 
 /* smtpd_cmd.c */
 /* smtpd_command - dispatch one command line (CRLF removed) */

@@ -379,12 +379,14 @@ again:
 	 * it, never a recovery under the feet of the live parent.
 	 */
 	s->opening = 1;
-	ret =
-	    s->env->open(s->env, dir,
-	                 DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
-	                     DB_INIT_MPOOL | (s->attach ? 0 : DB_RECOVER) |
-	                     DB_REGISTER | (s->repl_role ? DB_INIT_REP : 0),
-	                 0600);
+	ret = s->env->open(s->env, dir,
+	                   DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK |
+	                       DB_INIT_LOG | DB_INIT_MPOOL |
+	                       (s->attach ? 0 : DB_RECOVER) | DB_REGISTER |
+	                       /* a replicated spool stays on one thread:
+	                        * the transport callbacks are the loop's */
+	                       (s->repl_role ? DB_INIT_REP : DB_THREAD),
+	                   0600);
 	s->opening = 0;
 	/* a spool that got or lost a `peer`: its regions were made with
 	 * other subsystems (repl.c); rebuilt, then opened again */
@@ -527,11 +529,27 @@ spool_close(struct spool *s)
 int
 spool_sync(struct spool *s)
 {
-	int ret;
+	return spool_sync_done(s, spool_log_flush(s));
+}
 
+int
+spool_threaded(const struct spool *s)
+{
+	return s->repl_role == SPOOL_REPL_NONE;
+}
+
+int
+spool_log_flush(struct spool *s)
+{
+	return s->env->log_flush(s->env, NULL);
+}
+
+int
+spool_sync_done(struct spool *s, int ret)
+{
 	time_t now;
 
-	if ((ret = s->env->log_flush(s->env, NULL)) != 0) {
+	if (ret != 0) {
 		/* the count kept in memory may now be wrong (stats); the
 		 * next successful sync counts from the database */
 		s->recount = 1;

@@ -86,3 +86,9 @@ spool_error(const struct spool *s)
 {
 	return s->err == SPOOL_OK ? "no error" : s->errbuf;
 }
+
+int
+spool_txn_retry(int ret, int *tries)
+{
+	return ret == DB_LOCK_DEADLOCK && ++*tries < SPOOL_TXN_TRIES;
+}

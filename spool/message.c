@@ -341,7 +341,7 @@ spool_body_remove(struct spool *s, DB_TXN *txn, const char *id)
 	key.ulen = sizeof(kbuf);
 	key.flags = DB_DBT_USERMEM;
 	dbt_init(&data, NULL, 0);
-	data.flags = DB_DBT_PARTIAL; /* dlen 0: don't copy the chunk */
+	data.flags = DB_DBT_PARTIAL | DB_DBT_USERMEM; /* dlen 0: no copy */
 	ret = c->get(c, &key, &data, DB_SET_RANGE | DB_RMW);
 	while (ret == 0 && key.size == SPOOL_BODY_KEYLEN &&
 	       memcmp(kbuf, id, SPOOL_ID_LEN) == 0) {
@@ -361,12 +361,15 @@ int
 spool_txn_body_remove(struct spool *s, const char *id)
 {
 	DB_TXN *txn;
-	int ret;
+	int ret, tries = 0;
 
+again:
 	if ((ret = s->env->txn_begin(s->env, NULL, &txn, 0)) != 0)
 		return ret;
 	if ((ret = spool_body_remove(s, txn, id)) != 0) {
 		txn->abort(txn);
+		if (spool_txn_retry(ret, &tries))
+			goto again;
 		return ret;
 	}
 	return txn->commit(txn, DB_TXN_NOSYNC);
@@ -436,10 +439,15 @@ writer_flush(struct spool_writer *w)
 	DB_TXN *txn;
 	int ret;
 
+	int tries = 0;
+
+again:
 	if ((ret = s->env->txn_begin(s->env, NULL, &txn, 0)) != 0)
 		goto fail;
 	if ((ret = writer_put_chunk(w, txn)) != 0) {
 		txn->abort(txn);
+		if (spool_txn_retry(ret, &tries))
+			goto again;
 		goto fail;
 	}
 	if ((ret = txn->commit(txn, DB_TXN_NOSYNC)) != 0)
@@ -524,7 +532,7 @@ spool_writer_commit(struct spool_writer *w, struct spool_envelope *e)
 	DBT key, data;
 	void *rec = NULL;
 	size_t reclen;
-	int ret;
+	int ret, tries = 0;
 
 	if (w->failed)
 		goto fail_kept;
@@ -537,16 +545,21 @@ spool_writer_commit(struct spool_writer *w, struct spool_envelope *e)
 		                 w->id);
 		goto fail_kept;
 	}
+again:
 	if ((ret = s->env->txn_begin(s->env, NULL, &txn, 0)) != 0)
-		goto fail;
-	if (w->fill > 0 && (ret = writer_put_chunk(w, txn)) != 0)
 		goto fail;
 	dbt_init(&key, w->id, SPOOL_ID_LEN);
 	dbt_init(&data, rec, reclen);
-	if ((ret = s->envelopes->put(s->envelopes, txn, &key, &data,
+	if ((w->fill > 0 && (ret = writer_put_chunk(w, txn)) != 0) ||
+	    (ret = s->envelopes->put(s->envelopes, txn, &key, &data,
 	                             DB_NOOVERWRITE)) != 0 ||
-	    (ret = spool_next_update(s, txn, NULL, e)) != 0)
+	    (ret = spool_next_update(s, txn, NULL, e)) != 0) {
+		txn->abort(txn);
+		txn = NULL;
+		if (spool_txn_retry(ret, &tries))
+			goto again;
 		goto fail;
+	}
 	ret = txn->commit(txn, DB_TXN_NOSYNC);
 	txn = NULL;
 	if (ret != 0)
@@ -650,13 +663,14 @@ spool_envelope_put(struct spool *s, const struct spool_envelope *e)
 	uint64_t oldsize = 0;
 	void *rec;
 	size_t reclen;
-	int ret;
+	int ret, tries = 0;
 
 	if ((rec = spool_envelope_encode(e, &reclen)) == NULL)
 		return spool_fail_class(s, SPOOL_EIO,
 		                        "envelope %s cannot be stored "
 		                        "(field too long or invalid)",
 		                        e->id);
+again:
 	if ((ret = s->env->txn_begin(s->env, NULL, &txn, 0)) != 0) {
 		free(rec);
 		return spool_fail(s, ret, "updating %s", e->id);
@@ -673,11 +687,14 @@ spool_envelope_put(struct spool *s, const struct spool_envelope *e)
 		dbt_init(&data, rec, reclen);
 		ret = s->envelopes->put(s->envelopes, txn, &key, &data, 0);
 	}
-	free(rec);
 	if (ret != 0) {
 		txn->abort(txn);
+		if (spool_txn_retry(ret, &tries))
+			goto again;
+		free(rec);
 		return spool_fail(s, ret, "updating %s", e->id);
 	}
+	free(rec);
 	if ((ret = txn->commit(txn, DB_TXN_NOSYNC)) != 0)
 		return spool_fail(s, ret, "updating %s", e->id);
 	s->bytes = s->bytes - oldsize + e->size;
@@ -691,11 +708,12 @@ spool_message_delete(struct spool *s, const char *id)
 	DB_TXN *txn;
 	DBT key;
 	uint64_t size = 0;
-	int ret;
+	int ret, tries = 0;
 
 	if (id == NULL || !spool_id_valid(id))
 		return spool_fail_class(s, SPOOL_ENOTFOUND, "no message %s",
 		                        id ? id : "(null)");
+again:
 	if ((ret = s->env->txn_begin(s->env, NULL, &txn, 0)) != 0)
 		return spool_fail(s, ret, "deleting %s", id);
 	ret = envelope_old_locked(s, txn, id, &size, NULL);
@@ -712,6 +730,8 @@ spool_message_delete(struct spool *s, const char *id)
 		ret = spool_body_remove(s, txn, id);
 	if (ret != 0) {
 		txn->abort(txn);
+		if (spool_txn_retry(ret, &tries))
+			goto again;
 		return spool_fail(s, ret, "deleting %s", id);
 	}
 	if ((ret = txn->commit(txn, DB_TXN_NOSYNC)) != 0)

@@ -263,7 +263,7 @@ spool_next_open(struct spool *s, char *err, size_t errlen)
 	s->next = db;
 	next_dbt(&key, NEXT_MARK, 1);
 	next_dbt(&data, NULL, 0);
-	data.flags = DB_DBT_PARTIAL;
+	data.flags = DB_DBT_PARTIAL | DB_DBT_USERMEM; /* dlen 0 */
 	ret = db->get(db, NULL, &key, &data, 0);
 	if (ret == DB_NOTFOUND)
 		ret = next_build(s);
@@ -303,7 +303,7 @@ spool_next_scan(struct spool *s, const struct spool_next *after, int max,
 		key.ulen = sizeof(kbuf);
 		key.flags = DB_DBT_USERMEM;
 		next_dbt(&data, NULL, 0);
-		data.flags = DB_DBT_PARTIAL;
+		data.flags = DB_DBT_PARTIAL | DB_DBT_USERMEM; /* dlen 0 */
 		if (have) {
 			memcpy(kbuf, lastkey, sizeof(lastkey));
 			key.size = sizeof(lastkey);

@@ -6,13 +6,17 @@
  *   envelopes.db  id -> serialized envelope (sender, DSN, per-rcpt state)
  *   body.db       id + chunk number -> body chunk (64 KiB pages)
  *   next.db       next attempt + id + tag + flags (the next-attempt index)
- * Everything runs in the daemon's one thread; every transaction begins
- * and ends inside one call, so no lock is ever held across the loop.
+ * Everything runs in the daemon's one thread, except the log flush of
+ * the group commit, which may run in a committer thread of its own
+ * (spool_log_flush: a spool opened without replication is DB_THREAD);
+ * every transaction begins and ends inside one call, so no lock is ever
+ * held across the loop.
  *
  * Durability: writes commit with DB_TXN_NOSYNC; spool_sync() (called once
- * per loop iteration from ev_prepare) flushes the log with one fsync.
- * Only after spool_sync() returned 0 may a 250 be sent for messages
- * committed before it (group commit).
+ * per loop iteration from ev_prepare) flushes the log with one fsync, or
+ * spool_log_flush() in the committer thread, then spool_sync_done() back
+ * on the loop.  Only after that flush returned 0 may a 250 be sent for
+ * messages committed before it began (group commit).
  *
  * The schedule (schedule.c) is an in-memory min-heap of (time, id) that
  * is rebuilt at start from next.db (next.c), the persistent index of
@@ -97,8 +101,22 @@ void spool_close(struct spool *s);
 /* spool_error - class and text of the last failure */
 enum spool_err spool_errno(const struct spool *s);
 const char *spool_error(const struct spool *s);
-/* spool_sync - make every committed transaction durable (log fsync) */
+/* spool_sync - make every committed transaction durable (log fsync):
+ * spool_sync_done(s, spool_log_flush(s)) */
 int spool_sync(struct spool *s);
+/* spool_threaded - 1 when spool_log_flush may run in another thread
+ * while this one uses the spool (a DB_THREAD environment: no replication) */
+int spool_threaded(const struct spool *s);
+/* spool_log_flush - the log flush alone (one fsync): every transaction
+ * committed before the call is durable when it returns 0; a BDB/errno
+ * code otherwise.  Touches nothing but the environment: the one call
+ * allowed from another thread (spool_threaded).  No error text: pass the
+ * result to spool_sync_done on the spool's own thread. */
+int spool_log_flush(struct spool *s);
+/* spool_sync_done - what follows a log flush that returned ret, on the
+ * spool's thread: the error (-1, spool_error), or 0 with the state file
+ * (at most once a second) and a recount after an earlier failure */
+int spool_sync_done(struct spool *s, int ret);
 /* spool_checkpoint - checkpoint and remove unneeded logs (timer) */
 int spool_checkpoint(struct spool *s);
 /*

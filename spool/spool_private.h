@@ -78,6 +78,12 @@ struct spool {
 /* spool_fail - classify BDB/errno code ret, set the error text; -1 */
 int spool_fail(struct spool *s, int ret, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* spool_txn_retry - 1 when a transaction that ended in ret (already
+ * aborted) is to be run again: DB_LOCK_DEADLOCK (another process of the
+ * daemon held a page it needed: `workers`), at most SPOOL_TXN_TRIES
+ * times in all; *tries counts them */
+#define SPOOL_TXN_TRIES 16
+int spool_txn_retry(int ret, int *tries);
 /* spool_fail_class - as spool_fail with an explicit class */
 int spool_fail_class(struct spool *s, enum spool_err cls, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

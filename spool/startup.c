@@ -85,7 +85,7 @@ last_key_seen(struct spool *s, DB *db)
 	key.ulen = sizeof(kbuf);
 	key.flags = DB_DBT_USERMEM;
 	st_dbt(&data, NULL, 0);
-	data.flags = DB_DBT_PARTIAL;
+	data.flags = DB_DBT_PARTIAL | DB_DBT_USERMEM; /* dlen 0 */
 	ret = c->get(c, &key, &data, DB_LAST);
 	/* keys of 12 hex digits (envelopes) or id + chunk (bodies) sort
 	 * by id; anything else sorts elsewhere and is skipped */
@@ -131,6 +131,7 @@ spool_recount(struct spool *s)
 {
 	uint64_t msgs = 0, bytes = 0;
 	size_t cap = 1 << 20;
+	unsigned char kbuf[64];
 	void *buf;
 	DBC *c;
 	DBT key, data;
@@ -142,7 +143,9 @@ spool_recount(struct spool *s)
 		free(buf);
 		return -1;
 	}
-	st_dbt(&key, NULL, 0);
+	st_dbt(&key, kbuf, 0);
+	key.ulen = sizeof(kbuf);
+	key.flags = DB_DBT_USERMEM;
 	for (;;) {
 		void *p, *k, *d;
 		uint32_t kl, dl;
@@ -228,7 +231,7 @@ orphans_remove(struct spool *s, const char *from, char *err, size_t errlen)
 	key.ulen = sizeof(kbuf);
 	key.flags = DB_DBT_USERMEM;
 	st_dbt(&data, NULL, 0);
-	data.flags = DB_DBT_PARTIAL;
+	data.flags = DB_DBT_PARTIAL | DB_DBT_USERMEM; /* dlen 0 */
 	ret = from[0] == '\0' ? c->get(c, &key, &data, DB_FIRST)
 	                      : c->get(c, &key, &data, DB_SET_RANGE);
 	while (ret == 0) {

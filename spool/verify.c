@@ -41,6 +41,16 @@ spool_verify_error(const struct spool_verify *v)
 	return v->err;
 }
 
+/* verify_dbt_realloc - an empty DBT BDB fills in its own memory (a
+ * DB_THREAD environment wants one of its memory flags on every DBT it
+ * returns into); free(d->data) after */
+static void
+verify_dbt_realloc(DBT *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->flags = DB_DBT_REALLOC;
+}
+
 /* verify_count_all - count the records once at open */
 static int
 verify_count_all(struct spool_verify *v)
@@ -52,11 +62,13 @@ verify_count_all(struct spool_verify *v)
 	v->count = 0;
 	if ((ret = v->db->cursor(v->db, NULL, &c, 0)) != 0)
 		return verify_fail(v, ret, "cursor");
-	memset(&k, 0, sizeof(k));
-	memset(&d, 0, sizeof(d));
+	verify_dbt_realloc(&k);
+	verify_dbt_realloc(&d);
 	while ((ret = c->get(c, &k, &d, DB_NEXT)) == 0)
 		v->count++;
 	c->close(c);
+	free(k.data);
+	free(d.data);
 	return ret == DB_NOTFOUND ? 0 : verify_fail(v, ret, "count");
 }
 
@@ -142,14 +154,16 @@ spool_verify_get(struct spool_verify *v, const char *key,
 	if (v == NULL)
 		return 0;
 	memset(&k, 0, sizeof(k));
-	memset(&d, 0, sizeof(d));
+	verify_dbt_realloc(&d);
 	k.data = (void *)key;
 	k.size = (uint32_t)strlen(key);
 	if ((ret = v->db->get(v->db, NULL, &k, &d, 0)) == DB_NOTFOUND)
 		return 0;
 	if (ret != 0)
 		return verify_fail(v, ret, "get");
-	if (verify_decode(&d, e) < 0)
+	ret = verify_decode(&d, e);
+	free(d.data);
+	if (ret < 0)
 		return 0; /* a bad record is a miss; the next put fixes it */
 	return 1;
 }
@@ -180,8 +194,8 @@ verify_evict(struct spool_verify *v, int64_t now)
 		return;
 	if (v->db->cursor(v->db, NULL, &c, 0) != 0)
 		return;
-	memset(&k, 0, sizeof(k));
-	memset(&d, 0, sizeof(d));
+	verify_dbt_realloc(&k);
+	verify_dbt_realloc(&d);
 	okey[0] = '\0';
 	while (n++ < VERIFY_EVICT_SCAN && c->get(c, &k, &d, DB_NEXT) == 0) {
 		if (verify_decode(&d, &e) < 0)
@@ -193,6 +207,8 @@ verify_evict(struct spool_verify *v, int64_t now)
 		}
 	}
 	c->close(c);
+	free(k.data);
+	free(d.data);
 	if (okey[0] != '\0') {
 		memset(&oldest, 0, sizeof(oldest));
 		spool_verify_del(v, okey);
@@ -206,7 +222,7 @@ spool_verify_put(struct spool_verify *v, const char *key,
 	char buf[SPOOL_VERIFY_TEXT_MAX + 96], text[SPOOL_VERIFY_TEXT_MAX];
 	DB_TXN *txn;
 	DBT k, d;
-	int ret, n, existed;
+	int ret, n, existed, tries = 0;
 	size_t i;
 
 	if (v == NULL || strlen(key) > SPOOL_VERIFY_KEY_MAX)
@@ -227,11 +243,14 @@ spool_verify_put(struct spool_verify *v, const char *key,
 	k.size = (uint32_t)strlen(key);
 	d.data = buf;
 	d.size = (uint32_t)n;
+again:
 	if ((ret = v->s->env->txn_begin(v->s->env, NULL, &txn, 0)) != 0)
 		return verify_fail(v, ret, "txn_begin");
 	existed = verify_exists(v, txn, &k);
 	if ((ret = v->db->put(v->db, txn, &k, &d, 0)) != 0) {
 		txn->abort(txn);
+		if (spool_txn_retry(ret, &tries))
+			goto again;
 		return verify_fail(v, ret, "put");
 	}
 	if ((ret = txn->commit(txn, DB_TXN_NOSYNC)) != 0)
@@ -248,18 +267,21 @@ spool_verify_del(struct spool_verify *v, const char *key)
 {
 	DB_TXN *txn;
 	DBT k;
-	int ret;
+	int ret, tries = 0;
 
 	if (v == NULL)
 		return -1;
 	memset(&k, 0, sizeof(k));
 	k.data = (void *)key;
 	k.size = (uint32_t)strlen(key);
+again:
 	if ((ret = v->s->env->txn_begin(v->s->env, NULL, &txn, 0)) != 0)
 		return verify_fail(v, ret, "txn_begin");
 	ret = v->db->del(v->db, txn, &k, 0);
 	if (ret != 0 && ret != DB_NOTFOUND) {
 		txn->abort(txn);
+		if (spool_txn_retry(ret, &tries))
+			goto again;
 		return verify_fail(v, ret, "del");
 	}
 	if (txn->commit(txn, DB_TXN_NOSYNC) != 0)
@@ -286,8 +308,8 @@ spool_verify_expire(struct spool_verify *v, int64_t now)
 		txn->abort(txn);
 		return verify_fail(v, ret, "cursor");
 	}
-	memset(&k, 0, sizeof(k));
-	memset(&d, 0, sizeof(d));
+	verify_dbt_realloc(&k);
+	verify_dbt_realloc(&d);
 	while ((ret = c->get(c, &k, &d, DB_NEXT)) == 0) {
 		if (verify_decode(&d, &e) == 0 && e.keep_until > now)
 			continue;
@@ -295,6 +317,8 @@ spool_verify_expire(struct spool_verify *v, int64_t now)
 			n++;
 	}
 	c->close(c);
+	free(k.data);
+	free(d.data);
 	if (ret != DB_NOTFOUND) {
 		txn->abort(txn);
 		return verify_fail(v, ret, "expire");

@@ -173,6 +173,7 @@ pidfile $B/bx.pid
 max_clients 2000
 max_clients_per_ip 2000
 retry 1h
+${BX_WORKERS:+workers $BX_WORKERS}
 domain $DOMAIN {
     recipients $B/rcpts
     route [127.0.0.1]:$SINK_PORT
@@ -187,7 +188,25 @@ pf_queue_count() { find "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/defer
 # BXB: the build whose backmxd/backmxctl the bx_* functions run ($BUILD;
 # with --versus, $OLD while the "old" system runs)
 BXB=$BUILD
-bx_start() { "$BXB/backmxd" -f -c "${1:-$BX/backmx.conf}" 2>>"$BX/log" & wait_port $BX_PORT; for _ in $(seq 1 100); do [ -s "$B/bx.pid" ] && break; sleep 0.1; done; }
+bx_start() { local conf=${1:-${BX_CONF:-$BX/backmx.conf}}; "$BXB/backmxd" -f -c "$conf" 2>>"$BX/log" & wait_port $BX_PORT; for _ in $(seq 1 100); do [ -s "$B/bx.pid" ] && break; sleep 0.1; done; bx_wait_workers "$conf"; }
+# bx_pids - the daemon's processes: the main one and its accept workers
+# (`workers N`: their CPU and memory count, they are not reaped while it runs)
+bx_pids() { local m; m=$(cat "$B/bx.pid" 2>/dev/null) || return 0; echo "$m $(pgrep -P "$m" | tr '\n' ' ')"; }
+# bx_wait_workers CONF - until the accept workers are forked (the main
+# process listens before it forks them): as many as CONF's `workers` asks
+# for, and without that line (the default) the same count for 0.3 s
+bx_wait_workers() {
+	local m want n last=-1 same=0
+	m=$(cat "$B/bx.pid" 2>/dev/null) || return 0
+	want=$(sed -n 's/^workers[[:space:]]*//p' "$1" | tail -1)
+	[ "$want" = auto ] && want=$(nproc)
+	for _ in $(seq 1 100); do
+		n=$(pgrep -P "$m" | wc -l) || true
+		if [ -n "$want" ]; then [ "$want" -le 1 ] || [ "$n" -ge "$want" ] && return 0
+		else [ "$n" -eq "$last" ] && same=$((same + 1)) || same=0; [ $same -ge 3 ] && return 0; fi
+		last=$n; sleep 0.1
+	done
+}
 bx_stop() { [ -f "$B/bx.pid" ] && kill "$(cat "$B/bx.pid")" 2>/dev/null; sleep 0.3; while [ -f "$B/bx.pid" ] && kill -0 "$(cat "$B/bx.pid")" 2>/dev/null; do sleep 0.1; done; rm -f "$B/bx.pid"; }
 bx_clean() { bx_stop; rm -rf "$BX/spool"; }
 bx_queue_count() { "$BXB/backmxctl" -s "$BX/control.sock" queue --json 2>/dev/null | wc -l; }
@@ -243,7 +262,7 @@ wants() { [ -z "$ONLY" ] || [[ "$ONLY" == *",$1,"* ]]; }
 run_accept() {
 	local row=$1 sys=$2 s=$3 r=$4 n=$5 port t0 t1 c0 c1 pids
 	if [ "$sys" = postfix ]; then pf_clean; pf_start; port=$PF_PORT; pids=$(pf_pids)
-	else bx_clean; bx_start; port=$BX_PORT; pids=$(cat "$B/bx.pid"); fi
+	else bx_clean; bx_start; port=$BX_PORT; pids=$(bx_pids); fi
 	[ "$sys" = postfix ] && c0=$(cpu_of $(pf_pids)) || c0=$(cpu_of $pids)
 	t0=$(now)
 	smtp-source -s "$s" -m "$n" -l 4096 -r "$r" -f bench@sender.example \
@@ -251,7 +270,9 @@ run_accept() {
 	t1=$(now)
 	[ "$sys" = postfix ] && c1=$(cpu_of $(pf_pids)) || c1=$(cpu_of $pids)
 	record "$row" "$sys" "$(echo "$n / ($t1 - $t0)" | bc -l)"
-	record "cpu_ms_per_msg" "$sys" "$(echo "($c1 - $c0) * 1000 / $n" | bc -l)"
+	local cpurow=cpu_ms_per_msg
+	[ "$row" = accept_s10 ] || cpurow=cpu_ms_per_msg_${row#accept_}
+	record "$cpurow" "$sys" "$(echo "($c1 - $c0) * 1000 / $n" | bc -l)"
 	local q; if [ "$sys" = postfix ]; then q=$(pf_queue_count); else q=$(bx_queue_count); fi
 	[ "$q" -ge "$n" ] || echo "warning: $sys queued $q of $n" >&2
 }
@@ -267,9 +288,9 @@ run_flush() {
 		t1=$(now); c1=$(cpu_of $(pf_pids))
 	else bx_clean; bx_start
 		smtp-source -s 10 -m "$n" -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$BX_PORT
-		sleep 2; sink_start; c0=$(cpu_of "$(cat "$B/bx.pid")"); t0=$(now); "$BXB/backmxctl" -s "$BX/control.sock" flush >/dev/null
+		sleep 2; sink_start; c0=$(cpu_of $(bx_pids)); t0=$(now); "$BXB/backmxctl" -s "$BX/control.sock" flush >/dev/null
 		wait_sink "$n"; until [ "$(bx_queue_count)" -eq 0 ]; do sleep 0.01; done
-		t1=$(now); c1=$(cpu_of "$(cat "$B/bx.pid")")
+		t1=$(now); c1=$(cpu_of $(bx_pids))
 	fi
 	record "flush" "$sys" "$(echo "$n / ($t1 - $t0)" | bc -l)"
 	record "cpu_ms_per_msg_flush" "$sys" "$(echo "($c1 - $c0) * 1000 / $n" | bc -l)"
@@ -277,20 +298,21 @@ run_flush() {
 }
 
 # end to end: primary up, 10 sessions, until the queue is empty
+# run_e2e SYS N [ROW]: ROW (default end_to_end) names the figure
 run_e2e() {
-	local sys=$1 n=$2 t0 t1 c0 c1
+	local sys=$1 n=$2 row=${3:-end_to_end} t0 t1 c0 c1
 	sink_start
 	if [ "$sys" = postfix ]; then pf_clean; pf_start; c0=$(cpu_of $(pf_pids)); t0=$(now)
 		smtp-source -s 10 -m "$n" -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$PF_PORT
 		wait_sink "$n"; until pf_queue_empty; do sleep 0.01; done
 		t1=$(now); c1=$(cpu_of $(pf_pids))
-	else bx_clean; bx_start; c0=$(cpu_of "$(cat "$B/bx.pid")"); t0=$(now)
+	else bx_clean; bx_start; c0=$(cpu_of $(bx_pids)); t0=$(now)
 		smtp-source -s 10 -m "$n" -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$BX_PORT
 		wait_sink "$n"; until [ "$(bx_queue_count)" -eq 0 ]; do sleep 0.01; done
-		t1=$(now); c1=$(cpu_of "$(cat "$B/bx.pid")")
+		t1=$(now); c1=$(cpu_of $(bx_pids))
 	fi
-	record "end_to_end" "$sys" "$(echo "$n / ($t1 - $t0)" | bc -l)"
-	record "cpu_ms_per_msg_e2e" "$sys" "$(echo "($c1 - $c0) * 1000 / $n" | bc -l)"
+	record "$row" "$sys" "$(echo "$n / ($t1 - $t0)" | bc -l)"
+	record "cpu_ms_per_msg_${row/end_to_end/e2e}" "$sys" "$(echo "($c1 - $c0) * 1000 / $n" | bc -l)"
 	sink_stop
 }
 
@@ -312,12 +334,12 @@ EOF
 run_idle() {
 	local sys=$1 n=$2 port before after holder
 	if [ "$sys" = postfix ]; then pf_clean; pf_start; port=$PF_PORT; sleep 0.5; before=$(pss_kib $(pf_pids))
-	else bx_clean; bx_start; port=$BX_PORT; sleep 0.5; before=$(pss_kib $(cat "$B/bx.pid")); fi
+	else bx_clean; bx_start; port=$BX_PORT; sleep 0.5; before=$(pss_kib $(bx_pids)); fi
 	$PY "$ROOT/tests/bench/hold_sessions.py" 127.0.0.1 "$port" "$n" "$B/held" &
 	holder=$!; echo $holder >"$B/holder.pid"
 	for _ in $(seq 1 300); do [ -f "$B/held" ] && break; sleep 0.1; done
 	sleep 1
-	if [ "$sys" = postfix ]; then after=$(pss_kib $(pf_pids)); else after=$(pss_kib $(cat "$B/bx.pid")); fi
+	if [ "$sys" = postfix ]; then after=$(pss_kib $(pf_pids)); else after=$(pss_kib $(bx_pids)); fi
 	kill $holder 2>/dev/null || true; wait $holder 2>/dev/null || true; rm -f "$B/held" "$B/holder.pid"
 	record "idle_kib_per_session" "$sys" "$(echo "($after - $before) / $n" | bc -l)"
 }
@@ -330,7 +352,7 @@ run_fsync() {
 		echo $! >"$B/strace.pid"; sleep 1
 		smtp-source -s 10 -m $n -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$PF_PORT
 	else bx_clean; bx_start
-		strace -f -qq -c -e trace=fsync,fdatasync,sync_file_range -o "$out" -p "$(cat "$B/bx.pid")" &
+		strace -f -qq -c -e trace=fsync,fdatasync,sync_file_range -o "$out" $(for p in $(bx_pids); do echo "-p $p"; done) &
 		echo $! >"$B/strace.pid"; sleep 1
 		smtp-source -s 10 -m $n -l 4096 -f bench@sender.example -t user@$DOMAIN -M client.example 127.0.0.1:$BX_PORT
 	fi
