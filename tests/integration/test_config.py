@@ -6,7 +6,9 @@ keeps the running configuration (mail still accepted), SIGHUP with a good
 one takes effect (a new recipient becomes valid) without dropping an open
 session.
 """
+import atexit
 import os
+import shutil
 import signal
 import smtplib
 import subprocess
@@ -19,6 +21,7 @@ BACKMXD = os.environ.get('BACKMXD', os.path.join(ROOT, 'build', 'backmxd'))
 
 def _check(text, files=None):
     d = tempfile.mkdtemp(prefix='backmx-t-')
+    atexit.register(shutil.rmtree, d, True)
     for name, content in (files or {}).items():
         with open(os.path.join(d, name), 'w') as f:
             f.write(content)

@@ -50,6 +50,18 @@ setup(void **state)
 	return 0;
 }
 
+/* teardown - the scratch directory and every file the tests wrote */
+static int
+teardown(void **state)
+{
+	char cmd[600];
+
+	if (chdir("/") != 0)
+		return -1;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
 static void
 test_full_config(void **state)
 {
@@ -270,5 +282,5 @@ main(void)
 	    cmocka_unit_test(test_sizes_durations),
 	};
 
-	return cmocka_run_group_tests(tests, setup, NULL);
+	return cmocka_run_group_tests(tests, setup, teardown);
 }
