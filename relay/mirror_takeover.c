@@ -127,6 +127,7 @@ struct takeover_job {
 	char after[SPOOL_ID_LEN + 1];
 	struct spool_import_stats st;
 	double started;
+	unsigned long steps; /* loop iterations the import took */
 	struct takeover_job *next;
 };
 
@@ -221,14 +222,14 @@ job_pop(int ok)
 			log_warn("takeover: cannot remove %s: %m", j->dir);
 		log_warn("takeover: %llu message(s) (%llu octets) of the "
 		         "peer's spool %016llx are ours now (%llu imported "
-		         "before, %llu under a new id, %.1fs); the list is in "
-		         "taken/%016llx.ids",
+		         "before, %llu under a new id, %.1fs in %lu step(s)); "
+		         "the list is in taken/%016llx.ids",
 		         (unsigned long long)j->st.imported,
 		         (unsigned long long)j->st.bytes,
 		         (unsigned long long)j->peerid,
 		         (unsigned long long)j->st.already,
 		         (unsigned long long)j->st.reid, ev_time() - j->started,
-		         (unsigned long long)j->peerid);
+		         j->steps, (unsigned long long)j->peerid);
 	}
 	if (j->reopen)
 		mirror_replica_reopen();
@@ -251,6 +252,7 @@ job_step(struct takeover_job *j, char *err, size_t errlen)
 	double t0 = ev_time();
 	int n = 0, rc = 1;
 
+	j->steps++;
 	do {
 		n = spool_import_some(backmxd.spool, j->src, j->after,
 		                      TAKEOVER_BATCH, imported_cb, &t, &st);
