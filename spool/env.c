@@ -60,6 +60,15 @@ spool_errcall(const DB_ENV *env, const char *pfx, const char *msg)
 	if (s->repl_role != SPOOL_REPL_NONE && strstr(msg, "fop_read_meta") &&
 	    strstr(msg, "/backmxd.") != NULL)
 		return;
+	/* the same walk reads the first page of SPOOL/replica (our copy of
+	 * the peer's spool, a directory) and of a SPOOL/replica-ID moved
+	 * aside for a takeover: EISDIR, skipped by BDB; nothing else of
+	 * ours reads a directory */
+	if (s->repl_role != SPOOL_REPL_NONE &&
+	    strstr(msg, strerror(EISDIR)) != NULL &&
+	    (strstr(msg, "BDB0134 read:") != NULL ||
+	     strstr(msg, "/replica") != NULL))
+		return;
 	snprintf(s->dberr, sizeof(s->dberr), "%s", msg);
 	/* regions of other subsystems: spool_open_opts rebuilds them (and
 	 * the open's error says it when that fails) */
