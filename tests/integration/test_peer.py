@@ -11,6 +11,7 @@ and still accepts mail.
 """
 import os
 import random
+import re
 import socket
 import ssl
 import subprocess
@@ -161,3 +162,25 @@ def test_peer_first_dial_while_peer_starts(world):
     for n, text in ((a, a.log_text()[seen:]), (b, b.log_text())):
         assert 'handshake timed out' not in text, n.log_tail()
         assert 'refused connection' not in text, n.log_tail()
+
+
+def test_peer_workers_one_process(world):
+    """A node with `peer` runs one process whatever `workers` says, and
+    logs it (relay/worker.c: the replication transport lives in the
+    process that commits); the mirror works as with workers 1."""
+    from test_peer_repl import queue_ids, replica_ids
+    a = node_a(world, extra='workers 3\n')
+    b = node_b(world, extra='workers auto\n')
+    wait_linked(a, b)
+    a.wait_log(r'workers 3: one process with `peer`')
+    for n in (a, b):
+        n.wait_log(r'started: .* 1 process\(es\) accepting')
+        assert not re.search(r'backmx/(?:smtpd|worker)\[(?!%d\])\d+\]'
+                             % n.pid, n.log_text()), n.log_tail()
+    world.sinks['primary'].set_mode('down')
+    s = a.smtp()
+    assert s.sendmail('s@sender.example', ['alice@mirror.example'],
+                      'Subject: w\r\n\r\nw\r\n') == {}
+    s.quit()
+    ida = queue_ids(a)      # peer_ack peer: the 250 came with B's copy
+    assert len(ida) == 1 and ida <= replica_ids(b), (ida, replica_ids(b))
