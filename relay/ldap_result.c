@@ -57,7 +57,12 @@ ldap_result_next(LDAP *ld, int *msgid, enum policy_answer *a, const char **why)
 		if (ldap_get_option(ld, LDAP_OPT_RESULT_CODE, &err) !=
 		    LDAP_OPT_SUCCESS)
 			err = LDAP_OTHER;
-		*why = ldap_err2string(err);
+		/* a message libldap could not decode (an operation tag it
+		 * does not know) fails with the result code still 0: say
+		 * what it was, not "Success" */
+		*why = err == LDAP_SUCCESS
+		           ? "malformed message from the directory"
+		           : ldap_err2string(err);
 		return -1;
 	}
 	/*
