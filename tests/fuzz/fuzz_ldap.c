@@ -66,7 +66,7 @@ const char *
 __lsan_default_suppressions(void)
 {
 	/* ldap_result: a message whose operation tag libldap cannot
-	 * decode (input corpus/ldap/leak-libldap-undecodable-tag) makes
+	 * decode (input corpus/ldap/regress-libldap-undecodable-tag) makes
 	 * ldap_result() return -1 with the result code still 0 and leaves
 	 * that message (an LDAPMessage and its BER, 152 octets)
 	 * unreferenced, in a static function of libldap that has no
