@@ -26,12 +26,18 @@ UID = os.getuid()
 def _qload_path(world):
     if 'qload' in _built:
         return _built['qload']
+    # the shards run beside each other and test_takeover_large plants
+    # with it too: each builds its own file and renames it into place
+    # (two linkers writing build/qload at once left a shard exec'ing a
+    # half-written file: EACCES in a fresh-clone CI)
     out = os.path.join(world.build, 'qload')
+    tmp = '%s.%d' % (out, os.getpid())
     cmd = ('cc -std=gnu11 -D_GNU_SOURCE -O2 -Ispool -o %s '
-           'tests/integration/qload.c spool/*.c -ldb-5.3' % out)
+           'tests/integration/qload.c spool/*.c -ldb-5.3' % tmp)
     p = subprocess.run(cmd, shell=True, cwd=world.root, capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 0, 'building qload failed:\n' + p.stderr
+    os.replace(tmp, out)
     _built['qload'] = out
     return out
 
